@@ -1,0 +1,97 @@
+//! drover-coordinator: serves target versions to updaters and records the fleet.
+#![forbid(unsafe_code)]
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+use drover_coordinator::{
+    fleet::FleetConfig,
+    server::{CoordinatorConfig, run},
+};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(name = "drover-coordinator", version, about = "Serve target versions to Drover updaters and record the fleet.")]
+struct Args {
+    /// `sqlite://PATH` (default, embedded) or `postgres://USER@HOST/DB` for several replicas.
+    #[arg(long, env = "DROVER_DATABASE", default_value = "sqlite://drover.db")]
+    database: String,
+    /// Address for the updater and admin gRPC APIs.
+    #[arg(long, env = "DROVER_GRPC_LISTEN", default_value = "127.0.0.1:7400")]
+    grpc_listen: SocketAddr,
+    /// Address for the dashboard, JSON API and health endpoints.
+    #[arg(long, env = "DROVER_HTTP_LISTEN", default_value = "127.0.0.1:7401")]
+    http_listen: SocketAddr,
+    /// Record this control-plane version at start-up.
+    #[arg(long, env = "DROVER_CONTROL_PLANE_VERSION")]
+    control_plane_version: Option<String>,
+    /// Seconds between updater heartbeats.
+    #[arg(long, default_value_t = 10)]
+    heartbeat_secs: u64,
+    /// Seconds between an updater's periodic target re-checks (jittered by the updater).
+    #[arg(long, default_value_t = 600)]
+    recheck_secs: u64,
+    /// Seconds between batched last-seen writes.
+    #[arg(long, default_value_t = 15)]
+    liveness_flush_secs: u64,
+    /// Write the bound addresses as JSON to this file once serving.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// HTTP/2 streams allowed per connection.
+    #[arg(long, default_value_t = 128)]
+    max_concurrent_streams: u32,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    init_tracing(args.log_json);
+    let config = CoordinatorConfig {
+        database: args.database,
+        grpc_listen: args.grpc_listen,
+        http_listen: args.http_listen,
+        control_plane_version: args.control_plane_version,
+        fleet: FleetConfig {
+            heartbeat_interval: Duration::from_secs(args.heartbeat_secs.max(1)),
+            recheck_interval: Duration::from_secs(args.recheck_secs.max(1)),
+            liveness_flush_interval: Duration::from_secs(args.liveness_flush_secs.max(1)),
+            ..FleetConfig::default()
+        },
+        ready_file: args.ready_file,
+        max_concurrent_streams: args.max_concurrent_streams,
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    match run(config, shutdown).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("drover-coordinator: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = terminate.recv() => {},
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

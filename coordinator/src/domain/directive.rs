@@ -1,0 +1,162 @@
+//! What an agent should run, and why: a pure function of the channel and the control plane.
+//! The rollout engine will refine this per agent; the contract (a target plus a reason code)
+//! stays the same.
+
+use semver::Version;
+use serde::Serialize;
+
+use super::{Channel, version::check_constraints};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Directive {
+    /// Equal ids mean equal directives, so re-sending an unchanged directive can be skipped.
+    pub directive_id: String,
+    pub target_version: Option<Version>,
+    pub critical: bool,
+    pub reason: &'static str,
+    pub reason_detail: String,
+    pub control_plane_version: Option<Version>,
+}
+
+/// `channel` is `None` when the agent follows a channel the coordinator does not know.
+pub fn directive_for(
+    channel_name: &str,
+    channel: Option<&Channel>,
+    control_plane: Option<&Version>,
+) -> Directive {
+    let (target, critical, reason, detail) = match channel {
+        None => (
+            None,
+            false,
+            "unknown_channel",
+            format!(
+                "channel '{channel_name}' does not exist; create it with \
+                 `droverctl channels set {channel_name} VERSION` or move the agent to another channel"
+            ),
+        ),
+        Some(ch) => match (&ch.version, control_plane) {
+            (None, _) if ch.follows_control_plane => (
+                None,
+                ch.critical,
+                "no_control_plane_version",
+                "the control-plane version is not set; set it with `droverctl control-plane set VERSION`"
+                    .to_string(),
+            ),
+            (None, _) => (
+                None,
+                ch.critical,
+                "channel_has_no_version",
+                format!("channel '{}' has no version yet", ch.name),
+            ),
+            (Some(version), Some(cp)) => match check_constraints(version, cp) {
+                Ok(()) if ch.follows_control_plane => (
+                    Some(version.clone()),
+                    ch.critical,
+                    "follows_control_plane",
+                    format!("channel '{}' follows the control plane at {cp}", ch.name),
+                ),
+                Ok(()) => (
+                    Some(version.clone()),
+                    ch.critical,
+                    "channel_target",
+                    format!("channel '{}' targets {version}", ch.name),
+                ),
+                Err(violation) => (
+                    None,
+                    false,
+                    violation.reason_code(),
+                    format!("not served: {violation}"),
+                ),
+            },
+            (Some(version), None) => (
+                None,
+                false,
+                "no_control_plane_version",
+                format!(
+                    "channel '{}' targets {version}, but without a control-plane version the \
+                     constraints cannot be checked; set it with `droverctl control-plane set VERSION`",
+                    ch.name
+                ),
+            ),
+        },
+    };
+    let directive_id = directive_id(target.as_ref(), critical, reason, control_plane);
+    Directive {
+        directive_id,
+        target_version: target,
+        critical,
+        reason,
+        reason_detail: detail,
+        control_plane_version: control_plane.cloned(),
+    }
+}
+
+/// A stable content hash (FNV-1a): the same directive gets the same id across restarts and
+/// builds, which `std`'s hasher does not promise.
+fn directive_id(
+    target: Option<&Version>,
+    critical: bool,
+    reason: &str,
+    control_plane: Option<&Version>,
+) -> String {
+    let text = format!(
+        "{}|{}|{reason}|{}",
+        target.map(ToString::to_string).unwrap_or_default(),
+        critical,
+        control_plane.map(ToString::to_string).unwrap_or_default()
+    );
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("d-{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(name: &str, version: Option<&str>, follows: bool) -> Channel {
+        Channel {
+            name: name.into(),
+            version: version.map(|v| Version::parse(v).unwrap()),
+            critical: false,
+            follows_control_plane: follows,
+            updated_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn serves_the_channel_version_within_constraints() {
+        let cp = Version::new(2, 0, 0);
+        let d = directive_for("prod", Some(&channel("prod", Some("1.5.0"), false)), Some(&cp));
+        assert_eq!(d.target_version, Some(Version::new(1, 5, 0)));
+        assert_eq!(d.reason, "channel_target");
+    }
+
+    #[test]
+    fn refuses_a_version_above_the_control_plane() {
+        let cp = Version::new(2, 0, 0);
+        let d = directive_for("prod", Some(&channel("prod", Some("2.1.0"), false)), Some(&cp));
+        assert_eq!(d.target_version, None);
+        assert_eq!(d.reason, "constraint_above_control_plane");
+    }
+
+    #[test]
+    fn unknown_channel_has_no_target_and_says_how_to_fix_it() {
+        let d = directive_for("nope", None, None);
+        assert_eq!(d.reason, "unknown_channel");
+        assert!(d.reason_detail.contains("droverctl channels set nope"));
+    }
+
+    #[test]
+    fn ids_change_with_content_and_only_with_content() {
+        let cp = Version::new(2, 0, 0);
+        let a = directive_for("x", Some(&channel("x", Some("1.0.0"), false)), Some(&cp));
+        let b = directive_for("x", Some(&channel("x", Some("1.0.0"), false)), Some(&cp));
+        let c = directive_for("x", Some(&channel("x", Some("1.0.1"), false)), Some(&cp));
+        assert_eq!(a.directive_id, b.directive_id);
+        assert_ne!(a.directive_id, c.directive_id);
+    }
+}

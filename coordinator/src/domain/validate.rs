@@ -1,0 +1,101 @@
+//! Bounds on everything an updater or admin sends. Bad input changes nothing and the error
+//! says which field is wrong and what is allowed.
+
+use std::collections::BTreeMap;
+
+use crate::error::{DroverError, Result};
+
+pub const MAX_ID_LEN: usize = 128;
+pub const MAX_HOSTNAME_LEN: usize = 253;
+pub const MAX_NAME_LEN: usize = 64;
+pub const MAX_LABELS: usize = 32;
+pub const MAX_LABEL_KEY_LEN: usize = 63;
+pub const MAX_LABEL_VALUE_LEN: usize = 256;
+pub const MAX_VERSION_LEN: usize = 64;
+pub const MAX_ERROR_TEXT_LEN: usize = 4096;
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')
+}
+
+/// Agent ids, attempt ids: ASCII letters, digits and `-_.:`.
+pub fn identifier(field: &str, value: &str) -> Result<()> {
+    if value.is_empty() || value.len() > MAX_ID_LEN || !value.chars().all(is_token_char) {
+        return Err(DroverError::invalid(format!(
+            "{field} '{}' is invalid: use 1 to {MAX_ID_LEN} characters from A-Z a-z 0-9 - _ . :",
+            truncate_for_message(value)
+        )));
+    }
+    Ok(())
+}
+
+/// Group and channel names; channels may contain `/` (e.g. `stable/rolling`).
+pub fn name(field: &str, value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_NAME_LEN
+        && value.chars().all(|c| is_token_char(c) || c == '/')
+        && !value.starts_with('/')
+        && !value.ends_with('/');
+    if !ok {
+        return Err(DroverError::invalid(format!(
+            "{field} '{}' is invalid: use 1 to {MAX_NAME_LEN} characters from A-Z a-z 0-9 - _ . : /, \
+             not starting or ending with /",
+            truncate_for_message(value)
+        )));
+    }
+    Ok(())
+}
+
+pub fn bounded_text(field: &str, value: &str, max: usize) -> Result<()> {
+    if value.len() > max {
+        return Err(DroverError::invalid(format!(
+            "{field} is {} bytes long; at most {max} are allowed",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+pub fn labels(labels: &BTreeMap<String, String>) -> Result<()> {
+    if labels.len() > MAX_LABELS {
+        return Err(DroverError::invalid(format!(
+            "{} labels sent; at most {MAX_LABELS} are allowed",
+            labels.len()
+        )));
+    }
+    for (key, value) in labels {
+        if key.is_empty() || key.len() > MAX_LABEL_KEY_LEN || !key.chars().all(is_token_char) {
+            return Err(DroverError::invalid(format!(
+                "label key '{}' is invalid: use 1 to {MAX_LABEL_KEY_LEN} characters from \
+                 A-Z a-z 0-9 - _ . :",
+                truncate_for_message(key)
+            )));
+        }
+        bounded_text(&format!("label '{key}'"), value, MAX_LABEL_VALUE_LEN)?;
+    }
+    Ok(())
+}
+
+fn truncate_for_message(value: &str) -> String {
+    value.chars().take(40).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers() {
+        assert!(identifier("agent_id", "web-01.prod:a").is_ok());
+        assert!(identifier("agent_id", "").is_err());
+        assert!(identifier("agent_id", "has space").is_err());
+        assert!(identifier("agent_id", &"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn channel_names_allow_inner_slashes() {
+        assert!(name("channel", "stable/rolling").is_ok());
+        assert!(name("channel", "/stable").is_err());
+        assert!(name("channel", "a b").is_err());
+    }
+}

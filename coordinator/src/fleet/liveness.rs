@@ -1,0 +1,55 @@
+//! Background work of the fleet: batched last-seen flushes and channel-view refreshes.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Fleet;
+use crate::domain::now_ms;
+
+/// Runs until `shutdown`; flushes liveness one last time on the way out.
+pub async fn run_background_tasks(fleet: Arc<Fleet>, shutdown: CancellationToken) {
+    let mut flush = tokio::time::interval(fleet.config.liveness_flush_interval);
+    let mut refresh = tokio::time::interval(fleet.config.view_refresh_interval);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = flush.tick() => flush_liveness(&fleet).await,
+            _ = refresh.tick() => {
+                if let Err(err) = fleet.refresh_and_push().await {
+                    tracing::warn!(error = %err, "could not refresh channels from the store");
+                }
+            }
+        }
+    }
+    flush_liveness(&fleet).await;
+}
+
+/// Writes last-seen for every agent heard from since the previous flush, in a few statements.
+pub async fn flush_liveness(fleet: &Fleet) {
+    let now = now_ms();
+    let sessions = fleet.sessions.all();
+    let due: Vec<_> = sessions
+        .iter()
+        .filter(|s| {
+            let live = s.live.lock();
+            live.last_seen_ms > live.flushed_seen_ms
+        })
+        .collect();
+    if due.is_empty() {
+        return;
+    }
+    let ids: Vec<String> = due.iter().map(|s| s.agent_id.clone()).collect();
+    match fleet.store().touch_agents(&ids, now).await {
+        Ok(()) => {
+            for session in due {
+                let mut live = session.live.lock();
+                live.flushed_seen_ms = live.last_seen_ms;
+            }
+        }
+        // Not fatal: last-seen is advisory; the next flush retries.
+        Err(err) => tracing::warn!(error = %err, agents = ids.len(), "liveness flush failed"),
+    }
+}

@@ -1,0 +1,133 @@
+//! Connected updater sessions: who is connected, their live status, and the handles used
+//! to push directives to them.
+//!
+//! Directives go through a `watch` channel: a push never blocks and a slow updater simply
+//! gets the latest directive, never a backlog of stale ones.
+
+use std::{collections::HashMap, sync::Arc};
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{Health, UpdaterState, directive::Directive};
+
+/// Live status from heartbeats, kept in memory; only changes reach the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveStatus {
+    pub health: Health,
+    pub updater_state: UpdaterState,
+    pub agent_version: Option<String>,
+    pub last_seen_ms: i64,
+    /// `last_seen_ms` as last written to the store.
+    pub flushed_seen_ms: i64,
+}
+
+pub struct Session {
+    pub session_id: String,
+    pub agent_id: String,
+    pub group: String,
+    pub channel: String,
+    pub live: Mutex<LiveStatus>,
+    directive: watch::Sender<Directive>,
+    acks: mpsc::Sender<String>,
+    /// Cancelled when a newer session for the same agent replaces this one, or on shutdown.
+    pub closed: CancellationToken,
+}
+
+/// The receiving ends a transport needs to stream to the updater.
+pub struct SessionOutbox {
+    pub directives: watch::Receiver<Directive>,
+    /// False when the updater said it already holds the current directive.
+    pub send_current_directive: bool,
+    pub acks: mpsc::Receiver<String>,
+}
+
+impl Session {
+    pub fn new(
+        agent_id: String,
+        group: String,
+        channel: String,
+        live: LiveStatus,
+        directive: Directive,
+        updater_holds: &str,
+    ) -> (Arc<Self>, SessionOutbox) {
+        let send_current_directive = directive.directive_id != updater_holds;
+        let (directive, directives) = watch::channel(directive);
+        let (acks_tx, acks) = mpsc::channel(64);
+        let session = Arc::new(Self {
+            session_id: uuid::Uuid::new_v4().to_string(),
+            agent_id,
+            group,
+            channel,
+            live: Mutex::new(live),
+            directive,
+            acks: acks_tx,
+            closed: CancellationToken::new(),
+        });
+        (session, SessionOutbox { directives, send_current_directive, acks })
+    }
+
+    /// Sends `directive` unless the session already holds one with the same id.
+    /// Returns whether anything was sent.
+    pub fn push(&self, directive: &Directive) -> bool {
+        self.directive.send_if_modified(|current| {
+            let changed = current.directive_id != directive.directive_id;
+            if changed {
+                *current = directive.clone();
+            }
+            changed
+        })
+    }
+
+    pub async fn ack(&self, attempt_id: String) {
+        // A full ack queue means the updater stopped reading; it will resend the report.
+        let _ = self.acks.send(attempt_id).await;
+    }
+}
+
+#[derive(Default)]
+pub struct SessionRegistry {
+    sessions: RwLock<HashMap<String, Arc<Session>>>,
+}
+
+impl SessionRegistry {
+    /// Registers `session`, closing any older session of the same agent.
+    pub fn insert(&self, session: Arc<Session>) {
+        let previous = self.sessions.write().insert(session.agent_id.clone(), session);
+        if let Some(previous) = previous {
+            previous.closed.cancel();
+        }
+    }
+
+    /// Removes the agent's session only if it is still `session_id` (a newer one may exist).
+    pub fn remove(&self, agent_id: &str, session_id: &str) {
+        let mut sessions = self.sessions.write();
+        if sessions.get(agent_id).is_some_and(|s| s.session_id == session_id) {
+            sessions.remove(agent_id);
+        }
+    }
+
+    pub fn get(&self, agent_id: &str) -> Option<Arc<Session>> {
+        self.sessions.read().get(agent_id).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A snapshot, so callers never hold the registry lock while they work.
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.sessions.read().values().cloned().collect()
+    }
+
+    pub fn close_all(&self) {
+        for session in self.sessions.read().values() {
+            session.closed.cancel();
+        }
+    }
+}

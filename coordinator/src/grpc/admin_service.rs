@@ -1,0 +1,161 @@
+//! `drover.v1.AdminService`: what droverctl talks to.
+
+use std::sync::Arc;
+
+use drover_proto::v1::{self as pb, admin_service_server::AdminService};
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use crate::{
+    domain::{AgentFilter, validate},
+    error::DroverError,
+    fleet::Fleet,
+};
+
+const DEFAULT_PAGE_SIZE: u32 = 100;
+const MAX_PAGE_SIZE: u32 = 1000;
+
+pub struct AdminApi {
+    fleet: Arc<Fleet>,
+}
+
+impl AdminApi {
+    pub fn new(fleet: Arc<Fleet>) -> Self {
+        Self { fleet }
+    }
+}
+
+fn non_empty(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
+
+fn filter_from_proto(filter: Option<pb::AgentFilter>) -> Result<AgentFilter, DroverError> {
+    let Some(filter) = filter else { return Ok(AgentFilter::default()) };
+    let health = match pb::AgentHealth::try_from(filter.health) {
+        Ok(pb::AgentHealth::Unspecified) | Err(_) => None,
+        Ok(_) => Some(convert::health_from_proto(filter.health)),
+    };
+    let filter = AgentFilter {
+        group: non_empty(filter.group),
+        agent_version: non_empty(filter.agent_version),
+        health,
+        channel: non_empty(filter.channel),
+    };
+    for (field, value) in [("group", &filter.group), ("channel", &filter.channel)] {
+        if let Some(value) = value {
+            validate::name(field, value)?;
+        }
+    }
+    if let Some(version) = &filter.agent_version {
+        validate::bounded_text("agent_version", version, validate::MAX_VERSION_LEN)?;
+    }
+    Ok(filter)
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn list_agents(
+        &self,
+        request: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let request = request.into_inner();
+        let filter = filter_from_proto(request.filter)?;
+        let page_size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE),
+        };
+        if !request.page_token.is_empty() {
+            validate::identifier("page_token", &request.page_token)?;
+        }
+        // The page token is the last id of the previous page (keyset pagination: stable and
+        // cheap however deep the page).
+        let (agents, total) = self.fleet.agents(&filter, &request.page_token, page_size).await?;
+        let next_page_token = if agents.len() as u32 == page_size {
+            agents.last().map(|a| a.record.agent_id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListAgentsResponse {
+            agents: agents.into_iter().map(convert::agent_to_proto).collect(),
+            next_page_token,
+            total_matching: total,
+        }))
+    }
+
+    async fn get_agent(
+        &self,
+        request: Request<pb::GetAgentRequest>,
+    ) -> Result<Response<pb::Agent>, Status> {
+        let agent = self.fleet.agent(&request.into_inner().agent_id).await?;
+        Ok(Response::new(convert::agent_to_proto(agent)))
+    }
+
+    async fn get_fleet_summary(
+        &self,
+        _request: Request<pb::GetFleetSummaryRequest>,
+    ) -> Result<Response<pb::FleetSummary>, Status> {
+        let summary = self.fleet.summary().await?;
+        Ok(Response::new(convert::summary_to_proto(summary)))
+    }
+
+    async fn list_channels(
+        &self,
+        _request: Request<pb::ListChannelsRequest>,
+    ) -> Result<Response<pb::ListChannelsResponse>, Status> {
+        let counts = self.fleet.agents_per_channel().await?;
+        let channels = self
+            .fleet
+            .channels()
+            .into_iter()
+            .map(|c| {
+                let count = counts.get(&c.name).copied().unwrap_or_default();
+                convert::channel_to_proto(c, count)
+            })
+            .collect();
+        Ok(Response::new(pb::ListChannelsResponse { channels }))
+    }
+
+    async fn set_channel_version(
+        &self,
+        request: Request<pb::SetChannelVersionRequest>,
+    ) -> Result<Response<pb::Channel>, Status> {
+        let request = request.into_inner();
+        let channel = self.fleet.set_channel_version(&request.name, &request.version).await?;
+        tracing::info!(channel = %channel.name, version = ?channel.version.as_ref().map(ToString::to_string), "channel version set");
+        Ok(Response::new(convert::channel_to_proto(channel, 0)))
+    }
+
+    async fn set_channel_critical(
+        &self,
+        request: Request<pb::SetChannelCriticalRequest>,
+    ) -> Result<Response<pb::Channel>, Status> {
+        let request = request.into_inner();
+        let channel = self.fleet.set_channel_critical(&request.name, request.critical).await?;
+        tracing::info!(channel = %channel.name, critical = channel.critical, "channel critical flag set");
+        Ok(Response::new(convert::channel_to_proto(channel, 0)))
+    }
+
+    async fn get_control_plane_version(
+        &self,
+        _request: Request<pb::GetControlPlaneVersionRequest>,
+    ) -> Result<Response<pb::ControlPlaneVersion>, Status> {
+        let view = self.fleet.view();
+        Ok(Response::new(pb::ControlPlaneVersion {
+            version: view.control_plane.as_ref().map(ToString::to_string).unwrap_or_default(),
+            updated_at: convert::timestamp(view.control_plane_updated_ms),
+        }))
+    }
+
+    async fn set_control_plane_version(
+        &self,
+        request: Request<pb::SetControlPlaneVersionRequest>,
+    ) -> Result<Response<pb::ControlPlaneVersion>, Status> {
+        let (version, at) =
+            self.fleet.set_control_plane_version(&request.into_inner().version).await?;
+        tracing::info!(%version, "control-plane version set");
+        Ok(Response::new(pb::ControlPlaneVersion {
+            version: version.to_string(),
+            updated_at: convert::timestamp(at),
+        }))
+    }
+}

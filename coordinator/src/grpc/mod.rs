@@ -1,0 +1,12 @@
+//! The gRPC edge: tonic services over the fleet. Proto types live here and in `convert`.
+
+mod admin_service;
+pub mod convert;
+mod updater_service;
+
+pub use admin_service::AdminApi;
+pub use updater_service::UpdaterApi;
+
+/// Updaters send small messages; anything larger is refused before it is decoded.
+pub const MAX_UPDATER_MESSAGE_BYTES: usize = 64 * 1024;
+pub const MAX_ADMIN_MESSAGE_BYTES: usize = 1024 * 1024;

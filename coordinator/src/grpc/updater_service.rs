@@ -1,0 +1,190 @@
+//! `drover.v1.UpdaterService`: one stream per updater, plus unary re-checks.
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use drover_proto::v1::{
+    self as pb, coordinator_message::Kind as Down, updater_message::Kind as Up,
+    updater_service_server::UpdaterService,
+};
+use futures::{Stream, StreamExt};
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::{ReceiverStream, WatchStream};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert;
+use crate::{domain::AgentStatus, fleet::Fleet, fleet::registry::Session};
+
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct UpdaterApi {
+    fleet: Arc<Fleet>,
+}
+
+impl UpdaterApi {
+    pub fn new(fleet: Arc<Fleet>) -> Self {
+        Self { fleet }
+    }
+}
+
+type Outbound = Pin<Box<dyn Stream<Item = Result<pb::CoordinatorMessage, Status>> + Send>>;
+
+fn down(kind: Down) -> pb::CoordinatorMessage {
+    pb::CoordinatorMessage { kind: Some(kind) }
+}
+
+#[tonic::async_trait]
+impl UpdaterService for UpdaterApi {
+    type SessionStream = Outbound;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<pb::UpdaterMessage>>,
+    ) -> Result<Response<Outbound>, Status> {
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded("no Hello within 10 s; send Hello first on every session")
+            })??
+            .ok_or_else(|| Status::invalid_argument("the stream closed before Hello"))?;
+        let Some(Up::Hello(hello)) = first.kind else {
+            return Err(Status::failed_precondition(
+                "the first message of a session must be Hello",
+            ));
+        };
+        let held = hello.last_directive_id.clone();
+        let identity = convert::identity_from_hello(hello)?;
+        let (session, outbox) = self.fleet.open_session(identity, &held).await?;
+        tracing::debug!(agent_id = %session.agent_id, session_id = %session.session_id, "session opened");
+
+        let config = &self.fleet.config;
+        let welcome = down(Down::Welcome(pb::Welcome {
+            session_id: session.session_id.clone(),
+            heartbeat_interval: prost_types::Duration::try_from(config.heartbeat_interval).ok(),
+            recheck_interval: prost_types::Duration::try_from(config.recheck_interval).ok(),
+            coordinator_version: env!("CARGO_PKG_VERSION").to_string(),
+        }));
+
+        let (end_tx, end_rx) = oneshot::channel::<Status>();
+        let idle_timeout = config.heartbeat_interval * 3 + Duration::from_secs(5);
+        tokio::spawn(read_inbound(self.fleet.clone(), session.clone(), inbound, idle_timeout, end_tx));
+
+        let directives = if outbox.send_current_directive {
+            WatchStream::new(outbox.directives)
+        } else {
+            WatchStream::from_changes(outbox.directives)
+        }
+        .map(|d| Ok(down(Down::Directive(convert::directive_to_proto(&d)))));
+        let acks = ReceiverStream::new(outbox.acks)
+            .map(|attempt_id| Ok(down(Down::ReportAck(pb::ReportAck { attempt_id }))));
+        let closed = session.closed.clone();
+        let end = futures::stream::once(async move {
+            let status = tokio::select! {
+                status = end_rx => status.unwrap_or_else(|_| Status::cancelled("session ended")),
+                _ = closed.cancelled() => Status::aborted(
+                    "a newer session for this agent id replaced this one; if two updaters share \
+                     an agent id, give each its own",
+                ),
+            };
+            Err(status)
+        });
+        let stream = futures::stream::once(async { Ok(welcome) })
+            .chain(futures::stream::select(directives, acks).take_until_end(end));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_target(
+        &self,
+        request: Request<pb::GetTargetRequest>,
+    ) -> Result<Response<pb::GetTargetResponse>, Status> {
+        let request = request.into_inner();
+        let channel = if request.channel.is_empty() { "default" } else { &request.channel };
+        let directive = self.fleet.target_for(channel)?;
+        Ok(Response::new(pb::GetTargetResponse {
+            directive: Some(convert::directive_to_proto(&directive)),
+        }))
+    }
+}
+
+/// Merges a stream with a one-item terminal stream whose item ends everything.
+trait TakeUntilEnd: Stream + Sized {
+    fn take_until_end<E>(self, end: E) -> impl Stream<Item = Self::Item>
+    where
+        E: Stream<Item = Self::Item>;
+}
+
+impl<S: Stream + Sized> TakeUntilEnd for S {
+    fn take_until_end<E>(self, end: E) -> impl Stream<Item = Self::Item>
+    where
+        E: Stream<Item = Self::Item>,
+    {
+        // Tagging lets us stop right after the terminal item, which tonic sends as the status.
+        let tagged = futures::stream::select(self.map(|i| (false, i)), end.map(|i| (true, i)));
+        tagged
+            .scan(false, |done, (terminal, item)| {
+                if *done {
+                    return futures::future::ready(None);
+                }
+                *done = terminal;
+                futures::future::ready(Some(item))
+            })
+    }
+}
+
+async fn read_inbound(
+    fleet: Arc<Fleet>,
+    session: Arc<Session>,
+    mut inbound: Streaming<pb::UpdaterMessage>,
+    idle_timeout: Duration,
+    end: oneshot::Sender<Status>,
+) {
+    let outcome = loop {
+        let next = tokio::select! {
+            _ = session.closed.cancelled() => break Ok(()),
+            next = tokio::time::timeout(idle_timeout, inbound.message()) => next,
+        };
+        let message = match next {
+            Err(_) => {
+                break Err(Status::deadline_exceeded(format!(
+                    "no message for {} s; send heartbeats at the interval given in Welcome",
+                    idle_timeout.as_secs()
+                )));
+            }
+            Ok(Err(status)) => break Err(status),
+            Ok(Ok(None)) => break Ok(()),
+            Ok(Ok(Some(message))) => message,
+        };
+        if let Err(status) = handle(&fleet, &session, message).await {
+            break Err(status);
+        }
+    };
+    fleet.close_session(&session);
+    match outcome {
+        Ok(()) => tracing::debug!(agent_id = %session.agent_id, "session closed"),
+        Err(status) => {
+            tracing::info!(agent_id = %session.agent_id, code = ?status.code(), message = status.message(), "session ended with an error");
+            let _ = end.send(status);
+        }
+    }
+}
+
+async fn handle(fleet: &Fleet, session: &Session, message: pb::UpdaterMessage) -> Result<(), Status> {
+    match message.kind {
+        Some(Up::Heartbeat(heartbeat)) => {
+            let (health, updater_state, version) = convert::status_from_heartbeat(&heartbeat)?;
+            let status = AgentStatus { health, updater_state, agent_version: version.as_deref() };
+            fleet.heartbeat(session, status).await?;
+        }
+        Some(Up::Report(report)) => {
+            let report = convert::report_from_proto(report)?;
+            fleet.report(session, report).await?;
+        }
+        Some(Up::Hello(_)) => {
+            return Err(Status::failed_precondition(
+                "Hello was sent twice; open a new session to change identity",
+            ));
+        }
+        None => return Err(Status::invalid_argument("empty message; set heartbeat or report")),
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! The HTTP edge: the dashboard (embedded), health and readiness, and a small JSON API.
+
+use std::sync::{Arc, atomic::Ordering};
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    response::Html,
+    routing::get,
+};
+use serde::Deserialize;
+
+use crate::{
+    domain::{AgentFilter, Health},
+    error::{DroverError, Result},
+    fleet::{AgentView, Fleet, FleetSummary},
+};
+
+const DASHBOARD_HTML: &str = include_str!("../../dashboard/index.html");
+
+pub fn router(fleet: Arc<Fleet>) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(DASHBOARD_HTML) }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/fleet/summary", get(summary))
+        .route("/api/v1/agents", get(list_agents))
+        .route("/api/v1/agents/{agent_id}", get(get_agent))
+        .route("/api/v1/stats", get(stats))
+        .with_state(fleet)
+}
+
+async fn readyz(State(fleet): State<Arc<Fleet>>) -> Result<&'static str> {
+    fleet.store().ping().await?;
+    Ok("ready")
+}
+
+async fn summary(State(fleet): State<Arc<Fleet>>) -> Result<Json<FleetSummary>> {
+    Ok(Json(fleet.summary().await?))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    group: Option<String>,
+    version: Option<String>,
+    health: Option<String>,
+    channel: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+#[derive(serde::Serialize)]
+struct AgentPage {
+    agents: Vec<AgentView>,
+    total_matching: u64,
+}
+
+async fn list_agents(
+    State(fleet): State<Arc<Fleet>>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<AgentPage>> {
+    let health = match query.health.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(Health::parse(text).ok_or_else(|| {
+            DroverError::invalid(format!("health '{text}' is not one of healthy, unhealthy, unknown"))
+        })?),
+    };
+    let filter = AgentFilter {
+        group: query.group,
+        agent_version: query.version,
+        health,
+        channel: query.channel,
+    };
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let (agents, total_matching) = fleet.agents(&filter, query.after.as_deref().unwrap_or(""), limit).await?;
+    Ok(Json(AgentPage { agents, total_matching }))
+}
+
+async fn get_agent(
+    State(fleet): State<Arc<Fleet>>,
+    Path(agent_id): Path<String>,
+) -> Result<Json<AgentView>> {
+    Ok(Json(fleet.agent(&agent_id).await?))
+}
+
+#[derive(serde::Serialize)]
+struct Stats {
+    backend: &'static str,
+    connected_updaters: usize,
+    heartbeats: u64,
+    reports: u64,
+    directives_pushed: u64,
+    store_write_statements: u64,
+}
+
+async fn stats(State(fleet): State<Arc<Fleet>>) -> Json<Stats> {
+    let counters = &fleet.counters;
+    Json(Stats {
+        backend: fleet.store().backend_name(),
+        connected_updaters: fleet.sessions.len(),
+        heartbeats: counters.heartbeats.load(Ordering::Relaxed),
+        reports: counters.reports.load(Ordering::Relaxed),
+        directives_pushed: counters.directives_pushed.load(Ordering::Relaxed),
+        store_write_statements: fleet.store().write_statements(),
+    })
+}

@@ -1,0 +1,15 @@
+//! Drover's coordinator: serves target versions to updaters over gRPC, records every
+//! agent's version and health, and lets admins steer channels.
+//!
+//! Layers, outer depending on inner only: `domain` (pure) ← `store` ← `fleet` ← `grpc`,
+//! `http`, `server`, `cli`. See ARCHITECTURE.md.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod domain;
+pub mod error;
+pub mod fleet;
+pub mod grpc;
+pub mod http;
+pub mod server;
+pub mod store;

@@ -1,0 +1,138 @@
+//! Wiring: open the store, start the fleet, serve gRPC and HTTP until shutdown.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use drover_proto::v1::{
+    FILE_DESCRIPTOR_SET, admin_service_server::AdminServiceServer,
+    updater_service_server::UpdaterServiceServer,
+};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    error::{DroverError, Result},
+    fleet::{Fleet, FleetConfig, run_background_tasks},
+    grpc::{AdminApi, MAX_ADMIN_MESSAGE_BYTES, MAX_UPDATER_MESSAGE_BYTES, UpdaterApi},
+    http,
+    store::Store,
+};
+
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    pub database: String,
+    pub grpc_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    /// Set at start-up if given (handy for demos and for a control plane that deploys us).
+    pub control_plane_version: Option<String>,
+    pub fleet: FleetConfig,
+    /// Where to write the bound addresses as JSON once serving (for tests and scripts).
+    pub ready_file: Option<PathBuf>,
+    pub max_concurrent_streams: u32,
+}
+
+/// The addresses actually bound (ports may have been 0).
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct BoundAddresses {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+}
+
+pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Result<()> {
+    let store = Arc::new(Store::open(&config.database).await?);
+    tracing::info!(backend = store.backend_name(), "store open and migrated");
+    let fleet = Fleet::new(store.clone(), config.fleet.clone()).await?;
+    if let Some(version) = &config.control_plane_version {
+        fleet.set_control_plane_version(version).await?;
+    }
+
+    let grpc_listener = bind(config.grpc_listen, "gRPC").await?;
+    let http_listener = bind(config.http_listen, "HTTP").await?;
+    let bound = BoundAddresses {
+        grpc: grpc_listener.local_addr().map_err(io_error)?,
+        http: http_listener.local_addr().map_err(io_error)?,
+    };
+
+    let background = tokio::spawn(run_background_tasks(fleet.clone(), shutdown.clone()));
+    let grpc = tokio::spawn(serve_grpc(fleet.clone(), grpc_listener, config.max_concurrent_streams, shutdown.clone()));
+    let http_shutdown = shutdown.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(http_listener, http::router(fleet.clone()))
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await
+    });
+
+    tracing::info!(grpc = %bound.grpc, http = %bound.http, "coordinator serving");
+    if let Some(path) = &config.ready_file {
+        let json = serde_json::to_vec(&bound).map_err(|e| DroverError::Internal(e.to_string()))?;
+        write_atomically(path, &json).await?;
+    }
+
+    shutdown.cancelled().await;
+    let _ = tokio::join!(grpc, http, background);
+    store.close().await;
+    Ok(())
+}
+
+async fn serve_grpc(
+    fleet: Arc<Fleet>,
+    listener: TcpListener,
+    max_concurrent_streams: u32,
+    shutdown: CancellationToken,
+) {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<UpdaterServiceServer<UpdaterApi>>().await;
+    health_reporter.set_serving::<AdminServiceServer<AdminApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1();
+    let reflection = match reflection {
+        Ok(service) => Some(service),
+        Err(err) => {
+            tracing::warn!(error = %err, "gRPC reflection disabled");
+            None
+        }
+    };
+    let updater = UpdaterServiceServer::new(UpdaterApi::new(fleet.clone()))
+        .max_decoding_message_size(MAX_UPDATER_MESSAGE_BYTES);
+    let admin = AdminServiceServer::new(AdminApi::new(fleet.clone()))
+        .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES);
+    let sessions_closed = shutdown.clone();
+    let result = tonic::transport::Server::builder()
+        .max_concurrent_streams(max_concurrent_streams)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_keepalive(Some(Duration::from_secs(60)))
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_optional_service(reflection)
+        .add_service(updater)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            sessions_closed.cancelled().await;
+            // Open streams would hold graceful shutdown forever: end them first.
+            fleet.sessions.close_all();
+        })
+        .await;
+    if let Err(err) = result {
+        tracing::error!(error = %err, "gRPC server failed");
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|err| {
+        DroverError::invalid(format!(
+            "cannot listen for {what} on {addr} ({err}); pick a free address with the listen flag"
+        ))
+    })
+}
+
+fn io_error(err: std::io::Error) -> DroverError {
+    DroverError::Internal(err.to_string())
+}
+
+async fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    tokio::fs::write(&tmp, bytes).await.map_err(io_error)?;
+    tokio::fs::rename(&tmp, path).await.map_err(io_error)
+}

@@ -1,0 +1,303 @@
+//! Agent records, update reports and the fleet summary.
+
+use std::collections::BTreeMap;
+
+use super::{Store, on_backend};
+use crate::{
+    domain::{
+        AgentFilter, AgentIdentity, AgentRecord, AgentStatus, Health, InstallerKind,
+        SummaryRow, UpdateOutcome, UpdateReport, UpdaterState,
+    },
+    error::{DroverError, Result},
+};
+
+/// How many ids one batched last-seen update carries.
+const TOUCH_CHUNK: usize = 5_000;
+
+#[derive(sqlx::FromRow)]
+struct AgentRow {
+    agent_id: String,
+    hostname: String,
+    group_name: String,
+    channel: String,
+    installer: String,
+    agent_version: Option<String>,
+    updater_version: String,
+    labels_json: String,
+    health: String,
+    updater_state: String,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+    last_report_json: Option<String>,
+}
+
+impl AgentRow {
+    fn into_record(self) -> AgentRecord {
+        AgentRecord {
+            labels: serde_json::from_str(&self.labels_json).unwrap_or_default(),
+            last_report: self
+                .last_report_json
+                .and_then(|json| serde_json::from_str(&json).ok()),
+            installer: InstallerKind::parse(&self.installer).unwrap_or_default(),
+            health: Health::parse(&self.health).unwrap_or_default(),
+            updater_state: UpdaterState::parse(&self.updater_state).unwrap_or_default(),
+            agent_id: self.agent_id,
+            hostname: self.hostname,
+            group: self.group_name,
+            channel: self.channel,
+            agent_version: self.agent_version,
+            updater_version: self.updater_version,
+            first_seen_ms: self.first_seen_ms,
+            last_seen_ms: self.last_seen_ms,
+        }
+    }
+}
+
+const AGENT_COLUMNS: &str = "agent_id, hostname, group_name, channel, installer, agent_version, \
+    updater_version, labels_json, health, updater_state, first_seen_ms, last_seen_ms, last_report_json";
+
+// Empty strings mean "no filter", so one static statement serves every filter combination.
+const FILTER: &str = "($1 = '' OR group_name = $1) AND ($2 = '' OR agent_version = $2) \
+    AND ($3 = '' OR health = $3) AND ($4 = '' OR channel = $4)";
+
+struct FilterBinds {
+    group: String,
+    version: String,
+    health: String,
+    channel: String,
+}
+
+impl From<&AgentFilter> for FilterBinds {
+    fn from(filter: &AgentFilter) -> Self {
+        Self {
+            group: filter.group.clone().unwrap_or_default(),
+            version: filter.agent_version.clone().unwrap_or_default(),
+            health: filter.health.map(|h| h.as_str().to_string()).unwrap_or_default(),
+            channel: filter.channel.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl Store {
+    /// Records who the agent is as its session opens. Keeps `first_seen_ms` and the last report.
+    pub async fn upsert_agent(&self, agent: &AgentIdentity, now_ms: i64) -> Result<()> {
+        let labels = serde_json::to_string(&agent.labels)
+            .map_err(|err| DroverError::Internal(err.to_string()))?;
+        let version = agent.agent_version.as_ref().map(ToString::to_string);
+        on_backend!(self, pool => {
+            sqlx::query(
+                "INSERT INTO agents (agent_id, hostname, group_name, channel, installer, agent_version, \
+                   updater_version, labels_json, health, updater_state, first_seen_ms, last_seen_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'idle', $10, $10) \
+                 ON CONFLICT (agent_id) DO UPDATE SET hostname = excluded.hostname, \
+                   group_name = excluded.group_name, channel = excluded.channel, \
+                   installer = excluded.installer, agent_version = excluded.agent_version, \
+                   updater_version = excluded.updater_version, labels_json = excluded.labels_json, \
+                   health = excluded.health, last_seen_ms = excluded.last_seen_ms",
+            )
+            .bind(&agent.agent_id)
+            .bind(&agent.hostname)
+            .bind(&agent.group)
+            .bind(&agent.channel)
+            .bind(agent.installer.as_str())
+            .bind(version)
+            .bind(&agent.updater_version)
+            .bind(labels)
+            .bind(agent.health.as_str())
+            .bind(now_ms)
+            .execute(pool)
+            .await?;
+        });
+        self.count_writes(1);
+        Ok(())
+    }
+
+    /// Commits a change of health, updater state or version carried by a heartbeat.
+    pub async fn update_agent_status(
+        &self,
+        agent_id: &str,
+        status: AgentStatus<'_>,
+        now_ms: i64,
+    ) -> Result<()> {
+        on_backend!(self, pool => {
+            sqlx::query(
+                "UPDATE agents SET health = $2, updater_state = $3, agent_version = $4, \
+                 last_seen_ms = $5 WHERE agent_id = $1",
+            )
+            .bind(agent_id)
+            .bind(status.health.as_str())
+            .bind(status.updater_state.as_str())
+            .bind(status.agent_version)
+            .bind(now_ms)
+            .execute(pool)
+            .await?;
+        });
+        self.count_writes(1);
+        Ok(())
+    }
+
+    /// Batched liveness: marks every listed agent as seen at `now_ms`, a few statements in all.
+    pub async fn touch_agents(&self, agent_ids: &[String], now_ms: i64) -> Result<()> {
+        for chunk in agent_ids.chunks(TOUCH_CHUNK) {
+            let ids = serde_json::to_string(chunk)
+                .map_err(|err| DroverError::Internal(err.to_string()))?;
+            match &self.backend {
+                super::Backend::Sqlite(pool) => {
+                    sqlx::query(
+                        "UPDATE agents SET last_seen_ms = $1 \
+                         WHERE agent_id IN (SELECT value FROM json_each($2))",
+                    )
+                    .bind(now_ms)
+                    .bind(ids)
+                    .execute(pool)
+                    .await?;
+                }
+                super::Backend::Postgres(pool) => {
+                    sqlx::query(
+                        "UPDATE agents SET last_seen_ms = $1 \
+                         WHERE agent_id IN (SELECT jsonb_array_elements_text($2::jsonb))",
+                    )
+                    .bind(now_ms)
+                    .bind(ids)
+                    .execute(pool)
+                    .await?;
+                }
+            }
+            self.count_writes(1);
+        }
+        Ok(())
+    }
+
+    /// Stores a report once (idempotent by attempt id) and, for a success, the agent's new
+    /// version, in one transaction. Returns whether the report was new.
+    pub async fn record_report(
+        &self,
+        agent_id: &str,
+        report: &UpdateReport,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let report_json =
+            serde_json::to_string(report).map_err(|err| DroverError::Internal(err.to_string()))?;
+        let new_version = (report.outcome == UpdateOutcome::Succeeded).then_some(&report.to_version);
+        let inserted = on_backend!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO update_reports (attempt_id, agent_id, from_version, to_version, outcome, \
+                   error, started_ms, finished_ms, directive_id, rollout_id, received_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (attempt_id) DO NOTHING",
+            )
+            .bind(&report.attempt_id)
+            .bind(agent_id)
+            .bind(&report.from_version)
+            .bind(&report.to_version)
+            .bind(report.outcome.as_str())
+            .bind(&report.error)
+            .bind(report.started_ms)
+            .bind(report.finished_ms)
+            .bind(&report.directive_id)
+            .bind(&report.rollout_id)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if inserted {
+                sqlx::query(
+                    "UPDATE agents SET last_report_json = $2, \
+                     agent_version = COALESCE($3, agent_version) WHERE agent_id = $1",
+                )
+                .bind(agent_id)
+                .bind(&report_json)
+                .bind(new_version)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            inserted
+        });
+        self.count_writes(if inserted { 2 } else { 1 });
+        Ok(inserted)
+    }
+
+    pub async fn get_agent(&self, agent_id: &str) -> Result<Option<AgentRecord>> {
+        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE agent_id = $1");
+        let row: Option<AgentRow> = on_backend!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(agent_id).fetch_optional(pool).await?
+        });
+        Ok(row.map(AgentRow::into_record))
+    }
+
+    /// One page of agents in id order, starting after `after_id`.
+    pub async fn list_agents(
+        &self,
+        filter: &AgentFilter,
+        after_id: &str,
+        limit: u32,
+    ) -> Result<Vec<AgentRecord>> {
+        let sql = format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE {FILTER} AND agent_id > $5 \
+             ORDER BY agent_id LIMIT $6"
+        );
+        let binds = FilterBinds::from(filter);
+        let rows: Vec<AgentRow> = on_backend!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(&binds.group)
+                .bind(&binds.version)
+                .bind(&binds.health)
+                .bind(&binds.channel)
+                .bind(after_id)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(AgentRow::into_record).collect())
+    }
+
+    pub async fn count_agents(&self, filter: &AgentFilter) -> Result<u64> {
+        let sql = format!("SELECT COUNT(*) FROM agents WHERE {FILTER}");
+        let binds = FilterBinds::from(filter);
+        let (count,): (i64,) = on_backend!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(&binds.group)
+                .bind(&binds.version)
+                .bind(&binds.health)
+                .bind(&binds.channel)
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(count.max(0) as u64)
+    }
+
+    /// Counts by version × group × health; agents with no known version count as "unknown".
+    pub async fn fleet_summary(&self) -> Result<Vec<SummaryRow>> {
+        let rows: Vec<(Option<String>, String, String, i64)> = on_backend!(self, pool => {
+            sqlx::query_as(
+                "SELECT agent_version, group_name, health, COUNT(*) FROM agents \
+                 GROUP BY agent_version, group_name, health \
+                 ORDER BY agent_version, group_name, health",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(version, group, health, count)| SummaryRow {
+                agent_version: version.unwrap_or_else(|| "unknown".into()),
+                group,
+                health: Health::parse(&health).unwrap_or_default(),
+                count: count.max(0) as u64,
+            })
+            .collect())
+    }
+
+    /// Agents per channel, for `channels list`.
+    pub async fn agents_per_channel(&self) -> Result<BTreeMap<String, u64>> {
+        let rows: Vec<(String, i64)> = on_backend!(self, pool => {
+            sqlx::query_as("SELECT channel, COUNT(*) FROM agents GROUP BY channel")
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(|(c, n)| (c, n.max(0) as u64)).collect())
+    }
+}

@@ -1,0 +1,161 @@
+//! The store: the source of truth. One type, two backends (SQLite embedded default,
+//! PostgreSQL for several replicas), the same SQL text for both wherever the dialects agree
+//! (`$N` placeholders work in both).
+//!
+//! Every method either commits fully or changes nothing. Write statements are counted so
+//! benchmarks and `/metrics` can show database writes per heartbeat.
+
+mod agents;
+mod channels;
+
+use std::{
+    str::FromStr,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use sqlx::{
+    PgPool, SqlitePool,
+    postgres::PgPoolOptions,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use crate::error::{DroverError, Result};
+
+pub use channels::ChannelRow;
+
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+pub struct Store {
+    backend: Backend,
+    write_statements: AtomicU64,
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of either backend; the body is
+/// type-checked once per backend, so the same query code serves both.
+macro_rules! on_backend {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            crate::store::Backend::Sqlite($pool) => $body,
+            crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_backend;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database named by `url`:
+    /// `postgres://…`, `sqlite://PATH`, or a bare file path for SQLite.
+    pub async fn open(url: &str) -> Result<Self> {
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres(open_postgres(url).await?)
+        } else {
+            Backend::Sqlite(open_sqlite(url).await?)
+        };
+        Ok(Self { backend, write_statements: AtomicU64::new(0) })
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Write statements executed since start (inserts, updates; not reads).
+    pub fn write_statements(&self) -> u64 {
+        self.write_statements.load(Ordering::Relaxed)
+    }
+
+    fn count_writes(&self, statements: u64) {
+        self.write_statements.fetch_add(statements, Ordering::Relaxed);
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<()> {
+        on_backend!(self, pool => { sqlx::query("SELECT 1").execute(pool).await?; });
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_backend!(self, pool => pool.close().await)
+    }
+
+    pub async fn control_plane_version(&self) -> Result<Option<(String, i64)>> {
+        let row: Option<(String, i64)> = on_backend!(self, pool => {
+            sqlx::query_as("SELECT value, updated_at_ms FROM settings WHERE key = 'control_plane_version'")
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row)
+    }
+
+    pub async fn set_control_plane_version(&self, version: &str, now_ms: i64) -> Result<()> {
+        on_backend!(self, pool => {
+            sqlx::query(
+                "INSERT INTO settings (key, value, updated_at_ms) VALUES ('control_plane_version', $1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(version)
+            .bind(now_ms)
+            .execute(pool)
+            .await?;
+        });
+        self.count_writes(1);
+        Ok(())
+    }
+}
+
+async fn open_sqlite(url: &str) -> Result<SqlitePool> {
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+        .map_err(|err| DroverError::invalid(format!("bad SQLite location '{path}': {err}")))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: a change is on disk before the coordinator acknowledges it, even on power loss.
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .map_err(|err| {
+            DroverError::StoreUnavailable(format!(
+                "cannot open the SQLite database at '{path}' ({err}); check that the directory \
+                 exists and is writable, and that the file is a Drover database"
+            ))
+        })?;
+    SQLITE_MIGRATIONS.run(&pool).await.map_err(migration_error)?;
+    Ok(pool)
+}
+
+async fn open_postgres(url: &str) -> Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+        .map_err(|err| {
+            DroverError::StoreUnavailable(format!(
+                "cannot connect to PostgreSQL ({err}); check that the server runs, the URL's host, \
+                 port, user and database are right, and that the user may create tables"
+            ))
+        })?;
+    POSTGRES_MIGRATIONS.run(&pool).await.map_err(migration_error)?;
+    Ok(pool)
+}
+
+fn migration_error(err: sqlx::migrate::MigrateError) -> DroverError {
+    DroverError::StoreUnavailable(format!(
+        "cannot migrate the database schema ({err}); if the database was written by a newer \
+         Drover, run that version or restore a backup; if it is not a Drover database, point \
+         --database elsewhere"
+    ))
+}

@@ -1,0 +1,175 @@
+//! The stream to the coordinator: hello, heartbeats and reports up; directives and acks
+//! down. Reconnects forever with capped, jittered exponential backoff.
+
+use std::{
+    collections::HashSet,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use drover_proto::v1::{
+    self as pb, coordinator_message::Kind as Down, updater_message::Kind as Up,
+    updater_service_client::UpdaterServiceClient,
+};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::{
+    Shared,
+    backoff::jittered,
+    convert,
+    state::{DirectiveRecord, DirectiveSource},
+};
+
+/// A session that lasted this long resets the backoff.
+const STABLE_SESSION: Duration = Duration::from_secs(30);
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+
+pub async fn run(shared: Arc<Shared>, directives: mpsc::Sender<DirectiveRecord>, shutdown: CancellationToken) {
+    let mut attempt = 0;
+    while !shutdown.is_cancelled() {
+        let started = Instant::now();
+        match session(&shared, &directives, &shutdown).await {
+            Ok(()) => return,
+            Err(err) => tracing::warn!(error = format!("{err:#}"), "coordinator session ended; will reconnect"),
+        }
+        if started.elapsed() > STABLE_SESSION {
+            attempt = 0;
+        }
+        let delay = shared.config.backoff.delay(attempt, rand::rng().random());
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+pub async fn connect(coordinator: &str) -> anyhow::Result<Channel> {
+    Endpoint::from_shared(coordinator.to_string())
+        .with_context(|| format!("'{coordinator}' is not a valid coordinator address; use e.g. http://127.0.0.1:7400"))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the coordinator at {coordinator}"))
+}
+
+fn up(kind: Up) -> pb::UpdaterMessage {
+    pb::UpdaterMessage { kind: Some(kind) }
+}
+
+async fn hello(shared: &Shared) -> pb::UpdaterMessage {
+    let state = shared.state.lock().await;
+    let config = &shared.config;
+    up(Up::Hello(pb::Hello {
+        agent_id: state.agent_id.clone(),
+        hostname: config.hostname.clone(),
+        group: config.group.clone(),
+        channel: config.channel.clone(),
+        installer: config.installer.kind() as i32,
+        agent_version: state.agent_version.clone().unwrap_or_default(),
+        updater_version: env!("CARGO_PKG_VERSION").to_string(),
+        labels: config.labels.iter().cloned().collect(),
+        health: convert::health_to_proto(*shared.health.lock()) as i32,
+        last_directive_id: state.directive.as_ref().map(|d| d.directive_id.clone()).unwrap_or_default(),
+    }))
+}
+
+async fn heartbeat(shared: &Shared, sequence: u64) -> pb::UpdaterMessage {
+    let version = shared.state.lock().await.agent_version.clone().unwrap_or_default();
+    up(Up::Heartbeat(pb::Heartbeat {
+        health: convert::health_to_proto(*shared.health.lock()) as i32,
+        state: convert::activity_to_proto(*shared.activity.lock()) as i32,
+        agent_version: version,
+        progress: None,
+        sequence,
+    }))
+}
+
+async fn session(
+    shared: &Shared,
+    directives: &mpsc::Sender<DirectiveRecord>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut client = UpdaterServiceClient::new(connect(&shared.config.coordinator).await?);
+    let (outbound, outbound_rx) = mpsc::channel(32);
+    outbound.send(hello(shared).await).await?;
+    let mut inbound = client
+        .session(ReceiverStream::new(outbound_rx))
+        .await
+        .context("the coordinator refused the session")?
+        .into_inner();
+    let welcome = match inbound.message().await?.and_then(|m| m.kind) {
+        Some(Down::Welcome(welcome)) => welcome,
+        other => bail!("expected Welcome from the coordinator, got {other:?}"),
+    };
+    let heartbeat_every = welcome
+        .heartbeat_interval
+        .and_then(|d| Duration::try_from(d).ok())
+        .unwrap_or(DEFAULT_HEARTBEAT);
+    *shared.recheck_from_coordinator.lock() = welcome.recheck_interval.and_then(|d| Duration::try_from(d).ok());
+    tracing::info!(session_id = %welcome.session_id, "connected to the coordinator");
+
+    let mut sent_reports = HashSet::new();
+    send_pending_reports(shared, &outbound, &mut sent_reports).await?;
+    let mut sequence = 0u64;
+    loop {
+        let next_heartbeat = jittered(heartbeat_every, 0.1, rand::rng().random());
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            message = inbound.message() => {
+                let Some(message) = message.context("the coordinator ended the session")? else {
+                    bail!("the coordinator closed the stream");
+                };
+                match message.kind {
+                    Some(Down::Directive(directive)) => {
+                        directives.send(convert::directive_record(directive, DirectiveSource::Push)).await?;
+                    }
+                    Some(Down::ReportAck(ack)) => acknowledge(shared, &ack.attempt_id).await?,
+                    Some(Down::Welcome(_)) | None => {}
+                }
+            }
+            _ = tokio::time::sleep(next_heartbeat) => {
+                sequence += 1;
+                outbound.send(heartbeat(shared, sequence).await).await?;
+            }
+            _ = shared.wake_connection.notified() => {
+                sequence += 1;
+                outbound.send(heartbeat(shared, sequence).await).await?;
+                send_pending_reports(shared, &outbound, &mut sent_reports).await?;
+            }
+        }
+    }
+}
+
+/// Sends each unacknowledged report once per session.
+async fn send_pending_reports(
+    shared: &Shared,
+    outbound: &mpsc::Sender<pb::UpdaterMessage>,
+    sent: &mut HashSet<String>,
+) -> anyhow::Result<()> {
+    let pending = shared.state.lock().await.pending_reports.clone();
+    for report in pending {
+        if sent.insert(report.attempt_id.clone()) {
+            outbound.send(up(Up::Report(convert::report_to_proto(&report)))).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn acknowledge(shared: &Shared, attempt_id: &str) -> anyhow::Result<()> {
+    let mut state = shared.state.lock().await;
+    let before = state.pending_reports.len();
+    state.pending_reports.retain(|r| r.attempt_id != attempt_id);
+    if state.pending_reports.len() != before {
+        shared.store.save(&state).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! Proto ↔ local types, at the edge.
+
+use drover_proto::v1 as pb;
+
+use crate::{
+    Activity, Health,
+    state::{DirectiveRecord, DirectiveSource, Outcome, ReportRecord},
+};
+
+fn non_empty(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
+
+pub fn now_ms() -> i64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+pub fn directive_record(directive: pb::Directive, source: DirectiveSource) -> DirectiveRecord {
+    DirectiveRecord {
+        directive_id: directive.directive_id,
+        target_version: non_empty(directive.target_version),
+        critical: directive.critical,
+        reason: directive.reason,
+        reason_detail: directive.reason_detail,
+        control_plane_version: non_empty(directive.control_plane_version),
+        received_ms: now_ms(),
+        source,
+    }
+}
+
+fn timestamp(ms: i64) -> Option<prost_types::Timestamp> {
+    (ms > 0).then(|| prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    })
+}
+
+pub fn report_to_proto(report: &ReportRecord) -> pb::UpdateReport {
+    let outcome = match report.outcome {
+        Outcome::Succeeded => pb::UpdateOutcome::Succeeded,
+        Outcome::Failed => pb::UpdateOutcome::Failed,
+        Outcome::Reverted => pb::UpdateOutcome::Reverted,
+        Outcome::Refused => pb::UpdateOutcome::Refused,
+    };
+    pb::UpdateReport {
+        attempt_id: report.attempt_id.clone(),
+        from_version: report.from_version.clone().unwrap_or_default(),
+        to_version: report.to_version.clone(),
+        outcome: outcome as i32,
+        error: report.error.clone(),
+        started_at: timestamp(report.started_ms),
+        finished_at: timestamp(report.finished_ms),
+        directive_id: report.directive_id.clone(),
+        rollout_id: String::new(),
+    }
+}
+
+pub fn health_to_proto(health: Health) -> pb::AgentHealth {
+    match health {
+        Health::Healthy => pb::AgentHealth::Healthy,
+        Health::Unhealthy => pb::AgentHealth::Unhealthy,
+        Health::Unknown => pb::AgentHealth::Unknown,
+    }
+}
+
+pub fn activity_to_proto(activity: Activity) -> pb::UpdaterState {
+    match activity {
+        Activity::Idle => pb::UpdaterState::Idle,
+        Activity::Installing => pb::UpdaterState::Installing,
+    }
+}
