@@ -1,0 +1,42 @@
+//! A fresh PostgreSQL database per test, on the server this machine runs (see .ci/run).
+
+use sqlx::{Connection, Executor, PgConnection};
+
+/// Where the admin connection goes; override with DROVER_TEST_POSTGRES_URL.
+fn admin_url() -> String {
+    std::env::var("DROVER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub struct TestPostgres {
+    pub url: String,
+    name: String,
+}
+
+impl TestPostgres {
+    /// Creates an empty database. Fails loudly if PostgreSQL is not reachable: the suite
+    /// promises to cover both backends, so a silent skip would be a lie.
+    pub async fn create() -> Self {
+        let admin = admin_url();
+        let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|err| {
+            panic!(
+                "cannot reach PostgreSQL at {admin} ({err}); start it (see .ci/run) or point \
+                 DROVER_TEST_POSTGRES_URL at a server where this user may create databases"
+            )
+        });
+        let name = format!("drover_test_{}", uuid::Uuid::new_v4().simple());
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("create test database");
+        let (base, _) = admin.rsplit_once('/').expect("URL has a database part");
+        Self { url: format!("{base}/{name}"), name }
+    }
+
+    pub async fn drop_database(self) {
+        if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
+            let _ = conn
+                .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
+                .await;
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Real processes: the coordinator, updaters and droverctl, as built by cargo.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use drover_coordinator::server::BoundAddresses;
+use tokio::process::{Child, Command};
+
+/// A built binary of this workspace (`cargo build --workspace --bins` puts them beside the
+/// test executables' parent directory).
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("DROVER_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+    });
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing; build the binaries first: cargo build --workspace --bins",
+        path.display()
+    );
+    path
+}
+
+fn log_file(dir: &Path, name: &str) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(name))
+        .expect("log file")
+}
+
+#[derive(Clone)]
+pub struct CoordinatorBuilder {
+    work_dir: PathBuf,
+    database: String,
+    args: Vec<String>,
+}
+
+impl CoordinatorBuilder {
+    /// A coordinator on a SQLite file inside `work_dir`.
+    pub fn sqlite(work_dir: &Path) -> Self {
+        let database = format!("sqlite://{}", work_dir.join("drover.db").display());
+        Self::with_database(work_dir, &database)
+    }
+
+    pub fn with_database(work_dir: &Path, database: &str) -> Self {
+        Self { work_dir: work_dir.to_path_buf(), database: database.to_string(), args: Vec::new() }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub async fn start(self) -> CoordinatorProcess {
+        let grpc: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let http: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        CoordinatorProcess::spawn(self, grpc, http).await
+    }
+}
+
+pub struct CoordinatorProcess {
+    child: Child,
+    builder: CoordinatorBuilder,
+    pub addresses: BoundAddresses,
+}
+
+impl CoordinatorProcess {
+    async fn spawn(builder: CoordinatorBuilder, grpc: SocketAddr, http: SocketAddr) -> Self {
+        let ready = builder.work_dir.join("coordinator-ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let child = Command::new(bin("drover-coordinator"))
+            .arg("--database")
+            .arg(&builder.database)
+            .arg("--grpc-listen")
+            .arg(grpc.to_string())
+            .arg("--http-listen")
+            .arg(http.to_string())
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(&builder.args)
+            .env("RUST_LOG", "info")
+            .stdout(log_file(&builder.work_dir, "coordinator.log"))
+            .stderr(log_file(&builder.work_dir, "coordinator.log"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start drover-coordinator");
+        let mut process = Self { child, builder, addresses: BoundAddresses { grpc, http } };
+        process.addresses = process.wait_ready(&ready).await;
+        process
+    }
+
+    async fn wait_ready(&mut self, ready: &Path) -> BoundAddresses {
+        for _ in 0..300 {
+            if let Ok(bytes) = std::fs::read(ready) {
+                return serde_json::from_slice(&bytes).expect("ready file is JSON");
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("drover-coordinator exited with {status} before it was ready:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("drover-coordinator not ready after 15 s:\n{}", self.log());
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.addresses.grpc)
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addresses.http)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.builder.work_dir.join("coordinator.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no shutdown hooks, no flushes. What was committed must survive.
+    pub async fn kill9(&mut self) {
+        self.child.start_kill().expect("SIGKILL the coordinator");
+        self.child.wait().await.expect("reap the coordinator");
+    }
+
+    /// Starts again on the same database and the same ports, so updaters find it.
+    pub async fn restart(&mut self) {
+        let (grpc, http) = (self.addresses.grpc, self.addresses.http);
+        *self = Self::spawn(self.builder.clone(), grpc, http).await;
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+        }
+        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("coordinator exits within 15 s of SIGTERM")
+            .expect("reap")
+    }
+}
+
+pub struct UpdaterBuilder {
+    coordinator: String,
+    state_dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl UpdaterBuilder {
+    pub fn new(coordinator: &str, state_dir: &Path, agent_id: &str) -> Self {
+        let args = vec!["--agent-id".into(), agent_id.into()];
+        Self { coordinator: coordinator.into(), state_dir: state_dir.to_path_buf(), args }
+    }
+
+    pub fn arg(mut self, flag: &str, value: impl Into<String>) -> Self {
+        self.args.push(flag.into());
+        self.args.push(value.into());
+        self
+    }
+
+    pub fn start(self) -> UpdaterProcess {
+        std::fs::create_dir_all(&self.state_dir).expect("state dir");
+        let child = Command::new(bin("drover-updater"))
+            .arg("run")
+            .arg("--coordinator")
+            .arg(&self.coordinator)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdout(log_file(&self.state_dir, "updater.log"))
+            .stderr(log_file(&self.state_dir, "updater.log"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start drover-updater");
+        UpdaterProcess { child, state_dir: self.state_dir }
+    }
+}
+
+pub struct UpdaterProcess {
+    child: Child,
+    pub state_dir: PathBuf,
+}
+
+impl UpdaterProcess {
+    /// The updater's saved state (`state.json`), or `Null` before the first save.
+    pub fn state(&self) -> serde_json::Value {
+        std::fs::read(self.state_dir.join("state.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state_dir.join("updater.log")).unwrap_or_default()
+    }
+
+    pub async fn kill9(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// Runs droverctl against `coordinator`; returns (success, stdout, stderr).
+pub async fn droverctl(coordinator: &str, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(bin("droverctl"))
+        .arg("--coordinator")
+        .arg(coordinator)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run droverctl");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Runs `droverctl … -o json`, asserting success, and parses the output.
+pub async fn droverctl_json(coordinator: &str, args: &[&str]) -> serde_json::Value {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["-o", "json"]);
+    let (ok, stdout, stderr) = droverctl(coordinator, &all).await;
+    assert!(ok, "droverctl {args:?} failed: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("droverctl {args:?} printed invalid JSON ({err}): {stdout}"))
+}
