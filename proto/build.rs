@@ -3,7 +3,10 @@
 use std::{env, fs, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/drover/v1/updater.proto", "proto/drover/v1/admin.proto"];
+    let files = [
+        "proto/drover/v1/updater.proto",
+        "proto/drover/v1/admin.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -62,7 +62,9 @@ async fn list_agents(
     let health = match query.health.as_deref() {
         None | Some("") => None,
         Some(text) => Some(Health::parse(text).ok_or_else(|| {
-            DroverError::invalid(format!("health '{text}' is not one of healthy, unhealthy, unknown"))
+            DroverError::invalid(format!(
+                "health '{text}' is not one of healthy, unhealthy, unknown"
+            ))
         })?),
     };
     let filter = AgentFilter {
@@ -72,8 +74,13 @@ async fn list_agents(
         channel: query.channel,
     };
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let (agents, total_matching) = fleet.agents(&filter, query.after.as_deref().unwrap_or(""), limit).await?;
-    Ok(Json(AgentPage { agents, total_matching }))
+    let (agents, total_matching) = fleet
+        .agents(&filter, query.after.as_deref().unwrap_or(""), limit)
+        .await?;
+    Ok(Json(AgentPage {
+        agents,
+        total_matching,
+    }))
 }
 
 async fn get_agent(

@@ -54,7 +54,12 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     };
 
     let background = tokio::spawn(run_background_tasks(fleet.clone(), shutdown.clone()));
-    let grpc = tokio::spawn(serve_grpc(fleet.clone(), grpc_listener, config.max_concurrent_streams, shutdown.clone()));
+    let grpc = tokio::spawn(serve_grpc(
+        fleet.clone(),
+        grpc_listener,
+        config.max_concurrent_streams,
+        shutdown.clone(),
+    ));
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
         axum::serve(http_listener, http::router(fleet.clone()))
@@ -81,8 +86,12 @@ async fn serve_grpc(
     shutdown: CancellationToken,
 ) {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<UpdaterServiceServer<UpdaterApi>>().await;
-    health_reporter.set_serving::<AdminServiceServer<AdminApi>>().await;
+    health_reporter
+        .set_serving::<UpdaterServiceServer<UpdaterApi>>()
+        .await;
+    health_reporter
+        .set_serving::<AdminServiceServer<AdminApi>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1();
@@ -111,7 +120,7 @@ async fn serve_grpc(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             sessions_closed.cancelled().await;
             // Open streams would hold graceful shutdown forever: end them first.
-            fleet.sessions.close_all();
+            fleet.shutdown.cancel();
         })
         .await;
     if let Err(err) = result {

@@ -6,18 +6,28 @@ mod postgres;
 mod process;
 
 pub use postgres::TestPostgres;
-pub use process::{CoordinatorBuilder, CoordinatorProcess, UpdaterProcess, UpdaterBuilder, bin, droverctl, droverctl_json};
+pub use process::{
+    CoordinatorBuilder, CoordinatorProcess, UpdaterBuilder, UpdaterProcess, bin, droverctl,
+    droverctl_json,
+};
 
 use std::time::{Duration, Instant};
 
 /// Polls `check` until it returns `Some`, or fails with `what` after `timeout`.
-pub async fn eventually<T>(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+pub async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -29,13 +29,19 @@ impl TestPostgres {
             .await
             .expect("create test database");
         let (base, _) = admin.rsplit_once('/').expect("URL has a database part");
-        Self { url: format!("{base}/{name}"), name }
+        Self {
+            url: format!("{base}/{name}"),
+            name,
+        }
     }
 
     pub async fn drop_database(self) {
         if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
             let _ = conn
-                .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                )))
                 .await;
         }
     }

@@ -13,10 +13,15 @@ use tokio::process::{Child, Command};
 /// A built binary of this workspace (`cargo build --workspace --bins` puts them beside the
 /// test executables' parent directory).
 pub fn bin(name: &str) -> PathBuf {
-    let dir = std::env::var_os("DROVER_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
-    });
+    let dir = std::env::var_os("DROVER_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target/<profile>")
+                .to_path_buf()
+        });
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -49,7 +54,11 @@ impl CoordinatorBuilder {
     }
 
     pub fn with_database(work_dir: &Path, database: &str) -> Self {
-        Self { work_dir: work_dir.to_path_buf(), database: database.to_string(), args: Vec::new() }
+        Self {
+            work_dir: work_dir.to_path_buf(),
+            database: database.to_string(),
+            args: Vec::new(),
+        }
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
@@ -90,7 +99,11 @@ impl CoordinatorProcess {
             .kill_on_drop(true)
             .spawn()
             .expect("start drover-coordinator");
-        let mut process = Self { child, builder, addresses: BoundAddresses { grpc, http } };
+        let mut process = Self {
+            child,
+            builder,
+            addresses: BoundAddresses { grpc, http },
+        };
         process.addresses = process.wait_ready(&ready).await;
         process
     }
@@ -101,7 +114,10 @@ impl CoordinatorProcess {
                 return serde_json::from_slice(&bytes).expect("ready file is JSON");
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("drover-coordinator exited with {status} before it was ready:\n{}", self.log());
+                panic!(
+                    "drover-coordinator exited with {status} before it was ready:\n{}",
+                    self.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -135,7 +151,10 @@ impl CoordinatorProcess {
     /// SIGTERM, then waits for a clean exit.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         if let Some(pid) = self.child.id() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
         tokio::time::timeout(Duration::from_secs(15), self.child.wait())
             .await
@@ -153,7 +172,11 @@ pub struct UpdaterBuilder {
 impl UpdaterBuilder {
     pub fn new(coordinator: &str, state_dir: &Path, agent_id: &str) -> Self {
         let args = vec!["--agent-id".into(), agent_id.into()];
-        Self { coordinator: coordinator.into(), state_dir: state_dir.to_path_buf(), args }
+        Self {
+            coordinator: coordinator.into(),
+            state_dir: state_dir.to_path_buf(),
+            args,
+        }
     }
 
     pub fn arg(mut self, flag: &str, value: impl Into<String>) -> Self {
@@ -177,7 +200,10 @@ impl UpdaterBuilder {
             .kill_on_drop(true)
             .spawn()
             .expect("start drover-updater");
-        UpdaterProcess { child, state_dir: self.state_dir }
+        UpdaterProcess {
+            child,
+            state_dir: self.state_dir,
+        }
     }
 }
 
@@ -228,5 +254,6 @@ pub async fn droverctl_json(coordinator: &str, args: &[&str]) -> serde_json::Val
     all.extend(["-o", "json"]);
     let (ok, stdout, stderr) = droverctl(coordinator, &all).await;
     assert!(ok, "droverctl {args:?} failed: {stderr}");
-    serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("droverctl {args:?} printed invalid JSON ({err}): {stdout}"))
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|err| panic!("droverctl {args:?} printed invalid JSON ({err}): {stdout}"))
 }

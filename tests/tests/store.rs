@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 
 use drover_coordinator::{
-    domain::{AgentFilter, AgentIdentity, AgentStatus, Health, InstallerKind, UpdateOutcome, UpdateReport, UpdaterState},
+    domain::{
+        AgentFilter, AgentIdentity, AgentStatus, Health, InstallerKind, UpdateOutcome,
+        UpdateReport, UpdaterState,
+    },
     store::Store,
 };
 use drover_tests::TestPostgres;
@@ -38,44 +41,128 @@ fn report(attempt: &str, to: &str, outcome: UpdateOutcome) -> UpdateReport {
 
 async fn store_contract(store: Store) {
     // Agents: insert, re-hello keeps first_seen, filters, pagination, summary.
-    store.upsert_agent(&identity("a-1", "prod", "1.0.0"), 1_000).await.unwrap();
-    store.upsert_agent(&identity("a-2", "prod", "1.1.0"), 1_000).await.unwrap();
-    store.upsert_agent(&identity("a-3", "dev", "1.0.0"), 1_000).await.unwrap();
-    store.upsert_agent(&identity("a-1", "prod", "1.0.0"), 5_000).await.unwrap();
+    store
+        .upsert_agent(&identity("a-1", "prod", "1.0.0"), 1_000)
+        .await
+        .unwrap();
+    store
+        .upsert_agent(&identity("a-2", "prod", "1.1.0"), 1_000)
+        .await
+        .unwrap();
+    store
+        .upsert_agent(&identity("a-3", "dev", "1.0.0"), 1_000)
+        .await
+        .unwrap();
+    store
+        .upsert_agent(&identity("a-1", "prod", "1.0.0"), 5_000)
+        .await
+        .unwrap();
     let a1 = store.get_agent("a-1").await.unwrap().unwrap();
     assert_eq!((a1.first_seen_ms, a1.last_seen_ms), (1_000, 5_000));
     assert_eq!(a1.labels.get("zone").map(String::as_str), Some("a"));
     assert!(store.get_agent("nope").await.unwrap().is_none());
 
-    let prod = AgentFilter { group: Some("prod".into()), ..AgentFilter::default() };
+    let prod = AgentFilter {
+        group: Some("prod".into()),
+        ..AgentFilter::default()
+    };
     assert_eq!(store.count_agents(&prod).await.unwrap(), 2);
-    let page1 = store.list_agents(&AgentFilter::default(), "", 2).await.unwrap();
-    let page2 = store.list_agents(&AgentFilter::default(), &page1[1].agent_id, 2).await.unwrap();
-    let ids: Vec<_> = page1.iter().chain(&page2).map(|a| a.agent_id.as_str()).collect();
+    let page1 = store
+        .list_agents(&AgentFilter::default(), "", 2)
+        .await
+        .unwrap();
+    let page2 = store
+        .list_agents(&AgentFilter::default(), &page1[1].agent_id, 2)
+        .await
+        .unwrap();
+    let ids: Vec<_> = page1
+        .iter()
+        .chain(&page2)
+        .map(|a| a.agent_id.as_str())
+        .collect();
     assert_eq!(ids, ["a-1", "a-2", "a-3"]);
-    let v100 = AgentFilter { agent_version: Some("1.0.0".into()), ..AgentFilter::default() };
+    let v100 = AgentFilter {
+        agent_version: Some("1.0.0".into()),
+        ..AgentFilter::default()
+    };
     assert_eq!(store.count_agents(&v100).await.unwrap(), 2);
 
     // Status changes are written; batched liveness touches many agents in one statement.
-    let status = AgentStatus { health: Health::Unhealthy, updater_state: UpdaterState::Installing, agent_version: Some("1.0.0") };
-    store.update_agent_status("a-3", status, 6_000).await.unwrap();
-    let unhealthy = AgentFilter { health: Some(Health::Unhealthy), ..AgentFilter::default() };
+    let status = AgentStatus {
+        health: Health::Unhealthy,
+        updater_state: UpdaterState::Installing,
+        agent_version: Some("1.0.0"),
+    };
+    store
+        .update_agent_status("a-3", status, 6_000)
+        .await
+        .unwrap();
+    let unhealthy = AgentFilter {
+        health: Some(Health::Unhealthy),
+        ..AgentFilter::default()
+    };
     assert_eq!(store.count_agents(&unhealthy).await.unwrap(), 1);
     let before = store.write_statements();
-    store.touch_agents(&["a-1".into(), "a-2".into(), "a-3".into()], 9_000).await.unwrap();
-    assert_eq!(store.write_statements() - before, 1, "one statement for the whole batch");
+    store
+        .touch_agents(&["a-1".into(), "a-2".into(), "a-3".into()], 9_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.write_statements() - before,
+        1,
+        "one statement for the whole batch"
+    );
     for id in ["a-1", "a-2", "a-3"] {
-        assert_eq!(store.get_agent(id).await.unwrap().unwrap().last_seen_ms, 9_000);
+        assert_eq!(
+            store.get_agent(id).await.unwrap().unwrap().last_seen_ms,
+            9_000
+        );
     }
 
     // Reports are idempotent by attempt id and a success moves the agent's version.
-    assert!(store.record_report("a-1", &report("r-1", "1.1.0", UpdateOutcome::Succeeded), 10_000).await.unwrap());
-    assert!(!store.record_report("a-1", &report("r-1", "1.1.0", UpdateOutcome::Succeeded), 11_000).await.unwrap());
+    assert!(
+        store
+            .record_report(
+                "a-1",
+                &report("r-1", "1.1.0", UpdateOutcome::Succeeded),
+                10_000
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_report(
+                "a-1",
+                &report("r-1", "1.1.0", UpdateOutcome::Succeeded),
+                11_000
+            )
+            .await
+            .unwrap()
+    );
     let a1 = store.get_agent("a-1").await.unwrap().unwrap();
     assert_eq!(a1.agent_version.as_deref(), Some("1.1.0"));
     assert_eq!(a1.last_report.unwrap().attempt_id, "r-1");
-    assert!(store.record_report("a-2", &report("r-2", "1.2.0", UpdateOutcome::Failed), 12_000).await.unwrap());
-    assert_eq!(store.get_agent("a-2").await.unwrap().unwrap().agent_version.as_deref(), Some("1.1.0"));
+    assert!(
+        store
+            .record_report(
+                "a-2",
+                &report("r-2", "1.2.0", UpdateOutcome::Failed),
+                12_000
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .get_agent("a-2")
+            .await
+            .unwrap()
+            .unwrap()
+            .agent_version
+            .as_deref(),
+        Some("1.1.0")
+    );
 
     let summary = store.fleet_summary().await.unwrap();
     let prod_110: u64 = summary
@@ -90,24 +177,55 @@ async fn store_contract(store: Store) {
     let channels = store.list_channels().await.unwrap();
     let names: Vec<_> = channels.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["default", "stable/rolling"]);
-    store.set_channel_version("beta", "1.2.0", 20_000).await.unwrap();
-    store.set_channel_version("beta", "1.3.0", 21_000).await.unwrap();
-    store.set_channel_critical("beta", true, 22_000).await.unwrap();
+    store
+        .set_channel_version("beta", "1.2.0", 20_000)
+        .await
+        .unwrap();
+    store
+        .set_channel_version("beta", "1.3.0", 21_000)
+        .await
+        .unwrap();
+    store
+        .set_channel_critical("beta", true, 22_000)
+        .await
+        .unwrap();
     let beta = store.get_channel("beta").await.unwrap().unwrap();
-    assert_eq!((beta.version.as_deref(), beta.critical), (Some("1.3.0"), true));
-    let missing = store.set_channel_critical("nope", true, 1).await.unwrap_err().to_string();
+    assert_eq!(
+        (beta.version.as_deref(), beta.critical),
+        (Some("1.3.0"), true)
+    );
+    let missing = store
+        .set_channel_critical("nope", true, 1)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(missing.contains("droverctl channels set nope"), "{missing}");
     assert_eq!(store.control_plane_version().await.unwrap(), None);
-    store.set_control_plane_version("2.0.0", 30_000).await.unwrap();
-    assert_eq!(store.control_plane_version().await.unwrap(), Some(("2.0.0".into(), 30_000)));
-    assert_eq!(store.agents_per_channel().await.unwrap().get("stable/rolling"), Some(&3));
+    store
+        .set_control_plane_version("2.0.0", 30_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.control_plane_version().await.unwrap(),
+        Some(("2.0.0".into(), 30_000))
+    );
+    assert_eq!(
+        store
+            .agents_per_channel()
+            .await
+            .unwrap()
+            .get("stable/rolling"),
+        Some(&3)
+    );
     store.close().await;
 }
 
 #[tokio::test]
 async fn sqlite_store_keeps_its_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("s.db").display())).await.unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("s.db").display()))
+        .await
+        .unwrap();
     assert_eq!(store.backend_name(), "sqlite");
     store_contract(store).await;
 }
@@ -126,7 +244,10 @@ async fn reopening_a_database_keeps_everything_and_migrates_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("s.db").display());
     let store = Store::open(&url).await.unwrap();
-    store.upsert_agent(&identity("a-1", "prod", "1.0.0"), 1).await.unwrap();
+    store
+        .upsert_agent(&identity("a-1", "prod", "1.0.0"), 1)
+        .await
+        .unwrap();
     store.close().await;
     let store = Store::open(&url).await.unwrap();
     assert!(store.get_agent("a-1").await.unwrap().is_some());
@@ -137,14 +258,25 @@ async fn a_file_that_is_not_a_database_gets_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("garbage.db");
     std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
-    let err = Store::open(&format!("sqlite://{}", path.display())).await.err().expect("must fail").to_string();
-    assert!(err.contains("Drover database") || err.contains("migrate"), "{err}");
+    let err = Store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        err.contains("Drover database") || err.contains("migrate"),
+        "{err}"
+    );
     // Nothing was overwritten.
     assert_eq!(std::fs::read(&path).unwrap(), vec![0x42u8; 8192]);
 }
 
 #[tokio::test]
 async fn an_unreachable_postgres_gets_a_clear_error() {
-    let err = Store::open("postgres://postgres@127.0.0.1:1/none").await.err().expect("must fail").to_string();
+    let err = Store::open("postgres://postgres@127.0.0.1:1/none")
+        .await
+        .err()
+        .expect("must fail")
+        .to_string();
     assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
 }

@@ -11,14 +11,20 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { base: Duration::from_millis(500), cap: Duration::from_secs(30) }
+        Self {
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(30),
+        }
     }
 }
 
 impl Backoff {
     /// The delay before retry number `attempt` (0-based), given a uniform `random` in [0, 1).
     pub fn delay(&self, attempt: u32, random: f64) -> Duration {
-        let ceiling = self.base.saturating_mul(2u32.saturating_pow(attempt.min(20))).min(self.cap);
+        let ceiling = self
+            .base
+            .saturating_mul(2u32.saturating_pow(attempt.min(20)))
+            .min(self.cap);
         ceiling.mul_f64(random.clamp(0.0, 1.0))
     }
 }

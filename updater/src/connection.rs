@@ -29,13 +29,20 @@ use crate::{
 const STABLE_SESSION: Duration = Duration::from_secs(30);
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
 
-pub async fn run(shared: Arc<Shared>, directives: mpsc::Sender<DirectiveRecord>, shutdown: CancellationToken) {
+pub async fn run(
+    shared: Arc<Shared>,
+    directives: mpsc::Sender<DirectiveRecord>,
+    shutdown: CancellationToken,
+) {
     let mut attempt = 0;
     while !shutdown.is_cancelled() {
         let started = Instant::now();
         match session(&shared, &directives, &shutdown).await {
             Ok(()) => return,
-            Err(err) => tracing::warn!(error = format!("{err:#}"), "coordinator session ended; will reconnect"),
+            Err(err) => tracing::warn!(
+                error = format!("{err:#}"),
+                "coordinator session ended; will reconnect"
+            ),
         }
         if started.elapsed() > STABLE_SESSION {
             attempt = 0;
@@ -51,7 +58,11 @@ pub async fn run(shared: Arc<Shared>, directives: mpsc::Sender<DirectiveRecord>,
 
 pub async fn connect(coordinator: &str) -> anyhow::Result<Channel> {
     Endpoint::from_shared(coordinator.to_string())
-        .with_context(|| format!("'{coordinator}' is not a valid coordinator address; use e.g. http://127.0.0.1:7400"))?
+        .with_context(|| {
+            format!(
+                "'{coordinator}' is not a valid coordinator address; use e.g. http://127.0.0.1:7400"
+            )
+        })?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
@@ -78,12 +89,22 @@ async fn hello(shared: &Shared) -> pb::UpdaterMessage {
         updater_version: env!("CARGO_PKG_VERSION").to_string(),
         labels: config.labels.iter().cloned().collect(),
         health: convert::health_to_proto(*shared.health.lock()) as i32,
-        last_directive_id: state.directive.as_ref().map(|d| d.directive_id.clone()).unwrap_or_default(),
+        last_directive_id: state
+            .directive
+            .as_ref()
+            .map(|d| d.directive_id.clone())
+            .unwrap_or_default(),
     }))
 }
 
 async fn heartbeat(shared: &Shared, sequence: u64) -> pb::UpdaterMessage {
-    let version = shared.state.lock().await.agent_version.clone().unwrap_or_default();
+    let version = shared
+        .state
+        .lock()
+        .await
+        .agent_version
+        .clone()
+        .unwrap_or_default();
     up(Up::Heartbeat(pb::Heartbeat {
         health: convert::health_to_proto(*shared.health.lock()) as i32,
         state: convert::activity_to_proto(*shared.activity.lock()) as i32,
@@ -114,7 +135,9 @@ async fn session(
         .heartbeat_interval
         .and_then(|d| Duration::try_from(d).ok())
         .unwrap_or(DEFAULT_HEARTBEAT);
-    *shared.recheck_from_coordinator.lock() = welcome.recheck_interval.and_then(|d| Duration::try_from(d).ok());
+    *shared.recheck_from_coordinator.lock() = welcome
+        .recheck_interval
+        .and_then(|d| Duration::try_from(d).ok());
     tracing::info!(session_id = %welcome.session_id, "connected to the coordinator");
 
     let mut sent_reports = HashSet::new();
@@ -158,7 +181,9 @@ async fn send_pending_reports(
     let pending = shared.state.lock().await.pending_reports.clone();
     for report in pending {
         if sent.insert(report.attempt_id.clone()) {
-            outbound.send(up(Up::Report(convert::report_to_proto(&report)))).await?;
+            outbound
+                .send(up(Up::Report(convert::report_to_proto(&report))))
+                .await?;
         }
     }
     Ok(())

@@ -70,7 +70,11 @@ pub struct Shared {
 }
 
 /// Runs an updater until `shutdown`. The state is loaded from (and kept in) `store`.
-pub async fn run(config: UpdaterConfig, store: StateStore, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: UpdaterConfig,
+    store: StateStore,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let state = store.load(config.initial_agent_version.clone()).await?;
     tracing::info!(agent_id = %state.agent_id, version = ?state.agent_version, "updater starting");
     let initial_health = config.initial_health;
@@ -84,9 +88,21 @@ pub async fn run(config: UpdaterConfig, store: StateStore, shutdown: Cancellatio
         recheck_from_coordinator: parking_lot::Mutex::new(None),
     });
     let (directives_tx, directives_rx) = mpsc::channel(16);
-    let connection = tokio::spawn(connection::run(shared.clone(), directives_tx.clone(), shutdown.clone()));
-    let recheck = tokio::spawn(recheck::run(shared.clone(), directives_tx, shutdown.clone()));
-    let manager = tokio::spawn(manager::run(shared.clone(), directives_rx, shutdown.clone()));
+    let connection = tokio::spawn(connection::run(
+        shared.clone(),
+        directives_tx.clone(),
+        shutdown.clone(),
+    ));
+    let recheck = tokio::spawn(recheck::run(
+        shared.clone(),
+        directives_tx,
+        shutdown.clone(),
+    ));
+    let manager = tokio::spawn(manager::run(
+        shared.clone(),
+        directives_rx,
+        shutdown.clone(),
+    ));
     let _ = tokio::join!(connection, recheck, manager);
     Ok(())
 }

@@ -6,14 +6,20 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use drover_updater::{
-    Health, StateStore, UpdaterConfig, backoff::Backoff, install::Installer,
+    Health, StateStore, UpdaterConfig,
+    backoff::Backoff,
+    install::Installer,
     simulate::{SimulationConfig, run as simulate},
     state::read_dir_state,
 };
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
-#[command(name = "drover-updater", version, about = "Keep one agent on the version its Drover coordinator asks for.")]
+#[command(
+    name = "drover-updater",
+    version,
+    about = "Keep one agent on the version its Drover coordinator asks for."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -25,7 +31,11 @@ enum Command {
     Run(RunArgs),
     /// Show what the updater knows: versions, directive, last decision and reports.
     Status {
-        #[arg(long, env = "DROVER_STATE_DIR", default_value = "/var/lib/drover-updater")]
+        #[arg(
+            long,
+            env = "DROVER_STATE_DIR",
+            default_value = "/var/lib/drover-updater"
+        )]
         state_dir: PathBuf,
         /// Print the raw state as JSON.
         #[arg(long)]
@@ -37,10 +47,18 @@ enum Command {
 
 #[derive(Parser, Debug)]
 struct RunArgs {
-    #[arg(long, env = "DROVER_COORDINATOR", default_value = "http://127.0.0.1:7400")]
+    #[arg(
+        long,
+        env = "DROVER_COORDINATOR",
+        default_value = "http://127.0.0.1:7400"
+    )]
     coordinator: String,
     /// Keeps the agent id, the last directive and unacknowledged reports across restarts.
-    #[arg(long, env = "DROVER_STATE_DIR", default_value = "/var/lib/drover-updater")]
+    #[arg(
+        long,
+        env = "DROVER_STATE_DIR",
+        default_value = "/var/lib/drover-updater"
+    )]
     state_dir: PathBuf,
     /// The agent's id; generated and saved in the state dir when not given.
     #[arg(long, env = "DROVER_AGENT_ID")]
@@ -67,7 +85,11 @@ struct RunArgs {
 
 #[derive(Parser, Debug)]
 struct SimulateArgs {
-    #[arg(long, env = "DROVER_COORDINATOR", default_value = "http://127.0.0.1:7400")]
+    #[arg(
+        long,
+        env = "DROVER_COORDINATOR",
+        default_value = "http://127.0.0.1:7400"
+    )]
     coordinator: String,
     #[arg(long, default_value_t = 300)]
     count: usize,
@@ -102,7 +124,10 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match dispatch(cli.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -117,7 +142,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     tokio::spawn(stop_on_signal(shutdown.clone()));
     match command {
         Command::Run(args) => {
-            let hostname = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+            let hostname = hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let config = UpdaterConfig {
                 coordinator: args.coordinator,
                 hostname,
@@ -133,7 +160,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 backoff: Backoff::default(),
                 initial_health: Health::Unknown,
             };
-            let store = StateStore::Dir { path: args.state_dir, agent_id: args.agent_id };
+            let store = StateStore::Dir {
+                path: args.state_dir,
+                agent_id: args.agent_id,
+            };
             drover_updater::run(config, store, shutdown).await
         }
         Command::Status { state_dir, json } => {
@@ -169,7 +199,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
 
 async fn stop_on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut terminate) = signal(SignalKind::terminate()) else { return };
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        return;
+    };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = terminate.recv() => {},

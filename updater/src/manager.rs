@@ -23,26 +23,41 @@ pub enum Decision {
 
 pub fn decide(state: &PersistedState) -> Decision {
     let Some(directive) = &state.directive else {
-        return Decision::Wait { reason: "no directive received yet".into() };
+        return Decision::Wait {
+            reason: "no directive received yet".into(),
+        };
     };
     let Some(target) = &directive.target_version else {
         return Decision::Wait {
-            reason: format!("no target: {} ({})", directive.reason, directive.reason_detail),
+            reason: format!(
+                "no target: {} ({})",
+                directive.reason, directive.reason_detail
+            ),
         };
     };
     if state.agent_version.as_deref() == Some(target.as_str()) {
-        return Decision::Wait { reason: format!("up to date at {target}") };
+        return Decision::Wait {
+            reason: format!("up to date at {target}"),
+        };
     }
     if state.failed_directive_id.as_deref() == Some(directive.directive_id.as_str()) {
         return Decision::Wait {
-            reason: format!("the install of {target} failed; waiting for a new directive before retrying"),
+            reason: format!(
+                "the install of {target} failed; waiting for a new directive before retrying"
+            ),
         };
     }
     // No maintenance schedule exists yet, which by rule 4 means: update as soon as possible.
-    Decision::Install { target: target.clone() }
+    Decision::Install {
+        target: target.clone(),
+    }
 }
 
-pub async fn run(shared: Arc<Shared>, mut directives: mpsc::Receiver<DirectiveRecord>, shutdown: CancellationToken) {
+pub async fn run(
+    shared: Arc<Shared>,
+    mut directives: mpsc::Receiver<DirectiveRecord>,
+    shutdown: CancellationToken,
+) {
     act(&shared).await;
     loop {
         tokio::select! {
@@ -60,7 +75,11 @@ pub async fn run(shared: Arc<Shared>, mut directives: mpsc::Receiver<DirectiveRe
 /// Saves a directive if it differs from the held one. Returns whether it did.
 async fn accept(shared: &Shared, directive: DirectiveRecord) -> bool {
     let mut state = shared.state.lock().await;
-    if state.directive.as_ref().is_some_and(|held| held.directive_id == directive.directive_id) {
+    if state
+        .directive
+        .as_ref()
+        .is_some_and(|held| held.directive_id == directive.directive_id)
+    {
         return false;
     }
     tracing::info!(
@@ -69,7 +88,10 @@ async fn accept(shared: &Shared, directive: DirectiveRecord) -> bool {
     );
     state.directive = Some(directive);
     if let Err(err) = shared.store.save(&state).await {
-        tracing::error!(error = format!("{err:#}"), "cannot save the directive; acting on it from memory");
+        tracing::error!(
+            error = format!("{err:#}"),
+            "cannot save the directive; acting on it from memory"
+        );
     }
     true
 }
@@ -77,8 +99,17 @@ async fn accept(shared: &Shared, directive: DirectiveRecord) -> bool {
 async fn act(shared: &Shared) {
     let (decision, agent_id, current, directive_id) = {
         let state = shared.state.lock().await;
-        let directive_id = state.directive.as_ref().map(|d| d.directive_id.clone()).unwrap_or_default();
-        (decide(&state), state.agent_id.clone(), state.agent_version.clone(), directive_id)
+        let directive_id = state
+            .directive
+            .as_ref()
+            .map(|d| d.directive_id.clone())
+            .unwrap_or_default();
+        (
+            decide(&state),
+            state.agent_id.clone(),
+            state.agent_version.clone(),
+            directive_id,
+        )
     };
     let target = match decision {
         Decision::Wait { reason } => {
@@ -91,13 +122,21 @@ async fn act(shared: &Shared) {
     *shared.activity.lock() = Activity::Installing;
     shared.wake_connection.notify_one();
     let started_ms = now_ms();
-    let result = shared.config.installer.install(&agent_id, current.as_deref(), &target).await;
+    let result = shared
+        .config
+        .installer
+        .install(&agent_id, current.as_deref(), &target)
+        .await;
     *shared.activity.lock() = Activity::Idle;
     let report = ReportRecord {
         attempt_id: uuid::Uuid::new_v4().to_string(),
         from_version: current,
         to_version: target.clone(),
-        outcome: if result.is_ok() { Outcome::Succeeded } else { Outcome::Failed },
+        outcome: if result.is_ok() {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
+        },
         error: result.as_ref().err().cloned().unwrap_or_default(),
         started_ms,
         finished_ms: now_ms(),
@@ -120,7 +159,10 @@ async fn act(shared: &Shared) {
         state.pending_reports.push(report.clone());
         state.last_report = Some(report);
         if let Err(err) = shared.store.save(&state).await {
-            tracing::error!(error = format!("{err:#}"), "cannot save the install outcome");
+            tracing::error!(
+                error = format!("{err:#}"),
+                "cannot save the install outcome"
+            );
         }
     }
     shared.wake_connection.notify_one();
@@ -161,10 +203,24 @@ mod tests {
 
     #[test]
     fn installs_a_different_target_and_waits_when_up_to_date_or_without_target() {
-        assert_eq!(decide(&with_directive(Some("1.0.0"), Some("1.1.0"))), Decision::Install { target: "1.1.0".into() });
-        assert!(matches!(decide(&with_directive(Some("1.1.0"), Some("1.1.0"))), Decision::Wait { .. }));
-        assert!(matches!(decide(&with_directive(Some("1.1.0"), None)), Decision::Wait { .. }));
-        assert!(matches!(decide(&PersistedState::default()), Decision::Wait { .. }));
+        assert_eq!(
+            decide(&with_directive(Some("1.0.0"), Some("1.1.0"))),
+            Decision::Install {
+                target: "1.1.0".into()
+            }
+        );
+        assert!(matches!(
+            decide(&with_directive(Some("1.1.0"), Some("1.1.0"))),
+            Decision::Wait { .. }
+        ));
+        assert!(matches!(
+            decide(&with_directive(Some("1.1.0"), None)),
+            Decision::Wait { .. }
+        ));
+        assert!(matches!(
+            decide(&PersistedState::default()),
+            Decision::Wait { .. }
+        ));
     }
 
     #[test]

@@ -8,11 +8,21 @@ use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Shared, backoff::jittered, connection::connect, convert, state::{DirectiveRecord, DirectiveSource}};
+use crate::{
+    Shared,
+    backoff::jittered,
+    connection::connect,
+    convert,
+    state::{DirectiveRecord, DirectiveSource},
+};
 
 const DEFAULT_RECHECK: Duration = Duration::from_secs(600);
 
-pub async fn run(shared: Arc<Shared>, directives: mpsc::Sender<DirectiveRecord>, shutdown: CancellationToken) {
+pub async fn run(
+    shared: Arc<Shared>,
+    directives: mpsc::Sender<DirectiveRecord>,
+    shutdown: CancellationToken,
+) {
     loop {
         let interval = shared
             .config
@@ -29,7 +39,10 @@ pub async fn run(shared: Arc<Shared>, directives: mpsc::Sender<DirectiveRecord>,
                     return;
                 }
             }
-            Err(err) => tracing::warn!(error = format!("{err:#}"), "periodic target re-check failed"),
+            Err(err) => tracing::warn!(
+                error = format!("{err:#}"),
+                "periodic target re-check failed"
+            ),
         }
     }
 }

@@ -28,7 +28,10 @@ pub struct SimulationConfig {
 pub async fn run(config: SimulationConfig, shutdown: CancellationToken) {
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut tasks = Vec::with_capacity(config.count);
-    let step = config.ramp_up.checked_div(config.count.max(1) as u32).unwrap_or_default();
+    let step = config
+        .ramp_up
+        .checked_div(config.count.max(1) as u32)
+        .unwrap_or_default();
     for i in 0..config.count {
         let agent_id = format!("{}-{i:05}", config.id_prefix);
         let group = config.groups[i % config.groups.len().max(1)].clone();
@@ -44,7 +47,9 @@ pub async fn run(config: SimulationConfig, shutdown: CancellationToken) {
             group: group.clone(),
             channel: config.channel.clone(),
             labels: vec![("simulated".into(), "true".into())],
-            installer: Installer::Simulated { broken_versions: config.broken_versions.clone() },
+            installer: Installer::Simulated {
+                broken_versions: config.broken_versions.clone(),
+            },
             initial_agent_version: Some(version),
             recheck_interval: config.recheck_interval,
             backoff: Backoff::default(),

@@ -73,8 +73,13 @@ pub struct PersistedState {
 /// Where state lives: a directory (real updaters) or memory (simulated fleets).
 #[derive(Debug, Clone)]
 pub enum StateStore {
-    Dir { path: PathBuf, agent_id: Option<String> },
-    Memory { agent_id: String },
+    Dir {
+        path: PathBuf,
+        agent_id: Option<String>,
+    },
+    Memory {
+        agent_id: String,
+    },
 }
 
 impl StateStore {
@@ -87,13 +92,16 @@ impl StateStore {
             }),
             Self::Dir { path, agent_id } => {
                 let (path, agent_id) = (path.clone(), agent_id.clone());
-                tokio::task::spawn_blocking(move || load_dir(&path, agent_id, initial_version)).await?
+                tokio::task::spawn_blocking(move || load_dir(&path, agent_id, initial_version))
+                    .await?
             }
         }
     }
 
     pub async fn save(&self, state: &PersistedState) -> anyhow::Result<()> {
-        let Self::Dir { path, .. } = self else { return Ok(()) };
+        let Self::Dir { path, .. } = self else {
+            return Ok(());
+        };
         let bytes = serde_json::to_vec_pretty(state)?;
         let file = path.join(STATE_FILE);
         tokio::task::spawn_blocking(move || write_atomically(&file, &bytes)).await?
@@ -104,12 +112,21 @@ impl StateStore {
 pub fn read_dir_state(dir: &Path) -> anyhow::Result<PersistedState> {
     let file = dir.join(STATE_FILE);
     let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("{} is not valid updater state", file.display()))
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not valid updater state", file.display()))
 }
 
-fn load_dir(dir: &Path, agent_id: Option<String>, initial_version: Option<String>) -> anyhow::Result<PersistedState> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create the state directory {}; check its permissions", dir.display()))?;
+fn load_dir(
+    dir: &Path,
+    agent_id: Option<String>,
+    initial_version: Option<String>,
+) -> anyhow::Result<PersistedState> {
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "cannot create the state directory {}; check its permissions",
+            dir.display()
+        )
+    })?;
     let agent_id = stable_agent_id(dir, agent_id)?;
     let file = dir.join(STATE_FILE);
     let mut state = match std::fs::read(&file) {
@@ -137,7 +154,10 @@ fn load_dir(dir: &Path, agent_id: Option<String>, initial_version: Option<String
 /// The agent id is written once and never rewritten, so it survives a damaged state file.
 fn stable_agent_id(dir: &Path, requested: Option<String>) -> anyhow::Result<String> {
     let file = dir.join(AGENT_ID_FILE);
-    let saved = std::fs::read_to_string(&file).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let saved = std::fs::read_to_string(&file)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
     match (requested, saved) {
         (Some(requested), Some(saved)) if requested == saved => Ok(saved),
         (Some(requested), _) => {
@@ -156,7 +176,8 @@ fn stable_agent_id(dir: &Path, requested: Option<String>) -> anyhow::Result<Stri
 fn write_atomically(file: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = file.with_extension("tmp");
     {
-        let mut out = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut out = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         out.write_all(bytes)?;
         out.sync_all()?;
     }
@@ -165,35 +186,6 @@ fn write_atomically(file: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn survives_a_restart_and_keeps_the_agent_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = StateStore::Dir { path: dir.path().into(), agent_id: None };
-        let mut state = store.load(Some("1.0.0".into())).await.unwrap();
-        let id = state.agent_id.clone();
-        state.agent_version = Some("1.1.0".into());
-        store.save(&state).await.unwrap();
-        let again = store.load(Some("1.0.0".into())).await.unwrap();
-        assert_eq!(again.agent_id, id);
-        assert_eq!(again.agent_version.as_deref(), Some("1.1.0"));
-    }
-
-    #[tokio::test]
-    async fn an_unreadable_state_file_is_kept_aside_and_the_id_survives() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = StateStore::Dir { path: dir.path().into(), agent_id: Some("a-1".into()) };
-        store.load(None).await.unwrap();
-        std::fs::write(dir.path().join(STATE_FILE), b"{not json").unwrap();
-        let state = store.load(None).await.unwrap();
-        assert_eq!(state.agent_id, "a-1");
-        assert!(dir.path().join("state.json.unreadable").exists());
-    }
 }
 
 /// The human view of the state, for `drover-updater status`.
@@ -210,15 +202,27 @@ pub fn describe(state: &PersistedState) -> String {
                 dash(d.target_version.as_deref()),
                 if d.critical { " (critical)" } else { "" }
             ));
-            out.push(format!("why:              {} — {}", d.reason, d.reason_detail));
-            out.push(format!("directive:        {} (by {:?})", d.directive_id, d.source).to_lowercase());
+            out.push(format!(
+                "why:              {} — {}",
+                d.reason, d.reason_detail
+            ));
+            out.push(
+                format!("directive:        {} (by {:?})", d.directive_id, d.source).to_lowercase(),
+            );
         }
         None => out.push("target version:   - (no directive received yet)".into()),
     }
     out.push("next window:      none known: updates install as soon as they arrive".into());
-    out.push(format!("last decision:    {}", dash(state.last_decision.as_deref())));
+    out.push(format!(
+        "last decision:    {}",
+        dash(state.last_decision.as_deref())
+    ));
     if let Some(r) = &state.last_report {
-        let error = if r.error.is_empty() { String::new() } else { format!(" ({})", r.error) };
+        let error = if r.error.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", r.error)
+        };
         out.push(format!(
             "last report:      {} → {}: {:?}{error}",
             dash(r.from_version.as_deref()),
@@ -228,4 +232,39 @@ pub fn describe(state: &PersistedState) -> String {
     }
     out.push(format!("unacked reports:  {}", state.pending_reports.len()));
     out.join("\n") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn survives_a_restart_and_keeps_the_agent_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::Dir {
+            path: dir.path().into(),
+            agent_id: None,
+        };
+        let mut state = store.load(Some("1.0.0".into())).await.unwrap();
+        let id = state.agent_id.clone();
+        state.agent_version = Some("1.1.0".into());
+        store.save(&state).await.unwrap();
+        let again = store.load(Some("1.0.0".into())).await.unwrap();
+        assert_eq!(again.agent_id, id);
+        assert_eq!(again.agent_version.as_deref(), Some("1.1.0"));
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_state_file_is_kept_aside_and_the_id_survives() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::Dir {
+            path: dir.path().into(),
+            agent_id: Some("a-1".into()),
+        };
+        store.load(None).await.unwrap();
+        std::fs::write(dir.path().join(STATE_FILE), b"{not json").unwrap();
+        let state = store.load(None).await.unwrap();
+        assert_eq!(state.agent_id, "a-1");
+        assert!(dir.path().join("state.json.unreadable").exists());
+    }
 }

@@ -11,7 +11,11 @@ use drover_coordinator::{
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
-#[command(name = "drover-coordinator", version, about = "Serve target versions to Drover updaters and record the fleet.")]
+#[command(
+    name = "drover-coordinator",
+    version,
+    about = "Serve target versions to Drover updaters and record the fleet."
+)]
 struct Args {
     /// `sqlite://PATH` (default, embedded) or `postgres://USER@HOST/DB` for several replicas.
     #[arg(long, env = "DROVER_DATABASE", default_value = "sqlite://drover.db")]
@@ -88,7 +92,9 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

@@ -27,7 +27,12 @@ use render::{health_name, millis_text, state_name};
 )]
 pub struct Cli {
     /// The coordinator's gRPC address.
-    #[arg(long, global = true, env = "DROVER_COORDINATOR", default_value = "http://127.0.0.1:7400")]
+    #[arg(
+        long,
+        global = true,
+        env = "DROVER_COORDINATOR",
+        default_value = "http://127.0.0.1:7400"
+    )]
     pub coordinator: String,
     /// Output format.
     #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
@@ -114,7 +119,9 @@ pub enum ChannelsCommand {
 pub enum ControlPlaneCommand {
     Get,
     /// Record the control plane's version; following channels move with it.
-    Set { version: String },
+    Set {
+        version: String,
+    },
 }
 
 /// Runs the CLI; returns the text to print or an error message for stderr.
@@ -148,21 +155,43 @@ pub async fn run(cli: Cli) -> Result<String, String> {
             let json = Value::Array(channels.iter().map(channel_json).collect());
             (json, render::channels(&channels))
         }
-        Command::Channels(ChannelsCommand::Set { name, version, critical }) => {
+        Command::Channels(ChannelsCommand::Set {
+            name,
+            version,
+            critical,
+        }) => {
             if version.is_none() && critical.is_none() {
                 return Err("give a VERSION, --critical true|false, or both".into());
             }
             let mut channel = None;
             if let Some(version) = version {
-                let request = pb::SetChannelVersionRequest { name: name.clone(), version };
-                channel = Some(client.set_channel_version(request).await.map_err(status_text)?.into_inner());
+                let request = pb::SetChannelVersionRequest {
+                    name: name.clone(),
+                    version,
+                };
+                channel = Some(
+                    client
+                        .set_channel_version(request)
+                        .await
+                        .map_err(status_text)?
+                        .into_inner(),
+                );
             }
             if let Some(critical) = critical {
                 let request = pb::SetChannelCriticalRequest { name, critical };
-                channel = Some(client.set_channel_critical(request).await.map_err(status_text)?.into_inner());
+                channel = Some(
+                    client
+                        .set_channel_critical(request)
+                        .await
+                        .map_err(status_text)?
+                        .into_inner(),
+                );
             }
             let channel = channel.expect("one of the two requests ran");
-            (channel_json(&channel), render::channels(std::slice::from_ref(&channel)))
+            (
+                channel_json(&channel),
+                render::channels(std::slice::from_ref(&channel)),
+            )
         }
         Command::ControlPlane(ControlPlaneCommand::Get) => {
             let cp = client
@@ -214,7 +243,11 @@ async fn list_agents(
         Some("healthy") => pb::AgentHealth::Healthy,
         Some("unhealthy") => pb::AgentHealth::Unhealthy,
         Some("unknown") => pb::AgentHealth::Unknown,
-        Some(other) => return Err(format!("--health '{other}' is not one of healthy, unhealthy, unknown")),
+        Some(other) => {
+            return Err(format!(
+                "--health '{other}' is not one of healthy, unhealthy, unknown"
+            ));
+        }
     };
     let filter = pb::AgentFilter {
         group: args.group.unwrap_or_default(),
@@ -309,7 +342,10 @@ fn summary_json(s: &pb::FleetSummary) -> Value {
     let mut by_version = serde_json::Map::new();
     let mut by_group = serde_json::Map::new();
     for row in &s.rows {
-        for (map, key) in [(&mut by_version, &row.agent_version), (&mut by_group, &row.group)] {
+        for (map, key) in [
+            (&mut by_version, &row.agent_version),
+            (&mut by_group, &row.group),
+        ] {
             let entry = map.entry(key.clone()).or_insert(json!(0));
             *entry = json!(entry.as_u64().unwrap_or(0) + row.count);
         }

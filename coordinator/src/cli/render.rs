@@ -9,7 +9,10 @@ pub struct Table {
 
 impl Table {
     pub fn new(header: &[&str]) -> Self {
-        Self { header: header.iter().map(|h| h.to_uppercase()).collect(), rows: Vec::new() }
+        Self {
+            header: header.iter().map(|h| h.to_uppercase()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -63,7 +66,12 @@ pub fn millis_text(ts: &prost_types::Timestamp) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -81,13 +89,30 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 fn or_dash(text: &str) -> String {
-    if text.is_empty() { "-".into() } else { text.to_string() }
+    if text.is_empty() {
+        "-".into()
+    } else {
+        text.to_string()
+    }
 }
 
 pub fn agents(agents: &[pb::Agent], total: u64) -> String {
-    let mut table = Table::new(&["agent", "group", "channel", "version", "target", "health", "state", "connected"]);
+    let mut table = Table::new(&[
+        "agent",
+        "group",
+        "channel",
+        "version",
+        "target",
+        "health",
+        "state",
+        "connected",
+    ]);
     for a in agents {
-        let target = a.directive.as_ref().map(|d| d.target_version.as_str()).unwrap_or("");
+        let target = a
+            .directive
+            .as_ref()
+            .map(|d| d.target_version.as_str())
+            .unwrap_or("");
         table.row(vec![
             a.agent_id.clone(),
             a.group.clone(),
@@ -96,10 +121,18 @@ pub fn agents(agents: &[pb::Agent], total: u64) -> String {
             or_dash(target),
             health_name(a.health).into(),
             state_name(a.updater_state).to_lowercase(),
-            if a.connected { "yes".into() } else { "no".into() },
+            if a.connected {
+                "yes".into()
+            } else {
+                "no".into()
+            },
         ]);
     }
-    format!("{}\n({} shown of {total} matching)", table.render(), agents.len())
+    format!(
+        "{}\n({} shown of {total} matching)",
+        table.render(),
+        agents.len()
+    )
 }
 
 pub fn agent_details(a: &pb::Agent) -> String {
@@ -110,11 +143,23 @@ pub fn agent_details(a: &pb::Agent) -> String {
         format!("channel:         {}", a.channel),
         format!("version:         {}", or_dash(&a.agent_version)),
         format!("health:          {}", health_name(a.health)),
-        format!("updater state:   {}", state_name(a.updater_state).to_lowercase()),
+        format!(
+            "updater state:   {}",
+            state_name(a.updater_state).to_lowercase()
+        ),
         format!("updater version: {}", or_dash(&a.updater_version)),
-        format!("connected:       {}", if a.connected { "yes" } else { "no" }),
-        format!("first seen:      {}", a.first_seen.as_ref().map(millis_text).unwrap_or_default()),
-        format!("last seen:       {}", a.last_seen.as_ref().map(millis_text).unwrap_or_default()),
+        format!(
+            "connected:       {}",
+            if a.connected { "yes" } else { "no" }
+        ),
+        format!(
+            "first seen:      {}",
+            a.first_seen.as_ref().map(millis_text).unwrap_or_default()
+        ),
+        format!(
+            "last seen:       {}",
+            a.last_seen.as_ref().map(millis_text).unwrap_or_default()
+        ),
     ];
     if !a.labels.is_empty() {
         let mut labels: Vec<_> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -122,8 +167,15 @@ pub fn agent_details(a: &pb::Agent) -> String {
         lines.push(format!("labels:          {}", labels.join(", ")));
     }
     if let Some(d) = &a.directive {
-        lines.push(format!("target:          {}{}", or_dash(&d.target_version), if d.critical { " (critical)" } else { "" }));
-        lines.push(format!("why:             {} — {}", d.reason, d.reason_detail));
+        lines.push(format!(
+            "target:          {}{}",
+            or_dash(&d.target_version),
+            if d.critical { " (critical)" } else { "" }
+        ));
+        lines.push(format!(
+            "why:             {} — {}",
+            d.reason, d.reason_detail
+        ));
     }
     if let Some(r) = &a.last_report {
         lines.push(format!(
@@ -131,7 +183,11 @@ pub fn agent_details(a: &pb::Agent) -> String {
             or_dash(&r.from_version),
             r.to_version,
             outcome_name(r.outcome).to_lowercase(),
-            if r.error.is_empty() { String::new() } else { format!(" ({})", r.error) }
+            if r.error.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", r.error)
+            }
         ));
     }
     lines.join("\n")
@@ -140,7 +196,12 @@ pub fn agent_details(a: &pb::Agent) -> String {
 pub fn summary(s: &pb::FleetSummary) -> String {
     let mut table = Table::new(&["version", "group", "health", "agents"]);
     for r in &s.rows {
-        table.row(vec![r.agent_version.clone(), r.group.clone(), health_name(r.health).into(), r.count.to_string()]);
+        table.row(vec![
+            r.agent_version.clone(),
+            r.group.clone(),
+            health_name(r.health).into(),
+            r.count.to_string(),
+        ]);
     }
     format!(
         "control plane: {}   agents: {}   connected: {}\n\n{}",
@@ -152,13 +213,27 @@ pub fn summary(s: &pb::FleetSummary) -> String {
 }
 
 pub fn channels(channels: &[pb::Channel]) -> String {
-    let mut table = Table::new(&["channel", "version", "critical", "follows control plane", "agents"]);
+    let mut table = Table::new(&[
+        "channel",
+        "version",
+        "critical",
+        "follows control plane",
+        "agents",
+    ]);
     for c in channels {
         table.row(vec![
             c.name.clone(),
             or_dash(&c.version),
-            if c.critical { "yes".into() } else { "no".into() },
-            if c.follows_control_plane { "yes".into() } else { "no".into() },
+            if c.critical {
+                "yes".into()
+            } else {
+                "no".into()
+            },
+            if c.follows_control_plane {
+                "yes".into()
+            } else {
+                "no".into()
+            },
             c.agent_count.to_string(),
         ]);
     }
@@ -171,8 +246,17 @@ mod tests {
 
     #[test]
     fn formats_timestamps_in_utc() {
-        let ts = prost_types::Timestamp { seconds: 1_795_000_000, nanos: 0 };
+        let ts = prost_types::Timestamp {
+            seconds: 1_795_000_000,
+            nanos: 0,
+        };
         assert_eq!(millis_text(&ts), "2026-11-18T11:06:40Z");
-        assert_eq!(millis_text(&prost_types::Timestamp { seconds: 0, nanos: 0 }), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            millis_text(&prost_types::Timestamp {
+                seconds: 0,
+                nanos: 0
+            }),
+            "1970-01-01T00:00:00Z"
+        );
     }
 }

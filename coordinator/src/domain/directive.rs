@@ -130,7 +130,11 @@ mod tests {
     #[test]
     fn serves_the_channel_version_within_constraints() {
         let cp = Version::new(2, 0, 0);
-        let d = directive_for("prod", Some(&channel("prod", Some("1.5.0"), false)), Some(&cp));
+        let d = directive_for(
+            "prod",
+            Some(&channel("prod", Some("1.5.0"), false)),
+            Some(&cp),
+        );
         assert_eq!(d.target_version, Some(Version::new(1, 5, 0)));
         assert_eq!(d.reason, "channel_target");
     }
@@ -138,7 +142,11 @@ mod tests {
     #[test]
     fn refuses_a_version_above_the_control_plane() {
         let cp = Version::new(2, 0, 0);
-        let d = directive_for("prod", Some(&channel("prod", Some("2.1.0"), false)), Some(&cp));
+        let d = directive_for(
+            "prod",
+            Some(&channel("prod", Some("2.1.0"), false)),
+            Some(&cp),
+        );
         assert_eq!(d.target_version, None);
         assert_eq!(d.reason, "constraint_above_control_plane");
     }

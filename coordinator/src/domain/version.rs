@@ -17,8 +17,14 @@ pub fn parse_version(text: &str) -> Result<Version> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConstraintViolation {
-    AboveControlPlane { target: Version, control_plane: Version },
-    TooFarBelow { target: Version, control_plane: Version },
+    AboveControlPlane {
+        target: Version,
+        control_plane: Version,
+    },
+    TooFarBelow {
+        target: Version,
+        control_plane: Version,
+    },
 }
 
 impl ConstraintViolation {
@@ -34,13 +40,19 @@ impl ConstraintViolation {
 impl std::fmt::Display for ConstraintViolation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::AboveControlPlane { target, control_plane } => write!(
+            Self::AboveControlPlane {
+                target,
+                control_plane,
+            } => write!(
                 f,
                 "version {target} is above the control plane's {control_plane}; agents must never \
                  run ahead of the control plane: upgrade the control plane first, or pick a version \
                  at most {control_plane}"
             ),
-            Self::TooFarBelow { target, control_plane } => write!(
+            Self::TooFarBelow {
+                target,
+                control_plane,
+            } => write!(
                 f,
                 "version {target} is more than one major version below the control plane's \
                  {control_plane}; pick a version with major {} or {}",

@@ -20,7 +20,8 @@ use semver::Version;
 use crate::{
     domain::{
         AgentFilter, AgentIdentity, AgentRecord, AgentStatus, Channel, SummaryRow, UpdateReport,
-        directive::Directive, follows_control_plane, now_ms, validate,
+        directive::Directive,
+        follows_control_plane, now_ms, validate,
         version::{check_constraints, parse_version},
     },
     error::{DroverError, Result},
@@ -65,6 +66,8 @@ pub struct Fleet {
     pub config: FleetConfig,
     view: RwLock<Arc<ChannelView>>,
     pub counters: FleetCounters,
+    /// Cancelled when the coordinator shuts down: every session ends with `Unavailable`.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// An agent as admins see it: the stored record merged with its live session, if any.
@@ -93,6 +96,7 @@ impl Fleet {
             config,
             view: RwLock::new(Arc::new(view)),
             counters: FleetCounters::default(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }))
     }
 
@@ -154,7 +158,9 @@ impl Fleet {
             changed
         };
         if changed {
-            self.store.update_agent_status(&session.agent_id, status, now).await?;
+            self.store
+                .update_agent_status(&session.agent_id, status, now)
+                .await?;
             session.live.lock().flushed_seen_ms = now;
         }
         Ok(())
@@ -163,7 +169,10 @@ impl Fleet {
     /// Commits the report, then acknowledges it; a resent report is acknowledged again.
     pub async fn report(&self, session: &Session, report: UpdateReport) -> Result<()> {
         self.counters.reports.fetch_add(1, Ordering::Relaxed);
-        let inserted = self.store.record_report(&session.agent_id, &report, now_ms()).await?;
+        let inserted = self
+            .store
+            .record_report(&session.agent_id, &report, now_ms())
+            .await?;
         if inserted && report.outcome == crate::domain::UpdateOutcome::Succeeded {
             session.live.lock().agent_version = Some(report.to_version.clone());
         }
@@ -195,14 +204,18 @@ impl Fleet {
         })?;
         check_constraints(&version, &control_plane)
             .map_err(|violation| DroverError::FailedPrecondition(violation.to_string()))?;
-        self.store.set_channel_version(name, &version.to_string(), now_ms()).await?;
+        self.store
+            .set_channel_version(name, &version.to_string(), now_ms())
+            .await?;
         self.refresh_and_push().await?;
         self.channel(name)
     }
 
     pub async fn set_channel_critical(&self, name: &str, critical: bool) -> Result<Channel> {
         validate::name("channel", name)?;
-        self.store.set_channel_critical(name, critical, now_ms()).await?;
+        self.store
+            .set_channel_critical(name, critical, now_ms())
+            .await?;
         self.refresh_and_push().await?;
         self.channel(name)
     }
@@ -210,7 +223,9 @@ impl Fleet {
     pub async fn set_control_plane_version(&self, version: &str) -> Result<(Version, i64)> {
         let version = parse_version(version)?;
         let now = now_ms();
-        self.store.set_control_plane_version(&version.to_string(), now).await?;
+        self.store
+            .set_control_plane_version(&version.to_string(), now)
+            .await?;
         self.refresh_and_push().await?;
         Ok((version, now))
     }
@@ -248,9 +263,15 @@ impl Fleet {
                 pushed += 1;
             }
         }
-        self.counters.directives_pushed.fetch_add(pushed as u64, Ordering::Relaxed);
+        self.counters
+            .directives_pushed
+            .fetch_add(pushed as u64, Ordering::Relaxed);
         if pushed > 0 {
-            tracing::info!(pushed, connected = sessions.len(), "pushed changed directives");
+            tracing::info!(
+                pushed,
+                connected = sessions.len(),
+                "pushed changed directives"
+            );
         }
         pushed
     }
@@ -273,7 +294,10 @@ impl Fleet {
     ) -> Result<(Vec<AgentView>, u64)> {
         let records = self.store.list_agents(filter, after_id, limit).await?;
         let total = self.store.count_agents(filter).await?;
-        Ok((records.into_iter().map(|r| self.agent_view(r)).collect(), total))
+        Ok((
+            records.into_iter().map(|r| self.agent_view(r)).collect(),
+            total,
+        ))
     }
 
     fn agent_view(&self, mut record: AgentRecord) -> AgentView {
@@ -286,7 +310,11 @@ impl Fleet {
             record.last_seen_ms = live.last_seen_ms;
         }
         let directive = self.view().directive_for(&record.channel);
-        AgentView { record, connected: session.is_some(), directive }
+        AgentView {
+            record,
+            connected: session.is_some(),
+            directive,
+        }
     }
 
     pub async fn summary(&self) -> Result<FleetSummary> {

@@ -31,7 +31,7 @@ pub struct Session {
     pub live: Mutex<LiveStatus>,
     directive: watch::Sender<Directive>,
     acks: mpsc::Sender<String>,
-    /// Cancelled when a newer session for the same agent replaces this one, or on shutdown.
+    /// Cancelled when a newer session for the same agent replaces this one.
     pub closed: CancellationToken,
 }
 
@@ -65,7 +65,14 @@ impl Session {
             acks: acks_tx,
             closed: CancellationToken::new(),
         });
-        (session, SessionOutbox { directives, send_current_directive, acks })
+        (
+            session,
+            SessionOutbox {
+                directives,
+                send_current_directive,
+                acks,
+            },
+        )
     }
 
     /// Sends `directive` unless the session already holds one with the same id.
@@ -94,7 +101,10 @@ pub struct SessionRegistry {
 impl SessionRegistry {
     /// Registers `session`, closing any older session of the same agent.
     pub fn insert(&self, session: Arc<Session>) {
-        let previous = self.sessions.write().insert(session.agent_id.clone(), session);
+        let previous = self
+            .sessions
+            .write()
+            .insert(session.agent_id.clone(), session);
         if let Some(previous) = previous {
             previous.closed.cancel();
         }
@@ -103,7 +113,10 @@ impl SessionRegistry {
     /// Removes the agent's session only if it is still `session_id` (a newer one may exist).
     pub fn remove(&self, agent_id: &str, session_id: &str) {
         let mut sessions = self.sessions.write();
-        if sessions.get(agent_id).is_some_and(|s| s.session_id == session_id) {
+        if sessions
+            .get(agent_id)
+            .is_some_and(|s| s.session_id == session_id)
+        {
             sessions.remove(agent_id);
         }
     }
@@ -123,11 +136,5 @@ impl SessionRegistry {
     /// A snapshot, so callers never hold the registry lock while they work.
     pub fn all(&self) -> Vec<Arc<Session>> {
         self.sessions.read().values().cloned().collect()
-    }
-
-    pub fn close_all(&self) {
-        for session in self.sessions.read().values() {
-            session.closed.cancel();
-        }
     }
 }

@@ -45,15 +45,27 @@ impl ChannelView {
                     version,
                     critical: row.critical,
                     follows_control_plane: follows,
-                    updated_at_ms: row.updated_at_ms.max(if follows { control_plane_updated_ms } else { 0 }),
+                    updated_at_ms: row.updated_at_ms.max(if follows {
+                        control_plane_updated_ms
+                    } else {
+                        0
+                    }),
                 };
                 (row.name, channel)
             })
             .collect();
-        Ok(Self { control_plane, control_plane_updated_ms, channels })
+        Ok(Self {
+            control_plane,
+            control_plane_updated_ms,
+            channels,
+        })
     }
 
     pub fn directive_for(&self, channel: &str) -> Directive {
-        directive_for(channel, self.channels.get(channel), self.control_plane.as_ref())
+        directive_for(
+            channel,
+            self.channels.get(channel),
+            self.control_plane.as_ref(),
+        )
     }
 }

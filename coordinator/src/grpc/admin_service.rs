@@ -30,7 +30,9 @@ fn non_empty(text: String) -> Option<String> {
 }
 
 fn filter_from_proto(filter: Option<pb::AgentFilter>) -> Result<AgentFilter, DroverError> {
-    let Some(filter) = filter else { return Ok(AgentFilter::default()) };
+    let Some(filter) = filter else {
+        return Ok(AgentFilter::default());
+    };
     let health = match pb::AgentHealth::try_from(filter.health) {
         Ok(pb::AgentHealth::Unspecified) | Err(_) => None,
         Ok(_) => Some(convert::health_from_proto(filter.health)),
@@ -69,9 +71,15 @@ impl AdminService for AdminApi {
         }
         // The page token is the last id of the previous page (keyset pagination: stable and
         // cheap however deep the page).
-        let (agents, total) = self.fleet.agents(&filter, &request.page_token, page_size).await?;
+        let (agents, total) = self
+            .fleet
+            .agents(&filter, &request.page_token, page_size)
+            .await?;
         let next_page_token = if agents.len() as u32 == page_size {
-            agents.last().map(|a| a.record.agent_id.clone()).unwrap_or_default()
+            agents
+                .last()
+                .map(|a| a.record.agent_id.clone())
+                .unwrap_or_default()
         } else {
             String::new()
         };
@@ -120,7 +128,10 @@ impl AdminService for AdminApi {
         request: Request<pb::SetChannelVersionRequest>,
     ) -> Result<Response<pb::Channel>, Status> {
         let request = request.into_inner();
-        let channel = self.fleet.set_channel_version(&request.name, &request.version).await?;
+        let channel = self
+            .fleet
+            .set_channel_version(&request.name, &request.version)
+            .await?;
         tracing::info!(channel = %channel.name, version = ?channel.version.as_ref().map(ToString::to_string), "channel version set");
         Ok(Response::new(convert::channel_to_proto(channel, 0)))
     }
@@ -130,7 +141,10 @@ impl AdminService for AdminApi {
         request: Request<pb::SetChannelCriticalRequest>,
     ) -> Result<Response<pb::Channel>, Status> {
         let request = request.into_inner();
-        let channel = self.fleet.set_channel_critical(&request.name, request.critical).await?;
+        let channel = self
+            .fleet
+            .set_channel_critical(&request.name, request.critical)
+            .await?;
         tracing::info!(channel = %channel.name, critical = channel.critical, "channel critical flag set");
         Ok(Response::new(convert::channel_to_proto(channel, 0)))
     }
@@ -141,7 +155,11 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ControlPlaneVersion>, Status> {
         let view = self.fleet.view();
         Ok(Response::new(pb::ControlPlaneVersion {
-            version: view.control_plane.as_ref().map(ToString::to_string).unwrap_or_default(),
+            version: view
+                .control_plane
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             updated_at: convert::timestamp(view.control_plane_updated_ms),
         }))
     }
@@ -150,8 +168,10 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SetControlPlaneVersionRequest>,
     ) -> Result<Response<pb::ControlPlaneVersion>, Status> {
-        let (version, at) =
-            self.fleet.set_control_plane_version(&request.into_inner().version).await?;
+        let (version, at) = self
+            .fleet
+            .set_control_plane_version(&request.into_inner().version)
+            .await?;
         tracing::info!(%version, "control-plane version set");
         Ok(Response::new(pb::ControlPlaneVersion {
             version: version.to_string(),

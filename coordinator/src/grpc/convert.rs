@@ -105,11 +105,23 @@ fn optional_version(field: &str, text: &str) -> Result<Option<semver::Version>> 
 pub fn identity_from_hello(hello: pb::Hello) -> Result<AgentIdentity> {
     validate::identifier("agent_id", &hello.agent_id)?;
     validate::bounded_text("hostname", &hello.hostname, validate::MAX_HOSTNAME_LEN)?;
-    let group = if hello.group.is_empty() { "default".to_string() } else { hello.group };
-    let channel = if hello.channel.is_empty() { "default".to_string() } else { hello.channel };
+    let group = if hello.group.is_empty() {
+        "default".to_string()
+    } else {
+        hello.group
+    };
+    let channel = if hello.channel.is_empty() {
+        "default".to_string()
+    } else {
+        hello.channel
+    };
     validate::name("group", &group)?;
     validate::name("channel", &channel)?;
-    validate::bounded_text("updater_version", &hello.updater_version, validate::MAX_VERSION_LEN)?;
+    validate::bounded_text(
+        "updater_version",
+        &hello.updater_version,
+        validate::MAX_VERSION_LEN,
+    )?;
     let labels = hello.labels.into_iter().collect();
     validate::labels(&labels)?;
     Ok(AgentIdentity {
@@ -193,7 +205,11 @@ pub fn report_to_proto(report: &UpdateReport) -> pb::UpdateReport {
 pub fn directive_to_proto(directive: &Directive) -> pb::Directive {
     pb::Directive {
         directive_id: directive.directive_id.clone(),
-        target_version: directive.target_version.as_ref().map(ToString::to_string).unwrap_or_default(),
+        target_version: directive
+            .target_version
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         critical: directive.critical,
         schedule: None,
         rollout_id: String::new(),

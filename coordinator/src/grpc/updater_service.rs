@@ -67,7 +67,13 @@ impl UpdaterService for UpdaterApi {
 
         let (end_tx, end_rx) = oneshot::channel::<Status>();
         let idle_timeout = config.heartbeat_interval * 3 + Duration::from_secs(5);
-        tokio::spawn(read_inbound(self.fleet.clone(), session.clone(), inbound, idle_timeout, end_tx));
+        tokio::spawn(read_inbound(
+            self.fleet.clone(),
+            session.clone(),
+            inbound,
+            idle_timeout,
+            end_tx,
+        ));
 
         let directives = if outbox.send_current_directive {
             WatchStream::new(outbox.directives)
@@ -78,13 +84,19 @@ impl UpdaterService for UpdaterApi {
         let acks = ReceiverStream::new(outbox.acks)
             .map(|attempt_id| Ok(down(Down::ReportAck(pb::ReportAck { attempt_id }))));
         let closed = session.closed.clone();
+        let shutdown = self.fleet.shutdown.clone();
         let end = futures::stream::once(async move {
+            // Biased: when replaced, the inbound side also ends, and "replaced" is the truth.
             let status = tokio::select! {
-                status = end_rx => status.unwrap_or_else(|_| Status::cancelled("session ended")),
+                biased;
                 _ = closed.cancelled() => Status::aborted(
                     "a newer session for this agent id replaced this one; if two updaters share \
                      an agent id, give each its own",
                 ),
+                _ = shutdown.cancelled() => Status::unavailable(
+                    "the coordinator is shutting down; reconnect (with backoff) shortly",
+                ),
+                status = end_rx => status.unwrap_or_else(|_| Status::cancelled("session ended")),
             };
             Err(status)
         });
@@ -98,7 +110,11 @@ impl UpdaterService for UpdaterApi {
         request: Request<pb::GetTargetRequest>,
     ) -> Result<Response<pb::GetTargetResponse>, Status> {
         let request = request.into_inner();
-        let channel = if request.channel.is_empty() { "default" } else { &request.channel };
+        let channel = if request.channel.is_empty() {
+            "default"
+        } else {
+            &request.channel
+        };
         let directive = self.fleet.target_for(channel)?;
         Ok(Response::new(pb::GetTargetResponse {
             directive: Some(convert::directive_to_proto(&directive)),
@@ -120,14 +136,13 @@ impl<S: Stream + Sized> TakeUntilEnd for S {
     {
         // Tagging lets us stop right after the terminal item, which tonic sends as the status.
         let tagged = futures::stream::select(self.map(|i| (false, i)), end.map(|i| (true, i)));
-        tagged
-            .scan(false, |done, (terminal, item)| {
-                if *done {
-                    return futures::future::ready(None);
-                }
-                *done = terminal;
-                futures::future::ready(Some(item))
-            })
+        tagged.scan(false, |done, (terminal, item)| {
+            if *done {
+                return futures::future::ready(None);
+            }
+            *done = terminal;
+            futures::future::ready(Some(item))
+        })
     }
 }
 
@@ -141,6 +156,7 @@ async fn read_inbound(
     let outcome = loop {
         let next = tokio::select! {
             _ = session.closed.cancelled() => break Ok(()),
+            _ = fleet.shutdown.cancelled() => break Ok(()),
             next = tokio::time::timeout(idle_timeout, inbound.message()) => next,
         };
         let message = match next {
@@ -168,11 +184,19 @@ async fn read_inbound(
     }
 }
 
-async fn handle(fleet: &Fleet, session: &Session, message: pb::UpdaterMessage) -> Result<(), Status> {
+async fn handle(
+    fleet: &Fleet,
+    session: &Session,
+    message: pb::UpdaterMessage,
+) -> Result<(), Status> {
     match message.kind {
         Some(Up::Heartbeat(heartbeat)) => {
             let (health, updater_state, version) = convert::status_from_heartbeat(&heartbeat)?;
-            let status = AgentStatus { health, updater_state, agent_version: version.as_deref() };
+            let status = AgentStatus {
+                health,
+                updater_state,
+                agent_version: version.as_deref(),
+            };
             fleet.heartbeat(session, status).await?;
         }
         Some(Up::Report(report)) => {
@@ -184,7 +208,11 @@ async fn handle(fleet: &Fleet, session: &Session, message: pb::UpdaterMessage) -
                 "Hello was sent twice; open a new session to change identity",
             ));
         }
-        None => return Err(Status::invalid_argument("empty message; set heartbeat or report")),
+        None => {
+            return Err(Status::invalid_argument(
+                "empty message; set heartbeat or report",
+            ));
+        }
     }
     Ok(())
 }

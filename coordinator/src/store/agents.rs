@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use super::{Store, on_backend};
 use crate::{
     domain::{
-        AgentFilter, AgentIdentity, AgentRecord, AgentStatus, Health, InstallerKind,
-        SummaryRow, UpdateOutcome, UpdateReport, UpdaterState,
+        AgentFilter, AgentIdentity, AgentRecord, AgentStatus, Health, InstallerKind, SummaryRow,
+        UpdateOutcome, UpdateReport, UpdaterState,
     },
     error::{DroverError, Result},
 };
@@ -72,7 +72,10 @@ impl From<&AgentFilter> for FilterBinds {
         Self {
             group: filter.group.clone().unwrap_or_default(),
             version: filter.agent_version.clone().unwrap_or_default(),
-            health: filter.health.map(|h| h.as_str().to_string()).unwrap_or_default(),
+            health: filter
+                .health
+                .map(|h| h.as_str().to_string())
+                .unwrap_or_default(),
             channel: filter.channel.clone().unwrap_or_default(),
         }
     }
@@ -178,7 +181,8 @@ impl Store {
     ) -> Result<bool> {
         let report_json =
             serde_json::to_string(report).map_err(|err| DroverError::Internal(err.to_string()))?;
-        let new_version = (report.outcome == UpdateOutcome::Succeeded).then_some(&report.to_version);
+        let new_version =
+            (report.outcome == UpdateOutcome::Succeeded).then_some(&report.to_version);
         let inserted = on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
             let inserted = sqlx::query(
@@ -298,6 +302,9 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
-        Ok(rows.into_iter().map(|(c, n)| (c, n.max(0) as u64)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(c, n)| (c, n.max(0) as u64))
+            .collect())
     }
 }

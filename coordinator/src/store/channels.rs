@@ -53,7 +53,12 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_channel_critical(&self, name: &str, critical: bool, now_ms: i64) -> Result<()> {
+    pub async fn set_channel_critical(
+        &self,
+        name: &str,
+        critical: bool,
+        now_ms: i64,
+    ) -> Result<()> {
         let changed = on_backend!(self, pool => {
             sqlx::query("UPDATE channels SET critical = $2, updated_at_ms = $3 WHERE name = $1")
                 .bind(name)

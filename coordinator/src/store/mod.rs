@@ -58,7 +58,10 @@ impl Store {
         } else {
             Backend::Sqlite(open_sqlite(url).await?)
         };
-        Ok(Self { backend, write_statements: AtomicU64::new(0) })
+        Ok(Self {
+            backend,
+            write_statements: AtomicU64::new(0),
+        })
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -74,7 +77,8 @@ impl Store {
     }
 
     fn count_writes(&self, statements: u64) {
-        self.write_statements.fetch_add(statements, Ordering::Relaxed);
+        self.write_statements
+            .fetch_add(statements, Ordering::Relaxed);
     }
 
     /// A cheap round trip, for readiness checks.
@@ -132,7 +136,10 @@ async fn open_sqlite(url: &str) -> Result<SqlitePool> {
                  exists and is writable, and that the file is a Drover database"
             ))
         })?;
-    SQLITE_MIGRATIONS.run(&pool).await.map_err(migration_error)?;
+    SQLITE_MIGRATIONS
+        .run(&pool)
+        .await
+        .map_err(migration_error)?;
     Ok(pool)
 }
 
@@ -148,7 +155,10 @@ async fn open_postgres(url: &str) -> Result<PgPool> {
                  port, user and database are right, and that the user may create tables"
             ))
         })?;
-    POSTGRES_MIGRATIONS.run(&pool).await.map_err(migration_error)?;
+    POSTGRES_MIGRATIONS
+        .run(&pool)
+        .await
+        .map_err(migration_error)?;
     Ok(pool)
 }
 

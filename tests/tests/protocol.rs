@@ -1,0 +1,324 @@
+//! The updater protocol spoken by hand over gRPC: bounds, ordering rules, idempotency and
+//! the cost of a heartbeat, against a real coordinator process.
+
+use std::time::Duration;
+
+use drover_proto::v1::{
+    self as pb, coordinator_message::Kind as Down, updater_message::Kind as Up,
+    updater_service_client::UpdaterServiceClient,
+};
+use drover_tests::{CoordinatorBuilder, CoordinatorProcess, droverctl_json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Streaming};
+
+struct Session {
+    up: mpsc::Sender<pb::UpdaterMessage>,
+    down: Streaming<pb::CoordinatorMessage>,
+}
+
+fn hello(agent_id: &str) -> pb::Hello {
+    pb::Hello {
+        agent_id: agent_id.into(),
+        hostname: "host".into(),
+        group: "prod".into(),
+        channel: "stable/rolling".into(),
+        agent_version: "1.0.0".into(),
+        health: pb::AgentHealth::Healthy as i32,
+        ..Default::default()
+    }
+}
+
+fn msg(kind: Up) -> pb::UpdaterMessage {
+    pb::UpdaterMessage { kind: Some(kind) }
+}
+
+async fn open(
+    coordinator: &CoordinatorProcess,
+    first: pb::UpdaterMessage,
+) -> Result<Session, tonic::Status> {
+    let mut client = UpdaterServiceClient::connect(coordinator.grpc_url())
+        .await
+        .unwrap();
+    let (up, rx) = mpsc::channel(16);
+    up.send(first).await.unwrap();
+    let down = client.session(ReceiverStream::new(rx)).await?.into_inner();
+    Ok(Session { up, down })
+}
+
+async fn next(session: &mut Session) -> Result<Down, tonic::Status> {
+    let message = tokio::time::timeout(Duration::from_secs(10), session.down.message())
+        .await
+        .expect("a message within 10 s")?;
+    Ok(message.and_then(|m| m.kind).expect("stream still open"))
+}
+
+async fn store_writes(coordinator: &CoordinatorProcess) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(coordinator.addresses.http)
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /api/v1/stats HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let body = response.split_once("\r\n\r\n").unwrap().1;
+    serde_json::from_str::<serde_json::Value>(body).unwrap()["store_write_statements"]
+        .as_u64()
+        .unwrap()
+}
+
+async fn start() -> (tempfile::TempDir, CoordinatorProcess) {
+    let root = tempfile::tempdir().unwrap();
+    let coordinator = CoordinatorBuilder::sqlite(root.path())
+        .arg("--control-plane-version")
+        .arg("1.2.0")
+        // Long enough that no batched liveness flush lands inside a test.
+        .arg("--liveness-flush-secs")
+        .arg("3600")
+        .start()
+        .await;
+    (root, coordinator)
+}
+
+#[tokio::test]
+async fn malformed_hellos_are_refused_and_record_nothing() {
+    let (_root, coordinator) = start().await;
+    let heartbeat_first = msg(Up::Heartbeat(pb::Heartbeat::default()));
+    let mut bad_labels = hello("ok-id");
+    bad_labels.labels = (0..40).map(|i| (format!("k{i}"), "v".into())).collect();
+    let mut bad_version = hello("ok-id");
+    bad_version.agent_version = "one.two".into();
+    let mut oversized = hello("ok-id");
+    oversized.hostname = "h".repeat(100 * 1024);
+
+    let cases = [
+        (
+            heartbeat_first,
+            Code::FailedPrecondition,
+            "first message of a session must be Hello",
+        ),
+        (
+            msg(Up::Hello(hello("bad id!"))),
+            Code::InvalidArgument,
+            "agent_id 'bad id!' is invalid",
+        ),
+        (
+            msg(Up::Hello(bad_labels)),
+            Code::InvalidArgument,
+            "at most 32 are allowed",
+        ),
+        (
+            msg(Up::Hello(bad_version)),
+            Code::InvalidArgument,
+            "MAJOR.MINOR.PATCH",
+        ),
+        (
+            msg(Up::Hello(oversized)),
+            Code::OutOfRange,
+            "message length too large",
+        ),
+    ];
+    for (first, code, text) in cases {
+        let status = match open(&coordinator, first).await {
+            Err(status) => status,
+            Ok(mut session) => next(&mut session).await.expect_err("the session must fail"),
+        };
+        assert_eq!(status.code(), code, "{}", status.message());
+        assert!(
+            status.message().contains(text),
+            "expected {text:?} in {:?}",
+            status.message()
+        );
+    }
+    let agents = droverctl_json(&coordinator.grpc_url(), &["agents", "list"]).await;
+    assert_eq!(agents["total_matching"], 0, "refused hellos left no record");
+}
+
+#[tokio::test]
+async fn welcome_comes_first_and_unchanged_heartbeats_cost_no_write() {
+    let (_root, coordinator) = start().await;
+    let mut session = open(&coordinator, msg(Up::Hello(hello("hb-1"))))
+        .await
+        .unwrap();
+    let Down::Welcome(welcome) = next(&mut session).await.unwrap() else {
+        panic!("Welcome must come first")
+    };
+    assert!(!welcome.session_id.is_empty());
+    let Down::Directive(directive) = next(&mut session).await.unwrap() else {
+        panic!("then the directive")
+    };
+    assert_eq!(
+        (directive.target_version.as_str(), directive.reason.as_str()),
+        ("1.2.0", "follows_control_plane")
+    );
+
+    let heartbeat = |health: pb::AgentHealth, sequence| {
+        msg(Up::Heartbeat(pb::Heartbeat {
+            health: health as i32,
+            state: pb::UpdaterState::Idle as i32,
+            agent_version: "1.0.0".into(),
+            sequence,
+            progress: None,
+        }))
+    };
+    // The first heartbeat sets the updater state (idle, as stored at hello): no change either.
+    let before = store_writes(&coordinator).await;
+    for sequence in 1..=50 {
+        session
+            .up
+            .send(heartbeat(pb::AgentHealth::Healthy, sequence))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        store_writes(&coordinator).await - before,
+        0,
+        "50 unchanged heartbeats wrote nothing"
+    );
+
+    session
+        .up
+        .send(heartbeat(pb::AgentHealth::Unhealthy, 51))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        store_writes(&coordinator).await - before,
+        1,
+        "a health change is one write"
+    );
+    let agent = droverctl_json(&coordinator.grpc_url(), &["agents", "show", "hb-1"]).await;
+    assert_eq!(agent["health"], "unhealthy");
+}
+
+#[tokio::test]
+async fn reports_are_acknowledged_after_commit_and_deduplicated_by_attempt() {
+    let (_root, coordinator) = start().await;
+    let mut session = open(&coordinator, msg(Up::Hello(hello("rep-1"))))
+        .await
+        .unwrap();
+    next(&mut session).await.unwrap();
+    next(&mut session).await.unwrap();
+    let report = pb::UpdateReport {
+        attempt_id: "attempt-1".into(),
+        from_version: "1.0.0".into(),
+        to_version: "1.2.0".into(),
+        outcome: pb::UpdateOutcome::Succeeded as i32,
+        ..Default::default()
+    };
+    for _ in 0..2 {
+        session
+            .up
+            .send(msg(Up::Report(report.clone())))
+            .await
+            .unwrap();
+        let Down::ReportAck(ack) = next(&mut session).await.unwrap() else {
+            panic!("expected an ack")
+        };
+        assert_eq!(ack.attempt_id, "attempt-1");
+    }
+    let agent = droverctl_json(&coordinator.grpc_url(), &["agents", "show", "rep-1"]).await;
+    assert_eq!(agent["agent_version"], "1.2.0");
+    assert_eq!(agent["last_report"]["attempt_id"], "attempt-1");
+
+    let mut bad = report.clone();
+    bad.attempt_id = "attempt-2".into();
+    bad.to_version = "latest".into();
+    session.up.send(msg(Up::Report(bad))).await.unwrap();
+    let status = next(&mut session)
+        .await
+        .expect_err("a malformed report ends the session");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("to_version"),
+        "{}",
+        status.message()
+    );
+    let agent = droverctl_json(&coordinator.grpc_url(), &["agents", "show", "rep-1"]).await;
+    assert_eq!(
+        agent["last_report"]["attempt_id"], "attempt-1",
+        "the bad report changed nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_second_session_for_the_same_agent_replaces_the_first() {
+    let (_root, coordinator) = start().await;
+    let mut first = open(&coordinator, msg(Up::Hello(hello("dup-1"))))
+        .await
+        .unwrap();
+    next(&mut first).await.unwrap();
+    let mut second = open(&coordinator, msg(Up::Hello(hello("dup-1"))))
+        .await
+        .unwrap();
+    next(&mut second).await.unwrap();
+    let ended = loop {
+        match next(&mut first).await {
+            Ok(_) => continue,
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), Code::Aborted);
+    assert!(
+        ended.message().contains("give each its own"),
+        "{}",
+        ended.message()
+    );
+}
+
+#[tokio::test]
+async fn an_updater_that_already_holds_the_directive_is_not_sent_it_again() {
+    let (_root, coordinator) = start().await;
+    let mut session = open(&coordinator, msg(Up::Hello(hello("held-1"))))
+        .await
+        .unwrap();
+    next(&mut session).await.unwrap();
+    let Down::Directive(directive) = next(&mut session).await.unwrap() else {
+        panic!()
+    };
+    drop(session);
+
+    let mut again = hello("held-1");
+    again.last_directive_id = directive.directive_id.clone();
+    let mut session = open(&coordinator, msg(Up::Hello(again))).await.unwrap();
+    next(&mut session).await.unwrap();
+    droverctl_json(&coordinator.grpc_url(), &["control-plane", "set", "1.3.0"]).await;
+    let Down::Directive(changed) = next(&mut session).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        changed.target_version, "1.3.0",
+        "the first directive after Welcome is the change, not a resend"
+    );
+}
+
+#[tokio::test]
+async fn polling_for_an_unknown_channel_says_how_to_fix_it() {
+    let (_root, coordinator) = start().await;
+    let mut client = UpdaterServiceClient::connect(coordinator.grpc_url())
+        .await
+        .unwrap();
+    let response = client
+        .get_target(pb::GetTargetRequest {
+            agent_id: "p-1".into(),
+            channel: "nightly".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let directive = response.directive.unwrap();
+    assert_eq!(
+        (directive.target_version.as_str(), directive.reason.as_str()),
+        ("", "unknown_channel")
+    );
+    assert!(
+        directive
+            .reason_detail
+            .contains("droverctl channels set nightly")
+    );
+}
