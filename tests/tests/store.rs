@@ -9,6 +9,7 @@ use drover_coordinator::{
     },
     store::Store,
 };
+use drover_rules::{MaintenanceSchedule, Weekdays};
 use drover_tests::TestPostgres;
 
 fn identity(id: &str, group: &str, version: &str) -> AgentIdentity {
@@ -217,6 +218,49 @@ async fn store_contract(store: Store) {
             .get("stable/rolling"),
         Some(&3)
     );
+
+    // Maintenance schedules per group.
+    let window = MaintenanceSchedule {
+        days: Weekdays::parse("mon-fri").unwrap(),
+        start_minute_utc: 120,
+        duration_minutes: 60,
+    };
+    store.set_schedule("prod", &window, 40_000).await.unwrap();
+    store
+        .set_schedule(
+            "dev",
+            &MaintenanceSchedule {
+                duration_minutes: 30,
+                ..window
+            },
+            40_000,
+        )
+        .await
+        .unwrap();
+    store
+        .set_schedule(
+            "prod",
+            &MaintenanceSchedule {
+                start_minute_utc: 180,
+                ..window
+            },
+            41_000,
+        )
+        .await
+        .unwrap();
+    let schedules = store.list_schedules().await.unwrap();
+    assert_eq!(schedules.len(), 2);
+    assert_eq!(
+        (
+            schedules[1].group.as_str(),
+            schedules[1].schedule.start_minute_utc
+        ),
+        ("prod", 180)
+    );
+    assert_eq!(schedules[1].schedule.days, window.days);
+    assert!(store.clear_schedule("dev").await.unwrap());
+    assert!(!store.clear_schedule("dev").await.unwrap());
+    assert_eq!(store.list_schedules().await.unwrap().len(), 1);
     store.close().await;
 }
 

@@ -62,6 +62,34 @@ pub enum Command {
     /// `stable/rolling` serve).
     #[command(subcommand, name = "control-plane")]
     ControlPlane(ControlPlaneCommand),
+    /// Maintenance windows per group (UTC): when healthy agents may install non-critical updates.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScheduleCommand {
+    /// Every group's window and when it next opens.
+    List,
+    /// Set a group's window, e.g. `--days mon-fri --start 02:00 --duration 1h`.
+    Set {
+        #[arg(long)]
+        group: String,
+        /// Weekdays: `mon-fri`, `sat,sun`, `daily`.
+        #[arg(long)]
+        days: String,
+        /// Start time, HH:MM in UTC.
+        #[arg(long)]
+        start: String,
+        /// Window length: `45m`, `1h`, `1h30m` (at most 24h).
+        #[arg(long)]
+        duration: String,
+    },
+    /// Remove a group's window: its agents then install as soon as a target arrives.
+    Clear {
+        #[arg(long)]
+        group: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -193,6 +221,7 @@ pub async fn run(cli: Cli) -> Result<String, String> {
                 render::channels(std::slice::from_ref(&channel)),
             )
         }
+        Command::Schedule(command) => schedule(&mut client, command).await?,
         Command::ControlPlane(ControlPlaneCommand::Get) => {
             let cp = client
                 .get_control_plane_version(pb::GetControlPlaneVersionRequest {})
@@ -280,6 +309,62 @@ async fn list_agents(
     Ok((json, render::agents(&agents, total)))
 }
 
+async fn schedule(
+    client: &mut AdminServiceClient<Channel>,
+    command: ScheduleCommand,
+) -> Result<(Value, String), String> {
+    let schedules = match command {
+        ScheduleCommand::List => {
+            client
+                .list_schedules(pb::ListSchedulesRequest {})
+                .await
+                .map_err(status_text)?
+                .into_inner()
+                .schedules
+        }
+        ScheduleCommand::Set {
+            group,
+            days,
+            start,
+            duration,
+        } => {
+            let days = drover_rules::Weekdays::parse(&days)?;
+            let start_minute_utc = drover_rules::schedule::parse_start(&start)?;
+            let minutes = drover_rules::schedule::parse_duration_minutes(&duration)?;
+            let request = pb::SetScheduleRequest {
+                group,
+                days: days.days().map(|d| d as i32 + 1).collect(),
+                start_minute_utc,
+                duration: Some(prost_types::Duration {
+                    seconds: i64::from(minutes) * 60,
+                    nanos: 0,
+                }),
+            };
+            vec![
+                client
+                    .set_schedule(request)
+                    .await
+                    .map_err(status_text)?
+                    .into_inner(),
+            ]
+        }
+        ScheduleCommand::Clear { group } => {
+            client
+                .clear_schedule(pb::ClearScheduleRequest {
+                    group: group.clone(),
+                })
+                .await
+                .map_err(status_text)?;
+            return Ok((
+                json!({ "group": group, "cleared": true }),
+                format!("schedule of group '{group}' cleared"),
+            ));
+        }
+    };
+    let json = Value::Array(schedules.iter().map(render::schedule_json).collect());
+    Ok((json, render::schedules(&schedules)))
+}
+
 fn control_plane_output(cp: &pb::ControlPlaneVersion) -> (Value, String) {
     let updated = cp.updated_at.as_ref().map(millis_text).unwrap_or_default();
     let json = json!({ "version": cp.version, "updated_at": updated });
@@ -317,6 +402,8 @@ fn agent_json(a: &pb::Agent) -> Value {
         "first_seen": a.first_seen.as_ref().map(millis_text),
         "last_seen": a.last_seen.as_ref().map(millis_text),
         "directive": a.directive.as_ref().map(directive_json),
+        "next_window_start": a.next_window_start.as_ref().map(millis_text),
+        "next_window_end": a.next_window_end.as_ref().map(millis_text),
         "last_report": a.last_report.as_ref().map(|r| json!({
             "attempt_id": r.attempt_id,
             "from_version": r.from_version,

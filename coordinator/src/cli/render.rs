@@ -166,6 +166,10 @@ pub fn agent_details(a: &pb::Agent) -> String {
         labels.sort();
         lines.push(format!("labels:          {}", labels.join(", ")));
     }
+    lines.push(format!(
+        "next window:     {}",
+        window_text(a.next_window_start.as_ref(), a.next_window_end.as_ref())
+    ));
     if let Some(d) = &a.directive {
         lines.push(format!(
             "target:          {}{}",
@@ -238,6 +242,61 @@ pub fn channels(channels: &[pb::Channel]) -> String {
         ]);
     }
     table.render()
+}
+
+fn window_text(
+    start: Option<&prost_types::Timestamp>,
+    end: Option<&prost_types::Timestamp>,
+) -> String {
+    match (start, end) {
+        (Some(start), Some(end)) => format!("{} – {}", millis_text(start), millis_text(end)),
+        _ => "none: updates install as soon as they arrive".into(),
+    }
+}
+
+fn schedule_text(schedule: Option<&pb::MaintenanceSchedule>) -> String {
+    let Some(s) = schedule else { return "-".into() };
+    let days =
+        drover_rules::Weekdays::from_days(s.days.iter().map(|d| (*d as u32).saturating_sub(1)));
+    let minutes = s
+        .duration
+        .as_ref()
+        .map(|d| (d.seconds / 60) as u32)
+        .unwrap_or_default();
+    drover_rules::MaintenanceSchedule {
+        days,
+        start_minute_utc: s.start_minute_utc,
+        duration_minutes: minutes,
+    }
+    .to_string()
+}
+
+pub fn schedules(schedules: &[pb::GroupSchedule]) -> String {
+    let mut table = Table::new(&["group", "window", "next opens", "closes"]);
+    for s in schedules {
+        table.row(vec![
+            s.group.clone(),
+            schedule_text(s.schedule.as_ref()),
+            s.next_window_start
+                .as_ref()
+                .map(millis_text)
+                .unwrap_or_else(|| "-".into()),
+            s.next_window_end
+                .as_ref()
+                .map(millis_text)
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    table.render()
+}
+
+pub fn schedule_json(s: &pb::GroupSchedule) -> serde_json::Value {
+    serde_json::json!({
+        "group": s.group,
+        "window": schedule_text(s.schedule.as_ref()),
+        "next_window_start": s.next_window_start.as_ref().map(millis_text),
+        "next_window_end": s.next_window_end.as_ref().map(millis_text),
+    })
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
-//! What an agent should run, and why: a pure function of the channel and the control plane.
+//! What an agent should run, when it may install it, and why: a pure function of its channel,
+//! its group's maintenance schedule and the control plane.
 //! The rollout engine will refine this per agent; the contract (a target plus a reason code)
 //! stays the same.
 
+use drover_rules::MaintenanceSchedule;
 use semver::Version;
 use serde::Serialize;
 
@@ -16,6 +18,8 @@ pub struct Directive {
     pub reason: &'static str,
     pub reason_detail: String,
     pub control_plane_version: Option<Version>,
+    /// `None`: no window is known, so the updater installs as soon as it can (rule 4).
+    pub schedule: Option<MaintenanceSchedule>,
 }
 
 /// `channel` is `None` when the agent follows a channel the coordinator does not know.
@@ -23,6 +27,7 @@ pub fn directive_for(
     channel_name: &str,
     channel: Option<&Channel>,
     control_plane: Option<&Version>,
+    schedule: Option<&MaintenanceSchedule>,
 ) -> Directive {
     let (target, critical, reason, detail) = match channel {
         None => (
@@ -80,7 +85,7 @@ pub fn directive_for(
             ),
         },
     };
-    let directive_id = directive_id(target.as_ref(), critical, reason, control_plane);
+    let directive_id = directive_id(target.as_ref(), critical, reason, control_plane, schedule);
     Directive {
         directive_id,
         target_version: target,
@@ -88,6 +93,7 @@ pub fn directive_for(
         reason,
         reason_detail: detail,
         control_plane_version: control_plane.cloned(),
+        schedule: schedule.copied(),
     }
 }
 
@@ -98,12 +104,14 @@ fn directive_id(
     critical: bool,
     reason: &str,
     control_plane: Option<&Version>,
+    schedule: Option<&MaintenanceSchedule>,
 ) -> String {
     let text = format!(
-        "{}|{}|{reason}|{}",
+        "{}|{}|{reason}|{}|{}",
         target.map(ToString::to_string).unwrap_or_default(),
         critical,
-        control_plane.map(ToString::to_string).unwrap_or_default()
+        control_plane.map(ToString::to_string).unwrap_or_default(),
+        schedule.map(ToString::to_string).unwrap_or_default()
     );
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in text.bytes() {
@@ -134,6 +142,7 @@ mod tests {
             "prod",
             Some(&channel("prod", Some("1.5.0"), false)),
             Some(&cp),
+            None,
         );
         assert_eq!(d.target_version, Some(Version::new(1, 5, 0)));
         assert_eq!(d.reason, "channel_target");
@@ -146,6 +155,7 @@ mod tests {
             "prod",
             Some(&channel("prod", Some("2.1.0"), false)),
             Some(&cp),
+            None,
         );
         assert_eq!(d.target_version, None);
         assert_eq!(d.reason, "constraint_above_control_plane");
@@ -153,7 +163,7 @@ mod tests {
 
     #[test]
     fn unknown_channel_has_no_target_and_says_how_to_fix_it() {
-        let d = directive_for("nope", None, None);
+        let d = directive_for("nope", None, None, None);
         assert_eq!(d.reason, "unknown_channel");
         assert!(d.reason_detail.contains("droverctl channels set nope"));
     }
@@ -161,10 +171,26 @@ mod tests {
     #[test]
     fn ids_change_with_content_and_only_with_content() {
         let cp = Version::new(2, 0, 0);
-        let a = directive_for("x", Some(&channel("x", Some("1.0.0"), false)), Some(&cp));
-        let b = directive_for("x", Some(&channel("x", Some("1.0.0"), false)), Some(&cp));
-        let c = directive_for("x", Some(&channel("x", Some("1.0.1"), false)), Some(&cp));
+        let x = channel("x", Some("1.0.0"), false);
+        let schedule = drover_rules::MaintenanceSchedule {
+            days: drover_rules::Weekdays::ALL,
+            start_minute_utc: 120,
+            duration_minutes: 60,
+        };
+        let a = directive_for("x", Some(&x), Some(&cp), None);
+        let b = directive_for("x", Some(&x), Some(&cp), None);
+        let c = directive_for(
+            "x",
+            Some(&channel("x", Some("1.0.1"), false)),
+            Some(&cp),
+            None,
+        );
+        let d = directive_for("x", Some(&x), Some(&cp), Some(&schedule));
         assert_eq!(a.directive_id, b.directive_id);
         assert_ne!(a.directive_id, c.directive_id);
+        assert_ne!(
+            a.directive_id, d.directive_id,
+            "a schedule change is a new directive"
+        );
     }
 }

@@ -14,6 +14,7 @@ use std::{
     time::Duration,
 };
 
+use drover_rules::MaintenanceSchedule;
 use parking_lot::RwLock;
 use semver::Version;
 
@@ -28,7 +29,7 @@ use crate::{
     store::Store,
 };
 use registry::{LiveStatus, Session, SessionOutbox, SessionRegistry};
-use view::ChannelView;
+use view::SettingsView;
 
 #[derive(Debug, Clone)]
 pub struct FleetConfig {
@@ -38,8 +39,11 @@ pub struct FleetConfig {
     pub recheck_interval: Duration,
     /// How often in-memory last-seen times are written to the store, in one batch.
     pub liveness_flush_interval: Duration,
-    /// How often the channel view is re-read, to pick up changes made by other replicas.
+    /// How often the settings view is re-read, to pick up changes made by other replicas.
     pub view_refresh_interval: Duration,
+    /// How long an updater may trust a maintenance schedule without hearing from us again;
+    /// after that it treats the schedule as missing and installs as soon as it can (rule 4).
+    pub schedule_validity: Duration,
 }
 
 impl Default for FleetConfig {
@@ -49,6 +53,7 @@ impl Default for FleetConfig {
             recheck_interval: Duration::from_secs(600),
             liveness_flush_interval: Duration::from_secs(15),
             view_refresh_interval: Duration::from_secs(5),
+            schedule_validity: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -64,7 +69,7 @@ pub struct Fleet {
     store: Arc<Store>,
     pub sessions: SessionRegistry,
     pub config: FleetConfig,
-    view: RwLock<Arc<ChannelView>>,
+    view: RwLock<Arc<SettingsView>>,
     pub counters: FleetCounters,
     /// Cancelled when the coordinator shuts down: every session ends with `Unavailable`.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -89,7 +94,7 @@ pub struct FleetSummary {
 
 impl Fleet {
     pub async fn new(store: Arc<Store>, config: FleetConfig) -> Result<Arc<Self>> {
-        let view = ChannelView::load(&store).await?;
+        let view = SettingsView::load(&store).await?;
         Ok(Arc::new(Self {
             store,
             sessions: SessionRegistry::default(),
@@ -100,11 +105,16 @@ impl Fleet {
         }))
     }
 
+    /// The `valid_until` for schedules sent now.
+    pub fn schedule_valid_until(&self) -> i64 {
+        now_ms() + self.config.schedule_validity.as_millis() as i64
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    pub fn view(&self) -> Arc<ChannelView> {
+    pub fn view(&self) -> Arc<SettingsView> {
         self.view.read().clone()
     }
 
@@ -116,7 +126,9 @@ impl Fleet {
     ) -> Result<(Arc<Session>, SessionOutbox)> {
         let now = now_ms();
         self.store.upsert_agent(&identity, now).await?;
-        let directive = self.view().directive_for(&identity.channel);
+        let directive = self
+            .view()
+            .directive_for(&identity.channel, &identity.group);
         let live = LiveStatus {
             health: identity.health,
             updater_state: crate::domain::UpdaterState::Idle,
@@ -181,9 +193,33 @@ impl Fleet {
     }
 
     /// The directive for a polling updater (or a streaming one re-checking).
-    pub fn target_for(&self, channel: &str) -> Result<Directive> {
+    pub fn target_for(&self, channel: &str, group: &str) -> Result<Directive> {
         validate::name("channel", channel)?;
-        Ok(self.view().directive_for(channel))
+        validate::name("group", group)?;
+        Ok(self.view().directive_for(channel, group))
+    }
+
+    pub async fn set_schedule(&self, group: &str, schedule: MaintenanceSchedule) -> Result<()> {
+        validate::name("group", group)?;
+        schedule.validate().map_err(DroverError::InvalidArgument)?;
+        self.store.set_schedule(group, &schedule, now_ms()).await?;
+        self.refresh_and_push().await?;
+        Ok(())
+    }
+
+    pub async fn clear_schedule(&self, group: &str) -> Result<()> {
+        validate::name("group", group)?;
+        if !self.store.clear_schedule(group).await? {
+            return Err(DroverError::NotFound(format!(
+                "group '{group}' has no maintenance schedule; `droverctl schedule list` shows them"
+            )));
+        }
+        self.refresh_and_push().await?;
+        Ok(())
+    }
+
+    pub async fn schedules(&self) -> Result<Vec<crate::store::GroupSchedule>> {
+        self.store.list_schedules().await
     }
 
     pub async fn set_channel_version(&self, name: &str, version: &str) -> Result<Channel> {
@@ -246,19 +282,19 @@ impl Fleet {
 
     /// Re-reads channels from the store and pushes every directive that changed.
     pub async fn refresh_and_push(&self) -> Result<usize> {
-        let fresh = Arc::new(ChannelView::load(&self.store).await?);
+        let fresh = Arc::new(SettingsView::load(&self.store).await?);
         *self.view.write() = fresh.clone();
         Ok(self.push_all(&fresh))
     }
 
-    fn push_all(&self, view: &ChannelView) -> usize {
-        let mut per_channel: HashMap<&str, Directive> = HashMap::new();
+    fn push_all(&self, view: &SettingsView) -> usize {
+        let mut per_target: HashMap<(&str, &str), Directive> = HashMap::new();
         let sessions = self.sessions.all();
         let mut pushed = 0;
         for session in &sessions {
-            let directive = per_channel
-                .entry(session.channel.as_str())
-                .or_insert_with(|| view.directive_for(&session.channel));
+            let directive = per_target
+                .entry((session.channel.as_str(), session.group.as_str()))
+                .or_insert_with(|| view.directive_for(&session.channel, &session.group));
             if session.push(directive) {
                 pushed += 1;
             }
@@ -309,7 +345,7 @@ impl Fleet {
             record.agent_version = live.agent_version.clone();
             record.last_seen_ms = live.last_seen_ms;
         }
-        let directive = self.view().directive_for(&record.channel);
+        let directive = self.view().directive_for(&record.channel, &record.group);
         AgentView {
             record,
             connected: session.is_some(),

@@ -1,8 +1,10 @@
-//! A read-mostly snapshot of channels and the control-plane version, so computing a
-//! directive on the hot path (hello, re-check, push) never touches the store.
+//! A read-mostly snapshot of what admins set (channels, the control-plane version, group
+//! schedules), so computing a directive on the hot paths (hello, re-check, push) never
+//! touches the store.
 
 use std::collections::HashMap;
 
+use drover_rules::MaintenanceSchedule;
 use semver::Version;
 
 use crate::{
@@ -17,13 +19,14 @@ use crate::{
 };
 
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ChannelView {
+pub struct SettingsView {
     pub control_plane: Option<Version>,
     pub control_plane_updated_ms: i64,
     pub channels: HashMap<String, Channel>,
+    pub schedules: HashMap<String, MaintenanceSchedule>,
 }
 
-impl ChannelView {
+impl SettingsView {
     pub async fn load(store: &Store) -> Result<Self> {
         let (control_plane, control_plane_updated_ms) = match store.control_plane_version().await? {
             Some((text, at)) => (parse_version(&text).ok(), at),
@@ -54,18 +57,26 @@ impl ChannelView {
                 (row.name, channel)
             })
             .collect();
+        let schedules = store
+            .list_schedules()
+            .await?
+            .into_iter()
+            .map(|s| (s.group, s.schedule))
+            .collect();
         Ok(Self {
             control_plane,
             control_plane_updated_ms,
             channels,
+            schedules,
         })
     }
 
-    pub fn directive_for(&self, channel: &str) -> Directive {
+    pub fn directive_for(&self, channel: &str, group: &str) -> Directive {
         directive_for(
             channel,
             self.channels.get(channel),
             self.control_plane.as_ref(),
+            self.schedules.get(group),
         )
     }
 }

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::{
-    domain::{AgentFilter, validate},
+    domain::{AgentFilter, now_ms, validate},
     error::DroverError,
     fleet::Fleet,
 };
@@ -84,7 +84,10 @@ impl AdminService for AdminApi {
             String::new()
         };
         Ok(Response::new(pb::ListAgentsResponse {
-            agents: agents.into_iter().map(convert::agent_to_proto).collect(),
+            agents: agents
+                .into_iter()
+                .map(|a| convert::agent_to_proto(a, now_ms()))
+                .collect(),
             next_page_token,
             total_matching: total,
         }))
@@ -95,7 +98,7 @@ impl AdminService for AdminApi {
         request: Request<pb::GetAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
         let agent = self.fleet.agent(&request.into_inner().agent_id).await?;
-        Ok(Response::new(convert::agent_to_proto(agent)))
+        Ok(Response::new(convert::agent_to_proto(agent, now_ms())))
     }
 
     async fn get_fleet_summary(
@@ -177,5 +180,63 @@ impl AdminService for AdminApi {
             version: version.to_string(),
             updated_at: convert::timestamp(at),
         }))
+    }
+
+    async fn list_schedules(
+        &self,
+        _request: Request<pb::ListSchedulesRequest>,
+    ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
+        let now = now_ms();
+        let schedules = self
+            .fleet
+            .schedules()
+            .await?
+            .into_iter()
+            .map(|s| group_schedule_to_proto(&s.group, &s.schedule, s.updated_at_ms, now))
+            .collect();
+        Ok(Response::new(pb::ListSchedulesResponse { schedules }))
+    }
+
+    async fn set_schedule(
+        &self,
+        request: Request<pb::SetScheduleRequest>,
+    ) -> Result<Response<pb::GroupSchedule>, Status> {
+        let request = request.into_inner();
+        let schedule = convert::schedule_from_request(&request)?;
+        self.fleet.set_schedule(&request.group, schedule).await?;
+        tracing::info!(group = %request.group, %schedule, "maintenance schedule set");
+        let now = now_ms();
+        Ok(Response::new(group_schedule_to_proto(
+            &request.group,
+            &schedule,
+            now,
+            now,
+        )))
+    }
+
+    async fn clear_schedule(
+        &self,
+        request: Request<pb::ClearScheduleRequest>,
+    ) -> Result<Response<pb::ClearScheduleResponse>, Status> {
+        let group = request.into_inner().group;
+        self.fleet.clear_schedule(&group).await?;
+        tracing::info!(%group, "maintenance schedule cleared");
+        Ok(Response::new(pb::ClearScheduleResponse {}))
+    }
+}
+
+fn group_schedule_to_proto(
+    group: &str,
+    schedule: &drover_rules::MaintenanceSchedule,
+    updated_at_ms: i64,
+    now_ms: i64,
+) -> pb::GroupSchedule {
+    let window = schedule.next_window(now_ms);
+    pb::GroupSchedule {
+        group: group.to_string(),
+        schedule: Some(convert::schedule_to_proto(schedule, 0)),
+        updated_at: convert::timestamp(updated_at_ms),
+        next_window_start: window.and_then(|(start, _)| convert::timestamp(start)),
+        next_window_end: window.and_then(|(_, end)| convert::timestamp(end)),
     }
 }

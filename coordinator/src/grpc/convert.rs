@@ -1,6 +1,7 @@
 //! Proto ↔ domain conversions. Everything arriving is validated here, at the edge.
 
 use drover_proto::v1 as pb;
+use drover_rules::{MaintenanceSchedule, Weekdays};
 
 use crate::{
     domain::{
@@ -202,7 +203,54 @@ pub fn report_to_proto(report: &UpdateReport) -> pb::UpdateReport {
     }
 }
 
-pub fn directive_to_proto(directive: &Directive) -> pb::Directive {
+pub fn schedule_to_proto(
+    schedule: &MaintenanceSchedule,
+    valid_until_ms: i64,
+) -> pb::MaintenanceSchedule {
+    pb::MaintenanceSchedule {
+        days: schedule.days.days().map(|d| d as i32 + 1).collect(),
+        start_minute_utc: schedule.start_minute_utc,
+        duration: Some(prost_types::Duration {
+            seconds: i64::from(schedule.duration_minutes) * 60,
+            nanos: 0,
+        }),
+        valid_until: timestamp(valid_until_ms),
+    }
+}
+
+pub fn schedule_from_request(request: &pb::SetScheduleRequest) -> Result<MaintenanceSchedule> {
+    let mut days = Vec::new();
+    for day in &request.days {
+        match pb::Weekday::try_from(*day) {
+            Ok(pb::Weekday::Unspecified) | Err(_) => {
+                return Err(DroverError::invalid(format!(
+                    "{day} is not a weekday (1 = Monday … 7 = Sunday)"
+                )));
+            }
+            Ok(day) => days.push(day as u32 - 1),
+        }
+    }
+    let seconds = request
+        .duration
+        .as_ref()
+        .map(|d| d.seconds)
+        .unwrap_or_default();
+    if seconds <= 0 || seconds % 60 != 0 {
+        return Err(DroverError::invalid(
+            "the window's duration must be a positive number of whole minutes",
+        ));
+    }
+    let schedule = MaintenanceSchedule {
+        days: Weekdays::from_days(days),
+        start_minute_utc: request.start_minute_utc,
+        duration_minutes: u32::try_from(seconds / 60).unwrap_or(u32::MAX),
+    };
+    schedule.validate().map_err(DroverError::InvalidArgument)?;
+    Ok(schedule)
+}
+
+/// `valid_until_ms` bounds how long the updater may trust the schedule without hearing from us.
+pub fn directive_to_proto(directive: &Directive, valid_until_ms: i64) -> pb::Directive {
     pb::Directive {
         directive_id: directive.directive_id.clone(),
         target_version: directive
@@ -211,7 +259,10 @@ pub fn directive_to_proto(directive: &Directive) -> pb::Directive {
             .map(ToString::to_string)
             .unwrap_or_default(),
         critical: directive.critical,
-        schedule: None,
+        schedule: directive
+            .schedule
+            .as_ref()
+            .map(|s| schedule_to_proto(s, valid_until_ms)),
         rollout_id: String::new(),
         attempt_id: String::new(),
         reason: directive.reason.to_string(),
@@ -226,8 +277,9 @@ pub fn directive_to_proto(directive: &Directive) -> pb::Directive {
     }
 }
 
-pub fn agent_to_proto(agent: AgentView) -> pb::Agent {
+pub fn agent_to_proto(agent: AgentView, now_ms: i64) -> pb::Agent {
     let record = agent.record;
+    let window = agent.directive.schedule.and_then(|s| s.next_window(now_ms));
     pb::Agent {
         agent_id: record.agent_id,
         hostname: record.hostname,
@@ -242,8 +294,10 @@ pub fn agent_to_proto(agent: AgentView) -> pb::Agent {
         connected: agent.connected,
         first_seen: timestamp(record.first_seen_ms),
         last_seen: timestamp(record.last_seen_ms),
-        directive: Some(directive_to_proto(&agent.directive)),
+        directive: Some(directive_to_proto(&agent.directive, 0)),
         last_report: record.last_report.as_ref().map(report_to_proto),
+        next_window_start: window.and_then(|(start, _)| timestamp(start)),
+        next_window_end: window.and_then(|(_, end)| timestamp(end)),
     }
 }
 

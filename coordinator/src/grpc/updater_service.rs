@@ -80,7 +80,15 @@ impl UpdaterService for UpdaterApi {
         } else {
             WatchStream::from_changes(outbox.directives)
         }
-        .map(|d| Ok(down(Down::Directive(convert::directive_to_proto(&d)))));
+        .map({
+            let fleet = self.fleet.clone();
+            move |d| {
+                Ok(down(Down::Directive(convert::directive_to_proto(
+                    &d,
+                    fleet.schedule_valid_until(),
+                ))))
+            }
+        });
         let acks = ReceiverStream::new(outbox.acks)
             .map(|attempt_id| Ok(down(Down::ReportAck(pb::ReportAck { attempt_id }))));
         let closed = session.closed.clone();
@@ -110,14 +118,19 @@ impl UpdaterService for UpdaterApi {
         request: Request<pb::GetTargetRequest>,
     ) -> Result<Response<pb::GetTargetResponse>, Status> {
         let request = request.into_inner();
-        let channel = if request.channel.is_empty() {
-            "default"
-        } else {
-            &request.channel
+        let or_default = |text: &str| {
+            if text.is_empty() {
+                "default".to_string()
+            } else {
+                text.to_string()
+            }
         };
-        let directive = self.fleet.target_for(channel)?;
+        let directive = self
+            .fleet
+            .target_for(&or_default(&request.channel), &or_default(&request.group))?;
+        let valid_until = self.fleet.schedule_valid_until();
         Ok(Response::new(pb::GetTargetResponse {
-            directive: Some(convert::directive_to_proto(&directive)),
+            directive: Some(convert::directive_to_proto(&directive, valid_until)),
         }))
     }
 }

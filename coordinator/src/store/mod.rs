@@ -7,6 +7,7 @@
 
 mod agents;
 mod channels;
+mod schedules;
 
 use std::{
     str::FromStr,
@@ -23,6 +24,7 @@ use sqlx::{
 use crate::error::{DroverError, Result};
 
 pub use channels::ChannelRow;
+pub use schedules::GroupSchedule;
 
 enum Backend {
     Sqlite(SqlitePool),

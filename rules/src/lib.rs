@@ -1,0 +1,10 @@
+//! The rules Drover keeps, as pure functions of their inputs (no clock reads, no I/O), shared
+//! by the coordinator, which enforces them when it serves, and the updater, which enforces
+//! them again before it installs.
+#![forbid(unsafe_code)]
+
+pub mod schedule;
+pub mod version;
+
+pub use schedule::{MaintenanceSchedule, Weekdays};
+pub use version::{ConstraintViolation, check_constraints, parse_version};
