@@ -275,7 +275,7 @@ async fn an_updater_restart_keeps_its_identity_and_status_tells_the_story() {
         "current version:  3.1.0",
         "target version:   3.1.0",
         "follows_control_plane",
-        "up to date at 3.1.0",
+        "wait (up_to_date)",
     ] {
         assert!(
             text.contains(expected),

@@ -88,7 +88,7 @@ async fn hello(shared: &Shared) -> pb::UpdaterMessage {
         agent_version: state.agent_version.clone().unwrap_or_default(),
         updater_version: env!("CARGO_PKG_VERSION").to_string(),
         labels: config.labels.iter().cloned().collect(),
-        health: convert::health_to_proto(*shared.health.lock()) as i32,
+        health: convert::health_to_proto(shared.current_health()) as i32,
         last_directive_id: state
             .directive
             .as_ref()
@@ -106,7 +106,7 @@ async fn heartbeat(shared: &Shared, sequence: u64) -> pb::UpdaterMessage {
         .clone()
         .unwrap_or_default();
     up(Up::Heartbeat(pb::Heartbeat {
-        health: convert::health_to_proto(*shared.health.lock()) as i32,
+        health: convert::health_to_proto(shared.current_health()) as i32,
         state: convert::activity_to_proto(*shared.activity.lock()) as i32,
         agent_version: version,
         progress: None,

@@ -4,7 +4,7 @@ use drover_proto::v1 as pb;
 
 use crate::{
     Activity, Health,
-    state::{DirectiveRecord, DirectiveSource, Outcome, ReportRecord},
+    state::{DirectiveRecord, DirectiveSource, Outcome, ReportRecord, SavedSchedule},
 };
 
 fn non_empty(text: String) -> Option<String> {
@@ -29,6 +29,8 @@ pub fn directive_record(directive: pb::Directive, source: DirectiveSource) -> Di
         control_plane_version: non_empty(directive.control_plane_version),
         received_ms: now_ms(),
         source,
+        schedule: directive.schedule.and_then(schedule_record),
+        attempt_id: directive.attempt_id,
     }
 }
 
@@ -70,6 +72,33 @@ pub fn health_to_proto(health: Health) -> pb::AgentHealth {
 pub fn activity_to_proto(activity: Activity) -> pb::UpdaterState {
     match activity {
         Activity::Idle => pb::UpdaterState::Idle,
+        Activity::Waiting => pb::UpdaterState::Waiting,
+        Activity::Downloading => pb::UpdaterState::Downloading,
         Activity::Installing => pb::UpdaterState::Installing,
+        Activity::Verifying => pb::UpdaterState::Verifying,
+        Activity::Reverting => pb::UpdaterState::Reverting,
     }
+}
+
+fn schedule_record(schedule: pb::MaintenanceSchedule) -> Option<SavedSchedule> {
+    let window = drover_rules::MaintenanceSchedule {
+        days: drover_rules::Weekdays::from_days(
+            schedule.days.iter().map(|d| (*d as u32).saturating_sub(1)),
+        ),
+        start_minute_utc: schedule.start_minute_utc,
+        duration_minutes: schedule
+            .duration
+            .map(|d| (d.seconds / 60) as u32)
+            .unwrap_or_default(),
+    };
+    // An unusable schedule counts as no schedule (rule 4), never as "never install".
+    window.validate().ok()?;
+    let valid_until_ms = schedule
+        .valid_until
+        .map(|t| t.seconds.saturating_mul(1000) + i64::from(t.nanos) / 1_000_000)
+        .unwrap_or_default();
+    Some(SavedSchedule {
+        window,
+        valid_until_ms,
+    })
 }

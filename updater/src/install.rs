@@ -1,30 +1,76 @@
-//! Installers: how a version gets onto the agent. Real backends (tarball, apt, dnf, zypper,
-//! Kubernetes) are their own work; `command` runs an operator-given command and `simulated`
-//! stands in for an agent in simulated fleets.
+//! Install backends behind one type. `command` runs an operator-given command, `tarball`
+//! installs signed tarballs (see `tarball.rs`), `simulated` stands in for an agent in
+//! simulated fleets. Package managers and Kubernetes are their own work.
 
 use std::time::Duration;
 
 use rand::Rng;
 
+use crate::tarball::TarballInstaller;
+
+/// Why an install did not happen. The text goes into the report, so it says what failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallError {
+    /// Worth retrying later: the network, a server error.
+    Transient(String),
+    /// Never retried for the same directive: authenticity or integrity failed.
+    Refused(String),
+    /// The release does not exist (yet).
+    NotFound(String),
+}
+
+impl InstallError {
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Transient(m) | Self::Refused(m) | Self::NotFound(m) => m,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Installer {
     /// `sh -c COMMAND` with DROVER_TARGET_VERSION, DROVER_CURRENT_VERSION and DROVER_AGENT_ID
-    /// in its environment; exit status 0 means installed.
-    Command { command: String, timeout: Duration },
-    /// Takes a random moment; fails for versions listed as broken.
-    Simulated { broken_versions: Vec<String> },
+    /// in its environment; exit status 0 means installed. A revert runs it with the previous
+    /// version as the target.
+    Command {
+        command: String,
+        timeout: Duration,
+    },
+    Tarball(TarballInstaller),
+    /// Takes a random moment; versions listed as broken come up unhealthy.
+    Simulated {
+        broken_versions: Vec<String>,
+    },
 }
 
 impl Installer {
     pub fn kind(&self) -> drover_proto::v1::InstallerKind {
+        use drover_proto::v1::InstallerKind;
         match self {
-            Self::Command { .. } => drover_proto::v1::InstallerKind::Command,
-            Self::Simulated { .. } => drover_proto::v1::InstallerKind::Simulated,
+            Self::Command { .. } => InstallerKind::Command,
+            Self::Tarball(_) => InstallerKind::Tarball,
+            Self::Simulated { .. } => InstallerKind::Simulated,
         }
     }
 
-    /// Installs `target`. The error text goes into the report, so it says what failed.
-    pub async fn install(
+    /// What is installed and active, when the backend can tell (the files are the truth).
+    pub async fn active_version(&self) -> anyhow::Result<Option<String>> {
+        match self {
+            Self::Tarball(tarball) => Ok(tarball.active_version()?),
+            _ => Ok(None),
+        }
+    }
+
+    /// Everything that can be done and checked before the agent is touched.
+    pub async fn prepare(&self, target: &str) -> Result<(), InstallError> {
+        match self {
+            Self::Tarball(tarball) => tarball.prepare(target).await,
+            Self::Command { .. } | Self::Simulated { .. } => Ok(()),
+        }
+    }
+
+    /// Makes `target` the running version (a revert is activating the previous version).
+    pub async fn activate(
         &self,
         agent_id: &str,
         current: Option<&str>,
@@ -32,51 +78,68 @@ impl Installer {
     ) -> Result<(), String> {
         match self {
             Self::Command { command, timeout } => {
-                run_command(command, *timeout, agent_id, current, target).await
+                let env = [
+                    ("DROVER_TARGET_VERSION", target),
+                    ("DROVER_CURRENT_VERSION", current.unwrap_or("")),
+                    ("DROVER_AGENT_ID", agent_id),
+                ];
+                run_shell(command, *timeout, &env)
+                    .await
+                    .map_err(|err| format!("the install command failed: {err}"))
             }
-            Self::Simulated { broken_versions } => {
+            Self::Tarball(tarball) => {
+                tarball.switch_to(target).await?;
+                tarball.restart(target).await
+            }
+            Self::Simulated { .. } => {
                 let millis = rand::rng().random_range(50..400);
                 tokio::time::sleep(Duration::from_millis(millis)).await;
-                if broken_versions.iter().any(|v| v == target) {
-                    Err(format!(
-                        "simulated install of {target} failed (listed as broken)"
-                    ))
-                } else {
-                    Ok(())
-                }
+                Ok(())
             }
+        }
+    }
+
+    /// Whether `version` can be re-activated without fetching it again.
+    pub fn can_activate_offline(&self, version: &str) -> bool {
+        match self {
+            Self::Tarball(tarball) => tarball.is_installed(version),
+            Self::Command { .. } | Self::Simulated { .. } => true,
+        }
+    }
+
+    /// Simulated agents have no probe: their health follows the broken list.
+    pub fn simulated_health(&self, version: &str) -> Option<bool> {
+        match self {
+            Self::Simulated { broken_versions } => {
+                Some(!broken_versions.iter().any(|v| v == version))
+            }
+            _ => None,
         }
     }
 }
 
-async fn run_command(
+/// Runs `sh -c command` with `env`, bounded by `timeout`; the error carries stderr's tail.
+pub async fn run_shell(
     command: &str,
     timeout: Duration,
-    agent_id: &str,
-    current: Option<&str>,
-    target: &str,
+    env: &[(&str, &str)],
 ) -> Result<(), String> {
-    let child = tokio::process::Command::new("sh")
+    let mut process = tokio::process::Command::new("sh");
+    process
         .arg("-c")
         .arg(command)
-        .env("DROVER_TARGET_VERSION", target)
-        .env("DROVER_CURRENT_VERSION", current.unwrap_or(""))
-        .env("DROVER_AGENT_ID", agent_id)
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    let child = process
         .spawn()
-        .map_err(|err| format!("cannot start the install command ({err})"))?;
+        .map_err(|err| format!("cannot start `{command}` ({err})"))?;
     let output = tokio::time::timeout(timeout, child.wait_with_output())
         .await
-        .map_err(|_| {
-            format!(
-                "the install command did not finish within {} s",
-                timeout.as_secs()
-            )
-        })?
-        .map_err(|err| format!("the install command failed to run ({err})"))?;
+        .map_err(|_| format!("`{command}` did not finish within {} s", timeout.as_secs()))?
+        .map_err(|err| format!("`{command}` failed to run ({err})"))?;
     if output.status.success() {
         return Ok(());
     }
@@ -90,10 +153,7 @@ async fn run_command(
         .into_iter()
         .rev()
         .collect();
-    Err(format!(
-        "the install command exited with {}: {tail}",
-        output.status
-    ))
+    Err(format!("exited with {}: {tail}", output.status))
 }
 
 #[cfg(test)]
@@ -111,7 +171,7 @@ mod tests {
             ),
             timeout: Duration::from_secs(5),
         };
-        ok.install("a", Some("1.0.0"), "1.1.0").await.unwrap();
+        ok.activate("a", Some("1.0.0"), "1.1.0").await.unwrap();
         assert_eq!(
             std::fs::read_to_string(&out).unwrap().trim(),
             "1.0.0->1.1.0"
@@ -121,7 +181,7 @@ mod tests {
             command: "echo disk full >&2; exit 3".into(),
             timeout: Duration::from_secs(5),
         };
-        let err = bad.install("a", None, "1.1.0").await.unwrap_err();
+        let err = bad.activate("a", None, "1.1.0").await.unwrap_err();
         assert!(err.contains("disk full") && err.contains("3"), "{err}");
     }
 }

@@ -1,25 +1,32 @@
 //! Drover's updater: keeps one agent on the version its coordinator asks for.
 //!
-//! Thin on purpose. Three cooperating tasks share one `Shared`:
+//! Thin on purpose. Four cooperating tasks share one `Shared`:
 //! - `connection`: the stream to the coordinator (hello, heartbeats, reports up; directives
 //!   and acks down), reconnecting with capped, jittered exponential backoff;
 //! - `recheck`: a periodic unary re-check, so a lost push never leaves the updater stale;
-//! - `manager`: persists directives, decides whether to install, runs the installer and
-//!   records the outcome as a report that is kept until the coordinator acknowledges it.
+//! - `health`: probes the agent and publishes its health;
+//! - `manager`: persists directives, asks the pure `policy` what to do, and carries out
+//!   installs and reverts through an `install` backend, recording every outcome as a report
+//!   that is kept until the coordinator acknowledges it.
 #![forbid(unsafe_code)]
 
+pub mod attempt;
 pub mod backoff;
 pub mod connection;
 pub mod convert;
+pub mod health;
+pub mod http;
 pub mod install;
 pub mod manager;
+pub mod policy;
 pub mod recheck;
 pub mod simulate;
 pub mod state;
+pub mod tarball;
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::sync::{Mutex, Notify, mpsc};
+use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use state::{DirectiveRecord, DirectiveSource, PersistedState, ReportRecord, StateStore};
@@ -29,13 +36,31 @@ pub use state::{DirectiveRecord, DirectiveSource, PersistedState, ReportRecord, 
 pub enum Health {
     Healthy,
     Unhealthy,
+    /// No probe is configured, or it has not run yet.
     Unknown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activity {
     Idle,
+    Waiting,
+    Downloading,
     Installing,
+    Verifying,
+    Reverting,
+}
+
+/// Wall-clock time, optionally shifted. The shift exists so black-box tests can put an
+/// updater just before a maintenance window; production never sets it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Clock {
+    pub offset_ms: i64,
+}
+
+impl Clock {
+    pub fn now_ms(&self) -> i64 {
+        convert::now_ms() + self.offset_ms
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -47,13 +72,17 @@ pub struct UpdaterConfig {
     pub channel: String,
     pub labels: Vec<(String, String)>,
     pub installer: install::Installer,
-    /// Used until the state knows better (first start).
+    /// Used until the state (or the installer) knows better.
     pub initial_agent_version: Option<String>,
     /// Overrides the coordinator's recheck interval (e.g. for tests that prove push).
     pub recheck_interval: Option<Duration>,
     pub backoff: backoff::Backoff,
-    /// Reported until a health probe says otherwise (probes are their own work).
+    /// How the agent's health is probed; `None` reports `initial_health` forever.
+    pub health: Option<health::HealthConfig>,
     pub initial_health: Health,
+    /// How long a new version has to become healthy before it is reverted.
+    pub health_grace: Duration,
+    pub clock: Clock,
 }
 
 /// State shared by the updater's tasks.
@@ -61,12 +90,32 @@ pub struct Shared {
     pub config: UpdaterConfig,
     pub store: StateStore,
     pub state: Mutex<PersistedState>,
-    pub health: parking_lot::Mutex<Health>,
+    pub health: watch::Sender<Health>,
     pub activity: parking_lot::Mutex<Activity>,
     /// Woken when a report waits to be sent or the status changed: the connection sends both.
     pub wake_connection: Notify,
     /// The coordinator's recheck interval from Welcome, when connected at least once.
     pub recheck_from_coordinator: parking_lot::Mutex<Option<Duration>>,
+}
+
+impl Shared {
+    pub fn now_ms(&self) -> i64 {
+        self.config.clock.now_ms()
+    }
+
+    pub fn current_health(&self) -> Health {
+        *self.health.borrow()
+    }
+
+    pub fn set_activity(&self, activity: Activity) {
+        let changed = {
+            let mut current = self.activity.lock();
+            std::mem::replace(&mut *current, activity) != activity
+        };
+        if changed {
+            self.wake_connection.notify_one();
+        }
+    }
 }
 
 /// Runs an updater until `shutdown`. The state is loaded from (and kept in) `store`.
@@ -75,34 +124,41 @@ pub async fn run(
     store: StateStore,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let state = store.load(config.initial_agent_version.clone()).await?;
+    let mut state = store.load(config.initial_agent_version.clone()).await?;
+    if let Some(active) = config.installer.active_version().await? {
+        // The installed files are the truth about what runs, whatever a crash left in the state.
+        state.agent_version = Some(active);
+    }
     tracing::info!(agent_id = %state.agent_id, version = ?state.agent_version, "updater starting");
-    let initial_health = config.initial_health;
+    let (health, _) = watch::channel(config.initial_health);
     let shared = Arc::new(Shared {
         config,
         store,
         state: Mutex::new(state),
-        health: parking_lot::Mutex::new(initial_health),
+        health,
         activity: parking_lot::Mutex::new(Activity::Idle),
         wake_connection: Notify::new(),
         recheck_from_coordinator: parking_lot::Mutex::new(None),
     });
     let (directives_tx, directives_rx) = mpsc::channel(16);
-    let connection = tokio::spawn(connection::run(
-        shared.clone(),
-        directives_tx.clone(),
-        shutdown.clone(),
-    ));
-    let recheck = tokio::spawn(recheck::run(
-        shared.clone(),
-        directives_tx,
-        shutdown.clone(),
-    ));
-    let manager = tokio::spawn(manager::run(
-        shared.clone(),
-        directives_rx,
-        shutdown.clone(),
-    ));
-    let _ = tokio::join!(connection, recheck, manager);
+    let tasks = [
+        tokio::spawn(connection::run(
+            shared.clone(),
+            directives_tx.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(recheck::run(
+            shared.clone(),
+            directives_tx,
+            shutdown.clone(),
+        )),
+        tokio::spawn(health::run(shared.clone(), shutdown.clone())),
+        tokio::spawn(manager::run(
+            shared.clone(),
+            directives_rx,
+            shutdown.clone(),
+        )),
+    ];
+    futures::future::join_all(tasks).await;
     Ok(())
 }

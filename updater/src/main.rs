@@ -6,11 +6,13 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use drover_updater::{
-    Health, StateStore, UpdaterConfig,
+    Clock, Health, StateStore, UpdaterConfig,
     backoff::Backoff,
+    health::{HealthConfig, Probe},
     install::Installer,
     simulate::{SimulationConfig, run as simulate},
     state::read_dir_state,
+    tarball::TarballInstaller,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +30,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the updater next to one agent.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show what the updater knows: versions, directive, last decision and reports.
     Status {
         #[arg(
@@ -70,11 +72,49 @@ struct RunArgs {
     /// The agent's version on first start (later the state dir knows).
     #[arg(long, env = "DROVER_AGENT_VERSION")]
     agent_version: Option<String>,
-    /// `sh -c` command that installs $DROVER_TARGET_VERSION; exit 0 means installed.
-    #[arg(long, env = "DROVER_INSTALL_COMMAND")]
-    install_command: String,
+    /// Install with a command: `sh -c` runs it with $DROVER_TARGET_VERSION; exit 0 means
+    /// installed. (Give this or --tarball-root.)
+    #[arg(long, env = "DROVER_INSTALL_COMMAND", conflicts_with = "tarball_root")]
+    install_command: Option<String>,
+    /// Install signed tarballs under this directory (versions/<v>/ and a `current` symlink).
+    #[arg(long, env = "DROVER_TARBALL_ROOT", requires_all = ["release_url", "release_public_key"])]
+    tarball_root: Option<PathBuf>,
+    /// Where releases live: {URL}/{version}/manifest.json, its .minisig, and the artifact.
+    #[arg(long, env = "DROVER_RELEASE_URL")]
+    release_url: Option<String>,
+    /// The minisign public key file (from `minisign -G`) that release manifests must verify with.
+    #[arg(long, env = "DROVER_RELEASE_PUBLIC_KEY")]
+    release_public_key: Option<PathBuf>,
+    /// Run after each switch to (re)start the agent; gets $DROVER_VERSION and $DROVER_AGENT_DIR.
+    #[arg(long, env = "DROVER_RESTART_COMMAND")]
+    restart_command: Option<String>,
     #[arg(long, default_value_t = 600)]
     install_timeout_secs: u64,
+    /// Probe the agent's health with an HTTP GET (healthy: 2xx within the timeout).
+    #[arg(long, group = "probe")]
+    health_http: Option<String>,
+    /// Probe the agent's health with a command (healthy: exit 0).
+    #[arg(long, group = "probe")]
+    health_command: Option<String>,
+    /// Probe the agent's health through a systemd unit's active state.
+    #[arg(long, group = "probe")]
+    health_systemd_unit: Option<String>,
+    #[arg(long, default_value_t = 5000)]
+    health_interval_ms: u64,
+    #[arg(long, default_value_t = 2000)]
+    health_timeout_ms: u64,
+    /// Consecutive failed probes before the agent counts as unhealthy.
+    #[arg(long, default_value_t = 3)]
+    health_failure_threshold: u32,
+    /// Consecutive good probes before it counts as healthy.
+    #[arg(long, default_value_t = 1)]
+    health_success_threshold: u32,
+    /// How long a new version has to become healthy before it is reverted.
+    #[arg(long, default_value_t = 60)]
+    health_grace_secs: u64,
+    /// Shift the updater's clock (testing only: puts it just before a window).
+    #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
+    clock_offset_ms: i64,
     /// KEY=VALUE, repeatable.
     #[arg(long = "label", value_parser = parse_label)]
     labels: Vec<(String, String)>,
@@ -113,6 +153,64 @@ struct SimulateArgs {
     seed: u64,
 }
 
+fn installer(args: &RunArgs) -> anyhow::Result<Installer> {
+    let timeout = Duration::from_secs(args.install_timeout_secs);
+    if let Some(command) = &args.install_command {
+        return Ok(Installer::Command {
+            command: command.clone(),
+            timeout,
+        });
+    }
+    let Some(root) = &args.tarball_root else {
+        anyhow::bail!(
+            "say how to install: --install-command CMD, or --tarball-root DIR with --release-url and --release-public-key"
+        );
+    };
+    let key_path = args
+        .release_public_key
+        .as_ref()
+        .context("--release-public-key is required")?;
+    let public_key = std::fs::read_to_string(key_path)
+        .with_context(|| format!("cannot read the release public key {}", key_path.display()))?;
+    minisign_verify::PublicKey::decode(&public_key).map_err(|err| {
+        anyhow::anyhow!(
+            "{} is not a minisign public key ({err})",
+            key_path.display()
+        )
+    })?;
+    Ok(Installer::Tarball(TarballInstaller {
+        root: root.clone(),
+        release_url: args
+            .release_url
+            .clone()
+            .context("--release-url is required")?,
+        public_key,
+        restart_command: args.restart_command.clone(),
+        timeout,
+    }))
+}
+
+fn health_config(args: &RunArgs) -> Option<HealthConfig> {
+    let probe = if let Some(url) = &args.health_http {
+        Probe::Http { url: url.clone() }
+    } else if let Some(command) = &args.health_command {
+        Probe::Command {
+            command: command.clone(),
+        }
+    } else {
+        Probe::SystemdUnit {
+            unit: args.health_systemd_unit.clone()?,
+        }
+    };
+    Some(HealthConfig {
+        probe,
+        interval: Duration::from_millis(args.health_interval_ms.max(50)),
+        timeout: Duration::from_millis(args.health_timeout_ms.max(10)),
+        failure_threshold: args.health_failure_threshold,
+        success_threshold: args.health_success_threshold,
+    })
+}
+
 fn parse_label(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -146,19 +244,21 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let config = UpdaterConfig {
+                installer: installer(&args)?,
+                health: health_config(&args),
                 coordinator: args.coordinator,
                 hostname,
                 group: args.group,
                 channel: args.channel,
                 labels: args.labels,
-                installer: Installer::Command {
-                    command: args.install_command,
-                    timeout: Duration::from_secs(args.install_timeout_secs),
-                },
                 initial_agent_version: args.agent_version,
                 recheck_interval: args.recheck_secs.map(Duration::from_secs),
                 backoff: Backoff::default(),
                 initial_health: Health::Unknown,
+                health_grace: Duration::from_secs(args.health_grace_secs),
+                clock: Clock {
+                    offset_ms: args.clock_offset_ms,
+                },
             };
             let store = StateStore::Dir {
                 path: args.state_dir,
@@ -172,7 +272,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&state)?);
             } else {
-                print!("{}", drover_updater::state::describe(&state));
+                print!(
+                    "{}",
+                    drover_updater::state::describe(&state, Clock::default().now_ms())
+                );
             }
             Ok(())
         }

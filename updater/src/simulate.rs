@@ -53,7 +53,10 @@ pub async fn run(config: SimulationConfig, shutdown: CancellationToken) {
             initial_agent_version: Some(version),
             recheck_interval: config.recheck_interval,
             backoff: Backoff::default(),
+            health: None,
             initial_health: health,
+            health_grace: Duration::from_secs(30),
+            clock: crate::Clock::default(),
         };
         let store = StateStore::Memory { agent_id };
         let stop = shutdown.clone();

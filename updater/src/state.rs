@@ -32,6 +32,55 @@ pub struct DirectiveRecord {
     pub control_plane_version: Option<String>,
     pub received_ms: i64,
     pub source: DirectiveSource,
+    /// The group's maintenance window; `None` means none is known (install as soon as possible).
+    #[serde(default)]
+    pub schedule: Option<SavedSchedule>,
+    /// Set by the coordinator to ask for an attempt explicitly (e.g. to retry a broken version).
+    #[serde(default)]
+    pub attempt_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedSchedule {
+    pub window: drover_rules::MaintenanceSchedule,
+    /// After this the schedule counts as missing (rule 4); re-checks push it forward.
+    pub valid_until_ms: i64,
+}
+
+/// A version that failed its health gate here and was reverted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokenVersion {
+    pub reason: String,
+    pub attempt_id: String,
+    /// The coordinator's attempt id when it failed; only a different one retries it.
+    pub directive_attempt_id: String,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Worth retrying later (network, a server error).
+    Transient,
+    /// Never retried for the same directive (authenticity, constraint, refused artifact).
+    Refused,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallFailure {
+    pub directive_id: String,
+    pub target: String,
+    pub kind: FailureKind,
+    pub attempts: u32,
+    pub retry_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    pub action: String,
+    pub reason: String,
+    pub detail: String,
+    pub at_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,11 +112,43 @@ pub struct PersistedState {
     /// Sent on every (re)connect until acknowledged; the coordinator dedups by attempt id.
     pub pending_reports: Vec<ReportRecord>,
     pub last_report: Option<ReportRecord>,
-    /// The last decision in plain words, for `drover-updater status`.
-    pub last_decision: Option<String>,
-    /// A directive whose install failed is not retried until a different directive arrives.
+    /// The last decision with its reason code, for `drover-updater status`.
+    pub last_decision: Option<DecisionRecord>,
+    /// The version that ran before the current one, kept installed for a revert.
     #[serde(default)]
-    pub failed_directive_id: Option<String>,
+    pub previous_version: Option<String>,
+    #[serde(default)]
+    pub broken_versions: std::collections::BTreeMap<String, BrokenVersion>,
+    #[serde(default)]
+    pub install_failure: Option<InstallFailure>,
+    /// The install or revert under way; a restart after a crash finishes or undoes it.
+    #[serde(default)]
+    pub in_flight: Option<InFlight>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Switching to the new version and restarting the agent.
+    Activating,
+    /// Waiting for the new version to prove healthy.
+    Verifying,
+    /// Going back to the previous version.
+    Reverting,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlight {
+    pub attempt_id: String,
+    pub directive_id: String,
+    pub directive_attempt_id: String,
+    pub from: Option<String>,
+    pub to: String,
+    pub phase: Phase,
+    pub started_ms: i64,
+    /// Why the revert happens, once `phase` is `Reverting`.
+    #[serde(default)]
+    pub failure: String,
 }
 
 /// Where state lives: a directory (real updaters) or memory (simulated fleets).
@@ -189,49 +270,120 @@ fn write_atomically(file: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// The human view of the state, for `drover-updater status`.
-pub fn describe(state: &PersistedState) -> String {
+pub fn describe(state: &PersistedState, now_ms: i64) -> String {
     let dash = |v: Option<&str>| v.unwrap_or("-").to_string();
     let mut out = vec![
         format!("agent:            {}", state.agent_id),
         format!("current version:  {}", dash(state.agent_version.as_deref())),
+        format!(
+            "previous version: {}",
+            dash(state.previous_version.as_deref())
+        ),
     ];
     match &state.directive {
         Some(d) => {
+            let critical = if d.critical { " (critical)" } else { "" };
             out.push(format!(
-                "target version:   {}{}",
-                dash(d.target_version.as_deref()),
-                if d.critical { " (critical)" } else { "" }
+                "target version:   {}{critical}",
+                dash(d.target_version.as_deref())
             ));
             out.push(format!(
-                "why:              {} — {}",
+                "why that target:  {} — {}",
                 d.reason, d.reason_detail
             ));
-            out.push(
-                format!("directive:        {} (by {:?})", d.directive_id, d.source).to_lowercase(),
-            );
+            out.push(format!(
+                "directive:        {} (by {})",
+                d.directive_id,
+                format!("{:?}", d.source).to_lowercase()
+            ));
+            out.push(format!(
+                "next window:      {}",
+                next_window_text(d.schedule.as_ref(), now_ms)
+            ));
         }
         None => out.push("target version:   - (no directive received yet)".into()),
     }
-    out.push("next window:      none known: updates install as soon as they arrive".into());
-    out.push(format!(
-        "last decision:    {}",
-        dash(state.last_decision.as_deref())
-    ));
+    if let Some(d) = &state.last_decision {
+        out.push(format!(
+            "last decision:    {} ({}): {}",
+            d.action, d.reason, d.detail
+        ));
+    }
+    if let Some(f) = &state.in_flight {
+        out.push(
+            format!(
+                "in flight:        {:?} {} → {}",
+                f.phase,
+                dash(f.from.as_deref()),
+                f.to
+            )
+            .to_lowercase(),
+        );
+    }
+    for (version, broken) in &state.broken_versions {
+        out.push(format!("broken version:   {version}: {}", broken.reason));
+    }
     if let Some(r) = &state.last_report {
         let error = if r.error.is_empty() {
             String::new()
         } else {
             format!(" ({})", r.error)
         };
+        let outcome = format!("{:?}", r.outcome).to_lowercase();
         out.push(format!(
-            "last report:      {} → {}: {:?}{error}",
+            "last report:      {} → {}: {outcome}{error}",
             dash(r.from_version.as_deref()),
-            r.to_version,
-            r.outcome
+            r.to_version
         ));
     }
     out.push(format!("unacked reports:  {}", state.pending_reports.len()));
     out.join("\n") + "\n"
+}
+
+fn next_window_text(schedule: Option<&SavedSchedule>, now_ms: i64) -> String {
+    let Some(schedule) = schedule else {
+        return "none known: updates install as soon as they arrive".into();
+    };
+    if now_ms >= schedule.valid_until_ms {
+        return format!(
+            "the saved schedule ({}) expired: updates install as soon as they arrive",
+            schedule.window
+        );
+    }
+    match schedule.window.window_containing(now_ms) {
+        Some((_, end)) => format!("open now until {} ({})", rfc3339(end), schedule.window),
+        None => match schedule.window.next_window(now_ms) {
+            Some((start, end)) => format!(
+                "{} – {} ({})",
+                rfc3339(start),
+                rfc3339(end),
+                schedule.window
+            ),
+            None => format!("none ({})", schedule.window),
+        },
+    }
+}
+
+/// Unix ms as RFC 3339 UTC, second precision.
+fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]

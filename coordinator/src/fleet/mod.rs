@@ -70,6 +70,9 @@ pub struct Fleet {
     pub sessions: SessionRegistry,
     pub config: FleetConfig,
     view: RwLock<Arc<SettingsView>>,
+    /// Serializes load-and-swap of the view, so a slow refresh that read before an admin
+    /// change can never replace the view that change produced.
+    refresh_lock: tokio::sync::Mutex<()>,
     pub counters: FleetCounters,
     /// Cancelled when the coordinator shuts down: every session ends with `Unavailable`.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -100,6 +103,7 @@ impl Fleet {
             sessions: SessionRegistry::default(),
             config,
             view: RwLock::new(Arc::new(view)),
+            refresh_lock: tokio::sync::Mutex::new(()),
             counters: FleetCounters::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
         }))
@@ -282,6 +286,7 @@ impl Fleet {
 
     /// Re-reads channels from the store and pushes every directive that changed.
     pub async fn refresh_and_push(&self) -> Result<usize> {
+        let _serialized = self.refresh_lock.lock().await;
         let fresh = Arc::new(SettingsView::load(&self.store).await?);
         *self.view.write() = fresh.clone();
         Ok(self.push_all(&fresh))

@@ -1,0 +1,285 @@
+//! One update attempt, as a small journaled state machine kept in `state.in_flight`:
+//!
+//! prepare (fetch + verify, nothing touched) → Activating (switch, restart) → Verifying
+//! (health gate within the grace period) → done; or → Reverting (switch back, restart,
+//! mark the version broken) → done. Every phase is saved before it starts, so after a crash
+//! `resume` repeats the interrupted phase: activation and revert are idempotent.
+
+use std::time::Duration;
+
+use crate::{
+    Activity, Health, Shared,
+    install::InstallError,
+    manager::save,
+    state::{BrokenVersion, FailureKind, InFlight, InstallFailure, Outcome, Phase, ReportRecord},
+};
+
+/// Transient failures are retried after 30 s, doubling up to an hour.
+fn retry_delay_ms(attempts: u32) -> i64 {
+    (30_000i64 << attempts.saturating_sub(1).min(7)).min(3_600_000)
+}
+
+pub async fn install(shared: &Shared, target: &str) {
+    let (directive_id, directive_attempt_id, from) = {
+        let state = shared.state.lock().await;
+        let directive = state.directive.as_ref();
+        (
+            directive
+                .map(|d| d.directive_id.clone())
+                .unwrap_or_default(),
+            directive.map(|d| d.attempt_id.clone()).unwrap_or_default(),
+            state.agent_version.clone(),
+        )
+    };
+    let attempt_id = uuid::Uuid::new_v4().to_string();
+    let started_ms = shared.now_ms();
+    shared.set_activity(Activity::Downloading);
+    if let Err(err) = shared.config.installer.prepare(target).await {
+        tracing::warn!(version = %target, error = %err.message(), "install refused or failed before touching the agent");
+        let (kind, outcome) = match err {
+            InstallError::Refused(_) => (FailureKind::Refused, Outcome::Refused),
+            InstallError::Transient(_) | InstallError::NotFound(_) => {
+                (FailureKind::Transient, Outcome::Failed)
+            }
+        };
+        let mut state = shared.state.lock().await;
+        let attempts = match &state.install_failure {
+            Some(f) if f.directive_id == directive_id && f.target == target => f.attempts + 1,
+            _ => 1,
+        };
+        state.install_failure = Some(InstallFailure {
+            directive_id: directive_id.clone(),
+            target: target.to_string(),
+            kind,
+            attempts,
+            retry_at_ms: shared.now_ms() + retry_delay_ms(attempts),
+        });
+        let report = ReportRecord {
+            attempt_id,
+            from_version: from,
+            to_version: target.to_string(),
+            outcome,
+            error: err.message().to_string(),
+            started_ms,
+            finished_ms: shared.now_ms(),
+            directive_id,
+        };
+        push_report(shared, &mut state, report).await;
+        shared.set_activity(Activity::Idle);
+        return;
+    }
+    let in_flight = InFlight {
+        attempt_id,
+        directive_id,
+        directive_attempt_id,
+        from,
+        to: target.to_string(),
+        phase: Phase::Activating,
+        started_ms,
+        failure: String::new(),
+    };
+    set_in_flight(shared, Some(&in_flight)).await;
+    finish(shared, in_flight).await;
+}
+
+/// Goes on with an attempt a crash interrupted.
+pub async fn resume(shared: &Shared, in_flight: InFlight) {
+    tracing::warn!(phase = ?in_flight.phase, to = %in_flight.to, "resuming an interrupted update");
+    match in_flight.phase {
+        Phase::Activating | Phase::Verifying => finish(shared, in_flight).await,
+        Phase::Reverting => revert(shared, in_flight).await,
+    }
+}
+
+async fn finish(shared: &Shared, mut in_flight: InFlight) {
+    shared.set_activity(Activity::Installing);
+    let agent_id = shared.state.lock().await.agent_id.clone();
+    let installer = &shared.config.installer;
+    if let Err(err) = installer
+        .activate(&agent_id, in_flight.from.as_deref(), &in_flight.to)
+        .await
+    {
+        in_flight.failure = err;
+        return revert(shared, in_flight).await;
+    }
+    in_flight.phase = Phase::Verifying;
+    set_in_flight(shared, Some(&in_flight)).await;
+    shared.set_activity(Activity::Verifying);
+    match health_gate(shared, &in_flight.to).await {
+        Ok(()) => {
+            let mut state = shared.state.lock().await;
+            if in_flight.from.as_deref() != Some(in_flight.to.as_str()) {
+                state.previous_version = in_flight.from.clone();
+            }
+            state.agent_version = Some(in_flight.to.clone());
+            state.install_failure = None;
+            state.in_flight = None;
+            let report = report_for(shared, &in_flight, Outcome::Succeeded, String::new());
+            push_report(shared, &mut state, report).await;
+            tracing::info!(version = %in_flight.to, "installed and healthy");
+            shared.set_activity(Activity::Idle);
+        }
+        Err(err) => {
+            in_flight.failure = err;
+            revert(shared, in_flight).await;
+        }
+    }
+}
+
+/// Puts the previous version back, marks the failed one broken and reports it.
+async fn revert(shared: &Shared, mut in_flight: InFlight) {
+    in_flight.phase = Phase::Reverting;
+    set_in_flight(shared, Some(&in_flight)).await;
+    shared.set_activity(Activity::Reverting);
+    tracing::warn!(version = %in_flight.to, reason = %in_flight.failure, "reverting");
+    let agent_id = shared.state.lock().await.agent_id.clone();
+    let back = match &in_flight.from {
+        Some(from) if shared.config.installer.can_activate_offline(from) => {
+            shared
+                .config
+                .installer
+                .activate(&agent_id, Some(&in_flight.to), from)
+                .await
+        }
+        Some(from) => Err(format!("the previous version {from} is not installed here")),
+        None => Err("there is no previous version to go back to".into()),
+    };
+    let mut state = shared.state.lock().await;
+    state.broken_versions.insert(
+        in_flight.to.clone(),
+        BrokenVersion {
+            reason: in_flight.failure.clone(),
+            attempt_id: in_flight.attempt_id.clone(),
+            directive_attempt_id: in_flight.directive_attempt_id.clone(),
+            at_ms: shared.now_ms(),
+        },
+    );
+    state.in_flight = None;
+    let (outcome, error) = match back {
+        Ok(()) => {
+            state.agent_version = in_flight.from.clone();
+            (
+                Outcome::Reverted,
+                format!(
+                    "{}; reverted to {}",
+                    in_flight.failure,
+                    in_flight.from.as_deref().unwrap_or("-")
+                ),
+            )
+        }
+        Err(err) => {
+            // The new version stays active but is marked broken; the policy keeps trying to
+            // go back (Decision::Revert) while a previous version is known.
+            state.agent_version = Some(in_flight.to.clone());
+            state.previous_version = in_flight.from.clone();
+            (
+                Outcome::Failed,
+                format!("{}; the revert failed too: {err}", in_flight.failure),
+            )
+        }
+    };
+    let report = report_for(shared, &in_flight, outcome, error);
+    push_report(shared, &mut state, report).await;
+    shared.set_activity(Activity::Idle);
+}
+
+/// A revert decided by the policy (an earlier revert did not complete).
+pub async fn revert_to(shared: &Shared, to: &str, why: &str) {
+    let (from, directive_id) = {
+        let state = shared.state.lock().await;
+        (
+            state.agent_version.clone(),
+            state
+                .directive
+                .as_ref()
+                .map(|d| d.directive_id.clone())
+                .unwrap_or_default(),
+        )
+    };
+    let Some(from) = from else { return };
+    let in_flight = InFlight {
+        attempt_id: uuid::Uuid::new_v4().to_string(),
+        directive_id,
+        directive_attempt_id: String::new(),
+        from: Some(to.to_string()),
+        to: from,
+        phase: Phase::Reverting,
+        started_ms: shared.now_ms(),
+        failure: why.to_string(),
+    };
+    revert(shared, in_flight).await;
+}
+
+/// Waits for `version` to prove healthy within the grace period. Without a probe there is
+/// nothing to wait for; simulated agents follow their broken list.
+async fn health_gate(shared: &Shared, version: &str) -> Result<(), String> {
+    if let Some(healthy) = shared.config.installer.simulated_health(version) {
+        return if healthy {
+            Ok(())
+        } else {
+            Err(format!("simulated agent on {version} is unhealthy"))
+        };
+    }
+    let Some(config) = &shared.config.health else {
+        return Ok(());
+    };
+    let grace = shared.config.health_grace;
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut successes = 0;
+    let mut last_error = String::from("no probe result yet");
+    loop {
+        match config.probe.check(config.timeout).await {
+            Ok(()) => {
+                successes += 1;
+                if successes >= config.success_threshold.max(1) {
+                    shared.health.send_replace(Health::Healthy);
+                    return Ok(());
+                }
+            }
+            Err(err) => {
+                successes = 0;
+                last_error = err;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            shared.health.send_replace(Health::Unhealthy);
+            return Err(format!(
+                "{version} did not become healthy within {} s ({last_error})",
+                grace.as_secs()
+            ));
+        }
+        tokio::time::sleep(config.interval.min(Duration::from_secs(1))).await;
+    }
+}
+
+fn report_for(
+    shared: &Shared,
+    in_flight: &InFlight,
+    outcome: Outcome,
+    error: String,
+) -> ReportRecord {
+    ReportRecord {
+        attempt_id: in_flight.attempt_id.clone(),
+        from_version: in_flight.from.clone(),
+        to_version: in_flight.to.clone(),
+        outcome,
+        error,
+        started_ms: in_flight.started_ms,
+        finished_ms: shared.now_ms(),
+        directive_id: in_flight.directive_id.clone(),
+    }
+}
+
+async fn set_in_flight(shared: &Shared, in_flight: Option<&InFlight>) {
+    let mut state = shared.state.lock().await;
+    state.in_flight = in_flight.cloned();
+    save(shared, &state).await;
+}
+
+/// Keeps the report until acknowledged, saves, and tells the connection to send it.
+async fn push_report(shared: &Shared, state: &mut crate::PersistedState, report: ReportRecord) {
+    state.pending_reports.push(report.clone());
+    state.last_report = Some(report);
+    save(shared, state).await;
+    shared.wake_connection.notify_one();
+}

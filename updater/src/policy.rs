@@ -1,0 +1,441 @@
+//! The updater's policy: a pure function of (clock, local state, agent health) that says
+//! whether to wait, install or revert, and why. Rules 3, 4, 6 and 8 of DESIGN.md:
+//!
+//! - install only inside the maintenance window, or at once when the agent is unhealthy,
+//!   the target is critical, or no usable schedule is saved (never received or expired);
+//! - never a version above the control plane or more than one major below it;
+//! - a version that failed here is not retried unless the coordinator asks again explicitly.
+
+use drover_rules::{check_constraints, parse_version};
+
+use crate::{
+    Health,
+    state::{FailureKind, PersistedState},
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Wait {
+        reason: &'static str,
+        detail: String,
+        /// When the decision may change by the clock alone (a window opens, a schedule
+        /// expires, a retry is due); `None` when only new input can change it.
+        recheck_at_ms: Option<i64>,
+    },
+    Install {
+        target: String,
+        reason: &'static str,
+        detail: String,
+    },
+    Revert {
+        to: String,
+        reason: &'static str,
+        detail: String,
+    },
+}
+
+impl Decision {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Wait { reason, .. }
+            | Self::Install { reason, .. }
+            | Self::Revert { reason, .. } => reason,
+        }
+    }
+}
+
+fn wait(reason: &'static str, detail: impl Into<String>, recheck_at_ms: Option<i64>) -> Decision {
+    Decision::Wait {
+        reason,
+        detail: detail.into(),
+        recheck_at_ms,
+    }
+}
+
+pub fn decide(now_ms: i64, state: &PersistedState, health: Health) -> Decision {
+    // A current version marked broken (a revert was interrupted) goes back to the previous one.
+    if let (Some(current), Some(previous)) = (&state.agent_version, &state.previous_version)
+        && let Some(broken) = state.broken_versions.get(current)
+        && !state.broken_versions.contains_key(previous)
+    {
+        return Decision::Revert {
+            to: previous.clone(),
+            reason: "current_version_broken",
+            detail: format!(
+                "{current} failed here ({}); going back to {previous}",
+                broken.reason
+            ),
+        };
+    }
+    let Some(directive) = &state.directive else {
+        return wait(
+            "no_directive",
+            "no target received from the coordinator yet",
+            None,
+        );
+    };
+    let Some(target_text) = &directive.target_version else {
+        return wait(
+            leak_reason(&directive.reason),
+            format!("no target: {}", directive.reason_detail),
+            None,
+        );
+    };
+    let Ok(target) = parse_version(target_text) else {
+        return wait(
+            "invalid_target",
+            format!("the target '{target_text}' is not a semantic version"),
+            None,
+        );
+    };
+    if state
+        .agent_version
+        .as_deref()
+        .and_then(|v| parse_version(v).ok())
+        .as_ref()
+        == Some(&target)
+    {
+        return wait("up_to_date", format!("running the target {target}"), None);
+    }
+    let Some(control_plane) = directive
+        .control_plane_version
+        .as_deref()
+        .and_then(|v| parse_version(v).ok())
+    else {
+        return wait(
+            "no_control_plane_version",
+            "the directive names no control-plane version, so the constraints cannot be checked",
+            None,
+        );
+    };
+    if let Err(violation) = check_constraints(&target, &control_plane) {
+        return wait(violation.reason_code(), violation.to_string(), None);
+    }
+    if let Some(broken) = state.broken_versions.get(target_text) {
+        let asked_again =
+            !directive.attempt_id.is_empty() && directive.attempt_id != broken.directive_attempt_id;
+        if !asked_again {
+            return wait(
+                "version_broken",
+                format!(
+                    "{target} failed here before ({}); waiting for the coordinator to ask for it again",
+                    broken.reason
+                ),
+                None,
+            );
+        }
+    }
+    if let Some(failure) = &state.install_failure
+        && failure.directive_id == directive.directive_id
+        && failure.target == *target_text
+    {
+        match failure.kind {
+            FailureKind::Refused => {
+                return wait(
+                    "install_refused",
+                    format!("the install of {target} was refused; waiting for a new directive"),
+                    None,
+                );
+            }
+            FailureKind::Transient if now_ms < failure.retry_at_ms => {
+                return wait(
+                    "retry_pending",
+                    format!(
+                        "the install of {target} failed {} time(s); retrying later",
+                        failure.attempts
+                    ),
+                    Some(failure.retry_at_ms),
+                );
+            }
+            FailureKind::Transient => {}
+        }
+    }
+    let install = |reason: &'static str, detail: String| Decision::Install {
+        target: target_text.clone(),
+        reason,
+        detail,
+    };
+    if directive.critical {
+        return install(
+            "critical",
+            format!("{target} is marked critical: installing outside the window"),
+        );
+    }
+    if health == Health::Unhealthy {
+        return install(
+            "agent_unhealthy",
+            format!("the agent is unhealthy: installing {target} at once to recover"),
+        );
+    }
+    let Some(schedule) = &directive.schedule else {
+        return install(
+            "no_schedule",
+            format!("no maintenance schedule is known: installing {target} as soon as possible"),
+        );
+    };
+    if now_ms >= schedule.valid_until_ms {
+        return install(
+            "schedule_expired",
+            format!("the saved schedule expired: installing {target} as soon as possible"),
+        );
+    }
+    match schedule.window.window_containing(now_ms) {
+        Some(_) => install(
+            "in_window",
+            format!("inside the maintenance window ({})", schedule.window),
+        ),
+        None => {
+            let next = schedule.window.next_window(now_ms).map(|(start, _)| start);
+            let recheck = next.map_or(schedule.valid_until_ms, |n| n.min(schedule.valid_until_ms));
+            wait(
+                "outside_window",
+                format!("waiting for the maintenance window ({})", schedule.window),
+                Some(recheck),
+            )
+        }
+    }
+}
+
+/// Reason codes are `&'static str`; the coordinator's codes arrive as text, so map the known
+/// ones and fall back to a generic code for the rest.
+fn leak_reason(code: &str) -> &'static str {
+    const KNOWN: [&str; 6] = [
+        "unknown_channel",
+        "channel_has_no_version",
+        "no_control_plane_version",
+        "constraint_above_control_plane",
+        "constraint_below_control_plane",
+        "rollout_paused",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|k| *k == code)
+        .unwrap_or("no_target")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{
+        BrokenVersion, DirectiveRecord, DirectiveSource, InstallFailure, SavedSchedule,
+    };
+    use drover_rules::{MaintenanceSchedule, Weekdays};
+    use proptest::prelude::*;
+
+    const MONDAY: i64 = 1_795_392_000_000; // 2026-11-23T00:00Z
+    const HOUR: i64 = 3_600_000;
+
+    fn state(current: &str, target: &str, cp: &str) -> PersistedState {
+        PersistedState {
+            agent_id: "a".into(),
+            agent_version: Some(current.into()),
+            directive: Some(DirectiveRecord {
+                directive_id: "d-1".into(),
+                target_version: Some(target.into()),
+                critical: false,
+                reason: "channel_target".into(),
+                reason_detail: String::new(),
+                control_plane_version: Some(cp.into()),
+                received_ms: 0,
+                source: DirectiveSource::Push,
+                schedule: Some(SavedSchedule {
+                    // Daily 02:00–03:00 UTC.
+                    window: MaintenanceSchedule {
+                        days: Weekdays::ALL,
+                        start_minute_utc: 120,
+                        duration_minutes: 60,
+                    },
+                    valid_until_ms: MONDAY + 30 * 24 * HOUR,
+                }),
+                attempt_id: String::new(),
+            }),
+            ..PersistedState::default()
+        }
+    }
+
+    fn directive(s: &mut PersistedState) -> &mut DirectiveRecord {
+        s.directive.as_mut().unwrap()
+    }
+
+    #[test]
+    fn the_seed_rules() {
+        let s = state("1.0.0", "1.1.0", "1.1.0");
+        let outside = MONDAY + 5 * HOUR;
+        let inside = MONDAY + 2 * HOUR + 10 * 60_000;
+        assert_eq!(decide(inside, &s, Health::Healthy).reason(), "in_window");
+        let waiting = decide(outside, &s, Health::Healthy);
+        assert_eq!(waiting.reason(), "outside_window");
+        assert!(
+            matches!(waiting, Decision::Wait { recheck_at_ms: Some(t), .. } if t == MONDAY + 26 * HOUR)
+        );
+        assert_eq!(
+            decide(outside, &s, Health::Unhealthy).reason(),
+            "agent_unhealthy"
+        );
+        assert_eq!(
+            decide(outside, &s, Health::Unknown).reason(),
+            "outside_window"
+        );
+
+        let mut critical = s.clone();
+        directive(&mut critical).critical = true;
+        assert_eq!(
+            decide(outside, &critical, Health::Healthy).reason(),
+            "critical"
+        );
+
+        let mut none = s.clone();
+        directive(&mut none).schedule = None;
+        assert_eq!(
+            decide(outside, &none, Health::Healthy).reason(),
+            "no_schedule"
+        );
+
+        let mut expired = s.clone();
+        directive(&mut expired)
+            .schedule
+            .as_mut()
+            .unwrap()
+            .valid_until_ms = outside - 1;
+        assert_eq!(
+            decide(outside, &expired, Health::Healthy).reason(),
+            "schedule_expired"
+        );
+    }
+
+    #[test]
+    fn constraints_and_broken_versions_block_even_critical_updates() {
+        let mut above = state("1.0.0", "1.2.0", "1.1.0");
+        directive(&mut above).critical = true;
+        assert_eq!(
+            decide(MONDAY, &above, Health::Unhealthy).reason(),
+            "constraint_above_control_plane"
+        );
+        assert_eq!(
+            decide(MONDAY, &state("1.0.0", "1.0.5", "3.0.0"), Health::Unhealthy).reason(),
+            "constraint_below_control_plane"
+        );
+
+        let mut broken = state("1.0.0", "1.1.0", "1.1.0");
+        broken.broken_versions.insert(
+            "1.1.0".into(),
+            BrokenVersion {
+                reason: "unhealthy".into(),
+                attempt_id: "x".into(),
+                directive_attempt_id: String::new(),
+                at_ms: 0,
+            },
+        );
+        directive(&mut broken).critical = true;
+        assert_eq!(
+            decide(MONDAY, &broken, Health::Unhealthy).reason(),
+            "version_broken"
+        );
+        directive(&mut broken).attempt_id = "retry-1".into();
+        assert_eq!(
+            decide(MONDAY, &broken, Health::Unhealthy).reason(),
+            "critical",
+            "an explicit new attempt retries"
+        );
+    }
+
+    #[test]
+    fn failed_installs_wait_for_a_retry_or_a_new_directive() {
+        let mut s = state("1.0.0", "1.1.0", "1.1.0");
+        s.directive.as_mut().unwrap().schedule = None;
+        s.install_failure = Some(InstallFailure {
+            directive_id: "d-1".into(),
+            target: "1.1.0".into(),
+            kind: FailureKind::Transient,
+            attempts: 1,
+            retry_at_ms: MONDAY + HOUR,
+        });
+        assert_eq!(
+            decide(MONDAY, &s, Health::Healthy).reason(),
+            "retry_pending"
+        );
+        assert_eq!(
+            decide(MONDAY + HOUR, &s, Health::Healthy).reason(),
+            "no_schedule"
+        );
+        s.install_failure.as_mut().unwrap().kind = FailureKind::Refused;
+        assert_eq!(
+            decide(MONDAY + HOUR, &s, Health::Healthy).reason(),
+            "install_refused"
+        );
+        directive(&mut s).directive_id = "d-2".into();
+        assert_eq!(
+            decide(MONDAY + HOUR, &s, Health::Healthy).reason(),
+            "no_schedule"
+        );
+    }
+
+    #[test]
+    fn an_interrupted_revert_is_finished() {
+        let mut s = state("1.1.0", "1.1.0", "1.1.0");
+        s.previous_version = Some("1.0.0".into());
+        s.broken_versions.insert(
+            "1.1.0".into(),
+            BrokenVersion {
+                reason: "unhealthy".into(),
+                attempt_id: "x".into(),
+                directive_attempt_id: String::new(),
+                at_ms: 0,
+            },
+        );
+        assert!(
+            matches!(decide(MONDAY, &s, Health::Healthy), Decision::Revert { to, .. } if to == "1.0.0")
+        );
+    }
+
+    fn health() -> impl Strategy<Value = Health> {
+        prop_oneof![
+            Just(Health::Healthy),
+            Just(Health::Unhealthy),
+            Just(Health::Unknown)
+        ]
+    }
+
+    proptest! {
+        /// Whatever the clock, schedule, flags and health: an install is always allowed by
+        /// the rules, and a healthy agent outside its window with a valid schedule waits.
+        #[test]
+        fn installs_only_when_the_rules_allow(
+            offset in 0i64..(14 * 24 * HOUR),
+            days in 1u8..128, start in 0u32..1440, duration in 1u32..=1440,
+            valid_for in -HOUR..(30 * 24 * HOUR),
+            has_schedule in any::<bool>(), critical in any::<bool>(), h in health(),
+            target in (0u64..4, 0u64..3), cp in (0u64..4, 0u64..3), broken in any::<bool>(),
+        ) {
+            let now = MONDAY + offset;
+            let target = format!("{}.{}.0", target.0, target.1);
+            let cp = format!("{}.{}.0", cp.0, cp.1);
+            let mut s = state("0.0.1", &target, &cp);
+            let window = MaintenanceSchedule { days: Weekdays(days), start_minute_utc: start, duration_minutes: duration };
+            let d = directive(&mut s);
+            d.critical = critical;
+            d.schedule = has_schedule.then_some(SavedSchedule { window, valid_until_ms: now + valid_for });
+            if broken {
+                s.broken_versions.insert(target.clone(), BrokenVersion {
+                    reason: "r".into(), attempt_id: "a".into(), directive_attempt_id: String::new(), at_ms: 0,
+                });
+            }
+            let decision = decide(now, &s, h);
+            let allowed_version = check_constraints(&parse_version(&target).unwrap(), &parse_version(&cp).unwrap()).is_ok();
+            let schedule_usable = has_schedule && valid_for > 0;
+            if let Decision::Install { .. } = decision {
+                prop_assert!(allowed_version, "installed a version outside the constraints");
+                prop_assert!(!broken, "installed a broken version without being asked");
+                let in_window = window.window_containing(now).is_some();
+                prop_assert!(critical || h == Health::Unhealthy || !schedule_usable || in_window);
+            }
+            if allowed_version && !broken && !critical && h != Health::Unhealthy && schedule_usable
+                && window.window_containing(now).is_none() {
+                prop_assert_eq!(decision.reason(), "outside_window");
+            }
+            if allowed_version && !broken && (critical || h == Health::Unhealthy) {
+                prop_assert!(matches!(decision, Decision::Install { .. }), "{:?}", decision);
+            }
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! Signed tarball installs. Layout under `root`:
+//!
+//! ```text
+//! versions/<version>/   one directory per installed version (the previous one is kept)
+//! current -> versions/<version>   switched atomically (new symlink, then rename over)
+//! ```
+//!
+//! Nothing touches the install until everything is proven: the release manifest's minisign
+//! signature against the pinned public key, the manifest naming the requested version, and the
+//! artifact's sha256. Extraction goes to a staging directory renamed into place, so a crash at
+//! any point leaves either no `versions/<v>` or a complete one.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::install::InstallError;
+
+#[derive(Debug, Clone)]
+pub struct TarballInstaller {
+    pub root: PathBuf,
+    /// Releases live at `{release_url}/{version}/manifest.json` (+ `.minisig`).
+    pub release_url: String,
+    /// The minisign public key file's contents (as written by `minisign -G`).
+    pub public_key: String,
+    /// Run after every switch, to (re)start the agent on the active version.
+    pub restart_command: Option<String>,
+    pub timeout: Duration,
+}
+
+/// What a release publishes next to its artifact, signed with minisign.
+#[derive(Debug, Deserialize)]
+struct Manifest {
+    version: String,
+    artifact: String,
+    sha256: String,
+}
+
+fn refused(msg: impl Into<String>) -> InstallError {
+    InstallError::Refused(msg.into())
+}
+
+fn transient(msg: impl Into<String>) -> InstallError {
+    InstallError::Transient(msg.into())
+}
+
+impl TarballInstaller {
+    fn versions(&self) -> PathBuf {
+        self.root.join("versions")
+    }
+
+    fn current_link(&self) -> PathBuf {
+        self.root.join("current")
+    }
+
+    /// The version `current` points at, if any.
+    pub fn active_version(&self) -> std::io::Result<Option<String>> {
+        match std::fs::read_link(self.current_link()) {
+            Ok(target) => Ok(target.file_name().map(|n| n.to_string_lossy().into_owned())),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    pub fn is_installed(&self, version: &str) -> bool {
+        self.versions().join(version).is_dir()
+    }
+
+    /// Fetches, verifies and unpacks `version` into `versions/<version>`; touches nothing else.
+    pub async fn prepare(&self, version: &str) -> Result<(), InstallError> {
+        tokio::fs::create_dir_all(self.versions())
+            .await
+            .map_err(|err| {
+                transient(format!(
+                    "cannot create {}: {err}",
+                    self.versions().display()
+                ))
+            })?;
+        self.remove_leftovers().await;
+        let client = crate::http::client().map_err(transient)?;
+        let base = format!("{}/{version}", self.release_url.trim_end_matches('/'));
+        let manifest_url = format!("{base}/manifest.json");
+        let manifest_bytes = fetch(&client, &manifest_url).await?;
+        let signature_url = format!("{manifest_url}.minisig");
+        let signature = fetch(&client, &signature_url).await.map_err(|err| match err {
+            InstallError::NotFound(_) => refused(format!(
+                "the release manifest {manifest_url} is not signed ({signature_url} does not exist); \
+                 sign it with `minisign -S -m manifest.json`"
+            )),
+            other => other,
+        })?;
+        self.verify_signature(&manifest_bytes, &signature, &manifest_url)?;
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|err| {
+            refused(format!(
+                "the signed manifest {manifest_url} is not valid JSON: {err}"
+            ))
+        })?;
+        if manifest.version.trim_start_matches('v') != version {
+            return Err(refused(format!(
+                "the signed manifest at {manifest_url} is for version {}, not {version}; refusing a \
+                 replayed or misplaced release",
+                manifest.version
+            )));
+        }
+        if manifest.artifact.is_empty()
+            || manifest.artifact.contains('/')
+            || manifest.artifact.starts_with('.')
+        {
+            return Err(refused(format!(
+                "the manifest names an unsafe artifact path '{}'",
+                manifest.artifact
+            )));
+        }
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let download = self.versions().join(format!(".download-{version}-{token}"));
+        let result = self
+            .download_and_unpack(&client, &base, &manifest, &download, version, &token)
+            .await;
+        let _ = tokio::fs::remove_file(&download).await;
+        result
+    }
+
+    fn verify_signature(
+        &self,
+        manifest: &[u8],
+        signature: &[u8],
+        url: &str,
+    ) -> Result<(), InstallError> {
+        let key = minisign_verify::PublicKey::decode(&self.public_key).map_err(|err| {
+            refused(format!(
+                "the pinned release public key is unreadable ({err}); check --release-public-key"
+            ))
+        })?;
+        let signature_text = String::from_utf8_lossy(signature);
+        let signature = minisign_verify::Signature::decode(&signature_text)
+            .map_err(|err| refused(format!("the signature of {url} is malformed ({err})")))?;
+        key.verify(manifest, &signature, false).map_err(|err| {
+            refused(format!(
+                "the signature of {url} does not verify with the pinned public key ({err}); \
+                 the release was not signed by your release key or was modified"
+            ))
+        })
+    }
+
+    async fn download_and_unpack(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        manifest: &Manifest,
+        download: &Path,
+        version: &str,
+        token: &str,
+    ) -> Result<(), InstallError> {
+        let url = format!("{base}/{}", manifest.artifact);
+        let mut response = get(client, &url).await?;
+        let mut file = tokio::fs::File::create(download)
+            .await
+            .map_err(|err| transient(format!("cannot write {}: {err}", download.display())))?;
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|err| transient(format!("download of {url} broke off: {err}")))?
+        {
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|err| transient(format!("cannot write the download: {err}")))?;
+        }
+        file.sync_all()
+            .await
+            .map_err(|err| transient(err.to_string()))?;
+        let digest = hex::encode(hasher.finalize());
+        if !digest.eq_ignore_ascii_case(manifest.sha256.trim()) {
+            return Err(refused(format!(
+                "the artifact {url} has sha256 {digest}, but the signed manifest says {}; it was \
+                 tampered with or corrupted, so nothing was installed",
+                manifest.sha256.trim()
+            )));
+        }
+        let staging = self.versions().join(format!(".staging-{version}-{token}"));
+        let final_dir = self.versions().join(version);
+        let (archive, staging_dir) = (download.to_path_buf(), staging.clone());
+        tokio::task::spawn_blocking(move || unpack(&archive, &staging_dir))
+            .await
+            .map_err(|err| transient(err.to_string()))?
+            .map_err(|err| {
+                refused(format!(
+                    "the artifact {url} is not a readable .tar.gz ({err})"
+                ))
+            })?;
+        if final_dir.exists() {
+            // A leftover from an earlier attempt; never the active version (the target differs).
+            tokio::fs::remove_dir_all(&final_dir)
+                .await
+                .map_err(|err| transient(err.to_string()))?;
+        }
+        tokio::fs::rename(&staging, &final_dir)
+            .await
+            .map_err(|err| transient(err.to_string()))?;
+        sync_dir(&self.versions()).await;
+        Ok(())
+    }
+
+    /// Points `current` at `versions/<version>` in one atomic rename.
+    pub async fn switch_to(&self, version: &str) -> Result<(), String> {
+        let target = Path::new("versions").join(version);
+        if !self.root.join(&target).is_dir() {
+            return Err(format!(
+                "version {version} is not installed under {}",
+                self.versions().display()
+            ));
+        }
+        let tmp = self.root.join(".current.tmp");
+        let _ = tokio::fs::remove_file(&tmp).await;
+        tokio::fs::symlink(&target, &tmp)
+            .await
+            .map_err(|err| format!("cannot create a symlink: {err}"))?;
+        tokio::fs::rename(&tmp, self.current_link())
+            .await
+            .map_err(|err| format!("cannot switch current: {err}"))?;
+        sync_dir(&self.root).await;
+        Ok(())
+    }
+
+    pub async fn restart(&self, version: &str) -> Result<(), String> {
+        let Some(command) = &self.restart_command else {
+            return Ok(());
+        };
+        crate::install::run_shell(
+            command,
+            self.timeout,
+            &[
+                ("DROVER_VERSION", version),
+                ("DROVER_AGENT_DIR", &self.current_link().to_string_lossy()),
+            ],
+        )
+        .await
+        .map_err(|err| format!("restarting the agent failed: {err}"))
+    }
+
+    /// Removes half-finished downloads and extractions of earlier runs.
+    async fn remove_leftovers(&self) {
+        let Ok(mut entries) = tokio::fs::read_dir(self.versions()).await else {
+            return;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".staging-") {
+                let _ = tokio::fs::remove_dir_all(entry.path()).await;
+            } else if name.starts_with(".download-") {
+                let _ = tokio::fs::remove_file(entry.path()).await;
+            }
+        }
+    }
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> Result<reqwest::Response, InstallError> {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|err| transient(format!("GET {url} failed: {err}")))?;
+    let status = response.status();
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Err(InstallError::NotFound(format!("{url} does not exist")));
+    }
+    if !status.is_success() {
+        return Err(transient(format!("GET {url} answered {status}")));
+    }
+    Ok(response)
+}
+
+/// Fetches a small document (manifest, signature), bounded to 1 MiB.
+async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, InstallError> {
+    const LIMIT: usize = 1024 * 1024;
+    let mut response = get(client, url).await?;
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|err| transient(format!("GET {url} broke off: {err}")))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > LIMIT {
+            return Err(refused(format!(
+                "{url} is larger than 1 MiB; that is no manifest"
+            )));
+        }
+    }
+    Ok(body)
+}
+
+fn unpack(archive: &Path, into: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(into)?;
+    let file = std::fs::File::open(archive)?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    tar.set_preserve_permissions(true);
+    // `unpack` refuses entries that would land outside `into` (absolute paths, `..`).
+    tar.unpack(into)?;
+    std::fs::File::open(into)?.sync_all()
+}
+
+async fn sync_dir(dir: &Path) {
+    if let Ok(file) = tokio::fs::File::open(dir).await {
+        let _ = file.sync_all().await;
+    }
+}
