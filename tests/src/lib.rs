@@ -4,12 +4,14 @@
 
 mod postgres;
 mod process;
+mod release;
 
 pub use postgres::TestPostgres;
 pub use process::{
     CoordinatorBuilder, CoordinatorProcess, UpdaterBuilder, UpdaterProcess, bin, droverctl,
     droverctl_json,
 };
+pub use release::{AgentHost, ReleaseRepo, SigningKey};
 
 use std::time::{Duration, Instant};
 

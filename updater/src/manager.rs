@@ -79,7 +79,9 @@ async fn accept(shared: &Shared, directive: DirectiveRecord) {
 
 /// Decides and acts once; returns when the decision may next change by the clock alone.
 async fn act(shared: &Shared) -> Option<i64> {
-    if let Some(in_flight) = shared.state.lock().await.in_flight.clone() {
+    // Bound first: a guard in an `if let` scrutinee would live through the body and deadlock.
+    let interrupted = shared.state.lock().await.in_flight.clone();
+    if let Some(in_flight) = interrupted {
         // A crash interrupted an install or revert: finish or undo it before anything else.
         attempt::resume(shared, in_flight).await;
     }
