@@ -11,5 +11,6 @@ pub mod error;
 pub mod fleet;
 pub mod grpc;
 pub mod http;
+pub mod rollout;
 pub mod server;
 pub mod store;

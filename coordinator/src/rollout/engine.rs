@@ -1,0 +1,346 @@
+//! One reconcile step: transitions first, then a decision for every agent.
+
+use std::collections::HashMap;
+
+use drover_rules::check_constraints;
+use semver::Version;
+
+use super::{
+    AgentDecision, AgentSnapshot, HOUR_MS, Phase, RolloutEvent, RolloutSpec, RolloutState,
+    Strategy, agent_rank,
+};
+use crate::domain::Health;
+
+pub struct Reconciled {
+    pub state: RolloutState,
+    pub events: Vec<RolloutEvent>,
+    pub decisions: HashMap<String, AgentDecision>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    present: u64,
+    on_target_healthy: u64,
+    failed: u64,
+}
+
+/// Runs one step at `now_ms`. A paused rollout makes no transition and moves nobody.
+pub fn reconcile(
+    now_ms: i64,
+    spec: &RolloutSpec,
+    state: &RolloutState,
+    fleet: &[AgentSnapshot],
+    control_plane: Option<&Version>,
+) -> Reconciled {
+    let mut members: Vec<Vec<&AgentSnapshot>> = vec![Vec::new(); spec.groups.len()];
+    for agent in fleet {
+        members[spec.group_of(&agent.group)].push(agent);
+    }
+    for group in &mut members {
+        group.sort_by_key(|a| agent_rank(&spec.rollout_id, &a.agent_id));
+    }
+    let mut next = state.clone();
+    let mut events = Vec::new();
+    if !state.paused {
+        for index in 0..spec.groups.len() {
+            transition(now_ms, spec, &mut next, index, &members[index], &mut events);
+        }
+    }
+    let decisions = fleet
+        .iter()
+        .map(|agent| {
+            let index = spec.group_of(&agent.group);
+            let decision = decide(
+                now_ms,
+                spec,
+                &next,
+                index,
+                agent,
+                &members[index],
+                control_plane,
+            );
+            (agent.agent_id.clone(), decision)
+        })
+        .collect();
+    Reconciled {
+        state: next,
+        events,
+        decisions,
+    }
+}
+
+fn on_target(spec: &RolloutSpec, agent: &AgentSnapshot) -> bool {
+    agent.version.as_ref() == Some(&spec.target_version)
+}
+
+fn counts(spec: &RolloutSpec, members: &[&AgentSnapshot]) -> Counts {
+    let mut counts = Counts::default();
+    for agent in members.iter().filter(|a| !a.pinned) {
+        counts.present += 1;
+        if on_target(spec, agent) && agent.health != Health::Unhealthy {
+            counts.on_target_healthy += 1;
+        }
+        if agent.failed_target {
+            counts.failed += 1;
+        }
+    }
+    counts
+}
+
+fn window_open(now_ms: i64, spec: &RolloutSpec, index: usize) -> bool {
+    spec.immediate
+        || spec.groups[index]
+            .window()
+            .window_containing(now_ms)
+            .is_some()
+}
+
+/// Whether group `index` may start by order and waits (its own window aside).
+fn turn_has_come(now_ms: i64, spec: &RolloutSpec, state: &RolloutState, index: usize) -> bool {
+    if index == 0 {
+        return true;
+    }
+    let previous = &state.groups[index - 1];
+    let wait = i64::from(spec.groups[index].wait_hours) * HOUR_MS;
+    match spec.strategy {
+        Strategy::HaltOnError => {
+            previous.phase == Phase::Done
+                && previous.done_ms.is_some_and(|done| now_ms >= done + wait)
+        }
+        Strategy::TimeBased => previous
+            .started_ms
+            .is_some_and(|started| now_ms >= started + wait),
+    }
+}
+
+fn transition(
+    now_ms: i64,
+    spec: &RolloutSpec,
+    state: &mut RolloutState,
+    index: usize,
+    members: &[&AgentSnapshot],
+    events: &mut Vec<RolloutEvent>,
+) {
+    let group_spec = &spec.groups[index];
+    let counts = counts(spec, members);
+    let startable = state.groups[index].force_start
+        || (turn_has_come(now_ms, spec, state, index) && window_open(now_ms, spec, index));
+    let group = &mut state.groups[index];
+    let before = group.phase;
+    match group.phase {
+        Phase::Unstarted if startable => {
+            group.started_ms = Some(now_ms);
+            group.initial_count = counts.present;
+            group.force_start = false;
+            let candidates: Vec<String> = members
+                .iter()
+                .filter(|a| {
+                    !a.pinned && a.connected && a.health == Health::Healthy && !on_target(spec, a)
+                })
+                .take(group_spec.canary_count as usize)
+                .map(|a| a.agent_id.clone())
+                .collect();
+            if group_spec.canary_count > 0 && !group.skip_canaries && !candidates.is_empty() {
+                group.phase = Phase::Canary;
+                group.note = format!("canaries: {}", candidates.join(", "));
+                group.canaries = candidates;
+            } else {
+                group.phase = Phase::Active;
+                group.note = String::new();
+            }
+        }
+        Phase::Canary => {
+            let canaries: Vec<&&AgentSnapshot> = members
+                .iter()
+                .filter(|a| group.canaries.contains(&a.agent_id))
+                .collect();
+            if let Some(failed) = canaries.iter().find(|a| a.failed_target) {
+                group.phase = Phase::Halted;
+                group.note = format!(
+                    "canary {} failed to update to {}",
+                    failed.agent_id, spec.target_version
+                );
+            } else if canaries
+                .iter()
+                .all(|a| on_target(spec, a) && a.health != Health::Unhealthy)
+            {
+                group.phase = Phase::Active;
+                group.note = "canaries healthy on the target".into();
+            }
+        }
+        Phase::Active => {
+            if counts.failed >= u64::from(spec.failure_threshold) {
+                group.phase = Phase::Halted;
+                group.note = format!(
+                    "{} agent(s) failed to update (threshold {})",
+                    counts.failed, spec.failure_threshold
+                );
+            } else if counts.on_target_healthy * 100
+                >= u64::from(spec.done_threshold_pct) * counts.present
+            {
+                group.phase = Phase::Done;
+                group.done_ms = Some(now_ms);
+                group.note = format!(
+                    "{} of {} on the target and healthy",
+                    counts.on_target_healthy, counts.present
+                );
+            }
+        }
+        _ => {}
+    }
+    if group.phase != before {
+        let note = if group.note.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", group.note)
+        };
+        events.push(RolloutEvent {
+            group: Some(group_spec.name.clone()),
+            text: format!(
+                "group {}: {} → {}{note}",
+                group_spec.name,
+                before.as_str(),
+                group.phase.as_str()
+            ),
+        });
+    }
+}
+
+fn decide(
+    now_ms: i64,
+    spec: &RolloutSpec,
+    state: &RolloutState,
+    index: usize,
+    agent: &AgentSnapshot,
+    members: &[&AgentSnapshot],
+    control_plane: Option<&Version>,
+) -> AgentDecision {
+    let group_spec = &spec.groups[index];
+    let group = &state.groups[index];
+    let allowed =
+        |version: &Version| control_plane.is_some_and(|cp| check_constraints(version, cp).is_ok());
+    // Holding means: stay on the current version (if it is itself within the constraints).
+    let hold = |reason: &'static str, detail: String| AgentDecision {
+        target: agent.version.clone().filter(|v| allowed(v)),
+        reason,
+        detail,
+    };
+    let serve = |version: &Version, reason: &'static str, detail: String| {
+        if allowed(version) {
+            AgentDecision {
+                target: Some(version.clone()),
+                reason,
+                detail,
+            }
+        } else {
+            let why = match control_plane {
+                Some(cp) => check_constraints(version, cp)
+                    .err()
+                    .map(|v| v.reason_code())
+                    .unwrap_or("no_control_plane_version"),
+                None => "no_control_plane_version",
+            };
+            hold(
+                why,
+                format!("{version} is not allowed by the control-plane version"),
+            )
+        }
+    };
+    let target = &spec.target_version;
+    if agent.pinned {
+        return hold(
+            "pinned",
+            "pinned by an admin: it stays on its version".into(),
+        );
+    }
+    if group.phase == Phase::Rolledback {
+        return serve(
+            &spec.start_version,
+            "rolledback",
+            format!(
+                "group {} was rolled back to {}",
+                group_spec.name, spec.start_version
+            ),
+        );
+    }
+    if state.paused {
+        return hold(
+            "rollout_paused",
+            "the rollout is paused; nobody moves until it resumes".into(),
+        );
+    }
+    if on_target(spec, agent) {
+        return serve(target, "on_target", format!("already runs {target}"));
+    }
+    match group.phase {
+        Phase::Unstarted => {
+            let detail = if turn_has_come(now_ms, spec, state, index) {
+                format!(
+                    "group {} waits for its window ({})",
+                    group_spec.name,
+                    group_spec.window()
+                )
+            } else {
+                format!("group {} waits for the group before it", group_spec.name)
+            };
+            hold("group_unstarted", detail)
+        }
+        Phase::Canary if group.canaries.contains(&agent.agent_id) => serve(
+            target,
+            "canary",
+            format!("chosen as a canary of group {}", group_spec.name),
+        ),
+        Phase::Canary => hold(
+            "canary_pending",
+            format!("group {} waits for its canaries", group_spec.name),
+        ),
+        Phase::Halted => hold(
+            "group_halted",
+            format!("group {} halted: {}", group_spec.name, group.note),
+        ),
+        Phase::Done | Phase::Active if agent.failed_target => hold(
+            "update_failed",
+            format!("the update to {target} failed on this agent"),
+        ),
+        Phase::Done => serve(
+            target,
+            "group_done",
+            format!("group {} is done; catching up", group_spec.name),
+        ),
+        Phase::Active if !window_open(now_ms, spec, index) => hold(
+            "outside_window",
+            format!(
+                "group {} is active; its window ({}) is closed",
+                group_spec.name,
+                group_spec.window()
+            ),
+        ),
+        Phase::Active => {
+            if spec.max_in_flight > 0 {
+                let slot = members
+                    .iter()
+                    .filter(|a| !a.pinned && !on_target(spec, a) && !a.failed_target)
+                    .position(|a| a.agent_id == agent.agent_id)
+                    .unwrap_or(usize::MAX);
+                if slot >= spec.max_in_flight as usize {
+                    return hold(
+                        "max_in_flight",
+                        format!(
+                            "{} agents of the group update at a time",
+                            spec.max_in_flight
+                        ),
+                    );
+                }
+            }
+            serve(
+                target,
+                "group_active",
+                format!("group {} is updating to {target}", group_spec.name),
+            )
+        }
+        Phase::Rolledback => unreachable!("handled above"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

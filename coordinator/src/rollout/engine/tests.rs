@@ -1,0 +1,340 @@
+//! Unit and property tests of the engine, with an injected clock and random fleets.
+
+use std::collections::{HashMap, HashSet};
+
+use drover_rules::{Weekdays, check_constraints};
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use semver::Version;
+
+use super::*;
+use crate::rollout::{GroupSpec, Strategy};
+
+const MONDAY: i64 = 1_795_392_000_000; // 2026-11-23T00:00Z
+
+fn v(text: &str) -> Version {
+    Version::parse(text).unwrap()
+}
+
+fn group(name: &str, canaries: u32, wait_hours: u32) -> GroupSpec {
+    GroupSpec {
+        name: name.into(),
+        days: Weekdays::ALL,
+        start_hour: 2,
+        window_hours: 4,
+        wait_hours,
+        canary_count: canaries,
+    }
+}
+
+fn spec(groups: Vec<GroupSpec>) -> RolloutSpec {
+    RolloutSpec {
+        rollout_id: "r-1".into(),
+        channel: "stable".into(),
+        start_version: v("1.0.0"),
+        target_version: v("1.1.0"),
+        strategy: Strategy::HaltOnError,
+        groups,
+        done_threshold_pct: 90,
+        failure_threshold: 1,
+        max_in_flight: 0,
+        immediate: false,
+    }
+}
+
+fn agent(id: &str, group: &str) -> AgentSnapshot {
+    AgentSnapshot {
+        agent_id: id.into(),
+        group: group.into(),
+        version: Some(v("1.0.0")),
+        health: Health::Healthy,
+        connected: true,
+        pinned: false,
+        failed_target: false,
+    }
+}
+
+/// Agents served the target move to it (or fail, if their id is in `failing`).
+fn apply(
+    fleet: &mut [AgentSnapshot],
+    decisions: &HashMap<String, AgentDecision>,
+    failing: &HashSet<String>,
+) {
+    for agent in fleet {
+        let Some(target) = decisions[&agent.agent_id].target.clone() else {
+            continue;
+        };
+        if agent.version.as_ref() != Some(&target) {
+            if failing.contains(&agent.agent_id) {
+                agent.failed_target = true;
+            } else {
+                agent.version = Some(target);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_good_release_moves_group_by_group_honouring_windows_and_waits() {
+    let spec = spec(vec![group("dev", 1, 0), group("prod", 2, 24)]);
+    let mut fleet: Vec<_> = (0..4).map(|i| agent(&format!("d{i}"), "dev")).collect();
+    fleet.extend((0..6).map(|i| agent(&format!("p{i}"), "prod")));
+    fleet.push(agent("stray", "elsewhere")); // unlisted group: belongs to the last (prod)
+    let cp = v("1.1.0");
+    let mut state = RolloutState::new(&spec);
+
+    // 01:00: before dev's window (02:00–06:00): nothing moves.
+    let out = reconcile(MONDAY + HOUR_MS, &spec, &state, &fleet, Some(&cp));
+    assert_eq!(out.state.groups[0].phase, Phase::Unstarted);
+    assert_eq!(out.decisions["d0"].reason, "group_unstarted");
+    assert_eq!(out.decisions["d0"].target, Some(v("1.0.0")));
+
+    let mut now = MONDAY + 2 * HOUR_MS;
+    for _ in 0..6 {
+        let out = reconcile(now, &spec, &state, &fleet, Some(&cp));
+        state = out.state;
+        apply(&mut fleet, &out.decisions, &HashSet::new());
+    }
+    assert_eq!(state.groups[0].phase, Phase::Done);
+    let dev_done = state.groups[0].done_ms.unwrap();
+    assert_eq!(
+        state.groups[1].phase,
+        Phase::Unstarted,
+        "prod waits 24 h after dev"
+    );
+    let out = reconcile(dev_done + 23 * HOUR_MS, &spec, &state, &fleet, Some(&cp));
+    assert_eq!(out.state.groups[1].phase, Phase::Unstarted);
+    assert_eq!(out.decisions["p0"].reason, "group_unstarted");
+
+    now = dev_done + 24 * HOUR_MS; // Tuesday 02:00: wait over and window open
+    for _ in 0..6 {
+        let out = reconcile(now, &spec, &state, &fleet, Some(&cp));
+        state = out.state;
+        apply(&mut fleet, &out.decisions, &HashSet::new());
+    }
+    assert!(state.finished());
+    assert!(
+        fleet.iter().all(|a| a.version == Some(v("1.1.0"))),
+        "the stray agent went with the last group"
+    );
+}
+
+#[test]
+fn a_failing_canary_halts_the_group_and_nobody_else_is_touched() {
+    let spec = spec(vec![group("prod", 2, 0)]);
+    let fleet: Vec<_> = (0..10).map(|i| agent(&format!("a{i}"), "prod")).collect();
+    let cp = v("1.1.0");
+    let out = reconcile(
+        MONDAY + 3 * HOUR_MS,
+        &spec,
+        &RolloutState::new(&spec),
+        &fleet,
+        Some(&cp),
+    );
+    let canaries = out.state.groups[0].canaries.clone();
+    assert_eq!(canaries.len(), 2);
+    let served: Vec<_> = out
+        .decisions
+        .iter()
+        .filter(|(_, d)| d.target == Some(v("1.1.0")))
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(served.len(), 2);
+    // The same inputs choose the same canaries.
+    let again = reconcile(
+        MONDAY + 3 * HOUR_MS,
+        &spec,
+        &RolloutState::new(&spec),
+        &fleet,
+        Some(&cp),
+    );
+    assert_eq!(again.state.groups[0].canaries, canaries);
+
+    let mut fleet = fleet;
+    apply(
+        &mut fleet,
+        &out.decisions,
+        &canaries.iter().take(1).cloned().collect(),
+    );
+    let halted = reconcile(MONDAY + 3 * HOUR_MS, &spec, &out.state, &fleet, Some(&cp));
+    assert_eq!(halted.state.groups[0].phase, Phase::Halted);
+    assert!(halted.events[0].text.contains("canary → halted"));
+    assert!(
+        halted
+            .decisions
+            .values()
+            .all(|d| d.target != Some(v("1.1.0")) || d.reason == "on_target")
+    );
+
+    let mut rolled = halted.state.clone();
+    rolled.groups[0].phase = Phase::Rolledback;
+    let back = reconcile(MONDAY + 3 * HOUR_MS, &spec, &rolled, &fleet, Some(&cp));
+    assert!(
+        back.decisions
+            .values()
+            .all(|d| d.target == Some(v("1.0.0")) && d.reason == "rolledback")
+    );
+}
+
+#[test]
+fn pins_caps_and_pauses() {
+    let mut spec = spec(vec![group("prod", 0, 0)]);
+    spec.max_in_flight = 2;
+    let mut fleet: Vec<_> = (0..6).map(|i| agent(&format!("a{i}"), "prod")).collect();
+    fleet[5].pinned = true;
+    let cp = v("1.1.0");
+    let out = reconcile(
+        MONDAY + 3 * HOUR_MS,
+        &spec,
+        &RolloutState::new(&spec),
+        &fleet,
+        Some(&cp),
+    );
+    let out = reconcile(MONDAY + 3 * HOUR_MS, &spec, &out.state, &fleet, Some(&cp));
+    let reasons: Vec<_> = fleet
+        .iter()
+        .map(|a| out.decisions[&a.agent_id].reason)
+        .collect();
+    assert_eq!(reasons.iter().filter(|r| **r == "group_active").count(), 2);
+    assert_eq!(reasons.iter().filter(|r| **r == "max_in_flight").count(), 3);
+    assert_eq!(out.decisions["a5"].reason, "pinned");
+
+    let mut paused = out.state.clone();
+    paused.paused = true;
+    let still = reconcile(MONDAY + 30 * HOUR_MS, &spec, &paused, &fleet, Some(&cp));
+    assert_eq!(still.state, paused);
+    assert!(
+        still
+            .decisions
+            .values()
+            .all(|d| d.target == Some(v("1.0.0")))
+    );
+}
+
+/// A random rollout over a random fleet, stepped through random time with random outcomes.
+struct Sim {
+    spec: RolloutSpec,
+    fleet: Vec<AgentSnapshot>,
+    cp: Version,
+    failing: HashSet<String>,
+}
+
+fn random_sim(rng: &mut StdRng) -> Sim {
+    let names = ["a", "b", "c", "d"];
+    let groups: Vec<GroupSpec> = (0..rng.random_range(1..=4))
+        .map(|i| GroupSpec {
+            name: names[i].into(),
+            days: Weekdays(rng.random_range(1..128)),
+            start_hour: rng.random_range(0..24),
+            window_hours: rng.random_range(1..=24),
+            wait_hours: rng.random_range(0..4),
+            canary_count: rng.random_range(0..4),
+        })
+        .collect();
+    let spec = RolloutSpec {
+        rollout_id: format!("r-{}", rng.random::<u32>()),
+        channel: "c".into(),
+        start_version: v("1.0.0"),
+        target_version: [v("1.1.0"), v("2.0.0"), v("3.0.0")][rng.random_range(0..3)].clone(),
+        strategy: if rng.random_bool(0.5) {
+            Strategy::HaltOnError
+        } else {
+            Strategy::TimeBased
+        },
+        groups,
+        done_threshold_pct: rng.random_range(50..=100),
+        failure_threshold: rng.random_range(1..4),
+        max_in_flight: rng.random_range(0..4),
+        immediate: rng.random_bool(0.3),
+    };
+    let fleet: Vec<AgentSnapshot> = (0..rng.random_range(1..30))
+        .map(|i| AgentSnapshot {
+            agent_id: format!("agent-{i}"),
+            group: ["a", "b", "c", "d", "other"][rng.random_range(0..5)].into(),
+            version: Some(v("1.0.0")),
+            health: if rng.random_bool(0.9) {
+                Health::Healthy
+            } else {
+                Health::Unknown
+            },
+            connected: rng.random_bool(0.9),
+            pinned: rng.random_bool(0.1),
+            failed_target: false,
+        })
+        .collect();
+    let failing = fleet
+        .iter()
+        .filter(|_| rng.random_bool(0.15))
+        .map(|a| a.agent_id.clone())
+        .collect();
+    Sim {
+        spec,
+        fleet,
+        cp: [v("1.1.0"), v("2.0.0"), v("2.5.0")][rng.random_range(0..3)].clone(),
+        failing,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn engine_invariants_hold_over_random_runs(seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut sim = random_sim(&mut rng);
+        let spec = sim.spec.clone();
+        let mut state = RolloutState::new(&spec);
+        let mut now = MONDAY + rng.random_range(0..7 * 24) * HOUR_MS;
+        let mut ever_served: HashSet<String> = HashSet::new();
+        let mut halted_in_canary: HashMap<usize, Vec<String>> = HashMap::new();
+        for _ in 0..80 {
+            state.paused = rng.random_bool(0.15);
+            let out = reconcile(now, &spec, &state, &sim.fleet, Some(&sim.cp));
+
+            for (id, decision) in &out.decisions {
+                // 1. Never a version that breaks the constraints.
+                if let Some(target) = &decision.target {
+                    prop_assert!(check_constraints(target, &sim.cp).is_ok(), "{id} served {target} with cp {}", sim.cp);
+                }
+            }
+            if state.paused {
+                // 2. A paused rollout changes nothing and moves nobody.
+                prop_assert_eq!(&out.state, &state);
+                prop_assert!(out.events.is_empty());
+                for agent in &sim.fleet {
+                    let d = &out.decisions[&agent.agent_id];
+                    prop_assert!(agent.pinned || d.target.is_none() || d.target == agent.version || d.reason == "rolledback");
+                }
+            }
+            for (i, (before, after)) in state.groups.iter().zip(&out.state.groups).enumerate() {
+                // 3. Halt-on-error: a group starts only after the previous one is done and waited.
+                if spec.strategy == Strategy::HaltOnError && i > 0 && before.phase == Phase::Unstarted && after.phase != Phase::Unstarted {
+                    // Transitions run in group order, so the previous group may finish in this same step.
+                    let previous = &out.state.groups[i - 1];
+                    prop_assert_eq!(previous.phase, Phase::Done);
+                    prop_assert!(now >= previous.done_ms.unwrap() + i64::from(spec.groups[i].wait_hours) * HOUR_MS);
+                }
+                if before.phase == Phase::Canary && after.phase == Phase::Halted {
+                    halted_in_canary.insert(i, after.canaries.clone());
+                }
+            }
+            for agent in &sim.fleet {
+                if out.decisions[&agent.agent_id].target.as_ref() == Some(&spec.target_version)
+                    && agent.version.as_ref() != Some(&spec.target_version) {
+                    ever_served.insert(agent.agent_id.clone());
+                }
+            }
+            apply(&mut sim.fleet, &out.decisions, &sim.failing);
+            state = out.state;
+            now += rng.random_range(0..6) * HOUR_MS + rng.random_range(0..60) * 60_000;
+        }
+        // 4. Canary failures never spread past the canaries.
+        for (index, canaries) in halted_in_canary {
+            for agent in sim.fleet.iter().filter(|a| spec.group_of(&a.group) == index) {
+                if ever_served.contains(&agent.agent_id) {
+                    prop_assert!(canaries.contains(&agent.agent_id), "{} of a canary-halted group was served the target", agent.agent_id);
+                }
+            }
+        }
+    }
+}

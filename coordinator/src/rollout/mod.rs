@@ -1,0 +1,226 @@
+//! The rollout engine: pure. Given the clock, a rollout's spec and state, and a snapshot of
+//! the fleet, it decides the state transitions and, for every agent, what version it should
+//! run now and why. No I/O, no async, no proto types; the reconcile loop in `fleet` runs it.
+
+mod engine;
+mod plan;
+
+use drover_rules::{MaintenanceSchedule, Weekdays};
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Health;
+
+pub use engine::reconcile;
+pub use plan::{GroupPlan, plan};
+
+pub const HOUR_MS: i64 = 3_600_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// A group starts only when the previous one is done (and its wait passed); canaries first.
+    HaltOnError,
+    /// Each group starts in its own window, after the previous group started and its wait passed.
+    TimeBased,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSpec {
+    pub name: String,
+    pub days: Weekdays,
+    /// UTC hour the group's window opens.
+    pub start_hour: u32,
+    pub window_hours: u32,
+    /// Hours to wait after the previous group (done, or started for time-based) before this one.
+    pub wait_hours: u32,
+    pub canary_count: u32,
+}
+
+impl GroupSpec {
+    pub fn window(&self) -> MaintenanceSchedule {
+        MaintenanceSchedule {
+            days: self.days,
+            start_minute_utc: self.start_hour * 60,
+            duration_minutes: self.window_hours * 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutSpec {
+    pub rollout_id: String,
+    pub channel: String,
+    pub start_version: Version,
+    pub target_version: Version,
+    pub strategy: Strategy,
+    /// In order; agents of groups not listed belong to the last one.
+    pub groups: Vec<GroupSpec>,
+    /// A group is done when this share of it runs the target and is healthy.
+    pub done_threshold_pct: u32,
+    /// Failed agents in a group that halt it.
+    pub failure_threshold: u32,
+    /// Agents of a group updating at once; 0 means no cap.
+    pub max_in_flight: u32,
+    /// Ignore windows: groups start as soon as their turn comes.
+    pub immediate: bool,
+}
+
+impl RolloutSpec {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.groups.is_empty() {
+            return Err("a rollout needs at least one group".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for g in &self.groups {
+            if !names.insert(&g.name) {
+                return Err(format!("group '{}' is listed twice", g.name));
+            }
+            if g.start_hour > 23 {
+                return Err(format!(
+                    "group '{}': start hour {} is not 0–23",
+                    g.name, g.start_hour
+                ));
+            }
+            if g.window_hours == 0 || g.window_hours > 24 {
+                return Err(format!(
+                    "group '{}': a window of {} hours is not 1–24",
+                    g.name, g.window_hours
+                ));
+            }
+            if g.days.is_empty() {
+                return Err(format!("group '{}' has no weekdays", g.name));
+            }
+        }
+        if self.done_threshold_pct == 0 || self.done_threshold_pct > 100 {
+            return Err("the done threshold must be 1–100 %".into());
+        }
+        if self.failure_threshold == 0 {
+            return Err("the failure threshold must be at least 1".into());
+        }
+        if self.start_version == self.target_version {
+            return Err("the start and target versions are the same".into());
+        }
+        Ok(())
+    }
+
+    /// The index of the group an agent belongs to (unlisted groups go to the last).
+    pub fn group_of(&self, agent_group: &str) -> usize {
+        self.groups
+            .iter()
+            .position(|g| g.name == agent_group)
+            .unwrap_or(self.groups.len() - 1)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Unstarted,
+    Canary,
+    Active,
+    Done,
+    Halted,
+    Rolledback,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unstarted => "unstarted",
+            Self::Canary => "canary",
+            Self::Active => "active",
+            Self::Done => "done",
+            Self::Halted => "halted",
+            Self::Rolledback => "rolledback",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupState {
+    pub phase: Phase,
+    pub started_ms: Option<i64>,
+    pub done_ms: Option<i64>,
+    pub canaries: Vec<String>,
+    /// Set by `start-group`: start now, whatever the order and window say.
+    pub force_start: bool,
+    pub skip_canaries: bool,
+    pub note: String,
+    /// Agents in the group when it started.
+    pub initial_count: u64,
+}
+
+impl Default for GroupState {
+    fn default() -> Self {
+        Self {
+            phase: Phase::Unstarted,
+            started_ms: None,
+            done_ms: None,
+            canaries: Vec::new(),
+            force_start: false,
+            skip_canaries: false,
+            note: String::new(),
+            initial_count: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutState {
+    pub paused: bool,
+    pub groups: Vec<GroupState>,
+}
+
+impl RolloutState {
+    pub fn new(spec: &RolloutSpec) -> Self {
+        Self {
+            paused: false,
+            groups: vec![GroupState::default(); spec.groups.len()],
+        }
+    }
+
+    pub fn finished(&self) -> bool {
+        self.groups
+            .iter()
+            .all(|g| matches!(g.phase, Phase::Done | Phase::Rolledback))
+    }
+}
+
+/// What the engine needs to know about one agent of the rollout's channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSnapshot {
+    pub agent_id: String,
+    pub group: String,
+    pub version: Option<Version>,
+    pub health: Health,
+    pub connected: bool,
+    pub pinned: bool,
+    /// The agent reported a failed, reverted or refused update to the rollout's target.
+    pub failed_target: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentDecision {
+    /// `None`: serve no target (e.g. the agent's version is unknown or out of bounds).
+    pub target: Option<Version>,
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutEvent {
+    pub group: Option<String>,
+    pub text: String,
+}
+
+/// A stable order of agents per rollout (FNV-1a of rollout id and agent id): canaries and
+/// in-flight slots are picked in this order, so the same inputs always pick the same agents.
+pub fn agent_rank(rollout_id: &str, agent_id: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in rollout_id.bytes().chain([0]).chain(agent_id.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
