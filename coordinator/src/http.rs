@@ -27,6 +27,16 @@ pub fn router(fleet: Arc<Fleet>) -> Router {
         .route("/api/v1/agents", get(list_agents))
         .route("/api/v1/agents/{agent_id}", get(get_agent))
         .route("/api/v1/stats", get(stats))
+        .route("/api/v1/events", get(events))
+        .route(
+            "/api/v1/testing/clock/advance",
+            axum::routing::post(advance_clock),
+        )
+        // Teleport-compatible version server: Teleport's own updaters can poll Drover.
+        .route(
+            "/v1/webapi/automaticupgrades/channel/{*path}",
+            get(teleport_channel),
+        )
         .with_state(fleet)
 }
 
@@ -47,6 +57,7 @@ struct ListQuery {
     channel: Option<String>,
     after: Option<String>,
     limit: Option<u32>,
+    out_of_compliance: Option<bool>,
 }
 
 #[derive(serde::Serialize)]
@@ -74,8 +85,13 @@ async fn list_agents(
         channel: query.channel,
     };
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let (agents, total_matching) = fleet
-        .agents(&filter, query.after.as_deref().unwrap_or(""), limit)
+    let (agents, total_matching, _) = fleet
+        .agents(
+            &filter,
+            query.after.as_deref().unwrap_or(""),
+            limit,
+            query.out_of_compliance.unwrap_or(false),
+        )
         .await?;
     Ok(Json(AgentPage {
         agents,
@@ -110,4 +126,67 @@ async fn stats(State(fleet): State<Arc<Fleet>>) -> Json<Stats> {
         directives_pushed: counters.directives_pushed.load(Ordering::Relaxed),
         store_write_statements: fleet.store().write_statements(),
     })
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    agent: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn events(
+    State(fleet): State<Arc<Fleet>>,
+    Query(query): Query<EventsQuery>,
+) -> Result<Json<Vec<crate::store::Event>>> {
+    Ok(Json(
+        fleet
+            .events(
+                query.agent.as_deref().unwrap_or(""),
+                query.limit.unwrap_or(50),
+            )
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct AdvanceQuery {
+    ms: i64,
+}
+
+/// Moves a manual rollout clock (tests and demos only; refused on the wall clock).
+async fn advance_clock(
+    State(fleet): State<Arc<Fleet>>,
+    Query(query): Query<AdvanceQuery>,
+) -> Result<String> {
+    let now = fleet.clock.advance(query.ms)?;
+    fleet.reconcile_rollouts().await?;
+    Ok(now.to_string())
+}
+
+/// `GET /v1/webapi/automaticupgrades/channel/<channel>/version` → `v<semver>` or `none`;
+/// `…/critical` → `yes` or `no`. Channel names may contain `/`. Unknown channel → 404.
+async fn teleport_channel(
+    State(fleet): State<Arc<Fleet>>,
+    Path(path): Path<String>,
+) -> axum::response::Response {
+    use axum::{http::StatusCode, response::IntoResponse};
+    let Some((channel, what)) = path.rsplit_once('/') else {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    };
+    let view = fleet.view();
+    let Some(found) = view.channels.get(channel) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("channel '{channel}' does not exist\n"),
+        )
+            .into_response();
+    };
+    match what {
+        "version" => match &found.version {
+            Some(version) => format!("v{version}").into_response(),
+            None => "none".into_response(),
+        },
+        "critical" => (if found.critical { "yes" } else { "no" }).into_response(),
+        _ => (StatusCode::NOT_FOUND, "ask for …/version or …/critical\n").into_response(),
+    }
 }

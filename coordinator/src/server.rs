@@ -43,7 +43,9 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     tracing::info!(backend = store.backend_name(), "store open and migrated");
     let fleet = Fleet::new(store.clone(), config.fleet.clone()).await?;
     if let Some(version) = &config.control_plane_version {
-        fleet.set_control_plane_version(version).await?;
+        fleet
+            .set_control_plane_version(version, "startup flag")
+            .await?;
     }
 
     let grpc_listener = bind(config.grpc_listen, "gRPC").await?;

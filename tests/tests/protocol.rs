@@ -161,6 +161,9 @@ async fn welcome_comes_first_and_unchanged_heartbeats_cost_no_write() {
             state: pb::UpdaterState::Idle as i32,
             agent_version: "1.0.0".into(),
             sequence,
+            // The updater's own decision changes often; it is kept in memory, never written.
+            decision_reason: format!("reason-{}", sequence % 3),
+            decision_detail: String::new(),
             progress: None,
         }))
     };

@@ -98,19 +98,23 @@ async fn hello(shared: &Shared) -> pb::UpdaterMessage {
 }
 
 async fn heartbeat(shared: &Shared, sequence: u64) -> pb::UpdaterMessage {
-    let version = shared
-        .state
-        .lock()
-        .await
-        .agent_version
-        .clone()
-        .unwrap_or_default();
+    let (version, decision) = {
+        let state = shared.state.lock().await;
+        (
+            state.agent_version.clone().unwrap_or_default(),
+            state.last_decision.clone(),
+        )
+    };
+    let (decision_reason, decision_detail) =
+        decision.map(|d| (d.reason, d.detail)).unwrap_or_default();
     up(Up::Heartbeat(pb::Heartbeat {
         health: convert::health_to_proto(shared.current_health()) as i32,
         state: convert::activity_to_proto(*shared.activity.lock()) as i32,
         agent_version: version,
         progress: None,
         sequence,
+        decision_reason,
+        decision_detail,
     }))
 }
 

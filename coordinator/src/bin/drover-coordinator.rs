@@ -44,6 +44,13 @@ struct Args {
     /// HTTP/2 streams allowed per connection.
     #[arg(long, default_value_t = 128)]
     max_concurrent_streams: u32,
+    /// Milliseconds between rollout engine passes (it also runs after every admin verb).
+    #[arg(long, default_value_t = 2000)]
+    reconcile_ms: u64,
+    /// Run rollouts on a manual clock starting here (Unix ms), moved with
+    /// POST /api/v1/testing/clock/advance?ms=N. For tests and demos only.
+    #[arg(long, hide = true)]
+    manual_clock_start_ms: Option<i64>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -62,6 +69,8 @@ async fn main() -> std::process::ExitCode {
             heartbeat_interval: Duration::from_secs(args.heartbeat_secs.max(1)),
             recheck_interval: Duration::from_secs(args.recheck_secs.max(1)),
             liveness_flush_interval: Duration::from_secs(args.liveness_flush_secs.max(1)),
+            reconcile_interval: Duration::from_millis(args.reconcile_ms.max(50)),
+            manual_clock_start_ms: args.manual_clock_start_ms,
             ..FleetConfig::default()
         },
         ready_file: args.ready_file,

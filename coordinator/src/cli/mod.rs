@@ -1,6 +1,7 @@
 //! droverctl: the admin CLI. Talks to the coordinator's AdminService over gRPC.
 
 mod render;
+mod rollout;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use drover_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
@@ -23,7 +24,10 @@ use render::{health_name, millis_text, state_name};
         droverctl agents show web-01\n  \
         droverctl control-plane set 15.2.0\n  \
         droverctl channels set stable/cloud 15.1.3\n  \
-        droverctl channels set stable/cloud --critical true"
+        droverctl channels set stable/cloud --critical true\n  \
+        droverctl rollout create --channel stable/cloud --from 15.1.3 --to 15.2.0 \\\n      \
+          --group dev:canaries=1 --group prod:canaries=2,wait=24,start=2,window=4\n  \
+        droverctl agents why web-01"
 )]
 pub struct Cli {
     /// The coordinator's gRPC address.
@@ -65,6 +69,17 @@ pub enum Command {
     /// Maintenance windows per group (UTC): when healthy agents may install non-critical updates.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Move a channel to a new version group by group, with canaries and automatic halts.
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
+    /// The event log: rollout transitions, admin actions and update outcomes, newest last.
+    Events {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only this agent's events.
+        #[arg(long)]
+        agent: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -97,7 +112,22 @@ pub enum AgentsCommand {
     /// List agents, optionally filtered. Pages through everything with --all.
     List(ListArgs),
     /// Everything known about one agent, including what it should run and why.
-    Show { agent_id: String },
+    Show {
+        agent_id: String,
+    },
+    /// Why an agent runs what it runs, or why it has not updated, in plain words.
+    Why {
+        agent_id: String,
+    },
+    /// Keep an agent on its version: rollouts pass it by.
+    Pin {
+        agent_id: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    Unpin {
+        agent_id: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -118,6 +148,9 @@ pub struct ListArgs {
     /// Fetch every page, not just the first.
     #[arg(long)]
     pub all: bool,
+    /// Only agents whose version breaks the control-plane constraints.
+    #[arg(long)]
+    pub out_of_compliance: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -222,6 +255,47 @@ pub async fn run(cli: Cli) -> Result<String, String> {
             )
         }
         Command::Schedule(command) => schedule(&mut client, command).await?,
+        Command::Rollout(command) => rollout::run(&mut client, command).await?,
+        Command::Events { limit, agent } => {
+            let request = pb::ListEventsRequest {
+                limit,
+                agent_id: agent.unwrap_or_default(),
+            };
+            let events = client
+                .list_events(request)
+                .await
+                .map_err(status_text)?
+                .into_inner()
+                .events;
+            rollout::events_output(&events)
+        }
+        Command::Agents(AgentsCommand::Why { agent_id }) => {
+            let e = client
+                .explain_agent(pb::GetAgentRequest { agent_id })
+                .await
+                .map_err(status_text)?
+                .into_inner();
+            rollout::explanation_output(&e)
+        }
+        Command::Agents(AgentsCommand::Pin { agent_id, note }) => {
+            let agent = client
+                .pin_agent(pb::PinAgentRequest { agent_id, note })
+                .await
+                .map_err(status_text)?
+                .into_inner();
+            (
+                agent_json(&agent),
+                format!("{} pinned at {}", agent.agent_id, agent.agent_version),
+            )
+        }
+        Command::Agents(AgentsCommand::Unpin { agent_id }) => {
+            let agent = client
+                .unpin_agent(pb::GetAgentRequest { agent_id })
+                .await
+                .map_err(status_text)?
+                .into_inner();
+            (agent_json(&agent), format!("{} unpinned", agent.agent_id))
+        }
         Command::ControlPlane(ControlPlaneCommand::Get) => {
             let cp = client
                 .get_control_plane_version(pb::GetControlPlaneVersionRequest {})
@@ -283,6 +357,7 @@ async fn list_agents(
         agent_version: args.version.unwrap_or_default(),
         health: health as i32,
         channel: args.channel.unwrap_or_default(),
+        out_of_compliance: args.out_of_compliance,
     };
     let mut agents = Vec::new();
     let mut page_token = String::new();
@@ -384,6 +459,7 @@ fn directive_json(d: &pb::Directive) -> Value {
         "reason": d.reason,
         "reason_detail": d.reason_detail,
         "control_plane_version": d.control_plane_version,
+        "rollout_id": d.rollout_id,
     })
 }
 
@@ -398,6 +474,9 @@ fn agent_json(a: &pb::Agent) -> Value {
         "health": health_name(a.health),
         "updater_state": state_name(a.updater_state),
         "connected": a.connected,
+        "pinned": a.pinned,
+        "updater_decision": a.updater_decision,
+        "updater_decision_detail": a.updater_decision_detail,
         "labels": a.labels,
         "first_seen": a.first_seen.as_ref().map(millis_text),
         "last_seen": a.last_seen.as_ref().map(millis_text),
@@ -441,6 +520,7 @@ fn summary_json(s: &pb::FleetSummary) -> Value {
         "control_plane_version": s.control_plane_version,
         "total_agents": s.total_agents,
         "connected_agents": s.connected_agents,
+        "out_of_compliance": s.out_of_compliance,
         "by_version": by_version,
         "by_group": by_group,
         "rows": s.rows.iter().map(|r| json!({

@@ -170,6 +170,15 @@ pub fn agent_details(a: &pb::Agent) -> String {
         "next window:     {}",
         window_text(a.next_window_start.as_ref(), a.next_window_end.as_ref())
     ));
+    if a.pinned {
+        lines.push("pinned:          yes (rollouts pass it by)".into());
+    }
+    if !a.updater_decision.is_empty() {
+        lines.push(format!(
+            "updater says:    {} — {}",
+            a.updater_decision, a.updater_decision_detail
+        ));
+    }
     if let Some(d) = &a.directive {
         lines.push(format!(
             "target:          {}{}",

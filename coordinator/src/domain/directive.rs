@@ -20,6 +20,9 @@ pub struct Directive {
     pub control_plane_version: Option<Version>,
     /// `None`: no window is known, so the updater installs as soon as it can (rule 4).
     pub schedule: Option<MaintenanceSchedule>,
+    /// Set while a rollout governs the agent; also the attempt id (a new rollout is an
+    /// explicit new attempt, which lets an updater retry a version that failed before).
+    pub rollout_id: String,
 }
 
 /// `channel` is `None` when the agent follows a channel the coordinator does not know.
@@ -94,6 +97,31 @@ pub fn directive_for(
         reason_detail: detail,
         control_plane_version: control_plane.cloned(),
         schedule: schedule.copied(),
+        rollout_id: String::new(),
+    }
+}
+
+/// The directive for an agent governed by a rollout. The rollout's group windows are its
+/// schedule: the engine serves the target only when the agent may install it, so no local
+/// window is sent (one window, not two that might never overlap).
+pub fn directive_from_rollout(
+    rollout_id: &str,
+    target: Option<&Version>,
+    critical: bool,
+    reason: &'static str,
+    detail: String,
+    control_plane: Option<&Version>,
+) -> Directive {
+    let id_seed = format!("{rollout_id}|{reason}");
+    Directive {
+        directive_id: directive_id(target, critical, &id_seed, control_plane, None),
+        target_version: target.cloned(),
+        critical,
+        reason,
+        reason_detail: detail,
+        control_plane_version: control_plane.cloned(),
+        schedule: None,
+        rollout_id: rollout_id.to_string(),
     }
 }
 

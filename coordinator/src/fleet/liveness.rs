@@ -1,4 +1,5 @@
-//! Background work of the fleet: batched last-seen flushes and channel-view refreshes.
+//! Background work of the fleet: batched last-seen flushes, settings refreshes, and the
+//! rollout reconcile loop.
 
 use std::sync::Arc;
 
@@ -11,11 +12,24 @@ use crate::domain::now_ms;
 pub async fn run_background_tasks(fleet: Arc<Fleet>, shutdown: CancellationToken) {
     let mut flush = tokio::time::interval(fleet.config.liveness_flush_interval);
     let mut refresh = tokio::time::interval(fleet.config.view_refresh_interval);
-    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reconcile = tokio::time::interval(fleet.config.reconcile_interval);
+    for timer in [&mut flush, &mut refresh, &mut reconcile] {
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
     loop {
+        let reconcile_due = async {
+            tokio::select! {
+                _ = reconcile.tick() => {}
+                _ = fleet.reconcile_now.notified() => {}
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = reconcile_due => {
+                if let Err(err) = fleet.reconcile_rollouts().await {
+                    tracing::warn!(error = %err, "rollout reconcile failed; retrying on the next tick");
+                }
+            }
             _ = flush.tick() => flush_liveness(&fleet).await,
             _ = refresh.tick() => {
                 if let Err(err) = fleet.refresh_and_push().await {

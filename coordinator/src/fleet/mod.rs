@@ -1,12 +1,22 @@
-//! The fleet service: what happens when updaters connect, report and poll, and when admins
-//! change channels. Transport-agnostic: the gRPC and HTTP edges call into this.
+//! The fleet service: what happens when updaters connect, report and poll, when admins
+//! change settings or steer rollouts, and what they see. Transport-agnostic: the gRPC and
+//! HTTP edges call into this.
+//!
+//! - `mod.rs` — sessions, heartbeats, reports, directives and pushes;
+//! - `settings.rs` — channels, control-plane version, schedules (each change is an event);
+//! - `rollouts.rs` — rollouts and the reconcile loop's pass;
+//! - `queries.rs` — what admins read: agents, summary, explanations, events.
 
+mod clock;
 mod liveness;
+mod queries;
 pub mod registry;
+mod rollouts;
+mod settings;
 pub mod view;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -14,21 +24,25 @@ use std::{
     time::Duration,
 };
 
-use drover_rules::MaintenanceSchedule;
 use parking_lot::RwLock;
 use semver::Version;
+use tokio::sync::Notify;
 
 use crate::{
     domain::{
-        AgentFilter, AgentIdentity, AgentRecord, AgentStatus, Channel, SummaryRow, UpdateReport,
-        directive::Directive,
-        follows_control_plane, now_ms, validate,
-        version::{check_constraints, parse_version},
+        AgentIdentity, AgentStatus, UpdateOutcome, UpdateReport, UpdaterState,
+        directive::{Directive, directive_from_rollout},
+        now_ms, validate,
+        version::check_constraints,
     },
-    error::{DroverError, Result},
-    store::Store,
+    error::Result,
+    store::{NewEvent, Store},
 };
+pub use clock::FleetClock;
+pub use liveness::run_background_tasks;
+pub use queries::{AgentView, Explanation, FleetSummary};
 use registry::{LiveStatus, Session, SessionOutbox, SessionRegistry};
+pub use rollouts::{ActiveRollout, GroupCounts, RolloutVerb};
 use view::SettingsView;
 
 #[derive(Debug, Clone)]
@@ -44,6 +58,10 @@ pub struct FleetConfig {
     /// How long an updater may trust a maintenance schedule without hearing from us again;
     /// after that it treats the schedule as missing and installs as soon as it can (rule 4).
     pub schedule_validity: Duration,
+    /// How often the rollout engine runs (it also runs at once after every admin verb).
+    pub reconcile_interval: Duration,
+    /// Start the rollout clock here and move it only by hand (tests); `None`: the wall clock.
+    pub manual_clock_start_ms: Option<i64>,
 }
 
 impl Default for FleetConfig {
@@ -54,6 +72,8 @@ impl Default for FleetConfig {
             liveness_flush_interval: Duration::from_secs(15),
             view_refresh_interval: Duration::from_secs(5),
             schedule_validity: Duration::from_secs(7 * 24 * 3600),
+            reconcile_interval: Duration::from_secs(2),
+            manual_clock_start_ms: None,
         }
     }
 }
@@ -73,40 +93,42 @@ pub struct Fleet {
     /// Serializes load-and-swap of the view, so a slow refresh that read before an admin
     /// change can never replace the view that change produced.
     refresh_lock: tokio::sync::Mutex<()>,
+    /// Active rollouts by channel, with the engine's latest decisions.
+    rollouts: RwLock<HashMap<String, Arc<ActiveRollout>>>,
+    /// The last finished rollout per channel, for `rollout status` after the end.
+    finished_rollouts: RwLock<HashMap<String, Arc<ActiveRollout>>>,
+    /// Serializes engine passes and admin verbs on rollouts.
+    rollout_lock: tokio::sync::Mutex<()>,
+    pins: RwLock<HashSet<String>>,
+    /// Wakes the reconcile loop early (after a verb, a clock move, a report).
+    pub reconcile_now: Notify,
+    /// The clock rollouts run on.
+    pub clock: FleetClock,
     pub counters: FleetCounters,
     /// Cancelled when the coordinator shuts down: every session ends with `Unavailable`.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
 
-/// An agent as admins see it: the stored record merged with its live session, if any.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct AgentView {
-    #[serde(flatten)]
-    pub record: AgentRecord,
-    pub connected: bool,
-    pub directive: Directive,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct FleetSummary {
-    pub rows: Vec<SummaryRow>,
-    pub total_agents: u64,
-    pub connected_agents: u64,
-    pub control_plane_version: Option<Version>,
-}
-
 impl Fleet {
     pub async fn new(store: Arc<Store>, config: FleetConfig) -> Result<Arc<Self>> {
         let view = SettingsView::load(&store).await?;
-        Ok(Arc::new(Self {
+        let fleet = Arc::new(Self {
             store,
             sessions: SessionRegistry::default(),
+            clock: FleetClock::new(config.manual_clock_start_ms),
             config,
             view: RwLock::new(Arc::new(view)),
             refresh_lock: tokio::sync::Mutex::new(()),
+            rollouts: RwLock::new(HashMap::new()),
+            finished_rollouts: RwLock::new(HashMap::new()),
+            rollout_lock: tokio::sync::Mutex::new(()),
+            pins: RwLock::new(HashSet::new()),
+            reconcile_now: Notify::new(),
             counters: FleetCounters::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
-        }))
+        });
+        fleet.load_rollouts().await?;
+        Ok(fleet)
     }
 
     /// The `valid_until` for schedules sent now.
@@ -122,6 +144,49 @@ impl Fleet {
         self.view.read().clone()
     }
 
+    /// What one agent should run now: the rollout's decision while a rollout governs its
+    /// channel, else its channel's version (with its group's maintenance window).
+    pub fn directive_for(
+        &self,
+        agent_id: &str,
+        channel: &str,
+        group: &str,
+        version: Option<&str>,
+    ) -> Directive {
+        let view = self.view();
+        let Some(rollout) = self.rollout_for(channel) else {
+            return view.directive_for(channel, group);
+        };
+        let critical = view.channels.get(channel).is_some_and(|c| c.critical);
+        let cp = view.control_plane.as_ref();
+        let rollout_id = &rollout.spec.rollout_id;
+        match rollout.decisions.get(agent_id) {
+            Some(d) => directive_from_rollout(
+                rollout_id,
+                d.target.as_ref(),
+                critical,
+                d.reason,
+                d.detail.clone(),
+                cp,
+            ),
+            None => {
+                // New since the engine's last pass: hold until it has looked at this agent.
+                let current = version
+                    .and_then(|v| Version::parse(v).ok())
+                    .filter(|v| cp.is_some_and(|cp| check_constraints(v, cp).is_ok()));
+                let detail = "the rollout has not considered this agent yet".to_string();
+                directive_from_rollout(
+                    rollout_id,
+                    current.as_ref(),
+                    critical,
+                    "rollout_pending",
+                    detail,
+                    cp,
+                )
+            }
+        }
+    }
+
     /// Opens a session: the agent record is committed before the updater hears anything back.
     pub async fn open_session(
         &self,
@@ -130,15 +195,21 @@ impl Fleet {
     ) -> Result<(Arc<Session>, SessionOutbox)> {
         let now = now_ms();
         self.store.upsert_agent(&identity, now).await?;
-        let directive = self
-            .view()
-            .directive_for(&identity.channel, &identity.group);
+        let version = identity.agent_version.as_ref().map(ToString::to_string);
+        let directive = self.directive_for(
+            &identity.agent_id,
+            &identity.channel,
+            &identity.group,
+            version.as_deref(),
+        );
         let live = LiveStatus {
             health: identity.health,
-            updater_state: crate::domain::UpdaterState::Idle,
-            agent_version: identity.agent_version.as_ref().map(ToString::to_string),
+            updater_state: UpdaterState::Idle,
+            agent_version: version,
             last_seen_ms: now,
             flushed_seen_ms: now,
+            decision_reason: String::new(),
+            decision_detail: String::new(),
         };
         let (session, outbox) = Session::new(
             identity.agent_id,
@@ -149,6 +220,9 @@ impl Fleet {
             last_directive_id,
         );
         self.sessions.insert(session.clone());
+        if self.rollout_for(&session.channel).is_some() {
+            self.reconcile_now.notify_one();
+        }
         Ok((session, outbox))
     }
 
@@ -157,12 +231,22 @@ impl Fleet {
     }
 
     /// A heartbeat costs no store write unless health, updater state or version changed.
-    pub async fn heartbeat(&self, session: &Session, status: AgentStatus<'_>) -> Result<()> {
+    /// The updater's own decision is kept in memory only (it is advisory and changes often).
+    pub async fn heartbeat(
+        &self,
+        session: &Session,
+        status: AgentStatus<'_>,
+        decision: (&str, &str),
+    ) -> Result<()> {
         self.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
         let now = now_ms();
         let changed = {
             let mut live = session.live.lock();
             live.last_seen_ms = now;
+            if live.decision_reason != decision.0 || live.decision_detail != decision.1 {
+                live.decision_reason = decision.0.to_string();
+                live.decision_detail = decision.1.to_string();
+            }
             let changed = live.health != status.health
                 || live.updater_state != status.updater_state
                 || live.agent_version.as_deref() != status.agent_version;
@@ -189,118 +273,82 @@ impl Fleet {
             .store
             .record_report(&session.agent_id, &report, now_ms())
             .await?;
-        if inserted && report.outcome == crate::domain::UpdateOutcome::Succeeded {
-            session.live.lock().agent_version = Some(report.to_version.clone());
+        if inserted {
+            if report.outcome == UpdateOutcome::Succeeded {
+                session.live.lock().agent_version = Some(report.to_version.clone());
+            }
+            let error = if report.error.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", report.error)
+            };
+            let event = NewEvent {
+                at_ms: self.clock.now_ms(),
+                kind: "update",
+                rollout_id: report.rollout_id.clone(),
+                group: session.group.clone(),
+                agent_id: session.agent_id.clone(),
+                actor: "updater".into(),
+                text: format!(
+                    "{} → {}: {}{error}",
+                    if report.from_version.is_empty() {
+                        "-"
+                    } else {
+                        &report.from_version
+                    },
+                    report.to_version,
+                    report.outcome
+                ),
+            };
+            // The report itself is committed; its event line is best effort.
+            if let Err(err) = self.store.add_events(&[event]).await {
+                tracing::warn!(error = %err, "could not log the update event");
+            }
+            if self.rollout_for(&session.channel).is_some() {
+                self.reconcile_now.notify_one();
+            }
         }
         session.ack(report.attempt_id).await;
         Ok(())
     }
 
     /// The directive for a polling updater (or a streaming one re-checking).
-    pub fn target_for(&self, channel: &str, group: &str) -> Result<Directive> {
+    pub fn target_for(
+        &self,
+        agent_id: &str,
+        channel: &str,
+        group: &str,
+        version: &str,
+    ) -> Result<Directive> {
         validate::name("channel", channel)?;
         validate::name("group", group)?;
-        Ok(self.view().directive_for(channel, group))
-    }
-
-    pub async fn set_schedule(&self, group: &str, schedule: MaintenanceSchedule) -> Result<()> {
-        validate::name("group", group)?;
-        schedule.validate().map_err(DroverError::InvalidArgument)?;
-        self.store.set_schedule(group, &schedule, now_ms()).await?;
-        self.refresh_and_push().await?;
-        Ok(())
-    }
-
-    pub async fn clear_schedule(&self, group: &str) -> Result<()> {
-        validate::name("group", group)?;
-        if !self.store.clear_schedule(group).await? {
-            return Err(DroverError::NotFound(format!(
-                "group '{group}' has no maintenance schedule; `droverctl schedule list` shows them"
-            )));
+        if !agent_id.is_empty() {
+            validate::identifier("agent_id", agent_id)?;
         }
-        self.refresh_and_push().await?;
-        Ok(())
+        let version = (!version.is_empty()).then_some(version);
+        Ok(self.directive_for(agent_id, channel, group, version))
     }
 
-    pub async fn schedules(&self) -> Result<Vec<crate::store::GroupSchedule>> {
-        self.store.list_schedules().await
-    }
-
-    pub async fn set_channel_version(&self, name: &str, version: &str) -> Result<Channel> {
-        validate::name("channel", name)?;
-        let version = parse_version(version)?;
-        if follows_control_plane(name) {
-            return Err(DroverError::FailedPrecondition(format!(
-                "channel '{name}' follows the control-plane version; change that with \
-                 `droverctl control-plane set VERSION`, or put agents on a channel of their own"
-            )));
-        }
-        let control_plane = self.view().control_plane.clone().ok_or_else(|| {
-            DroverError::FailedPrecondition(
-                "the control-plane version is not set, so the version constraints cannot be \
-                 checked; set it first with `droverctl control-plane set VERSION`"
-                    .into(),
-            )
-        })?;
-        check_constraints(&version, &control_plane)
-            .map_err(|violation| DroverError::FailedPrecondition(violation.to_string()))?;
-        self.store
-            .set_channel_version(name, &version.to_string(), now_ms())
-            .await?;
-        self.refresh_and_push().await?;
-        self.channel(name)
-    }
-
-    pub async fn set_channel_critical(&self, name: &str, critical: bool) -> Result<Channel> {
-        validate::name("channel", name)?;
-        self.store
-            .set_channel_critical(name, critical, now_ms())
-            .await?;
-        self.refresh_and_push().await?;
-        self.channel(name)
-    }
-
-    pub async fn set_control_plane_version(&self, version: &str) -> Result<(Version, i64)> {
-        let version = parse_version(version)?;
-        let now = now_ms();
-        self.store
-            .set_control_plane_version(&version.to_string(), now)
-            .await?;
-        self.refresh_and_push().await?;
-        Ok((version, now))
-    }
-
-    fn channel(&self, name: &str) -> Result<Channel> {
-        self.view()
-            .channels
-            .get(name)
-            .cloned()
-            .ok_or_else(|| DroverError::NotFound(format!("channel '{name}' does not exist")))
-    }
-
-    pub fn channels(&self) -> Vec<Channel> {
-        let mut channels: Vec<Channel> = self.view().channels.values().cloned().collect();
-        channels.sort_by(|a, b| a.name.cmp(&b.name));
-        channels
-    }
-
-    /// Re-reads channels from the store and pushes every directive that changed.
+    /// Re-reads settings from the store and pushes every directive that changed.
     pub async fn refresh_and_push(&self) -> Result<usize> {
         let _serialized = self.refresh_lock.lock().await;
         let fresh = Arc::new(SettingsView::load(&self.store).await?);
-        *self.view.write() = fresh.clone();
-        Ok(self.push_all(&fresh))
+        *self.view.write() = fresh;
+        Ok(self.push_all())
     }
 
-    fn push_all(&self, view: &SettingsView) -> usize {
-        let mut per_target: HashMap<(&str, &str), Directive> = HashMap::new();
+    fn push_all(&self) -> usize {
         let sessions = self.sessions.all();
         let mut pushed = 0;
         for session in &sessions {
-            let directive = per_target
-                .entry((session.channel.as_str(), session.group.as_str()))
-                .or_insert_with(|| view.directive_for(&session.channel, &session.group));
-            if session.push(directive) {
+            let version = session.live.lock().agent_version.clone();
+            let directive = self.directive_for(
+                &session.agent_id,
+                &session.channel,
+                &session.group,
+                version.as_deref(),
+            );
+            if session.push(&directive) {
                 pushed += 1;
             }
         }
@@ -317,60 +365,14 @@ impl Fleet {
         pushed
     }
 
-    pub async fn agent(&self, agent_id: &str) -> Result<AgentView> {
-        validate::identifier("agent_id", agent_id)?;
-        let record = self.store.get_agent(agent_id).await?.ok_or_else(|| {
-            DroverError::NotFound(format!(
-                "no agent '{agent_id}' is known; `droverctl agents list` shows the known ones"
-            ))
-        })?;
-        Ok(self.agent_view(record))
-    }
-
-    pub async fn agents(
-        &self,
-        filter: &AgentFilter,
-        after_id: &str,
-        limit: u32,
-    ) -> Result<(Vec<AgentView>, u64)> {
-        let records = self.store.list_agents(filter, after_id, limit).await?;
-        let total = self.store.count_agents(filter).await?;
-        Ok((
-            records.into_iter().map(|r| self.agent_view(r)).collect(),
-            total,
-        ))
-    }
-
-    fn agent_view(&self, mut record: AgentRecord) -> AgentView {
-        let session = self.sessions.get(&record.agent_id);
-        if let Some(session) = &session {
-            let live = session.live.lock();
-            record.health = live.health;
-            record.updater_state = live.updater_state;
-            record.agent_version = live.agent_version.clone();
-            record.last_seen_ms = live.last_seen_ms;
-        }
-        let directive = self.view().directive_for(&record.channel, &record.group);
-        AgentView {
-            record,
-            connected: session.is_some(),
-            directive,
-        }
-    }
-
-    pub async fn summary(&self) -> Result<FleetSummary> {
-        let rows = self.store.fleet_summary().await?;
-        Ok(FleetSummary {
-            total_agents: rows.iter().map(|r| r.count).sum(),
-            rows,
-            connected_agents: self.sessions.len() as u64,
-            control_plane_version: self.view().control_plane.clone(),
-        })
-    }
-
-    pub async fn agents_per_channel(&self) -> Result<std::collections::BTreeMap<String, u64>> {
-        self.store.agents_per_channel().await
+    async fn log_admin(&self, actor: &str, text: String) -> Result<()> {
+        let event = NewEvent {
+            at_ms: self.clock.now_ms(),
+            kind: "admin",
+            actor: actor.into(),
+            text,
+            ..NewEvent::default()
+        };
+        self.store.add_events(&[event]).await
     }
 }
-
-pub use liveness::run_background_tasks;

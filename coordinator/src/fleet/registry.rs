@@ -21,6 +21,9 @@ pub struct LiveStatus {
     pub last_seen_ms: i64,
     /// `last_seen_ms` as last written to the store.
     pub flushed_seen_ms: i64,
+    /// The updater's own last decision (reason code, words), from heartbeats; memory only.
+    pub decision_reason: String,
+    pub decision_detail: String,
 }
 
 pub struct Session {

@@ -5,14 +5,16 @@ use std::sync::Arc;
 use drover_proto::v1::{self as pb, admin_service_server::AdminService};
 use tonic::{Request, Response, Status};
 
-use super::convert;
+use super::{convert, rollout_convert};
 use crate::{
     domain::{AgentFilter, now_ms, validate},
     error::DroverError,
-    fleet::Fleet,
+    fleet::{Fleet, RolloutVerb},
 };
 
 const DEFAULT_PAGE_SIZE: u32 = 100;
+/// Who admin actions are logged as; admin tokens with names are open work.
+const ACTOR: &str = "admin";
 const MAX_PAGE_SIZE: u32 = 1000;
 
 pub struct AdminApi {
@@ -61,6 +63,7 @@ impl AdminService for AdminApi {
         request: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
         let request = request.into_inner();
+        let only_out_of_compliance = request.filter.as_ref().is_some_and(|f| f.out_of_compliance);
         let filter = filter_from_proto(request.filter)?;
         let page_size = match request.page_size {
             0 => DEFAULT_PAGE_SIZE,
@@ -71,18 +74,16 @@ impl AdminService for AdminApi {
         }
         // The page token is the last id of the previous page (keyset pagination: stable and
         // cheap however deep the page).
-        let (agents, total) = self
+        let (agents, total, next) = self
             .fleet
-            .agents(&filter, &request.page_token, page_size)
+            .agents(
+                &filter,
+                &request.page_token,
+                page_size,
+                only_out_of_compliance,
+            )
             .await?;
-        let next_page_token = if agents.len() as u32 == page_size {
-            agents
-                .last()
-                .map(|a| a.record.agent_id.clone())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = next.unwrap_or_default();
         Ok(Response::new(pb::ListAgentsResponse {
             agents: agents
                 .into_iter()
@@ -133,7 +134,7 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         let channel = self
             .fleet
-            .set_channel_version(&request.name, &request.version)
+            .set_channel_version(&request.name, &request.version, ACTOR)
             .await?;
         tracing::info!(channel = %channel.name, version = ?channel.version.as_ref().map(ToString::to_string), "channel version set");
         Ok(Response::new(convert::channel_to_proto(channel, 0)))
@@ -146,7 +147,7 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         let channel = self
             .fleet
-            .set_channel_critical(&request.name, request.critical)
+            .set_channel_critical(&request.name, request.critical, ACTOR)
             .await?;
         tracing::info!(channel = %channel.name, critical = channel.critical, "channel critical flag set");
         Ok(Response::new(convert::channel_to_proto(channel, 0)))
@@ -173,7 +174,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ControlPlaneVersion>, Status> {
         let (version, at) = self
             .fleet
-            .set_control_plane_version(&request.into_inner().version)
+            .set_control_plane_version(&request.into_inner().version, ACTOR)
             .await?;
         tracing::info!(%version, "control-plane version set");
         Ok(Response::new(pb::ControlPlaneVersion {
@@ -203,7 +204,9 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::GroupSchedule>, Status> {
         let request = request.into_inner();
         let schedule = convert::schedule_from_request(&request)?;
-        self.fleet.set_schedule(&request.group, schedule).await?;
+        self.fleet
+            .set_schedule(&request.group, schedule, ACTOR)
+            .await?;
         tracing::info!(group = %request.group, %schedule, "maintenance schedule set");
         let now = now_ms();
         Ok(Response::new(group_schedule_to_proto(
@@ -219,9 +222,161 @@ impl AdminService for AdminApi {
         request: Request<pb::ClearScheduleRequest>,
     ) -> Result<Response<pb::ClearScheduleResponse>, Status> {
         let group = request.into_inner().group;
-        self.fleet.clear_schedule(&group).await?;
+        self.fleet.clear_schedule(&group, ACTOR).await?;
         tracing::info!(%group, "maintenance schedule cleared");
         Ok(Response::new(pb::ClearScheduleResponse {}))
+    }
+
+    async fn create_rollout(
+        &self,
+        request: Request<pb::CreateRolloutRequest>,
+    ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let spec = rollout_convert::spec_from_proto(request.into_inner())?;
+        let rollout = self.fleet.create_rollout(spec, ACTOR).await?;
+        tracing::info!(rollout = %rollout.spec.rollout_id, channel = %rollout.spec.channel, "rollout created");
+        Ok(Response::new(rollout_convert::status_to_proto(&rollout)))
+    }
+
+    async fn plan_rollout(
+        &self,
+        request: Request<pb::CreateRolloutRequest>,
+    ) -> Result<Response<pb::RolloutPlan>, Status> {
+        let mut spec = rollout_convert::spec_from_proto(request.into_inner())?;
+        spec.rollout_id = "plan".into();
+        let plans = self.fleet.plan_rollout(spec).await?;
+        Ok(Response::new(rollout_convert::plan_to_proto(plans)))
+    }
+
+    async fn get_rollout_status(
+        &self,
+        request: Request<pb::RolloutRef>,
+    ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let channel = request.into_inner().channel;
+        let rollout = self.fleet.rollout_status(&channel)?;
+        Ok(Response::new(rollout_convert::status_to_proto(&rollout)))
+    }
+
+    async fn list_rollouts(
+        &self,
+        _request: Request<pb::ListRolloutsRequest>,
+    ) -> Result<Response<pb::ListRolloutsResponse>, Status> {
+        let rollouts = self
+            .fleet
+            .rollouts()
+            .iter()
+            .map(|r| rollout_convert::status_to_proto(r))
+            .collect();
+        Ok(Response::new(pb::ListRolloutsResponse { rollouts }))
+    }
+
+    async fn pause_rollout(
+        &self,
+        request: Request<pb::RolloutRef>,
+    ) -> Result<Response<pb::RolloutStatus>, Status> {
+        self.steer(&request.into_inner().channel, RolloutVerb::Pause)
+            .await
+    }
+
+    async fn resume_rollout(
+        &self,
+        request: Request<pb::RolloutRef>,
+    ) -> Result<Response<pb::RolloutStatus>, Status> {
+        self.steer(&request.into_inner().channel, RolloutVerb::Resume)
+            .await
+    }
+
+    async fn start_group(
+        &self,
+        request: Request<pb::StartGroupRequest>,
+    ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let r = request.into_inner();
+        self.steer(
+            &r.channel,
+            RolloutVerb::StartGroup {
+                group: r.group,
+                skip_canaries: r.skip_canaries,
+            },
+        )
+        .await
+    }
+
+    async fn mark_group_done(
+        &self,
+        request: Request<pb::GroupRef>,
+    ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let r = request.into_inner();
+        self.steer(&r.channel, RolloutVerb::MarkDone { group: r.group })
+            .await
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<pb::GroupRef>,
+    ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let r = request.into_inner();
+        let group = (!r.group.is_empty()).then_some(r.group);
+        self.steer(&r.channel, RolloutVerb::Rollback { group })
+            .await
+    }
+
+    async fn pin_agent(
+        &self,
+        request: Request<pb::PinAgentRequest>,
+    ) -> Result<Response<pb::Agent>, Status> {
+        let r = request.into_inner();
+        self.fleet.pin(&r.agent_id, &r.note, ACTOR, true).await?;
+        Ok(Response::new(convert::agent_to_proto(
+            self.fleet.agent(&r.agent_id).await?,
+            now_ms(),
+        )))
+    }
+
+    async fn unpin_agent(
+        &self,
+        request: Request<pb::GetAgentRequest>,
+    ) -> Result<Response<pb::Agent>, Status> {
+        let agent_id = request.into_inner().agent_id;
+        self.fleet.pin(&agent_id, "", ACTOR, false).await?;
+        Ok(Response::new(convert::agent_to_proto(
+            self.fleet.agent(&agent_id).await?,
+            now_ms(),
+        )))
+    }
+
+    async fn explain_agent(
+        &self,
+        request: Request<pb::GetAgentRequest>,
+    ) -> Result<Response<pb::AgentExplanation>, Status> {
+        let explanation = self.fleet.explain(&request.into_inner().agent_id).await?;
+        Ok(Response::new(rollout_convert::explanation_to_proto(
+            explanation,
+        )))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let r = request.into_inner();
+        let limit = if r.limit == 0 { 50 } else { r.limit };
+        let events = self.fleet.events(&r.agent_id, limit).await?;
+        Ok(Response::new(pb::ListEventsResponse {
+            events: events
+                .into_iter()
+                .map(rollout_convert::event_to_proto)
+                .collect(),
+        }))
+    }
+}
+
+impl AdminApi {
+    async fn steer(
+        &self,
+        channel: &str,
+        verb: RolloutVerb,
+    ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let rollout = self.fleet.steer_rollout(channel, verb, ACTOR).await?;
+        Ok(Response::new(rollout_convert::status_to_proto(&rollout)))
     }
 }
 

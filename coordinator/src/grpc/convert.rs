@@ -263,8 +263,8 @@ pub fn directive_to_proto(directive: &Directive, valid_until_ms: i64) -> pb::Dir
             .schedule
             .as_ref()
             .map(|s| schedule_to_proto(s, valid_until_ms)),
-        rollout_id: String::new(),
-        attempt_id: String::new(),
+        rollout_id: directive.rollout_id.clone(),
+        attempt_id: directive.rollout_id.clone(),
         reason: directive.reason.to_string(),
         reason_detail: directive.reason_detail.clone(),
         artifacts: Vec::new(),
@@ -298,6 +298,13 @@ pub fn agent_to_proto(agent: AgentView, now_ms: i64) -> pb::Agent {
         last_report: record.last_report.as_ref().map(report_to_proto),
         next_window_start: window.and_then(|(start, _)| timestamp(start)),
         next_window_end: window.and_then(|(_, end)| timestamp(end)),
+        pinned: agent.pinned,
+        updater_decision: agent
+            .updater_decision
+            .clone()
+            .map(|d| d.0)
+            .unwrap_or_default(),
+        updater_decision_detail: agent.updater_decision.map(|d| d.1).unwrap_or_default(),
     }
 }
 
@@ -317,6 +324,7 @@ pub fn summary_to_proto(summary: FleetSummary) -> pb::FleetSummary {
         rows: summary.rows.into_iter().map(summary_row_to_proto).collect(),
         total_agents: summary.total_agents,
         connected_agents: summary.connected_agents,
+        out_of_compliance: summary.out_of_compliance,
         control_plane_version: summary
             .control_plane_version
             .map(|v| v.to_string())

@@ -2,6 +2,7 @@
 
 mod admin_service;
 pub mod convert;
+mod rollout_convert;
 mod updater_service;
 
 pub use admin_service::AdminApi;

@@ -12,7 +12,11 @@ use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
-use crate::{domain::AgentStatus, fleet::Fleet, fleet::registry::Session};
+use crate::{
+    domain::{AgentStatus, validate},
+    fleet::Fleet,
+    fleet::registry::Session,
+};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -125,9 +129,12 @@ impl UpdaterService for UpdaterApi {
                 text.to_string()
             }
         };
-        let directive = self
-            .fleet
-            .target_for(&or_default(&request.channel), &or_default(&request.group))?;
+        let directive = self.fleet.target_for(
+            &request.agent_id,
+            &or_default(&request.channel),
+            &or_default(&request.group),
+            &request.agent_version,
+        )?;
         let valid_until = self.fleet.schedule_valid_until();
         Ok(Response::new(pb::GetTargetResponse {
             directive: Some(convert::directive_to_proto(&directive, valid_until)),
@@ -210,7 +217,21 @@ async fn handle(
                 updater_state,
                 agent_version: version.as_deref(),
             };
-            fleet.heartbeat(session, status).await?;
+            validate::bounded_text(
+                "decision_detail",
+                &heartbeat.decision_detail,
+                validate::MAX_ERROR_TEXT_LEN,
+            )?;
+            validate::bounded_text(
+                "decision_reason",
+                &heartbeat.decision_reason,
+                validate::MAX_NAME_LEN,
+            )?;
+            let decision = (
+                heartbeat.decision_reason.as_str(),
+                heartbeat.decision_detail.as_str(),
+            );
+            fleet.heartbeat(session, status, decision).await?;
         }
         Some(Up::Report(report)) => {
             let report = convert::report_from_proto(report)?;

@@ -232,6 +232,15 @@ impl Store {
         Ok(row.map(AgentRow::into_record))
     }
 
+    /// Every agent on a channel (the rollout engine's inventory).
+    pub async fn agents_on_channel(&self, channel: &str) -> Result<Vec<AgentRecord>> {
+        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE channel = $1");
+        let rows: Vec<AgentRow> = on_backend!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(channel).fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().map(AgentRow::into_record).collect())
+    }
+
     /// One page of agents in id order, starting after `after_id`.
     pub async fn list_agents(
         &self,

@@ -7,6 +7,7 @@
 
 mod agents;
 mod channels;
+mod rollouts;
 mod schedules;
 
 use std::{
@@ -24,6 +25,7 @@ use sqlx::{
 use crate::error::{DroverError, Result};
 
 pub use channels::ChannelRow;
+pub use rollouts::{Event, NewEvent, RolloutRow};
 pub use schedules::GroupSchedule;
 
 enum Backend {

@@ -1,0 +1,515 @@
+//! Rollouts in the fleet: create and steer them, run the engine over live snapshots, commit
+//! its transitions with events, and keep every agent's latest decision for directives and
+//! `agents why`.
+
+use std::{collections::HashMap, sync::Arc};
+
+use semver::Version;
+
+use super::Fleet;
+use crate::{
+    domain::{
+        Health, UpdateOutcome, follows_control_plane, now_ms, validate, version::check_constraints,
+    },
+    error::{DroverError, Result},
+    rollout::{
+        AgentDecision, AgentSnapshot, GroupPlan, Phase, RolloutSpec, RolloutState, plan, reconcile,
+    },
+    store::{NewEvent, RolloutRow},
+};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GroupCounts {
+    pub present: u64,
+    pub on_target: u64,
+    pub healthy: u64,
+    pub failed: u64,
+}
+
+/// An active rollout as the fleet holds it: what the store has, plus the latest decisions.
+#[derive(Debug, Clone)]
+pub struct ActiveRollout {
+    pub spec: RolloutSpec,
+    pub state: RolloutState,
+    pub created_ms: i64,
+    pub status: String,
+    pub decisions: HashMap<String, AgentDecision>,
+    pub counts: Vec<GroupCounts>,
+}
+
+#[derive(Debug, Clone)]
+pub enum RolloutVerb {
+    Pause,
+    Resume,
+    StartGroup { group: String, skip_canaries: bool },
+    MarkDone { group: String },
+    Rollback { group: Option<String> },
+}
+
+impl ActiveRollout {
+    fn from_row(row: &RolloutRow) -> Result<Self> {
+        let corrupt = |err: serde_json::Error| {
+            DroverError::Internal(format!(
+                "rollout {} is unreadable in the store: {err}",
+                row.rollout_id
+            ))
+        };
+        let spec: RolloutSpec = serde_json::from_str(&row.spec_json).map_err(corrupt)?;
+        let state: RolloutState = serde_json::from_str(&row.state_json).map_err(corrupt)?;
+        Ok(Self {
+            counts: vec![GroupCounts::default(); spec.groups.len()],
+            spec,
+            state,
+            created_ms: row.created_ms,
+            status: row.status.clone(),
+            decisions: HashMap::new(),
+        })
+    }
+
+    fn group_index(&self, name: &str) -> Result<usize> {
+        self.spec
+            .groups
+            .iter()
+            .position(|g| g.name == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.spec.groups.iter().map(|g| g.name.as_str()).collect();
+                DroverError::NotFound(format!(
+                    "the rollout has no group '{name}'; its groups are {}",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+fn state_json(state: &RolloutState) -> Result<String> {
+    serde_json::to_string(state).map_err(|err| DroverError::Internal(err.to_string()))
+}
+
+impl Fleet {
+    /// Loads active rollouts from the store (at start-up).
+    pub(super) async fn load_rollouts(&self) -> Result<()> {
+        let mut active = HashMap::new();
+        for row in self.store().active_rollouts().await? {
+            active.insert(
+                row.channel.clone(),
+                Arc::new(ActiveRollout::from_row(&row)?),
+            );
+        }
+        *self.rollouts.write() = active;
+        *self.pins.write() = self.store().pinned_agents().await?;
+        Ok(())
+    }
+
+    pub fn rollout_for(&self, channel: &str) -> Option<Arc<ActiveRollout>> {
+        self.rollouts.read().get(channel).cloned()
+    }
+
+    /// The channel's active rollout, or else the last one that finished.
+    pub fn rollout_status(&self, channel: &str) -> Result<Arc<ActiveRollout>> {
+        self.rollout_for(channel)
+            .or_else(|| self.finished_rollouts.read().get(channel).cloned())
+            .ok_or_else(|| {
+                DroverError::NotFound(format!(
+                    "channel '{channel}' has no rollout; `droverctl rollout list` shows the active ones"
+                ))
+            })
+    }
+
+    pub fn rollouts(&self) -> Vec<Arc<ActiveRollout>> {
+        self.rollouts.read().values().cloned().collect()
+    }
+
+    fn check_spec(&self, spec: &RolloutSpec) -> Result<()> {
+        validate::name("channel", &spec.channel)?;
+        for group in &spec.groups {
+            validate::name("group", &group.name)?;
+        }
+        spec.validate().map_err(DroverError::InvalidArgument)?;
+        if follows_control_plane(&spec.channel) {
+            return Err(DroverError::FailedPrecondition(format!(
+                "channel '{}' follows the control plane; roll out on a channel with its own version",
+                spec.channel
+            )));
+        }
+        let view = self.view();
+        let channel = view.channels.get(&spec.channel).ok_or_else(|| {
+            DroverError::NotFound(format!(
+                "channel '{0}' does not exist; create it with `droverctl channels set {0} {1}`",
+                spec.channel, spec.start_version
+            ))
+        })?;
+        if channel.version.as_ref() != Some(&spec.start_version) {
+            return Err(DroverError::FailedPrecondition(format!(
+                "channel '{}' serves {}, not the start version {}; start from what the channel serves",
+                spec.channel,
+                channel
+                    .version
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| "nothing".into()),
+                spec.start_version
+            )));
+        }
+        let cp = view.control_plane.clone().ok_or_else(|| {
+            DroverError::FailedPrecondition(
+                "set the control-plane version first: `droverctl control-plane set VERSION`".into(),
+            )
+        })?;
+        for version in [&spec.start_version, &spec.target_version] {
+            check_constraints(version, &cp)
+                .map_err(|v| DroverError::FailedPrecondition(v.to_string()))?;
+        }
+        Ok(())
+    }
+
+    pub async fn create_rollout(
+        &self,
+        mut spec: RolloutSpec,
+        actor: &str,
+    ) -> Result<Arc<ActiveRollout>> {
+        let _serialized = self.rollout_lock.lock().await;
+        spec.rollout_id = format!("r-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        self.check_spec(&spec)?;
+        if let Some(existing) = self.rollout_for(&spec.channel) {
+            return Err(DroverError::FailedPrecondition(format!(
+                "channel '{}' already has an active rollout ({}); finish or roll it back first",
+                spec.channel, existing.spec.rollout_id
+            )));
+        }
+        let state = RolloutState::new(&spec);
+        let now = now_ms();
+        let row = RolloutRow {
+            rollout_id: spec.rollout_id.clone(),
+            channel: spec.channel.clone(),
+            spec_json: serde_json::to_string(&spec)
+                .map_err(|e| DroverError::Internal(e.to_string()))?,
+            state_json: state_json(&state)?,
+            status: "active".into(),
+            created_ms: now,
+            updated_ms: now,
+        };
+        let event = NewEvent {
+            at_ms: self.clock.now_ms(),
+            kind: "admin",
+            rollout_id: spec.rollout_id.clone(),
+            actor: actor.into(),
+            text: format!(
+                "rollout created on channel {}: {} → {} ({:?}, groups {})",
+                spec.channel,
+                spec.start_version,
+                spec.target_version,
+                spec.strategy,
+                spec.groups
+                    .iter()
+                    .map(|g| g.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            ..NewEvent::default()
+        };
+        self.store().create_rollout(&row, &[event]).await?;
+        let active = Arc::new(ActiveRollout::from_row(&row)?);
+        self.rollouts
+            .write()
+            .insert(spec.channel.clone(), active.clone());
+        drop(_serialized);
+        self.reconcile_now.notify_one();
+        Ok(active)
+    }
+
+    /// Runs the engine forward over today's inventory; changes nothing.
+    pub async fn plan_rollout(&self, spec: RolloutSpec) -> Result<Vec<GroupPlan>> {
+        self.check_spec(&spec)?;
+        let state = RolloutState::new(&spec);
+        let snapshot = self.snapshot(&spec, now_ms()).await?;
+        Ok(plan(
+            self.clock.now_ms(),
+            &spec,
+            &state,
+            &snapshot,
+            self.view().control_plane.as_ref(),
+        ))
+    }
+
+    pub async fn steer_rollout(
+        &self,
+        channel: &str,
+        verb: RolloutVerb,
+        actor: &str,
+    ) -> Result<Arc<ActiveRollout>> {
+        let _serialized = self.rollout_lock.lock().await;
+        let current = self.rollout_for(channel).ok_or_else(|| {
+            DroverError::NotFound(format!(
+                "channel '{channel}' has no active rollout; `droverctl rollout list` shows them"
+            ))
+        })?;
+        let mut rollout = (*current).clone();
+        let (group, text) = match &verb {
+            RolloutVerb::Pause => {
+                rollout.state.paused = true;
+                (String::new(), "rollout paused".to_string())
+            }
+            RolloutVerb::Resume => {
+                rollout.state.paused = false;
+                (String::new(), "rollout resumed".to_string())
+            }
+            RolloutVerb::StartGroup {
+                group,
+                skip_canaries,
+            } => {
+                let index = rollout.group_index(group)?;
+                let g = &mut rollout.state.groups[index];
+                if !matches!(g.phase, Phase::Unstarted | Phase::Halted) {
+                    return Err(DroverError::FailedPrecondition(format!(
+                        "group {group} is {}; only an unstarted or halted group can be started",
+                        g.phase.as_str()
+                    )));
+                }
+                g.phase = Phase::Unstarted;
+                g.force_start = true;
+                g.skip_canaries = *skip_canaries;
+                let how = if *skip_canaries {
+                    " without canaries"
+                } else {
+                    ""
+                };
+                (group.clone(), format!("group {group} started by hand{how}"))
+            }
+            RolloutVerb::MarkDone { group } => {
+                let index = rollout.group_index(group)?;
+                let g = &mut rollout.state.groups[index];
+                g.phase = Phase::Done;
+                g.done_ms = Some(self.clock.now_ms());
+                g.note = "marked done by hand".into();
+                (group.clone(), format!("group {group} marked done"))
+            }
+            RolloutVerb::Rollback { group } => {
+                let indexes: Vec<usize> = match group {
+                    Some(name) => vec![rollout.group_index(name)?],
+                    None => (0..rollout.spec.groups.len()).collect(),
+                };
+                for index in indexes {
+                    rollout.state.groups[index].phase = Phase::Rolledback;
+                    rollout.state.groups[index].note =
+                        format!("rolled back to {}", rollout.spec.start_version);
+                }
+                let what = group
+                    .as_deref()
+                    .map(|g| format!("group {g}"))
+                    .unwrap_or_else(|| "every group".into());
+                (
+                    group.clone().unwrap_or_default(),
+                    format!("{what} rolled back to {}", rollout.spec.start_version),
+                )
+            }
+        };
+        let event = NewEvent {
+            at_ms: self.clock.now_ms(),
+            kind: "admin",
+            rollout_id: rollout.spec.rollout_id.clone(),
+            group,
+            actor: actor.into(),
+            text,
+            ..NewEvent::default()
+        };
+        self.store()
+            .save_rollout(
+                &rollout.spec.rollout_id,
+                &state_json(&rollout.state)?,
+                "active",
+                now_ms(),
+                &[event],
+            )
+            .await?;
+        let rollout = Arc::new(rollout);
+        self.rollouts
+            .write()
+            .insert(channel.to_string(), rollout.clone());
+        drop(_serialized);
+        self.reconcile_rollouts().await?;
+        Ok(self.rollout_for(channel).unwrap_or(rollout))
+    }
+
+    /// What the engine sees of a rollout's channel: stored agents merged with live sessions.
+    async fn snapshot(&self, spec: &RolloutSpec, since_ms: i64) -> Result<Vec<AgentSnapshot>> {
+        let records = self.store().agents_on_channel(&spec.channel).await?;
+        let pins = self.pins.read().clone();
+        Ok(records
+            .into_iter()
+            .map(|record| {
+                let session = self.sessions.get(&record.agent_id);
+                let (health, version) = match &session {
+                    Some(s) => {
+                        let live = s.live.lock();
+                        (live.health, live.agent_version.clone())
+                    }
+                    None => (record.health, record.agent_version.clone()),
+                };
+                let failed_target = record.last_report.as_ref().is_some_and(|r| {
+                    r.to_version == spec.target_version.to_string()
+                        && r.outcome != UpdateOutcome::Succeeded
+                        && r.finished_ms >= since_ms
+                });
+                AgentSnapshot {
+                    pinned: pins.contains(&record.agent_id),
+                    connected: session.is_some(),
+                    version: version.and_then(|v| Version::parse(&v).ok()),
+                    health,
+                    failed_target,
+                    group: record.group,
+                    agent_id: record.agent_id,
+                }
+            })
+            .collect())
+    }
+
+    /// One pass of the reconcile loop over every active rollout; pushes what changed.
+    pub async fn reconcile_rollouts(&self) -> Result<()> {
+        let _serialized = self.rollout_lock.lock().await;
+        let control_plane = self.view().control_plane.clone();
+        for current in self.rollouts() {
+            let snapshot = self.snapshot(&current.spec, current.created_ms).await?;
+            let now = self.clock.now_ms();
+            let out = reconcile(
+                now,
+                &current.spec,
+                &current.state,
+                &snapshot,
+                control_plane.as_ref(),
+            );
+            let mut rollout = (*current).clone();
+            rollout.counts = group_counts(&current.spec, &snapshot);
+            rollout.decisions = out.decisions;
+            let finished = out.state.finished();
+            let status = match () {
+                _ if finished && out.state.groups.iter().all(|g| g.phase == Phase::Done) => "done",
+                _ if finished
+                    && out
+                        .state
+                        .groups
+                        .iter()
+                        .all(|g| g.phase == Phase::Rolledback) =>
+                {
+                    "rolledback"
+                }
+                _ => "active",
+            };
+            if out.state != current.state || status != "active" {
+                let mut events: Vec<NewEvent> = out
+                    .events
+                    .iter()
+                    .map(|e| NewEvent {
+                        at_ms: now,
+                        kind: "rollout",
+                        rollout_id: current.spec.rollout_id.clone(),
+                        group: e.group.clone().unwrap_or_default(),
+                        actor: "engine".into(),
+                        text: e.text.clone(),
+                        ..NewEvent::default()
+                    })
+                    .collect();
+                if status != "active" {
+                    events.push(NewEvent {
+                        at_ms: now,
+                        kind: "rollout",
+                        rollout_id: current.spec.rollout_id.clone(),
+                        actor: "engine".into(),
+                        text: format!("rollout {status}"),
+                        ..NewEvent::default()
+                    });
+                }
+                self.store()
+                    .save_rollout(
+                        &current.spec.rollout_id,
+                        &state_json(&out.state)?,
+                        status,
+                        now_ms(),
+                        &events,
+                    )
+                    .await?;
+                for event in &out.events {
+                    tracing::info!(rollout = %current.spec.rollout_id, "{}", event.text);
+                }
+            }
+            rollout.state = out.state;
+            rollout.status = status.to_string();
+            if status == "active" {
+                self.rollouts
+                    .write()
+                    .insert(current.spec.channel.clone(), Arc::new(rollout));
+            } else {
+                if status == "done" {
+                    // The channel now serves the target, so agents stay there once the rollout ends.
+                    self.store()
+                        .set_channel_version(
+                            &current.spec.channel,
+                            &current.spec.target_version.to_string(),
+                            now_ms(),
+                        )
+                        .await?;
+                }
+                self.rollouts.write().remove(&current.spec.channel);
+                self.finished_rollouts
+                    .write()
+                    .insert(current.spec.channel.clone(), Arc::new(rollout));
+            }
+        }
+        drop(_serialized);
+        self.refresh_and_push().await?;
+        Ok(())
+    }
+
+    pub async fn pin(&self, agent_id: &str, note: &str, actor: &str, pinned: bool) -> Result<()> {
+        validate::identifier("agent_id", agent_id)?;
+        validate::bounded_text("note", note, 256)?;
+        self.agent(agent_id).await?;
+        let text = if pinned {
+            self.store().pin_agent(agent_id, note, now_ms()).await?;
+            self.pins.write().insert(agent_id.to_string());
+            format!(
+                "agent pinned{}",
+                if note.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {note}")
+                }
+            )
+        } else {
+            if !self.store().unpin_agent(agent_id).await? {
+                return Err(DroverError::FailedPrecondition(format!(
+                    "agent {agent_id} is not pinned"
+                )));
+            }
+            self.pins.write().remove(agent_id);
+            "agent unpinned".to_string()
+        };
+        let event = NewEvent {
+            at_ms: self.clock.now_ms(),
+            kind: "admin",
+            agent_id: agent_id.into(),
+            actor: actor.into(),
+            text,
+            ..NewEvent::default()
+        };
+        self.store().add_events(&[event]).await?;
+        self.reconcile_rollouts().await
+    }
+}
+
+fn group_counts(spec: &RolloutSpec, snapshot: &[AgentSnapshot]) -> Vec<GroupCounts> {
+    let mut counts = vec![GroupCounts::default(); spec.groups.len()];
+    for agent in snapshot.iter().filter(|a| !a.pinned) {
+        let c = &mut counts[spec.group_of(&agent.group)];
+        c.present += 1;
+        if agent.version.as_ref() == Some(&spec.target_version) {
+            c.on_target += 1;
+            if agent.health != Health::Unhealthy {
+                c.healthy += 1;
+            }
+        }
+        if agent.failed_target {
+            c.failed += 1;
+        }
+    }
+    counts
+}

@@ -1,0 +1,145 @@
+//! What admins set: channels, the control-plane version, group schedules. Every change is
+//! validated, committed, logged as an admin event, and pushed to connected updaters at once.
+
+use drover_rules::MaintenanceSchedule;
+use semver::Version;
+
+use super::Fleet;
+use crate::{
+    domain::{
+        Channel, follows_control_plane, now_ms, validate,
+        version::{check_constraints, parse_version},
+    },
+    error::{DroverError, Result},
+};
+
+impl Fleet {
+    pub async fn set_schedule(
+        &self,
+        group: &str,
+        schedule: MaintenanceSchedule,
+        actor: &str,
+    ) -> Result<()> {
+        validate::name("group", group)?;
+        schedule.validate().map_err(DroverError::InvalidArgument)?;
+        self.store()
+            .set_schedule(group, &schedule, now_ms())
+            .await?;
+        self.log_admin(
+            actor,
+            format!("maintenance window of group {group} set to {schedule}"),
+        )
+        .await?;
+        self.refresh_and_push().await?;
+        Ok(())
+    }
+
+    pub async fn clear_schedule(&self, group: &str, actor: &str) -> Result<()> {
+        validate::name("group", group)?;
+        if !self.store().clear_schedule(group).await? {
+            return Err(DroverError::NotFound(format!(
+                "group '{group}' has no maintenance schedule; `droverctl schedule list` shows them"
+            )));
+        }
+        self.log_admin(
+            actor,
+            format!("maintenance window of group {group} cleared"),
+        )
+        .await?;
+        self.refresh_and_push().await?;
+        Ok(())
+    }
+
+    pub async fn schedules(&self) -> Result<Vec<crate::store::GroupSchedule>> {
+        self.store().list_schedules().await
+    }
+
+    pub async fn set_channel_version(
+        &self,
+        name: &str,
+        version: &str,
+        actor: &str,
+    ) -> Result<Channel> {
+        validate::name("channel", name)?;
+        let version = parse_version(version)?;
+        if follows_control_plane(name) {
+            return Err(DroverError::FailedPrecondition(format!(
+                "channel '{name}' follows the control-plane version; change that with \
+                 `droverctl control-plane set VERSION`, or put agents on a channel of their own"
+            )));
+        }
+        if let Some(rollout) = self.rollout_for(name) {
+            return Err(DroverError::FailedPrecondition(format!(
+                "channel '{name}' is being rolled out by {} ({} → {}); steer the rollout, or roll it \
+                 back, instead of setting the channel",
+                rollout.spec.rollout_id, rollout.spec.start_version, rollout.spec.target_version
+            )));
+        }
+        let control_plane = self.view().control_plane.clone().ok_or_else(|| {
+            DroverError::FailedPrecondition(
+                "the control-plane version is not set, so the version constraints cannot be \
+                 checked; set it first with `droverctl control-plane set VERSION`"
+                    .into(),
+            )
+        })?;
+        check_constraints(&version, &control_plane)
+            .map_err(|violation| DroverError::FailedPrecondition(violation.to_string()))?;
+        self.store()
+            .set_channel_version(name, &version.to_string(), now_ms())
+            .await?;
+        self.log_admin(actor, format!("channel {name} set to {version}"))
+            .await?;
+        self.refresh_and_push().await?;
+        self.channel(name)
+    }
+
+    pub async fn set_channel_critical(
+        &self,
+        name: &str,
+        critical: bool,
+        actor: &str,
+    ) -> Result<Channel> {
+        validate::name("channel", name)?;
+        self.store()
+            .set_channel_critical(name, critical, now_ms())
+            .await?;
+        self.log_admin(
+            actor,
+            format!("channel {name} critical flag set to {critical}"),
+        )
+        .await?;
+        self.refresh_and_push().await?;
+        self.channel(name)
+    }
+
+    pub async fn set_control_plane_version(
+        &self,
+        version: &str,
+        actor: &str,
+    ) -> Result<(Version, i64)> {
+        let version = parse_version(version)?;
+        let now = now_ms();
+        self.store()
+            .set_control_plane_version(&version.to_string(), now)
+            .await?;
+        self.log_admin(actor, format!("control-plane version set to {version}"))
+            .await?;
+        self.refresh_and_push().await?;
+        self.reconcile_now.notify_one();
+        Ok((version, now))
+    }
+
+    fn channel(&self, name: &str) -> Result<Channel> {
+        self.view()
+            .channels
+            .get(name)
+            .cloned()
+            .ok_or_else(|| DroverError::NotFound(format!("channel '{name}' does not exist")))
+    }
+
+    pub fn channels(&self) -> Vec<Channel> {
+        let mut channels: Vec<Channel> = self.view().channels.values().cloned().collect();
+        channels.sort_by(|a, b| a.name.cmp(&b.name));
+        channels
+    }
+}

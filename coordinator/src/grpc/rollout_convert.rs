@@ -1,0 +1,149 @@
+//! Proto ↔ domain for rollouts, plans, explanations and events.
+
+use drover_proto::v1 as pb;
+use drover_rules::Weekdays;
+
+use super::convert::timestamp;
+use crate::{
+    domain::version::parse_version,
+    error::{DroverError, Result},
+    fleet::{ActiveRollout, Explanation},
+    rollout::{GroupPlan, GroupSpec, RolloutSpec, Strategy},
+    store::Event,
+};
+
+pub fn spec_from_proto(request: pb::CreateRolloutRequest) -> Result<RolloutSpec> {
+    let strategy = match pb::RolloutStrategy::try_from(request.strategy) {
+        Ok(pb::RolloutStrategy::TimeBased) => Strategy::TimeBased,
+        Ok(pb::RolloutStrategy::HaltOnError) | Ok(pb::RolloutStrategy::Unspecified) => {
+            Strategy::HaltOnError
+        }
+        Err(_) => {
+            return Err(DroverError::invalid(format!(
+                "unknown strategy {}",
+                request.strategy
+            )));
+        }
+    };
+    let groups = request
+        .groups
+        .into_iter()
+        .map(|g| {
+            let days = if g.days.is_empty() {
+                Weekdays::ALL
+            } else {
+                Weekdays::from_days(g.days.iter().map(|d| (*d as u32).saturating_sub(1)))
+            };
+            GroupSpec {
+                name: g.name,
+                days,
+                start_hour: g.start_hour_utc,
+                window_hours: if g.window_hours == 0 {
+                    24
+                } else {
+                    g.window_hours
+                },
+                wait_hours: g.wait_hours,
+                canary_count: g.canary_count,
+            }
+        })
+        .collect();
+    Ok(RolloutSpec {
+        rollout_id: String::new(),
+        channel: request.channel,
+        start_version: parse_version(&request.start_version)?,
+        target_version: parse_version(&request.target_version)?,
+        strategy,
+        groups,
+        done_threshold_pct: if request.done_threshold_percent == 0 {
+            90
+        } else {
+            request.done_threshold_percent
+        },
+        failure_threshold: if request.failure_threshold == 0 {
+            1
+        } else {
+            request.failure_threshold
+        },
+        max_in_flight: request.max_in_flight,
+        immediate: request.immediate,
+    })
+}
+
+fn strategy_to_proto(strategy: Strategy) -> pb::RolloutStrategy {
+    match strategy {
+        Strategy::HaltOnError => pb::RolloutStrategy::HaltOnError,
+        Strategy::TimeBased => pb::RolloutStrategy::TimeBased,
+    }
+}
+
+pub fn status_to_proto(rollout: &ActiveRollout) -> pb::RolloutStatus {
+    let groups = rollout
+        .spec
+        .groups
+        .iter()
+        .zip(&rollout.state.groups)
+        .zip(&rollout.counts)
+        .map(|((spec, state), counts)| pb::RolloutGroupStatus {
+            name: spec.name.clone(),
+            state: state.phase.as_str().to_string(),
+            note: state.note.clone(),
+            canaries: state.canaries.clone(),
+            initial: state.initial_count,
+            present: counts.present,
+            on_target: counts.on_target,
+            healthy: counts.healthy,
+            failed: counts.failed,
+            started_at: state.started_ms.and_then(timestamp),
+            done_at: state.done_ms.and_then(timestamp),
+        })
+        .collect();
+    pb::RolloutStatus {
+        rollout_id: rollout.spec.rollout_id.clone(),
+        channel: rollout.spec.channel.clone(),
+        start_version: rollout.spec.start_version.to_string(),
+        target_version: rollout.spec.target_version.to_string(),
+        strategy: strategy_to_proto(rollout.spec.strategy) as i32,
+        status: rollout.status.clone(),
+        paused: rollout.state.paused,
+        groups,
+        created_at: timestamp(rollout.created_ms),
+    }
+}
+
+pub fn plan_to_proto(plans: Vec<GroupPlan>) -> pb::RolloutPlan {
+    pb::RolloutPlan {
+        groups: plans
+            .into_iter()
+            .map(|p| pb::RolloutGroupPlan {
+                name: p.group,
+                agents: p.agents,
+                starts_at: p.starts_ms.and_then(timestamp),
+                done_at: p.done_ms.and_then(timestamp),
+            })
+            .collect(),
+    }
+}
+
+pub fn explanation_to_proto(e: Explanation) -> pb::AgentExplanation {
+    pb::AgentExplanation {
+        agent_id: e.agent_id,
+        current_version: e.current_version.unwrap_or_default(),
+        target_version: e.target_version.map(|v| v.to_string()).unwrap_or_default(),
+        reason: e.reason,
+        explanation: e.text,
+    }
+}
+
+pub fn event_to_proto(e: Event) -> pb::Event {
+    pb::Event {
+        event_id: e.event_id,
+        at: timestamp(e.at_ms),
+        kind: e.kind,
+        rollout_id: e.rollout_id,
+        group: e.group,
+        agent_id: e.agent_id,
+        actor: e.actor,
+        text: e.text,
+    }
+}
