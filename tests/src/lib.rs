@@ -33,3 +33,43 @@ pub async fn eventually<T>(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A minimal HTTP/1.1 request on loopback, so the tests need no HTTP client crate.
+/// Returns (status, body).
+pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+/// `drover-updater simulate …`: N simulated updaters in one process, each its own connection.
+pub fn simulate(
+    coordinator: &str,
+    log_dir: &std::path::Path,
+    args: &[&str],
+) -> tokio::process::Child {
+    let log = std::fs::File::create(log_dir.join("simulate.log")).expect("log file");
+    tokio::process::Command::new(bin("drover-updater"))
+        .arg("simulate")
+        .arg("--coordinator")
+        .arg(coordinator)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start drover-updater simulate")
+}

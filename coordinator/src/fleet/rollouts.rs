@@ -327,7 +327,8 @@ impl Fleet {
             .insert(channel.to_string(), rollout.clone());
         drop(_serialized);
         self.reconcile_rollouts().await?;
-        Ok(self.rollout_for(channel).unwrap_or(rollout))
+        // After the pass the rollout may have finished (e.g. everything rolled back).
+        self.rollout_status(channel).or(Ok(rollout))
     }
 
     /// What the engine sees of a rollout's channel: stored agents merged with live sessions.

@@ -42,8 +42,8 @@ pub fn reconcile(
     let mut next = state.clone();
     let mut events = Vec::new();
     if !state.paused {
-        for index in 0..spec.groups.len() {
-            transition(now_ms, spec, &mut next, index, &members[index], &mut events);
+        for (index, group_members) in members.iter().enumerate() {
+            transition(now_ms, spec, &mut next, index, group_members, &mut events);
         }
     }
     let decisions = fleet
