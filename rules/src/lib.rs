@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod schedule;
+pub mod time;
 pub mod version;
 
 pub use schedule::{MaintenanceSchedule, Weekdays};

@@ -379,21 +379,6 @@ async fn the_http_edge_serves_the_dashboard_health_and_json() {
     );
 }
 
-/// A minimal HTTP/1.1 GET, so the tests need no HTTP client crate.
 async fn http_get(coordinator: &CoordinatorProcess, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(coordinator.addresses.http)
-        .await
-        .unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
+    drover_tests::http(coordinator.addresses.http, "GET", path).await
 }

@@ -54,18 +54,8 @@ async fn next(session: &mut Session) -> Result<Down, tonic::Status> {
 }
 
 async fn store_writes(coordinator: &CoordinatorProcess) -> u64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(coordinator.addresses.http)
-        .await
-        .unwrap();
-    stream
-        .write_all(b"GET /api/v1/stats HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let body = response.split_once("\r\n\r\n").unwrap().1;
-    serde_json::from_str::<serde_json::Value>(body).unwrap()["store_write_statements"]
+    let (_, body) = drover_tests::http(coordinator.addresses.http, "GET", "/api/v1/stats").await;
+    serde_json::from_str::<serde_json::Value>(&body).unwrap()["store_write_statements"]
         .as_u64()
         .unwrap()
 }

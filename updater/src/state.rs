@@ -8,6 +8,7 @@ use std::{
 };
 
 use anyhow::Context;
+use drover_rules::time::rfc3339;
 use serde::{Deserialize, Serialize};
 
 const STATE_FILE: &str = "state.json";
@@ -362,28 +363,6 @@ fn next_window_text(schedule: Option<&SavedSchedule>, now_ms: i64) -> String {
             None => format!("none ({})", schedule.window),
         },
     }
-}
-
-/// Unix ms as RFC 3339 UTC, second precision.
-fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]

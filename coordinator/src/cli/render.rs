@@ -62,30 +62,7 @@ pub fn outcome_name(value: i32) -> &'static str {
 
 /// RFC 3339 in UTC, second precision.
 pub fn millis_text(ts: &prost_types::Timestamp) -> String {
-    let secs = ts.seconds;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    drover_rules::time::rfc3339(ts.seconds.saturating_mul(1000))
 }
 
 fn or_dash(text: &str) -> String {
@@ -306,25 +283,4 @@ pub fn schedule_json(s: &pb::GroupSchedule) -> serde_json::Value {
         "next_window_start": s.next_window_start.as_ref().map(millis_text),
         "next_window_end": s.next_window_end.as_ref().map(millis_text),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_timestamps_in_utc() {
-        let ts = prost_types::Timestamp {
-            seconds: 1_795_000_000,
-            nanos: 0,
-        };
-        assert_eq!(millis_text(&ts), "2026-11-18T11:06:40Z");
-        assert_eq!(
-            millis_text(&prost_types::Timestamp {
-                seconds: 0,
-                nanos: 0
-            }),
-            "1970-01-01T00:00:00Z"
-        );
-    }
 }

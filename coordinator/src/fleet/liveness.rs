@@ -32,7 +32,8 @@ pub async fn run_background_tasks(fleet: Arc<Fleet>, shutdown: CancellationToken
             }
             _ = flush.tick() => flush_liveness(&fleet).await,
             _ = refresh.tick() => {
-                if let Err(err) = fleet.refresh_and_push().await {
+                let refreshed = fleet.refresh_settings().await.map(|changed| if changed { fleet.push_all(); });
+                if let Err(err) = refreshed {
                     tracing::warn!(error = %err, "could not refresh channels from the store");
                 }
             }

@@ -331,26 +331,46 @@ impl Fleet {
 
     /// Re-reads settings from the store and pushes every directive that changed.
     pub async fn refresh_and_push(&self) -> Result<usize> {
-        let _serialized = self.refresh_lock.lock().await;
-        let fresh = Arc::new(SettingsView::load(&self.store).await?);
-        *self.view.write() = fresh;
+        self.refresh_settings().await?;
         Ok(self.push_all())
     }
 
-    fn push_all(&self) -> usize {
+    /// Re-reads settings; returns whether they changed (another replica, or an admin).
+    pub async fn refresh_settings(&self) -> Result<bool> {
+        let _serialized = self.refresh_lock.lock().await;
+        let fresh = SettingsView::load(&self.store).await?;
+        let changed = *self.view() != fresh;
+        if changed {
+            *self.view.write() = Arc::new(fresh);
+        }
+        Ok(changed)
+    }
+
+    /// Sends every connected updater its directive if it changed. Agents that follow a
+    /// channel share one directive per (channel, group), computed once per pass.
+    pub fn push_all(&self) -> usize {
+        let view = self.view();
+        let governed: HashSet<String> = self.rollouts.read().keys().cloned().collect();
+        let pins = self.pins.read().clone();
         let sessions = self.sessions.all();
+        let mut shared: HashMap<(&str, &str), Directive> = HashMap::new();
         let mut pushed = 0;
         for session in &sessions {
-            let version = session.live.lock().agent_version.clone();
-            let directive = self.directive_for(
-                &session.agent_id,
-                &session.channel,
-                &session.group,
-                version.as_deref(),
-            );
-            if session.push(&directive) {
-                pushed += 1;
-            }
+            let sent = if governed.contains(&session.channel) || pins.contains(&session.agent_id) {
+                let version = session.live.lock().agent_version.clone();
+                session.push(&self.directive_for(
+                    &session.agent_id,
+                    &session.channel,
+                    &session.group,
+                    version.as_deref(),
+                ))
+            } else {
+                let directive = shared
+                    .entry((session.channel.as_str(), session.group.as_str()))
+                    .or_insert_with(|| view.directive_for(&session.channel, &session.group));
+                session.push(directive)
+            };
+            pushed += usize::from(sent);
         }
         self.counters
             .directives_pushed

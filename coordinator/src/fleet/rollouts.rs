@@ -367,8 +367,13 @@ impl Fleet {
     /// One pass of the reconcile loop over every active rollout; pushes what changed.
     pub async fn reconcile_rollouts(&self) -> Result<()> {
         let _serialized = self.rollout_lock.lock().await;
+        let active = self.rollouts();
+        if active.is_empty() {
+            return Ok(());
+        }
         let control_plane = self.view().control_plane.clone();
-        for current in self.rollouts() {
+        let mut any_finished = false;
+        for current in active {
             let snapshot = self.snapshot(&current.spec, current.created_ms).await?;
             let now = self.clock.now_ms();
             let out = reconcile(
@@ -439,6 +444,7 @@ impl Fleet {
                     .write()
                     .insert(current.spec.channel.clone(), Arc::new(rollout));
             } else {
+                any_finished = true;
                 if status == "done" {
                     // The channel now serves the target, so agents stay there once the rollout ends.
                     self.store()
@@ -456,7 +462,10 @@ impl Fleet {
             }
         }
         drop(_serialized);
-        self.refresh_and_push().await?;
+        if any_finished {
+            self.refresh_settings().await?;
+        }
+        self.push_all();
         Ok(())
     }
 
@@ -493,7 +502,9 @@ impl Fleet {
             ..NewEvent::default()
         };
         self.store().add_events(&[event]).await?;
-        self.reconcile_rollouts().await
+        self.reconcile_rollouts().await?;
+        self.push_all();
+        Ok(())
     }
 }
 
