@@ -154,6 +154,7 @@ async fn welcome_comes_first_and_unchanged_heartbeats_cost_no_write() {
             // The updater's own decision changes often; it is kept in memory, never written.
             decision_reason: format!("reason-{}", sequence % 3),
             decision_detail: String::new(),
+            want_ack: false,
             progress: None,
         }))
     };

@@ -303,11 +303,19 @@ async fn a_good_release_completes_group_by_group_honouring_windows_and_waits() {
         (Some("done"), Some(0))
     );
 
-    let summary = eventually("every unpinned agent runs 1.1.0", WAIT, async || {
+    let deadline = std::time::Instant::now() + WAIT;
+    let summary = loop {
         let s = droverctl_json(&url, &["fleet", "summary"]).await;
-        (s["by_version"]["1.1.0"] == FLEET as u64 - 1).then_some(s)
-    })
-    .await;
+        if s["by_version"]["1.1.0"] == FLEET as u64 - 1 {
+            break s;
+        }
+        if std::time::Instant::now() >= deadline {
+            let why = droverctl_json(&url, &["agents", "why", "sim-00002"]).await;
+            let events = droverctl_json(&url, &["events", "--agent", "sim-00002"]).await;
+            panic!("not every unpinned agent runs 1.1.0: {s}\nsim-00002: {why}\n{events}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(
         summary["by_version"]["1.0.0"], 1,
         "the pinned agent stayed: {summary}"

@@ -175,8 +175,16 @@ async fn with_no_schedule_an_update_installs_at_once() {
         updater_log_mentions(&updater, "no_schedule"),
         "the install was decided for want of a schedule"
     );
-    let agent = s.agent().await;
-    assert_eq!(agent["last_report"]["outcome"], "SUCCEEDED");
+    // The version can arrive by heartbeat a moment before the report: wait for the report.
+    let agent = eventually(
+        "the success report reaches the coordinator",
+        WAIT,
+        async || {
+            let agent = s.agent().await;
+            (agent["last_report"]["outcome"] == "SUCCEEDED").then_some(agent)
+        },
+    )
+    .await;
     assert_eq!(agent["health"], "healthy");
     assert_eq!(
         s.host.installed_versions(),
@@ -420,11 +428,13 @@ async fn with_the_coordinator_down_the_cached_rules_still_apply() {
         },
     )
     .await;
-    assert_eq!(
-        updater.state()["pending_reports"].as_array().unwrap().len(),
-        1,
-        "the report waits for the coordinator"
-    );
+    // The agent answers before the updater's health gate has finished; then the report waits.
+    eventually("the report waits for the coordinator", WAIT, async || {
+        let state = updater.state();
+        let pending = state["pending_reports"].as_array().map(Vec::len);
+        (pending == Some(1) && state["last_report"]["outcome"] == "succeeded").then_some(())
+    })
+    .await;
 
     s.coordinator.restart().await;
     eventually(

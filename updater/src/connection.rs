@@ -115,6 +115,7 @@ async fn heartbeat(shared: &Shared, sequence: u64) -> pb::UpdaterMessage {
         sequence,
         decision_reason,
         decision_detail,
+        want_ack: false,
     }))
 }
 
@@ -160,7 +161,7 @@ async fn session(
                         directives.send(convert::directive_record(directive, DirectiveSource::Push)).await?;
                     }
                     Some(Down::ReportAck(ack)) => acknowledge(shared, &ack.attempt_id).await?,
-                    Some(Down::Welcome(_)) | None => {}
+                    Some(Down::Welcome(_)) | Some(Down::HeartbeatAck(_)) | None => {}
                 }
             }
             _ = tokio::time::sleep(next_heartbeat) => {

@@ -154,11 +154,28 @@ impl Fleet {
         version: Option<&str>,
     ) -> Directive {
         let view = self.view();
+        let cp = view.control_plane.as_ref();
+        let critical = view.channels.get(channel).is_some_and(|c| c.critical);
+        // Holding: stay on the current version, if it is itself within the constraints.
+        let hold = |rollout_id: &str, reason: &'static str, detail: &str| {
+            let current = version
+                .and_then(|v| Version::parse(v).ok())
+                .filter(|v| cp.is_some_and(|cp| check_constraints(v, cp).is_ok()));
+            directive_from_rollout(
+                rollout_id,
+                current.as_ref(),
+                critical,
+                reason,
+                detail.to_string(),
+                cp,
+            )
+        };
+        if self.pins.read().contains(agent_id) {
+            return hold("", "pinned", "pinned by an admin: it stays on its version");
+        }
         let Some(rollout) = self.rollout_for(channel) else {
             return view.directive_for(channel, group);
         };
-        let critical = view.channels.get(channel).is_some_and(|c| c.critical);
-        let cp = view.control_plane.as_ref();
         let rollout_id = &rollout.spec.rollout_id;
         match rollout.decisions.get(agent_id) {
             Some(d) => directive_from_rollout(
@@ -169,21 +186,12 @@ impl Fleet {
                 d.detail.clone(),
                 cp,
             ),
-            None => {
-                // New since the engine's last pass: hold until it has looked at this agent.
-                let current = version
-                    .and_then(|v| Version::parse(v).ok())
-                    .filter(|v| cp.is_some_and(|cp| check_constraints(v, cp).is_ok()));
-                let detail = "the rollout has not considered this agent yet".to_string();
-                directive_from_rollout(
-                    rollout_id,
-                    current.as_ref(),
-                    critical,
-                    "rollout_pending",
-                    detail,
-                    cp,
-                )
-            }
+            // New since the engine's last pass: hold until it has looked at this agent.
+            None => hold(
+                rollout_id,
+                "rollout_pending",
+                "the rollout has not considered this agent yet",
+            ),
         }
     }
 
@@ -308,7 +316,7 @@ impl Fleet {
                 self.reconcile_now.notify_one();
             }
         }
-        session.ack(report.attempt_id).await;
+        session.ack(registry::Ack::Report(report.attempt_id)).await;
         Ok(())
     }
 

@@ -12,6 +12,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::{Health, UpdaterState, directive::Directive};
 
+/// What a session acknowledges to its updater.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ack {
+    /// A report, by attempt id, once committed.
+    Report(String),
+    /// A heartbeat, by sequence, once processed (only when asked for).
+    Heartbeat(u64),
+}
+
 /// Live status from heartbeats, kept in memory; only changes reach the store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveStatus {
@@ -33,7 +42,7 @@ pub struct Session {
     pub channel: String,
     pub live: Mutex<LiveStatus>,
     directive: watch::Sender<Directive>,
-    acks: mpsc::Sender<String>,
+    acks: mpsc::Sender<Ack>,
     /// Cancelled when a newer session for the same agent replaces this one.
     pub closed: CancellationToken,
 }
@@ -43,7 +52,7 @@ pub struct SessionOutbox {
     pub directives: watch::Receiver<Directive>,
     /// False when the updater said it already holds the current directive.
     pub send_current_directive: bool,
-    pub acks: mpsc::Receiver<String>,
+    pub acks: mpsc::Receiver<Ack>,
 }
 
 impl Session {
@@ -90,9 +99,10 @@ impl Session {
         })
     }
 
-    pub async fn ack(&self, attempt_id: String) {
-        // A full ack queue means the updater stopped reading; it will resend the report.
-        let _ = self.acks.send(attempt_id).await;
+    /// Queues an acknowledgement. A full queue means the updater stopped reading; waiting
+    /// here pushes back on its stream, and an unacknowledged report is resent anyway.
+    pub async fn ack(&self, ack: Ack) {
+        let _ = self.acks.send(ack).await;
     }
 }
 

@@ -213,8 +213,9 @@ impl Fleet {
             .write()
             .insert(spec.channel.clone(), active.clone());
         drop(_serialized);
-        self.reconcile_now.notify_one();
-        Ok(active)
+        // Decide for every agent at once, so directives and `agents why` reflect the rollout.
+        self.reconcile_rollouts().await?;
+        Ok(self.rollout_for(&spec.channel).unwrap_or(active))
     }
 
     /// Runs the engine forward over today's inventory; changes nothing.
@@ -372,7 +373,6 @@ impl Fleet {
             return Ok(());
         }
         let control_plane = self.view().control_plane.clone();
-        let mut any_finished = false;
         for current in active {
             let snapshot = self.snapshot(&current.spec, current.created_ms).await?;
             let now = self.clock.now_ms();
@@ -444,7 +444,6 @@ impl Fleet {
                     .write()
                     .insert(current.spec.channel.clone(), Arc::new(rollout));
             } else {
-                any_finished = true;
                 if status == "done" {
                     // The channel now serves the target, so agents stay there once the rollout ends.
                     self.store()
@@ -455,6 +454,9 @@ impl Fleet {
                         )
                         .await?;
                 }
+                // The view must show the channel's new version before the rollout stops
+                // governing it; otherwise a push in between would send the old version.
+                self.refresh_settings().await?;
                 self.rollouts.write().remove(&current.spec.channel);
                 self.finished_rollouts
                     .write()
@@ -462,9 +464,6 @@ impl Fleet {
             }
         }
         drop(_serialized);
-        if any_finished {
-            self.refresh_settings().await?;
-        }
         self.push_all();
         Ok(())
     }

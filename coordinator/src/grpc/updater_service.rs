@@ -15,7 +15,7 @@ use super::convert;
 use crate::{
     domain::{AgentStatus, validate},
     fleet::Fleet,
-    fleet::registry::Session,
+    fleet::registry::{Ack, Session},
 };
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,8 +93,12 @@ impl UpdaterService for UpdaterApi {
                 ))))
             }
         });
-        let acks = ReceiverStream::new(outbox.acks)
-            .map(|attempt_id| Ok(down(Down::ReportAck(pb::ReportAck { attempt_id }))));
+        let acks = ReceiverStream::new(outbox.acks).map(|ack| {
+            Ok(down(match ack {
+                Ack::Report(attempt_id) => Down::ReportAck(pb::ReportAck { attempt_id }),
+                Ack::Heartbeat(sequence) => Down::HeartbeatAck(pb::HeartbeatAck { sequence }),
+            }))
+        });
         let closed = session.closed.clone();
         let shutdown = self.fleet.shutdown.clone();
         let end = futures::stream::once(async move {
@@ -232,6 +236,9 @@ async fn handle(
                 heartbeat.decision_detail.as_str(),
             );
             fleet.heartbeat(session, status, decision).await?;
+            if heartbeat.want_ack {
+                session.ack(Ack::Heartbeat(heartbeat.sequence)).await;
+            }
         }
         Some(Up::Report(report)) => {
             let report = convert::report_from_proto(report)?;
