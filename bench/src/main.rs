@@ -142,6 +142,13 @@ async fn wait_until(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("echo-server") {
+        // The memory baseline runs the echo server in a process of its own.
+        stats::raise_fd_limit()?;
+        let addr = echo::serve().await?;
+        println!("{addr}");
+        std::future::pending::<()>().await;
+    }
     let args = Args::parse();
     let fd_limit = stats::raise_fd_limit()?;
     let work = std::env::temp_dir().join(format!("drover-loadgen-{}", std::process::id()));
@@ -197,8 +204,9 @@ async fn main() -> anyhow::Result<()> {
         args.updaters,
     );
     let connect_started = Instant::now();
+    let mut fleet = Vec::with_capacity(args.updaters);
     for index in 0..args.updaters {
-        tokio::spawn(load::updater(shared.clone(), index));
+        fleet.push(tokio::spawn(load::updater(shared.clone(), index)));
         if index % 500 == 499 {
             tokio::task::yield_now().await;
         }
@@ -393,7 +401,21 @@ async fn main() -> anyhow::Result<()> {
         cpu.as_secs_f64() / 20.0 * 100.0
     );
 
+    // 7. Memory baseline: the same number of connections to a bare tonic echo server in a
+    // process of its own (last, because these simulated updaters keep retrying afterwards).
+    // This process may hold only so many sockets: close the first fleet's before opening more.
+    for updater in &fleet {
+        updater.abort();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let echo_kib = echo_memory_per_connection(&args, n).await?;
+    println!(
+        "7. bare tonic echo process: {echo_kib:.1} KiB per connection; coordinator/echo memory ratio {:.2}",
+        per_updater_kib / echo_kib.max(0.001)
+    );
+
     let summary = json!({
+        "echo_kib_per_connection": echo_kib,
         "backend": backend,
         "updaters": n,
         "connect_s": connect_time.as_secs_f64(),
@@ -409,4 +431,42 @@ async fn main() -> anyhow::Result<()> {
     println!("{summary}");
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+async fn echo_memory_per_connection(args: &Args, n: u64) -> anyhow::Result<f64> {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("echo-server")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().context("echo server stdout")?;
+    let mut line = String::new();
+    tokio::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .await?;
+    let url = format!("http://{}", line.trim());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = child.id().unwrap_or_default();
+    let idle = stats::rss_kib(pid)?;
+    let shared = load::Shared::new(
+        url,
+        args.sources,
+        Duration::from_secs(args.heartbeat_secs),
+        n as usize,
+    );
+    for index in 0..n as usize {
+        tokio::spawn(load::updater(shared.clone(), index));
+    }
+    wait_until(
+        "every echo connection open",
+        Duration::from_secs(180),
+        || shared.live.load(Ordering::Relaxed) >= n,
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let loaded = stats::rss_kib(pid)?;
+    child.start_kill()?;
+    Ok(loaded.saturating_sub(idle) as f64 / n as f64)
 }
