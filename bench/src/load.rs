@@ -26,8 +26,6 @@ pub struct Shared {
     pub heartbeat: Duration,
     /// Sessions currently open (welcomed and not yet broken).
     pub live: AtomicU64,
-    /// Welcomes ever received (a reconnect counts again).
-    pub welcomes: AtomicU64,
     pub errors: AtomicU64,
     pub heartbeats: AtomicU64,
     /// The version a push is expected to carry, and when each updater first held it.
@@ -42,7 +40,6 @@ impl Shared {
             sources: sources.max(1),
             heartbeat,
             live: AtomicU64::new(0),
-            welcomes: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             heartbeats: AtomicU64::new(0),
             push_target: parking_lot::Mutex::new(String::new()),
@@ -131,7 +128,6 @@ async fn session(shared: &Shared, index: usize, attempt: &mut u32) -> anyhow::Re
                     Some(Down::Welcome(_)) => {
                         *attempt = 0;
                         shared.live.fetch_add(1, Ordering::Relaxed);
-                        shared.welcomes.fetch_add(1, Ordering::Relaxed);
                         welcomed = Some(LiveGuard(&shared.live));
                     }
                     Some(Down::Directive(d))

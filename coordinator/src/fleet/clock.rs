@@ -28,10 +28,6 @@ impl FleetClock {
         }
     }
 
-    pub fn is_manual(&self) -> bool {
-        matches!(self, Self::Manual(_))
-    }
-
     /// Moves a manual clock forward; the wall clock cannot be moved.
     pub fn advance(&self, by_ms: i64) -> Result<i64> {
         match self {
