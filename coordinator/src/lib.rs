@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod domain;
 pub mod error;
+mod failpoint;
 pub mod fleet;
 pub mod grpc;
 pub mod http;

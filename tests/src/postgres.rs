@@ -36,13 +36,33 @@ impl TestPostgres {
     }
 
     pub async fn drop_database(self) {
-        if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
-            let _ = conn
-                .execute(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
+        // Drop does it; this name stays for readability at the end of a test.
+        drop(self);
+    }
+}
+
+/// Every test database is dropped, also when its test fails (on its own thread and
+/// runtime, since Drop cannot await).
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.name);
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut conn = PgConnection::connect(&admin_url()).await.ok()?;
+                conn.execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
                 )))
-                .await;
+                .await
+                .ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("could not drop test database {}", self.url);
         }
     }
 }

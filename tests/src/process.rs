@@ -31,6 +31,17 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+fn failpoints_bin() -> PathBuf {
+    let path = bin("drover-coordinator").with_file_name("drover-coordinator-failpoints");
+    assert!(
+        path.exists(),
+        "{} is missing; scripts/test builds it (cargo build -p drover-coordinator --features \
+         failpoints, then copies the binary under this name)",
+        path.display()
+    );
+    path
+}
+
 fn log_file(dir: &Path, name: &str) -> std::fs::File {
     std::fs::OpenOptions::new()
         .create(true)
@@ -44,6 +55,8 @@ pub struct CoordinatorBuilder {
     work_dir: PathBuf,
     database: String,
     args: Vec<String>,
+    /// `DROVER_FAILPOINTS` for the failpoint-enabled build; `None`: the normal binary.
+    failpoints: Option<String>,
 }
 
 impl CoordinatorBuilder {
@@ -58,7 +71,15 @@ impl CoordinatorBuilder {
             work_dir: work_dir.to_path_buf(),
             database: database.to_string(),
             args: Vec::new(),
+            failpoints: None,
         }
+    }
+
+    /// Runs the failpoint-enabled build (`drover-coordinator-failpoints`, made by
+    /// scripts/test) with these points armed, e.g. `report.before_ack=crash`.
+    pub fn failpoints(mut self, spec: &str) -> Self {
+        self.failpoints = Some(spec.to_string());
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
@@ -83,7 +104,15 @@ impl CoordinatorProcess {
     async fn spawn(builder: CoordinatorBuilder, grpc: SocketAddr, http: SocketAddr) -> Self {
         let ready = builder.work_dir.join("coordinator-ready.json");
         let _ = std::fs::remove_file(&ready);
-        let child = Command::new(bin("drover-coordinator"))
+        let mut command = match &builder.failpoints {
+            Some(spec) => {
+                let mut command = Command::new(failpoints_bin());
+                command.env("DROVER_FAILPOINTS", spec);
+                command
+            }
+            None => Command::new(bin("drover-coordinator")),
+        };
+        let child = command
             .arg("--database")
             .arg(&builder.database)
             .arg("--grpc-listen")
@@ -140,6 +169,30 @@ impl CoordinatorProcess {
     pub async fn kill9(&mut self) {
         self.child.start_kill().expect("SIGKILL the coordinator");
         self.child.wait().await.expect("reap the coordinator");
+    }
+
+    /// Waits (up to `timeout`) for the process to die at an armed crash point; returns the
+    /// log, which names the point.
+    pub async fn wait_crash(&mut self, timeout: Duration) -> String {
+        let status = tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the coordinator did not crash within {timeout:?}:\n{}",
+                    self.log()
+                )
+            })
+            .expect("reap the coordinator");
+        assert!(!status.success(), "a crash is not a clean exit: {status}");
+        self.log()
+    }
+
+    /// Restarts without crash points: the same store and ports, the normal binary.
+    pub async fn restart_disarmed(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        self.builder.failpoints = None;
+        self.restart().await;
     }
 
     /// Starts again on the same database and the same ports, so updaters find it.

@@ -7,7 +7,7 @@ use drover_coordinator::{
         AgentFilter, AgentIdentity, AgentStatus, Health, InstallerKind, UpdateOutcome,
         UpdateReport, UpdaterState,
     },
-    store::Store,
+    store::{NewEvent, ReportRecorded, Store},
 };
 use drover_rules::{MaintenanceSchedule, Weekdays};
 use drover_tests::TestPostgres;
@@ -38,6 +38,20 @@ fn report(attempt: &str, to: &str, outcome: UpdateOutcome) -> UpdateReport {
         directive_id: "d-1".into(),
         rollout_id: String::new(),
     }
+}
+
+fn event(text: &str) -> NewEvent {
+    NewEvent {
+        at_ms: 1,
+        kind: "admin",
+        text: text.into(),
+        ..NewEvent::default()
+    }
+}
+
+async fn event_count(store: &Store, text: &str) -> usize {
+    let events = store.recent_events("", 1000).await.unwrap();
+    events.iter().filter(|e| e.text == text).count()
 }
 
 async fn store_contract(store: Store) {
@@ -120,40 +134,55 @@ async fn store_contract(store: Store) {
         );
     }
 
-    // Reports are idempotent by attempt id and a success moves the agent's version.
-    assert!(
-        store
-            .record_report(
-                "a-1",
-                &report("r-1", "1.1.0", UpdateOutcome::Succeeded),
-                10_000
-            )
-            .await
-            .unwrap()
+    // Reports: stored once per agent and attempt id, with their event in the same commit;
+    // a success moves the version only from the version the agent is recorded on.
+    let r1 = report("r-1", "1.1.0", UpdateOutcome::Succeeded);
+    let recorded = store
+        .record_report("a-1", &r1, 10_000, &event("a-1 r-1"))
+        .await
+        .unwrap();
+    let moved = ReportRecorded {
+        new: true,
+        version_moved: true,
+    };
+    assert_eq!(recorded, moved);
+    let resent = store
+        .record_report("a-1", &r1, 11_000, &event("a-1 r-1"))
+        .await
+        .unwrap();
+    assert!(!resent.new && !resent.version_moved);
+    assert_eq!(
+        event_count(&store, "a-1 r-1").await,
+        1,
+        "a resend writes no event"
     );
-    assert!(
-        !store
-            .record_report(
-                "a-1",
-                &report("r-1", "1.1.0", UpdateOutcome::Succeeded),
-                11_000
-            )
-            .await
-            .unwrap()
-    );
+    // Another agent's attempt with the same id is its own report, not a duplicate.
+    let other = store
+        .record_report("a-3", &r1, 11_500, &event("a-3 r-1"))
+        .await
+        .unwrap();
+    assert_eq!(other, moved);
+    // An older report (it finished before r-1, from 1.0.0) arriving late moves nothing back.
+    let mut stale = report("r-0", "1.0.5", UpdateOutcome::Succeeded);
+    stale.finished_ms = 1;
+    let late = store
+        .record_report("a-1", &stale, 11_600, &event("a-1 r-0"))
+        .await
+        .unwrap();
+    assert!(late.new && !late.version_moved);
     let a1 = store.get_agent("a-1").await.unwrap().unwrap();
     assert_eq!(a1.agent_version.as_deref(), Some("1.1.0"));
     assert_eq!(a1.last_report.unwrap().attempt_id, "r-1");
-    assert!(
-        store
-            .record_report(
-                "a-2",
-                &report("r-2", "1.2.0", UpdateOutcome::Failed),
-                12_000
-            )
-            .await
-            .unwrap()
-    );
+    let failed = store
+        .record_report(
+            "a-2",
+            &report("r-2", "1.2.0", UpdateOutcome::Failed),
+            12_000,
+            &event("a-2 r-2"),
+        )
+        .await
+        .unwrap();
+    assert!(failed.new && !failed.version_moved);
     assert_eq!(
         store
             .get_agent("a-2")
@@ -173,21 +202,31 @@ async fn store_contract(store: Store) {
         .sum();
     assert_eq!(prod_110, 2);
     assert_eq!(summary.iter().map(|r| r.count).sum::<u64>(), 3);
+    assert_eq!(
+        store
+            .get_agent("a-3")
+            .await
+            .unwrap()
+            .unwrap()
+            .agent_version
+            .as_deref(),
+        Some("1.1.0")
+    );
 
     // Channels and the control-plane version.
     let channels = store.list_channels().await.unwrap();
     let names: Vec<_> = channels.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["default", "stable/rolling"]);
     store
-        .set_channel_version("beta", "1.2.0", 20_000)
+        .set_channel_version("beta", "1.2.0", 20_000, &event("beta 1.2.0"))
         .await
         .unwrap();
     store
-        .set_channel_version("beta", "1.3.0", 21_000)
+        .set_channel_version("beta", "1.3.0", 21_000, &event("beta 1.3.0"))
         .await
         .unwrap();
     store
-        .set_channel_critical("beta", true, 22_000)
+        .set_channel_critical("beta", true, 22_000, &event("beta critical"))
         .await
         .unwrap();
     let beta = store.get_channel("beta").await.unwrap().unwrap();
@@ -196,14 +235,14 @@ async fn store_contract(store: Store) {
         (Some("1.3.0"), true)
     );
     let missing = store
-        .set_channel_critical("nope", true, 1)
+        .set_channel_critical("nope", true, 1, &event("nope critical"))
         .await
         .unwrap_err()
         .to_string();
     assert!(missing.contains("droverctl channels set nope"), "{missing}");
     assert_eq!(store.control_plane_version().await.unwrap(), None);
     store
-        .set_control_plane_version("2.0.0", 30_000)
+        .set_control_plane_version("2.0.0", 30_000, &event("cp 2.0.0"))
         .await
         .unwrap();
     assert_eq!(
@@ -225,7 +264,10 @@ async fn store_contract(store: Store) {
         start_minute_utc: 120,
         duration_minutes: 60,
     };
-    store.set_schedule("prod", &window, 40_000).await.unwrap();
+    store
+        .set_schedule("prod", &window, 40_000, &event("prod window"))
+        .await
+        .unwrap();
     store
         .set_schedule(
             "dev",
@@ -234,6 +276,7 @@ async fn store_contract(store: Store) {
                 ..window
             },
             40_000,
+            &event("dev window"),
         )
         .await
         .unwrap();
@@ -245,6 +288,7 @@ async fn store_contract(store: Store) {
                 ..window
             },
             41_000,
+            &event("prod window later"),
         )
         .await
         .unwrap();
@@ -258,9 +302,30 @@ async fn store_contract(store: Store) {
         ("prod", 180)
     );
     assert_eq!(schedules[1].schedule.days, window.days);
-    assert!(store.clear_schedule("dev").await.unwrap());
-    assert!(!store.clear_schedule("dev").await.unwrap());
+    assert!(
+        store
+            .clear_schedule("dev", &event("dev cleared"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .clear_schedule("dev", &event("dev cleared"))
+            .await
+            .unwrap()
+    );
     assert_eq!(store.list_schedules().await.unwrap().len(), 1);
+    // Every committed change has exactly one event; refused ones have none.
+    for (text, count) in [
+        ("beta 1.2.0", 1),
+        ("beta critical", 1),
+        ("nope critical", 0),
+        ("cp 2.0.0", 1),
+        ("prod window", 1),
+        ("dev cleared", 1),
+    ] {
+        assert_eq!(event_count(&store, text).await, count, "{text}");
+    }
     store.close().await;
 }
 

@@ -80,6 +80,31 @@ fn truncate_for_message(value: &str) -> String {
     value.chars().take(40).collect()
 }
 
+/// Earliest time a report may name: 2000-01-01T00:00:00Z.
+pub const EARLIEST_REPORT_MS: i64 = 946_684_800_000;
+/// How far ahead of our clock an updater's clock may run before its report is refused.
+pub const MAX_CLOCK_AHEAD_MS: i64 = 24 * 3_600_000;
+
+/// A report's start and finish times: set, after 2000, at most a day ahead of `now_ms`,
+/// and the start not after the finish.
+pub fn report_times(started_ms: i64, finished_ms: i64, now_ms: i64) -> Result<()> {
+    let latest = now_ms.saturating_add(MAX_CLOCK_AHEAD_MS);
+    for (field, value) in [("started_at", started_ms), ("finished_at", finished_ms)] {
+        if !(EARLIEST_REPORT_MS..=latest).contains(&value) {
+            return Err(DroverError::invalid(format!(
+                "{field} is {value} ms since 1970, outside 2000-01-01 .. a day from now; \
+                 set it from a synchronised clock"
+            )));
+        }
+    }
+    if started_ms > finished_ms {
+        return Err(DroverError::invalid(
+            "started_at is after finished_at; a report must finish after it starts",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +122,22 @@ mod tests {
         assert!(name("channel", "stable/rolling").is_ok());
         assert!(name("channel", "/stable").is_err());
         assert!(name("channel", "a b").is_err());
+    }
+
+    #[test]
+    fn report_times_are_bounded() {
+        let now = 1_800_000_000_000;
+        assert!(report_times(now - 10, now, now).is_ok());
+        assert!(report_times(0, now, now).is_err(), "unset start");
+        assert!(report_times(-5, now, now).is_err(), "negative");
+        assert!(
+            report_times(now, now + 2 * MAX_CLOCK_AHEAD_MS, now).is_err(),
+            "far future"
+        );
+        assert!(report_times(now, i64::MAX, now).is_err(), "overflowing");
+        assert!(
+            report_times(now, now - 1, now).is_err(),
+            "start after finish"
+        );
     }
 }

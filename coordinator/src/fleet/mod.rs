@@ -8,6 +8,7 @@
 //! - `queries.rs` — what admins read: agents, summary, explanations, events.
 
 mod clock;
+mod inventory;
 mod liveness;
 mod queries;
 pub mod registry;
@@ -30,15 +31,17 @@ use tokio::sync::Notify;
 
 use crate::{
     domain::{
-        AgentIdentity, AgentStatus, UpdateOutcome, UpdateReport, UpdaterState,
+        AgentIdentity, AgentStatus, UpdateReport, UpdaterState,
         directive::{Directive, directive_from_rollout},
         now_ms, validate,
         version::check_constraints,
     },
     error::Result,
+    failpoint::failpoint,
     store::{NewEvent, Store},
 };
 pub use clock::FleetClock;
+use inventory::Inventory;
 pub use liveness::run_background_tasks;
 pub use queries::{AgentView, Explanation, FleetSummary};
 use registry::{LiveStatus, Session, SessionOutbox, SessionRegistry};
@@ -100,6 +103,8 @@ pub struct Fleet {
     /// Serializes engine passes and admin verbs on rollouts.
     rollout_lock: tokio::sync::Mutex<()>,
     pins: RwLock<HashSet<String>>,
+    /// The engine's view of every agent, kept current by the calls that write it.
+    inventory: Inventory,
     /// Wakes the reconcile loop early (after a verb, a clock move, a report).
     pub reconcile_now: Notify,
     /// The clock rollouts run on.
@@ -112,6 +117,7 @@ pub struct Fleet {
 impl Fleet {
     pub async fn new(store: Arc<Store>, config: FleetConfig) -> Result<Arc<Self>> {
         let view = SettingsView::load(&store).await?;
+        let inventory = Inventory::load(store.all_agents().await?);
         let fleet = Arc::new(Self {
             store,
             sessions: SessionRegistry::default(),
@@ -123,6 +129,7 @@ impl Fleet {
             finished_rollouts: RwLock::new(HashMap::new()),
             rollout_lock: tokio::sync::Mutex::new(()),
             pins: RwLock::new(HashSet::new()),
+            inventory,
             reconcile_now: Notify::new(),
             counters: FleetCounters::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
@@ -204,6 +211,13 @@ impl Fleet {
         let now = now_ms();
         self.store.upsert_agent(&identity, now).await?;
         let version = identity.agent_version.as_ref().map(ToString::to_string);
+        self.inventory.identify(
+            &identity.agent_id,
+            &identity.channel,
+            &identity.group,
+            version.clone(),
+            identity.health,
+        );
         let directive = self.directive_for(
             &identity.agent_id,
             &identity.channel,
@@ -269,49 +283,51 @@ impl Fleet {
             self.store
                 .update_agent_status(&session.agent_id, status, now)
                 .await?;
+            self.inventory
+                .set_status(&session.agent_id, status.health, status.agent_version);
             session.live.lock().flushed_seen_ms = now;
         }
         Ok(())
     }
 
-    /// Commits the report, then acknowledges it; a resent report is acknowledged again.
+    /// Commits the report with its event, then acknowledges it; a resent report is
+    /// acknowledged again and writes nothing. A stale report never moves the agent back.
     pub async fn report(&self, session: &Session, report: UpdateReport) -> Result<()> {
         self.counters.reports.fetch_add(1, Ordering::Relaxed);
-        let inserted = self
+        let error = if report.error.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", report.error)
+        };
+        let event = NewEvent {
+            at_ms: self.clock.now_ms(),
+            kind: "update",
+            rollout_id: report.rollout_id.clone(),
+            group: session.group.clone(),
+            agent_id: session.agent_id.clone(),
+            actor: "updater".into(),
+            text: format!(
+                "{} → {}: {}{error}",
+                if report.from_version.is_empty() {
+                    "-"
+                } else {
+                    &report.from_version
+                },
+                report.to_version,
+                report.outcome
+            ),
+        };
+        let recorded = self
             .store
-            .record_report(&session.agent_id, &report, now_ms())
+            .record_report(&session.agent_id, &report, now_ms(), &event)
             .await?;
-        if inserted {
-            if report.outcome == UpdateOutcome::Succeeded {
+        failpoint!("report.before_ack");
+        if recorded.new {
+            if recorded.version_moved {
                 session.live.lock().agent_version = Some(report.to_version.clone());
             }
-            let error = if report.error.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", report.error)
-            };
-            let event = NewEvent {
-                at_ms: self.clock.now_ms(),
-                kind: "update",
-                rollout_id: report.rollout_id.clone(),
-                group: session.group.clone(),
-                agent_id: session.agent_id.clone(),
-                actor: "updater".into(),
-                text: format!(
-                    "{} → {}: {}{error}",
-                    if report.from_version.is_empty() {
-                        "-"
-                    } else {
-                        &report.from_version
-                    },
-                    report.to_version,
-                    report.outcome
-                ),
-            };
-            // The report itself is committed; its event line is best effort.
-            if let Err(err) = self.store.add_events(&[event]).await {
-                tracing::warn!(error = %err, "could not log the update event");
-            }
+            self.inventory
+                .record_report(&session.agent_id, &report, recorded.version_moved);
             if self.rollout_for(&session.channel).is_some() {
                 self.reconcile_now.notify_one();
             }
@@ -354,6 +370,18 @@ impl Fleet {
         Ok(changed)
     }
 
+    /// Shows a channel's committed new version in the view without a store read (a finished
+    /// rollout's switch), so it cannot fail between the commit and the hand-over.
+    async fn set_view_channel_version(&self, channel: &str, version: Version) {
+        let _serialized = self.refresh_lock.lock().await;
+        let mut view = (*self.view()).clone();
+        if let Some(entry) = view.channels.get_mut(channel) {
+            entry.version = Some(version);
+            entry.updated_at_ms = now_ms();
+        }
+        *self.view.write() = Arc::new(view);
+    }
+
     /// Sends every connected updater its directive if it changed. Agents that follow a
     /// channel share one directive per (channel, group), computed once per pass.
     pub fn push_all(&self) -> usize {
@@ -393,14 +421,22 @@ impl Fleet {
         pushed
     }
 
-    async fn log_admin(&self, actor: &str, text: String) -> Result<()> {
-        let event = NewEvent {
+    /// An admin event, committed by the store together with the change it records.
+    fn admin_event(&self, actor: &str, text: String) -> NewEvent {
+        NewEvent {
             at_ms: self.clock.now_ms(),
             kind: "admin",
             actor: actor.into(),
             text,
             ..NewEvent::default()
-        };
-        self.store.add_events(&[event]).await
+        }
+    }
+
+    /// After an admin change committed: reload the view and push. A failure here does not
+    /// undo the change, so it is logged, not reported (the periodic refresh catches up).
+    async fn publish_committed_change(&self) {
+        if let Err(err) = self.refresh_and_push().await {
+            tracing::warn!(error = %err, "change committed; pushing it waits for the next refresh");
+        }
     }
 }

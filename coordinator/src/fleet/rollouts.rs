@@ -12,10 +12,11 @@ use crate::{
         Health, UpdateOutcome, follows_control_plane, now_ms, validate, version::check_constraints,
     },
     error::{DroverError, Result},
+    failpoint::failpoint,
     rollout::{
         AgentDecision, AgentSnapshot, GroupPlan, Phase, RolloutSpec, RolloutState, plan, reconcile,
     },
-    store::{NewEvent, RolloutRow},
+    store::{NewEvent, RolloutCommit, RolloutRow},
 };
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -33,6 +34,8 @@ pub struct ActiveRollout {
     pub state: RolloutState,
     pub created_ms: i64,
     pub status: String,
+    /// The store's revision this state was read or committed at (compare-and-set).
+    pub revision: i64,
     pub decisions: HashMap<String, AgentDecision>,
     pub counts: Vec<GroupCounts>,
 }
@@ -62,6 +65,7 @@ impl ActiveRollout {
             state,
             created_ms: row.created_ms,
             status: row.status.clone(),
+            revision: row.revision,
             decisions: HashMap::new(),
         })
     }
@@ -95,7 +99,15 @@ impl Fleet {
                 Arc::new(ActiveRollout::from_row(&row)?),
             );
         }
+        let mut finished = HashMap::new();
+        for row in self.store().latest_finished_rollouts().await? {
+            finished.insert(
+                row.channel.clone(),
+                Arc::new(ActiveRollout::from_row(&row)?),
+            );
+        }
         *self.rollouts.write() = active;
+        *self.finished_rollouts.write() = finished;
         *self.pins.write() = self.store().pinned_agents().await?;
         Ok(())
     }
@@ -187,6 +199,7 @@ impl Fleet {
             status: "active".into(),
             created_ms: now,
             updated_ms: now,
+            revision: 0,
         };
         let event = NewEvent {
             at_ms: self.clock.now_ms(),
@@ -213,8 +226,9 @@ impl Fleet {
             .write()
             .insert(spec.channel.clone(), active.clone());
         drop(_serialized);
+        failpoint!("create_rollout.after_commit");
         // Decide for every agent at once, so directives and `agents why` reflect the rollout.
-        self.reconcile_rollouts().await?;
+        self.reconcile_after_commit().await;
         Ok(self.rollout_for(&spec.channel).unwrap_or(active))
     }
 
@@ -222,7 +236,7 @@ impl Fleet {
     pub async fn plan_rollout(&self, spec: RolloutSpec) -> Result<Vec<GroupPlan>> {
         self.check_spec(&spec)?;
         let state = RolloutState::new(&spec);
-        let snapshot = self.snapshot(&spec, now_ms()).await?;
+        let snapshot = self.snapshot(&spec, now_ms());
         Ok(plan(
             self.clock.now_ms(),
             &spec,
@@ -313,56 +327,95 @@ impl Fleet {
             text,
             ..NewEvent::default()
         };
-        self.store()
-            .save_rollout(
-                &rollout.spec.rollout_id,
-                &state_json(&rollout.state)?,
-                "active",
-                now_ms(),
-                &[event],
-            )
+        let committed = self
+            .store()
+            .commit_rollout(&RolloutCommit {
+                rollout_id: &rollout.spec.rollout_id,
+                expected_revision: rollout.revision,
+                state_json: state_json(&rollout.state)?,
+                status: "active",
+                now_ms: now_ms(),
+                events: vec![event],
+                channel_switch: None,
+            })
             .await?;
+        let Some(revision) = committed else {
+            self.reload_rollout(&current).await?;
+            return Err(DroverError::FailedPrecondition(format!(
+                "rollout {} changed while this request was made; look at `droverctl rollout \
+                 status --channel {channel}` and retry",
+                rollout.spec.rollout_id
+            )));
+        };
+        failpoint!("steer.after_commit");
+        rollout.revision = revision;
         let rollout = Arc::new(rollout);
         self.rollouts
             .write()
             .insert(channel.to_string(), rollout.clone());
         drop(_serialized);
-        self.reconcile_rollouts().await?;
+        self.reconcile_after_commit().await;
         // After the pass the rollout may have finished (e.g. everything rolled back).
         self.rollout_status(channel).or(Ok(rollout))
     }
 
-    /// What the engine sees of a rollout's channel: stored agents merged with live sessions.
-    async fn snapshot(&self, spec: &RolloutSpec, since_ms: i64) -> Result<Vec<AgentSnapshot>> {
-        let records = self.store().agents_on_channel(&spec.channel).await?;
-        let pins = self.pins.read().clone();
-        Ok(records
+    /// What the engine sees of a rollout's channel: the in-memory inventory merged with
+    /// live sessions (no store read; linear in the channel's agents).
+    fn snapshot(&self, spec: &RolloutSpec, created_ms: i64) -> Vec<AgentSnapshot> {
+        let pins = self.pins.read();
+        self.inventory
+            .channel(&spec.channel)
             .into_iter()
-            .map(|record| {
-                let session = self.sessions.get(&record.agent_id);
+            .map(|(agent_id, entry)| {
+                let session = self.sessions.get(&agent_id);
                 let (health, version) = match &session {
                     Some(s) => {
                         let live = s.live.lock();
                         (live.health, live.agent_version.clone())
                     }
-                    None => (record.health, record.agent_version.clone()),
+                    None => (entry.health, entry.version),
                 };
-                let failed_target = record.last_report.as_ref().is_some_and(|r| {
-                    r.to_version == spec.target_version.to_string()
-                        && r.outcome != UpdateOutcome::Succeeded
-                        && r.finished_ms >= since_ms
-                });
+                let failed_target = entry
+                    .last_report
+                    .as_ref()
+                    .is_some_and(|r| failed_this_rollout(spec, created_ms, r));
                 AgentSnapshot {
-                    pinned: pins.contains(&record.agent_id),
+                    pinned: pins.contains(&agent_id),
                     connected: session.is_some(),
                     version: version.and_then(|v| Version::parse(&v).ok()),
                     health,
                     failed_target,
-                    group: record.group,
-                    agent_id: record.agent_id,
+                    group: entry.group,
+                    agent_id,
                 }
             })
-            .collect())
+            .collect()
+    }
+
+    /// Re-reads a rollout someone else changed (a compare-and-set that found another
+    /// revision), so the next pass works from what the store holds.
+    async fn reload_rollout(&self, current: &ActiveRollout) -> Result<()> {
+        let channel = &current.spec.channel;
+        match self.store().rollout(&current.spec.rollout_id).await? {
+            Some(row) if row.status == "active" => {
+                let fresh = ActiveRollout::from_row(&row)?;
+                self.rollouts
+                    .write()
+                    .insert(channel.clone(), Arc::new(fresh));
+            }
+            Some(row) => {
+                let fresh = ActiveRollout::from_row(&row)?;
+                self.refresh_settings().await?;
+                self.rollouts.write().remove(channel);
+                self.finished_rollouts
+                    .write()
+                    .insert(channel.clone(), Arc::new(fresh));
+            }
+            None => {
+                self.rollouts.write().remove(channel);
+            }
+        }
+        Ok(())
     }
 
     /// One pass of the reconcile loop over every active rollout; pushes what changed.
@@ -374,7 +427,7 @@ impl Fleet {
         }
         let control_plane = self.view().control_plane.clone();
         for current in active {
-            let snapshot = self.snapshot(&current.spec, current.created_ms).await?;
+            let snapshot = self.snapshot(&current.spec, current.created_ms);
             let now = self.clock.now_ms();
             let out = reconcile(
                 now,
@@ -424,15 +477,39 @@ impl Fleet {
                         ..NewEvent::default()
                     });
                 }
-                self.store()
-                    .save_rollout(
-                        &current.spec.rollout_id,
-                        &state_json(&out.state)?,
-                        status,
-                        now_ms(),
-                        &events,
+                // The final transition and the channel switch are one commit: no crash can
+                // leave the rollout done and the channel on the old version.
+                let channel_switch = (status == "done").then(|| {
+                    (
+                        current.spec.channel.clone(),
+                        current.spec.target_version.to_string(),
                     )
+                });
+                let committed = self
+                    .store()
+                    .commit_rollout(&RolloutCommit {
+                        rollout_id: &current.spec.rollout_id,
+                        expected_revision: current.revision,
+                        state_json: state_json(&out.state)?,
+                        status,
+                        now_ms: now_ms(),
+                        events,
+                        channel_switch,
+                    })
                     .await?;
+                let Some(revision) = committed else {
+                    tracing::warn!(
+                        rollout = %current.spec.rollout_id,
+                        "rollout changed in the store since it was read; reloading it"
+                    );
+                    self.reload_rollout(&current).await?;
+                    continue;
+                };
+                failpoint!("rollout.commit.after");
+                if status != "active" {
+                    failpoint!("rollout.finish.after_commit");
+                }
+                rollout.revision = revision;
                 for event in &out.events {
                     tracing::info!(rollout = %current.spec.rollout_id, "{}", event.text);
                 }
@@ -445,18 +522,14 @@ impl Fleet {
                     .insert(current.spec.channel.clone(), Arc::new(rollout));
             } else {
                 if status == "done" {
-                    // The channel now serves the target, so agents stay there once the rollout ends.
-                    self.store()
-                        .set_channel_version(
-                            &current.spec.channel,
-                            &current.spec.target_version.to_string(),
-                            now_ms(),
-                        )
-                        .await?;
+                    // The view must show the channel's new version before the rollout stops
+                    // governing it; otherwise a push in between would send the old version.
+                    self.set_view_channel_version(
+                        &current.spec.channel,
+                        current.spec.target_version.clone(),
+                    )
+                    .await;
                 }
-                // The view must show the channel's new version before the rollout stops
-                // governing it; otherwise a push in between would send the old version.
-                self.refresh_settings().await?;
                 self.rollouts.write().remove(&current.spec.channel);
                 self.finished_rollouts
                     .write()
@@ -468,13 +541,20 @@ impl Fleet {
         Ok(())
     }
 
+    /// A pass right after an admin change committed. A failure does not undo the change,
+    /// so it is logged and left to the loop, never reported as the change failing.
+    async fn reconcile_after_commit(&self) {
+        if let Err(err) = self.reconcile_rollouts().await {
+            tracing::warn!(error = %err, "change committed; the reconcile loop will apply it");
+            self.reconcile_now.notify_one();
+        }
+    }
+
     pub async fn pin(&self, agent_id: &str, note: &str, actor: &str, pinned: bool) -> Result<()> {
         validate::identifier("agent_id", agent_id)?;
         validate::bounded_text("note", note, 256)?;
         self.agent(agent_id).await?;
         let text = if pinned {
-            self.store().pin_agent(agent_id, note, now_ms()).await?;
-            self.pins.write().insert(agent_id.to_string());
             format!(
                 "agent pinned{}",
                 if note.is_empty() {
@@ -484,24 +564,26 @@ impl Fleet {
                 }
             )
         } else {
-            if !self.store().unpin_agent(agent_id).await? {
+            "agent unpinned".to_string()
+        };
+        let event = NewEvent {
+            agent_id: agent_id.into(),
+            ..self.admin_event(actor, text)
+        };
+        if pinned {
+            self.store()
+                .pin_agent(agent_id, note, now_ms(), &event)
+                .await?;
+            self.pins.write().insert(agent_id.to_string());
+        } else {
+            if !self.store().unpin_agent(agent_id, &event).await? {
                 return Err(DroverError::FailedPrecondition(format!(
                     "agent {agent_id} is not pinned"
                 )));
             }
             self.pins.write().remove(agent_id);
-            "agent unpinned".to_string()
-        };
-        let event = NewEvent {
-            at_ms: self.clock.now_ms(),
-            kind: "admin",
-            agent_id: agent_id.into(),
-            actor: actor.into(),
-            text,
-            ..NewEvent::default()
-        };
-        self.store().add_events(&[event]).await?;
-        self.reconcile_rollouts().await?;
+        }
+        self.reconcile_after_commit().await;
         self.push_all();
         Ok(())
     }
@@ -523,4 +605,20 @@ fn group_counts(spec: &RolloutSpec, snapshot: &[AgentSnapshot]) -> Vec<GroupCoun
         }
     }
     counts
+}
+
+/// Whether an agent's last report is a failed update to this rollout's target. Reports name
+/// their rollout; an older updater's (no rollout id) counts if it came after the rollout began.
+fn failed_this_rollout(
+    spec: &RolloutSpec,
+    created_ms: i64,
+    report: &crate::domain::UpdateReport,
+) -> bool {
+    let ours = if report.rollout_id.is_empty() {
+        report.finished_ms >= created_ms
+    } else {
+        report.rollout_id == spec.rollout_id
+    };
+    ours && report.to_version == spec.target_version.to_string()
+        && report.outcome != UpdateOutcome::Succeeded
 }

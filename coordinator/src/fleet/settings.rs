@@ -11,6 +11,7 @@ use crate::{
         version::{check_constraints, parse_version},
     },
     error::{DroverError, Result},
+    failpoint::failpoint,
 };
 
 impl Fleet {
@@ -22,31 +23,29 @@ impl Fleet {
     ) -> Result<()> {
         validate::name("group", group)?;
         schedule.validate().map_err(DroverError::InvalidArgument)?;
-        self.store()
-            .set_schedule(group, &schedule, now_ms())
-            .await?;
-        self.log_admin(
+        let event = self.admin_event(
             actor,
             format!("maintenance window of group {group} set to {schedule}"),
-        )
-        .await?;
-        self.refresh_and_push().await?;
+        );
+        self.store()
+            .set_schedule(group, &schedule, now_ms(), &event)
+            .await?;
+        self.publish_committed_change().await;
         Ok(())
     }
 
     pub async fn clear_schedule(&self, group: &str, actor: &str) -> Result<()> {
         validate::name("group", group)?;
-        if !self.store().clear_schedule(group).await? {
+        let event = self.admin_event(
+            actor,
+            format!("maintenance window of group {group} cleared"),
+        );
+        if !self.store().clear_schedule(group, &event).await? {
             return Err(DroverError::NotFound(format!(
                 "group '{group}' has no maintenance schedule; `droverctl schedule list` shows them"
             )));
         }
-        self.log_admin(
-            actor,
-            format!("maintenance window of group {group} cleared"),
-        )
-        .await?;
-        self.refresh_and_push().await?;
+        self.publish_committed_change().await;
         Ok(())
     }
 
@@ -84,12 +83,22 @@ impl Fleet {
         })?;
         check_constraints(&version, &control_plane)
             .map_err(|violation| DroverError::FailedPrecondition(violation.to_string()))?;
+        if self
+            .view()
+            .channels
+            .get(name)
+            .and_then(|c| c.version.as_ref())
+            == Some(&version)
+        {
+            // Already so: a retried call changes nothing and writes no second event.
+            return self.channel(name);
+        }
+        let event = self.admin_event(actor, format!("channel {name} set to {version}"));
         self.store()
-            .set_channel_version(name, &version.to_string(), now_ms())
+            .set_channel_version(name, &version.to_string(), now_ms(), &event)
             .await?;
-        self.log_admin(actor, format!("channel {name} set to {version}"))
-            .await?;
-        self.refresh_and_push().await?;
+        failpoint!("admin.after_commit");
+        self.publish_committed_change().await;
         self.channel(name)
     }
 
@@ -100,15 +109,14 @@ impl Fleet {
         actor: &str,
     ) -> Result<Channel> {
         validate::name("channel", name)?;
-        self.store()
-            .set_channel_critical(name, critical, now_ms())
-            .await?;
-        self.log_admin(
+        let event = self.admin_event(
             actor,
             format!("channel {name} critical flag set to {critical}"),
-        )
-        .await?;
-        self.refresh_and_push().await?;
+        );
+        self.store()
+            .set_channel_critical(name, critical, now_ms(), &event)
+            .await?;
+        self.publish_committed_change().await;
         self.channel(name)
     }
 
@@ -118,13 +126,16 @@ impl Fleet {
         actor: &str,
     ) -> Result<(Version, i64)> {
         let version = parse_version(version)?;
+        let view = self.view();
+        if view.control_plane.as_ref() == Some(&version) {
+            return Ok((version, view.control_plane_updated_ms));
+        }
         let now = now_ms();
+        let event = self.admin_event(actor, format!("control-plane version set to {version}"));
         self.store()
-            .set_control_plane_version(&version.to_string(), now)
+            .set_control_plane_version(&version.to_string(), now, &event)
             .await?;
-        self.log_admin(actor, format!("control-plane version set to {version}"))
-            .await?;
-        self.refresh_and_push().await?;
+        self.publish_committed_change().await;
         self.reconcile_now.notify_one();
         Ok((version, now))
     }

@@ -19,9 +19,14 @@ pub fn timestamp(ms: i64) -> Option<prost_types::Timestamp> {
     })
 }
 
+/// Milliseconds since 1970, saturating (out-of-range values are refused by validation).
 fn millis(ts: Option<&prost_types::Timestamp>) -> i64 {
-    ts.map(|t| t.seconds.saturating_mul(1000) + i64::from(t.nanos) / 1_000_000)
-        .unwrap_or_default()
+    ts.map(|t| {
+        t.seconds
+            .saturating_mul(1000)
+            .saturating_add(i64::from(t.nanos.clamp(0, 999_999_999)) / 1_000_000)
+    })
+    .unwrap_or_default()
 }
 
 pub fn health_from_proto(value: i32) -> Health {
@@ -170,14 +175,17 @@ pub fn report_from_proto(report: pb::UpdateReport) -> Result<UpdateReport> {
     validate::bounded_text("error", &report.error, validate::MAX_ERROR_TEXT_LEN)?;
     validate::bounded_text("directive_id", &report.directive_id, validate::MAX_ID_LEN)?;
     validate::bounded_text("rollout_id", &report.rollout_id, validate::MAX_ID_LEN)?;
+    let started_ms = millis(report.started_at.as_ref());
+    let finished_ms = millis(report.finished_at.as_ref());
+    validate::report_times(started_ms, finished_ms, crate::domain::now_ms())?;
     Ok(UpdateReport {
         attempt_id: report.attempt_id,
         from_version: from_version.map(|v| v.to_string()).unwrap_or_default(),
         to_version: to_version.to_string(),
         outcome,
         error: report.error,
-        started_ms: millis(report.started_at.as_ref()),
-        finished_ms: millis(report.finished_at.as_ref()),
+        started_ms,
+        finished_ms,
         directive_id: report.directive_id,
         rollout_id: report.rollout_id,
     })

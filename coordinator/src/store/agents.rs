@@ -2,14 +2,25 @@
 
 use std::collections::BTreeMap;
 
-use super::{Store, on_backend};
+use super::{NewEvent, Store, insert_events, on_backend};
 use crate::{
     domain::{
         AgentFilter, AgentIdentity, AgentRecord, AgentStatus, Health, InstallerKind, SummaryRow,
         UpdateOutcome, UpdateReport, UpdaterState,
     },
     error::{DroverError, Result},
+    failpoint::failpoint,
 };
+
+/// What recording a report did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportRecorded {
+    /// False for a resent report (this agent's attempt id was stored before): nothing written.
+    pub new: bool,
+    /// The agent's recorded version moved to the report's target (a success reported from
+    /// the version the agent was recorded on).
+    pub version_moved: bool,
+}
 
 /// How many ids one batched last-seen update carries.
 const TOUCH_CHUNK: usize = 5_000;
@@ -171,25 +182,29 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a report once (idempotent by attempt id) and, for a success, the agent's new
-    /// version, in one transaction. Returns whether the report was new.
+    /// Stores a report once per agent and attempt id, with its event, in one transaction.
+    /// A report can never move the agent backwards: a success moves `agent_version` only
+    /// from the report's `from_version` (compare-and-set), and the agent's last report is
+    /// replaced only by one that finished later.
     pub async fn record_report(
         &self,
         agent_id: &str,
         report: &UpdateReport,
         now_ms: i64,
-    ) -> Result<bool> {
+        event: &NewEvent,
+    ) -> Result<ReportRecorded> {
         let report_json =
             serde_json::to_string(report).map_err(|err| DroverError::Internal(err.to_string()))?;
-        let new_version =
-            (report.outcome == UpdateOutcome::Succeeded).then_some(&report.to_version);
-        let inserted = on_backend!(self, pool => {
+        let moves_version =
+            report.outcome == UpdateOutcome::Succeeded && report.from_version != report.to_version;
+        let from_version = (!report.from_version.is_empty()).then_some(&report.from_version);
+        let recorded = on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
-            let inserted = sqlx::query(
+            let new = sqlx::query(
                 "INSERT INTO update_reports (attempt_id, agent_id, from_version, to_version, outcome, \
                    error, started_ms, finished_ms, directive_id, rollout_id, received_ms) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                 ON CONFLICT (attempt_id) DO NOTHING",
+                 ON CONFLICT (agent_id, attempt_id) DO NOTHING",
             )
             .bind(&report.attempt_id)
             .bind(agent_id)
@@ -206,22 +221,42 @@ impl Store {
             .await?
             .rows_affected()
                 == 1;
-            if inserted {
+            let mut version_moved = false;
+            if new {
+                failpoint!("report.before_event");
+                insert_events!(tx, [event]);
                 sqlx::query(
-                    "UPDATE agents SET last_report_json = $2, \
-                     agent_version = COALESCE($3, agent_version) WHERE agent_id = $1",
+                    "UPDATE agents SET last_report_json = $2, last_report_finished_ms = $3 \
+                     WHERE agent_id = $1 AND last_report_finished_ms <= $3",
                 )
                 .bind(agent_id)
                 .bind(&report_json)
-                .bind(new_version)
+                .bind(report.finished_ms)
                 .execute(&mut *tx)
                 .await?;
+                if moves_version {
+                    version_moved = sqlx::query(
+                        "UPDATE agents SET agent_version = $2 WHERE agent_id = $1 \
+                         AND agent_version IS NOT DISTINCT FROM CAST($3 AS TEXT)",
+                    )
+                    .bind(agent_id)
+                    .bind(&report.to_version)
+                    .bind(from_version)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                }
+                tx.commit().await?;
             }
-            tx.commit().await?;
-            inserted
+            ReportRecorded { new, version_moved }
         });
-        self.count_writes(if inserted { 2 } else { 1 });
-        Ok(inserted)
+        self.count_writes(if recorded.new {
+            3 + u64::from(moves_version)
+        } else {
+            0
+        });
+        Ok(recorded)
     }
 
     pub async fn get_agent(&self, agent_id: &str) -> Result<Option<AgentRecord>> {
@@ -232,11 +267,11 @@ impl Store {
         Ok(row.map(AgentRow::into_record))
     }
 
-    /// Every agent on a channel (the rollout engine's inventory).
-    pub async fn agents_on_channel(&self, channel: &str) -> Result<Vec<AgentRecord>> {
-        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE channel = $1");
+    /// Every agent: read once at start-up into the fleet's in-memory inventory.
+    pub async fn all_agents(&self) -> Result<Vec<AgentRecord>> {
+        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents");
         let rows: Vec<AgentRow> = on_backend!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(channel).fetch_all(pool).await?
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?
         });
         Ok(rows.into_iter().map(AgentRow::into_record).collect())
     }

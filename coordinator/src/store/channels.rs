@@ -2,7 +2,7 @@
 //! Following channels (`default`, `stable/rolling`) are resolved to the control plane's
 //! version by the fleet layer, not here.
 
-use super::{Store, on_backend};
+use super::{NewEvent, Store, insert_events, on_backend};
 use crate::error::{DroverError, Result};
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -35,9 +35,16 @@ impl Store {
         Ok(row)
     }
 
-    /// Creates the channel if it does not exist yet.
-    pub async fn set_channel_version(&self, name: &str, version: &str, now_ms: i64) -> Result<()> {
+    /// Creates the channel if it does not exist yet; the event commits with the change.
+    pub async fn set_channel_version(
+        &self,
+        name: &str,
+        version: &str,
+        now_ms: i64,
+        event: &NewEvent,
+    ) -> Result<()> {
         on_backend!(self, pool => {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO channels (name, version, critical, updated_at_ms) VALUES ($1, $2, FALSE, $3) \
                  ON CONFLICT (name) DO UPDATE SET version = excluded.version, \
@@ -46,10 +53,12 @@ impl Store {
             .bind(name)
             .bind(version)
             .bind(now_ms)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            insert_events!(tx, [event]);
+            tx.commit().await?;
         });
-        self.count_writes(1);
+        self.count_writes(2);
         Ok(())
     }
 
@@ -58,17 +67,26 @@ impl Store {
         name: &str,
         critical: bool,
         now_ms: i64,
+        event: &NewEvent,
     ) -> Result<()> {
         let changed = on_backend!(self, pool => {
-            sqlx::query("UPDATE channels SET critical = $2, updated_at_ms = $3 WHERE name = $1")
-                .bind(name)
-                .bind(critical)
-                .bind(now_ms)
-                .execute(pool)
-                .await?
-                .rows_affected()
+            let mut tx = pool.begin().await?;
+            let changed = sqlx::query(
+                "UPDATE channels SET critical = $2, updated_at_ms = $3 WHERE name = $1",
+            )
+            .bind(name)
+            .bind(critical)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed > 0 {
+                insert_events!(tx, [event]);
+                tx.commit().await?;
+            }
+            changed
         });
-        self.count_writes(1);
+        self.count_writes(2 * changed);
         if changed == 0 {
             return Err(DroverError::NotFound(format!(
                 "channel '{name}' does not exist; create it with `droverctl channels set {name} VERSION`"

@@ -24,8 +24,10 @@ use sqlx::{
 
 use crate::error::{DroverError, Result};
 
+pub use agents::ReportRecorded;
 pub use channels::ChannelRow;
-pub use rollouts::{Event, NewEvent, RolloutRow};
+use rollouts::insert_events;
+pub use rollouts::{Event, NewEvent, RolloutCommit, RolloutRow};
 pub use schedules::GroupSchedule;
 
 enum Backend {
@@ -104,18 +106,27 @@ impl Store {
         Ok(row)
     }
 
-    pub async fn set_control_plane_version(&self, version: &str, now_ms: i64) -> Result<()> {
+    /// Sets the control-plane version; the event commits with it.
+    pub async fn set_control_plane_version(
+        &self,
+        version: &str,
+        now_ms: i64,
+        event: &NewEvent,
+    ) -> Result<()> {
         on_backend!(self, pool => {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO settings (key, value, updated_at_ms) VALUES ('control_plane_version', $1, $2) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
             )
             .bind(version)
             .bind(now_ms)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            insert_events!(tx, [event]);
+            tx.commit().await?;
         });
-        self.count_writes(1);
+        self.count_writes(2);
         Ok(())
     }
 }

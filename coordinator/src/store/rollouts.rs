@@ -1,7 +1,10 @@
 //! Rollouts, the event log (rollout transitions, admin actions, update outcomes) and pins.
 
 use super::{Store, on_backend};
-use crate::error::{DroverError, Result};
+use crate::{
+    error::{DroverError, Result},
+    failpoint::failpoint,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RolloutRow {
@@ -12,6 +15,24 @@ pub struct RolloutRow {
     pub status: String,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// Bumped by every committed change; transitions are compare-and-set on it.
+    pub revision: i64,
+}
+
+/// One rollout transition, committed as a unit: the new state, the events that explain it
+/// and, when the rollout finishes on its target, the channel switch.
+#[derive(Debug, Clone)]
+pub struct RolloutCommit<'a> {
+    pub rollout_id: &'a str,
+    /// The revision the change was computed from; another revision in the store means
+    /// someone else changed the rollout since, and nothing is written.
+    pub expected_revision: i64,
+    pub state_json: String,
+    pub status: &'a str,
+    pub now_ms: i64,
+    pub events: Vec<NewEvent>,
+    /// `(channel, version)`: the channel serves the target from the same commit on.
+    pub channel_switch: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -38,10 +59,13 @@ pub struct NewEvent {
     pub text: String,
 }
 
-type RolloutTuple = (String, String, String, String, String, i64, i64);
+type RolloutTuple = (String, String, String, String, String, i64, i64, i64);
+
+const ROLLOUT_COLUMNS: &str =
+    "rollout_id, channel, spec_json, state_json, status, created_ms, updated_ms, revision";
 
 fn row(
-    (rollout_id, channel, spec_json, state_json, status, created_ms, updated_ms): RolloutTuple,
+    (rollout_id, channel, spec_json, state_json, status, created_ms, updated_ms, revision): RolloutTuple,
 ) -> RolloutRow {
     RolloutRow {
         rollout_id,
@@ -51,9 +75,11 @@ fn row(
         status,
         created_ms,
         updated_ms,
+        revision,
     }
 }
 
+/// Appends events inside an open transaction (`$tx`), so they commit with the change.
 macro_rules! insert_events {
     ($tx:expr, $events:expr) => {
         for event in $events {
@@ -73,13 +99,15 @@ macro_rules! insert_events {
         }
     };
 }
+pub(super) use insert_events;
 
 impl Store {
-    /// Creates a rollout and its creation event in one transaction.
+    /// Creates a rollout and its creation event in one transaction. A second active rollout
+    /// on the same channel is refused by the database itself.
     pub async fn create_rollout(&self, rollout: &RolloutRow, events: &[NewEvent]) -> Result<()> {
         on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(
+            let inserted = sqlx::query(
                 "INSERT INTO rollouts (rollout_id, channel, spec_json, state_json, status, created_ms, updated_ms) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
@@ -91,7 +119,16 @@ impl Store {
             .bind(rollout.created_ms)
             .bind(rollout.updated_ms)
             .execute(&mut *tx)
-            .await?;
+            .await;
+            if let Err(sqlx::Error::Database(db)) = &inserted
+                && db.is_unique_violation()
+            {
+                return Err(DroverError::FailedPrecondition(format!(
+                    "channel '{}' already has an active rollout; finish or roll it back first",
+                    rollout.channel
+                )));
+            }
+            inserted?;
             insert_events!(tx, events);
             tx.commit().await?;
         });
@@ -99,63 +136,85 @@ impl Store {
         Ok(())
     }
 
-    /// Saves a rollout's new state and status with the events that explain the change.
-    pub async fn save_rollout(
-        &self,
-        rollout_id: &str,
-        state_json: &str,
-        status: &str,
-        now_ms: i64,
-        events: &[NewEvent],
-    ) -> Result<()> {
-        let updated = on_backend!(self, pool => {
+    /// Commits one rollout transition (see [`RolloutCommit`]) as compare-and-set on its
+    /// revision. Returns the new revision, or `None` when the stored revision was not the
+    /// expected one: then nothing was written, not even the events.
+    pub async fn commit_rollout(&self, change: &RolloutCommit<'_>) -> Result<Option<i64>> {
+        let applied = on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
             let updated = sqlx::query(
-                "UPDATE rollouts SET state_json = $2, status = $3, updated_ms = $4 WHERE rollout_id = $1",
+                "UPDATE rollouts SET state_json = $3, status = $4, updated_ms = $5, \
+                 revision = revision + 1 WHERE rollout_id = $1 AND revision = $2",
             )
-            .bind(rollout_id)
-            .bind(state_json)
-            .bind(status)
-            .bind(now_ms)
+            .bind(change.rollout_id)
+            .bind(change.expected_revision)
+            .bind(&change.state_json)
+            .bind(change.status)
+            .bind(change.now_ms)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            insert_events!(tx, events);
-            tx.commit().await?;
-            updated
+            if updated == 1 {
+                failpoint!("rollout.commit.before_events");
+                insert_events!(tx, &change.events);
+                if let Some((channel, version)) = &change.channel_switch {
+                    failpoint!("rollout.finish.before_channel_switch");
+                    sqlx::query(
+                        "UPDATE channels SET version = $2, updated_at_ms = $3 WHERE name = $1",
+                    )
+                    .bind(channel)
+                    .bind(version)
+                    .bind(change.now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+            }
+            updated == 1
         });
-        self.count_writes(1 + events.len() as u64);
-        if updated == 0 {
-            return Err(DroverError::NotFound(format!(
-                "rollout {rollout_id} does not exist"
-            )));
+        if !applied {
+            return Ok(None);
         }
-        Ok(())
+        self.count_writes(
+            1 + change.events.len() as u64 + u64::from(change.channel_switch.is_some()),
+        );
+        Ok(Some(change.expected_revision + 1))
+    }
+
+    /// The most recently finished rollout of each channel (at most the last 1,000 finished
+    /// rollouts are looked at), so `rollout status` still answers after a restart.
+    pub async fn latest_finished_rollouts(&self) -> Result<Vec<RolloutRow>> {
+        let sql = format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE status <> 'active' \
+             ORDER BY updated_ms DESC LIMIT 1000"
+        );
+        let rows: Vec<RolloutTuple> = on_backend!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?
+        });
+        let mut seen = std::collections::HashSet::new();
+        Ok(rows
+            .into_iter()
+            .map(row)
+            .filter(|r| seen.insert(r.channel.clone()))
+            .collect())
+    }
+
+    pub async fn rollout(&self, rollout_id: &str) -> Result<Option<RolloutRow>> {
+        let sql = format!("SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE rollout_id = $1");
+        let found: Option<RolloutTuple> = on_backend!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(rollout_id).fetch_optional(pool).await?
+        });
+        Ok(found.map(row))
     }
 
     pub async fn active_rollouts(&self) -> Result<Vec<RolloutRow>> {
+        let sql = format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE status = 'active' ORDER BY created_ms"
+        );
         let rows: Vec<RolloutTuple> = on_backend!(self, pool => {
-            sqlx::query_as(
-                "SELECT rollout_id, channel, spec_json, state_json, status, created_ms, updated_ms \
-                 FROM rollouts WHERE status = 'active' ORDER BY created_ms",
-            )
-            .fetch_all(pool)
-            .await?
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?
         });
         Ok(rows.into_iter().map(row).collect())
-    }
-
-    pub async fn add_events(&self, events: &[NewEvent]) -> Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
-            insert_events!(tx, events);
-            tx.commit().await?;
-        });
-        self.count_writes(events.len() as u64);
-        Ok(())
     }
 
     /// The newest `limit` events, oldest first; only the agent's when `agent_id` is not empty.
@@ -190,8 +249,16 @@ impl Store {
         Ok(events)
     }
 
-    pub async fn pin_agent(&self, agent_id: &str, note: &str, now_ms: i64) -> Result<()> {
+    /// Pins an agent; the event commits with it.
+    pub async fn pin_agent(
+        &self,
+        agent_id: &str,
+        note: &str,
+        now_ms: i64,
+        event: &NewEvent,
+    ) -> Result<()> {
         on_backend!(self, pool => {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO agent_pins (agent_id, pinned_at_ms, note) VALUES ($1, $2, $3) \
                  ON CONFLICT (agent_id) DO UPDATE SET note = excluded.note",
@@ -199,23 +266,32 @@ impl Store {
             .bind(agent_id)
             .bind(now_ms)
             .bind(note)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            insert_events!(tx, [event]);
+            tx.commit().await?;
         });
-        self.count_writes(1);
+        self.count_writes(2);
         Ok(())
     }
 
-    /// Returns whether the agent was pinned.
-    pub async fn unpin_agent(&self, agent_id: &str) -> Result<bool> {
+    /// Unpins an agent, with its event; returns whether it was pinned (if not, nothing is
+    /// written).
+    pub async fn unpin_agent(&self, agent_id: &str, event: &NewEvent) -> Result<bool> {
         let removed = on_backend!(self, pool => {
-            sqlx::query("DELETE FROM agent_pins WHERE agent_id = $1")
+            let mut tx = pool.begin().await?;
+            let removed = sqlx::query("DELETE FROM agent_pins WHERE agent_id = $1")
                 .bind(agent_id)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?
-                .rows_affected()
+                .rows_affected();
+            if removed > 0 {
+                insert_events!(tx, [event]);
+                tx.commit().await?;
+            }
+            removed
         });
-        self.count_writes(1);
+        self.count_writes(if removed > 0 { 2 } else { 0 });
         Ok(removed > 0)
     }
 

@@ -2,7 +2,7 @@
 
 use drover_rules::{MaintenanceSchedule, Weekdays};
 
-use super::{Store, on_backend};
+use super::{NewEvent, Store, insert_events, on_backend};
 use crate::error::Result;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -43,8 +43,10 @@ impl Store {
         group: &str,
         schedule: &MaintenanceSchedule,
         now_ms: i64,
+        event: &NewEvent,
     ) -> Result<()> {
         on_backend!(self, pool => {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO group_schedules (group_name, days, start_minute_utc, duration_minutes, updated_at_ms) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_name) DO UPDATE SET days = excluded.days, \
@@ -56,23 +58,31 @@ impl Store {
             .bind(i64::from(schedule.start_minute_utc))
             .bind(i64::from(schedule.duration_minutes))
             .bind(now_ms)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            insert_events!(tx, [event]);
+            tx.commit().await?;
         });
-        self.count_writes(1);
+        self.count_writes(2);
         Ok(())
     }
 
-    /// Returns whether a schedule existed.
-    pub async fn clear_schedule(&self, group: &str) -> Result<bool> {
+    /// Returns whether a schedule existed (only then is anything written, with its event).
+    pub async fn clear_schedule(&self, group: &str, event: &NewEvent) -> Result<bool> {
         let removed = on_backend!(self, pool => {
-            sqlx::query("DELETE FROM group_schedules WHERE group_name = $1")
+            let mut tx = pool.begin().await?;
+            let removed = sqlx::query("DELETE FROM group_schedules WHERE group_name = $1")
                 .bind(group)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?
-                .rows_affected()
+                .rows_affected();
+            if removed > 0 {
+                insert_events!(tx, [event]);
+                tx.commit().await?;
+            }
+            removed
         });
-        self.count_writes(1);
+        self.count_writes(2 * removed);
         Ok(removed > 0)
     }
 }

@@ -1,0 +1,98 @@
+//! Named crash points for deterministic crash tests, compiled only with the `failpoints`
+//! feature (the test suite builds a separate `drover-coordinator-failpoints` binary; release
+//! builds have none). Armed at start-up from `DROVER_FAILPOINTS`, e.g.
+//! `rollout.finish.before_channel_switch=crash;report.before_ack=error*2`:
+//!
+//! - `crash`: log the point's name and abort the process there (no clean-up, like a kill);
+//!   `crash@N`: pass the first N-1 times, crash the Nth;
+//! - `error` / `error*N`: return a store error (every time / the first N times), as a
+//!   transient database failure would.
+//!
+//! Points sit between two durable steps; [`failpoint!`] returns the error from the
+//! enclosing function, so an open transaction rolls back.
+
+#[cfg(feature = "failpoints")]
+mod armed {
+    use std::{collections::HashMap, sync::OnceLock};
+
+    use parking_lot::Mutex;
+
+    use crate::error::DroverError;
+
+    enum Action {
+        /// Crash once this many more hits have passed.
+        Crash {
+            pass: u32,
+        },
+        Error {
+            remaining: Option<u32>,
+        },
+    }
+
+    fn points() -> &'static Mutex<HashMap<String, Action>> {
+        static POINTS: OnceLock<Mutex<HashMap<String, Action>>> = OnceLock::new();
+        POINTS.get_or_init(|| {
+            let spec = std::env::var("DROVER_FAILPOINTS").unwrap_or_default();
+            let mut points = HashMap::new();
+            for entry in spec.split(';').filter(|e| !e.trim().is_empty()) {
+                let (name, action) = entry.split_once('=').unwrap_or((entry, "crash"));
+                let action = match action.trim() {
+                    "crash" => Action::Crash { pass: 0 },
+                    "error" => Action::Error { remaining: None },
+                    other => {
+                        let count = |prefix: &str| other.strip_prefix(prefix)?.parse::<u32>().ok();
+                        match (count("crash@"), count("error*")) {
+                            (Some(n), _) if n > 0 => Action::Crash { pass: n - 1 },
+                            (_, Some(n)) => Action::Error { remaining: Some(n) },
+                            _ => panic!("DROVER_FAILPOINTS: unknown action '{other}' for {name}"),
+                        }
+                    }
+                };
+                points.insert(name.trim().to_string(), action);
+            }
+            Mutex::new(points)
+        })
+    }
+
+    /// What the point named `name` does now: `Some(error)` to fail, `None` to go on.
+    pub fn hit(name: &str) -> Option<DroverError> {
+        let mut points = points().lock();
+        match points.get_mut(name)? {
+            Action::Crash { pass } if *pass > 0 => {
+                *pass -= 1;
+                None
+            }
+            Action::Crash { .. } => {
+                eprintln!("failpoint {name}: crashing here");
+                std::process::abort();
+            }
+            Action::Error { remaining } => {
+                if let Some(n) = remaining {
+                    if *n == 0 {
+                        return None;
+                    }
+                    *n -= 1;
+                }
+                tracing::warn!(failpoint = name, "failpoint: injecting a store error");
+                Some(DroverError::StoreUnavailable(format!("failpoint {name}")))
+            }
+        }
+    }
+}
+
+#[cfg(feature = "failpoints")]
+pub use armed::hit;
+
+/// `failpoint!("name")`: with the `failpoints` feature, crash or fail here as armed;
+/// without it, nothing at all.
+macro_rules! failpoint {
+    ($name:literal) => {
+        #[cfg(feature = "failpoints")]
+        {
+            if let Some(err) = crate::failpoint::hit($name) {
+                return Err(err);
+            }
+        }
+    };
+}
+pub(crate) use failpoint;

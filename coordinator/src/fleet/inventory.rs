@@ -1,0 +1,190 @@
+//! What the rollout engine needs to know of every agent, in memory: group, version, health
+//! and last report, by channel. Kept current by the same calls that write these facts to the
+//! store (after the write commits), so a reconcile pass never reads the store and costs time
+//! linear in the channel's agents. Loaded once at start-up.
+
+use std::collections::HashMap;
+
+use parking_lot::RwLock;
+
+use crate::domain::{AgentRecord, Health, UpdateReport};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InventoryEntry {
+    pub group: String,
+    pub version: Option<String>,
+    pub health: Health,
+    pub last_report: Option<UpdateReport>,
+}
+
+#[derive(Default)]
+pub struct Inventory {
+    maps: RwLock<Maps>,
+}
+
+#[derive(Default)]
+struct Maps {
+    /// channel → agent id → entry; an agent is on exactly one channel.
+    by_channel: HashMap<String, HashMap<String, InventoryEntry>>,
+    channel_of: HashMap<String, String>,
+}
+
+impl Inventory {
+    pub fn load(records: Vec<AgentRecord>) -> Self {
+        let mut maps = Maps::default();
+        for record in records {
+            maps.put(
+                &record.agent_id,
+                &record.channel,
+                InventoryEntry {
+                    group: record.group,
+                    version: record.agent_version,
+                    health: record.health,
+                    last_report: record.last_report,
+                },
+            );
+        }
+        Self {
+            maps: RwLock::new(maps),
+        }
+    }
+
+    /// An agent said who it is (a new session): its group or channel may have changed.
+    pub fn identify(
+        &self,
+        agent_id: &str,
+        channel: &str,
+        group: &str,
+        version: Option<String>,
+        health: Health,
+    ) {
+        // One write lock: a pass never sees the agent on neither or both channels.
+        let mut maps = self.maps.write();
+        let last_report = maps.take(agent_id).and_then(|e| e.last_report);
+        maps.put(
+            agent_id,
+            channel,
+            InventoryEntry {
+                group: group.to_string(),
+                version,
+                health,
+                last_report,
+            },
+        );
+    }
+
+    pub fn set_status(&self, agent_id: &str, health: Health, version: Option<&str>) {
+        self.update(agent_id, |entry| {
+            entry.health = health;
+            entry.version = version.map(str::to_string);
+        });
+    }
+
+    /// Mirrors `Store::record_report`: the last report only moves forward in time, and a
+    /// success moves the version only when the store moved it.
+    pub fn record_report(&self, agent_id: &str, report: &UpdateReport, version_moved: bool) {
+        self.update(agent_id, |entry| {
+            let newer = entry
+                .last_report
+                .as_ref()
+                .is_none_or(|last| last.finished_ms <= report.finished_ms);
+            if newer {
+                entry.last_report = Some(report.clone());
+            }
+            if version_moved {
+                entry.version = Some(report.to_version.clone());
+            }
+        });
+    }
+
+    /// A copy of one channel's agents: (agent id, entry).
+    pub fn channel(&self, channel: &str) -> Vec<(String, InventoryEntry)> {
+        self.maps
+            .read()
+            .by_channel
+            .get(channel)
+            .map(|agents| {
+                agents
+                    .iter()
+                    .map(|(id, entry)| (id.clone(), entry.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn update(&self, agent_id: &str, change: impl FnOnce(&mut InventoryEntry)) {
+        let mut maps = self.maps.write();
+        let Maps {
+            by_channel,
+            channel_of,
+        } = &mut *maps;
+        if let Some(entry) = channel_of
+            .get(agent_id)
+            .and_then(|channel| by_channel.get_mut(channel))
+            .and_then(|agents| agents.get_mut(agent_id))
+        {
+            change(entry);
+        }
+    }
+}
+
+impl Maps {
+    fn put(&mut self, agent_id: &str, channel: &str, entry: InventoryEntry) {
+        self.by_channel
+            .entry(channel.to_string())
+            .or_default()
+            .insert(agent_id.to_string(), entry);
+        self.channel_of
+            .insert(agent_id.to_string(), channel.to_string());
+    }
+
+    fn take(&mut self, agent_id: &str) -> Option<InventoryEntry> {
+        let channel = self.channel_of.remove(agent_id)?;
+        self.by_channel.get_mut(&channel)?.remove(agent_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::UpdateOutcome;
+
+    fn report(to: &str, finished_ms: i64) -> UpdateReport {
+        UpdateReport {
+            attempt_id: format!("a-{finished_ms}"),
+            from_version: "1.0.0".into(),
+            to_version: to.into(),
+            outcome: UpdateOutcome::Reverted,
+            error: String::new(),
+            started_ms: finished_ms - 1,
+            finished_ms,
+            directive_id: String::new(),
+            rollout_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn agents_move_between_channels_and_reports_only_go_forward() {
+        let inventory = Inventory::default();
+        inventory.identify("a", "edge", "dev", Some("1.0.0".into()), Health::Healthy);
+        inventory.record_report("a", &report("1.1.0", 20), false);
+        inventory.record_report("a", &report("1.2.0", 10), false);
+        let edge = inventory.channel("edge");
+        assert_eq!(edge.len(), 1);
+        let last = edge[0].1.last_report.as_ref().expect("a report");
+        assert_eq!(
+            last.to_version, "1.1.0",
+            "an older report must not replace a newer one"
+        );
+
+        inventory.identify("a", "stable", "prod", Some("1.0.0".into()), Health::Unknown);
+        assert!(inventory.channel("edge").is_empty());
+        let stable = inventory.channel("stable");
+        assert_eq!(stable[0].1.group, "prod");
+        assert!(
+            stable[0].1.last_report.is_some(),
+            "the last report follows the agent"
+        );
+        assert_eq!(inventory.maps.read().channel_of.len(), 1);
+    }
+}
