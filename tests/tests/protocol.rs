@@ -202,6 +202,8 @@ async fn reports_are_acknowledged_after_commit_and_deduplicated_by_attempt() {
         from_version: "1.0.0".into(),
         to_version: "1.2.0".into(),
         outcome: pb::UpdateOutcome::Succeeded as i32,
+        started_at: Some(seconds_ago(20)),
+        finished_at: Some(seconds_ago(10)),
         ..Default::default()
     };
     for _ in 0..2 {
@@ -236,6 +238,144 @@ async fn reports_are_acknowledged_after_commit_and_deduplicated_by_attempt() {
     assert_eq!(
         agent["last_report"]["attempt_id"], "attempt-1",
         "the bad report changed nothing"
+    );
+}
+
+fn seconds_ago(seconds: i64) -> prost_types::Timestamp {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    prost_types::Timestamp {
+        seconds: now - seconds,
+        nanos: 0,
+    }
+}
+
+async fn send_report(
+    session: &mut Session,
+    report: pb::UpdateReport,
+) -> Result<Down, tonic::Status> {
+    session.up.send(msg(Up::Report(report))).await.unwrap();
+    next(session).await
+}
+
+#[tokio::test]
+async fn reports_are_per_agent_never_move_an_agent_back_and_have_sane_times() {
+    let (_root, coordinator) = start().await;
+    let url = coordinator.grpc_url();
+    let mut one = open(&coordinator, msg(Up::Hello(hello("ord-1"))))
+        .await
+        .unwrap();
+    next(&mut one).await.unwrap();
+    next(&mut one).await.unwrap();
+    let newer = pb::UpdateReport {
+        attempt_id: "attempt-2".into(),
+        from_version: "1.0.0".into(),
+        to_version: "1.2.0".into(),
+        outcome: pb::UpdateOutcome::Succeeded as i32,
+        started_at: Some(seconds_ago(20)),
+        finished_at: Some(seconds_ago(10)),
+        ..Default::default()
+    };
+    assert!(matches!(
+        send_report(&mut one, newer.clone()).await,
+        Ok(Down::ReportAck(_))
+    ));
+    // An older attempt (1.0.0 → 1.1.0, finished earlier) arriving late is stored and
+    // acknowledged, but moves neither the version nor the last report back.
+    let older = pb::UpdateReport {
+        attempt_id: "attempt-1".into(),
+        to_version: "1.1.0".into(),
+        started_at: Some(seconds_ago(60)),
+        finished_at: Some(seconds_ago(50)),
+        ..newer.clone()
+    };
+    assert!(matches!(
+        send_report(&mut one, older).await,
+        Ok(Down::ReportAck(_))
+    ));
+    let agent = droverctl_json(&url, &["agents", "show", "ord-1"]).await;
+    assert_eq!(agent["agent_version"], "1.2.0");
+    assert_eq!(agent["last_report"]["attempt_id"], "attempt-2");
+
+    // Another agent using the same attempt id is recorded as its own report.
+    let mut two = open(&coordinator, msg(Up::Hello(hello("ord-2"))))
+        .await
+        .unwrap();
+    next(&mut two).await.unwrap();
+    next(&mut two).await.unwrap();
+    assert!(matches!(
+        send_report(&mut two, newer.clone()).await,
+        Ok(Down::ReportAck(_))
+    ));
+    let agent = droverctl_json(&url, &["agents", "show", "ord-2"]).await;
+    assert_eq!(
+        agent["agent_version"], "1.2.0",
+        "not swallowed as ord-1's duplicate"
+    );
+    assert_eq!(agent["last_report"]["attempt_id"], "attempt-2");
+
+    // Times far in the future, negative, overflowing or missing are refused.
+    for (what, started, finished) in [
+        ("future", seconds_ago(10), seconds_ago(-3 * 86_400)),
+        (
+            "negative",
+            prost_types::Timestamp {
+                seconds: -5,
+                nanos: 0,
+            },
+            seconds_ago(1),
+        ),
+        (
+            "overflowing",
+            seconds_ago(10),
+            prost_types::Timestamp {
+                seconds: i64::MAX,
+                nanos: 0,
+            },
+        ),
+    ] {
+        let mut session = open(&coordinator, msg(Up::Hello(hello("ord-3"))))
+            .await
+            .unwrap();
+        next(&mut session).await.unwrap();
+        next(&mut session).await.unwrap();
+        let bad = pb::UpdateReport {
+            attempt_id: format!("bad-{what}"),
+            started_at: Some(started),
+            finished_at: Some(finished),
+            ..newer.clone()
+        };
+        let status = send_report(&mut session, bad).await.expect_err(what);
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}");
+        assert!(
+            status.message().contains("_at"),
+            "{what}: {}",
+            status.message()
+        );
+    }
+    let mut session = open(&coordinator, msg(Up::Hello(hello("ord-3"))))
+        .await
+        .unwrap();
+    next(&mut session).await.unwrap();
+    next(&mut session).await.unwrap();
+    let missing = pb::UpdateReport {
+        attempt_id: "bad-missing".into(),
+        started_at: None,
+        ..newer.clone()
+    };
+    assert_eq!(
+        send_report(&mut session, missing)
+            .await
+            .expect_err("missing")
+            .code(),
+        Code::InvalidArgument
+    );
+    let agent = droverctl_json(&url, &["agents", "show", "ord-3"]).await;
+    assert!(
+        agent["last_report"].is_null(),
+        "no refused report was stored: {agent}"
     );
 }
 
