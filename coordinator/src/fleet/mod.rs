@@ -7,6 +7,7 @@
 //! - `rollouts.rs` — rollouts and the reconcile loop's pass;
 //! - `queries.rs` — what admins read: agents, summary, explanations, events.
 
+mod agent_writer;
 mod clock;
 mod inventory;
 mod liveness;
@@ -38,8 +39,9 @@ use crate::{
     },
     error::Result,
     failpoint::failpoint,
-    store::{NewEvent, Store},
+    store::{AgentWrite, NewEvent, Store},
 };
+use agent_writer::AgentWriter;
 pub use clock::FleetClock;
 use inventory::Inventory;
 pub use liveness::run_background_tasks;
@@ -90,6 +92,8 @@ pub struct FleetCounters {
 
 pub struct Fleet {
     store: Arc<Store>,
+    /// Group commit of status changes and reports (one writer task).
+    writer: AgentWriter,
     pub sessions: SessionRegistry,
     pub config: FleetConfig,
     view: RwLock<Arc<SettingsView>>,
@@ -119,6 +123,7 @@ impl Fleet {
         let view = SettingsView::load(&store).await?;
         let inventory = Inventory::load(store.all_agents().await?);
         let fleet = Arc::new(Self {
+            writer: AgentWriter::start(store.clone()),
             store,
             sessions: SessionRegistry::default(),
             clock: FleetClock::new(config.manual_clock_start_ms),
@@ -280,8 +285,8 @@ impl Fleet {
             changed
         };
         if changed {
-            self.store
-                .update_agent_status(&session.agent_id, status, now)
+            self.writer
+                .write(AgentWrite::status(&session.agent_id, status, now))
                 .await?;
             self.inventory
                 .set_status(&session.agent_id, status.health, status.agent_version);
@@ -318,9 +323,15 @@ impl Fleet {
             ),
         };
         let recorded = self
-            .store
-            .record_report(&session.agent_id, &report, now_ms(), &event)
-            .await?;
+            .writer
+            .write(AgentWrite::Report {
+                agent_id: session.agent_id.clone(),
+                report: report.clone(),
+                received_ms: now_ms(),
+                event,
+            })
+            .await?
+            .unwrap_or_default();
         failpoint!("report.before_ack");
         if recorded.new {
             if recorded.version_moved {

@@ -2,18 +2,17 @@
 
 use std::collections::BTreeMap;
 
-use super::{NewEvent, Store, insert_events, on_backend};
+use super::{AgentWrite, NewEvent, Store, on_backend};
 use crate::{
     domain::{
         AgentFilter, AgentIdentity, AgentRecord, AgentStatus, Health, InstallerKind, SummaryRow,
-        UpdateOutcome, UpdateReport, UpdaterState,
+        UpdateReport, UpdaterState,
     },
     error::{DroverError, Result},
-    failpoint::failpoint,
 };
 
 /// What recording a report did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReportRecorded {
     /// False for a resent report (this agent's attempt id was stored before): nothing written.
     pub new: bool,
@@ -126,27 +125,16 @@ impl Store {
         Ok(())
     }
 
-    /// Commits a change of health, updater state or version carried by a heartbeat.
+    /// Commits a change of health, updater state or version carried by a heartbeat (a
+    /// batch of one; the fleet batches many through its agent writer).
     pub async fn update_agent_status(
         &self,
         agent_id: &str,
         status: AgentStatus<'_>,
         now_ms: i64,
     ) -> Result<()> {
-        on_backend!(self, pool => {
-            sqlx::query(
-                "UPDATE agents SET health = $2, updater_state = $3, agent_version = $4, \
-                 last_seen_ms = $5 WHERE agent_id = $1",
-            )
-            .bind(agent_id)
-            .bind(status.health.as_str())
-            .bind(status.updater_state.as_str())
-            .bind(status.agent_version)
-            .bind(now_ms)
-            .execute(pool)
+        self.write_agent_batch(&[AgentWrite::status(agent_id, status, now_ms)])
             .await?;
-        });
-        self.count_writes(1);
         Ok(())
     }
 
@@ -182,10 +170,9 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a report once per agent and attempt id, with its event, in one transaction.
-    /// A report can never move the agent backwards: a success moves `agent_version` only
-    /// from the report's `from_version` (compare-and-set), and the agent's last report is
-    /// replaced only by one that finished later.
+    /// Stores a report once per agent and attempt id, with its event, in one transaction
+    /// (a batch of one; see `batch.rs` for the rules). A report can never move the agent
+    /// backwards.
     pub async fn record_report(
         &self,
         agent_id: &str,
@@ -193,70 +180,14 @@ impl Store {
         now_ms: i64,
         event: &NewEvent,
     ) -> Result<ReportRecorded> {
-        let report_json =
-            serde_json::to_string(report).map_err(|err| DroverError::Internal(err.to_string()))?;
-        let moves_version =
-            report.outcome == UpdateOutcome::Succeeded && report.from_version != report.to_version;
-        let from_version = (!report.from_version.is_empty()).then_some(&report.from_version);
-        let recorded = on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let new = sqlx::query(
-                "INSERT INTO update_reports (attempt_id, agent_id, from_version, to_version, outcome, \
-                   error, started_ms, finished_ms, directive_id, rollout_id, received_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                 ON CONFLICT (agent_id, attempt_id) DO NOTHING",
-            )
-            .bind(&report.attempt_id)
-            .bind(agent_id)
-            .bind(&report.from_version)
-            .bind(&report.to_version)
-            .bind(report.outcome.as_str())
-            .bind(&report.error)
-            .bind(report.started_ms)
-            .bind(report.finished_ms)
-            .bind(&report.directive_id)
-            .bind(&report.rollout_id)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            let mut version_moved = false;
-            if new {
-                failpoint!("report.before_event");
-                insert_events!(tx, [event]);
-                sqlx::query(
-                    "UPDATE agents SET last_report_json = $2, last_report_finished_ms = $3 \
-                     WHERE agent_id = $1 AND last_report_finished_ms <= $3",
-                )
-                .bind(agent_id)
-                .bind(&report_json)
-                .bind(report.finished_ms)
-                .execute(&mut *tx)
-                .await?;
-                if moves_version {
-                    version_moved = sqlx::query(
-                        "UPDATE agents SET agent_version = $2 WHERE agent_id = $1 \
-                         AND agent_version IS NOT DISTINCT FROM CAST($3 AS TEXT)",
-                    )
-                    .bind(agent_id)
-                    .bind(&report.to_version)
-                    .bind(from_version)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                }
-                tx.commit().await?;
-            }
-            ReportRecorded { new, version_moved }
-        });
-        self.count_writes(if recorded.new {
-            3 + u64::from(moves_version)
-        } else {
-            0
-        });
-        Ok(recorded)
+        let write = AgentWrite::Report {
+            agent_id: agent_id.to_string(),
+            report: report.clone(),
+            received_ms: now_ms,
+            event: event.clone(),
+        };
+        let outcome = self.write_agent_batch(&[write]).await?;
+        Ok(outcome.into_iter().flatten().next().unwrap_or_default())
     }
 
     pub async fn get_agent(&self, agent_id: &str) -> Result<Option<AgentRecord>> {

@@ -6,6 +6,7 @@
 //! benchmarks and `/metrics` can show database writes per heartbeat.
 
 mod agents;
+mod batch;
 mod channels;
 mod rollouts;
 mod schedules;
@@ -25,6 +26,7 @@ use sqlx::{
 use crate::error::{DroverError, Result};
 
 pub use agents::ReportRecorded;
+pub use batch::{AgentWrite, AgentWriteOutcome};
 pub use channels::ChannelRow;
 use rollouts::insert_events;
 pub use rollouts::{Event, NewEvent, RolloutCommit, RolloutRow};

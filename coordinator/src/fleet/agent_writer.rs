@@ -1,0 +1,144 @@
+//! Group commit for what updaters send. Sessions hand their writes (status changes, reports
+//! with their events) to one writer task and wait for the commit; the writer takes whatever
+//! is queued — up to `MAX_BATCH` writes, one per agent — and commits it in one transaction.
+//! No timer: while one batch commits the next one gathers, so a quiet fleet waits for
+//! nobody and a storm costs one fsync per batch instead of one per report. Durability is
+//! unchanged: a caller hears success only after its batch committed.
+
+use std::{
+    collections::{HashSet, VecDeque},
+    panic::AssertUnwindSafe,
+    sync::Arc,
+};
+
+use futures::FutureExt;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    error::{DroverError, Result},
+    store::{AgentWrite, AgentWriteOutcome, Store},
+};
+
+/// Writes per transaction: big enough that a 10k storm is a handful of commits, small
+/// enough that an admin's write waits at most one short batch for SQLite's write lock.
+const MAX_BATCH: usize = 1_000;
+/// Writes waiting for the writer; past this, sessions wait to queue (backpressure).
+const QUEUE: usize = 20_000;
+
+struct Pending {
+    write: AgentWrite,
+    done: oneshot::Sender<Result<AgentWriteOutcome>>,
+}
+
+#[derive(Clone)]
+pub struct AgentWriter {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl AgentWriter {
+    /// Starts the writer task; it runs until every `AgentWriter` clone is dropped.
+    pub fn start(store: Arc<Store>) -> Self {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        tokio::spawn(run(store, receiver));
+        Self { queue }
+    }
+
+    /// Queues one write and waits until its batch committed (or failed: then nothing of it
+    /// was written).
+    pub async fn write(&self, write: AgentWrite) -> Result<AgentWriteOutcome> {
+        let (done, outcome) = oneshot::channel();
+        self.queue
+            .send(Pending { write, done })
+            .await
+            .map_err(|_| writer_gone())?;
+        outcome.await.map_err(|_| writer_gone())?
+    }
+}
+
+/// The batch's error for each of its writers (the type is not `Clone`: it may carry
+/// sources that are not).
+fn same_error(err: &DroverError) -> DroverError {
+    match err {
+        DroverError::StoreUnavailable(message) => DroverError::StoreUnavailable(message.clone()),
+        other => DroverError::Internal(other.to_string()),
+    }
+}
+
+fn writer_gone() -> DroverError {
+    DroverError::Internal("the agent writer stopped; the coordinator is shutting down".into())
+}
+
+async fn run(store: Arc<Store>, mut receiver: mpsc::Receiver<Pending>) {
+    let mut deferred: VecDeque<Pending> = VecDeque::new();
+    loop {
+        let mut batch = Vec::new();
+        let mut agents = HashSet::new();
+        // Writes of an agent already in the batch wait for the next one, in order.
+        let mut still_deferred = VecDeque::new();
+        for pending in deferred.drain(..) {
+            if agents.insert(pending.write.agent_id().to_string()) {
+                batch.push(pending);
+            } else {
+                still_deferred.push_back(pending);
+            }
+        }
+        deferred = still_deferred;
+        if batch.is_empty() {
+            match receiver.recv().await {
+                Some(pending) => {
+                    agents.insert(pending.write.agent_id().to_string());
+                    batch.push(pending);
+                }
+                None => return,
+            }
+        }
+        while batch.len() < MAX_BATCH {
+            let Ok(pending) = receiver.try_recv() else {
+                break;
+            };
+            if agents.insert(pending.write.agent_id().to_string()) {
+                batch.push(pending);
+            } else {
+                deferred.push_back(pending);
+            }
+        }
+        commit(&store, batch).await;
+    }
+}
+
+async fn commit(store: &Store, batch: Vec<Pending>) {
+    let (writes, waiters): (Vec<AgentWrite>, Vec<_>) =
+        batch.into_iter().map(|p| (p.write, p.done)).unzip();
+    let result = AssertUnwindSafe(store.write_agent_batch(&writes))
+        .catch_unwind()
+        .await;
+    match result {
+        Ok(Ok(outcomes)) => {
+            for (waiter, outcome) in waiters.into_iter().zip(outcomes) {
+                let _ = waiter.send(Ok(outcome));
+            }
+        }
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, writes = writes.len(), "agent write batch failed; nothing of it was written");
+            for waiter in waiters {
+                let _ = waiter.send(Err(same_error(&err)));
+            }
+        }
+        Err(panic) => {
+            let cause = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(
+                cause,
+                "agent write batch panicked; its writers get an error"
+            );
+            for waiter in waiters {
+                let _ = waiter.send(Err(DroverError::Internal(
+                    "a store write panicked; nothing of it was written".into(),
+                )));
+            }
+        }
+    }
+}

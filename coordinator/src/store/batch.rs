@@ -1,0 +1,335 @@
+//! Group commit of what updaters send: many agents' status changes and reports (each with
+//! its event) in one transaction and a handful of set-based statements, so a whole group
+//! reporting at once costs a few fsyncs, not one per report. The rules are the same as one
+//! at a time (`record_report`): reports are stored once per (agent, attempt), a success
+//! moves the version only from its `from_version`, and the last report only moves forward.
+//!
+//! The caller guarantees each agent appears at most once per batch, so the set-based
+//! updates never have to choose between two rows for one agent.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use super::{NewEvent, ReportRecorded, Store, on_backend};
+use crate::{
+    domain::{AgentStatus, UpdateOutcome, UpdateReport},
+    error::{DroverError, Result},
+    failpoint::failpoint,
+};
+
+/// One agent's write in a batch.
+#[derive(Debug, Clone)]
+pub enum AgentWrite {
+    /// A heartbeat changed health, updater state or version.
+    Status {
+        agent_id: String,
+        health: crate::domain::Health,
+        updater_state: crate::domain::UpdaterState,
+        agent_version: Option<String>,
+        now_ms: i64,
+    },
+    Report {
+        agent_id: String,
+        report: UpdateReport,
+        received_ms: i64,
+        event: NewEvent,
+    },
+}
+
+impl AgentWrite {
+    pub fn status(agent_id: &str, status: AgentStatus<'_>, now_ms: i64) -> Self {
+        Self::Status {
+            agent_id: agent_id.to_string(),
+            health: status.health,
+            updater_state: status.updater_state,
+            agent_version: status.agent_version.map(str::to_string),
+            now_ms,
+        }
+    }
+
+    pub fn agent_id(&self) -> &str {
+        match self {
+            Self::Status { agent_id, .. } | Self::Report { agent_id, .. } => agent_id,
+        }
+    }
+}
+
+/// What one write did: `None` for a status, the report's outcome for a report.
+pub type AgentWriteOutcome = Option<ReportRecorded>;
+
+#[derive(Serialize)]
+struct StatusRow<'a> {
+    agent_id: &'a str,
+    health: &'a str,
+    updater_state: &'a str,
+    agent_version: Option<&'a str>,
+    now_ms: i64,
+}
+
+#[derive(Serialize)]
+struct ReportRow<'a> {
+    agent_id: &'a str,
+    attempt_id: &'a str,
+    from_version: &'a str,
+    to_version: &'a str,
+    outcome: &'a str,
+    error: &'a str,
+    started_ms: i64,
+    finished_ms: i64,
+    directive_id: &'a str,
+    rollout_id: &'a str,
+    received_ms: i64,
+    report_json: String,
+}
+
+#[derive(Serialize)]
+struct EventRow<'a> {
+    at_ms: i64,
+    kind: &'a str,
+    rollout_id: &'a str,
+    group_name: &'a str,
+    agent_id: &'a str,
+    actor: &'a str,
+    text: &'a str,
+}
+
+/// Column lists of the JSON rows, spelled out per dialect: PostgreSQL reads them with
+/// `jsonb_to_recordset`, SQLite with `json_each` + `json_extract`.
+mod sql {
+    pub const PG_STATUS: &str = "UPDATE agents SET health = r.health, updater_state = r.updater_state, \
+        agent_version = r.agent_version, last_seen_ms = r.now_ms \
+        FROM jsonb_to_recordset($1::jsonb) AS r(agent_id text, health text, updater_state text, \
+        agent_version text, now_ms bigint) WHERE agents.agent_id = r.agent_id";
+    pub const SQLITE_STATUS: &str = "UPDATE agents SET health = r.health, \
+        updater_state = r.updater_state, agent_version = r.agent_version, last_seen_ms = r.now_ms \
+        FROM (SELECT json_extract(value, '$.agent_id') AS agent_id, \
+        json_extract(value, '$.health') AS health, \
+        json_extract(value, '$.updater_state') AS updater_state, \
+        json_extract(value, '$.agent_version') AS agent_version, \
+        json_extract(value, '$.now_ms') AS now_ms FROM json_each($1)) AS r \
+        WHERE agents.agent_id = r.agent_id";
+
+    pub const PG_REPORTS: &str = "INSERT INTO update_reports (agent_id, attempt_id, from_version, \
+        to_version, outcome, error, started_ms, finished_ms, directive_id, rollout_id, received_ms) \
+        SELECT agent_id, attempt_id, from_version, to_version, outcome, error, started_ms, \
+        finished_ms, directive_id, rollout_id, received_ms \
+        FROM jsonb_to_recordset($1::jsonb) AS r(agent_id text, attempt_id text, from_version text, \
+        to_version text, outcome text, error text, started_ms bigint, finished_ms bigint, \
+        directive_id text, rollout_id text, received_ms bigint) \
+        ON CONFLICT (agent_id, attempt_id) DO NOTHING RETURNING agent_id";
+    pub const SQLITE_REPORTS: &str = "INSERT INTO update_reports (agent_id, attempt_id, \
+        from_version, to_version, outcome, error, started_ms, finished_ms, directive_id, \
+        rollout_id, received_ms) \
+        SELECT json_extract(value, '$.agent_id'), json_extract(value, '$.attempt_id'), \
+        json_extract(value, '$.from_version'), json_extract(value, '$.to_version'), \
+        json_extract(value, '$.outcome'), json_extract(value, '$.error'), \
+        json_extract(value, '$.started_ms'), json_extract(value, '$.finished_ms'), \
+        json_extract(value, '$.directive_id'), json_extract(value, '$.rollout_id'), \
+        json_extract(value, '$.received_ms') FROM json_each($1) WHERE true \
+        ON CONFLICT (agent_id, attempt_id) DO NOTHING RETURNING agent_id";
+
+    pub const PG_EVENTS: &str = "INSERT INTO events (at_ms, kind, rollout_id, group_name, \
+        agent_id, actor, text) SELECT at_ms, kind, rollout_id, group_name, agent_id, actor, text \
+        FROM jsonb_to_recordset($1::jsonb) AS r(at_ms bigint, kind text, rollout_id text, \
+        group_name text, agent_id text, actor text, text text)";
+    pub const SQLITE_EVENTS: &str = "INSERT INTO events (at_ms, kind, rollout_id, group_name, \
+        agent_id, actor, text) SELECT json_extract(value, '$.at_ms'), \
+        json_extract(value, '$.kind'), json_extract(value, '$.rollout_id'), \
+        json_extract(value, '$.group_name'), json_extract(value, '$.agent_id'), \
+        json_extract(value, '$.actor'), json_extract(value, '$.text') FROM json_each($1)";
+
+    pub const PG_LAST_REPORT: &str = "UPDATE agents SET last_report_json = r.report_json, \
+        last_report_finished_ms = r.finished_ms \
+        FROM jsonb_to_recordset($1::jsonb) AS r(agent_id text, report_json text, finished_ms bigint) \
+        WHERE agents.agent_id = r.agent_id AND agents.last_report_finished_ms <= r.finished_ms";
+    pub const SQLITE_LAST_REPORT: &str = "UPDATE agents SET last_report_json = r.report_json, \
+        last_report_finished_ms = r.finished_ms \
+        FROM (SELECT json_extract(value, '$.agent_id') AS agent_id, \
+        json_extract(value, '$.report_json') AS report_json, \
+        json_extract(value, '$.finished_ms') AS finished_ms FROM json_each($1)) AS r \
+        WHERE agents.agent_id = r.agent_id AND agents.last_report_finished_ms <= r.finished_ms";
+
+    /// A success moves the version only from the version the agent is recorded on.
+    pub const PG_VERSION: &str = "UPDATE agents SET agent_version = r.to_version \
+        FROM jsonb_to_recordset($1::jsonb) AS r(agent_id text, from_version text, to_version text) \
+        WHERE agents.agent_id = r.agent_id \
+        AND agents.agent_version IS NOT DISTINCT FROM NULLIF(r.from_version, '') \
+        RETURNING agents.agent_id";
+    pub const SQLITE_VERSION: &str = "UPDATE agents SET agent_version = r.to_version \
+        FROM (SELECT json_extract(value, '$.agent_id') AS agent_id, \
+        json_extract(value, '$.from_version') AS from_version, \
+        json_extract(value, '$.to_version') AS to_version FROM json_each($1)) AS r \
+        WHERE agents.agent_id = r.agent_id \
+        AND agents.agent_version IS NOT DISTINCT FROM NULLIF(r.from_version, '') \
+        RETURNING agents.agent_id";
+}
+
+fn json<T: Serialize>(rows: &T) -> Result<String> {
+    serde_json::to_string(rows).map_err(|err| DroverError::Internal(err.to_string()))
+}
+
+impl Store {
+    /// Commits a batch of agent writes in one transaction; returns each write's outcome in
+    /// order. Each agent id appears at most once (the writer guarantees it).
+    pub async fn write_agent_batch(&self, writes: &[AgentWrite]) -> Result<Vec<AgentWriteOutcome>> {
+        let mut statuses = Vec::new();
+        let mut reports = Vec::new();
+        for write in writes {
+            match write {
+                AgentWrite::Status {
+                    agent_id,
+                    health,
+                    updater_state,
+                    agent_version,
+                    now_ms,
+                } => statuses.push(StatusRow {
+                    agent_id,
+                    health: health.as_str(),
+                    updater_state: updater_state.as_str(),
+                    agent_version: agent_version.as_deref(),
+                    now_ms: *now_ms,
+                }),
+                AgentWrite::Report {
+                    agent_id,
+                    report,
+                    received_ms,
+                    ..
+                } => reports.push(ReportRow {
+                    agent_id,
+                    attempt_id: &report.attempt_id,
+                    from_version: &report.from_version,
+                    to_version: &report.to_version,
+                    outcome: report.outcome.as_str(),
+                    error: &report.error,
+                    started_ms: report.started_ms,
+                    finished_ms: report.finished_ms,
+                    directive_id: &report.directive_id,
+                    rollout_id: &report.rollout_id,
+                    received_ms: *received_ms,
+                    report_json: json(report)?,
+                }),
+            }
+        }
+        let postgres = self.backend_name() == "postgres";
+        let pick = |pg: &'static str, lite: &'static str| if postgres { pg } else { lite };
+        let statuses_json = json(&statuses)?;
+        let reports_json = json(&reports)?;
+        let (new_agents, moved_agents, statements) = on_backend!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut statements = 0;
+            if !statuses.is_empty() {
+                sqlx::query(pick(sql::PG_STATUS, sql::SQLITE_STATUS))
+                    .bind(&statuses_json)
+                    .execute(&mut *tx)
+                    .await?;
+                statements += 1;
+            }
+            let mut new_agents = HashSet::new();
+            let mut moved_agents = HashSet::new();
+            if !reports.is_empty() {
+                let inserted: Vec<(String,)> = sqlx::query_as(pick(sql::PG_REPORTS, sql::SQLITE_REPORTS))
+                    .bind(&reports_json)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                statements += 1;
+                new_agents = inserted.into_iter().map(|(id,)| id).collect();
+                failpoint!("report.before_event");
+                let fresh: Vec<&AgentWrite> = writes
+                    .iter()
+                    .filter(|w| matches!(w, AgentWrite::Report { .. }) && new_agents.contains(w.agent_id()))
+                    .collect();
+                if !fresh.is_empty() {
+                    let (events, last, moves) = fresh_rows(&fresh);
+                    sqlx::query(pick(sql::PG_EVENTS, sql::SQLITE_EVENTS))
+                        .bind(json(&events)?)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(pick(sql::PG_LAST_REPORT, sql::SQLITE_LAST_REPORT))
+                        .bind(json(&last)?)
+                        .execute(&mut *tx)
+                        .await?;
+                    statements += 2;
+                    if !moves.is_empty() {
+                        let moved: Vec<(String,)> = sqlx::query_as(pick(sql::PG_VERSION, sql::SQLITE_VERSION))
+                            .bind(json(&moves)?)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                        statements += 1;
+                        moved_agents = moved.into_iter().map(|(id,)| id).collect();
+                    }
+                }
+            }
+            tx.commit().await?;
+            (new_agents, moved_agents, statements)
+        });
+        self.count_writes(statements);
+        Ok(writes
+            .iter()
+            .map(|write| match write {
+                AgentWrite::Status { .. } => None,
+                AgentWrite::Report { agent_id, .. } => Some(ReportRecorded {
+                    new: new_agents.contains(agent_id),
+                    version_moved: moved_agents.contains(agent_id),
+                }),
+            })
+            .collect())
+    }
+}
+
+#[derive(Serialize)]
+struct LastReportRow<'a> {
+    agent_id: &'a str,
+    report_json: String,
+    finished_ms: i64,
+}
+
+#[derive(Serialize)]
+struct MoveRow<'a> {
+    agent_id: &'a str,
+    from_version: &'a str,
+    to_version: &'a str,
+}
+
+/// The rows the newly stored reports add: their events, last-report candidates and version
+/// moves (successes that change the version).
+fn fresh_rows<'a>(
+    fresh: &[&'a AgentWrite],
+) -> (Vec<EventRow<'a>>, Vec<LastReportRow<'a>>, Vec<MoveRow<'a>>) {
+    let mut events = Vec::new();
+    let mut last = Vec::new();
+    let mut moves = Vec::new();
+    for write in fresh {
+        let AgentWrite::Report {
+            agent_id,
+            report,
+            event,
+            ..
+        } = write
+        else {
+            continue;
+        };
+        events.push(EventRow {
+            at_ms: event.at_ms,
+            kind: event.kind,
+            rollout_id: &event.rollout_id,
+            group_name: &event.group,
+            agent_id: &event.agent_id,
+            actor: &event.actor,
+            text: &event.text,
+        });
+        last.push(LastReportRow {
+            agent_id,
+            report_json: serde_json::to_string(report).unwrap_or_default(),
+            finished_ms: report.finished_ms,
+        });
+        if report.outcome == UpdateOutcome::Succeeded && report.from_version != report.to_version {
+            moves.push(MoveRow {
+                agent_id,
+                from_version: &report.from_version,
+                to_version: &report.to_version,
+            });
+        }
+    }
+    (events, last, moves)
+}
