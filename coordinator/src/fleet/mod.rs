@@ -326,7 +326,7 @@ impl Fleet {
             .writer
             .write(AgentWrite::Report {
                 agent_id: session.agent_id.clone(),
-                report: report.clone(),
+                report: Box::new(report.clone()),
                 received_ms: now_ms(),
                 event,
             })

@@ -182,7 +182,7 @@ impl Store {
     ) -> Result<ReportRecorded> {
         let write = AgentWrite::Report {
             agent_id: agent_id.to_string(),
-            report: report.clone(),
+            report: Box::new(report.clone()),
             received_ms: now_ms,
             event: event.clone(),
         };

@@ -31,7 +31,8 @@ pub enum AgentWrite {
     },
     Report {
         agent_id: String,
-        report: UpdateReport,
+        /// Boxed: a report is much larger than a status change.
+        report: Box<UpdateReport>,
         received_ms: i64,
         event: NewEvent,
     },
@@ -207,7 +208,7 @@ impl Store {
                     directive_id: &report.directive_id,
                     rollout_id: &report.rollout_id,
                     received_ms: *received_ms,
-                    report_json: json(report)?,
+                    report_json: json(&**report)?,
                 }),
             }
         }
@@ -320,7 +321,7 @@ fn fresh_rows<'a>(
         });
         last.push(LastReportRow {
             agent_id,
-            report_json: serde_json::to_string(report).unwrap_or_default(),
+            report_json: serde_json::to_string(&**report).unwrap_or_default(),
             finished_ms: report.finished_ms,
         });
         if report.outcome == UpdateOutcome::Succeeded && report.from_version != report.to_version {
