@@ -5,6 +5,7 @@
 mod echo;
 mod load;
 mod stats;
+mod storm;
 
 use std::{
     path::{Path, PathBuf},
@@ -148,6 +149,10 @@ async fn main() -> anyhow::Result<()> {
         let addr = echo::serve().await?;
         println!("{addr}");
         std::future::pending::<()>().await;
+    }
+    if std::env::args().nth(1).as_deref() == Some("storm") {
+        let args = <storm::StormArgs as clap::Parser>::parse_from(std::env::args().skip(1));
+        return storm::run(args).await;
     }
     let args = Args::parse();
     let fd_limit = stats::raise_fd_limit()?;

@@ -1,0 +1,466 @@
+//! `drover-loadgen storm`: a whole fleet reports at once. N updaters (each its own
+//! connection) hold a session; at one instant every one of them sends an update report and
+//! the heartbeat that follows it, as a real updater does after an install. Measured: when
+//! 99% and 100% of the reports were durable and acknowledged; admin-command and API-read
+//! latency sampled during the storm; then an end-to-end change (an admin sets the channel,
+//! every updater "installs" at once and reports) until 99% / 100% have reported. Baseline,
+//! same run, same database: the raw rate of batched inserts of report-sized rows.
+
+use std::{
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use drover_proto::v1::{
+    self as pb, admin_service_client::AdminServiceClient, coordinator_message::Kind as Down,
+    updater_message::Kind as Up, updater_service_client::UpdaterServiceClient,
+};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::{load, ms, stats};
+
+#[derive(clap::Parser, Debug)]
+pub struct StormArgs {
+    #[arg(long, default_value_t = 10_000)]
+    pub updaters: usize,
+    #[arg(long, default_value_t = 8)]
+    pub sources: u8,
+    /// `sqlite` (a fresh file) or a PostgreSQL URL naming an empty database.
+    #[arg(long, default_value = "sqlite")]
+    pub database: String,
+    #[arg(long, default_value = "target/release")]
+    pub bin_dir: std::path::PathBuf,
+}
+
+/// What the fleet does, shared with every simulated updater.
+struct Fleet {
+    /// Bumped to start a wave: every updater reports `from → to` of the wave.
+    wave: watch::Sender<Option<Wave>>,
+    live: AtomicU64,
+    /// When each updater's storm report, then its end-to-end report, was acknowledged.
+    storm_acked: Vec<OnceLock<Instant>>,
+    e2e_acked: Vec<OnceLock<Instant>>,
+    failed: AtomicU64,
+    /// The end-to-end phase: updaters "install" the target a directive names, at once.
+    follow_directives: AtomicBool,
+}
+
+#[derive(Clone, Debug)]
+struct Wave {
+    from: String,
+    to: String,
+}
+
+pub async fn run(args: StormArgs) -> anyhow::Result<()> {
+    let fd_limit = stats::raise_fd_limit()?;
+    let work = std::env::temp_dir().join(format!("drover-storm-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let database = if args.database == "sqlite" {
+        format!("sqlite://{}", work.join("storm.db").display())
+    } else {
+        args.database.clone()
+    };
+    let backend = if database.starts_with("postgres") {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let n = args.updaters;
+    println!("drover-loadgen storm: {n} updaters, {backend}, fd limit {fd_limit}");
+    let coordinator = crate::Coordinator::start(
+        &args.bin_dir.join("drover-coordinator"),
+        vec![
+            "--database".into(),
+            database.clone(),
+            "--grpc-listen".into(),
+            "127.0.0.1:0".into(),
+            "--http-listen".into(),
+            "127.0.0.1:0".into(),
+            "--control-plane-version".into(),
+            "2.0.0".into(),
+            "--heartbeat-secs".into(),
+            "30".into(),
+        ],
+        &work,
+    )
+    .await?;
+    let mut admin = AdminServiceClient::new(load::connect(&coordinator.grpc, None).await?);
+    set_channel(&mut admin, "bench", "1.0.0").await?;
+    set_channel(&mut admin, "other", "1.0.0").await?;
+
+    let (wave, _) = watch::channel(None);
+    let fleet = Arc::new(Fleet {
+        wave,
+        live: AtomicU64::new(0),
+        storm_acked: (0..n).map(|_| OnceLock::new()).collect(),
+        e2e_acked: (0..n).map(|_| OnceLock::new()).collect(),
+        failed: AtomicU64::new(0),
+        follow_directives: AtomicBool::new(false),
+    });
+    for index in 0..n {
+        tokio::spawn(updater(
+            fleet.clone(),
+            coordinator.grpc.clone(),
+            args.sources,
+            index,
+        ));
+        if index % 500 == 499 {
+            tokio::task::yield_now().await;
+        }
+    }
+    crate::wait_until("every updater connected", Duration::from_secs(600), || {
+        fleet.live.load(Ordering::Relaxed) >= n as u64
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // 1. The storm: everyone reports 1.0.0 → 1.1.0 at once.
+    let started = Instant::now();
+    let sampler = Sampler::start(&coordinator, admin.clone());
+    fleet.wave.send_replace(Some(Wave {
+        from: "1.0.0".into(),
+        to: "1.1.0".into(),
+    }));
+    let (storm_p99, storm_all) = wait_acks(&fleet.storm_acked, started).await;
+    let storm_samples = sampler.stop().await;
+    println!(
+        "storm: 99% of {n} reports acknowledged in {:.0} ms, 100% in {:.0} ms; {}",
+        ms(storm_p99),
+        ms(storm_all),
+        storm_samples.text()
+    );
+
+    // 2. End to end: an admin change; every updater installs at once and reports.
+    fleet.follow_directives.store(true, Ordering::Relaxed);
+    let sampler = Sampler::start(&coordinator, admin.clone());
+    let changed = Instant::now();
+    set_channel(&mut admin, "bench", "1.2.0").await?;
+    let (e2e_p99, e2e_all) = wait_acks(&fleet.e2e_acked, changed).await;
+    let e2e_samples = sampler.stop().await;
+    println!(
+        "end to end: admin change → 99% of {n} reported in {:.0} ms, 100% in {:.0} ms; {}",
+        ms(e2e_p99),
+        ms(e2e_all),
+        e2e_samples.text()
+    );
+
+    // 3. Baseline: the raw batched-insert rate on the same database.
+    let baseline = raw_insert_rate(&database, n).await?;
+    let storm_rate = n as f64 / storm_all.as_secs_f64().max(1e-9);
+    println!(
+        "baseline: raw batched inserts {baseline:.0} rows/s; storm {storm_rate:.0} reports/s \
+         (ratio {:.2})",
+        storm_rate / baseline.max(1.0)
+    );
+    let summary = json!({
+        "backend": backend,
+        "updaters": n,
+        "storm": { "p99_acked_ms": ms(storm_p99), "all_acked_ms": ms(storm_all),
+                   "admin": storm_samples.admin_json(), "read": storm_samples.read_json() },
+        "end_to_end": { "p99_reported_ms": ms(e2e_p99), "all_reported_ms": ms(e2e_all),
+                        "admin": e2e_samples.admin_json(), "read": e2e_samples.read_json() },
+        "baseline_raw_insert_rows_per_s": baseline,
+        "storm_reports_per_s": storm_rate,
+        "storm_to_raw_ratio": storm_rate / baseline.max(1.0),
+        "failed_sessions": fleet.failed.load(Ordering::Relaxed),
+    });
+    println!("{summary}");
+    drop(coordinator);
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+async fn set_channel(
+    admin: &mut AdminServiceClient<tonic::transport::Channel>,
+    name: &str,
+    version: &str,
+) -> anyhow::Result<()> {
+    admin
+        .set_channel_version(pb::SetChannelVersionRequest {
+            name: name.into(),
+            version: version.into(),
+        })
+        .await
+        .context("set the bench channel")?;
+    Ok(())
+}
+
+/// Waits until every report was acknowledged (or 120 s); returns (99%, 100%) from `start`.
+async fn wait_acks(acked: &[OnceLock<Instant>], start: Instant) -> (Duration, Duration) {
+    let _ = crate::wait_until(
+        "every report acknowledged",
+        Duration::from_secs(120),
+        || acked.iter().all(|a| a.get().is_some()),
+    )
+    .await;
+    let mut latencies: Vec<Duration> = acked
+        .iter()
+        .filter_map(|a| a.get().map(|t| *t - start))
+        .collect();
+    (
+        stats::percentile(&mut latencies, 99.0),
+        stats::percentile(&mut latencies, 100.0),
+    )
+}
+
+fn report(attempt: String, from: &str, to: &str) -> pb::UpdaterMessage {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let at = prost_types::Timestamp {
+        seconds: now.as_secs() as i64,
+        nanos: 0,
+    };
+    pb::UpdaterMessage {
+        kind: Some(Up::Report(pb::UpdateReport {
+            attempt_id: attempt,
+            from_version: from.into(),
+            to_version: to.into(),
+            outcome: pb::UpdateOutcome::Succeeded as i32,
+            started_at: Some(at),
+            finished_at: Some(at),
+            ..Default::default()
+        })),
+    }
+}
+
+fn heartbeat(version: &str) -> pb::UpdaterMessage {
+    pb::UpdaterMessage {
+        kind: Some(Up::Heartbeat(pb::Heartbeat {
+            health: pb::AgentHealth::Healthy as i32,
+            state: pb::UpdaterState::Idle as i32,
+            agent_version: version.into(),
+            ..Default::default()
+        })),
+    }
+}
+
+async fn updater(fleet: Arc<Fleet>, url: String, sources: u8, index: usize) {
+    if let Err(err) = session(&fleet, &url, sources, index).await {
+        fleet.failed.fetch_add(1, Ordering::Relaxed);
+        eprintln!("updater {index}: {err:#}");
+    }
+}
+
+async fn session(fleet: &Fleet, url: &str, sources: u8, index: usize) -> anyhow::Result<()> {
+    let source = std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+        127,
+        0,
+        0,
+        1 + (index % sources.max(1) as usize) as u8,
+    ));
+    let mut client = UpdaterServiceClient::new(load::connect(url, Some(source)).await?);
+    let (tx, rx) = mpsc::channel(8);
+    let agent_id = format!("storm-{index:06}");
+    tx.send(pb::UpdaterMessage {
+        kind: Some(Up::Hello(pb::Hello {
+            agent_id: agent_id.clone(),
+            hostname: "storm".into(),
+            group: ["dev", "staging", "prod"][index % 3].into(),
+            channel: "bench".into(),
+            installer: pb::InstallerKind::Simulated as i32,
+            agent_version: "1.0.0".into(),
+            updater_version: "storm".into(),
+            health: pb::AgentHealth::Healthy as i32,
+            ..Default::default()
+        })),
+    })
+    .await?;
+    let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
+    let mut waves = fleet.wave.subscribe();
+    let mut version = "1.0.0".to_string();
+    loop {
+        tokio::select! {
+            message = inbound.message() => {
+                let Some(message) = message? else { anyhow::bail!("stream closed") };
+                match message.kind {
+                    Some(Down::Welcome(_)) => { fleet.live.fetch_add(1, Ordering::Relaxed); }
+                    Some(Down::ReportAck(ack)) => {
+                        let acked = if ack.attempt_id.starts_with("e2e-") {
+                            &fleet.e2e_acked
+                        } else {
+                            &fleet.storm_acked
+                        };
+                        let _ = acked[index].set(Instant::now());
+                    }
+                    Some(Down::Directive(d)) => {
+                        let follow = fleet.follow_directives.load(Ordering::Relaxed);
+                        if follow && !d.target_version.is_empty() && d.target_version != version {
+                            // An instant install: report it and the heartbeat after it.
+                            tx.send(report(format!("e2e-{agent_id}"), &version, &d.target_version)).await?;
+                            version = d.target_version.clone();
+                            tx.send(heartbeat(&version)).await?;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            changed = waves.changed() => {
+                changed?;
+                let Some(wave) = waves.borrow_and_update().clone() else { continue };
+                tx.send(report(format!("storm-{agent_id}"), &wave.from, &wave.to)).await?;
+                version = wave.to.clone();
+                tx.send(heartbeat(&version)).await?;
+            }
+        }
+    }
+}
+
+/// Admin-command and API-read latency, sampled back to back while a phase runs.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    admin: tokio::task::JoinHandle<Vec<Duration>>,
+    read: tokio::task::JoinHandle<Vec<Duration>>,
+}
+
+struct Samples {
+    admin: Vec<Duration>,
+    read: Vec<Duration>,
+}
+
+impl Sampler {
+    fn start(
+        coordinator: &crate::Coordinator,
+        mut admin: AdminServiceClient<tonic::transport::Channel>,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let admin_stop = stop.clone();
+        let admin = tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut critical = false;
+            while !admin_stop.load(Ordering::Relaxed) {
+                critical = !critical;
+                let t = Instant::now();
+                // An admin write on another channel: it must not queue behind the storm.
+                let _ = admin
+                    .set_channel_critical(pb::SetChannelCriticalRequest {
+                        name: "other".into(),
+                        critical,
+                    })
+                    .await;
+                samples.push(t.elapsed());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            samples
+        });
+        let http = coordinator.http.clone();
+        let read_stop = stop.clone();
+        let read = tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while !read_stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let _ = get(&http, "/api/v1/agents?limit=50&group=prod").await;
+                samples.push(t.elapsed());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            samples
+        });
+        Self { stop, admin, read }
+    }
+
+    async fn stop(self) -> Samples {
+        self.stop.store(true, Ordering::Relaxed);
+        Samples {
+            admin: self.admin.await.unwrap_or_default(),
+            read: self.read.await.unwrap_or_default(),
+        }
+    }
+}
+
+impl Samples {
+    fn summary(samples: &[Duration]) -> (usize, Duration, Duration) {
+        let mut s = samples.to_vec();
+        let n = s.len();
+        (
+            n,
+            stats::percentile(&mut s, 50.0),
+            stats::percentile(&mut s, 99.0),
+        )
+    }
+
+    fn admin_json(&self) -> serde_json::Value {
+        let (n, p50, p99) = Self::summary(&self.admin);
+        json!({ "samples": n, "p50_ms": ms(p50), "p99_ms": ms(p99) })
+    }
+
+    fn read_json(&self) -> serde_json::Value {
+        let (n, p50, p99) = Self::summary(&self.read);
+        json!({ "samples": n, "p50_ms": ms(p50), "p99_ms": ms(p99) })
+    }
+
+    fn text(&self) -> String {
+        let (an, a50, a99) = Self::summary(&self.admin);
+        let (rn, r50, r99) = Self::summary(&self.read);
+        format!(
+            "admin command p50 {:.1} ms p99 {:.1} ms ({an} samples), API read p50 {:.1} ms p99 {:.1} ms ({rn} samples)",
+            ms(a50),
+            ms(a99),
+            ms(r50),
+            ms(r99)
+        )
+    }
+}
+
+async fn get(addr: &str, path: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    Ok(())
+}
+
+/// Rows per second of batched inserts (1,000 report-sized rows per transaction) into a
+/// scratch table of the same database: what the disk and the engine give at best.
+async fn raw_insert_rate(database: &str, rows: usize) -> anyhow::Result<f64> {
+    const CHUNK: usize = 1_000;
+    let values = |start: usize, end: usize| {
+        (start..end)
+            .map(|i| {
+                format!(
+                    "('agent-{i:06}', 'attempt-{i:06}', '1.0.0', '1.1.0', 'succeeded', '{}')",
+                    "x".repeat(200)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let create = "CREATE TABLE baseline_reports (agent_id TEXT, attempt_id TEXT, \
+        from_version TEXT, to_version TEXT, outcome TEXT, payload TEXT)";
+    let insert = "INSERT INTO baseline_reports VALUES ";
+    let started;
+    if database.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(database).await?;
+        sqlx::query(create).execute(&pool).await?;
+        started = Instant::now();
+        for start in (0..rows).step_by(CHUNK) {
+            let sql = format!("{insert}{}", values(start, (start + CHUNK).min(rows)));
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await?;
+        }
+    } else {
+        let options: sqlx::sqlite::SqliteConnectOptions = database.parse()?;
+        let pool = sqlx::SqlitePool::connect_with(
+            options
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Full),
+        )
+        .await?;
+        sqlx::query(create).execute(&pool).await?;
+        started = Instant::now();
+        for start in (0..rows).step_by(CHUNK) {
+            let sql = format!("{insert}{}", values(start, (start + CHUNK).min(rows)));
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await?;
+        }
+    }
+    Ok(rows as f64 / started.elapsed().as_secs_f64().max(1e-9))
+}
