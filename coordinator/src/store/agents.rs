@@ -94,6 +94,7 @@ impl From<&AgentFilter> for FilterBinds {
 impl Store {
     /// Records who the agent is as its session opens. Keeps `first_seen_ms` and the last report.
     pub async fn upsert_agent(&self, agent: &AgentIdentity, now_ms: i64) -> Result<()> {
+        let _write = self.write_gate().await;
         let labels = serde_json::to_string(&agent.labels)
             .map_err(|err| DroverError::Internal(err.to_string()))?;
         let version = agent.agent_version.as_ref().map(ToString::to_string);
@@ -140,6 +141,7 @@ impl Store {
 
     /// Batched liveness: marks every listed agent as seen at `now_ms`, a few statements in all.
     pub async fn touch_agents(&self, agent_ids: &[String], now_ms: i64) -> Result<()> {
+        let _write = self.write_gate().await;
         for chunk in agent_ids.chunks(TOUCH_CHUNK) {
             let ids = serde_json::to_string(chunk)
                 .map_err(|err| DroverError::Internal(err.to_string()))?;

@@ -216,6 +216,7 @@ impl Store {
         let pick = |pg: &'static str, lite: &'static str| if postgres { pg } else { lite };
         let statuses_json = json(&statuses)?;
         let reports_json = json(&reports)?;
+        let _write = self.write_gate().await;
         let (new_agents, moved_agents, statements) = on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
             let mut statements = 0;

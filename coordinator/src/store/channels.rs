@@ -43,6 +43,7 @@ impl Store {
         now_ms: i64,
         event: &NewEvent,
     ) -> Result<()> {
+        let _write = self.write_gate().await;
         on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
@@ -69,6 +70,7 @@ impl Store {
         now_ms: i64,
         event: &NewEvent,
     ) -> Result<()> {
+        let _write = self.write_gate().await;
         let changed = on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
             let changed = sqlx::query(

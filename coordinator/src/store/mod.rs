@@ -40,6 +40,11 @@ enum Backend {
 pub struct Store {
     backend: Backend,
     write_statements: AtomicU64,
+    /// SQLite has one writer at a time and its busy handler retries by sleeping, so under a
+    /// stream of group commits an admin's write could sleep-retry for seconds. SQLite writes
+    /// queue on this fair lock instead: each waits only for the writes ahead of it.
+    /// PostgreSQL locks rows and needs none.
+    write_gate: Option<tokio::sync::Mutex<()>>,
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend; the body is
@@ -66,9 +71,11 @@ impl Store {
         } else {
             Backend::Sqlite(open_sqlite(url).await?)
         };
+        let write_gate = matches!(backend, Backend::Sqlite(_)).then(|| tokio::sync::Mutex::new(()));
         Ok(Self {
             backend,
             write_statements: AtomicU64::new(0),
+            write_gate,
         })
     }
 
@@ -82,6 +89,14 @@ impl Store {
     /// Write statements executed since start (inserts, updates; not reads).
     pub fn write_statements(&self) -> u64 {
         self.write_statements.load(Ordering::Relaxed)
+    }
+
+    /// Held for the whole of every write transaction (see `write_gate`).
+    async fn write_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.write_gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        }
     }
 
     fn count_writes(&self, statements: u64) {
@@ -115,6 +130,7 @@ impl Store {
         now_ms: i64,
         event: &NewEvent,
     ) -> Result<()> {
+        let _write = self.write_gate().await;
         on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(

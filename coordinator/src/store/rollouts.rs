@@ -105,6 +105,7 @@ impl Store {
     /// Creates a rollout and its creation event in one transaction. A second active rollout
     /// on the same channel is refused by the database itself.
     pub async fn create_rollout(&self, rollout: &RolloutRow, events: &[NewEvent]) -> Result<()> {
+        let _write = self.write_gate().await;
         on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
             let inserted = sqlx::query(
@@ -140,6 +141,7 @@ impl Store {
     /// revision. Returns the new revision, or `None` when the stored revision was not the
     /// expected one: then nothing was written, not even the events.
     pub async fn commit_rollout(&self, change: &RolloutCommit<'_>) -> Result<Option<i64>> {
+        let _write = self.write_gate().await;
         let applied = on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
             let updated = sqlx::query(
@@ -257,6 +259,7 @@ impl Store {
         now_ms: i64,
         event: &NewEvent,
     ) -> Result<()> {
+        let _write = self.write_gate().await;
         on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
@@ -278,6 +281,7 @@ impl Store {
     /// Unpins an agent, with its event; returns whether it was pinned (if not, nothing is
     /// written).
     pub async fn unpin_agent(&self, agent_id: &str, event: &NewEvent) -> Result<bool> {
+        let _write = self.write_gate().await;
         let removed = on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
             let removed = sqlx::query("DELETE FROM agent_pins WHERE agent_id = $1")

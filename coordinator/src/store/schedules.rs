@@ -45,6 +45,7 @@ impl Store {
         now_ms: i64,
         event: &NewEvent,
     ) -> Result<()> {
+        let _write = self.write_gate().await;
         on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
@@ -69,6 +70,7 @@ impl Store {
 
     /// Returns whether a schedule existed (only then is anything written, with its event).
     pub async fn clear_schedule(&self, group: &str, event: &NewEvent) -> Result<bool> {
+        let _write = self.write_gate().await;
         let removed = on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
             let removed = sqlx::query("DELETE FROM group_schedules WHERE group_name = $1")
