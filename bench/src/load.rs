@@ -57,13 +57,18 @@ pub async fn connect(url: &str, source: Option<IpAddr>) -> anyhow::Result<Channe
         .await?)
 }
 
-fn source(shared: &Shared, index: usize) -> IpAddr {
+/// The loopback source address of updater `index` (127.0.0.1 … 127.0.0.`sources`).
+pub fn source_address(sources: u8, index: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(
         127,
         0,
         0,
-        1 + (index % shared.sources as usize) as u8,
+        1 + (index % sources.max(1) as usize) as u8,
     ))
+}
+
+fn source(shared: &Shared, index: usize) -> IpAddr {
+    source_address(shared.sources, index)
 }
 
 fn hello(agent_id: String, index: usize) -> pb::UpdaterMessage {

@@ -121,6 +121,17 @@ impl Coordinator {
     }
 }
 
+/// The coordinator's `--database` for `--database sqlite` (a fresh file in `work`) or a
+/// PostgreSQL URL, and the backend's name.
+fn database(arg: &str, work: &Path) -> (String, &'static str) {
+    if arg == "sqlite" {
+        let url = format!("sqlite://{}", work.join("bench.db").display());
+        (url, "sqlite")
+    } else {
+        (arg.to_string(), "postgres")
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -158,16 +169,7 @@ async fn main() -> anyhow::Result<()> {
     let fd_limit = stats::raise_fd_limit()?;
     let work = std::env::temp_dir().join(format!("drover-loadgen-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    let database = if args.database == "sqlite" {
-        format!("sqlite://{}", work.join("bench.db").display())
-    } else {
-        args.database.clone()
-    };
-    let backend = if database.starts_with("postgres") {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let (database, backend) = database(&args.database, &work);
     println!(
         "drover-loadgen: {} updaters, {backend}, {} source addresses, fd limit {fd_limit}",
         args.updaters, args.sources

@@ -61,16 +61,7 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
     let fd_limit = stats::raise_fd_limit()?;
     let work = std::env::temp_dir().join(format!("drover-storm-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    let database = if args.database == "sqlite" {
-        format!("sqlite://{}", work.join("storm.db").display())
-    } else {
-        args.database.clone()
-    };
-    let backend = if database.starts_with("postgres") {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let (database, backend) = crate::database(&args.database, &work);
     let n = args.updaters;
     println!("drover-loadgen storm: {n} updaters, {backend}, fd limit {fd_limit}");
     let coordinator = crate::Coordinator::start(
@@ -249,12 +240,7 @@ async fn updater(fleet: Arc<Fleet>, url: String, sources: u8, index: usize) {
 }
 
 async fn session(fleet: &Fleet, url: &str, sources: u8, index: usize) -> anyhow::Result<()> {
-    let source = std::net::IpAddr::V4(std::net::Ipv4Addr::new(
-        127,
-        0,
-        0,
-        1 + (index % sources.max(1) as usize) as u8,
-    ));
+    let source = load::source_address(sources, index);
     let mut client = UpdaterServiceClient::new(load::connect(url, Some(source)).await?);
     let (tx, rx) = mpsc::channel(8);
     let agent_id = format!("storm-{index:06}");

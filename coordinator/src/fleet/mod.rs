@@ -214,7 +214,12 @@ impl Fleet {
         last_directive_id: &str,
     ) -> Result<(Arc<Session>, SessionOutbox)> {
         let now = now_ms();
-        self.store.upsert_agent(&identity, now).await?;
+        self.writer
+            .write(AgentWrite::Hello {
+                identity: Box::new(identity.clone()),
+                now_ms: now,
+            })
+            .await?;
         let version = identity.agent_version.as_ref().map(ToString::to_string);
         self.inventory.identify(
             &identity.agent_id,

@@ -92,37 +92,14 @@ impl From<&AgentFilter> for FilterBinds {
 }
 
 impl Store {
-    /// Records who the agent is as its session opens. Keeps `first_seen_ms` and the last report.
+    /// Records who the agent is as its session opens. Keeps `first_seen_ms` and the last
+    /// report. (A batch of one; the fleet batches hellos through its agent writer.)
     pub async fn upsert_agent(&self, agent: &AgentIdentity, now_ms: i64) -> Result<()> {
-        let _write = self.write_gate().await;
-        let labels = serde_json::to_string(&agent.labels)
-            .map_err(|err| DroverError::Internal(err.to_string()))?;
-        let version = agent.agent_version.as_ref().map(ToString::to_string);
-        on_backend!(self, pool => {
-            sqlx::query(
-                "INSERT INTO agents (agent_id, hostname, group_name, channel, installer, agent_version, \
-                   updater_version, labels_json, health, updater_state, first_seen_ms, last_seen_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'idle', $10, $10) \
-                 ON CONFLICT (agent_id) DO UPDATE SET hostname = excluded.hostname, \
-                   group_name = excluded.group_name, channel = excluded.channel, \
-                   installer = excluded.installer, agent_version = excluded.agent_version, \
-                   updater_version = excluded.updater_version, labels_json = excluded.labels_json, \
-                   health = excluded.health, last_seen_ms = excluded.last_seen_ms",
-            )
-            .bind(&agent.agent_id)
-            .bind(&agent.hostname)
-            .bind(&agent.group)
-            .bind(&agent.channel)
-            .bind(agent.installer.as_str())
-            .bind(version)
-            .bind(&agent.updater_version)
-            .bind(labels)
-            .bind(agent.health.as_str())
-            .bind(now_ms)
-            .execute(pool)
-            .await?;
-        });
-        self.count_writes(1);
+        let write = AgentWrite::Hello {
+            identity: Box::new(agent.clone()),
+            now_ms,
+        };
+        self.write_agent_batch(&[write]).await?;
         Ok(())
     }
 

@@ -1,5 +1,5 @@
-//! Group commit of what updaters send: many agents' status changes and reports (each with
-//! its event) in one transaction and a handful of set-based statements, so a whole group
+//! Group commit of what updaters send: many agents' hellos, status changes and reports
+//! (each report with its event) in one transaction and a handful of set-based statements, so a whole group
 //! reporting at once costs a few fsyncs, not one per report. The rules are the same as one
 //! at a time (`record_report`): reports are stored once per (agent, attempt), a success
 //! moves the version only from its `from_version`, and the last report only moves forward.
@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::{NewEvent, ReportRecorded, Store, on_backend};
 use crate::{
-    domain::{AgentStatus, UpdateOutcome, UpdateReport},
+    domain::{AgentIdentity, AgentStatus, UpdateOutcome, UpdateReport},
     error::{DroverError, Result},
     failpoint::failpoint,
 };
@@ -21,6 +21,12 @@ use crate::{
 /// One agent's write in a batch.
 #[derive(Debug, Clone)]
 pub enum AgentWrite {
+    /// A session opened: who the agent is (insert, or update keeping `first_seen_ms`).
+    Hello {
+        /// Boxed, like a report: much larger than a status change.
+        identity: Box<AgentIdentity>,
+        now_ms: i64,
+    },
     /// A heartbeat changed health, updater state or version.
     Status {
         agent_id: String,
@@ -51,13 +57,28 @@ impl AgentWrite {
 
     pub fn agent_id(&self) -> &str {
         match self {
+            Self::Hello { identity, .. } => &identity.agent_id,
             Self::Status { agent_id, .. } | Self::Report { agent_id, .. } => agent_id,
         }
     }
 }
 
-/// What one write did: `None` for a status, the report's outcome for a report.
+/// What one write did: the report's outcome for a report, `None` for the others.
 pub type AgentWriteOutcome = Option<ReportRecorded>;
+
+#[derive(Serialize)]
+struct HelloRow<'a> {
+    agent_id: &'a str,
+    hostname: &'a str,
+    group_name: &'a str,
+    channel: &'a str,
+    installer: &'a str,
+    agent_version: Option<String>,
+    updater_version: &'a str,
+    labels_json: String,
+    health: &'a str,
+    now_ms: i64,
+}
 
 #[derive(Serialize)]
 struct StatusRow<'a> {
@@ -98,6 +119,38 @@ struct EventRow<'a> {
 /// Column lists of the JSON rows, spelled out per dialect: PostgreSQL reads them with
 /// `jsonb_to_recordset`, SQLite with `json_each` + `json_extract`.
 mod sql {
+    /// A re-hello keeps `first_seen_ms`, `updater_state` and the last report.
+    macro_rules! hello_upsert {
+        () => {
+            " ON CONFLICT (agent_id) DO UPDATE SET hostname = excluded.hostname, \
+        group_name = excluded.group_name, channel = excluded.channel, \
+        installer = excluded.installer, agent_version = excluded.agent_version, \
+        updater_version = excluded.updater_version, labels_json = excluded.labels_json, \
+        health = excluded.health, last_seen_ms = excluded.last_seen_ms"
+        };
+    }
+    pub const PG_HELLO: &str = concat!(
+        "INSERT INTO agents (agent_id, hostname, group_name, channel, installer, agent_version, \
+        updater_version, labels_json, health, updater_state, first_seen_ms, last_seen_ms) \
+        SELECT agent_id, hostname, group_name, channel, installer, agent_version, updater_version, \
+        labels_json, health, 'idle', now_ms, now_ms \
+        FROM jsonb_to_recordset($1::jsonb) AS r(agent_id text, hostname text, group_name text, \
+        channel text, installer text, agent_version text, updater_version text, labels_json text, \
+        health text, now_ms bigint)",
+        hello_upsert!()
+    );
+    pub const SQLITE_HELLO: &str = concat!(
+        "INSERT INTO agents (agent_id, hostname, group_name, channel, installer, agent_version, \
+        updater_version, labels_json, health, updater_state, first_seen_ms, last_seen_ms) \
+        SELECT json_extract(value, '$.agent_id'), json_extract(value, '$.hostname'), \
+        json_extract(value, '$.group_name'), json_extract(value, '$.channel'), \
+        json_extract(value, '$.installer'), json_extract(value, '$.agent_version'), \
+        json_extract(value, '$.updater_version'), json_extract(value, '$.labels_json'), \
+        json_extract(value, '$.health'), 'idle', json_extract(value, '$.now_ms'), \
+        json_extract(value, '$.now_ms') FROM json_each($1) WHERE true",
+        hello_upsert!()
+    );
+
     pub const PG_STATUS: &str = "UPDATE agents SET health = r.health, updater_state = r.updater_state, \
         agent_version = r.agent_version, last_seen_ms = r.now_ms \
         FROM jsonb_to_recordset($1::jsonb) AS r(agent_id text, health text, updater_state text, \
@@ -174,10 +227,23 @@ impl Store {
     /// Commits a batch of agent writes in one transaction; returns each write's outcome in
     /// order. Each agent id appears at most once (the writer guarantees it).
     pub async fn write_agent_batch(&self, writes: &[AgentWrite]) -> Result<Vec<AgentWriteOutcome>> {
+        let mut hellos = Vec::new();
         let mut statuses = Vec::new();
         let mut reports = Vec::new();
         for write in writes {
             match write {
+                AgentWrite::Hello { identity, now_ms } => hellos.push(HelloRow {
+                    agent_id: &identity.agent_id,
+                    hostname: &identity.hostname,
+                    group_name: &identity.group,
+                    channel: &identity.channel,
+                    installer: identity.installer.as_str(),
+                    agent_version: identity.agent_version.as_ref().map(ToString::to_string),
+                    updater_version: &identity.updater_version,
+                    labels_json: json(&identity.labels)?,
+                    health: identity.health.as_str(),
+                    now_ms: *now_ms,
+                }),
                 AgentWrite::Status {
                     agent_id,
                     health,
@@ -214,12 +280,20 @@ impl Store {
         }
         let postgres = self.backend_name() == "postgres";
         let pick = |pg: &'static str, lite: &'static str| if postgres { pg } else { lite };
+        let hellos_json = json(&hellos)?;
         let statuses_json = json(&statuses)?;
         let reports_json = json(&reports)?;
         let _write = self.write_gate().await;
         let (new_agents, moved_agents, statements) = on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
             let mut statements = 0;
+            if !hellos.is_empty() {
+                sqlx::query(pick(sql::PG_HELLO, sql::SQLITE_HELLO))
+                    .bind(&hellos_json)
+                    .execute(&mut *tx)
+                    .await?;
+                statements += 1;
+            }
             if !statuses.is_empty() {
                 sqlx::query(pick(sql::PG_STATUS, sql::SQLITE_STATUS))
                     .bind(&statuses_json)
@@ -269,7 +343,7 @@ impl Store {
         Ok(writes
             .iter()
             .map(|write| match write {
-                AgentWrite::Status { .. } => None,
+                AgentWrite::Hello { .. } | AgentWrite::Status { .. } => None,
                 AgentWrite::Report { agent_id, .. } => Some(ReportRecorded {
                     new: new_agents.contains(agent_id),
                     version_moved: moved_agents.contains(agent_id),
