@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod domain;
+pub mod edge;
 pub mod error;
 pub mod fleet;
 pub mod grpc;
