@@ -15,3 +15,4 @@ pub mod http;
 pub mod rollout;
 pub mod server;
 pub mod store;
+pub mod supervisor;
