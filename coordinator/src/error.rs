@@ -66,6 +66,12 @@ pub enum StoreProblem {
     DiskError,
     /// Anything else the database refused; the log has the cause under the error id.
     Refused,
+    /// At start-up: the SQLite file could not be opened.
+    CannotOpenSqlite,
+    /// At start-up: no connection to PostgreSQL.
+    CannotConnectPostgres,
+    /// At start-up: the schema could not be migrated.
+    CannotMigrate,
 }
 
 impl StoreProblem {
@@ -77,6 +83,9 @@ impl StoreProblem {
             Self::Busy => "the store is busy (locked or overloaded)",
             Self::DiskError => "the store could not read or write its files",
             Self::Refused => "the store refused the operation",
+            Self::CannotOpenSqlite => "cannot open the SQLite database",
+            Self::CannotConnectPostgres => "cannot connect to PostgreSQL",
+            Self::CannotMigrate => "cannot migrate the database schema",
         }
     }
 
@@ -100,6 +109,18 @@ impl StoreProblem {
                  kernel log, then retry"
             }
             Self::Refused => "the coordinator's log has the cause under this error id",
+            Self::CannotOpenSqlite => {
+                "check that the directory exists and is writable, and that the file is a \
+                 Drover database"
+            }
+            Self::CannotConnectPostgres => {
+                "check that the server runs, the URL's host, port, user and database are right, \
+                 and that the user may create tables"
+            }
+            Self::CannotMigrate => {
+                "if the database was written by a newer Drover, run that version or restore a \
+                 backup; if it is not a Drover database, point --database elsewhere"
+            }
         }
     }
 }

@@ -122,9 +122,10 @@ impl Store {
 }
 
 /// How long a call waits for a pooled connection (including connecting) before it fails
-/// with `Unavailable`: during an outage every call fails within about this long instead of
-/// queueing, and the pool reconnects by itself on the next call once the database is back.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+/// with `Unavailable`: during an outage every call fails within a second (this plus the
+/// round trip) instead of queueing, and the pool reconnects by itself on the next call once
+/// the database is back.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// SQLite: one writer at a time whatever the pool size (WAL), readers alongside it. Four
 /// connections let the dashboard, admin reads and the readiness probe proceed while a report
@@ -154,15 +155,7 @@ async fn open_sqlite(url: &str) -> Result<SqlitePool> {
         .after_connect(|conn, _| Box::pin(async move { refuse_read_only_connection(conn).await }))
         .connect_with(options)
         .await
-        .map_err(|err| {
-            open_failed(
-                &err,
-                &format!(
-                    "cannot open the SQLite database at '{path}'; check that the directory \
-                     exists and is writable, and that the file is a Drover database"
-                ),
-            )
-        })?;
+        .map_err(|err| open_failed(&err, StoreProblem::CannotOpenSqlite))?;
     SQLITE_MIGRATIONS
         .run(&pool)
         .await
@@ -194,13 +187,7 @@ async fn open_postgres(url: &str) -> Result<PgPool> {
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect(url)
         .await
-        .map_err(|err| {
-            open_failed(
-                &err,
-                "cannot connect to PostgreSQL; check that the server runs, the URL's host, port, \
-                 user and database are right, and that the user may create tables",
-            )
-        })?;
+        .map_err(|err| open_failed(&err, StoreProblem::CannotConnectPostgres))?;
     POSTGRES_MIGRATIONS
         .run(&pool)
         .await
@@ -208,28 +195,14 @@ async fn open_postgres(url: &str) -> Result<PgPool> {
     Ok(pool)
 }
 
-/// Start-up failures: the operator reads the log, so the hint and the cause go there, with
-/// the id the returned error names.
-fn open_failed(err: &sqlx::Error, hint: &str) -> DroverError {
+/// Start-up failures: the returned error says what to check; the cause goes to the log
+/// under the id the error names.
+fn open_failed(err: &dyn std::fmt::Display, problem: StoreProblem) -> DroverError {
     let error_id = ErrorId::new();
-    tracing::error!(%error_id, cause = %err, "{hint}");
-    DroverError::StoreUnavailable {
-        error_id,
-        problem: StoreProblem::Unreachable,
-    }
+    tracing::error!(%error_id, ?problem, cause = %err, "cannot open the store");
+    DroverError::StoreUnavailable { error_id, problem }
 }
 
 fn migration_error(err: sqlx::migrate::MigrateError) -> DroverError {
-    let error_id = ErrorId::new();
-    tracing::error!(
-        %error_id,
-        cause = %err,
-        "cannot migrate the database schema; if the database was written by a newer Drover, run \
-         that version or restore a backup; if it is not a Drover database, point --database \
-         elsewhere"
-    );
-    DroverError::StoreUnavailable {
-        error_id,
-        problem: StoreProblem::Refused,
-    }
+    open_failed(&err, StoreProblem::CannotMigrate)
 }
