@@ -12,6 +12,8 @@ pub mod error;
 pub mod fleet;
 pub mod grpc;
 pub mod http;
+pub mod readiness;
+pub mod retention;
 pub mod rollout;
 pub mod server;
 pub mod store;

@@ -8,6 +8,7 @@
 mod agents;
 mod channels;
 mod error;
+mod ops;
 mod rollouts;
 mod schedules;
 
@@ -26,6 +27,7 @@ use sqlx::{
 use crate::error::{DroverError, ErrorId, Result, StoreProblem};
 
 pub use channels::ChannelRow;
+pub use ops::{PruneTable, Pruned};
 pub use rollouts::{Event, NewEvent, RolloutRow};
 pub use schedules::GroupSchedule;
 
@@ -84,12 +86,6 @@ impl Store {
     fn count_writes(&self, statements: u64) {
         self.write_statements
             .fetch_add(statements, Ordering::Relaxed);
-    }
-
-    /// A cheap round trip, for readiness checks.
-    pub async fn ping(&self) -> Result<()> {
-        on_backend!(self, pool => { sqlx::query("SELECT 1").execute(pool).await?; });
-        Ok(())
     }
 
     pub async fn close(&self) {
