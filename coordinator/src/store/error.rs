@@ -47,7 +47,7 @@ fn classify(err: sqlx::Error) -> DroverError {
             ))
         }
         // Logged with an id where it reaches a client (`DroverError::client_message`).
-        Class::Bug => DroverError::Internal(format!("store {error_id}: {err}")),
+        Class::Bug => DroverError::Internal(format!("store: {err}")),
     }
 }
 
