@@ -172,11 +172,12 @@ where
             Err(panic) => format!("panicked: {}", panic_text(panic.as_ref())),
         };
         match policy {
+            // State first, log second: even a log call that fails cannot lose the failure.
             Policy::ExitProcess => {
-                tracing::error!(task = name, %cause, "supervised task failed; shutting down");
-                inner.fatal.lock().get_or_insert((name, cause));
+                inner.fatal.lock().get_or_insert((name, cause.clone()));
                 set_state(&inner, &slot, TaskState::Failed);
                 inner.shutdown.cancel();
+                tracing::error!(task = name, %cause, "supervised task failed; shutting down");
                 return;
             }
             Policy::Restart => {
@@ -187,8 +188,8 @@ where
                 let backoff = FIRST_BACKOFF
                     .saturating_mul(1 << (failures - 1).min(5))
                     .min(MAX_BACKOFF);
-                tracing::error!(task = name, %cause, failures, ?backoff, "supervised task failed; restarting after the backoff");
                 set_state(&inner, &slot, TaskState::Restarting { failures });
+                tracing::error!(task = name, %cause, failures, ?backoff, "supervised task failed; restarting after the backoff");
                 tokio::select! {
                     _ = inner.shutdown.cancelled() => {
                         set_state(&inner, &slot, TaskState::Stopped);

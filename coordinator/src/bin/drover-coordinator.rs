@@ -151,6 +151,9 @@ fn init_tracing(json: bool) {
         .with_env_filter(filter)
         // Colours only on a terminal: log files and journals get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A log line that cannot be written (stderr closed) is dropped; by default
+        // tracing-subscriber reports it with eprintln!, which panics the logging task.
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
