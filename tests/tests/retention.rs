@@ -6,7 +6,7 @@ use drover_coordinator::{
     retention::{RetentionConfig, prune},
     store::{NewEvent, PruneTable, Store},
 };
-use drover_tests::TestPostgres;
+use drover_tests::{CoordinatorBuilder, TestPostgres, droverctl_json, eventually};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -185,4 +185,42 @@ async fn pruning_keeps_new_rows_and_each_agents_newest_report_on_postgres() {
     })
     .await;
     db.drop_database().await;
+}
+
+/// The flags reach the running coordinator: with room for three events, a burst of admin
+/// changes leaves the newest three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_prunes_events_beyond_its_flags() {
+    let root = tempfile::tempdir().unwrap();
+    let coordinator = CoordinatorBuilder::sqlite(root.path())
+        .arg("--retain-events-max")
+        .arg("3")
+        .arg("--retention-interval-secs")
+        .arg("1")
+        .start()
+        .await;
+    let url = coordinator.grpc_url();
+    for minor in 0..8 {
+        droverctl_json(&url, &["control-plane", "set", &format!("2.{minor}.0")]).await;
+    }
+    let events = eventually(
+        "at most three events left",
+        Duration::from_secs(15),
+        async || {
+            let (_, body) = drover_tests::http(
+                coordinator.addresses.http,
+                "GET",
+                "/api/v1/events?limit=100",
+            )
+            .await;
+            let events: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
+            (!events.is_empty() && events.len() <= 3).then_some(events)
+        },
+    )
+    .await;
+    let newest = events.last().unwrap()["text"].as_str().unwrap().to_string();
+    assert!(
+        newest.contains("2.7.0"),
+        "the newest event stays: {events:?}"
+    );
 }
