@@ -88,21 +88,36 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         .run(shutdown)
     });
 
-    // The servers are not supervised tasks: if one ends, `run` ends.
-    let grpc = tokio::spawn(serve_grpc(
-        fleet.clone(),
-        grpc_listener,
-        health_service,
-        config.max_concurrent_streams,
+    // The servers are not restarted: if one stops before shutdown, the coordinator stops
+    // and exits non-zero.
+    let stopped_server = Arc::new(parking_lot::Mutex::new(None));
+    let grpc = tokio::spawn(stop_if_it_ends(
+        "gRPC server",
+        serve_grpc(
+            fleet.clone(),
+            grpc_listener,
+            health_service,
+            config.max_concurrent_streams,
+            shutdown.clone(),
+        ),
         shutdown.clone(),
+        stopped_server.clone(),
     ));
     let http_shutdown = shutdown.clone();
     let router = http::router(fleet.clone(), verdict);
-    let http = tokio::spawn(async move {
-        axum::serve(http_listener, router)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
-    });
+    let http = tokio::spawn(stop_if_it_ends(
+        "HTTP server",
+        async move {
+            let served = axum::serve(http_listener, router)
+                .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "HTTP server failed");
+            }
+        },
+        shutdown.clone(),
+        stopped_server.clone(),
+    ));
 
     tracing::info!(grpc = %bound.grpc, http = %bound.http, "coordinator serving");
     if let Some(path) = &config.ready_file {
@@ -113,11 +128,31 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     shutdown.cancelled().await;
     let _ = tokio::join!(grpc, http, supervisor.join());
     store.close().await;
+    if let Some(server) = *stopped_server.lock() {
+        return Err(DroverError::Internal(format!(
+            "the {server} stopped unexpectedly; the coordinator stopped"
+        )));
+    }
     match supervisor.fatal() {
         None => Ok(()),
         Some((task, cause)) => Err(DroverError::Internal(format!(
             "the supervised task {task} failed ({cause}); the coordinator stopped"
         ))),
+    }
+}
+
+/// Runs a server; if it ends before shutdown was asked for, records it and shuts down.
+async fn stop_if_it_ends(
+    name: &'static str,
+    server: impl std::future::Future<Output = ()>,
+    shutdown: CancellationToken,
+    stopped: Arc<parking_lot::Mutex<Option<&'static str>>>,
+) {
+    server.await;
+    if !shutdown.is_cancelled() {
+        stopped.lock().get_or_insert(name);
+        shutdown.cancel();
+        tracing::error!(server = name, "server stopped unexpectedly; shutting down");
     }
 }
 
