@@ -304,8 +304,21 @@ async fn a_panicking_task_is_logged_by_name_fails_readiness_and_is_restarted() {
         .arg("reconciler")
         .start()
         .await;
-    let body = wait_readiness(&coordinator, false, Duration::from_secs(10)).await;
-    assert!(body.contains("task reconciler"), "{body}");
+    // Not ready from the start ("starting"); then because the reconciler is down.
+    let body = eventually(
+        "/readyz to name the reconciler",
+        Duration::from_secs(10),
+        async || {
+            let (status, body) = readyz(&coordinator).await;
+            (status == 503 && body.contains("task reconciler")).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(
+        grpc_health(&coordinator).await,
+        ServingStatus::NotServing,
+        "{body}"
+    );
     // Policy: restart with backoff. A second failure in the log proves the restart.
     eventually(
         "the log to show the reconciler failing twice",
