@@ -17,7 +17,7 @@ mod armed {
 
     use parking_lot::Mutex;
 
-    use crate::error::DroverError;
+    use crate::error::{DroverError, ErrorId, StoreProblem};
 
     enum Action {
         /// Crash once this many more hits have passed.
@@ -73,8 +73,12 @@ mod armed {
                     }
                     *n -= 1;
                 }
-                tracing::warn!(failpoint = name, "failpoint: injecting a store error");
-                Some(DroverError::StoreUnavailable(format!("failpoint {name}")))
+                let error_id = ErrorId::new();
+                tracing::warn!(failpoint = name, %error_id, "failpoint: injecting a store error");
+                Some(DroverError::StoreUnavailable {
+                    error_id,
+                    problem: StoreProblem::Unreachable,
+                })
             }
         }
     }

@@ -1,4 +1,5 @@
-//! The HTTP edge: the dashboard (embedded), health and readiness, and a small JSON API.
+//! The HTTP edge: the dashboard (embedded), liveness and readiness, and a small JSON API.
+//! Errors become responses in `crate::edge`.
 
 use std::sync::{Arc, atomic::Ordering};
 
@@ -9,20 +10,25 @@ use axum::{
     routing::get,
 };
 use serde::Deserialize;
+use tokio::sync::watch;
 
 use crate::{
     domain::{AgentFilter, Health},
     error::{DroverError, Result},
     fleet::{AgentView, Fleet, FleetSummary},
+    readiness::Verdict,
 };
 
 const DASHBOARD_HTML: &str = include_str!("../../dashboard/index.html");
 
-pub fn router(fleet: Arc<Fleet>) -> Router {
+/// `readiness` is the readiness task's verdict; `/readyz` only reads it.
+pub fn router(fleet: Arc<Fleet>, readiness: watch::Receiver<Verdict>) -> Router {
     Router::new()
         .route("/", get(|| async { Html(DASHBOARD_HTML) }))
+        // Liveness: the process answers. No I/O, so a slow store never gets us restarted.
+        .route("/livez", get(|| async { "ok" }))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(move || readyz(readiness.clone())))
         .route("/api/v1/fleet/summary", get(summary))
         .route("/api/v1/agents", get(list_agents))
         .route("/api/v1/agents/{agent_id}", get(get_agent))
@@ -40,9 +46,15 @@ pub fn router(fleet: Arc<Fleet>) -> Router {
         .with_state(fleet)
 }
 
-async fn readyz(State(fleet): State<Arc<Fleet>>) -> Result<&'static str> {
-    fleet.store().ping().await?;
-    Ok("ready")
+/// 200 "ready", or 503 with `{"ready": false, "failed": [...]}` naming each failed check.
+async fn readyz(readiness: watch::Receiver<Verdict>) -> axum::response::Response {
+    use axum::{http::StatusCode, response::IntoResponse};
+    let verdict = readiness.borrow().clone();
+    if verdict.ready {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(verdict)).into_response()
+    }
 }
 
 async fn summary(State(fleet): State<Arc<Fleet>>) -> Result<Json<FleetSummary>> {

@@ -7,11 +7,15 @@
 
 pub mod cli;
 pub mod domain;
+pub mod edge;
 pub mod error;
 mod failpoint;
 pub mod fleet;
 pub mod grpc;
 pub mod http;
+pub mod readiness;
+pub mod retention;
 pub mod rollout;
 pub mod server;
 pub mod store;
+pub mod supervisor;

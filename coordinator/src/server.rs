@@ -1,4 +1,5 @@
-//! Wiring: open the store, start the fleet, serve gRPC and HTTP until shutdown.
+//! Wiring: open the store, start the fleet and the supervised background tasks, serve gRPC
+//! and HTTP until shutdown (or until a task the coordinator cannot run without fails).
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -9,13 +10,17 @@ use drover_proto::v1::{
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic_health::pb::health_server::{Health, HealthServer};
 
 use crate::{
     error::{DroverError, Result},
     fleet::{Fleet, FleetConfig, run_background_tasks},
     grpc::{AdminApi, MAX_ADMIN_MESSAGE_BYTES, MAX_UPDATER_MESSAGE_BYTES, UpdaterApi},
     http,
+    readiness::{self, ReadinessTask},
+    retention::{RetentionConfig, run_retention},
     store::Store,
+    supervisor::{Policy, Supervisor},
 };
 
 #[derive(Debug, Clone)]
@@ -29,6 +34,11 @@ pub struct CoordinatorConfig {
     /// Where to write the bound addresses as JSON once serving (for tests and scripts).
     pub ready_file: Option<PathBuf>,
     pub max_concurrent_streams: u32,
+    pub retention: RetentionConfig,
+    /// How often readiness probes the store with a write.
+    pub readiness_interval: Duration,
+    /// Tests only: this supervised task panics each time it starts.
+    pub test_panic_task: Option<String>,
 }
 
 /// The addresses actually bound (ports may have been 0).
@@ -55,19 +65,59 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         http: http_listener.local_addr().map_err(io_error)?,
     };
 
-    let background = tokio::spawn(run_background_tasks(fleet.clone(), shutdown.clone()));
-    let grpc = tokio::spawn(serve_grpc(
-        fleet.clone(),
-        grpc_listener,
-        config.max_concurrent_streams,
+    let supervisor = Supervisor::new(shutdown.clone(), config.test_panic_task.clone());
+    run_background_tasks(&fleet, &supervisor);
+    let (retention_store, retention) = (store.clone(), config.retention.clone());
+    supervisor.spawn("retention", Policy::Restart, move |shutdown| {
+        run_retention(retention_store.clone(), retention.clone(), shutdown)
+    });
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    readiness::set_health(&health_reporter, tonic_health::ServingStatus::NotServing).await;
+    let (verdict_tx, verdict) = readiness::channel();
+    let (readiness_store, readiness_supervisor) = (store.clone(), supervisor.clone());
+    let readiness_interval = config.readiness_interval;
+    // Without it nobody would notice the coordinator turning unhealthy: a failure stops us.
+    supervisor.spawn("readiness", Policy::ExitProcess, move |shutdown| {
+        ReadinessTask {
+            store: readiness_store.clone(),
+            supervisor: readiness_supervisor.clone(),
+            health: health_reporter.clone(),
+            verdict: verdict_tx.clone(),
+            interval: readiness_interval,
+        }
+        .run(shutdown)
+    });
+
+    // The servers are not restarted: if one stops before shutdown, the coordinator stops
+    // and exits non-zero.
+    let stopped_server = Arc::new(parking_lot::Mutex::new(None));
+    let grpc = tokio::spawn(stop_if_it_ends(
+        "gRPC server",
+        serve_grpc(
+            fleet.clone(),
+            grpc_listener,
+            health_service,
+            config.max_concurrent_streams,
+            shutdown.clone(),
+        ),
         shutdown.clone(),
+        stopped_server.clone(),
     ));
     let http_shutdown = shutdown.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(http_listener, http::router(fleet.clone()))
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
-    });
+    let router = http::router(fleet.clone(), verdict);
+    let http = tokio::spawn(stop_if_it_ends(
+        "HTTP server",
+        async move {
+            let served = axum::serve(http_listener, router)
+                .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "HTTP server failed");
+            }
+        },
+        shutdown.clone(),
+        stopped_server.clone(),
+    ));
 
     tracing::info!(grpc = %bound.grpc, http = %bound.http, "coordinator serving");
     if let Some(path) = &config.ready_file {
@@ -76,24 +126,43 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     }
 
     shutdown.cancelled().await;
-    let _ = tokio::join!(grpc, http, background);
+    let _ = tokio::join!(grpc, http, supervisor.join());
     store.close().await;
-    Ok(())
+    if let Some(server) = *stopped_server.lock() {
+        return Err(DroverError::Internal(format!(
+            "the {server} stopped unexpectedly; the coordinator stopped"
+        )));
+    }
+    match supervisor.fatal() {
+        None => Ok(()),
+        Some((task, cause)) => Err(DroverError::Internal(format!(
+            "the supervised task {task} failed ({cause}); the coordinator stopped"
+        ))),
+    }
+}
+
+/// Runs a server; if it ends before shutdown was asked for, records it and shuts down.
+async fn stop_if_it_ends(
+    name: &'static str,
+    server: impl std::future::Future<Output = ()>,
+    shutdown: CancellationToken,
+    stopped: Arc<parking_lot::Mutex<Option<&'static str>>>,
+) {
+    server.await;
+    if !shutdown.is_cancelled() {
+        stopped.lock().get_or_insert(name);
+        shutdown.cancel();
+        tracing::error!(server = name, "server stopped unexpectedly; shutting down");
+    }
 }
 
 async fn serve_grpc(
     fleet: Arc<Fleet>,
     listener: TcpListener,
+    health_service: HealthServer<impl Health>,
     max_concurrent_streams: u32,
     shutdown: CancellationToken,
 ) {
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<UpdaterServiceServer<UpdaterApi>>()
-        .await;
-    health_reporter
-        .set_serving::<AdminServiceServer<AdminApi>>()
-        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1();

@@ -2,10 +2,12 @@
 //! droverctl and gRPC, and give each test its own SQLite file or PostgreSQL database.
 #![forbid(unsafe_code)]
 
+mod chaos;
 mod postgres;
 mod process;
 mod release;
 
+pub use chaos::ChaosProxy;
 pub use postgres::TestPostgres;
 pub use process::{
     CoordinatorBuilder, CoordinatorProcess, UpdaterBuilder, UpdaterProcess, bin, droverctl,

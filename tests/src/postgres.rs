@@ -35,6 +35,43 @@ impl TestPostgres {
         }
     }
 
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The server's address (host and port of the URL).
+    pub fn server_addr(&self) -> std::net::SocketAddr {
+        let host_port = self.url_host_port();
+        host_port
+            .parse()
+            .expect("the test URL names an IP address and a port")
+    }
+
+    /// The same database reached through `addr` (a proxy) instead of the server.
+    pub fn url_via(&self, addr: std::net::SocketAddr) -> String {
+        self.url
+            .replacen(self.url_host_port(), &addr.to_string(), 1)
+    }
+
+    fn url_host_port(&self) -> &str {
+        let after_at = self
+            .url
+            .split_once('@')
+            .map_or(self.url.as_str(), |(_, rest)| rest);
+        after_at.split('/').next().unwrap_or(after_at)
+    }
+
+    /// Runs one statement on the server's admin database (ALTER DATABASE and the like).
+    pub async fn admin(&self, sql: &str) {
+        let mut conn = PgConnection::connect(&admin_url())
+            .await
+            .expect("connect to the admin database");
+        conn.execute(sqlx::AssertSqlSafe(sql.to_string()))
+            .await
+            .unwrap_or_else(|err| panic!("{sql}: {err}"));
+    }
+
     pub async fn drop_database(self) {
         // Drop does it; this name stays for readability at the end of a test.
         drop(self);

@@ -359,8 +359,13 @@ async fn the_http_edge_serves_the_dashboard_health_and_json() {
         .await;
     let (status, body) = http_get(&coordinator, "/healthz").await;
     assert_eq!((status, body.as_str()), (200, "ok"));
-    let (status, _) = http_get(&coordinator, "/readyz").await;
-    assert_eq!(status, 200);
+    // Readiness is a real check (a store write, every task running): it may take a moment.
+    eventually("/readyz 200", Duration::from_secs(10), async || {
+        (http_get(&coordinator, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    let (status, body) = http_get(&coordinator, "/livez").await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
     let (status, body) = http_get(&coordinator, "/").await;
     assert!(status == 200 && body.contains("<title>Drover</title>"));
     let (status, body) = http_get(&coordinator, "/api/v1/fleet/summary").await;

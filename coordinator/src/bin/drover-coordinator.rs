@@ -6,6 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::Parser;
 use drover_coordinator::{
     fleet::FleetConfig,
+    retention::RetentionConfig,
     server::{CoordinatorConfig, run},
 };
 use tokio_util::sync::CancellationToken;
@@ -51,6 +52,29 @@ struct Args {
     /// POST /api/v1/testing/clock/advance?ms=N. For tests and demos only.
     #[arg(long, hide = true)]
     manual_clock_start_ms: Option<i64>,
+    /// Delete events older than this many days (0: no age limit).
+    #[arg(long, default_value_t = 30)]
+    retain_events_days: u64,
+    /// Keep at most this many events, the newest (0: no count limit).
+    #[arg(long, default_value_t = 1_000_000)]
+    retain_events_max: u64,
+    /// Delete update reports older than this many days; an agent's newest report is always
+    /// kept (0: no age limit).
+    #[arg(long, default_value_t = 90)]
+    retain_reports_days: u64,
+    /// Keep at most this many update reports, the newest, plus each agent's newest
+    /// (0: no count limit).
+    #[arg(long, default_value_t = 1_000_000)]
+    retain_reports_max: u64,
+    /// Seconds between retention passes (each deletes in batches of 1,000 rows).
+    #[arg(long, default_value_t = 600)]
+    retention_interval_secs: u64,
+    /// Milliseconds between readiness samples (each a one-row write to the store).
+    #[arg(long, default_value_t = 1000)]
+    readiness_interval_ms: u64,
+    /// For tests only: the named supervised task panics each time it starts.
+    #[arg(long, hide = true)]
+    test_panic_task: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -75,6 +99,16 @@ async fn main() -> std::process::ExitCode {
         },
         ready_file: args.ready_file,
         max_concurrent_streams: args.max_concurrent_streams,
+        retention: RetentionConfig {
+            events_max_age: days(args.retain_events_days),
+            events_max_rows: count(args.retain_events_max),
+            reports_max_age: days(args.retain_reports_days),
+            reports_max_rows: count(args.retain_reports_max),
+            interval: Duration::from_secs(args.retention_interval_secs.max(1)),
+            ..RetentionConfig::default()
+        },
+        readiness_interval: Duration::from_millis(args.readiness_interval_ms.clamp(100, 60_000)),
+        test_panic_task: args.test_panic_task,
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -85,6 +119,18 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Retention limits: 0 means no limit.
+fn days(days: u64) -> Duration {
+    match days {
+        0 => Duration::MAX,
+        days => Duration::from_secs(days.saturating_mul(24 * 3600)),
+    }
+}
+
+fn count(rows: u64) -> u64 {
+    if rows == 0 { u64::MAX } else { rows }
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {
@@ -103,6 +149,11 @@ fn init_tracing(json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only on a terminal: log files and journals get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A log line that cannot be written (stderr closed) is dropped; by default
+        // tracing-subscriber reports it with eprintln!, which panics the logging task.
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

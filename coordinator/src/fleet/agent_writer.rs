@@ -55,11 +55,14 @@ impl AgentWriter {
     }
 }
 
-/// The batch's error for each of its writers (the type is not `Clone`: it may carry
-/// sources that are not).
+/// The batch's error, for each of its writers (one error id for all: one log line).
 fn same_error(err: &DroverError) -> DroverError {
     match err {
-        DroverError::StoreUnavailable(message) => DroverError::StoreUnavailable(message.clone()),
+        DroverError::StoreUnavailable { error_id, problem } => DroverError::StoreUnavailable {
+            error_id: *error_id,
+            problem: *problem,
+        },
+        DroverError::Conflict(message) => DroverError::Conflict(message.clone()),
         other => DroverError::Internal(other.to_string()),
     }
 }

@@ -1,45 +1,82 @@
-//! Background work of the fleet: batched last-seen flushes, settings refreshes, and the
-//! rollout reconcile loop.
+//! Background work of the fleet, as three supervised tasks: the rollout reconcile loop,
+//! batched last-seen flushes, and settings refreshes.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
+use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::Fleet;
-use crate::domain::now_ms;
+use crate::{
+    domain::now_ms,
+    supervisor::{Policy, Supervisor},
+};
 
-/// Runs until `shutdown`; flushes liveness one last time on the way out.
-pub async fn run_background_tasks(fleet: Arc<Fleet>, shutdown: CancellationToken) {
-    let mut flush = tokio::time::interval(fleet.config.liveness_flush_interval);
-    let mut refresh = tokio::time::interval(fleet.config.view_refresh_interval);
-    let mut reconcile = tokio::time::interval(fleet.config.reconcile_interval);
-    for timer in [&mut flush, &mut refresh, &mut reconcile] {
-        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    }
+/// Spawns the fleet's background tasks. Each restarts after a failure: a pass that panics
+/// on some state may well succeed on the next, and targets keep being served meanwhile
+/// (readiness reports the task down until it runs again).
+pub fn run_background_tasks(fleet: &Arc<Fleet>, supervisor: &Supervisor) {
+    let f = fleet.clone();
+    supervisor.spawn("reconciler", Policy::Restart, move |shutdown| {
+        reconcile_loop(f.clone(), shutdown)
+    });
+    let f = fleet.clone();
+    supervisor.spawn("liveness-flush", Policy::Restart, move |shutdown| {
+        flush_loop(f.clone(), shutdown)
+    });
+    let f = fleet.clone();
+    supervisor.spawn("settings-refresh", Policy::Restart, move |shutdown| {
+        refresh_loop(f.clone(), shutdown)
+    });
+}
+
+fn every(period: Duration) -> Interval {
+    let mut timer = tokio::time::interval(period);
+    timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    timer
+}
+
+async fn reconcile_loop(fleet: Arc<Fleet>, shutdown: CancellationToken) {
+    let mut reconcile = every(fleet.config.reconcile_interval);
     loop {
-        let reconcile_due = async {
-            tokio::select! {
-                _ = reconcile.tick() => {}
-                _ = fleet.reconcile_now.notified() => {}
-            }
-        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = reconcile.tick() => {}
+            _ = fleet.reconcile_now.notified() => {}
+        }
+        if let Err(err) = fleet.reconcile_rollouts().await {
+            tracing::warn!(error = %err, "rollout reconcile failed; retrying on the next tick");
+        }
+    }
+}
+
+/// Flushes one last time on the way out.
+async fn flush_loop(fleet: Arc<Fleet>, shutdown: CancellationToken) {
+    let mut flush = every(fleet.config.liveness_flush_interval);
+    loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = reconcile_due => {
-                if let Err(err) = fleet.reconcile_rollouts().await {
-                    tracing::warn!(error = %err, "rollout reconcile failed; retrying on the next tick");
-                }
-            }
             _ = flush.tick() => flush_liveness(&fleet).await,
-            _ = refresh.tick() => {
-                let refreshed = fleet.refresh_settings().await.map(|changed| if changed { fleet.push_all(); });
-                if let Err(err) = refreshed {
-                    tracing::warn!(error = %err, "could not refresh channels from the store");
-                }
-            }
         }
     }
     flush_liveness(&fleet).await;
+}
+
+async fn refresh_loop(fleet: Arc<Fleet>, shutdown: CancellationToken) {
+    let mut refresh = every(fleet.config.view_refresh_interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = refresh.tick() => {}
+        }
+        match fleet.refresh_settings().await {
+            Ok(true) => {
+                fleet.push_all();
+            }
+            Ok(false) => {}
+            Err(err) => tracing::warn!(error = %err, "could not refresh channels from the store"),
+        }
+    }
 }
 
 /// Writes last-seen for every agent heard from since the previous flush, in a few statements.

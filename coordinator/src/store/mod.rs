@@ -8,6 +8,8 @@
 mod agents;
 mod batch;
 mod channels;
+mod error;
+mod ops;
 mod rollouts;
 mod schedules;
 
@@ -23,11 +25,12 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use crate::error::{DroverError, Result};
+use crate::error::{DroverError, ErrorId, Result, StoreProblem};
 
 pub use agents::ReportRecorded;
 pub use batch::{AgentWrite, AgentWriteOutcome};
 pub use channels::ChannelRow;
+pub use ops::{PruneTable, Pruned};
 use rollouts::insert_events;
 pub use rollouts::{Event, NewEvent, RolloutCommit, RolloutRow};
 pub use schedules::GroupSchedule;
@@ -104,12 +107,6 @@ impl Store {
             .fetch_add(statements, Ordering::Relaxed);
     }
 
-    /// A cheap round trip, for readiness checks.
-    pub async fn ping(&self) -> Result<()> {
-        on_backend!(self, pool => { sqlx::query("SELECT 1").execute(pool).await?; });
-        Ok(())
-    }
-
     pub async fn close(&self) {
         on_backend!(self, pool => pool.close().await)
     }
@@ -149,6 +146,23 @@ impl Store {
     }
 }
 
+/// How long a call waits for a pooled connection (including connecting) before it fails
+/// with `Unavailable`: during an outage every call fails within a second (this plus the
+/// round trip) instead of queueing, and the pool reconnects by itself on the next call once
+/// the database is back.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// SQLite: one writer at a time whatever the pool size (WAL), readers alongside it. Four
+/// connections let the dashboard, admin reads and the readiness probe proceed while a report
+/// or a liveness flush writes; more would only queue on the write lock.
+const SQLITE_MAX_CONNECTIONS: u32 = 4;
+
+/// PostgreSQL: per replica. The hot paths (heartbeats, target reads) never touch the store,
+/// so the load is hellos, reports, admin verbs and batched flushes; ten connections keep a
+/// two-core coordinator busy, and several replicas plus psql and migrations stay well under
+/// the server's default `max_connections` (100).
+const POSTGRES_MAX_CONNECTIONS: u32 = 10;
+
 async fn open_sqlite(url: &str) -> Result<SqlitePool> {
     let path = url.strip_prefix("sqlite://").unwrap_or(url);
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
@@ -157,18 +171,16 @@ async fn open_sqlite(url: &str) -> Result<SqlitePool> {
         .journal_mode(SqliteJournalMode::Wal)
         // FULL: a change is on disk before the coordinator acknowledges it, even on power loss.
         .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(5))
+        // Bounded like the pool: a write waits at most this long for another writer.
+        .busy_timeout(ACQUIRE_TIMEOUT)
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new()
-        .max_connections(4)
+        .max_connections(SQLITE_MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_connect(|conn, _| Box::pin(async move { refuse_read_only_connection(conn).await }))
         .connect_with(options)
         .await
-        .map_err(|err| {
-            DroverError::StoreUnavailable(format!(
-                "cannot open the SQLite database at '{path}' ({err}); check that the directory \
-                 exists and is writable, and that the file is a Drover database"
-            ))
-        })?;
+        .map_err(|err| open_failed(&err, StoreProblem::CannotOpenSqlite))?;
     SQLITE_MIGRATIONS
         .run(&pool)
         .await
@@ -176,18 +188,31 @@ async fn open_sqlite(url: &str) -> Result<SqlitePool> {
     Ok(pool)
 }
 
+/// SQLite silently opens a file it may not write (file modes, `chattr +i`) read-only, and
+/// such a connection would keep refusing writes after the file is writable again. Writing
+/// the header's user version (unchanged) proves the connection can write; the pool discards
+/// one that cannot and tries again on the next call.
+async fn refuse_read_only_connection(conn: &mut sqlx::SqliteConnection) -> sqlx::Result<()> {
+    use sqlx::Executor;
+    let (version,): (i64,) = sqlx::query_as("PRAGMA user_version")
+        .fetch_one(&mut *conn)
+        .await?;
+    conn.execute(sqlx::AssertSqlSafe(format!(
+        "PRAGMA user_version = {version}"
+    )))
+    .await?;
+    Ok(())
+}
+
 async fn open_postgres(url: &str) -> Result<PgPool> {
+    // sqlx bounds each connection attempt by the acquire deadline, so this is also the
+    // connect timeout: an unreachable server fails a call within a second.
     let pool = PgPoolOptions::new()
-        .max_connections(16)
-        .acquire_timeout(Duration::from_secs(10))
+        .max_connections(POSTGRES_MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect(url)
         .await
-        .map_err(|err| {
-            DroverError::StoreUnavailable(format!(
-                "cannot connect to PostgreSQL ({err}); check that the server runs, the URL's host, \
-                 port, user and database are right, and that the user may create tables"
-            ))
-        })?;
+        .map_err(|err| open_failed(&err, StoreProblem::CannotConnectPostgres))?;
     POSTGRES_MIGRATIONS
         .run(&pool)
         .await
@@ -195,10 +220,14 @@ async fn open_postgres(url: &str) -> Result<PgPool> {
     Ok(pool)
 }
 
+/// Start-up failures: the returned error says what to check; the cause goes to the log
+/// under the id the error names.
+fn open_failed(err: &dyn std::fmt::Display, problem: StoreProblem) -> DroverError {
+    let error_id = ErrorId::new();
+    tracing::error!(%error_id, ?problem, cause = %err, "cannot open the store");
+    DroverError::StoreUnavailable { error_id, problem }
+}
+
 fn migration_error(err: sqlx::migrate::MigrateError) -> DroverError {
-    DroverError::StoreUnavailable(format!(
-        "cannot migrate the database schema ({err}); if the database was written by a newer \
-         Drover, run that version or restore a backup; if it is not a Drover database, point \
-         --database elsewhere"
-    ))
+    open_failed(&err, StoreProblem::CannotMigrate)
 }
