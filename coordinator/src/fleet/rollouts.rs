@@ -436,9 +436,16 @@ impl Fleet {
                 &snapshot,
                 control_plane.as_ref(),
             );
-            let mut rollout = (*current).clone();
-            rollout.counts = group_counts(&current.spec, &snapshot);
-            rollout.decisions = out.decisions;
+            // Built afresh, not cloned: the old decisions (one per agent) are replaced anyway.
+            let mut rollout = ActiveRollout {
+                spec: current.spec.clone(),
+                state: current.state.clone(),
+                created_ms: current.created_ms,
+                status: current.status.clone(),
+                revision: current.revision,
+                counts: group_counts(&current.spec, &snapshot),
+                decisions: out.decisions,
+            };
             let finished = out.state.finished();
             let status = match () {
                 _ if finished && out.state.groups.iter().all(|g| g.phase == Phase::Done) => "done",
