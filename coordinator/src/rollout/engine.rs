@@ -395,4 +395,6 @@ fn decide(
 }
 
 #[cfg(test)]
+mod liveness_tests;
+#[cfg(test)]
 mod tests;

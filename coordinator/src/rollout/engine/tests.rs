@@ -10,9 +10,9 @@ use semver::Version;
 use super::*;
 use crate::rollout::{GroupSpec, Strategy};
 
-const MONDAY: i64 = 1_795_392_000_000; // 2026-11-23T00:00Z
+pub(super) const MONDAY: i64 = 1_795_392_000_000; // 2026-11-23T00:00Z
 
-fn v(text: &str) -> Version {
+pub(super) fn v(text: &str) -> Version {
     Version::parse(text).unwrap()
 }
 
@@ -55,7 +55,7 @@ fn agent(id: &str, group: &str) -> AgentSnapshot {
 }
 
 /// Agents served the target move to it (or fail, if their id is in `failing`).
-fn apply(
+pub(super) fn apply(
     fleet: &mut [AgentSnapshot],
     decisions: &HashMap<String, AgentDecision>,
     failing: &HashSet<String>,
@@ -307,7 +307,8 @@ struct Sim {
     failing: HashSet<String>,
 }
 
-fn random_sim(rng: &mut StdRng) -> Sim {
+/// A random rollout of 1–4 groups named a–d; agents of group "other" belong to the last.
+pub(super) fn random_spec(rng: &mut StdRng) -> RolloutSpec {
     let names = ["a", "b", "c", "d"];
     let groups: Vec<GroupSpec> = (0..rng.random_range(1..=4))
         .map(|i| GroupSpec {
@@ -319,7 +320,7 @@ fn random_sim(rng: &mut StdRng) -> Sim {
             canary_count: rng.random_range(0..4),
         })
         .collect();
-    let spec = RolloutSpec {
+    RolloutSpec {
         rollout_id: format!("r-{}", rng.random::<u32>()),
         channel: "c".into(),
         start_version: v("1.0.0"),
@@ -334,7 +335,11 @@ fn random_sim(rng: &mut StdRng) -> Sim {
         failure_threshold: rng.random_range(1..4),
         max_in_flight: rng.random_range(0..4),
         immediate: rng.random_bool(0.3),
-    };
+    }
+}
+
+fn random_sim(rng: &mut StdRng) -> Sim {
+    let spec = random_spec(rng);
     let fleet: Vec<AgentSnapshot> = (0..rng.random_range(1..30))
         .map(|i| AgentSnapshot {
             agent_id: format!("agent-{i}"),
