@@ -99,6 +99,19 @@ pub struct Shared {
 }
 
 impl Shared {
+    pub fn new(config: UpdaterConfig, store: StateStore, state: PersistedState) -> Self {
+        let (health, _) = watch::channel(config.initial_health);
+        Self {
+            config,
+            store,
+            state: Mutex::new(state),
+            health,
+            activity: parking_lot::Mutex::new(Activity::Idle),
+            wake_connection: Notify::new(),
+            recheck_from_coordinator: parking_lot::Mutex::new(None),
+        }
+    }
+
     pub fn now_ms(&self) -> i64 {
         self.config.clock.now_ms()
     }
@@ -130,16 +143,7 @@ pub async fn run(
         state.agent_version = Some(active);
     }
     tracing::info!(agent_id = %state.agent_id, version = ?state.agent_version, "updater starting");
-    let (health, _) = watch::channel(config.initial_health);
-    let shared = Arc::new(Shared {
-        config,
-        store,
-        state: Mutex::new(state),
-        health,
-        activity: parking_lot::Mutex::new(Activity::Idle),
-        wake_connection: Notify::new(),
-        recheck_from_coordinator: parking_lot::Mutex::new(None),
-    });
+    let shared = Arc::new(Shared::new(config, store, state));
     let (directives_tx, directives_rx) = mpsc::channel(16);
     let tasks = [
         tokio::spawn(connection::run(
