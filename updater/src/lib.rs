@@ -131,6 +131,28 @@ impl Shared {
     }
 }
 
+/// A simulated updater's config for unit tests: healthy, on 1.0.0, `broken` never healthy.
+#[cfg(test)]
+pub(crate) fn test_config(coordinator: &str, broken: &[&str]) -> UpdaterConfig {
+    UpdaterConfig {
+        coordinator: coordinator.into(),
+        hostname: "test".into(),
+        group: "g".into(),
+        channel: "stable".into(),
+        labels: Vec::new(),
+        installer: install::Installer::Simulated {
+            broken_versions: broken.iter().map(ToString::to_string).collect(),
+        },
+        initial_agent_version: Some("1.0.0".into()),
+        recheck_interval: None,
+        backoff: backoff::Backoff::default(),
+        health: None,
+        initial_health: Health::Healthy,
+        health_grace: Duration::from_secs(30),
+        clock: Clock::default(),
+    }
+}
+
 /// Runs an updater until `shutdown`. The state is loaded from (and kept in) `store`.
 pub async fn run(
     config: UpdaterConfig,

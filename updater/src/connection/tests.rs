@@ -15,9 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::{
-    Clock, Health, Shared, StateStore, UpdaterConfig, backoff::Backoff, install::Installer,
-};
+use crate::{Shared, StateStore, test_config};
 
 const HEARTBEAT: Duration = Duration::from_millis(300);
 const PUSH_EVERY: Duration = Duration::from_millis(60);
@@ -84,26 +82,6 @@ impl UpdaterService for PushyCoordinator {
     }
 }
 
-fn config(coordinator: String) -> UpdaterConfig {
-    UpdaterConfig {
-        coordinator,
-        hostname: "test".into(),
-        group: "g".into(),
-        channel: "stable".into(),
-        labels: Vec::new(),
-        installer: Installer::Simulated {
-            broken_versions: Vec::new(),
-        },
-        initial_agent_version: Some("1.0.0".into()),
-        recheck_interval: None,
-        backoff: Backoff::default(),
-        health: None,
-        initial_health: Health::Healthy,
-        health_grace: Duration::from_secs(30),
-        clock: Clock::default(),
-    }
-}
-
 #[tokio::test]
 async fn heartbeats_keep_their_schedule_while_directives_arrive_faster() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -120,7 +98,11 @@ async fn heartbeats_keep_their_schedule_while_directives_arrive_faster() {
         agent_id: "agent-1".into(),
     };
     let state = store.load(Some("1.0.0".into())).await.unwrap();
-    let shared = Arc::new(Shared::new(config(format!("http://{addr}")), store, state));
+    let shared = Arc::new(Shared::new(
+        test_config(&format!("http://{addr}"), &[]),
+        store,
+        state,
+    ));
     // Only the connection runs: no manager, so nothing else wakes it to send a heartbeat.
     let (directives_tx, mut directives) = mpsc::channel(16);
     let shutdown = CancellationToken::new();
