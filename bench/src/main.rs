@@ -2,6 +2,7 @@
 //! measures, plus a JSON summary on the last line. Not a test: it asserts nothing.
 #![forbid(unsafe_code)]
 
+mod churn;
 mod echo;
 mod load;
 mod stats;
@@ -148,6 +149,9 @@ async fn main() -> anyhow::Result<()> {
         let addr = echo::serve().await?;
         println!("{addr}");
         std::future::pending::<()>().await;
+    }
+    if std::env::args().nth(1).as_deref() == Some("churn") {
+        return churn::run(churn::ChurnArgs::parse_from(std::env::args().skip(1))).await;
     }
     let args = Args::parse();
     let fd_limit = stats::raise_fd_limit()?;
