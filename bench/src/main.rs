@@ -2,6 +2,7 @@
 //! measures, plus a JSON summary on the last line. Not a test: it asserts nothing.
 #![forbid(unsafe_code)]
 
+mod churn;
 mod echo;
 mod load;
 mod stats;
@@ -161,9 +162,14 @@ async fn main() -> anyhow::Result<()> {
         println!("{addr}");
         std::future::pending::<()>().await;
     }
-    if std::env::args().nth(1).as_deref() == Some("storm") {
-        let args = <storm::StormArgs as clap::Parser>::parse_from(std::env::args().skip(1));
-        return storm::run(args).await;
+    match std::env::args().nth(1).as_deref() {
+        Some("storm") => {
+            return storm::run(storm::StormArgs::parse_from(std::env::args().skip(1))).await;
+        }
+        Some("churn") => {
+            return churn::run(churn::ChurnArgs::parse_from(std::env::args().skip(1))).await;
+        }
+        _ => {}
     }
     let args = Args::parse();
     let fd_limit = stats::raise_fd_limit()?;

@@ -174,6 +174,19 @@ async fn a_broken_release_halts_after_the_canaries_and_rollback_restores_the_sta
             .filter(|a| a["last_report"]["to_version"] == "1.2.0")
             .all(|a| a["last_report"]["outcome"] == "REVERTED")
     );
+    // Each report names the rollout and the directive that caused it.
+    assert!(!touched.is_empty(), "no canary reported");
+    for agent in agents
+        .iter()
+        .filter(|a| a["last_report"]["to_version"] == "1.2.0")
+    {
+        let report = &agent["last_report"];
+        assert_eq!(report["rollout_id"], halted["rollout_id"], "{agent}");
+        assert!(
+            !report["directive_id"].as_str().unwrap().is_empty(),
+            "{agent}"
+        );
+    }
 
     advance(&c, 48).await; // Time passing does not restart a halted rollout.
     assert_eq!(group(&status(&c).await, "staging")["state"], "unstarted");

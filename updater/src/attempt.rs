@@ -20,17 +20,13 @@ fn retry_delay_ms(attempts: u32) -> i64 {
 }
 
 pub async fn install(shared: &Shared, target: &str) {
-    let (directive_id, directive_attempt_id, from) = {
+    let (directive, from) = {
         let state = shared.state.lock().await;
-        let directive = state.directive.as_ref();
-        (
-            directive
-                .map(|d| d.directive_id.clone())
-                .unwrap_or_default(),
-            directive.map(|d| d.attempt_id.clone()).unwrap_or_default(),
-            state.agent_version.clone(),
-        )
+        (state.directive.clone(), state.agent_version.clone())
     };
+    let (directive_id, directive_attempt_id, rollout_id) = directive
+        .map(|d| (d.directive_id, d.attempt_id, d.rollout_id))
+        .unwrap_or_default();
     let attempt_id = uuid::Uuid::new_v4().to_string();
     let started_ms = shared.now_ms();
     shared.set_activity(Activity::Downloading);
@@ -63,6 +59,7 @@ pub async fn install(shared: &Shared, target: &str) {
             started_ms,
             finished_ms: shared.now_ms(),
             directive_id,
+            rollout_id,
         };
         push_report(shared, &mut state, report).await;
         shared.set_activity(Activity::Idle);
@@ -71,6 +68,7 @@ pub async fn install(shared: &Shared, target: &str) {
     let in_flight = InFlight {
         attempt_id,
         directive_id,
+        rollout_id,
         directive_attempt_id,
         from,
         to: target.to_string(),
@@ -185,21 +183,20 @@ async fn revert(shared: &Shared, mut in_flight: InFlight) {
 
 /// A revert decided by the policy (an earlier revert did not complete).
 pub async fn revert_to(shared: &Shared, to: &str, why: &str) {
-    let (from, directive_id) = {
+    let (from, directive_id, rollout_id) = {
         let state = shared.state.lock().await;
-        (
-            state.agent_version.clone(),
-            state
-                .directive
-                .as_ref()
-                .map(|d| d.directive_id.clone())
-                .unwrap_or_default(),
-        )
+        let (directive_id, rollout_id) = state
+            .directive
+            .as_ref()
+            .map(|d| (d.directive_id.clone(), d.rollout_id.clone()))
+            .unwrap_or_default();
+        (state.agent_version.clone(), directive_id, rollout_id)
     };
     let Some(from) = from else { return };
     let in_flight = InFlight {
         attempt_id: uuid::Uuid::new_v4().to_string(),
         directive_id,
+        rollout_id,
         directive_attempt_id: String::new(),
         from: Some(to.to_string()),
         to: from,
@@ -267,6 +264,7 @@ fn report_for(
         started_ms: in_flight.started_ms,
         finished_ms: shared.now_ms(),
         directive_id: in_flight.directive_id.clone(),
+        rollout_id: in_flight.rollout_id.clone(),
     }
 }
 
@@ -283,3 +281,6 @@ async fn push_report(shared: &Shared, state: &mut crate::PersistedState, report:
     save(shared, state).await;
     shared.wake_connection.notify_one();
 }
+
+#[cfg(test)]
+mod tests;

@@ -148,8 +148,12 @@ async fn session(
     let mut sent_reports = HashSet::new();
     send_pending_reports(shared, &outbound, &mut sent_reports).await?;
     let mut sequence = 0u64;
+    // One timer for the session, reset only when a heartbeat goes out: pushes and acks must
+    // not postpone it, or frequent admin changes silence the updater until it is dropped.
+    let next_heartbeat = || Instant::now() + jittered(heartbeat_every, 0.1, rand::rng().random());
+    let heartbeat_timer = tokio::time::sleep_until(next_heartbeat().into());
+    tokio::pin!(heartbeat_timer);
     loop {
-        let next_heartbeat = jittered(heartbeat_every, 0.1, rand::rng().random());
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             message = inbound.message() => {
@@ -164,13 +168,15 @@ async fn session(
                     Some(Down::Welcome(_)) | Some(Down::HeartbeatAck(_)) | None => {}
                 }
             }
-            _ = tokio::time::sleep(next_heartbeat) => {
+            () = &mut heartbeat_timer => {
                 sequence += 1;
                 outbound.send(heartbeat(shared, sequence).await).await?;
+                heartbeat_timer.as_mut().reset(next_heartbeat().into());
             }
             _ = shared.wake_connection.notified() => {
                 sequence += 1;
                 outbound.send(heartbeat(shared, sequence).await).await?;
+                heartbeat_timer.as_mut().reset(next_heartbeat().into());
                 send_pending_reports(shared, &outbound, &mut sent_reports).await?;
             }
         }
@@ -203,3 +209,6 @@ async fn acknowledge(shared: &Shared, attempt_id: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -31,6 +31,7 @@ pub fn directive_record(directive: pb::Directive, source: DirectiveSource) -> Di
         source,
         schedule: directive.schedule.and_then(schedule_record),
         attempt_id: directive.attempt_id,
+        rollout_id: directive.rollout_id,
     }
 }
 
@@ -57,7 +58,7 @@ pub fn report_to_proto(report: &ReportRecord) -> pb::UpdateReport {
         started_at: timestamp(report.started_ms),
         finished_at: timestamp(report.finished_ms),
         directive_id: report.directive_id.clone(),
-        rollout_id: String::new(),
+        rollout_id: report.rollout_id.clone(),
     }
 }
 

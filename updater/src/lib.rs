@@ -99,6 +99,19 @@ pub struct Shared {
 }
 
 impl Shared {
+    pub fn new(config: UpdaterConfig, store: StateStore, state: PersistedState) -> Self {
+        let (health, _) = watch::channel(config.initial_health);
+        Self {
+            config,
+            store,
+            state: Mutex::new(state),
+            health,
+            activity: parking_lot::Mutex::new(Activity::Idle),
+            wake_connection: Notify::new(),
+            recheck_from_coordinator: parking_lot::Mutex::new(None),
+        }
+    }
+
     pub fn now_ms(&self) -> i64 {
         self.config.clock.now_ms()
     }
@@ -118,6 +131,28 @@ impl Shared {
     }
 }
 
+/// A simulated updater's config for unit tests: healthy, on 1.0.0, `broken` never healthy.
+#[cfg(test)]
+pub(crate) fn test_config(coordinator: &str, broken: &[&str]) -> UpdaterConfig {
+    UpdaterConfig {
+        coordinator: coordinator.into(),
+        hostname: "test".into(),
+        group: "g".into(),
+        channel: "stable".into(),
+        labels: Vec::new(),
+        installer: install::Installer::Simulated {
+            broken_versions: broken.iter().map(ToString::to_string).collect(),
+        },
+        initial_agent_version: Some("1.0.0".into()),
+        recheck_interval: None,
+        backoff: backoff::Backoff::default(),
+        health: None,
+        initial_health: Health::Healthy,
+        health_grace: Duration::from_secs(30),
+        clock: Clock::default(),
+    }
+}
+
 /// Runs an updater until `shutdown`. The state is loaded from (and kept in) `store`.
 pub async fn run(
     config: UpdaterConfig,
@@ -130,16 +165,7 @@ pub async fn run(
         state.agent_version = Some(active);
     }
     tracing::info!(agent_id = %state.agent_id, version = ?state.agent_version, "updater starting");
-    let (health, _) = watch::channel(config.initial_health);
-    let shared = Arc::new(Shared {
-        config,
-        store,
-        state: Mutex::new(state),
-        health,
-        activity: parking_lot::Mutex::new(Activity::Idle),
-        wake_connection: Notify::new(),
-        recheck_from_coordinator: parking_lot::Mutex::new(None),
-    });
+    let shared = Arc::new(Shared::new(config, store, state));
     let (directives_tx, directives_rx) = mpsc::channel(16);
     let tasks = [
         tokio::spawn(connection::run(

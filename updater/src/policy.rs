@@ -248,6 +248,7 @@ mod tests {
                     valid_until_ms: MONDAY + 30 * 24 * HOUR,
                 }),
                 attempt_id: String::new(),
+                rollout_id: String::new(),
             }),
             ..PersistedState::default()
         }

@@ -39,6 +39,9 @@ pub struct DirectiveRecord {
     /// Set by the coordinator to ask for an attempt explicitly (e.g. to retry a broken version).
     #[serde(default)]
     pub attempt_id: String,
+    /// The rollout that chose this target; empty when none governs the agent.
+    #[serde(default)]
+    pub rollout_id: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +106,9 @@ pub struct ReportRecord {
     pub started_ms: i64,
     pub finished_ms: i64,
     pub directive_id: String,
+    /// So the coordinator counts the outcome against the rollout that caused it.
+    #[serde(default)]
+    pub rollout_id: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +148,8 @@ pub enum Phase {
 pub struct InFlight {
     pub attempt_id: String,
     pub directive_id: String,
+    #[serde(default)]
+    pub rollout_id: String,
     pub directive_attempt_id: String,
     pub from: Option<String>,
     pub to: String,
@@ -292,8 +300,13 @@ pub fn describe(state: &PersistedState, now_ms: i64) -> String {
                 "why that target:  {} — {}",
                 d.reason, d.reason_detail
             ));
+            let rollout = if d.rollout_id.is_empty() {
+                String::new()
+            } else {
+                format!(", rollout {}", d.rollout_id)
+            };
             out.push(format!(
-                "directive:        {} (by {})",
+                "directive:        {} (by {}{rollout})",
                 d.directive_id,
                 format!("{:?}", d.source).to_lowercase()
             ));
@@ -383,6 +396,84 @@ mod tests {
         let again = store.load(Some("1.0.0".into())).await.unwrap();
         assert_eq!(again.agent_id, id);
         assert_eq!(again.agent_version.as_deref(), Some("1.1.0"));
+    }
+
+    #[tokio::test]
+    async fn a_state_file_written_before_rollout_ids_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::Dir {
+            path: dir.path().into(),
+            agent_id: Some("a-1".into()),
+        };
+        let report = ReportRecord {
+            attempt_id: "at-1".into(),
+            from_version: Some("1.0.0".into()),
+            to_version: "1.1.0".into(),
+            outcome: Outcome::Succeeded,
+            error: String::new(),
+            started_ms: 1,
+            finished_ms: 2,
+            directive_id: "d-1".into(),
+            rollout_id: "r-1".into(),
+        };
+        let state = PersistedState {
+            agent_id: "a-1".into(),
+            directive: Some(DirectiveRecord {
+                directive_id: "d-1".into(),
+                target_version: Some("1.1.0".into()),
+                critical: false,
+                reason: "group_active".into(),
+                reason_detail: String::new(),
+                control_plane_version: None,
+                received_ms: 0,
+                source: DirectiveSource::Push,
+                schedule: None,
+                attempt_id: String::new(),
+                rollout_id: "r-1".into(),
+            }),
+            pending_reports: vec![report.clone()],
+            last_report: Some(report),
+            in_flight: Some(InFlight {
+                attempt_id: "at-2".into(),
+                directive_id: "d-1".into(),
+                rollout_id: "r-1".into(),
+                directive_attempt_id: String::new(),
+                from: None,
+                to: "1.1.0".into(),
+                phase: Phase::Verifying,
+                started_ms: 3,
+                failure: String::new(),
+            }),
+            ..PersistedState::default()
+        };
+        // The same state as an older updater wrote it: no `rollout_id` anywhere.
+        let mut old = serde_json::to_value(&state).unwrap();
+        old["pending_reports"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("rollout_id");
+        old["last_report"]
+            .as_object_mut()
+            .unwrap()
+            .remove("rollout_id");
+        old["in_flight"]
+            .as_object_mut()
+            .unwrap()
+            .remove("rollout_id");
+        old["directive"]
+            .as_object_mut()
+            .unwrap()
+            .remove("rollout_id");
+        assert!(!old.to_string().contains("rollout_id"));
+        store.load(None).await.unwrap();
+        std::fs::write(dir.path().join(STATE_FILE), old.to_string()).unwrap();
+
+        let loaded = store.load(None).await.unwrap();
+        assert!(!dir.path().join("state.json.unreadable").exists());
+        assert_eq!(loaded.pending_reports[0].attempt_id, "at-1");
+        assert_eq!(loaded.pending_reports[0].rollout_id, "");
+        assert_eq!(loaded.in_flight.unwrap().phase, Phase::Verifying);
+        assert_eq!(loaded.directive.unwrap().directive_id, "d-1");
     }
 
     #[tokio::test]

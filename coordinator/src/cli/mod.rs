@@ -489,6 +489,8 @@ fn agent_json(a: &pb::Agent) -> Value {
             "to_version": r.to_version,
             "outcome": render::outcome_name(r.outcome),
             "error": r.error,
+            "directive_id": r.directive_id,
+            "rollout_id": r.rollout_id,
         })),
     })
 }

@@ -6,8 +6,8 @@ use drover_rules::check_constraints;
 use semver::Version;
 
 use super::{
-    AgentDecision, AgentSnapshot, HOUR_MS, Phase, RolloutEvent, RolloutSpec, RolloutState,
-    Strategy, agent_rank,
+    AgentDecision, AgentSnapshot, GroupState, HOUR_MS, Phase, RolloutEvent, RolloutSpec,
+    RolloutState, Strategy, agent_rank,
 };
 use crate::domain::Health;
 
@@ -113,6 +113,46 @@ fn turn_has_come(now_ms: i64, spec: &RolloutSpec, state: &RolloutState, index: u
     }
 }
 
+fn startable(now_ms: i64, spec: &RolloutSpec, state: &RolloutState, index: usize) -> bool {
+    state.groups[index].force_start
+        || (turn_has_come(now_ms, spec, state, index) && window_open(now_ms, spec, index))
+}
+
+fn canary_candidate(spec: &RolloutSpec, agent: &AgentSnapshot) -> bool {
+    !agent.pinned && agent.connected && agent.health == Health::Healthy && !on_target(spec, agent)
+}
+
+/// Canaries a starting group needs: `canary_count`, capped by the agents left to update.
+fn canaries_needed(
+    spec: &RolloutSpec,
+    group: &GroupState,
+    index: usize,
+    members: &[&AgentSnapshot],
+) -> usize {
+    if group.skip_canaries {
+        return 0;
+    }
+    let left = members
+        .iter()
+        .filter(|a| !a.pinned && !on_target(spec, a))
+        .count();
+    left.min(spec.groups[index].canary_count as usize)
+}
+
+fn waiting_note(needed: usize) -> String {
+    format!("waits for {needed} connected healthy agent(s) to use as canaries")
+}
+
+/// A startable group still unstarted after its transition is waiting for canaries.
+fn waiting_for_canaries(
+    now_ms: i64,
+    spec: &RolloutSpec,
+    state: &RolloutState,
+    index: usize,
+) -> bool {
+    state.groups[index].phase == Phase::Unstarted && startable(now_ms, spec, state, index)
+}
+
 fn transition(
     now_ms: i64,
     spec: &RolloutSpec,
@@ -123,30 +163,34 @@ fn transition(
 ) {
     let group_spec = &spec.groups[index];
     let counts = counts(spec, members);
-    let startable = state.groups[index].force_start
-        || (turn_has_come(now_ms, spec, state, index) && window_open(now_ms, spec, index));
+    let startable = startable(now_ms, spec, state, index);
     let group = &mut state.groups[index];
     let before = group.phase;
     match group.phase {
         Phase::Unstarted if startable => {
-            group.started_ms = Some(now_ms);
-            group.initial_count = counts.present;
-            group.force_start = false;
+            let needed = canaries_needed(spec, group, index, members);
+            // Only agents that can prove the target right now count; too few means wait,
+            // never skip to the whole group (agents may not have reconnected yet).
             let candidates: Vec<String> = members
                 .iter()
-                .filter(|a| {
-                    !a.pinned && a.connected && a.health == Health::Healthy && !on_target(spec, a)
-                })
-                .take(group_spec.canary_count as usize)
+                .filter(|a| canary_candidate(spec, a))
+                .take(needed)
                 .map(|a| a.agent_id.clone())
                 .collect();
-            if group_spec.canary_count > 0 && !group.skip_canaries && !candidates.is_empty() {
-                group.phase = Phase::Canary;
-                group.note = format!("canaries: {}", candidates.join(", "));
-                group.canaries = candidates;
+            if candidates.len() < needed {
+                group.note = waiting_note(needed);
             } else {
-                group.phase = Phase::Active;
-                group.note = String::new();
+                group.started_ms = Some(now_ms);
+                group.initial_count = counts.present;
+                group.force_start = false;
+                if needed > 0 {
+                    group.phase = Phase::Canary;
+                    group.note = format!("canaries: {}", candidates.join(", "));
+                    group.canaries = candidates;
+                } else {
+                    group.phase = Phase::Active;
+                    group.note = String::new();
+                }
             }
         }
         Phase::Canary => {
@@ -273,6 +317,14 @@ fn decide(
         return serve(target, "on_target", format!("already runs {target}"));
     }
     match group.phase {
+        Phase::Unstarted if waiting_for_canaries(now_ms, spec, state, index) => hold(
+            "canary_waiting",
+            format!(
+                "group {} {} before anyone updates (`droverctl rollout start-group \
+                 --skip-canaries` starts it without them)",
+                group_spec.name, group.note
+            ),
+        ),
         Phase::Unstarted => {
             let detail = if turn_has_come(now_ms, spec, state, index) {
                 format!(
@@ -342,5 +394,7 @@ fn decide(
     }
 }
 
+#[cfg(test)]
+mod liveness_tests;
 #[cfg(test)]
 mod tests;

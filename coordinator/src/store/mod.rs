@@ -152,9 +152,10 @@ impl Store {
 /// the database is back.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(800);
 
-/// SQLite: one writer at a time whatever the pool size (WAL), readers alongside it. Four
-/// connections let the dashboard, admin reads and the readiness probe proceed while a report
-/// or a liveness flush writes; more would only queue on the write lock.
+/// SQLite: one writer at a time whatever the pool size (WAL), readers alongside it. Writers
+/// take the write gate before a connection, so at most one connection writes (a group
+/// commit of updaters' writes, an admin change, a flush); the other three serve the
+/// dashboard, admin reads and the readiness probe while it does. More would sit idle.
 const SQLITE_MAX_CONNECTIONS: u32 = 4;
 
 /// PostgreSQL: per replica. The hot paths (heartbeats, target reads) never touch the store,

@@ -10,9 +10,9 @@ use semver::Version;
 use super::*;
 use crate::rollout::{GroupSpec, Strategy};
 
-const MONDAY: i64 = 1_795_392_000_000; // 2026-11-23T00:00Z
+pub(super) const MONDAY: i64 = 1_795_392_000_000; // 2026-11-23T00:00Z
 
-fn v(text: &str) -> Version {
+pub(super) fn v(text: &str) -> Version {
     Version::parse(text).unwrap()
 }
 
@@ -55,7 +55,7 @@ fn agent(id: &str, group: &str) -> AgentSnapshot {
 }
 
 /// Agents served the target move to it (or fail, if their id is in `failing`).
-fn apply(
+pub(super) fn apply(
     fleet: &mut [AgentSnapshot],
     decisions: &HashMap<String, AgentDecision>,
     failing: &HashSet<String>,
@@ -177,6 +177,94 @@ fn a_failing_canary_halts_the_group_and_nobody_else_is_touched() {
 }
 
 #[test]
+fn a_group_waits_for_connected_healthy_canaries_and_never_skips_them() {
+    let spec = spec(vec![group("prod", 2, 0)]);
+    let mut fleet: Vec<_> = (0..10).map(|i| agent(&format!("a{i}"), "prod")).collect();
+    for a in &mut fleet {
+        a.connected = false; // a restarted coordinator: nobody has reconnected yet
+    }
+    let cp = v("1.1.0");
+    let now = MONDAY + 3 * HOUR_MS;
+    let out = reconcile(now, &spec, &RolloutState::new(&spec), &fleet, Some(&cp));
+    let waiting = &out.state.groups[0];
+    assert_eq!(waiting.phase, Phase::Unstarted);
+    assert!(waiting.canaries.is_empty() && waiting.started_ms.is_none());
+    assert!(
+        waiting.note.contains("waits for 2 connected healthy"),
+        "{}",
+        waiting.note
+    );
+    assert!(out.events.is_empty());
+    for decision in out.decisions.values() {
+        assert_eq!(decision.reason, "canary_waiting");
+        assert_eq!(decision.target, Some(v("1.0.0")));
+        assert!(
+            decision.detail.contains("2 connected healthy"),
+            "{}",
+            decision.detail
+        );
+    }
+    // Waiting again changes nothing and says nothing.
+    let again = reconcile(now + HOUR_MS, &spec, &out.state, &fleet, Some(&cp));
+    assert_eq!(again.state, out.state);
+    assert!(again.events.is_empty());
+
+    // One healthy agent and one of unknown health are not enough.
+    fleet[0].connected = true;
+    fleet[1].connected = true;
+    fleet[1].health = Health::Unknown;
+    let still = reconcile(now, &spec, &out.state, &fleet, Some(&cp));
+    assert_eq!(still.state, out.state);
+    assert!(still.events.is_empty());
+
+    // The second connected healthy agent starts the canaries: exactly those two.
+    fleet[2].connected = true;
+    let started = reconcile(now, &spec, &still.state, &fleet, Some(&cp));
+    let group = &started.state.groups[0];
+    assert_eq!(group.phase, Phase::Canary);
+    let mut canaries = group.canaries.clone();
+    canaries.sort();
+    assert_eq!(canaries, ["a0", "a2"]);
+    assert_eq!(started.events.len(), 1);
+    assert!(started.events[0].text.contains("unstarted → canary"));
+
+    // Outside the window it is simply unstarted, not waiting for canaries.
+    let closed = reconcile(MONDAY + 8 * HOUR_MS, &spec, &out.state, &fleet, Some(&cp));
+    assert_eq!(closed.decisions["a5"].reason, "group_unstarted");
+}
+
+#[test]
+fn canaries_needed_are_capped_by_agents_left_and_an_admin_may_skip_them() {
+    let spec = spec(vec![group("prod", 3, 0)]);
+    let mut fleet: Vec<_> = (0..4).map(|i| agent(&format!("a{i}"), "prod")).collect();
+    fleet[0].version = Some(v("1.1.0"));
+    fleet[1].version = Some(v("1.1.0"));
+    fleet[2].pinned = true;
+    fleet[3].connected = true;
+    let cp = v("1.1.0");
+    let now = MONDAY + 3 * HOUR_MS;
+    // One agent is left to update, so one canary suffices.
+    let out = reconcile(now, &spec, &RolloutState::new(&spec), &fleet, Some(&cp));
+    assert_eq!(out.state.groups[0].phase, Phase::Canary);
+    assert_eq!(out.state.groups[0].canaries, ["a3"]);
+
+    // Nobody connected: only `skip_canaries` (set by an admin) goes straight to active.
+    fleet[3].connected = false;
+    let mut state = RolloutState::new(&spec);
+    let out = reconcile(now, &spec, &state, &fleet, Some(&cp));
+    assert_eq!(out.state.groups[0].phase, Phase::Unstarted);
+    state.groups[0].skip_canaries = true;
+    let out = reconcile(now, &spec, &state, &fleet, Some(&cp));
+    assert_eq!(out.state.groups[0].phase, Phase::Active);
+    assert_eq!(out.decisions["a3"].target, Some(v("1.1.0")));
+
+    // Nobody left to update: no canaries needed.
+    fleet[3].version = Some(v("1.1.0"));
+    let out = reconcile(now, &spec, &RolloutState::new(&spec), &fleet, Some(&cp));
+    assert_ne!(out.state.groups[0].phase, Phase::Unstarted);
+}
+
+#[test]
 fn pins_caps_and_pauses() {
     let mut spec = spec(vec![group("prod", 0, 0)]);
     spec.max_in_flight = 2;
@@ -219,7 +307,8 @@ struct Sim {
     failing: HashSet<String>,
 }
 
-fn random_sim(rng: &mut StdRng) -> Sim {
+/// A random rollout of 1–4 groups named a–d; agents of group "other" belong to the last.
+pub(super) fn random_spec(rng: &mut StdRng) -> RolloutSpec {
     let names = ["a", "b", "c", "d"];
     let groups: Vec<GroupSpec> = (0..rng.random_range(1..=4))
         .map(|i| GroupSpec {
@@ -231,7 +320,7 @@ fn random_sim(rng: &mut StdRng) -> Sim {
             canary_count: rng.random_range(0..4),
         })
         .collect();
-    let spec = RolloutSpec {
+    RolloutSpec {
         rollout_id: format!("r-{}", rng.random::<u32>()),
         channel: "c".into(),
         start_version: v("1.0.0"),
@@ -246,7 +335,11 @@ fn random_sim(rng: &mut StdRng) -> Sim {
         failure_threshold: rng.random_range(1..4),
         max_in_flight: rng.random_range(0..4),
         immediate: rng.random_bool(0.3),
-    };
+    }
+}
+
+fn random_sim(rng: &mut StdRng) -> Sim {
+    let spec = random_spec(rng);
     let fleet: Vec<AgentSnapshot> = (0..rng.random_range(1..30))
         .map(|i| AgentSnapshot {
             agent_id: format!("agent-{i}"),
@@ -314,6 +407,11 @@ proptest! {
                     prop_assert_eq!(previous.phase, Phase::Done);
                     prop_assert!(now >= previous.done_ms.unwrap() + i64::from(spec.groups[i].wait_hours) * HOUR_MS);
                 }
+                // 4. A group with canaries never skips them while agents are left to update.
+                if before.phase == Phase::Unstarted && after.phase == Phase::Active && spec.groups[i].canary_count > 0 {
+                    prop_assert!(sim.fleet.iter().all(|a| spec.group_of(&a.group) != i || a.pinned || a.version.as_ref() == Some(&spec.target_version)),
+                        "group {i} skipped its canaries");
+                }
                 if before.phase == Phase::Canary && after.phase == Phase::Halted {
                     halted_in_canary.insert(i, after.canaries.clone());
                 }
@@ -328,7 +426,7 @@ proptest! {
             state = out.state;
             now += rng.random_range(0..6) * HOUR_MS + rng.random_range(0..60) * 60_000;
         }
-        // 4. Canary failures never spread past the canaries.
+        // 5. Canary failures never spread past the canaries.
         for (index, canaries) in halted_in_canary {
             for agent in sim.fleet.iter().filter(|a| spec.group_of(&a.group) == index) {
                 if ever_served.contains(&agent.agent_id) {
