@@ -12,7 +12,7 @@ use std::{
 };
 
 use futures::FutureExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
     error::{DroverError, Result},
@@ -33,14 +33,31 @@ struct Pending {
 #[derive(Clone)]
 pub struct AgentWriter {
     queue: mpsc::Sender<Pending>,
+    /// Turns true if the writer task ever ends (a panic outside a batch): the supervisor
+    /// watches it, since without the writer no updater's write can commit.
+    ended: watch::Receiver<bool>,
 }
 
 impl AgentWriter {
-    /// Starts the writer task; it runs until every `AgentWriter` clone is dropped.
+    /// Starts the writer task; it runs until every `AgentWriter` clone is dropped. It is
+    /// spawned here rather than by the supervisor so that a fleet outside a server (tests,
+    /// benchmarks) writes too; the server's supervisor watches [`AgentWriter::ended`].
     pub fn start(store: Arc<Store>) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(run(store, receiver));
-        Self { queue }
+        let (ended_tx, ended) = watch::channel(false);
+        tokio::spawn(async move {
+            if let Err(panic) = AssertUnwindSafe(run(store, receiver)).catch_unwind().await {
+                tracing::error!(cause = panic_text(&*panic), "the agent writer panicked");
+            }
+            let _ = ended_tx.send(true);
+        });
+        Self { queue, ended }
+    }
+
+    /// Resolves when the writer task has ended.
+    pub async fn ended(&self) {
+        let mut ended = self.ended.clone();
+        let _ = ended.wait_for(|ended| *ended).await;
     }
 
     /// Queues one write and waits until its batch committed (or failed: then nothing of it
@@ -144,4 +161,12 @@ async fn commit(store: &Store, batch: Vec<Pending>) {
             }
         }
     }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }

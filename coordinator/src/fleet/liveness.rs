@@ -1,5 +1,5 @@
-//! Background work of the fleet, as three supervised tasks: the rollout reconcile loop,
-//! batched last-seen flushes, and settings refreshes.
+//! Background work of the fleet, as supervised tasks: the rollout reconcile loop, batched
+//! last-seen flushes, settings refreshes, and a watch on the group-commit writer.
 
 use std::{sync::Arc, time::Duration};
 
@@ -27,6 +27,18 @@ pub fn run_background_tasks(fleet: &Arc<Fleet>, supervisor: &Supervisor) {
     let f = fleet.clone();
     supervisor.spawn("settings-refresh", Policy::Restart, move |shutdown| {
         refresh_loop(f.clone(), shutdown)
+    });
+    // The group-commit writer runs on its own (see `AgentWriter`); this watches it. If it
+    // ends, no updater's write can commit: fail readiness and exit non-zero.
+    let f = fleet.clone();
+    supervisor.spawn("agent-writer", Policy::ExitProcess, move |shutdown| {
+        let fleet = f.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = fleet.writer_ended() => {}
+            }
+        }
     });
 }
 

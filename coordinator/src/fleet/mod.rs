@@ -386,6 +386,11 @@ impl Fleet {
         Ok(changed)
     }
 
+    /// Resolves if the group-commit writer ever stops (see `AgentWriter::ended`).
+    pub async fn writer_ended(&self) {
+        self.writer.ended().await
+    }
+
     /// Shows a channel's committed new version in the view without a store read (a finished
     /// rollout's switch), so it cannot fail between the commit and the hand-over.
     async fn set_view_channel_version(&self, channel: &str, version: Version) {
