@@ -159,7 +159,7 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
         "baseline_raw_insert_rows_per_s": baseline,
         "storm_reports_per_s": storm_rate,
         "storm_to_raw_ratio": storm_rate / baseline.max(1.0),
-        "failed_sessions": fleet.failed.load(Ordering::Relaxed),
+        "failed_sessions_retried": fleet.failed.load(Ordering::Relaxed),
     });
     println!("{summary}");
     drop(coordinator);
@@ -232,14 +232,33 @@ fn heartbeat(version: &str) -> pb::UpdaterMessage {
     }
 }
 
+/// One updater; a failed session (a refused connect while 10k others connect, say) is
+/// retried after a random pause, and counted.
 async fn updater(fleet: Arc<Fleet>, url: String, sources: u8, index: usize) {
-    if let Err(err) = session(&fleet, &url, sources, index).await {
+    for _ in 0..30 {
+        let mut welcomed = false;
+        let result = session(&fleet, &url, sources, index, &mut welcomed).await;
+        if welcomed {
+            fleet.live.fetch_sub(1, Ordering::Relaxed);
+        }
+        let Err(err) = result else { return };
         fleet.failed.fetch_add(1, Ordering::Relaxed);
-        eprintln!("updater {index}: {err:#}");
+        if welcomed {
+            eprintln!("updater {index}: session lost: {err:#}");
+        }
+        let pause = rand::random::<u64>() % 1_000;
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
+    eprintln!("updater {index}: gave up after 30 failed sessions");
 }
 
-async fn session(fleet: &Fleet, url: &str, sources: u8, index: usize) -> anyhow::Result<()> {
+async fn session(
+    fleet: &Fleet,
+    url: &str,
+    sources: u8,
+    index: usize,
+    welcomed: &mut bool,
+) -> anyhow::Result<()> {
     let source = load::source_address(sources, index);
     let mut client = UpdaterServiceClient::new(load::connect(url, Some(source)).await?);
     let (tx, rx) = mpsc::channel(8);
@@ -266,7 +285,10 @@ async fn session(fleet: &Fleet, url: &str, sources: u8, index: usize) -> anyhow:
             message = inbound.message() => {
                 let Some(message) = message? else { anyhow::bail!("stream closed") };
                 match message.kind {
-                    Some(Down::Welcome(_)) => { fleet.live.fetch_add(1, Ordering::Relaxed); }
+                    Some(Down::Welcome(_)) => {
+                        fleet.live.fetch_add(1, Ordering::Relaxed);
+                        *welcomed = true;
+                    }
                     Some(Down::ReportAck(ack)) => {
                         let acked = if ack.attempt_id.starts_with("e2e-") {
                             &fleet.e2e_acked

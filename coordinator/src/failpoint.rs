@@ -1,15 +1,16 @@
 //! Named crash points for deterministic crash tests, compiled only with the `failpoints`
 //! feature (the test suite builds a separate `drover-coordinator-failpoints` binary; release
 //! builds have none). Armed at start-up from `DROVER_FAILPOINTS`, e.g.
-//! `rollout.finish.before_channel_switch=crash;report.before_ack=error*2`:
+//! `rollout.finish.before_channel_switch=crash;report.before_event=error*2`:
 //!
 //! - `crash`: log the point's name and abort the process there (no clean-up, like a kill);
 //!   `crash@N`: pass the first N-1 times, crash the Nth;
 //! - `error` / `error*N`: return a store error (every time / the first N times), as a
 //!   transient database failure would.
 //!
-//! Points sit between two durable steps; [`failpoint!`] returns the error from the
-//! enclosing function, so an open transaction rolls back.
+//! Points inside a transaction use [`failpoint!`]: an error returns from the enclosing
+//! function, so the transaction rolls back. Points after a commit use [`crash_point!`],
+//! which only crashes: a call whose change committed must not report failure.
 
 #[cfg(feature = "failpoints")]
 mod armed {
@@ -54,6 +55,13 @@ mod armed {
         })
     }
 
+    /// A point after a commit: crashes if so armed; an `error` arming is refused loudly.
+    pub fn crash_only(name: &str) {
+        if let Some(err) = hit(name) {
+            panic!("failpoint {name} sits after a commit and may only crash ({err})");
+        }
+    }
+
     /// What the point named `name` does now: `Some(error)` to fail, `None` to go on.
     pub fn hit(name: &str) -> Option<DroverError> {
         let mut points = points().lock();
@@ -85,7 +93,7 @@ mod armed {
 }
 
 #[cfg(feature = "failpoints")]
-pub use armed::hit;
+pub use armed::{crash_only, hit};
 
 /// `failpoint!("name")`: with the `failpoints` feature, crash or fail here as armed;
 /// without it, nothing at all.
@@ -100,3 +108,13 @@ macro_rules! failpoint {
     };
 }
 pub(crate) use failpoint;
+
+/// `crash_point!("name")`: a point after a commit; with the `failpoints` feature it crashes
+/// here if armed; without it, nothing at all.
+macro_rules! crash_point {
+    ($name:literal) => {
+        #[cfg(feature = "failpoints")]
+        crate::failpoint::crash_only($name);
+    };
+}
+pub(crate) use crash_point;

@@ -172,12 +172,28 @@ impl Scenario {
             assert_eq!(*count, 1, "transition logged {count} times: {text}");
         }
         assert_eq!(transitions.get("rollout done"), Some(&1), "{transitions:?}");
+        // Nothing lost either: each group's events chain unstarted → … → done, every step's
+        // "from" being the previous step's "to" (a transition saved without its event breaks it).
         for group in ["dev", "prod"] {
-            let done = transitions
-                .keys()
-                .filter(|t| t.starts_with(&format!("group {group}:")) && t.contains("→ done"))
-                .count();
-            assert_eq!(done, 1, "group {group} done once: {transitions:?}");
+            let prefix = format!("group {group}: ");
+            let steps: Vec<(&str, &str)> = events
+                .iter()
+                .filter(|e| e["kind"] == "rollout")
+                .filter_map(|e| e["text"].as_str()?.strip_prefix(prefix.as_str()))
+                .map(|t| {
+                    let (from, rest) = t.split_once(" → ").expect("a transition");
+                    (from, rest.split(' ').next().unwrap_or(rest))
+                })
+                .collect();
+            let mut state = "unstarted";
+            for (from, to) in &steps {
+                assert_eq!(
+                    *from, state,
+                    "group {group}'s events skip a step: {steps:?}"
+                );
+                state = to;
+            }
+            assert_eq!(state, "done", "group {group} ends done: {steps:?}");
         }
         // Exactly one report per agent: none lost, none doubled.
         let mut reports: HashMap<&str, usize> = HashMap::new();

@@ -7,7 +7,7 @@ use drover_coordinator::{
         AgentFilter, AgentIdentity, AgentStatus, Health, InstallerKind, UpdateOutcome,
         UpdateReport, UpdaterState,
     },
-    store::{NewEvent, ReportRecorded, Store},
+    store::{AgentWrite, NewEvent, ReportRecorded, RolloutCommit, RolloutRow, Store},
 };
 use drover_rules::{MaintenanceSchedule, Weekdays};
 use drover_tests::TestPostgres;
@@ -315,6 +315,8 @@ async fn store_contract(store: Store) {
             .unwrap()
     );
     assert_eq!(store.list_schedules().await.unwrap().len(), 1);
+    rollout_commits_are_compare_and_set(&store).await;
+    batches_write_many_agents_at_once(&store).await;
     // Every committed change has exactly one event; refused ones have none.
     for (text, count) in [
         ("beta 1.2.0", 1),
@@ -327,6 +329,135 @@ async fn store_contract(store: Store) {
         assert_eq!(event_count(&store, text).await, count, "{text}");
     }
     store.close().await;
+}
+
+/// A rollout transition is compare-and-set: the second commit computed from the same
+/// revision writes nothing — no state, no event, no channel switch.
+async fn rollout_commits_are_compare_and_set(store: &Store) {
+    let row = RolloutRow {
+        rollout_id: "r-cas".into(),
+        channel: "beta".into(),
+        spec_json: "{}".into(),
+        state_json: "{}".into(),
+        status: "active".into(),
+        created_ms: 1,
+        updated_ms: 1,
+        revision: 0,
+    };
+    store
+        .create_rollout(&row, &[event("created")])
+        .await
+        .unwrap();
+    let again = store
+        .create_rollout(
+            &RolloutRow {
+                rollout_id: "r-other".into(),
+                ..row.clone()
+            },
+            &[],
+        )
+        .await;
+    assert!(
+        again.is_err(),
+        "a second active rollout on one channel is refused"
+    );
+    let finish = |text: &str| RolloutCommit {
+        rollout_id: "r-cas",
+        expected_revision: 0,
+        state_json: "{\"done\":true}".into(),
+        status: "done",
+        now_ms: 2,
+        events: vec![event(text)],
+        channel_switch: Some(("beta".into(), "9.9.9".into())),
+    };
+    assert_eq!(
+        store.commit_rollout(&finish("finished")).await.unwrap(),
+        Some(1)
+    );
+    store
+        .set_channel_version("beta", "1.4.0", 3, &event("beta 1.4.0"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .commit_rollout(&finish("finished again"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(event_count(store, "finished").await, 1);
+    assert_eq!(event_count(store, "finished again").await, 0);
+    let beta = store.get_channel("beta").await.unwrap().unwrap();
+    assert_eq!(
+        beta.version.as_deref(),
+        Some("1.4.0"),
+        "no second channel switch"
+    );
+    let stored = store.rollout("r-cas").await.unwrap().unwrap();
+    assert_eq!((stored.status.as_str(), stored.revision), ("done", 1));
+}
+
+/// Several agents' writes in one group commit, as the writer sends them.
+async fn batches_write_many_agents_at_once(store: &Store) {
+    let mut hello = identity("b-1", "prod", "1.0.0");
+    let mut writes = vec![AgentWrite::Hello {
+        identity: Box::new(hello.clone()),
+        now_ms: 50_000,
+    }];
+    hello.agent_id = "b-2".into();
+    writes.push(AgentWrite::Hello {
+        identity: Box::new(hello),
+        now_ms: 50_000,
+    });
+    let outcomes = store.write_agent_batch(&writes).await.unwrap();
+    assert_eq!(outcomes, [None, None]);
+    let report_write = |agent: &str, attempt: &str, from: &str, to: &str| AgentWrite::Report {
+        agent_id: agent.into(),
+        report: Box::new(UpdateReport {
+            from_version: from.into(),
+            ..report(attempt, to, UpdateOutcome::Succeeded)
+        }),
+        received_ms: 51_000,
+        event: event(&format!("{agent} {attempt}")),
+    };
+    let status = AgentStatus {
+        health: Health::Unhealthy,
+        updater_state: UpdaterState::Idle,
+        agent_version: Some("1.0.0"),
+    };
+    let writes = vec![
+        report_write("b-1", "x-1", "1.0.0", "1.1.0"),
+        // Moves nothing: b-2 is not on 0.9.0.
+        report_write("b-2", "x-1", "0.9.0", "1.1.0"),
+        AgentWrite::status("a-3", status, 51_000),
+    ];
+    let outcomes = store.write_agent_batch(&writes).await.unwrap();
+    let moved = ReportRecorded {
+        new: true,
+        version_moved: true,
+    };
+    let kept = ReportRecorded {
+        new: true,
+        version_moved: false,
+    };
+    assert_eq!(outcomes, [Some(moved), Some(kept), None]);
+    let version =
+        |id: &'static str| async move { store.get_agent(id).await.unwrap().unwrap().agent_version };
+    assert_eq!(version("b-1").await.as_deref(), Some("1.1.0"));
+    assert_eq!(version("b-2").await.as_deref(), Some("1.0.0"));
+    assert_eq!(
+        store.get_agent("a-3").await.unwrap().unwrap().health,
+        Health::Unhealthy
+    );
+    assert_eq!(event_count(store, "b-1 x-1").await, 1);
+    assert_eq!(event_count(store, "b-2 x-1").await, 1);
+    // Resending the batch writes nothing new.
+    let outcomes = store.write_agent_batch(&writes[..2]).await.unwrap();
+    assert!(
+        outcomes.iter().all(|o| o.is_some_and(|r| !r.new)),
+        "{outcomes:?}"
+    );
+    assert_eq!(event_count(store, "b-1 x-1").await, 1);
 }
 
 #[tokio::test]

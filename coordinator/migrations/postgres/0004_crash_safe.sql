@@ -13,3 +13,5 @@ CREATE INDEX update_reports_by_rollout ON update_reports (rollout_id);
 -- The finish time (the updater's clock) of the report in last_report_json: an older report
 -- never replaces a newer one. (A report moves agent_version only from its from_version.)
 ALTER TABLE agents ADD COLUMN last_report_finished_ms BIGINT NOT NULL DEFAULT 0;
+UPDATE agents SET last_report_finished_ms = COALESCE((last_report_json::jsonb ->> 'finished_ms')::bigint, 0)
+    WHERE last_report_json IS NOT NULL;

@@ -30,3 +30,5 @@ CREATE INDEX update_reports_by_rollout ON update_reports (rollout_id);
 -- The finish time (the updater's clock) of the report in last_report_json: an older report
 -- never replaces a newer one. (A report moves agent_version only from its from_version.)
 ALTER TABLE agents ADD COLUMN last_report_finished_ms INTEGER NOT NULL DEFAULT 0;
+UPDATE agents SET last_report_finished_ms = COALESCE(json_extract(last_report_json, '$.finished_ms'), 0)
+    WHERE last_report_json IS NOT NULL;

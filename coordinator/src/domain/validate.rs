@@ -46,11 +46,22 @@ pub fn name(field: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// Free text: at most `max` bytes and no control characters but newline and tab (a NUL
+/// cannot be stored, and terminal escapes have no business in a fleet's records).
 pub fn bounded_text(field: &str, value: &str, max: usize) -> Result<()> {
     if value.len() > max {
         return Err(DroverError::invalid(format!(
             "{field} is {} bytes long; at most {max} are allowed",
             value.len()
+        )));
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+    {
+        return Err(DroverError::invalid(format!(
+            "{field} contains the control character U+{:04X}; send plain text",
+            u32::from(c)
         )));
     }
     Ok(())
@@ -122,6 +133,13 @@ mod tests {
         assert!(name("channel", "stable/rolling").is_ok());
         assert!(name("channel", "/stable").is_err());
         assert!(name("channel", "a b").is_err());
+    }
+
+    #[test]
+    fn text_refuses_control_characters_but_newlines_and_tabs() {
+        assert!(bounded_text("error", "line 1\n\tline 2", 100).is_ok());
+        assert!(bounded_text("error", "nul\0here", 100).is_err());
+        assert!(bounded_text("error", "\u{1b}[2J", 100).is_err());
     }
 
     #[test]

@@ -9,13 +9,14 @@ use std::{
     collections::{HashSet, VecDeque},
     panic::AssertUnwindSafe,
     sync::Arc,
+    time::Duration,
 };
 
 use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
-    error::{DroverError, Result},
+    error::{DroverError, ErrorId, Result, StoreProblem},
     store::{AgentWrite, AgentWriteOutcome, Store},
 };
 
@@ -24,6 +25,9 @@ use crate::{
 const MAX_BATCH: usize = 1_000;
 /// Writes waiting for the writer; past this, sessions wait to queue (backpressure).
 const QUEUE: usize = 20_000;
+/// A batch that has not committed by then is abandoned (its transaction rolls back) and its
+/// writers told to retry: one stuck statement must not hold every updater's write.
+const BATCH_DEADLINE: Duration = Duration::from_secs(5);
 
 struct Pending {
     write: AgentWrite,
@@ -129,38 +133,67 @@ async fn run(store: Arc<Store>, mut receiver: mpsc::Receiver<Pending>) {
 async fn commit(store: &Store, batch: Vec<Pending>) {
     let (writes, waiters): (Vec<AgentWrite>, Vec<_>) =
         batch.into_iter().map(|p| (p.write, p.done)).unzip();
-    let result = AssertUnwindSafe(store.write_agent_batch(&writes))
-        .catch_unwind()
-        .await;
-    match result {
-        Ok(Ok(outcomes)) => {
+    match write_batch(store, &writes).await {
+        Ok(outcomes) => {
             for (waiter, outcome) in waiters.into_iter().zip(outcomes) {
                 let _ = waiter.send(Ok(outcome));
             }
         }
-        Ok(Err(err)) => {
+        // The store as a whole cannot write: every write in the batch fails alike.
+        Err(err) if writes.len() == 1 || store_wide(&err) => {
             tracing::warn!(error = %err, writes = writes.len(), "agent write batch failed; nothing of it was written");
             for waiter in waiters {
                 let _ = waiter.send(Err(same_error(&err)));
             }
         }
-        Err(panic) => {
-            let cause = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!(
-                cause,
-                "agent write batch panicked; its writers get an error"
-            );
-            for waiter in waiters {
-                let _ = waiter.send(Err(DroverError::Internal(
-                    "a store write panicked; nothing of it was written".into(),
-                )));
+        // Something in the batch was refused: one bad row must not fail its neighbours, so
+        // each write is tried on its own.
+        Err(err) => {
+            tracing::warn!(error = %err, writes = writes.len(), "agent write batch refused; writing one by one");
+            for (write, waiter) in writes.into_iter().zip(waiters) {
+                let one = write_batch(store, std::slice::from_ref(&write)).await;
+                let _ = waiter.send(one.map(|mut outcomes| outcomes.pop().flatten()));
             }
         }
     }
+}
+
+/// One transaction, bounded in time, with a panic turned into an error.
+async fn write_batch(store: &Store, writes: &[AgentWrite]) -> Result<Vec<AgentWriteOutcome>> {
+    let attempt = AssertUnwindSafe(store.write_agent_batch(writes)).catch_unwind();
+    match tokio::time::timeout(BATCH_DEADLINE, attempt).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => {
+            let cause = panic_text(&*panic);
+            tracing::error!(cause, "agent write batch panicked");
+            Err(DroverError::Internal(format!(
+                "a store write panicked: {cause}"
+            )))
+        }
+        Err(_) => {
+            let error_id = ErrorId::new();
+            tracing::warn!(%error_id, writes = writes.len(), "agent write batch timed out; rolled back");
+            Err(DroverError::StoreUnavailable {
+                error_id,
+                problem: StoreProblem::Busy,
+            })
+        }
+    }
+}
+
+/// Errors that no row of a batch caused: retrying row by row would only repeat them.
+fn store_wide(err: &DroverError) -> bool {
+    matches!(
+        err,
+        DroverError::StoreUnavailable {
+            problem: StoreProblem::Unreachable
+                | StoreProblem::ReadOnly
+                | StoreProblem::DiskFull
+                | StoreProblem::Busy
+                | StoreProblem::DiskError,
+            ..
+        }
+    )
 }
 
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {

@@ -38,7 +38,7 @@ use crate::{
         version::check_constraints,
     },
     error::Result,
-    failpoint::failpoint,
+    failpoint::crash_point,
     store::{AgentWrite, NewEvent, Store},
 };
 use agent_writer::AgentWriter;
@@ -337,16 +337,16 @@ impl Fleet {
             })
             .await?
             .unwrap_or_default();
-        failpoint!("report.before_ack");
-        if recorded.new {
-            if recorded.version_moved {
-                session.live.lock().agent_version = Some(report.to_version.clone());
-            }
-            self.inventory
-                .record_report(&session.agent_id, &report, recorded.version_moved);
-            if self.rollout_for(&session.channel).is_some() {
-                self.reconcile_now.notify_one();
-            }
+        crash_point!("report.before_ack");
+        if recorded.version_moved {
+            session.live.lock().agent_version = Some(report.to_version.clone());
+        }
+        // Also for a resend: its first delivery may have committed while its caller saw an
+        // error, and the engine must still see the report (recording it twice is harmless).
+        self.inventory
+            .record_report(&session.agent_id, &report, recorded.version_moved);
+        if recorded.new && self.rollout_for(&session.channel).is_some() {
+            self.reconcile_now.notify_one();
         }
         session.ack(registry::Ack::Report(report.attempt_id)).await;
         Ok(())

@@ -12,7 +12,7 @@ use crate::{
         Health, UpdateOutcome, follows_control_plane, now_ms, validate, version::check_constraints,
     },
     error::{DroverError, Result},
-    failpoint::failpoint,
+    failpoint::crash_point,
     rollout::{
         AgentDecision, AgentSnapshot, GroupPlan, Phase, RolloutSpec, RolloutState, plan, reconcile,
     },
@@ -226,7 +226,7 @@ impl Fleet {
             .write()
             .insert(spec.channel.clone(), active.clone());
         drop(_serialized);
-        failpoint!("create_rollout.after_commit");
+        crash_point!("create_rollout.after_commit");
         // Decide for every agent at once, so directives and `agents why` reflect the rollout.
         self.reconcile_after_commit().await;
         Ok(self.rollout_for(&spec.channel).unwrap_or(active))
@@ -347,7 +347,7 @@ impl Fleet {
                 rollout.spec.rollout_id
             )));
         };
-        failpoint!("steer.after_commit");
+        crash_point!("steer.after_commit");
         rollout.revision = revision;
         let rollout = Arc::new(rollout);
         self.rollouts
@@ -512,9 +512,9 @@ impl Fleet {
                     self.reload_rollout(&current).await?;
                     continue;
                 };
-                failpoint!("rollout.commit.after");
+                crash_point!("rollout.commit.after");
                 if status != "active" {
-                    failpoint!("rollout.finish.after_commit");
+                    crash_point!("rollout.finish.after_commit");
                 }
                 rollout.revision = revision;
                 for event in &out.events {

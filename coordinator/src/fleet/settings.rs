@@ -11,7 +11,7 @@ use crate::{
         version::{check_constraints, parse_version},
     },
     error::{DroverError, Result},
-    failpoint::failpoint,
+    failpoint::crash_point,
 };
 
 impl Fleet {
@@ -67,6 +67,9 @@ impl Fleet {
                  `droverctl control-plane set VERSION`, or put agents on a channel of their own"
             )));
         }
+        // Held to the commit: a rollout created meanwhile would start from a version the
+        // channel no longer serves.
+        let _serialized = self.rollout_lock.lock().await;
         if let Some(rollout) = self.rollout_for(name) {
             return Err(DroverError::FailedPrecondition(format!(
                 "channel '{name}' is being rolled out by {} ({} → {}); steer the rollout, or roll it \
@@ -97,7 +100,8 @@ impl Fleet {
         self.store()
             .set_channel_version(name, &version.to_string(), now_ms(), &event)
             .await?;
-        failpoint!("admin.after_commit");
+        drop(_serialized);
+        crash_point!("admin.after_commit");
         self.publish_committed_change().await;
         self.channel(name)
     }

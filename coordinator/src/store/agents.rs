@@ -118,7 +118,7 @@ impl Store {
 
     /// Batched liveness: marks every listed agent as seen at `now_ms`, a few statements in all.
     pub async fn touch_agents(&self, agent_ids: &[String], now_ms: i64) -> Result<()> {
-        let _write = self.write_gate().await;
+        let _write = self.agent_rows_gate().await;
         for chunk in agent_ids.chunks(TOUCH_CHUNK) {
             let ids = serde_json::to_string(chunk)
                 .map_err(|err| DroverError::Internal(err.to_string()))?;

@@ -283,7 +283,7 @@ impl Store {
         let hellos_json = json(&hellos)?;
         let statuses_json = json(&statuses)?;
         let reports_json = json(&reports)?;
-        let _write = self.write_gate().await;
+        let _write = self.agent_rows_gate().await;
         let (new_agents, moved_agents, statements) = on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
             let mut statements = 0;

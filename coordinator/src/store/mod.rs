@@ -48,6 +48,10 @@ pub struct Store {
     /// queue on this fair lock instead: each waits only for the writes ahead of it.
     /// PostgreSQL locks rows and needs none.
     write_gate: Option<tokio::sync::Mutex<()>>,
+    /// Serializes the two writers of many agent rows at once (the group commit and the
+    /// liveness flush) on both backends: on PostgreSQL they would otherwise lock rows in
+    /// different orders and deadlock each other. Taken before `write_gate`.
+    agent_rows: tokio::sync::Mutex<()>,
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend; the body is
@@ -79,6 +83,7 @@ impl Store {
             backend,
             write_statements: AtomicU64::new(0),
             write_gate,
+            agent_rows: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -92,6 +97,17 @@ impl Store {
     /// Write statements executed since start (inserts, updates; not reads).
     pub fn write_statements(&self) -> u64 {
         self.write_statements.load(Ordering::Relaxed)
+    }
+
+    /// Held by the writers of many agent rows at once (see `agent_rows`), then the gate.
+    async fn agent_rows_gate(
+        &self,
+    ) -> (
+        tokio::sync::MutexGuard<'_, ()>,
+        Option<tokio::sync::MutexGuard<'_, ()>>,
+    ) {
+        let rows = self.agent_rows.lock().await;
+        (rows, self.write_gate().await)
     }
 
     /// Held for the whole of every write transaction (see `write_gate`).
