@@ -37,7 +37,8 @@ pub fn reconcile(
         members[spec.group_of(&agent.group)].push(agent);
     }
     for group in &mut members {
-        group.sort_by_key(|a| agent_rank(&spec.rollout_id, &a.agent_id));
+        // Cached: the rank hashes two ids, once per agent rather than per comparison.
+        group.sort_by_cached_key(|a| agent_rank(&spec.rollout_id, &a.agent_id));
     }
     let mut next = state.clone();
     let mut events = Vec::new();
