@@ -3,9 +3,11 @@
 //! them again before it installs.
 #![forbid(unsafe_code)]
 
+pub mod codes;
 pub mod schedule;
 pub mod time;
 pub mod version;
 
+pub use codes::{EventKind, RolloutStatus};
 pub use schedule::{MaintenanceSchedule, Weekdays};
 pub use version::{ConstraintViolation, check_constraints, parse_version};

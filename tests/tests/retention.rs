@@ -16,7 +16,7 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 fn event(at_ms: i64, text: &str) -> NewEvent {
     NewEvent {
         at_ms,
-        kind: "admin",
+        kind: drover_rules::EventKind::Admin,
         actor: "test".into(),
         text: text.into(),
         ..NewEvent::default()

@@ -43,7 +43,7 @@ fn report(attempt: &str, to: &str, outcome: UpdateOutcome) -> UpdateReport {
 fn event(text: &str) -> NewEvent {
     NewEvent {
         at_ms: 1,
-        kind: "admin",
+        kind: drover_rules::EventKind::Admin,
         text: text.into(),
         ..NewEvent::default()
     }
@@ -365,7 +365,7 @@ async fn rollout_commits_are_compare_and_set(store: &Store) {
         rollout_id: "r-cas",
         expected_revision: 0,
         state_json: "{\"done\":true}".into(),
-        status: "done",
+        status: drover_rules::RolloutStatus::Done,
         now_ms: 2,
         events: vec![event(text)],
         channel_switch: Some(("beta".into(), "9.9.9".into())),

@@ -26,6 +26,7 @@ use std::{
     time::Duration,
 };
 
+use drover_rules::EventKind;
 use parking_lot::RwLock;
 use semver::Version;
 use tokio::sync::Notify;
@@ -311,7 +312,7 @@ impl Fleet {
         };
         let event = NewEvent {
             at_ms: self.clock.now_ms(),
-            kind: "update",
+            kind: EventKind::Update,
             rollout_id: report.rollout_id.clone(),
             group: session.group.clone(),
             agent_id: session.agent_id.clone(),
@@ -446,7 +447,7 @@ impl Fleet {
     fn admin_event(&self, actor: &str, text: String) -> NewEvent {
         NewEvent {
             at_ms: self.clock.now_ms(),
-            kind: "admin",
+            kind: EventKind::Admin,
             actor: actor.into(),
             text,
             ..NewEvent::default()

@@ -4,6 +4,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
+use drover_rules::{EventKind, RolloutStatus};
 use semver::Version;
 
 use super::Fleet;
@@ -33,7 +34,7 @@ pub struct ActiveRollout {
     pub spec: RolloutSpec,
     pub state: RolloutState,
     pub created_ms: i64,
-    pub status: String,
+    pub status: RolloutStatus,
     /// The store's revision this state was read or committed at (compare-and-set).
     pub revision: i64,
     pub decisions: HashMap<String, AgentDecision>,
@@ -64,7 +65,12 @@ impl ActiveRollout {
             spec,
             state,
             created_ms: row.created_ms,
-            status: row.status.clone(),
+            status: RolloutStatus::parse(&row.status).ok_or_else(|| {
+                DroverError::Internal(format!(
+                    "rollout {} has the unknown status '{}' in the store",
+                    row.rollout_id, row.status
+                ))
+            })?,
             revision: row.revision,
             decisions: HashMap::new(),
         })
@@ -196,14 +202,14 @@ impl Fleet {
             spec_json: serde_json::to_string(&spec)
                 .map_err(|e| DroverError::Internal(e.to_string()))?,
             state_json: state_json(&state)?,
-            status: "active".into(),
+            status: RolloutStatus::Active.as_str().into(),
             created_ms: now,
             updated_ms: now,
             revision: 0,
         };
         let event = NewEvent {
             at_ms: self.clock.now_ms(),
-            kind: "admin",
+            kind: EventKind::Admin,
             rollout_id: spec.rollout_id.clone(),
             actor: actor.into(),
             text: format!(
@@ -320,7 +326,7 @@ impl Fleet {
         };
         let event = NewEvent {
             at_ms: self.clock.now_ms(),
-            kind: "admin",
+            kind: EventKind::Admin,
             rollout_id: rollout.spec.rollout_id.clone(),
             group,
             actor: actor.into(),
@@ -333,7 +339,7 @@ impl Fleet {
                 rollout_id: &rollout.spec.rollout_id,
                 expected_revision: rollout.revision,
                 state_json: state_json(&rollout.state)?,
-                status: "active",
+                status: RolloutStatus::Active,
                 now_ms: now_ms(),
                 events: vec![event],
                 channel_switch: None,
@@ -397,7 +403,7 @@ impl Fleet {
     async fn reload_rollout(&self, current: &ActiveRollout) -> Result<()> {
         let channel = &current.spec.channel;
         match self.store().rollout(&current.spec.rollout_id).await? {
-            Some(row) if row.status == "active" => {
+            Some(row) if row.status == RolloutStatus::Active.as_str() => {
                 let fresh = ActiveRollout::from_row(&row)?;
                 self.rollouts
                     .write()
@@ -441,14 +447,16 @@ impl Fleet {
                 spec: current.spec.clone(),
                 state: current.state.clone(),
                 created_ms: current.created_ms,
-                status: current.status.clone(),
+                status: current.status,
                 revision: current.revision,
                 counts: group_counts(&current.spec, &snapshot),
                 decisions: out.decisions,
             };
             let finished = out.state.finished();
             let status = match () {
-                _ if finished && out.state.groups.iter().all(|g| g.phase == Phase::Done) => "done",
+                _ if finished && out.state.groups.iter().all(|g| g.phase == Phase::Done) => {
+                    RolloutStatus::Done
+                }
                 _ if finished
                     && out
                         .state
@@ -456,17 +464,17 @@ impl Fleet {
                         .iter()
                         .all(|g| g.phase == Phase::Rolledback) =>
                 {
-                    "rolledback"
+                    RolloutStatus::Rolledback
                 }
-                _ => "active",
+                _ => RolloutStatus::Active,
             };
-            if out.state != current.state || status != "active" {
+            if out.state != current.state || status != RolloutStatus::Active {
                 let mut events: Vec<NewEvent> = out
                     .events
                     .iter()
                     .map(|e| NewEvent {
                         at_ms: now,
-                        kind: "rollout",
+                        kind: EventKind::Rollout,
                         rollout_id: current.spec.rollout_id.clone(),
                         group: e.group.clone().unwrap_or_default(),
                         actor: "engine".into(),
@@ -474,10 +482,10 @@ impl Fleet {
                         ..NewEvent::default()
                     })
                     .collect();
-                if status != "active" {
+                if status != RolloutStatus::Active {
                     events.push(NewEvent {
                         at_ms: now,
-                        kind: "rollout",
+                        kind: EventKind::Rollout,
                         rollout_id: current.spec.rollout_id.clone(),
                         actor: "engine".into(),
                         text: format!("rollout {status}"),
@@ -486,7 +494,7 @@ impl Fleet {
                 }
                 // The final transition and the channel switch are one commit: no crash can
                 // leave the rollout done and the channel on the old version.
-                let channel_switch = (status == "done").then(|| {
+                let channel_switch = (status == RolloutStatus::Done).then(|| {
                     (
                         current.spec.channel.clone(),
                         current.spec.target_version.to_string(),
@@ -513,7 +521,7 @@ impl Fleet {
                     continue;
                 };
                 crash_point!("rollout.commit.after");
-                if status != "active" {
+                if status != RolloutStatus::Active {
                     crash_point!("rollout.finish.after_commit");
                 }
                 rollout.revision = revision;
@@ -522,13 +530,13 @@ impl Fleet {
                 }
             }
             rollout.state = out.state;
-            rollout.status = status.to_string();
-            if status == "active" {
+            rollout.status = status;
+            if status == RolloutStatus::Active {
                 self.rollouts
                     .write()
                     .insert(current.spec.channel.clone(), Arc::new(rollout));
             } else {
-                if status == "done" {
+                if status == RolloutStatus::Done {
                     // The view must show the channel's new version before the rollout stops
                     // governing it; otherwise a push in between would send the old version.
                     self.set_view_channel_version(

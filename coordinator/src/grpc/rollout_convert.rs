@@ -104,7 +104,7 @@ pub fn status_to_proto(rollout: &ActiveRollout) -> pb::RolloutStatus {
         start_version: rollout.spec.start_version.to_string(),
         target_version: rollout.spec.target_version.to_string(),
         strategy: strategy_to_proto(rollout.spec.strategy) as i32,
-        status: rollout.status.clone(),
+        status: rollout.status.as_str().to_string(),
         paused: rollout.state.paused,
         groups,
         created_at: timestamp(rollout.created_ms),

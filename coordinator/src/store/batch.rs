@@ -387,7 +387,7 @@ fn fresh_rows<'a>(
         };
         events.push(EventRow {
             at_ms: event.at_ms,
-            kind: event.kind,
+            kind: event.kind.as_str(),
             rollout_id: &event.rollout_id,
             group_name: &event.group,
             agent_id: &event.agent_id,

@@ -1,5 +1,7 @@
 //! Rollouts, the event log (rollout transitions, admin actions, update outcomes) and pins.
 
+use drover_rules::{EventKind, RolloutStatus};
+
 use super::{Store, on_backend};
 use crate::{
     error::{DroverError, Result},
@@ -28,7 +30,7 @@ pub struct RolloutCommit<'a> {
     /// someone else changed the rollout since, and nothing is written.
     pub expected_revision: i64,
     pub state_json: String,
-    pub status: &'a str,
+    pub status: RolloutStatus,
     pub now_ms: i64,
     pub events: Vec<NewEvent>,
     /// `(channel, version)`: the channel serves the target from the same commit on.
@@ -48,15 +50,30 @@ pub struct Event {
 }
 
 /// An event to append; the store assigns the id.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
     pub at_ms: i64,
-    pub kind: &'static str,
+    pub kind: EventKind,
     pub rollout_id: String,
     pub group: String,
     pub agent_id: String,
     pub actor: String,
     pub text: String,
+}
+
+/// Most events record an admin's action; the others say so.
+impl Default for NewEvent {
+    fn default() -> Self {
+        Self {
+            at_ms: 0,
+            kind: EventKind::Admin,
+            rollout_id: String::new(),
+            group: String::new(),
+            agent_id: String::new(),
+            actor: String::new(),
+            text: String::new(),
+        }
+    }
 }
 
 type RolloutTuple = (String, String, String, String, String, i64, i64, i64);
@@ -88,7 +105,7 @@ macro_rules! insert_events {
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(event.at_ms)
-            .bind(event.kind)
+            .bind(event.kind.as_str())
             .bind(&event.rollout_id)
             .bind(&event.group)
             .bind(&event.agent_id)
@@ -151,7 +168,7 @@ impl Store {
             .bind(change.rollout_id)
             .bind(change.expected_revision)
             .bind(&change.state_json)
-            .bind(change.status)
+            .bind(change.status.as_str())
             .bind(change.now_ms)
             .execute(&mut *tx)
             .await?
