@@ -300,3 +300,55 @@ async fn a_committed_admin_change_survives_a_crash_before_its_push() {
         assert_eq!(again, 1);
     }
 }
+
+/// A pause that committed survives a crash before the pass that applies it: after the
+/// restart the rollout is paused (one event) and moves nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_pause_survives_a_crash_before_it_was_applied() {
+    for db in [Db::Sqlite, Db::Postgres] {
+        let mut scenario = Scenario::start(db, "steer.after_commit=crash").await;
+        let url = scenario.url();
+        // A window that is never open now (an hour that just passed), so nobody moves yet.
+        let hour = (utc_hour_now() + 23) % 24;
+        let group = format!("dev:canaries=1,start={hour},window=1");
+        droverctl_json(
+            &url,
+            &[
+                "rollout",
+                "create",
+                "--channel",
+                "edge",
+                "--from",
+                "1.0.0",
+                "--to",
+                "1.1.0",
+                "--group",
+                &group,
+            ],
+        )
+        .await;
+        droverctl(&url, &["rollout", "pause", "--channel", "edge"]).await;
+        scenario.crash_and_restart("steer.after_commit").await;
+        let url = scenario.url();
+        let status = droverctl_json(&url, &["rollout", "status", "--channel", "edge"]).await;
+        assert_eq!(status["paused"], true, "{status}");
+        let paused = scenario
+            .events()
+            .await
+            .iter()
+            .filter(|e| e["text"] == "rollout paused")
+            .count();
+        assert_eq!(paused, 1);
+        let summary = droverctl_json(&url, &["fleet", "summary"]).await;
+        assert_eq!(summary["by_version"]["1.0.0"], FLEET as u64, "{summary}");
+    }
+}
+
+/// The current UTC hour, from the system clock (the test's rollout must avoid it).
+fn utc_hour_now() -> u64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    (secs / 3600) % 24
+}

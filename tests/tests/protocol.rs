@@ -7,7 +7,7 @@ use drover_proto::v1::{
     self as pb, coordinator_message::Kind as Down, updater_message::Kind as Up,
     updater_service_client::UpdaterServiceClient,
 };
-use drover_tests::{CoordinatorBuilder, CoordinatorProcess, droverctl_json};
+use drover_tests::{CoordinatorBuilder, CoordinatorProcess, droverctl_json, eventually};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Streaming};
@@ -53,11 +53,15 @@ async fn next(session: &mut Session) -> Result<Down, tonic::Status> {
     Ok(message.and_then(|m| m.kind).expect("stream still open"))
 }
 
-async fn store_writes(coordinator: &CoordinatorProcess) -> u64 {
+async fn stat(coordinator: &CoordinatorProcess, name: &str) -> u64 {
     let (_, body) = drover_tests::http(coordinator.addresses.http, "GET", "/api/v1/stats").await;
-    serde_json::from_str::<serde_json::Value>(&body).unwrap()["store_write_statements"]
+    serde_json::from_str::<serde_json::Value>(&body).unwrap()[name]
         .as_u64()
-        .unwrap()
+        .unwrap_or_else(|| panic!("/api/v1/stats has no {name}: {body}"))
+}
+
+async fn store_writes(coordinator: &CoordinatorProcess) -> u64 {
+    stat(coordinator, "store_write_statements").await
 }
 
 async fn start() -> (tempfile::TempDir, CoordinatorProcess) {
@@ -160,6 +164,7 @@ async fn welcome_comes_first_and_unchanged_heartbeats_cost_no_write() {
     };
     // The first heartbeat sets the updater state (idle, as stored at hello): no change either.
     let before = store_writes(&coordinator).await;
+    let heartbeats_before = stat(&coordinator, "heartbeats").await;
     for sequence in 1..=50 {
         session
             .up
@@ -167,7 +172,14 @@ async fn welcome_comes_first_and_unchanged_heartbeats_cost_no_write() {
             .await
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait until the coordinator has handled all 50, then count.
+    let handled = heartbeats_before + 50;
+    eventually(
+        "the 50 heartbeats handled",
+        Duration::from_secs(10),
+        async || (stat(&coordinator, "heartbeats").await >= handled).then_some(()),
+    )
+    .await;
     assert_eq!(
         store_writes(&coordinator).await - before,
         0,
@@ -179,7 +191,12 @@ async fn welcome_comes_first_and_unchanged_heartbeats_cost_no_write() {
         .send(heartbeat(pb::AgentHealth::Unhealthy, 51))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(
+        "the health change written",
+        Duration::from_secs(10),
+        async || (store_writes(&coordinator).await > before).then_some(()),
+    )
+    .await;
     assert_eq!(
         store_writes(&coordinator).await - before,
         1,

@@ -8,6 +8,13 @@
 //! - `manager`: persists directives, asks the pure `policy` what to do, and carries out
 //!   installs and reverts through an `install` backend, recording every outcome as a report
 //!   that is kept until the coordinator acknowledges it.
+//!
+//! Error policy: the updater is a process of its own with no client to answer, so I/O
+//! and protocol failures are `anyhow` errors with context that says what to check, logged
+//! where a task gives up on one attempt (it then retries: reconnect, re-check, resume the
+//! journal). An install's failure is never only logged: it becomes a report with a reason
+//! code (`refused`, `failed`, `reverted`) that reaches the coordinator. The pure `policy`
+//! has no errors: every input maps to a decision with a reason.
 #![forbid(unsafe_code)]
 
 pub mod attempt;
