@@ -29,21 +29,37 @@ pub fn identifier(field: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-/// Group and channel names; channels may contain `/` (e.g. `stable/rolling`).
+/// Group and channel names: 1 to 64 characters from `A-Z a-z 0-9 - _ . :`, in segments
+/// separated by single `/` (channels such as `stable/rolling`); no empty, `.` or `..`
+/// segment, so a name never looks like a path that climbs or repeats.
 pub fn name(field: &str, value: &str) -> Result<()> {
     let ok = !value.is_empty()
         && value.len() <= MAX_NAME_LEN
-        && value.chars().all(|c| is_token_char(c) || c == '/')
-        && !value.starts_with('/')
-        && !value.ends_with('/');
+        && value.split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment.chars().all(is_token_char)
+        });
     if !ok {
         return Err(DroverError::invalid(format!(
-            "{field} '{}' is invalid: use 1 to {MAX_NAME_LEN} characters from A-Z a-z 0-9 - _ . : /, \
-             not starting or ending with /",
+            "{field} '{}' is invalid: use 1 to {MAX_NAME_LEN} characters from A-Z a-z 0-9 - _ . :, \
+             in segments separated by single '/' (none empty, '.' or '..')",
             truncate_for_message(value)
         )));
     }
     Ok(())
+}
+
+/// Up to three of `known` that look like `name` (a typo's likely intent), closest first.
+pub fn close_matches<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut scored: Vec<(f64, &str)> = known
+        .into_iter()
+        .map(|candidate| (strsim::jaro_winkler(name, candidate), candidate))
+        .filter(|(score, _)| *score >= 0.8)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.into_iter().take(3).map(|(_, c)| c).collect()
 }
 
 /// Free text: at most `max` bytes and no control characters but newline and tab (a NUL
@@ -133,6 +149,24 @@ mod tests {
         assert!(name("channel", "stable/rolling").is_ok());
         assert!(name("channel", "/stable").is_err());
         assert!(name("channel", "a b").is_err());
+    }
+
+    #[test]
+    fn names_are_segments_without_dots_or_gaps() {
+        for good in ["prod", "stable/rolling", "a.b/c-d_e:f"] {
+            assert!(name("channel", good).is_ok(), "{good}");
+        }
+        for bad in [
+            "", "..", "a/../b", "a//b", "/a", "a/", "./a", "a b", "a\u{1b}b",
+        ] {
+            assert!(name("channel", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn close_matches_find_typos_only() {
+        assert_eq!(close_matches("prdo", ["prod", "dev", "staging"]), ["prod"]);
+        assert!(close_matches("zzz", ["prod", "dev"]).is_empty());
     }
 
     #[test]

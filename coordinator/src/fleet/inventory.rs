@@ -112,6 +112,25 @@ impl Inventory {
             .unwrap_or_default()
     }
 
+    /// The groups that agents on `channel` belong to.
+    pub fn groups_on(&self, channel: &str) -> std::collections::BTreeSet<String> {
+        self.maps
+            .read()
+            .by_channel
+            .get(channel)
+            .map(|agents| agents.values().map(|e| e.group.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Up to three known agent ids that look like `agent_id` (for a typo's error message).
+    pub fn agents_like(&self, agent_id: &str) -> Vec<String> {
+        let maps = self.maps.read();
+        crate::domain::validate::close_matches(agent_id, maps.channel_of.keys().map(String::as_str))
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
     fn update(&self, agent_id: &str, change: impl FnOnce(&mut InventoryEntry)) {
         let mut maps = self.maps.write();
         let Maps {

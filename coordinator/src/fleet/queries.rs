@@ -55,8 +55,11 @@ impl Fleet {
     pub async fn agent(&self, agent_id: &str) -> Result<AgentView> {
         validate::identifier("agent_id", agent_id)?;
         let record = self.store().get_agent(agent_id).await?.ok_or_else(|| {
+            let like = self.inventory.agents_like(agent_id);
+            let like: Vec<&str> = like.iter().map(String::as_str).collect();
             DroverError::NotFound(format!(
-                "no agent '{agent_id}' is known; `droverctl agents list` shows the known ones"
+                "no agent '{agent_id}' is known{}; `droverctl agents list` shows the known ones",
+                super::rollouts::did_you_mean(&like)
             ))
         })?;
         Ok(self.agent_view(record))

@@ -151,11 +151,35 @@ impl Fleet {
         }
         let view = self.view();
         let channel = view.channels.get(&spec.channel).ok_or_else(|| {
+            let like =
+                validate::close_matches(&spec.channel, view.channels.keys().map(String::as_str));
             DroverError::NotFound(format!(
-                "channel '{0}' does not exist; create it with `droverctl channels set {0} {1}`",
-                spec.channel, spec.start_version
+                "channel '{0}' does not exist{2}; create it with `droverctl channels set {0} {1}`",
+                spec.channel,
+                spec.start_version,
+                did_you_mean(&like)
             ))
         })?;
+        // A mistyped group would silently fold its agents into the last group and drop the
+        // stage (and its canaries) the admin asked for.
+        let known = self.inventory.groups_on(&spec.channel);
+        for group in &spec.groups {
+            if !known.contains(&group.name) {
+                let like = validate::close_matches(&group.name, known.iter().map(String::as_str));
+                let listed: Vec<&str> = known.iter().map(String::as_str).collect();
+                return Err(DroverError::NotFound(format!(
+                    "no agent on channel '{}' is in group '{}'{}; its groups are: {}",
+                    spec.channel,
+                    group.name,
+                    did_you_mean(&like),
+                    if listed.is_empty() {
+                        "none yet".to_string()
+                    } else {
+                        listed.join(", ")
+                    }
+                )));
+            }
+        }
         if channel.version.as_ref() != Some(&spec.start_version) {
             return Err(DroverError::FailedPrecondition(format!(
                 "channel '{}' serves {}, not the start version {}; start from what the channel serves",
@@ -636,4 +660,13 @@ fn failed_this_rollout(
     };
     ours && report.to_version == spec.target_version.to_string()
         && report.outcome != UpdateOutcome::Succeeded
+}
+
+/// " (did you mean 'a' or 'b'?)", or nothing when nothing looks close.
+pub(super) fn did_you_mean(like: &[&str]) -> String {
+    if like.is_empty() {
+        return String::new();
+    }
+    let quoted: Vec<String> = like.iter().map(|l| format!("'{l}'")).collect();
+    format!(" (did you mean {}?)", quoted.join(" or "))
 }
