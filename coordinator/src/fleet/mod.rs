@@ -12,6 +12,7 @@ mod clock;
 mod inventory;
 mod liveness;
 mod queries;
+mod reconcile;
 pub mod registry;
 mod rollouts;
 mod settings;

@@ -1,22 +1,16 @@
-//! Rollouts in the fleet: create and steer them, run the engine over live snapshots, commit
-//! its transitions with events, and keep every agent's latest decision for directives and
-//! `agents why`.
+//! Rollouts in the fleet: create, plan and steer them, and pins. The engine's pass over live
+//! snapshots is `reconcile.rs`.
 
 use std::{collections::HashMap, sync::Arc};
 
 use drover_rules::{EventKind, RolloutStatus};
-use semver::Version;
 
 use super::Fleet;
 use crate::{
-    domain::{
-        Health, UpdateOutcome, follows_control_plane, now_ms, validate, version::check_constraints,
-    },
+    domain::{follows_control_plane, now_ms, validate, version::check_constraints},
     error::{DroverError, Result},
     failpoint::crash_point,
-    rollout::{
-        AgentDecision, AgentSnapshot, GroupPlan, Phase, RolloutSpec, RolloutState, plan, reconcile,
-    },
+    rollout::{AgentDecision, GroupPlan, Phase, RolloutSpec, RolloutState, plan},
     store::{NewEvent, RolloutCommit, RolloutRow},
 };
 
@@ -51,7 +45,7 @@ pub enum RolloutVerb {
 }
 
 impl ActiveRollout {
-    fn from_row(row: &RolloutRow) -> Result<Self> {
+    pub(super) fn from_row(row: &RolloutRow) -> Result<Self> {
         let corrupt = |err: serde_json::Error| {
             DroverError::Internal(format!(
                 "rollout {} is unreadable in the store: {err}",
@@ -91,7 +85,7 @@ impl ActiveRollout {
     }
 }
 
-fn state_json(state: &RolloutState) -> Result<String> {
+pub(super) fn state_json(state: &RolloutState) -> Result<String> {
     serde_json::to_string(state).map_err(|err| DroverError::Internal(err.to_string()))
 }
 
@@ -389,206 +383,6 @@ impl Fleet {
         self.rollout_status(channel).or(Ok(rollout))
     }
 
-    /// What the engine sees of a rollout's channel: the in-memory inventory merged with
-    /// live sessions (no store read; linear in the channel's agents).
-    fn snapshot(&self, spec: &RolloutSpec, created_ms: i64) -> Vec<AgentSnapshot> {
-        let pins = self.pins.read();
-        self.inventory
-            .channel(&spec.channel)
-            .into_iter()
-            .map(|(agent_id, entry)| {
-                let session = self.sessions.get(&agent_id);
-                let (health, version) = match &session {
-                    Some(s) => {
-                        let live = s.live.lock();
-                        (live.health, live.agent_version.clone())
-                    }
-                    None => (entry.health, entry.version),
-                };
-                let failed_target = entry
-                    .last_report
-                    .as_ref()
-                    .is_some_and(|r| failed_this_rollout(spec, created_ms, r));
-                AgentSnapshot {
-                    pinned: pins.contains(&agent_id),
-                    connected: session.is_some(),
-                    version: version.and_then(|v| Version::parse(&v).ok()),
-                    health,
-                    failed_target,
-                    group: entry.group,
-                    agent_id,
-                }
-            })
-            .collect()
-    }
-
-    /// Re-reads a rollout someone else changed (a compare-and-set that found another
-    /// revision), so the next pass works from what the store holds.
-    async fn reload_rollout(&self, current: &ActiveRollout) -> Result<()> {
-        let channel = &current.spec.channel;
-        match self.store().rollout(&current.spec.rollout_id).await? {
-            Some(row) if row.status == RolloutStatus::Active.as_str() => {
-                let fresh = ActiveRollout::from_row(&row)?;
-                self.rollouts
-                    .write()
-                    .insert(channel.clone(), Arc::new(fresh));
-            }
-            Some(row) => {
-                let fresh = ActiveRollout::from_row(&row)?;
-                self.refresh_settings().await?;
-                self.rollouts.write().remove(channel);
-                self.finished_rollouts
-                    .write()
-                    .insert(channel.clone(), Arc::new(fresh));
-            }
-            None => {
-                self.rollouts.write().remove(channel);
-            }
-        }
-        Ok(())
-    }
-
-    /// One pass of the reconcile loop over every active rollout; pushes what changed.
-    pub async fn reconcile_rollouts(&self) -> Result<()> {
-        let _serialized = self.rollout_lock.lock().await;
-        let active = self.rollouts();
-        if active.is_empty() {
-            return Ok(());
-        }
-        let control_plane = self.view().control_plane.clone();
-        for current in active {
-            let snapshot = self.snapshot(&current.spec, current.created_ms);
-            let now = self.clock.now_ms();
-            let out = reconcile(
-                now,
-                &current.spec,
-                &current.state,
-                &snapshot,
-                control_plane.as_ref(),
-            );
-            // Built afresh, not cloned: the old decisions (one per agent) are replaced anyway.
-            let mut rollout = ActiveRollout {
-                spec: current.spec.clone(),
-                state: current.state.clone(),
-                created_ms: current.created_ms,
-                status: current.status,
-                revision: current.revision,
-                counts: group_counts(&current.spec, &snapshot),
-                decisions: out.decisions,
-            };
-            let finished = out.state.finished();
-            let status = match () {
-                _ if finished && out.state.groups.iter().all(|g| g.phase == Phase::Done) => {
-                    RolloutStatus::Done
-                }
-                _ if finished
-                    && out
-                        .state
-                        .groups
-                        .iter()
-                        .all(|g| g.phase == Phase::Rolledback) =>
-                {
-                    RolloutStatus::Rolledback
-                }
-                _ => RolloutStatus::Active,
-            };
-            if out.state != current.state || status != RolloutStatus::Active {
-                let mut events: Vec<NewEvent> = out
-                    .events
-                    .iter()
-                    .map(|e| NewEvent {
-                        at_ms: now,
-                        kind: EventKind::Rollout,
-                        rollout_id: current.spec.rollout_id.clone(),
-                        group: e.group.clone().unwrap_or_default(),
-                        actor: "engine".into(),
-                        text: e.text.clone(),
-                        ..NewEvent::default()
-                    })
-                    .collect();
-                if status != RolloutStatus::Active {
-                    events.push(NewEvent {
-                        at_ms: now,
-                        kind: EventKind::Rollout,
-                        rollout_id: current.spec.rollout_id.clone(),
-                        actor: "engine".into(),
-                        text: format!("rollout {status}"),
-                        ..NewEvent::default()
-                    });
-                }
-                // The final transition and the channel switch are one commit: no crash can
-                // leave the rollout done and the channel on the old version.
-                let channel_switch = (status == RolloutStatus::Done).then(|| {
-                    (
-                        current.spec.channel.clone(),
-                        current.spec.target_version.to_string(),
-                    )
-                });
-                let committed = self
-                    .store()
-                    .commit_rollout(&RolloutCommit {
-                        rollout_id: &current.spec.rollout_id,
-                        expected_revision: current.revision,
-                        state_json: state_json(&out.state)?,
-                        status,
-                        now_ms: now_ms(),
-                        events,
-                        channel_switch,
-                    })
-                    .await?;
-                let Some(revision) = committed else {
-                    tracing::warn!(
-                        rollout = %current.spec.rollout_id,
-                        "rollout changed in the store since it was read; reloading it"
-                    );
-                    self.reload_rollout(&current).await?;
-                    continue;
-                };
-                crash_point!("rollout.commit.after");
-                if status != RolloutStatus::Active {
-                    crash_point!("rollout.finish.after_commit");
-                }
-                rollout.revision = revision;
-                for event in &out.events {
-                    tracing::info!(rollout = %current.spec.rollout_id, "{}", event.text);
-                }
-            }
-            rollout.state = out.state;
-            rollout.status = status;
-            if status == RolloutStatus::Active {
-                self.rollouts
-                    .write()
-                    .insert(current.spec.channel.clone(), Arc::new(rollout));
-            } else {
-                if status == RolloutStatus::Done {
-                    // The view must show the channel's new version before the rollout stops
-                    // governing it; otherwise a push in between would send the old version.
-                    self.set_view_channel_version(
-                        &current.spec.channel,
-                        current.spec.target_version.clone(),
-                    )
-                    .await;
-                }
-                self.rollouts.write().remove(&current.spec.channel);
-                self.finished_rollouts
-                    .write()
-                    .insert(current.spec.channel.clone(), Arc::new(rollout));
-            }
-        }
-        drop(_serialized);
-        self.push_all();
-        Ok(())
-    }
-
-    /// A pass right after an admin change committed. A failure does not undo the change,
-    /// so it is logged and left to the loop, never reported as the change failing.
-    async fn reconcile_after_commit(&self) {
-        if let Err(err) = self.reconcile_rollouts().await {
-            tracing::warn!(error = %err, "change committed; the reconcile loop will apply it");
-            self.reconcile_now.notify_one();
-        }
-    }
-
     pub async fn pin(&self, agent_id: &str, note: &str, actor: &str, pinned: bool) -> Result<()> {
         validate::identifier("agent_id", agent_id)?;
         validate::bounded_text("note", note, 256)?;
@@ -626,40 +420,6 @@ impl Fleet {
         self.push_all();
         Ok(())
     }
-}
-
-fn group_counts(spec: &RolloutSpec, snapshot: &[AgentSnapshot]) -> Vec<GroupCounts> {
-    let mut counts = vec![GroupCounts::default(); spec.groups.len()];
-    for agent in snapshot.iter().filter(|a| !a.pinned) {
-        let c = &mut counts[spec.group_of(&agent.group)];
-        c.present += 1;
-        if agent.version.as_ref() == Some(&spec.target_version) {
-            c.on_target += 1;
-            if agent.health != Health::Unhealthy {
-                c.healthy += 1;
-            }
-        }
-        if agent.failed_target {
-            c.failed += 1;
-        }
-    }
-    counts
-}
-
-/// Whether an agent's last report is a failed update to this rollout's target. Reports name
-/// their rollout; an older updater's (no rollout id) counts if it came after the rollout began.
-fn failed_this_rollout(
-    spec: &RolloutSpec,
-    created_ms: i64,
-    report: &crate::domain::UpdateReport,
-) -> bool {
-    let ours = if report.rollout_id.is_empty() {
-        report.finished_ms >= created_ms
-    } else {
-        report.rollout_id == spec.rollout_id
-    };
-    ours && report.to_version == spec.target_version.to_string()
-        && report.outcome != UpdateOutcome::Succeeded
 }
 
 /// " (did you mean 'a' or 'b'?)", or nothing when nothing looks close.
