@@ -39,7 +39,67 @@ macro_rules! codes {
                 f.write_str(self.as_str())
             }
         }
+
+        /// As its stable text, like everywhere else.
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                Self::parse(&text).ok_or_else(|| {
+                    serde::de::Error::custom(format!(concat!("unknown ", stringify!($name), " '{}'"), text))
+                })
+            }
+        }
     };
+}
+
+codes! {
+    /// Why an agent should (or should not) run a version now: every decision, on either side,
+    /// carries one, so "why hasn't agent X updated?" always has an answer.
+    ReasonCode {
+        // The coordinator's, for what it serves.
+        ChannelTarget => "channel_target": "the agent's channel serves this version",
+        FollowsControlPlane => "follows_control_plane": "the channel follows the control-plane version",
+        UnknownChannel => "unknown_channel": "the agent's channel does not exist",
+        ChannelHasNoVersion => "channel_has_no_version": "the agent's channel has no version set",
+        NoControlPlaneVersion => "no_control_plane_version": "no control-plane version is set, so no target can be checked",
+        ConstraintAboveControlPlane => "constraint_above_control_plane": "the version is above the control plane's; it is never served",
+        ConstraintBelowControlPlane => "constraint_below_control_plane": "the version is more than one major below the control plane's",
+        RolloutPending => "rollout_pending": "a rollout governs the channel and has not decided for this agent yet",
+        GroupUnstarted => "group_unstarted": "the agent's rollout group has not started (its turn or window has not come)",
+        Canary => "canary": "the agent is a canary of its group and updates first",
+        CanaryPending => "canary_pending": "the group waits for its canaries to be healthy on the target",
+        CanaryWaiting => "canary_waiting": "the group waits for enough connected, healthy agents to pick canaries",
+        GroupActive => "group_active": "the agent's group is updating",
+        MaxInFlight => "max_in_flight": "the group updates a limited number of agents at a time",
+        OutsideWindow => "outside_window": "outside the maintenance window; it waits for the window",
+        GroupHalted => "group_halted": "the group halted after failures; nobody new is updated",
+        UpdateFailed => "update_failed": "the update to the target failed on this agent",
+        GroupDone => "group_done": "the group is done; the agent catches up",
+        OnTarget => "on_target": "the agent already runs the target",
+        Rolledback => "rolledback": "the group was rolled back to the start version",
+        RolloutPaused => "rollout_paused": "the rollout is paused; nobody moves until it resumes",
+        Pinned => "pinned": "an admin pinned the agent to its version",
+        // The updater's own, for what it does.
+        InWindow => "in_window": "inside the maintenance window: it installs",
+        AgentUnhealthy => "agent_unhealthy": "the agent is unhealthy: it installs at once",
+        Critical => "critical": "the update is critical: it installs at once",
+        NoSchedule => "no_schedule": "no maintenance schedule is known: it installs as soon as it can",
+        ScheduleExpired => "schedule_expired": "the saved schedule expired: it installs as soon as it can",
+        VersionBroken => "version_broken": "this version failed its health gate here and is not retried",
+        CurrentVersionBroken => "current_version_broken": "the running version failed its health gate: it reverts",
+        InstallRefused => "install_refused": "the release failed its authenticity checks; nothing was installed",
+        RetryPending => "retry_pending": "the last attempt failed; it retries later",
+        UpToDate => "up_to_date": "the agent runs the target",
+        NoDirective => "no_directive": "no directive received yet",
+        NoTarget => "no_target": "the coordinator serves no target for this agent",
+        InvalidTarget => "invalid_target": "the served target breaks the version constraints; it is refused",
+    }
 }
 
 codes! {
@@ -69,6 +129,9 @@ mod tests {
         for code in RolloutStatus::ALL {
             assert_eq!(RolloutStatus::parse(code.as_str()), Some(*code));
             assert!(!code.explain().is_empty());
+        }
+        for code in ReasonCode::ALL {
+            assert_eq!(ReasonCode::parse(code.as_str()), Some(*code));
         }
         for code in EventKind::ALL {
             assert_eq!(EventKind::parse(code.as_str()), Some(*code));

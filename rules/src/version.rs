@@ -28,10 +28,10 @@ pub enum ConstraintViolation {
 
 impl ConstraintViolation {
     /// The stable reason code used in directives, decisions and the decision log.
-    pub fn reason_code(&self) -> &'static str {
+    pub fn reason_code(&self) -> crate::ReasonCode {
         match self {
-            Self::AboveControlPlane { .. } => "constraint_above_control_plane",
-            Self::TooFarBelow { .. } => "constraint_below_control_plane",
+            Self::AboveControlPlane { .. } => crate::ReasonCode::ConstraintAboveControlPlane,
+            Self::TooFarBelow { .. } => crate::ReasonCode::ConstraintBelowControlPlane,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! It re-decides whenever a directive arrives, health changes, or the clock reaches the
 //! moment the last decision named (a window opening, a schedule expiring, a retry).
 
+use drover_rules::ReasonCode;
 use std::{sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
@@ -96,7 +97,7 @@ async fn act(shared: &Shared) -> Option<i64> {
             recheck_at_ms,
             ..
         } => {
-            shared.set_activity(if reason == "outside_window" {
+            shared.set_activity(if reason == ReasonCode::OutsideWindow {
                 Activity::Waiting
             } else {
                 Activity::Idle
@@ -122,15 +123,15 @@ async fn record(shared: &Shared, decision: &Decision) {
     };
     let mut state = shared.state.lock().await;
     let same = state.last_decision.as_ref().is_some_and(|d| {
-        d.action == action && d.reason == decision.reason() && d.detail == *detail
+        d.action == action && d.reason == decision.reason().as_str() && d.detail == *detail
     });
     if same {
         return;
     }
-    tracing::info!(action, reason = decision.reason(), %detail, "decision");
+    tracing::info!(action, reason = decision.reason().as_str(), %detail, "decision");
     state.last_decision = Some(DecisionRecord {
         action: action.into(),
-        reason: decision.reason().into(),
+        reason: decision.reason().as_str().into(),
         detail: detail.clone(),
         at_ms: shared.now_ms(),
     });

@@ -6,6 +6,7 @@
 //! - never a version above the control plane or more than one major below it;
 //! - a version that failed here is not retried unless the coordinator asks again explicitly.
 
+use drover_rules::ReasonCode;
 use drover_rules::{check_constraints, parse_version};
 
 use crate::{
@@ -16,7 +17,7 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Wait {
-        reason: &'static str,
+        reason: ReasonCode,
         detail: String,
         /// When the decision may change by the clock alone (a window opens, a schedule
         /// expires, a retry is due); `None` when only new input can change it.
@@ -24,27 +25,27 @@ pub enum Decision {
     },
     Install {
         target: String,
-        reason: &'static str,
+        reason: ReasonCode,
         detail: String,
     },
     Revert {
         to: String,
-        reason: &'static str,
+        reason: ReasonCode,
         detail: String,
     },
 }
 
 impl Decision {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> ReasonCode {
         match self {
             Self::Wait { reason, .. }
             | Self::Install { reason, .. }
-            | Self::Revert { reason, .. } => reason,
+            | Self::Revert { reason, .. } => *reason,
         }
     }
 }
 
-fn wait(reason: &'static str, detail: impl Into<String>, recheck_at_ms: Option<i64>) -> Decision {
+fn wait(reason: ReasonCode, detail: impl Into<String>, recheck_at_ms: Option<i64>) -> Decision {
     Decision::Wait {
         reason,
         detail: detail.into(),
@@ -60,7 +61,7 @@ pub fn decide(now_ms: i64, state: &PersistedState, health: Health) -> Decision {
     {
         return Decision::Revert {
             to: previous.clone(),
-            reason: "current_version_broken",
+            reason: ReasonCode::CurrentVersionBroken,
             detail: format!(
                 "{current} failed here ({}); going back to {previous}",
                 broken.reason
@@ -69,21 +70,21 @@ pub fn decide(now_ms: i64, state: &PersistedState, health: Health) -> Decision {
     }
     let Some(directive) = &state.directive else {
         return wait(
-            "no_directive",
+            ReasonCode::NoDirective,
             "no target received from the coordinator yet",
             None,
         );
     };
     let Some(target_text) = &directive.target_version else {
         return wait(
-            leak_reason(&directive.reason),
+            served_reason(&directive.reason),
             format!("no target: {}", directive.reason_detail),
             None,
         );
     };
     let Ok(target) = parse_version(target_text) else {
         return wait(
-            "invalid_target",
+            ReasonCode::InvalidTarget,
             format!("the target '{target_text}' is not a semantic version"),
             None,
         );
@@ -95,7 +96,11 @@ pub fn decide(now_ms: i64, state: &PersistedState, health: Health) -> Decision {
         .as_ref()
         == Some(&target)
     {
-        return wait("up_to_date", format!("running the target {target}"), None);
+        return wait(
+            ReasonCode::UpToDate,
+            format!("running the target {target}"),
+            None,
+        );
     }
     let Some(control_plane) = directive
         .control_plane_version
@@ -103,7 +108,7 @@ pub fn decide(now_ms: i64, state: &PersistedState, health: Health) -> Decision {
         .and_then(|v| parse_version(v).ok())
     else {
         return wait(
-            "no_control_plane_version",
+            ReasonCode::NoControlPlaneVersion,
             "the directive names no control-plane version, so the constraints cannot be checked",
             None,
         );
@@ -116,7 +121,7 @@ pub fn decide(now_ms: i64, state: &PersistedState, health: Health) -> Decision {
             !directive.attempt_id.is_empty() && directive.attempt_id != broken.directive_attempt_id;
         if !asked_again {
             return wait(
-                "version_broken",
+                ReasonCode::VersionBroken,
                 format!(
                     "{target} failed here before ({}); waiting for the coordinator to ask for it again",
                     broken.reason
@@ -132,14 +137,14 @@ pub fn decide(now_ms: i64, state: &PersistedState, health: Health) -> Decision {
         match failure.kind {
             FailureKind::Refused => {
                 return wait(
-                    "install_refused",
+                    ReasonCode::InstallRefused,
                     format!("the install of {target} was refused; waiting for a new directive"),
                     None,
                 );
             }
             FailureKind::Transient if now_ms < failure.retry_at_ms => {
                 return wait(
-                    "retry_pending",
+                    ReasonCode::RetryPending,
                     format!(
                         "the install of {target} failed {} time(s); retrying later",
                         failure.attempts
@@ -150,45 +155,45 @@ pub fn decide(now_ms: i64, state: &PersistedState, health: Health) -> Decision {
             FailureKind::Transient => {}
         }
     }
-    let install = |reason: &'static str, detail: String| Decision::Install {
+    let install = |reason: ReasonCode, detail: String| Decision::Install {
         target: target_text.clone(),
         reason,
         detail,
     };
     if directive.critical {
         return install(
-            "critical",
+            ReasonCode::Critical,
             format!("{target} is marked critical: installing outside the window"),
         );
     }
     if health == Health::Unhealthy {
         return install(
-            "agent_unhealthy",
+            ReasonCode::AgentUnhealthy,
             format!("the agent is unhealthy: installing {target} at once to recover"),
         );
     }
     let Some(schedule) = &directive.schedule else {
         return install(
-            "no_schedule",
+            ReasonCode::NoSchedule,
             format!("no maintenance schedule is known: installing {target} as soon as possible"),
         );
     };
     if now_ms >= schedule.valid_until_ms {
         return install(
-            "schedule_expired",
+            ReasonCode::ScheduleExpired,
             format!("the saved schedule expired: installing {target} as soon as possible"),
         );
     }
     match schedule.window.window_containing(now_ms) {
         Some(_) => install(
-            "in_window",
+            ReasonCode::InWindow,
             format!("inside the maintenance window ({})", schedule.window),
         ),
         None => {
             let next = schedule.window.next_window(now_ms).map(|(start, _)| start);
             let recheck = next.map_or(schedule.valid_until_ms, |n| n.min(schedule.valid_until_ms));
             wait(
-                "outside_window",
+                ReasonCode::OutsideWindow,
                 format!("waiting for the maintenance window ({})", schedule.window),
                 Some(recheck),
             )
@@ -196,21 +201,20 @@ pub fn decide(now_ms: i64, state: &PersistedState, health: Health) -> Decision {
     }
 }
 
-/// Reason codes are `&'static str`; the coordinator's codes arrive as text, so map the known
-/// ones and fall back to a generic code for the rest.
-fn leak_reason(code: &str) -> &'static str {
-    const KNOWN: [&str; 6] = [
-        "unknown_channel",
-        "channel_has_no_version",
-        "no_control_plane_version",
-        "constraint_above_control_plane",
-        "constraint_below_control_plane",
-        "rollout_paused",
+/// The coordinator's reason arrives as text: keep the codes that say why nothing is served,
+/// and a generic one for the rest.
+fn served_reason(code: &str) -> ReasonCode {
+    const KNOWN: [ReasonCode; 6] = [
+        ReasonCode::UnknownChannel,
+        ReasonCode::ChannelHasNoVersion,
+        ReasonCode::NoControlPlaneVersion,
+        ReasonCode::ConstraintAboveControlPlane,
+        ReasonCode::ConstraintBelowControlPlane,
+        ReasonCode::RolloutPaused,
     ];
-    KNOWN
-        .into_iter()
-        .find(|k| *k == code)
-        .unwrap_or("no_target")
+    ReasonCode::parse(code)
+        .filter(|reason| KNOWN.contains(reason))
+        .unwrap_or(ReasonCode::NoTarget)
 }
 
 #[cfg(test)]
@@ -233,7 +237,7 @@ mod tests {
                 directive_id: "d-1".into(),
                 target_version: Some(target.into()),
                 critical: false,
-                reason: "channel_target".into(),
+                reason: ReasonCode::ChannelTarget.as_str().into(),
                 reason_detail: String::new(),
                 control_plane_version: Some(cp.into()),
                 received_ms: 0,
@@ -263,33 +267,36 @@ mod tests {
         let s = state("1.0.0", "1.1.0", "1.1.0");
         let outside = MONDAY + 5 * HOUR;
         let inside = MONDAY + 2 * HOUR + 10 * 60_000;
-        assert_eq!(decide(inside, &s, Health::Healthy).reason(), "in_window");
+        assert_eq!(
+            decide(inside, &s, Health::Healthy).reason(),
+            ReasonCode::InWindow
+        );
         let waiting = decide(outside, &s, Health::Healthy);
-        assert_eq!(waiting.reason(), "outside_window");
+        assert_eq!(waiting.reason(), ReasonCode::OutsideWindow);
         assert!(
             matches!(waiting, Decision::Wait { recheck_at_ms: Some(t), .. } if t == MONDAY + 26 * HOUR)
         );
         assert_eq!(
             decide(outside, &s, Health::Unhealthy).reason(),
-            "agent_unhealthy"
+            ReasonCode::AgentUnhealthy
         );
         assert_eq!(
             decide(outside, &s, Health::Unknown).reason(),
-            "outside_window"
+            ReasonCode::OutsideWindow
         );
 
         let mut critical = s.clone();
         directive(&mut critical).critical = true;
         assert_eq!(
             decide(outside, &critical, Health::Healthy).reason(),
-            "critical"
+            ReasonCode::Critical
         );
 
         let mut none = s.clone();
         directive(&mut none).schedule = None;
         assert_eq!(
             decide(outside, &none, Health::Healthy).reason(),
-            "no_schedule"
+            ReasonCode::NoSchedule
         );
 
         let mut expired = s.clone();
@@ -300,7 +307,7 @@ mod tests {
             .valid_until_ms = outside - 1;
         assert_eq!(
             decide(outside, &expired, Health::Healthy).reason(),
-            "schedule_expired"
+            ReasonCode::ScheduleExpired
         );
     }
 
@@ -310,11 +317,11 @@ mod tests {
         directive(&mut above).critical = true;
         assert_eq!(
             decide(MONDAY, &above, Health::Unhealthy).reason(),
-            "constraint_above_control_plane"
+            ReasonCode::ConstraintAboveControlPlane
         );
         assert_eq!(
             decide(MONDAY, &state("1.0.0", "1.0.5", "3.0.0"), Health::Unhealthy).reason(),
-            "constraint_below_control_plane"
+            ReasonCode::ConstraintBelowControlPlane
         );
 
         let mut broken = state("1.0.0", "1.1.0", "1.1.0");
@@ -330,12 +337,12 @@ mod tests {
         directive(&mut broken).critical = true;
         assert_eq!(
             decide(MONDAY, &broken, Health::Unhealthy).reason(),
-            "version_broken"
+            ReasonCode::VersionBroken
         );
         directive(&mut broken).attempt_id = "retry-1".into();
         assert_eq!(
             decide(MONDAY, &broken, Health::Unhealthy).reason(),
-            "critical",
+            ReasonCode::Critical,
             "an explicit new attempt retries"
         );
     }
@@ -353,21 +360,21 @@ mod tests {
         });
         assert_eq!(
             decide(MONDAY, &s, Health::Healthy).reason(),
-            "retry_pending"
+            ReasonCode::RetryPending
         );
         assert_eq!(
             decide(MONDAY + HOUR, &s, Health::Healthy).reason(),
-            "no_schedule"
+            ReasonCode::NoSchedule
         );
         s.install_failure.as_mut().unwrap().kind = FailureKind::Refused;
         assert_eq!(
             decide(MONDAY + HOUR, &s, Health::Healthy).reason(),
-            "install_refused"
+            ReasonCode::InstallRefused
         );
         directive(&mut s).directive_id = "d-2".into();
         assert_eq!(
             decide(MONDAY + HOUR, &s, Health::Healthy).reason(),
-            "no_schedule"
+            ReasonCode::NoSchedule
         );
     }
 
@@ -432,7 +439,7 @@ mod tests {
             }
             if allowed_version && !broken && !critical && h != Health::Unhealthy && schedule_usable
                 && window.window_containing(now).is_none() {
-                prop_assert_eq!(decision.reason(), "outside_window");
+                prop_assert_eq!(decision.reason(), ReasonCode::OutsideWindow);
             }
             if allowed_version && !broken && (critical || h == Health::Unhealthy) {
                 prop_assert!(matches!(decision, Decision::Install { .. }), "{:?}", decision);

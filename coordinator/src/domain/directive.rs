@@ -4,6 +4,7 @@
 //! stays the same.
 
 use drover_rules::MaintenanceSchedule;
+use drover_rules::ReasonCode;
 use semver::Version;
 use serde::Serialize;
 
@@ -15,7 +16,7 @@ pub struct Directive {
     pub directive_id: String,
     pub target_version: Option<Version>,
     pub critical: bool,
-    pub reason: &'static str,
+    pub reason: ReasonCode,
     pub reason_detail: String,
     pub control_plane_version: Option<Version>,
     /// `None`: no window is known, so the updater installs as soon as it can (rule 4).
@@ -36,7 +37,7 @@ pub fn directive_for(
         None => (
             None,
             false,
-            "unknown_channel",
+            ReasonCode::UnknownChannel,
             format!(
                 "channel '{channel_name}' does not exist; create it with \
                  `droverctl channels set {channel_name} VERSION` or move the agent to another channel"
@@ -46,27 +47,27 @@ pub fn directive_for(
             (None, _) if ch.follows_control_plane => (
                 None,
                 ch.critical,
-                "no_control_plane_version",
+                ReasonCode::NoControlPlaneVersion,
                 "the control-plane version is not set; set it with `droverctl control-plane set VERSION`"
                     .to_string(),
             ),
             (None, _) => (
                 None,
                 ch.critical,
-                "channel_has_no_version",
+                ReasonCode::ChannelHasNoVersion,
                 format!("channel '{}' has no version yet", ch.name),
             ),
             (Some(version), Some(cp)) => match check_constraints(version, cp) {
                 Ok(()) if ch.follows_control_plane => (
                     Some(version.clone()),
                     ch.critical,
-                    "follows_control_plane",
+                    ReasonCode::FollowsControlPlane,
                     format!("channel '{}' follows the control plane at {cp}", ch.name),
                 ),
                 Ok(()) => (
                     Some(version.clone()),
                     ch.critical,
-                    "channel_target",
+                    ReasonCode::ChannelTarget,
                     format!("channel '{}' targets {version}", ch.name),
                 ),
                 Err(violation) => (
@@ -79,7 +80,7 @@ pub fn directive_for(
             (Some(version), None) => (
                 None,
                 false,
-                "no_control_plane_version",
+                ReasonCode::NoControlPlaneVersion,
                 format!(
                     "channel '{}' targets {version}, but without a control-plane version the \
                      constraints cannot be checked; set it with `droverctl control-plane set VERSION`",
@@ -88,7 +89,13 @@ pub fn directive_for(
             ),
         },
     };
-    let directive_id = directive_id(target.as_ref(), critical, reason, control_plane, schedule);
+    let directive_id = directive_id(
+        target.as_ref(),
+        critical,
+        reason.as_str(),
+        control_plane,
+        schedule,
+    );
     Directive {
         directive_id,
         target_version: target,
@@ -108,7 +115,7 @@ pub fn directive_from_rollout(
     rollout_id: &str,
     target: Option<&Version>,
     critical: bool,
-    reason: &'static str,
+    reason: ReasonCode,
     detail: String,
     control_plane: Option<&Version>,
 ) -> Directive {
@@ -173,7 +180,7 @@ mod tests {
             None,
         );
         assert_eq!(d.target_version, Some(Version::new(1, 5, 0)));
-        assert_eq!(d.reason, "channel_target");
+        assert_eq!(d.reason, ReasonCode::ChannelTarget);
     }
 
     #[test]
@@ -186,13 +193,13 @@ mod tests {
             None,
         );
         assert_eq!(d.target_version, None);
-        assert_eq!(d.reason, "constraint_above_control_plane");
+        assert_eq!(d.reason, ReasonCode::ConstraintAboveControlPlane);
     }
 
     #[test]
     fn unknown_channel_has_no_target_and_says_how_to_fix_it() {
         let d = directive_for("nope", None, None, None);
-        assert_eq!(d.reason, "unknown_channel");
+        assert_eq!(d.reason, ReasonCode::UnknownChannel);
         assert!(d.reason_detail.contains("droverctl channels set nope"));
     }
 

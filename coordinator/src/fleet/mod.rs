@@ -27,7 +27,7 @@ use std::{
     time::Duration,
 };
 
-use drover_rules::EventKind;
+use drover_rules::{EventKind, ReasonCode};
 use parking_lot::RwLock;
 use semver::Version;
 use tokio::sync::Notify;
@@ -171,7 +171,7 @@ impl Fleet {
         let cp = view.control_plane.as_ref();
         let critical = view.channels.get(channel).is_some_and(|c| c.critical);
         // Holding: stay on the current version, if it is itself within the constraints.
-        let hold = |rollout_id: &str, reason: &'static str, detail: &str| {
+        let hold = |rollout_id: &str, reason: ReasonCode, detail: &str| {
             let current = version
                 .and_then(|v| Version::parse(v).ok())
                 .filter(|v| cp.is_some_and(|cp| check_constraints(v, cp).is_ok()));
@@ -185,7 +185,11 @@ impl Fleet {
             )
         };
         if self.pins.read().contains(agent_id) {
-            return hold("", "pinned", "pinned by an admin: it stays on its version");
+            return hold(
+                "",
+                ReasonCode::Pinned,
+                "pinned by an admin: it stays on its version",
+            );
         }
         let Some(rollout) = self.rollout_for(channel) else {
             return view.directive_for(channel, group);
@@ -203,7 +207,7 @@ impl Fleet {
             // New since the engine's last pass: hold until it has looked at this agent.
             None => hold(
                 rollout_id,
-                "rollout_pending",
+                ReasonCode::RolloutPending,
                 "the rollout has not considered this agent yet",
             ),
         }

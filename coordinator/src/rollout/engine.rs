@@ -1,5 +1,6 @@
 //! One reconcile step: transitions first, then a decision for every agent.
 
+use drover_rules::ReasonCode;
 use std::collections::HashMap;
 
 use drover_rules::check_constraints;
@@ -265,12 +266,12 @@ fn decide(
     let allowed =
         |version: &Version| control_plane.is_some_and(|cp| check_constraints(version, cp).is_ok());
     // Holding means: stay on the current version (if it is itself within the constraints).
-    let hold = |reason: &'static str, detail: String| AgentDecision {
+    let hold = |reason: ReasonCode, detail: String| AgentDecision {
         target: agent.version.clone().filter(|v| allowed(v)),
         reason,
         detail,
     };
-    let serve = |version: &Version, reason: &'static str, detail: String| {
+    let serve = |version: &Version, reason: ReasonCode, detail: String| {
         if allowed(version) {
             AgentDecision {
                 target: Some(version.clone()),
@@ -282,8 +283,8 @@ fn decide(
                 Some(cp) => check_constraints(version, cp)
                     .err()
                     .map(|v| v.reason_code())
-                    .unwrap_or("no_control_plane_version"),
-                None => "no_control_plane_version",
+                    .unwrap_or(ReasonCode::NoControlPlaneVersion),
+                None => ReasonCode::NoControlPlaneVersion,
             };
             hold(
                 why,
@@ -294,14 +295,14 @@ fn decide(
     let target = &spec.target_version;
     if agent.pinned {
         return hold(
-            "pinned",
+            ReasonCode::Pinned,
             "pinned by an admin: it stays on its version".into(),
         );
     }
     if group.phase == Phase::Rolledback {
         return serve(
             &spec.start_version,
-            "rolledback",
+            ReasonCode::Rolledback,
             format!(
                 "group {} was rolled back to {}",
                 group_spec.name, spec.start_version
@@ -310,16 +311,20 @@ fn decide(
     }
     if state.paused {
         return hold(
-            "rollout_paused",
+            ReasonCode::RolloutPaused,
             "the rollout is paused; nobody moves until it resumes".into(),
         );
     }
     if on_target(spec, agent) {
-        return serve(target, "on_target", format!("already runs {target}"));
+        return serve(
+            target,
+            ReasonCode::OnTarget,
+            format!("already runs {target}"),
+        );
     }
     match group.phase {
         Phase::Unstarted if waiting_for_canaries(now_ms, spec, state, index) => hold(
-            "canary_waiting",
+            ReasonCode::CanaryWaiting,
             format!(
                 "group {} {} before anyone updates (`droverctl rollout start-group \
                  --skip-canaries` starts it without them)",
@@ -336,32 +341,32 @@ fn decide(
             } else {
                 format!("group {} waits for the group before it", group_spec.name)
             };
-            hold("group_unstarted", detail)
+            hold(ReasonCode::GroupUnstarted, detail)
         }
         Phase::Canary if group.canaries.contains(&agent.agent_id) => serve(
             target,
-            "canary",
+            ReasonCode::Canary,
             format!("chosen as a canary of group {}", group_spec.name),
         ),
         Phase::Canary => hold(
-            "canary_pending",
+            ReasonCode::CanaryPending,
             format!("group {} waits for its canaries", group_spec.name),
         ),
         Phase::Halted => hold(
-            "group_halted",
+            ReasonCode::GroupHalted,
             format!("group {} halted: {}", group_spec.name, group.note),
         ),
         Phase::Done | Phase::Active if agent.failed_target => hold(
-            "update_failed",
+            ReasonCode::UpdateFailed,
             format!("the update to {target} failed on this agent"),
         ),
         Phase::Done => serve(
             target,
-            "group_done",
+            ReasonCode::GroupDone,
             format!("group {} is done; catching up", group_spec.name),
         ),
         Phase::Active if !window_open(now_ms, spec, index) => hold(
-            "outside_window",
+            ReasonCode::OutsideWindow,
             format!(
                 "group {} is active; its window ({}) is closed",
                 group_spec.name,
@@ -377,7 +382,7 @@ fn decide(
                     .unwrap_or(usize::MAX);
                 if slot >= spec.max_in_flight as usize {
                     return hold(
-                        "max_in_flight",
+                        ReasonCode::MaxInFlight,
                         format!(
                             "{} agents of the group update at a time",
                             spec.max_in_flight
@@ -387,7 +392,7 @@ fn decide(
             }
             serve(
                 target,
-                "group_active",
+                ReasonCode::GroupActive,
                 format!("group {} is updating to {target}", group_spec.name),
             )
         }

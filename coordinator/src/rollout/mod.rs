@@ -204,7 +204,7 @@ pub struct AgentSnapshot {
 pub struct AgentDecision {
     /// `None`: serve no target (e.g. the agent's version is unknown or out of bounds).
     pub target: Option<Version>,
-    pub reason: &'static str,
+    pub reason: drover_rules::ReasonCode,
     pub detail: String,
 }
 

@@ -1,5 +1,6 @@
 //! Unit and property tests of the engine, with an injected clock and random fleets.
 
+use drover_rules::ReasonCode;
 use std::collections::{HashMap, HashSet};
 
 use drover_rules::{Weekdays, check_constraints};
@@ -86,7 +87,7 @@ fn a_good_release_moves_group_by_group_honouring_windows_and_waits() {
     // 01:00: before dev's window (02:00–06:00): nothing moves.
     let out = reconcile(MONDAY + HOUR_MS, &spec, &state, &fleet, Some(&cp));
     assert_eq!(out.state.groups[0].phase, Phase::Unstarted);
-    assert_eq!(out.decisions["d0"].reason, "group_unstarted");
+    assert_eq!(out.decisions["d0"].reason, ReasonCode::GroupUnstarted);
     assert_eq!(out.decisions["d0"].target, Some(v("1.0.0")));
 
     let mut now = MONDAY + 2 * HOUR_MS;
@@ -104,7 +105,7 @@ fn a_good_release_moves_group_by_group_honouring_windows_and_waits() {
     );
     let out = reconcile(dev_done + 23 * HOUR_MS, &spec, &state, &fleet, Some(&cp));
     assert_eq!(out.state.groups[1].phase, Phase::Unstarted);
-    assert_eq!(out.decisions["p0"].reason, "group_unstarted");
+    assert_eq!(out.decisions["p0"].reason, ReasonCode::GroupUnstarted);
 
     now = dev_done + 24 * HOUR_MS; // Tuesday 02:00: wait over and window open
     for _ in 0..6 {
@@ -163,7 +164,7 @@ fn a_failing_canary_halts_the_group_and_nobody_else_is_touched() {
         halted
             .decisions
             .values()
-            .all(|d| d.target != Some(v("1.1.0")) || d.reason == "on_target")
+            .all(|d| d.target != Some(v("1.1.0")) || d.reason == ReasonCode::OnTarget)
     );
 
     let mut rolled = halted.state.clone();
@@ -172,7 +173,7 @@ fn a_failing_canary_halts_the_group_and_nobody_else_is_touched() {
     assert!(
         back.decisions
             .values()
-            .all(|d| d.target == Some(v("1.0.0")) && d.reason == "rolledback")
+            .all(|d| d.target == Some(v("1.0.0")) && d.reason == ReasonCode::Rolledback)
     );
 }
 
@@ -196,7 +197,7 @@ fn a_group_waits_for_connected_healthy_canaries_and_never_skips_them() {
     );
     assert!(out.events.is_empty());
     for decision in out.decisions.values() {
-        assert_eq!(decision.reason, "canary_waiting");
+        assert_eq!(decision.reason, ReasonCode::CanaryWaiting);
         assert_eq!(decision.target, Some(v("1.0.0")));
         assert!(
             decision.detail.contains("2 connected healthy"),
@@ -230,7 +231,7 @@ fn a_group_waits_for_connected_healthy_canaries_and_never_skips_them() {
 
     // Outside the window it is simply unstarted, not waiting for canaries.
     let closed = reconcile(MONDAY + 8 * HOUR_MS, &spec, &out.state, &fleet, Some(&cp));
-    assert_eq!(closed.decisions["a5"].reason, "group_unstarted");
+    assert_eq!(closed.decisions["a5"].reason, ReasonCode::GroupUnstarted);
 }
 
 #[test]
@@ -283,9 +284,21 @@ fn pins_caps_and_pauses() {
         .iter()
         .map(|a| out.decisions[&a.agent_id].reason)
         .collect();
-    assert_eq!(reasons.iter().filter(|r| **r == "group_active").count(), 2);
-    assert_eq!(reasons.iter().filter(|r| **r == "max_in_flight").count(), 3);
-    assert_eq!(out.decisions["a5"].reason, "pinned");
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| **r == ReasonCode::GroupActive)
+            .count(),
+        2
+    );
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| **r == ReasonCode::MaxInFlight)
+            .count(),
+        3
+    );
+    assert_eq!(out.decisions["a5"].reason, ReasonCode::Pinned);
 
     let mut paused = out.state.clone();
     paused.paused = true;
@@ -396,7 +409,7 @@ proptest! {
                 prop_assert!(out.events.is_empty());
                 for agent in &sim.fleet {
                     let d = &out.decisions[&agent.agent_id];
-                    prop_assert!(agent.pinned || d.target.is_none() || d.target == agent.version || d.reason == "rolledback");
+                    prop_assert!(agent.pinned || d.target.is_none() || d.target == agent.version || d.reason == ReasonCode::Rolledback);
                 }
             }
             for (i, (before, after)) in state.groups.iter().zip(&out.state.groups).enumerate() {
