@@ -59,7 +59,7 @@ fn summary_json(s: &pb::FleetSummary) -> Value {
             (&mut by_group, &row.group),
         ] {
             let entry = map.entry(key.clone()).or_insert(json!(0));
-            *entry = json!(entry.as_u64().unwrap_or(0) + row.count);
+            *entry = json!(entry.as_u64().unwrap_or(0).saturating_add(row.count));
         }
     }
     json!({
