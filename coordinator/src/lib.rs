@@ -2,10 +2,9 @@
 //! agent's version and health, and lets admins steer channels.
 //!
 //! Layers, outer depending on inner only: `domain` (pure) ← `store` ← `fleet` ← `grpc`,
-//! `http`, `server`, `cli`. See ARCHITECTURE.md.
+//! `http`, `server`. droverctl is its own crate (`ctl/`). See ARCHITECTURE.md.
 #![forbid(unsafe_code)]
 
-pub mod cli;
 pub mod domain;
 pub mod edge;
 pub mod error;

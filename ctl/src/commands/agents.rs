@@ -1,0 +1,303 @@
+//! `droverctl agents list|show|why|pin|unpin`.
+
+use clap::{Args, Subcommand, ValueEnum};
+use drover_proto::v1 as pb;
+use serde_json::{Value, json};
+
+use super::{Client, status_text};
+use crate::{
+    names::{health_name, or_dash, outcome_name, state_name, time_text, yes_no},
+    render::{Reply, Table, Text},
+};
+
+#[derive(Subcommand, Debug)]
+pub enum AgentsCommand {
+    /// List agents, optionally filtered. Pages through everything with --all.
+    List(ListArgs),
+    /// Everything known about one agent, including what it should run and why.
+    Show {
+        /// The agent's id, as `agents list` shows it.
+        agent_id: String,
+    },
+    /// Why an agent runs what it runs, or why it has not updated, in plain words.
+    Why {
+        /// The agent's id, as `agents list` shows it.
+        agent_id: String,
+    },
+    /// Keep an agent on its version: rollouts pass it by.
+    Pin {
+        /// The agent's id, as `agents list` shows it.
+        agent_id: String,
+        /// Why it is pinned, for whoever looks next (shown with the agent and in events).
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Release a pinned agent: it follows its channel and rollouts again.
+    Unpin {
+        /// The agent's id, as `agents list` shows it.
+        agent_id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Only agents in this group.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Only agents running exactly this version.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Only agents of this health.
+    #[arg(long, value_enum)]
+    pub health: Option<HealthArg>,
+    /// Only agents on this channel.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Agents per page (at most 1000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// Fetch every page, not just the first.
+    #[arg(long)]
+    pub all: bool,
+    /// Only agents whose version breaks the control-plane constraints.
+    #[arg(long)]
+    pub out_of_compliance: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum HealthArg {
+    /// The agent's health checks pass.
+    Healthy,
+    /// The agent's health checks fail.
+    Unhealthy,
+    /// No health reported yet.
+    Unknown,
+}
+
+pub async fn run(client: &mut Client, command: AgentsCommand) -> Result<Reply, String> {
+    match command {
+        AgentsCommand::List(args) => list(client, args).await,
+        AgentsCommand::Show { agent_id } => {
+            let agent = client
+                .get_agent(pb::GetAgentRequest { agent_id })
+                .await
+                .map_err(status_text)?
+                .into_inner();
+            Ok(Reply::new(agent_json(&agent), details(&agent)))
+        }
+        AgentsCommand::Why { agent_id } => {
+            let e = client
+                .explain_agent(pb::GetAgentRequest { agent_id })
+                .await
+                .map_err(status_text)?
+                .into_inner();
+            let data = json!({
+                "agent_id": e.agent_id, "current_version": e.current_version,
+                "target_version": e.target_version, "reason": e.reason,
+                "explanation": e.explanation,
+            });
+            Ok(Reply::new(data, e.explanation))
+        }
+        AgentsCommand::Pin { agent_id, note } => {
+            let agent = client
+                .pin_agent(pb::PinAgentRequest { agent_id, note })
+                .await
+                .map_err(status_text)?
+                .into_inner();
+            let text = format!("{} pinned at {}", agent.agent_id, agent.agent_version);
+            Ok(Reply::new(agent_json(&agent), text))
+        }
+        AgentsCommand::Unpin { agent_id } => {
+            let agent = client
+                .unpin_agent(pb::GetAgentRequest { agent_id })
+                .await
+                .map_err(status_text)?
+                .into_inner();
+            let text = format!("{} unpinned", agent.agent_id);
+            Ok(Reply::new(agent_json(&agent), text))
+        }
+    }
+}
+
+async fn list(client: &mut Client, args: ListArgs) -> Result<Reply, String> {
+    let health = match args.health {
+        None => pb::AgentHealth::Unspecified,
+        Some(HealthArg::Healthy) => pb::AgentHealth::Healthy,
+        Some(HealthArg::Unhealthy) => pb::AgentHealth::Unhealthy,
+        Some(HealthArg::Unknown) => pb::AgentHealth::Unknown,
+    };
+    let filter = pb::AgentFilter {
+        group: args.group.unwrap_or_default(),
+        agent_version: args.version.unwrap_or_default(),
+        health: health as i32,
+        channel: args.channel.unwrap_or_default(),
+        out_of_compliance: args.out_of_compliance,
+    };
+    let mut agents = Vec::new();
+    let mut page_token = String::new();
+    let total = loop {
+        let page = client
+            .list_agents(pb::ListAgentsRequest {
+                filter: Some(filter.clone()),
+                page_size: args.limit,
+                page_token: page_token.clone(),
+            })
+            .await
+            .map_err(status_text)?
+            .into_inner();
+        agents.extend(page.agents);
+        if !args.all || page.next_page_token.is_empty() {
+            break page.total_matching;
+        }
+        page_token = page.next_page_token;
+    };
+    let data = json!({
+        "total_matching": total,
+        "agents": agents.iter().map(agent_json).collect::<Vec<_>>(),
+    });
+    Ok(Reply::new(data, table(&agents, total)))
+}
+
+fn table(agents: &[pb::Agent], total: u64) -> Text {
+    let mut table = Table::new(&[
+        "agent",
+        "group",
+        "channel",
+        "version",
+        "target",
+        "health",
+        "state",
+        "connected",
+    ]);
+    for a in agents {
+        let target = a.directive.as_ref().map(|d| d.target_version.as_str());
+        table.row(vec![
+            a.agent_id.clone(),
+            a.group.clone(),
+            a.channel.clone(),
+            or_dash(&a.agent_version),
+            or_dash(target.unwrap_or_default()),
+            health_name(a.health).into(),
+            state_name(a.updater_state).to_lowercase(),
+            yes_no(a.connected),
+        ]);
+    }
+    Text::from(table).line(format!("({} shown of {total} matching)", agents.len()))
+}
+
+fn details(a: &pb::Agent) -> Text {
+    let time = |t: Option<&prost_types::Timestamp>| t.map(time_text).unwrap_or_default();
+    let mut text = Text::new()
+        .line(format!("agent:           {}", a.agent_id))
+        .line(format!("hostname:        {}", or_dash(&a.hostname)))
+        .line(format!("group:           {}", a.group))
+        .line(format!("channel:         {}", a.channel))
+        .line(format!("version:         {}", or_dash(&a.agent_version)))
+        .line(format!("health:          {}", health_name(a.health)))
+        .line(format!(
+            "updater state:   {}",
+            state_name(a.updater_state).to_lowercase()
+        ))
+        .line(format!("updater version: {}", or_dash(&a.updater_version)))
+        .line(format!("connected:       {}", yes_no(a.connected)))
+        .line(format!("first seen:      {}", time(a.first_seen.as_ref())))
+        .line(format!("last seen:       {}", time(a.last_seen.as_ref())));
+    if !a.labels.is_empty() {
+        let mut labels: Vec<_> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        labels.sort();
+        text = text.line(format!("labels:          {}", labels.join(", ")));
+    }
+    let window = match (&a.next_window_start, &a.next_window_end) {
+        (Some(start), Some(end)) => format!("{} – {}", time_text(start), time_text(end)),
+        _ => "none: updates install as soon as they arrive".into(),
+    };
+    text = text.line(format!("next window:     {window}"));
+    if a.pinned {
+        text = text.line("pinned:          yes (rollouts pass it by)");
+    }
+    if !a.updater_decision.is_empty() {
+        text = text.line(format!(
+            "updater says:    {} — {}",
+            a.updater_decision, a.updater_decision_detail
+        ));
+    }
+    if let Some(d) = &a.directive {
+        let critical = if d.critical { " (critical)" } else { "" };
+        text = text
+            .line(format!(
+                "target:          {}{critical}",
+                or_dash(&d.target_version)
+            ))
+            .line(format!(
+                "why:             {} — {}",
+                d.reason, d.reason_detail
+            ));
+    }
+    if let Some(r) = &a.last_report {
+        let error = if r.error.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", r.error)
+        };
+        let line = format!(
+            "last update:     {} → {}: {}{error}",
+            or_dash(&r.from_version),
+            r.to_version,
+            outcome_name(r.outcome).to_lowercase(),
+        );
+        let failed = matches!(
+            pb::UpdateOutcome::try_from(r.outcome),
+            Ok(pb::UpdateOutcome::Failed | pb::UpdateOutcome::Reverted)
+        );
+        text = if failed {
+            text.alert(line)
+        } else {
+            text.line(line)
+        };
+    }
+    text
+}
+
+fn directive_json(d: &pb::Directive) -> Value {
+    json!({
+        "directive_id": d.directive_id,
+        "target_version": d.target_version,
+        "critical": d.critical,
+        "reason": d.reason,
+        "reason_detail": d.reason_detail,
+        "control_plane_version": d.control_plane_version,
+        "rollout_id": d.rollout_id,
+    })
+}
+
+pub fn agent_json(a: &pb::Agent) -> Value {
+    json!({
+        "agent_id": a.agent_id,
+        "hostname": a.hostname,
+        "group": a.group,
+        "channel": a.channel,
+        "agent_version": a.agent_version,
+        "updater_version": a.updater_version,
+        "health": health_name(a.health),
+        "updater_state": state_name(a.updater_state),
+        "connected": a.connected,
+        "pinned": a.pinned,
+        "updater_decision": a.updater_decision,
+        "updater_decision_detail": a.updater_decision_detail,
+        "labels": a.labels,
+        "first_seen": a.first_seen.as_ref().map(time_text),
+        "last_seen": a.last_seen.as_ref().map(time_text),
+        "directive": a.directive.as_ref().map(directive_json),
+        "next_window_start": a.next_window_start.as_ref().map(time_text),
+        "next_window_end": a.next_window_end.as_ref().map(time_text),
+        "last_report": a.last_report.as_ref().map(|r| json!({
+            "attempt_id": r.attempt_id,
+            "from_version": r.from_version,
+            "to_version": r.to_version,
+            "outcome": outcome_name(r.outcome),
+            "error": r.error,
+            "directive_id": r.directive_id,
+            "rollout_id": r.rollout_id,
+        })),
+    })
+}

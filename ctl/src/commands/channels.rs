@@ -1,0 +1,105 @@
+//! `droverctl channels list|set`.
+
+use clap::Subcommand;
+use drover_proto::v1 as pb;
+use serde_json::{Value, json};
+
+use super::{Client, status_text};
+use crate::{
+    names::{or_dash, time_text, yes_no},
+    render::{Reply, Table},
+};
+
+#[derive(Subcommand, Debug)]
+pub enum ChannelsCommand {
+    /// Every channel with its version, critical flag and agent count.
+    List,
+    /// Set a channel's version and/or critical flag; connected updaters get it at once.
+    ///
+    /// The version must respect the control plane: never above it, never more than one
+    /// major below. `default` and `stable/rolling` follow the control plane instead.
+    Set {
+        /// The channel, e.g. `stable/cloud`; created if it does not exist.
+        name: String,
+        /// The version the channel serves from now on.
+        version: Option<String>,
+        /// Mark updates on this channel critical: they install outside maintenance windows.
+        #[arg(long)]
+        critical: Option<bool>,
+    },
+}
+
+pub async fn run(client: &mut Client, command: ChannelsCommand) -> Result<Reply, String> {
+    let channel = match command {
+        ChannelsCommand::List => {
+            let channels = client
+                .list_channels(pb::ListChannelsRequest {})
+                .await
+                .map_err(status_text)?
+                .into_inner()
+                .channels;
+            let data = Value::Array(channels.iter().map(channel_json).collect());
+            return Ok(Reply::new(data, table(&channels)));
+        }
+        ChannelsCommand::Set {
+            name,
+            version,
+            critical,
+        } => set(client, name, version, critical).await?,
+    };
+    Ok(Reply::new(channel_json(&channel), table(&[channel])))
+}
+
+async fn set(
+    client: &mut Client,
+    name: String,
+    version: Option<String>,
+    critical: Option<bool>,
+) -> Result<pb::Channel, String> {
+    let mut channel = None;
+    if let Some(version) = version {
+        let request = pb::SetChannelVersionRequest {
+            name: name.clone(),
+            version,
+        };
+        let reply = client.set_channel_version(request).await;
+        channel = Some(reply.map_err(status_text)?.into_inner());
+    }
+    if let Some(critical) = critical {
+        let request = pb::SetChannelCriticalRequest { name, critical };
+        let reply = client.set_channel_critical(request).await;
+        channel = Some(reply.map_err(status_text)?.into_inner());
+    }
+    channel.ok_or_else(|| "give a VERSION, --critical true|false, or both".to_string())
+}
+
+fn table(channels: &[pb::Channel]) -> Table {
+    let mut table = Table::new(&[
+        "channel",
+        "version",
+        "critical",
+        "follows control plane",
+        "agents",
+    ]);
+    for c in channels {
+        table.row(vec![
+            c.name.clone(),
+            or_dash(&c.version),
+            yes_no(c.critical),
+            yes_no(c.follows_control_plane),
+            c.agent_count.to_string(),
+        ]);
+    }
+    table
+}
+
+fn channel_json(c: &pb::Channel) -> Value {
+    json!({
+        "name": c.name,
+        "version": c.version,
+        "critical": c.critical,
+        "follows_control_plane": c.follows_control_plane,
+        "agent_count": c.agent_count,
+        "updated_at": c.updated_at.as_ref().map(time_text),
+    })
+}

@@ -1,0 +1,58 @@
+//! `droverctl events`.
+
+use clap::Args;
+use drover_proto::v1 as pb;
+use serde_json::{Value, json};
+
+use super::{Client, status_text};
+use crate::{
+    names::{or_dash, time_or_dash, time_text},
+    render::{Reply, Table},
+};
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// At most this many events, the newest ones.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// Only this agent's events.
+    #[arg(long)]
+    agent: Option<String>,
+}
+
+pub async fn run(client: &mut Client, args: EventsArgs) -> Result<Reply, String> {
+    let request = pb::ListEventsRequest {
+        limit: args.limit,
+        agent_id: args.agent.unwrap_or_default(),
+    };
+    let events = client
+        .list_events(request)
+        .await
+        .map_err(status_text)?
+        .into_inner()
+        .events;
+    let data = Value::Array(
+        events
+            .iter()
+            .map(|e| {
+                json!({
+                    "event_id": e.event_id, "at": e.at.as_ref().map(time_text), "kind": e.kind,
+                    "rollout_id": e.rollout_id, "group": e.group, "agent_id": e.agent_id,
+                    "actor": e.actor, "text": e.text,
+                })
+            })
+            .collect(),
+    );
+    let mut table = Table::new(&["time", "kind", "actor", "group", "agent", "what"]);
+    for e in &events {
+        table.row(vec![
+            time_or_dash(e.at.as_ref()),
+            e.kind.clone(),
+            e.actor.clone(),
+            or_dash(&e.group),
+            or_dash(&e.agent_id),
+            e.text.clone(),
+        ]);
+    }
+    Ok(Reply::new(data, table))
+}

@@ -1,0 +1,200 @@
+//! `droverctl rollout create|plan|status|list|pause|resume|start-group|mark-done|rollback`.
+
+pub mod spec;
+
+use clap::Subcommand;
+use drover_proto::v1 as pb;
+use serde_json::{Value, json};
+
+use super::{Client, status_text};
+use crate::{
+    names::time_text,
+    render::{Reply, Table, Text},
+};
+use spec::SpecArgs;
+
+#[derive(Subcommand, Debug)]
+pub enum RolloutCommand {
+    /// Start a rollout of a channel from its current version to a new one, group by group.
+    Create(SpecArgs),
+    /// Show when each group would start and finish for today's inventory; changes nothing.
+    Plan(SpecArgs),
+    /// Each group's state and counts (initial, present, on target, healthy, failed).
+    Status {
+        /// The channel whose rollout to show.
+        #[arg(long)]
+        channel: String,
+    },
+    /// Active rollouts.
+    List,
+    /// Stop moving anyone until resumed.
+    Pause {
+        /// The channel whose rollout to pause.
+        #[arg(long)]
+        channel: String,
+    },
+    /// Let a paused rollout move agents again.
+    Resume {
+        /// The channel whose rollout to resume.
+        #[arg(long)]
+        channel: String,
+    },
+    /// Start a group now, whatever its order and window say (also restarts a halted group).
+    StartGroup {
+        /// The channel whose rollout to steer.
+        #[arg(long)]
+        channel: String,
+        /// The group to start.
+        #[arg(long)]
+        group: String,
+        /// Move the whole group at once instead of its canaries first.
+        #[arg(long)]
+        skip_canaries: bool,
+    },
+    /// Count a group as done, so the next one may start.
+    MarkDone {
+        /// The channel whose rollout to steer.
+        #[arg(long)]
+        channel: String,
+        /// The group to count as done.
+        #[arg(long)]
+        group: String,
+    },
+    /// Send a group (or, without --group, every group) back to the start version.
+    Rollback {
+        /// The channel whose rollout to roll back.
+        #[arg(long)]
+        channel: String,
+        /// Only this group; without it, every group.
+        #[arg(long)]
+        group: Option<String>,
+    },
+}
+
+pub async fn run(client: &mut Client, command: RolloutCommand) -> Result<Reply, String> {
+    use RolloutCommand as C;
+    let status = match command {
+        C::Plan(args) => {
+            let plan = client
+                .plan_rollout(spec::request(args)?)
+                .await
+                .map_err(status_text)?
+                .into_inner();
+            return Ok(spec::plan_reply(&plan));
+        }
+        C::List => {
+            let list = client
+                .list_rollouts(pb::ListRolloutsRequest {})
+                .await
+                .map_err(status_text)?
+                .into_inner();
+            let data = Value::Array(list.rollouts.iter().map(status_json).collect());
+            let mut text = Text::new();
+            for (i, rollout) in list.rollouts.iter().enumerate() {
+                if i > 0 {
+                    text = text.line("");
+                }
+                text = status_text_into(text, rollout);
+            }
+            if list.rollouts.is_empty() {
+                text = text.line("no active rollouts");
+            }
+            return Ok(Reply::new(data, text));
+        }
+        C::Create(args) => client.create_rollout(spec::request(args)?).await,
+        C::Status { channel } => client.get_rollout_status(pb::RolloutRef { channel }).await,
+        C::Pause { channel } => client.pause_rollout(pb::RolloutRef { channel }).await,
+        C::Resume { channel } => client.resume_rollout(pb::RolloutRef { channel }).await,
+        C::StartGroup {
+            channel,
+            group,
+            skip_canaries,
+        } => {
+            let request = pb::StartGroupRequest {
+                channel,
+                group,
+                skip_canaries,
+            };
+            client.start_group(request).await
+        }
+        C::MarkDone { channel, group } => {
+            client
+                .mark_group_done(pb::GroupRef { channel, group })
+                .await
+        }
+        C::Rollback { channel, group } => {
+            let group = group.unwrap_or_default();
+            client.rollback(pb::GroupRef { channel, group }).await
+        }
+    }
+    .map_err(status_text)?
+    .into_inner();
+    Ok(Reply::new(
+        status_json(&status),
+        status_text_into(Text::new(), &status),
+    ))
+}
+
+fn status_json(s: &pb::RolloutStatus) -> Value {
+    json!({
+        "rollout_id": s.rollout_id,
+        "channel": s.channel,
+        "start_version": s.start_version,
+        "target_version": s.target_version,
+        "status": s.status,
+        "paused": s.paused,
+        "groups": s.groups.iter().map(|g| json!({
+            "name": g.name, "state": g.state, "note": g.note, "canaries": g.canaries,
+            "initial": g.initial, "present": g.present, "on_target": g.on_target,
+            "healthy": g.healthy, "failed": g.failed,
+            "started_at": g.started_at.as_ref().map(time_text),
+            "done_at": g.done_at.as_ref().map(time_text),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// States shown in red on a terminal: something stopped and wants an admin.
+fn is_alert(state: &str) -> bool {
+    matches!(state, "halted" | "rolledback")
+}
+
+fn status_text_into(text: Text, s: &pb::RolloutStatus) -> Text {
+    let mut table = Table::new(&[
+        "group",
+        "state",
+        "initial",
+        "present",
+        "on target",
+        "healthy",
+        "failed",
+        "note",
+    ]);
+    for g in &s.groups {
+        let cells = vec![
+            g.name.clone(),
+            g.state.clone(),
+            g.initial.to_string(),
+            g.present.to_string(),
+            g.on_target.to_string(),
+            g.healthy.to_string(),
+            g.failed.to_string(),
+            g.note.clone(),
+        ];
+        if is_alert(&g.state) {
+            table.alert_row(cells);
+        } else {
+            table.row(cells);
+        }
+    }
+    let paused = if s.paused { " (paused)" } else { "" };
+    let headline = format!(
+        "rollout {} on channel {}: {} → {}, {}{paused}",
+        s.rollout_id, s.channel, s.start_version, s.target_version, s.status
+    );
+    let text = if is_alert(&s.status) {
+        text.alert(headline)
+    } else {
+        text.line(headline)
+    };
+    text.line("").table(table)
+}

@@ -1,0 +1,170 @@
+//! A rollout's specification from the command line (`rollout create` and `rollout plan`),
+//! and the plan's output.
+
+use clap::{Args, ValueEnum};
+use drover_proto::v1 as pb;
+use serde_json::{Value, json};
+
+use crate::{
+    names::{time_or_dash, time_text},
+    render::{Reply, Table, Text},
+};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum StrategyArg {
+    /// A group starts only when the previous one is done and its wait has passed.
+    HaltOnError,
+    /// Each group starts in its own window, its wait counted from the previous group's start.
+    TimeBased,
+}
+
+#[derive(Args, Debug)]
+pub struct SpecArgs {
+    /// The channel to move.
+    #[arg(long)]
+    channel: String,
+    /// The version the channel serves now.
+    #[arg(long)]
+    from: String,
+    /// The version to move the channel to.
+    #[arg(long)]
+    to: String,
+    /// When each group may start.
+    #[arg(long, value_enum, default_value_t = StrategyArg::HaltOnError)]
+    strategy: StrategyArg,
+    /// In order: NAME[:canaries=N,wait=HOURS,start=HOUR,window=HOURS,days=mon-fri].
+    /// Defaults: no canaries, no wait, daily, window all day. Unlisted groups join the last.
+    #[arg(long = "group", required = true)]
+    groups: Vec<String>,
+    /// Percent of a group on the target and healthy for it to be done.
+    #[arg(long, default_value_t = 90)]
+    done_threshold: u32,
+    /// Failed agents that halt a group.
+    #[arg(long, default_value_t = 1)]
+    failure_threshold: u32,
+    /// Agents of a group updating at once (0: no cap).
+    #[arg(long, default_value_t = 0)]
+    max_in_flight: u32,
+    /// Ignore windows: each group starts as soon as its turn comes.
+    #[arg(long)]
+    immediate: bool,
+}
+
+fn parse_group(text: &str) -> Result<pb::RolloutGroupSpec, String> {
+    let (name, options) = text.split_once(':').unwrap_or((text, ""));
+    let mut group = pb::RolloutGroupSpec {
+        name: name.to_string(),
+        window_hours: 24,
+        ..Default::default()
+    };
+    for option in options.split(',').filter(|o| !o.is_empty()) {
+        let (key, value) = option
+            .split_once('=')
+            .ok_or_else(|| format!("'{option}' in --group {text} is not KEY=VALUE"))?;
+        let number = || {
+            value
+                .parse::<u32>()
+                .map_err(|_| format!("{key}={value} in --group {text} is not a number"))
+        };
+        match key {
+            "canaries" => group.canary_count = number()?,
+            "wait" => group.wait_hours = number()?,
+            "start" => group.start_hour_utc = number()?,
+            "window" => group.window_hours = number()?,
+            "days" => {
+                group.days = drover_rules::Weekdays::parse(value)?
+                    .days()
+                    .map(|d| d as i32 + 1)
+                    .collect()
+            }
+            other => {
+                return Err(format!(
+                    "unknown --group option '{other}'; use canaries, wait, start, window, days"
+                ));
+            }
+        }
+    }
+    Ok(group)
+}
+
+pub fn request(args: SpecArgs) -> Result<pb::CreateRolloutRequest, String> {
+    Ok(pb::CreateRolloutRequest {
+        channel: args.channel,
+        start_version: args.from,
+        target_version: args.to,
+        strategy: match args.strategy {
+            StrategyArg::HaltOnError => pb::RolloutStrategy::HaltOnError,
+            StrategyArg::TimeBased => pb::RolloutStrategy::TimeBased,
+        } as i32,
+        groups: args
+            .groups
+            .iter()
+            .map(|g| parse_group(g))
+            .collect::<Result<_, _>>()?,
+        done_threshold_percent: args.done_threshold,
+        failure_threshold: args.failure_threshold,
+        max_in_flight: args.max_in_flight,
+        immediate: args.immediate,
+    })
+}
+
+pub fn plan_reply(plan: &pb::RolloutPlan) -> Reply {
+    let data = Value::Array(
+        plan.groups
+            .iter()
+            .map(|g| {
+                json!({
+                    "group": g.name, "agents": g.agents,
+                    "starts_at": g.starts_at.as_ref().map(time_text),
+                    "done_at": g.done_at.as_ref().map(time_text),
+                })
+            })
+            .collect(),
+    );
+    let mut table = Table::new(&["group", "agents", "would start", "would be done"]);
+    for g in &plan.groups {
+        table.row(vec![
+            g.name.clone(),
+            g.agents.to_string(),
+            time_or_dash(g.starts_at.as_ref()),
+            time_or_dash(g.done_at.as_ref()),
+        ]);
+    }
+    let text = Text::from(table).line("(assuming every update succeeds; nothing was changed)");
+    Reply::new(data, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_specs_parse_with_defaults_and_clear_errors() {
+        let g = parse_group("prod:canaries=2,wait=24,start=2,window=4,days=mon-fri").unwrap();
+        assert_eq!(
+            (
+                g.canary_count,
+                g.wait_hours,
+                g.start_hour_utc,
+                g.window_hours,
+                g.days.len()
+            ),
+            (2, 24, 2, 4, 5)
+        );
+        let g = parse_group("dev").unwrap();
+        assert_eq!(
+            (g.name.as_str(), g.window_hours, g.canary_count),
+            ("dev", 24, 0)
+        );
+        assert!(
+            parse_group("dev:color=red")
+                .unwrap_err()
+                .contains("unknown --group option")
+        );
+        assert!(
+            parse_group("dev:wait=soon")
+                .unwrap_err()
+                .contains("not a number")
+        );
+    }
+}

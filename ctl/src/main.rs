@@ -1,0 +1,40 @@
+//! droverctl: steer and inspect a Drover fleet through the coordinator's admin gRPC API.
+//!
+//! `cli` is the clap tree, `commands/` one file per noun (each verb returns a [`render::Reply`]),
+//! `render` the one renderer for `-o table|json|yaml`, `output` the only code that writes to
+//! stdout or stderr. Exit codes: 0 success (also when the reader of stdout went away),
+//! 1 the request failed, 2 the command line was wrong.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod commands;
+mod names;
+mod output;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    // clap prints usage errors (exit 2) and --help/--version (exit 0) itself.
+    let cli = Cli::try_parse().unwrap_or_else(|err| err.exit());
+    let format = cli.output;
+    let printed = match cli.command {
+        Command::Completion { shell } => commands::completion::script(shell),
+        command => commands::run(&cli.coordinator, command)
+            .await
+            .and_then(|reply| reply.render(format, output::colour(output::Stream::Stdout))),
+    }
+    .and_then(|text| output::print(&text).map_err(|err| format!("cannot write the output: {err}")));
+    match printed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            output::error(&message);
+            ExitCode::FAILURE
+        }
+    }
+}
