@@ -108,18 +108,8 @@ pub async fn run(args: ChurnArgs) -> anyhow::Result<()> {
         "drover-loadgen churn: {} real updaters, heartbeat {} s, fd limit {fd_limit}",
         args.updaters, args.heartbeat_secs
     );
-    let coordinator_args = vec![
-        "--database".into(),
-        format!("sqlite://{}", work.join("churn.db").display()),
-        "--grpc-listen".into(),
-        "127.0.0.1:0".into(),
-        "--http-listen".into(),
-        "127.0.0.1:0".into(),
-        "--control-plane-version".into(),
-        "2.0.0".into(),
-        "--heartbeat-secs".into(),
-        args.heartbeat_secs.to_string(),
-    ];
+    let database = format!("sqlite://{}", work.join("churn.db").display());
+    let coordinator_args = crate::coordinator_args(&database, args.heartbeat_secs);
     let coordinator = Coordinator::start(
         &args.bin_dir.join("drover-coordinator"),
         coordinator_args,

@@ -122,6 +122,25 @@ impl Coordinator {
     }
 }
 
+/// A benchmark coordinator's flags: this database, ports chosen by the kernel, control plane
+/// 2.0.0 (every scenario's versions are below it) and this heartbeat interval.
+fn coordinator_args(database: &str, heartbeat_secs: u64) -> Vec<String> {
+    [
+        "--database",
+        database,
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--control-plane-version",
+        "2.0.0",
+        "--heartbeat-secs",
+        &heartbeat_secs.to_string(),
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
 /// The coordinator's `--database` for `--database sqlite` (a fresh file in `work`) or a
 /// PostgreSQL URL, and the backend's name.
 fn database(arg: &str, work: &Path) -> (String, &'static str) {
@@ -181,18 +200,7 @@ async fn main() -> anyhow::Result<()> {
         args.updaters, args.sources
     );
 
-    let coordinator_args = vec![
-        "--database".into(),
-        database.clone(),
-        "--grpc-listen".into(),
-        "127.0.0.1:0".into(),
-        "--http-listen".into(),
-        "127.0.0.1:0".into(),
-        "--control-plane-version".into(),
-        "2.0.0".into(),
-        "--heartbeat-secs".into(),
-        args.heartbeat_secs.to_string(),
-    ];
+    let coordinator_args = coordinator_args(&database, args.heartbeat_secs);
     let mut coordinator = Coordinator::start(
         &args.bin_dir.join("drover-coordinator"),
         coordinator_args,

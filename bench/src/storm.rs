@@ -66,18 +66,7 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
     println!("drover-loadgen storm: {n} updaters, {backend}, fd limit {fd_limit}");
     let coordinator = crate::Coordinator::start(
         &args.bin_dir.join("drover-coordinator"),
-        vec![
-            "--database".into(),
-            database.clone(),
-            "--grpc-listen".into(),
-            "127.0.0.1:0".into(),
-            "--http-listen".into(),
-            "127.0.0.1:0".into(),
-            "--control-plane-version".into(),
-            "2.0.0".into(),
-            "--heartbeat-secs".into(),
-            "30".into(),
-        ],
+        crate::coordinator_args(&database, 30),
         &work,
     )
     .await?;

@@ -36,6 +36,19 @@ pub async fn eventually<T>(
     }
 }
 
+/// Waits (up to a minute) until the coordinator at `url` counts `count` connected updaters.
+pub async fn wait_connected(url: &str, count: u64) {
+    eventually(
+        &format!("{count} updaters connected"),
+        Duration::from_secs(60),
+        async || {
+            let summary = droverctl_json(url, &["fleet", "summary"]).await;
+            (summary["connected_agents"] == count).then_some(())
+        },
+    )
+    .await;
+}
+
 /// A minimal HTTP/1.1 request on loopback, so the tests need no HTTP client crate.
 /// Returns (status, body).
 pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use drover_tests::{CoordinatorBuilder, droverctl_json, eventually, simulate};
+use drover_tests::{CoordinatorBuilder, droverctl_json, eventually, simulate, wait_connected};
 
 const FLEET: u64 = 20;
 const WAIT: Duration = Duration::from_secs(60);
@@ -31,14 +31,6 @@ fn start_fleet(url: &str, root: &std::path::Path) -> tokio::process::Child {
     )
 }
 
-async fn connected(url: &str, count: u64) {
-    eventually(&format!("{count} updaters connected"), WAIT, async || {
-        let s = droverctl_json(url, &["fleet", "summary"]).await;
-        (s["connected_agents"] == count).then_some(())
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_waits_for_connected_canaries_instead_of_updating_everyone() {
     let root = tempfile::tempdir().unwrap();
@@ -54,10 +46,10 @@ async fn a_group_waits_for_connected_canaries_instead_of_updating_everyone() {
     let url = c.grpc_url();
     droverctl_json(&url, &["channels", "set", "stable", "1.0.0"]).await;
     let mut fleet = start_fleet(&url, root.path());
-    connected(&url, FLEET).await;
+    wait_connected(&url, FLEET).await;
     // The agents are known but gone, as right after a coordinator restart.
     fleet.kill().await.unwrap();
-    connected(&url, 0).await;
+    wait_connected(&url, 0).await;
 
     droverctl_json(
         &url,

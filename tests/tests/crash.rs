@@ -8,7 +8,7 @@ use std::{collections::HashMap, time::Duration};
 
 use drover_tests::{
     CoordinatorBuilder, CoordinatorProcess, TestPostgres, droverctl, droverctl_json, eventually,
-    simulate,
+    simulate, wait_connected,
 };
 use serde_json::Value;
 
@@ -73,11 +73,7 @@ impl Scenario {
                 "3600",
             ],
         );
-        eventually("the fleet connected", WAIT, async || {
-            let s = droverctl_json(&url, &["fleet", "summary"]).await;
-            (s["connected_agents"] == FLEET as u64).then_some(())
-        })
-        .await;
+        wait_connected(&url, FLEET as u64).await;
         Self {
             coordinator,
             _fleet: fleet,

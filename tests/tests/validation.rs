@@ -1,9 +1,7 @@
 //! Validation at the edge: a typo in a group, channel or agent name is refused with the
 //! close matches, and a refused request changes nothing.
 
-use std::time::Duration;
-
-use drover_tests::{CoordinatorBuilder, droverctl, droverctl_json, eventually, simulate};
+use drover_tests::{CoordinatorBuilder, droverctl, droverctl_json, simulate, wait_connected};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typos_are_refused_with_close_matches_and_change_nothing() {
@@ -33,11 +31,7 @@ async fn typos_are_refused_with_close_matches_and_change_nothing() {
             "0",
         ],
     );
-    eventually("the fleet connected", Duration::from_secs(30), async || {
-        let s = droverctl_json(&url, &["fleet", "summary"]).await;
-        (s["connected_agents"] == 4).then_some(())
-    })
-    .await;
+    wait_connected(&url, 4).await;
     let events_before = droverctl_json(&url, &["events", "--limit", "1000"]).await;
 
     // A mistyped group would have folded prod's agents into the last group.
