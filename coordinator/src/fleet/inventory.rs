@@ -112,6 +112,15 @@ impl Inventory {
             .unwrap_or_default()
     }
 
+    /// How many known agents follow `channel`.
+    pub fn count_on(&self, channel: &str) -> u64 {
+        self.maps
+            .read()
+            .by_channel
+            .get(channel)
+            .map_or(0, |agents| agents.len() as u64)
+    }
+
     /// The groups that agents on `channel` belong to.
     pub fn groups_on(&self, channel: &str) -> std::collections::BTreeSet<String> {
         self.maps

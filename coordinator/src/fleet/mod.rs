@@ -392,6 +392,11 @@ impl Fleet {
         Ok(changed)
     }
 
+    /// How many known agents follow `channel` (from memory, no store read).
+    pub fn channel_agent_count(&self, channel: &str) -> u64 {
+        self.inventory.count_on(channel)
+    }
+
     /// Resolves if the group-commit writer ever stops (see `AgentWriter::ended`).
     pub async fn writer_ended(&self) {
         self.writer.ended().await

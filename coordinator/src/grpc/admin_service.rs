@@ -137,7 +137,8 @@ impl AdminService for AdminApi {
             .set_channel_version(&request.name, &request.version, ACTOR)
             .await?;
         tracing::info!(channel = %channel.name, version = ?channel.version.as_ref().map(ToString::to_string), "channel version set");
-        Ok(Response::new(convert::channel_to_proto(channel, 0)))
+        let agents = self.fleet.channel_agent_count(&channel.name);
+        Ok(Response::new(convert::channel_to_proto(channel, agents)))
     }
 
     async fn set_channel_critical(
@@ -150,7 +151,8 @@ impl AdminService for AdminApi {
             .set_channel_critical(&request.name, request.critical, ACTOR)
             .await?;
         tracing::info!(channel = %channel.name, critical = channel.critical, "channel critical flag set");
-        Ok(Response::new(convert::channel_to_proto(channel, 0)))
+        let agents = self.fleet.channel_agent_count(&channel.name);
+        Ok(Response::new(convert::channel_to_proto(channel, agents)))
     }
 
     async fn get_control_plane_version(
