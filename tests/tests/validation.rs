@@ -95,4 +95,8 @@ async fn typos_are_refused_with_close_matches_and_change_nothing() {
         events_before, events_after,
         "a refused request changes nothing"
     );
+
+    // An accepted change answers with the channel as it now is, its agents counted.
+    let edge = droverctl_json(&url, &["channels", "set", "edge", "1.0.1"]).await;
+    assert_eq!(edge["agent_count"], 4, "{edge}");
 }
