@@ -97,10 +97,11 @@ async fn run(store: Arc<Store>, mut receiver: mpsc::Receiver<Pending>) {
     loop {
         let mut batch = Vec::new();
         let mut agents = HashSet::new();
-        // Writes of an agent already in the batch wait for the next one, in order.
+        // Writes of an agent already in the batch wait for the next one, in order; so do
+        // writes past a full batch.
         let mut still_deferred = VecDeque::new();
         for pending in deferred.drain(..) {
-            if agents.insert(pending.write.agent_id().to_string()) {
+            if batch.len() < MAX_BATCH && agents.insert(pending.write.agent_id().to_string()) {
                 batch.push(pending);
             } else {
                 still_deferred.push_back(pending);
@@ -202,4 +203,82 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use drover_rules::EventKind;
+
+    use super::*;
+    use crate::{
+        domain::{AgentIdentity, Health, InstallerKind, UpdateOutcome, UpdateReport},
+        store::NewEvent,
+    };
+
+    fn hello(agent_id: &str) -> AgentWrite {
+        AgentWrite::Hello {
+            identity: Box::new(AgentIdentity {
+                agent_id: agent_id.into(),
+                hostname: "h".into(),
+                group: "g".into(),
+                channel: "c".into(),
+                installer: InstallerKind::Command,
+                agent_version: Some(semver::Version::new(1, 0, 0)),
+                updater_version: "0".into(),
+                labels: BTreeMap::new(),
+                health: Health::Healthy,
+            }),
+            now_ms: 1,
+        }
+    }
+
+    fn success(agent_id: &str, attempt: &str, from: &str, to: &str) -> AgentWrite {
+        AgentWrite::Report {
+            agent_id: agent_id.into(),
+            report: Box::new(UpdateReport {
+                attempt_id: attempt.into(),
+                from_version: from.into(),
+                to_version: to.into(),
+                outcome: UpdateOutcome::Succeeded,
+                error: String::new(),
+                started_ms: 1,
+                finished_ms: 2,
+                directive_id: String::new(),
+                rollout_id: String::new(),
+            }),
+            received_ms: 3,
+            event: NewEvent {
+                kind: EventKind::Update,
+                text: attempt.into(),
+                ..NewEvent::default()
+            },
+        }
+    }
+
+    /// An agent's writes queued back to back land in separate batches, in order: the second
+    /// success moves the version only from the one the first moved it to.
+    #[tokio::test]
+    async fn one_agents_writes_commit_in_order_across_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("w.db").display());
+        let store = Arc::new(Store::open(&url).await.unwrap());
+        let writer = AgentWriter::start(store.clone());
+        writer.write(hello("a")).await.unwrap();
+        writer.write(hello("b")).await.unwrap();
+        // `join!` polls in order, so the queue holds them in this order.
+        let (first, second, other) = tokio::join!(
+            writer.write(success("a", "x-1", "1.0.0", "1.1.0")),
+            writer.write(success("a", "x-2", "1.1.0", "1.2.0")),
+            writer.write(success("b", "y-1", "1.0.0", "1.1.0")),
+        );
+        for outcome in [first, second, other] {
+            let recorded = outcome.unwrap().expect("a report's outcome");
+            assert!(recorded.new && recorded.version_moved, "{recorded:?}");
+        }
+        let a = store.get_agent("a").await.unwrap().unwrap();
+        assert_eq!(a.agent_version.as_deref(), Some("1.2.0"));
+        assert_eq!(a.last_report.unwrap().attempt_id, "x-2");
+    }
 }
