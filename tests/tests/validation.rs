@@ -100,3 +100,59 @@ async fn typos_are_refused_with_close_matches_and_change_nothing() {
     let edge = droverctl_json(&url, &["channels", "set", "edge", "1.0.1"]).await;
     assert_eq!(edge["agent_count"], 4, "{edge}");
 }
+
+/// `agents list --out-of-compliance`: the first page holds the out-of-compliance agents even
+/// when every agent before them in id order complies (it used to come back empty).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_compliance_pages_are_never_empty_before_the_end() {
+    let root = tempfile::tempdir().unwrap();
+    let coordinator = CoordinatorBuilder::sqlite(root.path())
+        .arg("--control-plane-version")
+        .arg("2.0.0")
+        .start()
+        .await;
+    let url = coordinator.grpc_url();
+    droverctl_json(&url, &["channels", "set", "edge", "2.0.0"]).await;
+    let fleet = |prefix: &str, count: &str, channel: &str, version: &str, log: &str| {
+        let dir = root.path().join(log);
+        std::fs::create_dir_all(&dir).unwrap();
+        simulate(
+            &url,
+            &dir,
+            &[
+                "--count",
+                count,
+                "--groups",
+                "dev",
+                "--channel",
+                channel,
+                "--versions",
+                version,
+                "--id-prefix",
+                prefix,
+                "--ramp-up-secs",
+                "0",
+                "--recheck-secs",
+                "3600",
+            ],
+        )
+    };
+    // 30 compliant agents first in id order, then 3 more than one major below 2.0.0 (on a
+    // channel with no version, so nothing moves them).
+    let _compliant = fleet("a", "30", "edge", "2.0.0", "a");
+    let _behind = fleet("z", "3", "legacy", "0.9.0", "z");
+    wait_connected(&url, 33).await;
+    let page = droverctl_json(
+        &url,
+        &["agents", "list", "--out-of-compliance", "--limit", "5"],
+    )
+    .await;
+    let ids: Vec<&str> = page["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["agent_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["z-00000", "z-00001", "z-00002"], "{page}");
+    assert_eq!(page["total_matching"], 3);
+}

@@ -65,8 +65,10 @@ impl Fleet {
         Ok(self.agent_view(record))
     }
 
-    /// One page of agents. With `out_of_compliance` the page is filtered after reading (the
-    /// store cannot compare versions), so a page may hold fewer than `limit`.
+    /// One page of agents, and the id to continue after (none when the list is done).
+    /// With `only_out_of_compliance` the store cannot compare versions, so it reads on
+    /// until the page is full or the fleet is done: a page is never empty while later pages
+    /// would have agents.
     pub async fn agents(
         &self,
         filter: &AgentFilter,
@@ -74,25 +76,37 @@ impl Fleet {
         limit: u32,
         only_out_of_compliance: bool,
     ) -> Result<(Vec<AgentView>, u64, Option<String>)> {
-        let records = self.store().list_agents(filter, after_id, limit).await?;
-        let next = (records.len() as u32 == limit)
-            .then(|| records.last().map(|r| r.agent_id.clone()))
-            .flatten();
+        if !only_out_of_compliance {
+            let records = self.store().list_agents(filter, after_id, limit).await?;
+            let next = (records.len() as u32 == limit)
+                .then(|| records.last().map(|r| r.agent_id.clone()))
+                .flatten();
+            let views = records.into_iter().map(|r| self.agent_view(r)).collect();
+            return Ok((views, self.store().count_agents(filter).await?, next));
+        }
         let cp = self.view().control_plane.clone();
-        let views: Vec<AgentView> = records
-            .into_iter()
-            .map(|r| self.agent_view(r))
-            .filter(|a| {
-                !only_out_of_compliance
-                    || out_of_compliance(a.record.agent_version.as_deref(), cp.as_ref())
-            })
-            .collect();
-        let total = if only_out_of_compliance {
-            self.count_out_of_compliance(filter).await?
-        } else {
-            self.store().count_agents(filter).await?
+        // Reads in pages of at least 1,000: the filter may keep few of them.
+        let scan = limit.max(1_000);
+        let mut views = Vec::new();
+        let mut cursor = after_id.to_string();
+        let next = 'scan: loop {
+            let records = self.store().list_agents(filter, &cursor, scan).await?;
+            let done = (records.len() as u32) < scan;
+            for record in records {
+                cursor = record.agent_id.clone();
+                let view = self.agent_view(record);
+                if out_of_compliance(view.record.agent_version.as_deref(), cp.as_ref()) {
+                    views.push(view);
+                    if views.len() as u32 == limit {
+                        break 'scan Some(cursor);
+                    }
+                }
+            }
+            if done {
+                break None;
+            }
         };
-        Ok((views, total, next))
+        Ok((views, self.count_out_of_compliance(filter).await?, next))
     }
 
     async fn count_out_of_compliance(&self, filter: &AgentFilter) -> Result<u64> {
