@@ -222,8 +222,14 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only on a terminal, never with NO_COLOR: log files get plain text.
+        .with_ansi(colour)
+        // A closed stderr drops the line; by default it would panic the logging path.
+        .log_internal_errors(false)
         .with_writer(std::io::stderr)
         .init();
     match dispatch(cli.command).await {
