@@ -66,7 +66,9 @@ pub fn check_constraints(
     target: &Version,
     control_plane: &Version,
 ) -> Result<(), ConstraintViolation> {
-    if target > control_plane {
+    // SemVer precedence ignores build metadata (`2.0.0+b1` is not above `2.0.0`); `>` on
+    // `semver::Version` would compare it.
+    if target.cmp_precedence(control_plane) == std::cmp::Ordering::Greater {
         return Err(ConstraintViolation::AboveControlPlane {
             target: target.clone(),
             control_plane: control_plane.clone(),
@@ -88,6 +90,13 @@ mod tests {
 
     fn v(text: &str) -> Version {
         parse_version(text).unwrap()
+    }
+
+    #[test]
+    fn build_metadata_does_not_change_precedence() {
+        assert!(check_constraints(&v("2.0.0+build.7"), &v("2.0.0")).is_ok());
+        assert!(check_constraints(&v("2.0.0"), &v("2.0.0+build.1")).is_ok());
+        assert!(check_constraints(&v("2.0.1+b"), &v("2.0.0+c")).is_err());
     }
 
     #[test]
