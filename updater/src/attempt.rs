@@ -10,7 +10,6 @@ use std::time::Duration;
 use crate::{
     Activity, Health, Shared,
     install::InstallError,
-    manager::save,
     state::{BrokenVersion, FailureKind, InFlight, InstallFailure, Outcome, Phase, ReportRecord},
 };
 
@@ -271,14 +270,14 @@ fn report_for(
 async fn set_in_flight(shared: &Shared, in_flight: Option<&InFlight>) {
     let mut state = shared.state.lock().await;
     state.in_flight = in_flight.cloned();
-    save(shared, &state).await;
+    shared.save_state(&state).await;
 }
 
 /// Keeps the report until acknowledged, saves, and tells the connection to send it.
 async fn push_report(shared: &Shared, state: &mut crate::PersistedState, report: ReportRecord) {
     state.pending_reports.push(report.clone());
     state.last_report = Some(report);
-    save(shared, state).await;
+    shared.save_state(state).await;
     shared.wake_connection.notify_one();
 }
 

@@ -6,26 +6,9 @@ use std::time::Duration;
 
 use rand::Rng;
 
+pub use crate::install_error::InstallError;
+pub use crate::shell::run_shell;
 use crate::tarball::TarballInstaller;
-
-/// Why an install did not happen. The text goes into the report, so it says what failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InstallError {
-    /// Worth retrying later: the network, a server error.
-    Transient(String),
-    /// Never retried for the same directive: authenticity or integrity failed.
-    Refused(String),
-    /// The release does not exist (yet).
-    NotFound(String),
-}
-
-impl InstallError {
-    pub fn message(&self) -> &str {
-        match self {
-            Self::Transient(m) | Self::Refused(m) | Self::NotFound(m) => m,
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub enum Installer {
@@ -116,44 +99,6 @@ impl Installer {
             _ => None,
         }
     }
-}
-
-/// Runs `sh -c command` with `env`, bounded by `timeout`; the error carries stderr's tail.
-pub async fn run_shell(
-    command: &str,
-    timeout: Duration,
-    env: &[(&str, &str)],
-) -> Result<(), String> {
-    let mut process = tokio::process::Command::new("sh");
-    process
-        .arg("-c")
-        .arg(command)
-        .envs(env.iter().copied())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let child = process
-        .spawn()
-        .map_err(|err| format!("cannot start `{command}` ({err})"))?;
-    let output = tokio::time::timeout(timeout, child.wait_with_output())
-        .await
-        .map_err(|_| format!("`{command}` did not finish within {} s", timeout.as_secs()))?
-        .map_err(|err| format!("`{command}` failed to run ({err})"))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let tail: String = stderr
-        .trim()
-        .chars()
-        .rev()
-        .take(500)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    Err(format!("exited with {}: {tail}", output.status))
 }
 
 #[cfg(test)]

@@ -24,9 +24,11 @@ pub mod convert;
 pub mod health;
 pub mod http;
 pub mod install;
+pub mod install_error;
 pub mod manager;
 pub mod policy;
 pub mod recheck;
+pub mod shell;
 pub mod simulate;
 pub mod state;
 pub mod tarball;
@@ -106,6 +108,17 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Saves the state; a failure is logged and the updater carries on from memory (the
+    /// journal's next write retries).
+    pub(crate) async fn save_state(&self, state: &PersistedState) {
+        if let Err(err) = self.store.save(state).await {
+            tracing::error!(
+                error = format!("{err:#}"),
+                "cannot save the updater state; carrying on from memory"
+            );
+        }
+    }
+
     pub fn new(config: UpdaterConfig, store: StateStore, state: PersistedState) -> Self {
         let (health, _) = watch::channel(config.initial_health);
         Self {

@@ -66,7 +66,7 @@ async fn accept(shared: &Shared, directive: DirectiveRecord) {
             _ => false,
         };
         if fresher {
-            save(shared, &state).await;
+            shared.save_state(&state).await;
         }
         return;
     }
@@ -75,7 +75,7 @@ async fn accept(shared: &Shared, directive: DirectiveRecord) {
         source = ?directive.source, "new directive"
     );
     state.directive = Some(directive);
-    save(shared, &state).await;
+    shared.save_state(&state).await;
 }
 
 /// Decides and acts once; returns when the decision may next change by the clock alone.
@@ -135,14 +135,5 @@ async fn record(shared: &Shared, decision: &Decision) {
         detail: detail.clone(),
         at_ms: shared.now_ms(),
     });
-    save(shared, &state).await;
-}
-
-pub(crate) async fn save(shared: &Shared, state: &crate::PersistedState) {
-    if let Err(err) = shared.store.save(state).await {
-        tracing::error!(
-            error = format!("{err:#}"),
-            "cannot save the updater state; carrying on from memory"
-        );
-    }
+    shared.save_state(&state).await;
 }

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::install::InstallError;
+use crate::install_error::InstallError;
 
 #[derive(Debug, Clone)]
 pub struct TarballInstaller {
@@ -232,7 +232,7 @@ impl TarballInstaller {
         let Some(command) = &self.restart_command else {
             return Ok(());
         };
-        crate::install::run_shell(
+        crate::shell::run_shell(
             command,
             self.timeout,
             &[
