@@ -106,6 +106,7 @@ codes! {
     /// Where a rollout stands as a whole.
     RolloutStatus {
         Active => "active": "the rollout governs its channel and moves group by group",
+        RollingBack => "rolling_back": "every group was rolled back; its agents are still returning to the start version",
         Done => "done": "every group finished on the target; the channel serves the target",
         Rolledback => "rolledback": "every group was rolled back to the start version",
     }

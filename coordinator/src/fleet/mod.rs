@@ -199,7 +199,7 @@ impl Fleet {
             Some(d) => directive_from_rollout(
                 rollout_id,
                 d.target.as_ref(),
-                critical,
+                critical || d.urgent,
                 d.reason,
                 d.detail.clone(),
                 cp,

@@ -112,12 +112,17 @@ impl Fleet {
                 _ if finished && out.state.groups.iter().all(|g| g.phase == Phase::Done) => {
                     RolloutStatus::Done
                 }
+                // A rollback ends when nobody it touched still runs the target: until then
+                // the rollout keeps governing, so its (urgent) directives stay in force.
                 _ if finished
                     && out
                         .state
                         .groups
                         .iter()
-                        .all(|g| g.phase == Phase::Rolledback) =>
+                        .all(|g| g.phase == Phase::Rolledback)
+                    && !snapshot.iter().any(|a| {
+                        !a.pinned && a.version.as_ref() == Some(&current.spec.target_version)
+                    }) =>
                 {
                     RolloutStatus::Rolledback
                 }

@@ -39,9 +39,18 @@ pub struct ActiveRollout {
 pub enum RolloutVerb {
     Pause,
     Resume,
-    StartGroup { group: String, skip_canaries: bool },
-    MarkDone { group: String },
-    Rollback { group: Option<String> },
+    StartGroup {
+        group: String,
+        skip_canaries: bool,
+    },
+    MarkDone {
+        group: String,
+    },
+    /// `respect_windows: false` (the default) rolls back at once, like a critical update.
+    Rollback {
+        group: Option<String>,
+        respect_windows: bool,
+    },
 }
 
 impl ActiveRollout {
@@ -322,13 +331,17 @@ impl Fleet {
                 g.note = "marked done by hand".into();
                 (group.clone(), format!("group {group} marked done"))
             }
-            RolloutVerb::Rollback { group } => {
+            RolloutVerb::Rollback {
+                group,
+                respect_windows,
+            } => {
                 let indexes: Vec<usize> = match group {
                     Some(name) => vec![rollout.group_index(name)?],
                     None => (0..rollout.spec.groups.len()).collect(),
                 };
                 for index in indexes {
                     rollout.state.groups[index].phase = Phase::Rolledback;
+                    rollout.state.groups[index].rollback_urgent = !respect_windows;
                     rollout.state.groups[index].note =
                         format!("rolled back to {}", rollout.spec.start_version);
                 }
@@ -336,9 +349,17 @@ impl Fleet {
                     .as_deref()
                     .map(|g| format!("group {g}"))
                     .unwrap_or_else(|| "every group".into());
+                let when = if *respect_windows {
+                    "in the agents' maintenance windows"
+                } else {
+                    "at once"
+                };
                 (
                     group.clone().unwrap_or_default(),
-                    format!("{what} rolled back to {}", rollout.spec.start_version),
+                    format!(
+                        "{what} rolled back to {} {when}",
+                        rollout.spec.start_version
+                    ),
                 )
             }
         };

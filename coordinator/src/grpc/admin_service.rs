@@ -313,12 +313,15 @@ impl AdminService for AdminApi {
 
     async fn rollback(
         &self,
-        request: Request<pb::GroupRef>,
+        request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
         let r = request.into_inner();
         let group = (!r.group.is_empty()).then_some(r.group);
-        self.steer(&r.channel, RolloutVerb::Rollback { group })
-            .await
+        let verb = RolloutVerb::Rollback {
+            group,
+            respect_windows: r.respect_windows,
+        };
+        self.steer(&r.channel, verb).await
     }
 
     async fn pin_agent(

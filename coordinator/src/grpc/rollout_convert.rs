@@ -104,7 +104,7 @@ pub fn status_to_proto(rollout: &ActiveRollout) -> pb::RolloutStatus {
         start_version: rollout.spec.start_version.to_string(),
         target_version: rollout.spec.target_version.to_string(),
         strategy: strategy_to_proto(rollout.spec.strategy) as i32,
-        status: rollout.status.as_str().to_string(),
+        status: shown_status(rollout).as_str().to_string(),
         paused: rollout.state.paused,
         groups,
         created_at: timestamp(rollout.created_ms),
@@ -145,5 +145,20 @@ pub fn event_to_proto(e: Event) -> pb::Event {
         agent_id: e.agent_id,
         actor: e.actor,
         text: e.text,
+    }
+}
+
+/// The status an admin sees: a rollout whose every group was rolled back but whose agents
+/// are still returning to the start version is `rolling_back`, not yet `rolledback`.
+fn shown_status(rollout: &ActiveRollout) -> drover_rules::RolloutStatus {
+    let all_rolled_back = rollout
+        .state
+        .groups
+        .iter()
+        .all(|g| g.phase == crate::rollout::Phase::Rolledback);
+    if rollout.status == drover_rules::RolloutStatus::Active && all_rolled_back {
+        drover_rules::RolloutStatus::RollingBack
+    } else {
+        rollout.status
     }
 }

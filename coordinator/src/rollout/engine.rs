@@ -270,6 +270,7 @@ fn decide(
         target: agent.version.clone().filter(|v| allowed(v)),
         reason,
         detail,
+        urgent: false,
     };
     let serve = |version: &Version, reason: ReasonCode, detail: String| {
         if allowed(version) {
@@ -277,6 +278,7 @@ fn decide(
                 target: Some(version.clone()),
                 reason,
                 detail,
+                urgent: false,
             }
         } else {
             let why = match control_plane {
@@ -300,14 +302,22 @@ fn decide(
         );
     }
     if group.phase == Phase::Rolledback {
-        return serve(
+        let mut decision = serve(
             &spec.start_version,
             ReasonCode::Rolledback,
             format!(
-                "group {} was rolled back to {}",
-                group_spec.name, spec.start_version
+                "group {} was rolled back to {}{}",
+                group_spec.name,
+                spec.start_version,
+                if group.rollback_urgent {
+                    ", at once"
+                } else {
+                    " in the agents' maintenance windows"
+                }
             ),
         );
+        decision.urgent = group.rollback_urgent && decision.reason == ReasonCode::Rolledback;
+        return decision;
     }
     if state.paused {
         return hold(

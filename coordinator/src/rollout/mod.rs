@@ -149,6 +149,10 @@ pub struct GroupState {
     pub note: String,
     /// Agents in the group when it started.
     pub initial_count: u64,
+    /// Rolled back urgently: its agents go back at once, like a critical update, instead
+    /// of waiting for their maintenance windows. (Older states have none: not urgent.)
+    #[serde(default)]
+    pub rollback_urgent: bool,
 }
 
 impl Default for GroupState {
@@ -162,6 +166,7 @@ impl Default for GroupState {
             skip_canaries: false,
             note: String::new(),
             initial_count: 0,
+            rollback_urgent: false,
         }
     }
 }
@@ -206,6 +211,8 @@ pub struct AgentDecision {
     pub target: Option<Version>,
     pub reason: drover_rules::ReasonCode,
     pub detail: String,
+    /// Install now, whatever the agent's maintenance window says (an urgent rollback).
+    pub urgent: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

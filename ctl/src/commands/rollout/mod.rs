@@ -68,6 +68,10 @@ pub enum RolloutCommand {
         /// Only this group; without it, every group.
         #[arg(long)]
         group: Option<String>,
+        /// Wait for each agent's maintenance window (by default the rollback goes out at
+        /// once, like a critical update).
+        #[arg(long)]
+        respect_windows: bool,
     },
 }
 
@@ -122,9 +126,17 @@ pub async fn run(client: &mut Client, command: RolloutCommand) -> Result<Reply, 
                 .mark_group_done(pb::GroupRef { channel, group })
                 .await
         }
-        C::Rollback { channel, group } => {
-            let group = group.unwrap_or_default();
-            client.rollback(pb::GroupRef { channel, group }).await
+        C::Rollback {
+            channel,
+            group,
+            respect_windows,
+        } => {
+            let request = pb::RollbackRequest {
+                channel,
+                group: group.unwrap_or_default(),
+                respect_windows,
+            };
+            client.rollback(request).await
         }
     }
     .map_err(status_text)?

@@ -1,0 +1,133 @@
+//! `rollout rollback` is urgent by default: the rolled-back agents are sent the start
+//! version as a critical directive (they install at once, windows or not), and the rollout
+//! shows `rolling_back` until they run it again, then `rolledback`.
+
+use std::time::Duration;
+
+use drover_tests::{CoordinatorBuilder, droverctl_json, eventually, simulate, wait_connected};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn utc_hour_now() -> u64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    (secs / 3600) % 24
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_goes_out_at_once_and_ends_when_the_agents_are_back() {
+    let root = tempfile::tempdir().unwrap();
+    let coordinator = CoordinatorBuilder::sqlite(root.path())
+        .arg("--control-plane-version")
+        .arg("2.0.0")
+        .arg("--reconcile-ms")
+        .arg("100")
+        .start()
+        .await;
+    let url = coordinator.grpc_url();
+    droverctl_json(&url, &["channels", "set", "edge", "1.0.0"]).await;
+    let fleet_args = [
+        "--count",
+        "6",
+        "--groups",
+        "dev,prod",
+        "--channel",
+        "edge",
+        "--versions",
+        "1.0.0",
+        "--id-prefix",
+        "sim",
+        "--ramp-up-secs",
+        "0",
+        "--recheck-secs",
+        "3600",
+    ];
+    let mut fleet = simulate(&url, root.path(), &fleet_args);
+    wait_connected(&url, 6).await;
+    // dev's window is open now (two hours from this hour); prod's opens twelve hours away.
+    let hour = utc_hour_now();
+    let dev = format!("dev:canaries=1,start={hour},window=2");
+    let prod = format!("prod:canaries=1,start={},window=1", (hour + 12) % 24);
+    droverctl_json(
+        &url,
+        &[
+            "rollout",
+            "create",
+            "--channel",
+            "edge",
+            "--from",
+            "1.0.0",
+            "--to",
+            "1.1.0",
+            "--group",
+            &dev,
+            "--group",
+            &prod,
+        ],
+    )
+    .await;
+    let status = |url: String| async move {
+        droverctl_json(&url, &["rollout", "status", "--channel", "edge"]).await
+    };
+    eventually("dev done, prod waiting", WAIT, async || {
+        let s = status(url.clone()).await;
+        let state = |name: &str| -> Option<Value> {
+            s["groups"]
+                .as_array()?
+                .iter()
+                .find(|g| g["name"] == name)
+                .map(|g| g["state"].clone())
+        };
+        (state("dev")? == "done" && state("prod")? == "unstarted").then_some(())
+    })
+    .await;
+    let dev_agents: Vec<String> = droverctl_json(&url, &["agents", "list", "--group", "dev"]).await
+        ["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["agent_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(dev_agents.len(), 3);
+
+    // The fleet goes away first, so the dev agents stay on 1.1.0 while we look.
+    fleet.kill().await.unwrap();
+    wait_connected(&url, 0).await;
+
+    let rolled = droverctl_json(&url, &["rollout", "rollback", "--channel", "edge"]).await;
+    assert_eq!(rolled["status"], "rolling_back", "{rolled}");
+    // The rollout still governs them, with an urgent (critical) directive to go back.
+    for id in &dev_agents {
+        let agent = droverctl_json(&url, &["agents", "show", id]).await;
+        assert_eq!(agent["agent_version"], "1.1.0", "{agent}");
+        let directive = &agent["directive"];
+        assert_eq!(directive["target_version"], "1.0.0", "{agent}");
+        assert_eq!(directive["reason"], "rolledback", "{agent}");
+        assert_eq!(directive["critical"], true, "{agent}");
+    }
+    // They come back (the simulated fleet restarts on 1.0.0), and the rollback ends.
+    let _fleet = simulate(&url, root.path(), &fleet_args);
+    let done = eventually(
+        "every agent back on 1.0.0, rollout rolled back",
+        WAIT,
+        async || {
+            let summary = droverctl_json(&url, &["fleet", "summary"]).await;
+            let s = status(url.clone()).await;
+            (summary["by_version"]["1.0.0"] == 6 && s["status"] == "rolledback").then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(done["status"], "rolledback");
+    let events = droverctl_json(&url, &["events", "--limit", "200"]).await;
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["text"] == "every group rolled back to 1.0.0 at once"),
+        "{events}"
+    );
+}
