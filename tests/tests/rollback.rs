@@ -131,3 +131,70 @@ async fn a_rollback_goes_out_at_once_and_ends_when_the_agents_are_back() {
         "{events}"
     );
 }
+
+/// Lowering the control plane below a running rollout's target halts it with the reason, so
+/// `rollout status` says why nothing moves (it used to stall silently).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_below_the_target_halts_the_rollout_with_its_reason() {
+    let root = tempfile::tempdir().unwrap();
+    let coordinator = CoordinatorBuilder::sqlite(root.path())
+        .arg("--control-plane-version")
+        .arg("2.0.0")
+        .arg("--reconcile-ms")
+        .arg("100")
+        .start()
+        .await;
+    let url = coordinator.grpc_url();
+    droverctl_json(&url, &["channels", "set", "edge", "1.0.0"]).await;
+    let _fleet = simulate(
+        &url,
+        root.path(),
+        &[
+            "--count",
+            "4",
+            "--groups",
+            "dev",
+            "--channel",
+            "edge",
+            "--versions",
+            "1.0.0",
+            "--ramp-up-secs",
+            "0",
+            "--recheck-secs",
+            "3600",
+        ],
+    );
+    wait_connected(&url, 4).await;
+    // A window twelve hours away: the rollout stays unstarted, and active.
+    let group = format!(
+        "dev:canaries=1,start={},window=1",
+        (utc_hour_now() + 12) % 24
+    );
+    droverctl_json(
+        &url,
+        &[
+            "rollout",
+            "create",
+            "--channel",
+            "edge",
+            "--from",
+            "1.0.0",
+            "--to",
+            "1.1.0",
+            "--group",
+            &group,
+        ],
+    )
+    .await;
+    droverctl_json(&url, &["control-plane", "set", "1.0.5"]).await;
+    let halted = eventually("the rollout halted", WAIT, async || {
+        let s = droverctl_json(&url, &["rollout", "status", "--channel", "edge"]).await;
+        (s["groups"][0]["state"] == "halted").then_some(s)
+    })
+    .await;
+    let note = halted["groups"][0]["note"].as_str().unwrap();
+    assert!(
+        note.contains("no longer allowed") && note.contains("1.0.5"),
+        "{halted}"
+    );
+}

@@ -44,8 +44,18 @@ pub fn reconcile(
     let mut next = state.clone();
     let mut events = Vec::new();
     if !state.paused {
-        for (index, group_members) in members.iter().enumerate() {
-            transition(now_ms, spec, &mut next, index, group_members, &mut events);
+        let refused =
+            control_plane.and_then(|cp| check_constraints(&spec.target_version, cp).err());
+        match refused {
+            // The control plane moved under the rollout: its target may no longer be served.
+            Some(violation) => {
+                halt_unfinished(spec, &mut next, &violation.to_string(), &mut events)
+            }
+            None => {
+                for (index, group_members) in members.iter().enumerate() {
+                    transition(now_ms, spec, &mut next, index, group_members, &mut events);
+                }
+            }
         }
     }
     let decisions = fleet
@@ -68,6 +78,34 @@ pub fn reconcile(
         state: next,
         events,
         decisions,
+    }
+}
+
+/// Halts every group that has not finished, saying why.
+fn halt_unfinished(
+    spec: &RolloutSpec,
+    state: &mut RolloutState,
+    why: &str,
+    events: &mut Vec<RolloutEvent>,
+) {
+    for (group_spec, group) in spec.groups.iter().zip(&mut state.groups) {
+        if matches!(
+            group.phase,
+            Phase::Unstarted | Phase::Canary | Phase::Active
+        ) {
+            let before = group.phase;
+            group.phase = Phase::Halted;
+            group.note = format!("the target is no longer allowed: {why}");
+            events.push(RolloutEvent {
+                group: Some(group_spec.name.clone()),
+                text: format!(
+                    "group {}: {} → halted ({})",
+                    group_spec.name,
+                    before.as_str(),
+                    group.note
+                ),
+            });
+        }
     }
 }
 

@@ -413,8 +413,10 @@ proptest! {
                 }
             }
             for (i, (before, after)) in state.groups.iter().zip(&out.state.groups).enumerate() {
-                // 3. Halt-on-error: a group starts only after the previous one is done and waited.
-                if spec.strategy == Strategy::HaltOnError && i > 0 && before.phase == Phase::Unstarted && after.phase != Phase::Unstarted {
+                // 3. Halt-on-error: a group starts only after the previous one is done and waited
+                //    (being halted, e.g. by a control plane that no longer allows the target, is
+                //    not starting).
+                if spec.strategy == Strategy::HaltOnError && i > 0 && before.phase == Phase::Unstarted && matches!(after.phase, Phase::Canary | Phase::Active | Phase::Done) {
                     // Transitions run in group order, so the previous group may finish in this same step.
                     let previous = &out.state.groups[i - 1];
                     prop_assert_eq!(previous.phase, Phase::Done);
@@ -448,4 +450,43 @@ proptest! {
             }
         }
     }
+}
+
+/// Lowering the control plane below the target halts the rollout with the reason, instead of
+/// leaving it stalled with nobody told why; nobody is served the target.
+#[test]
+fn a_control_plane_below_the_target_halts_the_rollout_with_its_reason() {
+    let spec = spec(vec![group("dev", 1, 0), group("prod", 1, 0)]);
+    let fleet: Vec<AgentSnapshot> = (0..4)
+        .map(|i| agent(&format!("a{i}"), if i < 2 { "dev" } else { "prod" }))
+        .collect();
+    let lowered = v("1.0.5");
+    let out = reconcile(
+        MONDAY + 3 * HOUR_MS,
+        &spec,
+        &RolloutState::new(&spec),
+        &fleet,
+        Some(&lowered),
+    );
+    for group in &out.state.groups {
+        assert_eq!(group.phase, Phase::Halted);
+        assert!(group.note.contains("no longer allowed"), "{}", group.note);
+    }
+    assert_eq!(out.events.len(), 2);
+    assert!(
+        out.decisions
+            .values()
+            .all(|d| d.target != Some(spec.target_version.clone()))
+    );
+    let again = reconcile(
+        MONDAY + 4 * HOUR_MS,
+        &spec,
+        &out.state,
+        &fleet,
+        Some(&lowered),
+    );
+    assert!(
+        again.events.is_empty(),
+        "a halted rollout writes nothing more"
+    );
 }
