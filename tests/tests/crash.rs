@@ -119,7 +119,8 @@ impl Scenario {
         self.coordinator.restart_disarmed().await;
     }
 
-    /// The rollout finished, the channel serves the target and every agent runs it.
+    /// The rollout finished, the channel serves the target, and every agent runs it and has
+    /// reported it.
     async fn wait_finished(&self) {
         let url = self.url();
         eventually("the rollout is done on the target", WAIT, async || {
@@ -131,9 +132,19 @@ impl Scenario {
                 .find(|c| c["name"] == "edge")?
                 .clone();
             let summary = droverctl_json(&url, &["fleet", "summary"]).await;
+            // A heartbeat can show an agent's new version a moment before its report (the
+            // next group commit for that agent) is stored: wait for every agent's report too.
+            let events = droverctl_json(&url, &["events", "--limit", "1000"]).await;
+            let reporters: std::collections::HashSet<&str> = events
+                .as_array()?
+                .iter()
+                .filter(|e| e["kind"] == "update")
+                .filter_map(|e| e["agent_id"].as_str())
+                .collect();
             (status["status"] == "done"
                 && edge["version"] == "1.1.0"
-                && summary["by_version"]["1.1.0"] == FLEET as u64)
+                && summary["by_version"]["1.1.0"] == FLEET as u64
+                && reporters.len() == FLEET)
                 .then_some(())
         })
         .await;
