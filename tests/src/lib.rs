@@ -49,6 +49,40 @@ pub async fn wait_connected(url: &str, count: u64) {
     .await;
 }
 
+/// `droverctl rollout create` moving `channel` from 1.0.0 to 1.1.0 through `groups` (each a
+/// `--group` spec), plus `extra` flags. Returns (succeeded, stdout, stderr).
+pub async fn create_rollout(
+    url: &str,
+    channel: &str,
+    groups: &[&str],
+    extra: &[&str],
+) -> (bool, String, String) {
+    let mut args = vec![
+        "rollout",
+        "create",
+        "--channel",
+        channel,
+        "--from",
+        "1.0.0",
+        "--to",
+        "1.1.0",
+    ];
+    for group in groups {
+        args.extend(["--group", group]);
+    }
+    args.extend(extra);
+    droverctl(url, &args).await
+}
+
+/// The current UTC hour (0–23), for rollouts whose windows must be open or closed now.
+pub fn utc_hour_now() -> u64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs();
+    (secs / 3600) % 24
+}
+
 /// A minimal HTTP/1.1 request on loopback, so the tests need no HTTP client crate.
 /// Returns (status, body).
 pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {

@@ -7,8 +7,8 @@
 use std::{collections::HashMap, time::Duration};
 
 use drover_tests::{
-    CoordinatorBuilder, CoordinatorProcess, TestPostgres, droverctl, droverctl_json, eventually,
-    simulate, wait_connected,
+    CoordinatorBuilder, CoordinatorProcess, TestPostgres, create_rollout, droverctl,
+    droverctl_json, eventually, simulate, utc_hour_now, wait_connected,
 };
 use serde_json::Value;
 
@@ -88,23 +88,11 @@ impl Scenario {
 
     /// Sends `rollout create`; the coordinator may die while answering.
     async fn create_rollout(&self) {
-        droverctl(
+        create_rollout(
             &self.url(),
-            &[
-                "rollout",
-                "create",
-                "--channel",
-                "edge",
-                "--from",
-                "1.0.0",
-                "--to",
-                "1.1.0",
-                "--group",
-                "dev:canaries=1",
-                "--group",
-                "prod:canaries=1",
-                "--immediate",
-            ],
+            "edge",
+            &["dev:canaries=1", "prod:canaries=1"],
+            &["--immediate"],
         )
         .await;
     }
@@ -318,22 +306,10 @@ async fn a_committed_pause_survives_a_crash_before_it_was_applied() {
         // A window that is never open now (an hour that just passed), so nobody moves yet.
         let hour = (utc_hour_now() + 23) % 24;
         let group = format!("dev:canaries=1,start={hour},window=1");
-        droverctl_json(
-            &url,
-            &[
-                "rollout",
-                "create",
-                "--channel",
-                "edge",
-                "--from",
-                "1.0.0",
-                "--to",
-                "1.1.0",
-                "--group",
-                &group,
-            ],
-        )
-        .await;
+        assert!(
+            create_rollout(&url, "edge", &[&group], &[]).await.0,
+            "rollout create failed"
+        );
         droverctl(&url, &["rollout", "pause", "--channel", "edge"]).await;
         scenario.crash_and_restart("steer.after_commit").await;
         let url = scenario.url();
@@ -349,13 +325,4 @@ async fn a_committed_pause_survives_a_crash_before_it_was_applied() {
         let summary = droverctl_json(&url, &["fleet", "summary"]).await;
         assert_eq!(summary["by_version"]["1.0.0"], FLEET as u64, "{summary}");
     }
-}
-
-/// The current UTC hour, from the system clock (the test's rollout must avoid it).
-fn utc_hour_now() -> u64 {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    (secs / 3600) % 24
 }

@@ -4,18 +4,13 @@
 
 use std::time::Duration;
 
-use drover_tests::{CoordinatorBuilder, droverctl_json, eventually, simulate, wait_connected};
+use drover_tests::{
+    CoordinatorBuilder, create_rollout, droverctl_json, eventually, simulate, utc_hour_now,
+    wait_connected,
+};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn utc_hour_now() -> u64 {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    (secs / 3600) % 24
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_goes_out_at_once_and_ends_when_the_agents_are_back() {
@@ -51,24 +46,10 @@ async fn a_rollback_goes_out_at_once_and_ends_when_the_agents_are_back() {
     let hour = utc_hour_now();
     let dev = format!("dev:canaries=1,start={hour},window=2");
     let prod = format!("prod:canaries=1,start={},window=1", (hour + 12) % 24);
-    droverctl_json(
-        &url,
-        &[
-            "rollout",
-            "create",
-            "--channel",
-            "edge",
-            "--from",
-            "1.0.0",
-            "--to",
-            "1.1.0",
-            "--group",
-            &dev,
-            "--group",
-            &prod,
-        ],
-    )
-    .await;
+    assert!(
+        create_rollout(&url, "edge", &[&dev, &prod], &[]).await.0,
+        "rollout create failed"
+    );
     let status = |url: String| async move {
         droverctl_json(&url, &["rollout", "status", "--channel", "edge"]).await
     };
@@ -170,22 +151,10 @@ async fn a_control_plane_below_the_target_halts_the_rollout_with_its_reason() {
         "dev:canaries=1,start={},window=1",
         (utc_hour_now() + 12) % 24
     );
-    droverctl_json(
-        &url,
-        &[
-            "rollout",
-            "create",
-            "--channel",
-            "edge",
-            "--from",
-            "1.0.0",
-            "--to",
-            "1.1.0",
-            "--group",
-            &group,
-        ],
-    )
-    .await;
+    assert!(
+        create_rollout(&url, "edge", &[&group], &[]).await.0,
+        "rollout create failed"
+    );
     droverctl_json(&url, &["control-plane", "set", "1.0.5"]).await;
     let halted = eventually("the rollout halted", WAIT, async || {
         let s = droverctl_json(&url, &["rollout", "status", "--channel", "edge"]).await;

@@ -1,7 +1,9 @@
 //! Validation at the edge: a typo in a group, channel or agent name is refused with the
 //! close matches, and a refused request changes nothing.
 
-use drover_tests::{CoordinatorBuilder, droverctl, droverctl_json, simulate, wait_connected};
+use drover_tests::{
+    CoordinatorBuilder, create_rollout, droverctl, droverctl_json, simulate, wait_connected,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typos_are_refused_with_close_matches_and_change_nothing() {
@@ -35,46 +37,15 @@ async fn typos_are_refused_with_close_matches_and_change_nothing() {
     let events_before = droverctl_json(&url, &["events", "--limit", "1000"]).await;
 
     // A mistyped group would have folded prod's agents into the last group.
-    let (ok, _, stderr) = droverctl(
-        &url,
-        &[
-            "rollout",
-            "create",
-            "--channel",
-            "edge",
-            "--from",
-            "1.0.0",
-            "--to",
-            "1.1.0",
-            "--group",
-            "dev:canaries=1",
-            "--group",
-            "prdo:canaries=1",
-        ],
-    )
-    .await;
+    let (ok, _, stderr) =
+        create_rollout(&url, "edge", &["dev:canaries=1", "prdo:canaries=1"], &[]).await;
     assert!(!ok);
     assert!(
         stderr.contains("group 'prdo'") && stderr.contains("did you mean 'prod'"),
         "{stderr}"
     );
     // And a mistyped channel.
-    let (ok, _, stderr) = droverctl(
-        &url,
-        &[
-            "rollout",
-            "create",
-            "--channel",
-            "egde",
-            "--from",
-            "1.0.0",
-            "--to",
-            "1.1.0",
-            "--group",
-            "dev",
-        ],
-    )
-    .await;
+    let (ok, _, stderr) = create_rollout(&url, "egde", &["dev"], &[]).await;
     assert!(!ok);
     assert!(stderr.contains("did you mean 'edge'"), "{stderr}");
     // A mistyped agent.
