@@ -39,8 +39,10 @@ impl Reply {
             Format::Table => Ok(self.text.render(colour)),
             Format::Json => serde_json::to_string_pretty(&self.data)
                 .map_err(|err| format!("cannot print the answer as JSON: {err}")),
+            // Only the final newline goes (printing adds it back): a block scalar such as
+            // `|+` keeps trailing blank lines as part of its value.
             Format::Yaml => serde_norway::to_string(&self.data)
-                .map(|yaml| yaml.trim_end().to_string())
+                .map(|yaml| yaml.strip_suffix('\n').unwrap_or(&yaml).to_string())
                 .map_err(|err| format!("cannot print the answer as YAML: {err}")),
         }
     }
@@ -255,7 +257,7 @@ mod tests {
     fn yaml_carries_the_same_data_as_json() {
         let data = json!({ "agent_id": "web-01", "labels": { "env": "prod" }, "count": 3 });
         let reply = Reply::new(data, "text");
-        let yaml = reply.render(Format::Yaml, false).unwrap();
+        let yaml = reply.render(Format::Yaml, false).unwrap() + "\n";
         let back: Value = serde_norway::from_str(&yaml).unwrap();
         assert_eq!(back, reply.data);
     }
@@ -287,7 +289,8 @@ mod tests {
             let reply = Reply::new(json!(rows), "");
             let json = reply.render(Format::Json, false).unwrap();
             prop_assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), json!(rows));
-            let yaml = reply.render(Format::Yaml, false).unwrap();
+            // As printed: the text and a newline.
+            let yaml = reply.render(Format::Yaml, false).unwrap() + "\n";
             prop_assert!(yaml.chars().all(|c| c == '\n' || !c.is_control()), "{:?}", yaml);
             prop_assert_eq!(serde_norway::from_str::<Value>(&yaml).unwrap(), json!(rows));
         }
