@@ -3,11 +3,7 @@
 use drover_proto::v1 as pb;
 
 pub fn health_name(value: i32) -> &'static str {
-    match pb::AgentHealth::try_from(value) {
-        Ok(pb::AgentHealth::Healthy) => "healthy",
-        Ok(pb::AgentHealth::Unhealthy) => "unhealthy",
-        _ => "unknown",
-    }
+    drover_api::Health::from_proto(value).as_str()
 }
 
 pub fn state_name(value: i32) -> &'static str {
@@ -22,10 +18,8 @@ pub fn outcome_name(value: i32) -> &'static str {
         .unwrap_or("UNSPECIFIED")
 }
 
-/// RFC 3339 in UTC, second precision.
-pub fn time_text(ts: &prost_types::Timestamp) -> String {
-    drover_rules::time::rfc3339(ts.seconds.saturating_mul(1000))
-}
+/// RFC 3339 in UTC, second precision: the API's own format.
+pub use drover_api::time_text;
 
 /// [`time_text`], or `-` for no time.
 pub fn time_or_dash(ts: Option<&prost_types::Timestamp>) -> String {

@@ -22,14 +22,17 @@ pub enum Format {
 
 /// What a command answers: its data (`-o json|yaml`) and the text for people (`-o table`).
 pub struct Reply {
-    data: Value,
+    /// Drover's API types (crate `drover-api`) serialize into this, the same JSON the HTTP
+    /// API answers. An error is kept to be reported rather than turned into a panic.
+    data: Result<Value, String>,
     text: Text,
 }
 
 impl Reply {
-    pub fn new(data: Value, text: impl Into<Text>) -> Self {
+    pub fn new(data: impl serde::Serialize, text: impl Into<Text>) -> Self {
         Self {
-            data,
+            data: serde_json::to_value(data)
+                .map_err(|err| format!("cannot turn the answer into JSON: {err}")),
             text: text.into(),
         }
     }
@@ -37,11 +40,11 @@ impl Reply {
     pub fn render(&self, format: Format, colour: bool) -> Result<String, String> {
         match format {
             Format::Table => Ok(self.text.render(colour)),
-            Format::Json => serde_json::to_string_pretty(&self.data)
+            Format::Json => serde_json::to_string_pretty(self.data.as_ref()?)
                 .map_err(|err| format!("cannot print the answer as JSON: {err}")),
             // Only the final newline goes (printing adds it back): a block scalar such as
             // `|+` keeps trailing blank lines as part of its value.
-            Format::Yaml => serde_norway::to_string(&self.data)
+            Format::Yaml => serde_norway::to_string(self.data.as_ref()?)
                 .map(|yaml| yaml.strip_suffix('\n').unwrap_or(&yaml).to_string())
                 .map_err(|err| format!("cannot print the answer as YAML: {err}")),
         }
@@ -259,7 +262,7 @@ mod tests {
         let reply = Reply::new(data, "text");
         let yaml = reply.render(Format::Yaml, false).unwrap() + "\n";
         let back: Value = serde_norway::from_str(&yaml).unwrap();
-        assert_eq!(back, reply.data);
+        assert_eq!(Ok(back), reply.data);
     }
 
     fn hostile_string() -> impl Strategy<Value = String> {

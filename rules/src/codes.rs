@@ -47,6 +47,32 @@ macro_rules! codes {
             }
         }
 
+        /// A string with exactly the codes' texts, each explained in the description.
+        #[cfg(feature = "schema")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                let texts: Vec<&'static str> = Self::ALL.iter().map(|code| code.as_str()).collect();
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some(texts))
+                    .description(Some(
+                        Self::ALL
+                            .iter()
+                            .map(|code| format!("`{code}`: {}", code.explain()))
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    ))
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "schema")]
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
+        }
+
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
@@ -113,6 +139,18 @@ codes! {
 }
 
 codes! {
+    /// Where one group of a rollout stands.
+    GroupPhase {
+        Unstarted => "unstarted": "the group has not started: its turn or its window has not come",
+        Canary => "canary": "the group's canaries update first; the rest wait for them to be healthy",
+        Active => "active": "the group is updating",
+        Done => "done": "enough of the group is healthy on the target; the next group may start",
+        Halted => "halted": "too many failures: the group stopped and waits for an admin",
+        Rolledback => "rolledback": "the group was sent back to the start version",
+    }
+}
+
+codes! {
     /// What an event records.
     EventKind {
         Admin => "admin": "a change an admin made (or a refused attempt)",
@@ -133,6 +171,10 @@ mod tests {
         }
         for code in ReasonCode::ALL {
             assert_eq!(ReasonCode::parse(code.as_str()), Some(*code));
+        }
+        for code in GroupPhase::ALL {
+            assert_eq!(GroupPhase::parse(code.as_str()), Some(*code));
+            assert!(!code.explain().is_empty());
         }
         for code in EventKind::ALL {
             assert_eq!(EventKind::parse(code.as_str()), Some(*code));

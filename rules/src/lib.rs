@@ -12,6 +12,6 @@ pub mod schedule;
 pub mod time;
 pub mod version;
 
-pub use codes::{EventKind, ReasonCode, RolloutStatus};
+pub use codes::{EventKind, GroupPhase, ReasonCode, RolloutStatus};
 pub use schedule::{MaintenanceSchedule, Weekdays};
 pub use version::{ConstraintViolation, check_constraints, parse_version};

@@ -238,7 +238,7 @@ async fn a_good_release_completes_group_by_group_honouring_windows_and_waits() {
     ];
     plan.extend(GROUPS);
     let planned = droverctl_json(&url, &plan).await;
-    let starts: Vec<&str> = planned
+    let starts: Vec<&str> = planned["groups"]
         .as_array()
         .unwrap()
         .iter()
@@ -253,7 +253,7 @@ async fn a_good_release_completes_group_by_group_honouring_windows_and_waits() {
         ],
         "{planned}"
     );
-    let planned_agents: u64 = planned
+    let planned_agents: u64 = planned["groups"]
         .as_array()
         .unwrap()
         .iter()

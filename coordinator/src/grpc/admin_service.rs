@@ -5,20 +5,17 @@ use std::sync::Arc;
 use drover_proto::v1::{self as pb, admin_service_server::AdminService};
 use tonic::{Request, Response, Status};
 
-use super::{convert, rollout_convert};
+use super::{admin_reads::group_schedule_to_proto, convert, rollout_convert};
 use crate::{
-    domain::{AgentFilter, now_ms, validate},
-    error::DroverError,
+    domain::now_ms,
     fleet::{Fleet, RolloutVerb},
 };
 
-const DEFAULT_PAGE_SIZE: u32 = 100;
 /// Who admin actions are logged as; admin tokens with names are open work.
 const ACTOR: &str = "admin";
-const MAX_PAGE_SIZE: u32 = 1000;
 
 pub struct AdminApi {
-    fleet: Arc<Fleet>,
+    pub(super) fleet: Arc<Fleet>,
 }
 
 impl AdminApi {
@@ -27,104 +24,36 @@ impl AdminApi {
     }
 }
 
-fn non_empty(text: String) -> Option<String> {
-    (!text.is_empty()).then_some(text)
-}
-
-fn filter_from_proto(filter: Option<pb::AgentFilter>) -> Result<AgentFilter, DroverError> {
-    let Some(filter) = filter else {
-        return Ok(AgentFilter::default());
-    };
-    let health = match pb::AgentHealth::try_from(filter.health) {
-        Ok(pb::AgentHealth::Unspecified) | Err(_) => None,
-        Ok(_) => Some(convert::health_from_proto(filter.health)),
-    };
-    let filter = AgentFilter {
-        group: non_empty(filter.group),
-        agent_version: non_empty(filter.agent_version),
-        health,
-        channel: non_empty(filter.channel),
-    };
-    for (field, value) in [("group", &filter.group), ("channel", &filter.channel)] {
-        if let Some(value) = value {
-            validate::name(field, value)?;
-        }
-    }
-    if let Some(version) = &filter.agent_version {
-        validate::bounded_text("agent_version", version, validate::MAX_VERSION_LEN)?;
-    }
-    Ok(filter)
-}
-
 #[tonic::async_trait]
 impl AdminService for AdminApi {
     async fn list_agents(
         &self,
         request: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
-        let request = request.into_inner();
-        let only_out_of_compliance = request.filter.as_ref().is_some_and(|f| f.out_of_compliance);
-        let filter = filter_from_proto(request.filter)?;
-        let page_size = match request.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n => n.min(MAX_PAGE_SIZE),
-        };
-        if !request.page_token.is_empty() {
-            validate::identifier("page_token", &request.page_token)?;
-        }
-        // The page token is the last id of the previous page (keyset pagination: stable and
-        // cheap however deep the page).
-        let (agents, total, next) = self
-            .fleet
-            .agents(
-                &filter,
-                &request.page_token,
-                page_size,
-                only_out_of_compliance,
-            )
-            .await?;
-        let next_page_token = next.unwrap_or_default();
-        Ok(Response::new(pb::ListAgentsResponse {
-            agents: agents
-                .into_iter()
-                .map(|a| convert::agent_to_proto(a, now_ms()))
-                .collect(),
-            next_page_token,
-            total_matching: total,
-        }))
+        Ok(Response::new(self.agents_page(request.into_inner()).await?))
     }
 
     async fn get_agent(
         &self,
         request: Request<pb::GetAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
-        let agent = self.fleet.agent(&request.into_inner().agent_id).await?;
-        Ok(Response::new(convert::agent_to_proto(agent, now_ms())))
+        Ok(Response::new(
+            self.agent(&request.into_inner().agent_id).await?,
+        ))
     }
 
     async fn get_fleet_summary(
         &self,
         _request: Request<pb::GetFleetSummaryRequest>,
     ) -> Result<Response<pb::FleetSummary>, Status> {
-        let summary = self.fleet.summary().await?;
-        Ok(Response::new(convert::summary_to_proto(summary)))
+        Ok(Response::new(self.fleet_summary().await?))
     }
 
     async fn list_channels(
         &self,
         _request: Request<pb::ListChannelsRequest>,
     ) -> Result<Response<pb::ListChannelsResponse>, Status> {
-        let counts = self.fleet.agents_per_channel().await?;
-        let channels = self
-            .fleet
-            .channels()
-            .into_iter()
-            .map(|c| {
-                let count = counts.get(&c.name).copied().unwrap_or_default();
-                convert::channel_to_proto(c, count)
-            })
-            .collect();
-        Ok(Response::new(pb::ListChannelsResponse { channels }))
+        Ok(Response::new(self.channels().await?))
     }
 
     async fn set_channel_version(
@@ -159,15 +88,7 @@ impl AdminService for AdminApi {
         &self,
         _request: Request<pb::GetControlPlaneVersionRequest>,
     ) -> Result<Response<pb::ControlPlaneVersion>, Status> {
-        let view = self.fleet.view();
-        Ok(Response::new(pb::ControlPlaneVersion {
-            version: view
-                .control_plane
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            updated_at: convert::timestamp(view.control_plane_updated_ms),
-        }))
+        Ok(Response::new(self.control_plane()))
     }
 
     async fn set_control_plane_version(
@@ -189,15 +110,7 @@ impl AdminService for AdminApi {
         &self,
         _request: Request<pb::ListSchedulesRequest>,
     ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
-        let now = now_ms();
-        let schedules = self
-            .fleet
-            .schedules()
-            .await?
-            .into_iter()
-            .map(|s| group_schedule_to_proto(&s.group, &s.schedule, s.updated_at_ms, now))
-            .collect();
-        Ok(Response::new(pb::ListSchedulesResponse { schedules }))
+        Ok(Response::new(self.schedules().await?))
     }
 
     async fn set_schedule(
@@ -253,22 +166,16 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::RolloutRef>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
-        let channel = request.into_inner().channel;
-        let rollout = self.fleet.rollout_status(&channel)?;
-        Ok(Response::new(rollout_convert::status_to_proto(&rollout)))
+        Ok(Response::new(
+            self.rollout_status(&request.into_inner().channel)?,
+        ))
     }
 
     async fn list_rollouts(
         &self,
         _request: Request<pb::ListRolloutsRequest>,
     ) -> Result<Response<pb::ListRolloutsResponse>, Status> {
-        let rollouts = self
-            .fleet
-            .rollouts()
-            .iter()
-            .map(|r| rollout_convert::status_to_proto(r))
-            .collect();
-        Ok(Response::new(pb::ListRolloutsResponse { rollouts }))
+        Ok(Response::new(self.rollouts()))
     }
 
     async fn pause_rollout(
@@ -352,25 +259,16 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::GetAgentRequest>,
     ) -> Result<Response<pb::AgentExplanation>, Status> {
-        let explanation = self.fleet.explain(&request.into_inner().agent_id).await?;
-        Ok(Response::new(rollout_convert::explanation_to_proto(
-            explanation,
-        )))
+        Ok(Response::new(
+            self.explanation(&request.into_inner().agent_id).await?,
+        ))
     }
 
     async fn list_events(
         &self,
         request: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
-        let r = request.into_inner();
-        let limit = if r.limit == 0 { 50 } else { r.limit };
-        let events = self.fleet.events(&r.agent_id, limit).await?;
-        Ok(Response::new(pb::ListEventsResponse {
-            events: events
-                .into_iter()
-                .map(rollout_convert::event_to_proto)
-                .collect(),
-        }))
+        Ok(Response::new(self.events(request.into_inner()).await?))
     }
 }
 
@@ -382,21 +280,5 @@ impl AdminApi {
     ) -> Result<Response<pb::RolloutStatus>, Status> {
         let rollout = self.fleet.steer_rollout(channel, verb, ACTOR).await?;
         Ok(Response::new(rollout_convert::status_to_proto(&rollout)))
-    }
-}
-
-fn group_schedule_to_proto(
-    group: &str,
-    schedule: &drover_rules::MaintenanceSchedule,
-    updated_at_ms: i64,
-    now_ms: i64,
-) -> pb::GroupSchedule {
-    let window = schedule.next_window(now_ms);
-    pb::GroupSchedule {
-        group: group.to_string(),
-        schedule: Some(convert::schedule_to_proto(schedule, 0)),
-        updated_at: convert::timestamp(updated_at_ms),
-        next_window_start: window.and_then(|(start, _)| convert::timestamp(start)),
-        next_window_end: window.and_then(|(_, end)| convert::timestamp(end)),
     }
 }

@@ -1,5 +1,6 @@
 //! The gRPC edge: tonic services over the fleet. Proto types live here and in `convert`.
 
+mod admin_reads;
 mod admin_service;
 pub mod convert;
 mod rollout_convert;

@@ -1,8 +1,8 @@
 //! `droverctl agents list|show|why|pin|unpin`.
 
 use clap::{Args, Subcommand, ValueEnum};
+use drover_api as api;
 use drover_proto::v1 as pb;
-use serde_json::{Value, json};
 
 use super::{Client, status_text};
 use crate::{
@@ -83,7 +83,7 @@ pub async fn run(client: &mut Client, command: AgentsCommand) -> Result<Reply, S
                 .await
                 .map_err(status_text)?
                 .into_inner();
-            Ok(Reply::new(agent_json(&agent), details(&agent)))
+            Ok(Reply::new(api::Agent::from(&agent), details(&agent)))
         }
         AgentsCommand::Why { agent_id } => {
             let e = client
@@ -91,12 +91,7 @@ pub async fn run(client: &mut Client, command: AgentsCommand) -> Result<Reply, S
                 .await
                 .map_err(status_text)?
                 .into_inner();
-            let data = json!({
-                "agent_id": e.agent_id, "current_version": e.current_version,
-                "target_version": e.target_version, "reason": e.reason,
-                "explanation": e.explanation,
-            });
-            Ok(Reply::new(data, e.explanation))
+            Ok(Reply::new(api::AgentExplanation::from(&e), e.explanation))
         }
         AgentsCommand::Pin { agent_id, note } => {
             let agent = client
@@ -105,7 +100,7 @@ pub async fn run(client: &mut Client, command: AgentsCommand) -> Result<Reply, S
                 .map_err(status_text)?
                 .into_inner();
             let text = format!("{} pinned at {}", agent.agent_id, agent.agent_version);
-            Ok(Reply::new(agent_json(&agent), text))
+            Ok(Reply::new(api::Agent::from(&agent), text))
         }
         AgentsCommand::Unpin { agent_id } => {
             let agent = client
@@ -114,7 +109,7 @@ pub async fn run(client: &mut Client, command: AgentsCommand) -> Result<Reply, S
                 .map_err(status_text)?
                 .into_inner();
             let text = format!("{} unpinned", agent.agent_id);
-            Ok(Reply::new(agent_json(&agent), text))
+            Ok(Reply::new(api::Agent::from(&agent), text))
         }
     }
 }
@@ -135,7 +130,7 @@ async fn list(client: &mut Client, args: ListArgs) -> Result<Reply, String> {
     };
     let mut agents = Vec::new();
     let mut page_token = String::new();
-    let total = loop {
+    let (total, next_after) = loop {
         let page = client
             .list_agents(pb::ListAgentsRequest {
                 filter: Some(filter.clone()),
@@ -147,14 +142,16 @@ async fn list(client: &mut Client, args: ListArgs) -> Result<Reply, String> {
             .into_inner();
         agents.extend(page.agents);
         if !args.all || page.next_page_token.is_empty() {
-            break page.total_matching;
+            let next = (!page.next_page_token.is_empty()).then_some(page.next_page_token);
+            break (page.total_matching, next);
         }
         page_token = page.next_page_token;
     };
-    let data = json!({
-        "total_matching": total,
-        "agents": agents.iter().map(agent_json).collect::<Vec<_>>(),
-    });
+    let data = api::AgentPage {
+        agents: agents.iter().map(api::Agent::from).collect(),
+        total_matching: total,
+        next_after,
+    };
     Ok(Reply::new(data, table(&agents, total)))
 }
 
@@ -256,48 +253,4 @@ fn details(a: &pb::Agent) -> Text {
         };
     }
     text
-}
-
-fn directive_json(d: &pb::Directive) -> Value {
-    json!({
-        "directive_id": d.directive_id,
-        "target_version": d.target_version,
-        "critical": d.critical,
-        "reason": d.reason,
-        "reason_detail": d.reason_detail,
-        "control_plane_version": d.control_plane_version,
-        "rollout_id": d.rollout_id,
-    })
-}
-
-pub fn agent_json(a: &pb::Agent) -> Value {
-    json!({
-        "agent_id": a.agent_id,
-        "hostname": a.hostname,
-        "group": a.group,
-        "channel": a.channel,
-        "agent_version": a.agent_version,
-        "updater_version": a.updater_version,
-        "health": health_name(a.health),
-        "updater_state": state_name(a.updater_state),
-        "connected": a.connected,
-        "pinned": a.pinned,
-        "updater_decision": a.updater_decision,
-        "updater_decision_detail": a.updater_decision_detail,
-        "labels": a.labels,
-        "first_seen": a.first_seen.as_ref().map(time_text),
-        "last_seen": a.last_seen.as_ref().map(time_text),
-        "directive": a.directive.as_ref().map(directive_json),
-        "next_window_start": a.next_window_start.as_ref().map(time_text),
-        "next_window_end": a.next_window_end.as_ref().map(time_text),
-        "last_report": a.last_report.as_ref().map(|r| json!({
-            "attempt_id": r.attempt_id,
-            "from_version": r.from_version,
-            "to_version": r.to_version,
-            "outcome": outcome_name(r.outcome),
-            "error": r.error,
-            "directive_id": r.directive_id,
-            "rollout_id": r.rollout_id,
-        })),
-    })
 }

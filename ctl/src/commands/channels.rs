@@ -1,12 +1,12 @@
 //! `droverctl channels list|set`.
 
 use clap::Subcommand;
+use drover_api as api;
 use drover_proto::v1 as pb;
-use serde_json::{Value, json};
 
 use super::{Client, status_text};
 use crate::{
-    names::{or_dash, time_text, yes_no},
+    names::{or_dash, yes_no},
     render::{Reply, Table},
 };
 
@@ -38,7 +38,7 @@ pub async fn run(client: &mut Client, command: ChannelsCommand) -> Result<Reply,
                 .map_err(status_text)?
                 .into_inner()
                 .channels;
-            let data = Value::Array(channels.iter().map(channel_json).collect());
+            let data: Vec<_> = channels.iter().map(api::Channel::from).collect();
             return Ok(Reply::new(data, table(&channels)));
         }
         ChannelsCommand::Set {
@@ -47,7 +47,7 @@ pub async fn run(client: &mut Client, command: ChannelsCommand) -> Result<Reply,
             critical,
         } => set(client, name, version, critical).await?,
     };
-    Ok(Reply::new(channel_json(&channel), table(&[channel])))
+    Ok(Reply::new(api::Channel::from(&channel), table(&[channel])))
 }
 
 async fn set(
@@ -91,15 +91,4 @@ fn table(channels: &[pb::Channel]) -> Table {
         ]);
     }
     table
-}
-
-fn channel_json(c: &pb::Channel) -> Value {
-    json!({
-        "name": c.name,
-        "version": c.version,
-        "critical": c.critical,
-        "follows_control_plane": c.follows_control_plane,
-        "agent_count": c.agent_count,
-        "updated_at": c.updated_at.as_ref().map(time_text),
-    })
 }

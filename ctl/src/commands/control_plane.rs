@@ -1,11 +1,11 @@
 //! `droverctl control-plane get|set`.
 
 use clap::Subcommand;
+use drover_api as api;
 use drover_proto::v1 as pb;
-use serde_json::json;
 
 use super::{Client, status_text};
-use crate::{names::time_text, render::Reply};
+use crate::render::Reply;
 
 #[derive(Subcommand, Debug)]
 pub enum ControlPlaneCommand {
@@ -33,8 +33,8 @@ pub async fn run(client: &mut Client, command: ControlPlaneCommand) -> Result<Re
     }
     .map_err(status_text)?
     .into_inner();
-    let updated = cp.updated_at.as_ref().map(time_text).unwrap_or_default();
-    let data = json!({ "version": cp.version, "updated_at": updated });
+    let data = api::ControlPlane::from(&cp);
+    let updated = data.updated_at.clone().unwrap_or_default();
     let text = if cp.version.is_empty() {
         "control plane version: not set (droverctl control-plane set VERSION)".to_string()
     } else {

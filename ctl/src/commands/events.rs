@@ -1,12 +1,12 @@
 //! `droverctl events`.
 
 use clap::Args;
+use drover_api as api;
 use drover_proto::v1 as pb;
-use serde_json::{Value, json};
 
 use super::{Client, status_text};
 use crate::{
-    names::{or_dash, time_or_dash, time_text},
+    names::{or_dash, time_or_dash},
     render::{Reply, Table},
 };
 
@@ -31,18 +31,7 @@ pub async fn run(client: &mut Client, args: EventsArgs) -> Result<Reply, String>
         .map_err(status_text)?
         .into_inner()
         .events;
-    let data = Value::Array(
-        events
-            .iter()
-            .map(|e| {
-                json!({
-                    "event_id": e.event_id, "at": e.at.as_ref().map(time_text), "kind": e.kind,
-                    "rollout_id": e.rollout_id, "group": e.group, "agent_id": e.agent_id,
-                    "actor": e.actor, "text": e.text,
-                })
-            })
-            .collect(),
-    );
+    let data: Vec<_> = events.iter().map(api::Event::from).collect();
     let mut table = Table::new(&["time", "kind", "actor", "group", "agent", "what"]);
     for e in &events {
         table.row(vec![

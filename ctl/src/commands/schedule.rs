@@ -1,12 +1,13 @@
 //! `droverctl schedule list|set|clear`.
 
 use clap::Subcommand;
+use drover_api as api;
 use drover_proto::v1 as pb;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{Client, status_text};
 use crate::{
-    names::{time_or_dash, time_text},
+    names::time_or_dash,
     render::{Reply, Table},
 };
 
@@ -81,7 +82,7 @@ pub async fn run(client: &mut Client, command: ScheduleCommand) -> Result<Reply,
             ));
         }
     };
-    let data = Value::Array(schedules.iter().map(schedule_json).collect());
+    let data: Vec<_> = schedules.iter().map(api::GroupSchedule::from).collect();
     let mut table = Table::new(&["group", "window", "next opens", "closes"]);
     for s in &schedules {
         table.row(vec![
@@ -109,13 +110,4 @@ fn window_text(schedule: Option<&pb::MaintenanceSchedule>) -> String {
         duration_minutes: minutes,
     }
     .to_string()
-}
-
-fn schedule_json(s: &pb::GroupSchedule) -> Value {
-    json!({
-        "group": s.group,
-        "window": window_text(s.schedule.as_ref()),
-        "next_window_start": s.next_window_start.as_ref().map(time_text),
-        "next_window_end": s.next_window_end.as_ref().map(time_text),
-    })
 }

@@ -3,14 +3,11 @@
 pub mod spec;
 
 use clap::Subcommand;
+use drover_api as api;
 use drover_proto::v1 as pb;
-use serde_json::{Value, json};
 
 use super::{Client, status_text};
-use crate::{
-    names::time_text,
-    render::{Reply, Table, Text},
-};
+use crate::render::{Reply, Table, Text};
 use spec::SpecArgs;
 
 #[derive(Subcommand, Debug)]
@@ -92,7 +89,7 @@ pub async fn run(client: &mut Client, command: RolloutCommand) -> Result<Reply, 
                 .await
                 .map_err(status_text)?
                 .into_inner();
-            let data = Value::Array(list.rollouts.iter().map(status_json).collect());
+            let data: Vec<_> = list.rollouts.iter().map(api::Rollout::from).collect();
             let mut text = Text::new();
             for (i, rollout) in list.rollouts.iter().enumerate() {
                 if i > 0 {
@@ -142,27 +139,9 @@ pub async fn run(client: &mut Client, command: RolloutCommand) -> Result<Reply, 
     .map_err(status_text)?
     .into_inner();
     Ok(Reply::new(
-        status_json(&status),
+        api::Rollout::from(&status),
         status_text_into(Text::new(), &status),
     ))
-}
-
-fn status_json(s: &pb::RolloutStatus) -> Value {
-    json!({
-        "rollout_id": s.rollout_id,
-        "channel": s.channel,
-        "start_version": s.start_version,
-        "target_version": s.target_version,
-        "status": s.status,
-        "paused": s.paused,
-        "groups": s.groups.iter().map(|g| json!({
-            "name": g.name, "state": g.state, "note": g.note, "canaries": g.canaries,
-            "initial": g.initial, "present": g.present, "on_target": g.on_target,
-            "healthy": g.healthy, "failed": g.failed,
-            "started_at": g.started_at.as_ref().map(time_text),
-            "done_at": g.done_at.as_ref().map(time_text),
-        })).collect::<Vec<_>>(),
-    })
 }
 
 /// States shown in red on a terminal: something stopped and wants an admin.

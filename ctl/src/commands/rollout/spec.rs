@@ -3,10 +3,9 @@
 
 use clap::{Args, ValueEnum};
 use drover_proto::v1 as pb;
-use serde_json::{Value, json};
 
 use crate::{
-    names::{time_or_dash, time_text},
+    names::time_or_dash,
     render::{Reply, Table, Text},
 };
 
@@ -109,18 +108,7 @@ pub fn request(args: SpecArgs) -> Result<pb::CreateRolloutRequest, String> {
 }
 
 pub fn plan_reply(plan: &pb::RolloutPlan) -> Reply {
-    let data = Value::Array(
-        plan.groups
-            .iter()
-            .map(|g| {
-                json!({
-                    "group": g.name, "agents": g.agents,
-                    "starts_at": g.starts_at.as_ref().map(time_text),
-                    "done_at": g.done_at.as_ref().map(time_text),
-                })
-            })
-            .collect(),
-    );
+    let data = drover_api::RolloutPlan::from(plan);
     let mut table = Table::new(&["group", "agents", "would start", "would be done"]);
     for g in &plan.groups {
         table.row(vec![

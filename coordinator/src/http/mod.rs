@@ -1,5 +1,9 @@
-//! The HTTP edge: the dashboard (embedded), liveness and readiness, and a small JSON API.
-//! Errors become responses in `crate::edge`.
+//! The HTTP edge: the dashboard (embedded), liveness and readiness, the JSON admin API
+//! (`api`, described by `openapi`) and the Teleport-compatible version server. Errors become
+//! responses in `crate::edge`.
+
+mod api;
+mod openapi;
 
 use std::sync::{Arc, atomic::Ordering};
 
@@ -12,14 +16,9 @@ use axum::{
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::{
-    domain::{AgentFilter, Health},
-    error::{DroverError, Result},
-    fleet::{AgentView, Fleet, FleetSummary},
-    readiness::Verdict,
-};
+use crate::{error::Result, fleet::Fleet, readiness::Verdict};
 
-const DASHBOARD_HTML: &str = include_str!("../../dashboard/index.html");
+const DASHBOARD_HTML: &str = include_str!("../../../dashboard/index.html");
 
 /// `readiness` is the readiness task's verdict; `/readyz` only reads it.
 pub fn router(fleet: Arc<Fleet>, readiness: watch::Receiver<Verdict>) -> Router {
@@ -29,11 +28,7 @@ pub fn router(fleet: Arc<Fleet>, readiness: watch::Receiver<Verdict>) -> Router 
         .route("/livez", get(|| async { "ok" }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(move || readyz(readiness.clone())))
-        .route("/api/v1/fleet/summary", get(summary))
-        .route("/api/v1/agents", get(list_agents))
-        .route("/api/v1/agents/{agent_id}", get(get_agent))
         .route("/api/v1/stats", get(stats))
-        .route("/api/v1/events", get(events))
         .route(
             "/api/v1/testing/clock/advance",
             axum::routing::post(advance_clock),
@@ -43,7 +38,8 @@ pub fn router(fleet: Arc<Fleet>, readiness: watch::Receiver<Verdict>) -> Router 
             "/v1/webapi/automaticupgrades/channel/{*path}",
             get(teleport_channel),
         )
-        .with_state(fleet)
+        .with_state(fleet.clone())
+        .merge(api::router(fleet))
 }
 
 /// 200 "ready", or 503 with `{"ready": false, "failed": [...]}` naming each failed check.
@@ -55,67 +51,6 @@ async fn readyz(readiness: watch::Receiver<Verdict>) -> axum::response::Response
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, Json(verdict)).into_response()
     }
-}
-
-async fn summary(State(fleet): State<Arc<Fleet>>) -> Result<Json<FleetSummary>> {
-    Ok(Json(fleet.summary().await?))
-}
-
-#[derive(Deserialize)]
-struct ListQuery {
-    group: Option<String>,
-    version: Option<String>,
-    health: Option<String>,
-    channel: Option<String>,
-    after: Option<String>,
-    limit: Option<u32>,
-    out_of_compliance: Option<bool>,
-}
-
-#[derive(serde::Serialize)]
-struct AgentPage {
-    agents: Vec<AgentView>,
-    total_matching: u64,
-}
-
-async fn list_agents(
-    State(fleet): State<Arc<Fleet>>,
-    Query(query): Query<ListQuery>,
-) -> Result<Json<AgentPage>> {
-    let health = match query.health.as_deref() {
-        None | Some("") => None,
-        Some(text) => Some(Health::parse(text).ok_or_else(|| {
-            DroverError::invalid(format!(
-                "health '{text}' is not one of healthy, unhealthy, unknown"
-            ))
-        })?),
-    };
-    let filter = AgentFilter {
-        group: query.group,
-        agent_version: query.version,
-        health,
-        channel: query.channel,
-    };
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let (agents, total_matching, _) = fleet
-        .agents(
-            &filter,
-            query.after.as_deref().unwrap_or(""),
-            limit,
-            query.out_of_compliance.unwrap_or(false),
-        )
-        .await?;
-    Ok(Json(AgentPage {
-        agents,
-        total_matching,
-    }))
-}
-
-async fn get_agent(
-    State(fleet): State<Arc<Fleet>>,
-    Path(agent_id): Path<String>,
-) -> Result<Json<AgentView>> {
-    Ok(Json(fleet.agent(&agent_id).await?))
 }
 
 #[derive(serde::Serialize)]
@@ -138,26 +73,6 @@ async fn stats(State(fleet): State<Arc<Fleet>>) -> Json<Stats> {
         directives_pushed: counters.directives_pushed.load(Ordering::Relaxed),
         store_write_statements: fleet.store().write_statements(),
     })
-}
-
-#[derive(Deserialize)]
-struct EventsQuery {
-    agent: Option<String>,
-    limit: Option<u32>,
-}
-
-async fn events(
-    State(fleet): State<Arc<Fleet>>,
-    Query(query): Query<EventsQuery>,
-) -> Result<Json<Vec<crate::store::Event>>> {
-    Ok(Json(
-        fleet
-            .events(
-                query.agent.as_deref().unwrap_or(""),
-                query.limit.unwrap_or(50),
-            )
-            .await?,
-    ))
 }
 
 #[derive(Deserialize)]

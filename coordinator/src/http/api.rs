@@ -1,0 +1,206 @@
+//! The JSON admin API: the same reads as gRPC's `AdminService` (`grpc::AdminApi`), answered
+//! as `drover-api` types, so `droverctl -o json` and these routes print the same objects.
+//! Every route is listed in `super::openapi`.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    routing::get,
+};
+use drover_api as api;
+use drover_proto::v1 as pb;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::{
+    error::{DroverError, Result},
+    fleet::Fleet,
+    grpc::AdminApi,
+};
+
+type Admin = State<Arc<AdminApi>>;
+
+pub fn router(fleet: Arc<Fleet>) -> Router {
+    Router::new()
+        .route("/api/v1/openapi.json", get(super::openapi::document))
+        .route("/api/v1/fleet/summary", get(fleet_summary))
+        .route("/api/v1/agents", get(list_agents))
+        .route("/api/v1/agents/{agent_id}", get(get_agent))
+        .route("/api/v1/agents/{agent_id}/explanation", get(explain_agent))
+        .route("/api/v1/channels", get(list_channels))
+        .route("/api/v1/control-plane", get(control_plane))
+        .route("/api/v1/schedules", get(list_schedules))
+        .route("/api/v1/rollouts", get(list_rollouts))
+        .route("/api/v1/events", get(list_events))
+        .with_state(Arc::new(AdminApi::new(fleet)))
+}
+
+/// Agents by version, group and health.
+#[utoipa::path(get, path = "/api/v1/fleet/summary", responses(
+    (status = 200, body = api::FleetSummary),
+    (status = 503, body = api::ErrorBody, description = "the store is unavailable"),
+))]
+pub async fn fleet_summary(State(admin): Admin) -> Result<Json<api::FleetSummary>> {
+    Ok(Json(api::FleetSummary::from(&admin.fleet_summary().await?)))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AgentQuery {
+    /// Only agents in this group.
+    group: Option<String>,
+    /// Only agents running exactly this version.
+    version: Option<String>,
+    /// Only agents of this health: healthy, unhealthy or unknown.
+    health: Option<String>,
+    /// Only agents on this channel.
+    channel: Option<String>,
+    /// Only agents whose version breaks the control-plane constraints.
+    out_of_compliance: Option<bool>,
+    /// The previous page's `next_after`.
+    after: Option<String>,
+    /// Agents per page: 1 to 1000, 100 by default.
+    limit: Option<u32>,
+}
+
+fn health_filter(text: Option<&str>) -> Result<pb::AgentHealth> {
+    Ok(match text {
+        None | Some("") => pb::AgentHealth::Unspecified,
+        Some("healthy") => pb::AgentHealth::Healthy,
+        Some("unhealthy") => pb::AgentHealth::Unhealthy,
+        Some("unknown") => pb::AgentHealth::Unknown,
+        Some(other) => {
+            return Err(DroverError::invalid(format!(
+                "health '{other}' is not one of healthy, unhealthy, unknown"
+            )));
+        }
+    })
+}
+
+/// One page of agents, filtered; keyset paging with `after`.
+#[utoipa::path(get, path = "/api/v1/agents", params(AgentQuery), responses(
+    (status = 200, body = api::AgentPage),
+    (status = 400, body = api::ErrorBody, description = "a filter is malformed"),
+))]
+pub async fn list_agents(
+    State(admin): Admin,
+    Query(query): Query<AgentQuery>,
+) -> Result<Json<api::AgentPage>> {
+    let filter = pb::AgentFilter {
+        group: query.group.unwrap_or_default(),
+        agent_version: query.version.unwrap_or_default(),
+        health: health_filter(query.health.as_deref())? as i32,
+        channel: query.channel.unwrap_or_default(),
+        out_of_compliance: query.out_of_compliance.unwrap_or(false),
+    };
+    let request = pb::ListAgentsRequest {
+        filter: Some(filter),
+        // 0 asks for the default page size, as over gRPC.
+        page_size: query.limit.unwrap_or(0).min(1000),
+        page_token: query.after.unwrap_or_default(),
+    };
+    Ok(Json(api::AgentPage::from(
+        &admin.agents_page(request).await?,
+    )))
+}
+
+/// Everything known about one agent.
+#[utoipa::path(get, path = "/api/v1/agents/{agent_id}", params(("agent_id" = String, Path)),
+    responses(
+        (status = 200, body = api::Agent),
+        (status = 404, body = api::ErrorBody, description = "no such agent; close matches named"),
+))]
+pub async fn get_agent(
+    State(admin): Admin,
+    Path(agent_id): Path<String>,
+) -> Result<Json<api::Agent>> {
+    Ok(Json(api::Agent::from(&admin.agent(&agent_id).await?)))
+}
+
+/// Why an agent runs what it runs, or why it has not updated.
+#[utoipa::path(get, path = "/api/v1/agents/{agent_id}/explanation",
+    params(("agent_id" = String, Path)), responses(
+        (status = 200, body = api::AgentExplanation),
+        (status = 404, body = api::ErrorBody, description = "no such agent; close matches named"),
+))]
+pub async fn explain_agent(
+    State(admin): Admin,
+    Path(agent_id): Path<String>,
+) -> Result<Json<api::AgentExplanation>> {
+    Ok(Json(api::AgentExplanation::from(
+        &admin.explanation(&agent_id).await?,
+    )))
+}
+
+/// Every channel with its version and agent count.
+#[utoipa::path(get, path = "/api/v1/channels", responses((status = 200, body = Vec<api::Channel>)))]
+pub async fn list_channels(State(admin): Admin) -> Result<Json<Vec<api::Channel>>> {
+    let channels = admin.channels().await?.channels;
+    Ok(Json(channels.iter().map(api::Channel::from).collect()))
+}
+
+/// The control plane's version.
+#[utoipa::path(get, path = "/api/v1/control-plane", responses((status = 200, body = api::ControlPlane)))]
+pub async fn control_plane(State(admin): Admin) -> Json<api::ControlPlane> {
+    Json(api::ControlPlane::from(&admin.control_plane()))
+}
+
+/// Every group's maintenance window.
+#[utoipa::path(get, path = "/api/v1/schedules", responses((status = 200, body = Vec<api::GroupSchedule>)))]
+pub async fn list_schedules(State(admin): Admin) -> Result<Json<Vec<api::GroupSchedule>>> {
+    let schedules = admin.schedules().await?.schedules;
+    Ok(Json(
+        schedules.iter().map(api::GroupSchedule::from).collect(),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutQuery {
+    /// Only this channel's rollout (the one `droverctl rollout status --channel` shows).
+    channel: Option<String>,
+}
+
+/// Active rollouts (and each channel's last finished one), or one channel's.
+#[utoipa::path(get, path = "/api/v1/rollouts", params(RolloutQuery), responses(
+    (status = 200, body = Vec<api::Rollout>),
+    (status = 404, body = api::ErrorBody, description = "the channel has no rollout"),
+))]
+pub async fn list_rollouts(
+    State(admin): Admin,
+    Query(query): Query<RolloutQuery>,
+) -> Result<Json<Vec<api::Rollout>>> {
+    let rollouts = match query.channel {
+        Some(channel) => vec![admin.rollout_status(&channel)?],
+        None => admin.rollouts().rollouts,
+    };
+    Ok(Json(rollouts.iter().map(api::Rollout::from).collect()))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    /// Only this agent's events.
+    agent: Option<String>,
+    /// At most this many, the newest: 1 to 1000, 50 by default.
+    limit: Option<u32>,
+}
+
+/// The newest events, newest first.
+#[utoipa::path(get, path = "/api/v1/events", params(EventQuery), responses((status = 200, body = Vec<api::Event>)))]
+pub async fn list_events(
+    State(admin): Admin,
+    Query(query): Query<EventQuery>,
+) -> Result<Json<Vec<api::Event>>> {
+    let request = pb::ListEventsRequest {
+        limit: query.limit.unwrap_or(0),
+        agent_id: query.agent.unwrap_or_default(),
+    };
+    let events = admin.events(request).await?.events;
+    Ok(Json(events.iter().map(api::Event::from).collect()))
+}

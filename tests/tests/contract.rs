@@ -1,0 +1,265 @@
+//! One API contract: every route of the JSON API answers what `/api/v1/openapi.json` says it
+//! answers, and `droverctl -o json` prints the same objects as the HTTP API.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use drover_tests::{
+    CoordinatorBuilder, CoordinatorProcess, create_rollout, droverctl, droverctl_json, eventually,
+    http, simulate, utc_hour_now, wait_connected,
+};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A coordinator with six agents on channel `edge`, a maintenance window on `prod`, and a
+/// rollout whose first group is done and second waits: every kind of object exists.
+async fn populated(root: &std::path::Path) -> (CoordinatorProcess, tokio::process::Child) {
+    let coordinator = CoordinatorBuilder::sqlite(root)
+        .arg("--control-plane-version")
+        .arg("2.0.0")
+        .arg("--reconcile-ms")
+        .arg("100")
+        .start()
+        .await;
+    let url = coordinator.grpc_url();
+    droverctl_json(&url, &["channels", "set", "edge", "1.0.0"]).await;
+    let fleet = simulate(
+        &url,
+        root,
+        &[
+            "--count",
+            "6",
+            "--groups",
+            "dev,prod",
+            "--channel",
+            "edge",
+            "--versions",
+            "1.0.0",
+            "--id-prefix",
+            "sim",
+            "--ramp-up-secs",
+            "0",
+            "--recheck-secs",
+            "3600",
+        ],
+    );
+    wait_connected(&url, 6).await;
+    let later = ((utc_hour_now() + 12) % 24).to_string();
+    let (ok, _, err) = droverctl(
+        &url,
+        &[
+            "schedule",
+            "set",
+            "--group",
+            "prod",
+            "--days",
+            "mon-fri",
+            "--start",
+            &format!("{later}:00"),
+            "--duration",
+            "1h",
+        ],
+    )
+    .await;
+    assert!(ok, "schedule set: {err}");
+    let dev = format!("dev:canaries=1,start={},window=2", utc_hour_now());
+    let prod = format!("prod:canaries=1,start={later},window=1");
+    assert!(create_rollout(&url, "edge", &[&dev, &prod], &[]).await.0);
+    eventually("dev done", WAIT, async || {
+        let status = droverctl_json(&url, &["rollout", "status", "--channel", "edge"]).await;
+        (status["groups"][0]["state"] == "done").then_some(())
+    })
+    .await;
+    (coordinator, fleet)
+}
+
+async fn get(coordinator: &CoordinatorProcess, path: &str) -> (u16, Value) {
+    let (status, body) = http(coordinator.addresses.http, "GET", path).await;
+    let value = serde_json::from_str(&body)
+        .unwrap_or_else(|err| panic!("GET {path} answered {status} with non-JSON ({err}): {body}"));
+    (status, value)
+}
+
+/// Checks `body` against the schema the document gives for `route`'s `status` answer.
+fn check_against_document(document: &Value, route: &str, status: u16, body: &Value) {
+    let schema = &document["paths"][route]["get"]["responses"][status.to_string()]["content"]["application/json"]
+        ["schema"];
+    assert!(
+        !schema.is_null(),
+        "the document has no {status} answer for GET {route}"
+    );
+    // The components ride along so the schema's `#/components/schemas/...` refs resolve.
+    let root = json!({ "allOf": [schema], "components": document["components"] });
+    let validator = jsonschema::draft202012::new(&root).expect("the document's schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "GET {route} ({status}) breaks its schema: {errors:#?}\n{body:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_what_the_openapi_document_says() {
+    let root = tempfile::tempdir().unwrap();
+    let (coordinator, _fleet) = populated(root.path()).await;
+    let (status, document) = get(&coordinator, "/api/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(
+        document["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{document}"
+    );
+
+    // (route as documented, a real request to it, the status it must answer)
+    let requests = [
+        ("/api/v1/fleet/summary", "/api/v1/fleet/summary", 200),
+        ("/api/v1/agents", "/api/v1/agents?limit=4", 200),
+        (
+            "/api/v1/agents",
+            "/api/v1/agents?group=prod&health=healthy",
+            200,
+        ),
+        ("/api/v1/agents", "/api/v1/agents?health=sideways", 400),
+        ("/api/v1/agents/{agent_id}", "/api/v1/agents/sim-00001", 200),
+        ("/api/v1/agents/{agent_id}", "/api/v1/agents/sim-0001", 404),
+        (
+            "/api/v1/agents/{agent_id}/explanation",
+            "/api/v1/agents/sim-00004/explanation",
+            200,
+        ),
+        (
+            "/api/v1/agents/{agent_id}/explanation",
+            "/api/v1/agents/nobody/explanation",
+            404,
+        ),
+        ("/api/v1/channels", "/api/v1/channels", 200),
+        ("/api/v1/control-plane", "/api/v1/control-plane", 200),
+        ("/api/v1/schedules", "/api/v1/schedules", 200),
+        ("/api/v1/rollouts", "/api/v1/rollouts", 200),
+        ("/api/v1/rollouts", "/api/v1/rollouts?channel=edge", 200),
+        ("/api/v1/rollouts", "/api/v1/rollouts?channel=nope", 404),
+        ("/api/v1/events", "/api/v1/events?limit=100", 200),
+    ];
+    let mut exercised = BTreeSet::new();
+    for (route, path, expected) in requests {
+        let (status, body) = get(&coordinator, path).await;
+        assert_eq!(status, expected, "GET {path}: {body}");
+        check_against_document(&document, route, status, &body);
+        exercised.insert(route.to_string());
+    }
+    let documented: BTreeSet<String> = document["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(documented, exercised, "every documented route is checked");
+
+    // The checks can fail: a response with a field the schema does not know is refused.
+    let (_, mut channels) = get(&coordinator, "/api/v1/channels").await;
+    channels[0]["colour"] = json!("blue");
+    let schema = &document["paths"]["/api/v1/channels"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
+    let root = json!({ "allOf": [schema], "components": document["components"] });
+    assert!(
+        !jsonschema::draft202012::new(&root)
+            .unwrap()
+            .is_valid(&channels)
+    );
+}
+
+/// A droverctl command, the HTTP path that must print the same, and what of the HTTP answer
+/// to compare.
+type Pair = (&'static [&'static str], &'static str, fn(Value) -> Value);
+
+/// droverctl talks gRPC; the HTTP API answers JSON. Both print the same objects. The fleet is
+/// live (heartbeats move `last_seen`), so each pair is fetched back to back until it agrees:
+/// a difference in shape never would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn droverctl_json_and_the_http_api_print_the_same_objects() {
+    let root = tempfile::tempdir().unwrap();
+    let (coordinator, _fleet) = populated(root.path()).await;
+    let url = coordinator.grpc_url();
+    let pairs: [Pair; 10] = [
+        (
+            &["agents", "list", "--limit", "4"],
+            "/api/v1/agents?limit=4",
+            |v| v,
+        ),
+        (
+            &["agents", "list", "--group", "prod"],
+            "/api/v1/agents?group=prod",
+            |v| v,
+        ),
+        (
+            &["agents", "show", "sim-00001"],
+            "/api/v1/agents/sim-00001",
+            |v| v,
+        ),
+        (
+            &["agents", "why", "sim-00004"],
+            "/api/v1/agents/sim-00004/explanation",
+            |v| v,
+        ),
+        (&["rollout", "list"], "/api/v1/rollouts", |v| v),
+        // One channel's rollout: droverctl prints the object, HTTP a list of one.
+        (
+            &["rollout", "status", "--channel", "edge"],
+            "/api/v1/rollouts?channel=edge",
+            |v| v[0].clone(),
+        ),
+        (&["channels", "list"], "/api/v1/channels", |v| v),
+        (
+            &["events", "--limit", "100"],
+            "/api/v1/events?limit=100",
+            |v| v,
+        ),
+        (&["fleet", "summary"], "/api/v1/fleet/summary", |v| v),
+        (&["schedule", "list"], "/api/v1/schedules", |v| v),
+    ];
+    for (args, path, pick) in pairs {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let from_ctl = droverctl_json(&url, args).await;
+            let (status, from_http) = get(&coordinator, path).await;
+            assert_eq!(status, 200, "GET {path}: {from_http}");
+            let from_http = pick(from_http);
+            if from_ctl == from_http {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "droverctl {} and GET {path} never agreed; last:\n droverctl: {from_ctl}\n http:      {from_http}",
+                args.join(" ")
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let control_plane = droverctl_json(&url, &["control-plane", "get"]).await;
+    assert_eq!(
+        get(&coordinator, "/api/v1/control-plane").await.1,
+        control_plane
+    );
+
+    // Reason codes and states come with their explanations, in both.
+    let why = droverctl_json(&url, &["agents", "why", "sim-00004"]).await;
+    assert!(
+        !why["reason_explanation"].as_str().unwrap().is_empty(),
+        "{why}"
+    );
+    let rollout = droverctl_json(&url, &["rollout", "status", "--channel", "edge"]).await;
+    assert!(
+        !rollout["groups"][0]["state_explanation"]
+            .as_str()
+            .unwrap()
+            .is_empty()
+    );
+    let schedules = droverctl_json(&url, &["schedule", "list"]).await;
+    assert_eq!(
+        schedules[0]["window"]["days"],
+        json!(["monday", "tuesday", "wednesday", "thursday", "friday"]),
+        "{schedules}"
+    );
+}
