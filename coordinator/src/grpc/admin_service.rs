@@ -260,15 +260,43 @@ impl AdminService for AdminApi {
 
     async fn list_rollouts(
         &self,
-        _request: Request<pb::ListRolloutsRequest>,
+        request: Request<pb::ListRolloutsRequest>,
     ) -> Result<Response<pb::ListRolloutsResponse>, Status> {
-        let rollouts = self
-            .fleet
-            .rollouts()
+        let r = request.into_inner();
+        let (rollouts, next_page_token) = if r.all {
+            let page = self.fleet.rollout_history(&r.page_token, r.limit).await?;
+            (page.rollouts, page.next_page_token.unwrap_or_default())
+        } else {
+            (self.fleet.rollouts(), String::new())
+        };
+        let rollouts = rollouts
             .iter()
             .map(|r| rollout_convert::status_to_proto(r))
             .collect();
-        Ok(Response::new(pb::ListRolloutsResponse { rollouts }))
+        Ok(Response::new(pb::ListRolloutsResponse {
+            rollouts,
+            next_page_token,
+        }))
+    }
+
+    async fn get_rollout(
+        &self,
+        request: Request<pb::GetRolloutRequest>,
+    ) -> Result<Response<pb::RolloutDetail>, Status> {
+        let r = request.into_inner();
+        let detail = self.fleet.rollout_detail(&r.rollout_id, r.limit).await?;
+        Ok(Response::new(rollout_convert::detail_to_proto(detail)))
+    }
+
+    async fn get_agent_history(
+        &self,
+        request: Request<pb::GetAgentHistoryRequest>,
+    ) -> Result<Response<pb::AgentHistory>, Status> {
+        let r = request.into_inner();
+        let history = self.fleet.agent_history(&r.agent_id, r.limit).await?;
+        Ok(Response::new(rollout_convert::agent_history_to_proto(
+            history,
+        )))
     }
 
     async fn pause_rollout(
