@@ -31,20 +31,22 @@ pub async fn run(client: &mut Client, args: EventsArgs) -> Result<Reply, String>
         .map_err(status_text)?
         .into_inner()
         .events;
-    let data = Value::Array(
-        events
-            .iter()
-            .map(|e| {
-                json!({
-                    "event_id": e.event_id, "at": e.at.as_ref().map(time_text), "kind": e.kind,
-                    "rollout_id": e.rollout_id, "group": e.group, "agent_id": e.agent_id,
-                    "actor": e.actor, "text": e.text,
-                })
-            })
-            .collect(),
-    );
+    let data = Value::Array(events.iter().map(event_json).collect());
+    Ok(Reply::new(data, events_table(&events)))
+}
+
+pub fn event_json(e: &pb::Event) -> Value {
+    json!({
+        "event_id": e.event_id, "at": e.at.as_ref().map(time_text), "kind": e.kind,
+        "rollout_id": e.rollout_id, "group": e.group, "agent_id": e.agent_id,
+        "actor": e.actor, "text": e.text,
+    })
+}
+
+/// Events as a table, in the order given.
+pub fn events_table(events: &[pb::Event]) -> Table {
     let mut table = Table::new(&["time", "kind", "actor", "group", "agent", "what"]);
-    for e in &events {
+    for e in events {
         table.row(vec![
             time_or_dash(e.at.as_ref()),
             e.kind.clone(),
@@ -54,5 +56,5 @@ pub async fn run(client: &mut Client, args: EventsArgs) -> Result<Reply, String>
             e.text.clone(),
         ]);
     }
-    Ok(Reply::new(data, table))
+    table
 }
