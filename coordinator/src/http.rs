@@ -16,6 +16,7 @@ use crate::{
     domain::{AgentFilter, Health},
     error::{DroverError, Result},
     fleet::{AgentView, Fleet, FleetSummary},
+    grpc::{json, rollout_convert},
     readiness::Verdict,
 };
 
@@ -32,6 +33,9 @@ pub fn router(fleet: Arc<Fleet>, readiness: watch::Receiver<Verdict>) -> Router 
         .route("/api/v1/fleet/summary", get(summary))
         .route("/api/v1/agents", get(list_agents))
         .route("/api/v1/agents/{agent_id}", get(get_agent))
+        .route("/api/v1/agents/{agent_id}/history", get(agent_history))
+        .route("/api/v1/rollouts", get(list_rollouts))
+        .route("/api/v1/rollouts/{rollout_id}", get(get_rollout))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/events", get(events))
         .route(
@@ -116,6 +120,77 @@ async fn get_agent(
     Path(agent_id): Path<String>,
 ) -> Result<Json<AgentView>> {
     Ok(Json(fleet.agent(&agent_id).await?))
+}
+
+#[derive(Deserialize)]
+struct RolloutsQuery {
+    all: Option<bool>,
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+/// Active rollouts (an array), or with `all=true` one page of every rollout ever started,
+/// newest first: the JSON of `droverctl rollout list [--all] -o json`.
+async fn list_rollouts(
+    State(fleet): State<Arc<Fleet>>,
+    Query(query): Query<RolloutsQuery>,
+) -> Result<Json<serde_json::Value>> {
+    if !query.all.unwrap_or(false) {
+        let active: Vec<_> = fleet
+            .rollouts()
+            .iter()
+            .map(|r| json::status_json(&rollout_convert::status_to_proto(r)))
+            .collect();
+        return Ok(Json(serde_json::Value::Array(active)));
+    }
+    let page = fleet
+        .rollout_history(
+            query.after.as_deref().unwrap_or(""),
+            query.limit.unwrap_or(0),
+        )
+        .await?;
+    let page = drover_proto::v1::ListRolloutsResponse {
+        rollouts: page
+            .rollouts
+            .iter()
+            .map(|r| rollout_convert::status_to_proto(r))
+            .collect(),
+        next_page_token: page.next_page_token.unwrap_or_default(),
+    };
+    Ok(Json(json::rollout_page_json(&page)))
+}
+
+#[derive(Deserialize)]
+struct LimitQuery {
+    limit: Option<u32>,
+}
+
+/// One rollout with its timelines: the JSON of `droverctl rollout show ID -o json`.
+async fn get_rollout(
+    State(fleet): State<Arc<Fleet>>,
+    Path(rollout_id): Path<String>,
+    Query(query): Query<LimitQuery>,
+) -> Result<Json<serde_json::Value>> {
+    let detail = fleet
+        .rollout_detail(&rollout_id, query.limit.unwrap_or(0))
+        .await?;
+    Ok(Json(json::rollout_detail_json(
+        &rollout_convert::detail_to_proto(detail),
+    )))
+}
+
+/// The JSON of `droverctl agents history ID -o json`.
+async fn agent_history(
+    State(fleet): State<Arc<Fleet>>,
+    Path(agent_id): Path<String>,
+    Query(query): Query<LimitQuery>,
+) -> Result<Json<serde_json::Value>> {
+    let history = fleet
+        .agent_history(&agent_id, query.limit.unwrap_or(0))
+        .await?;
+    Ok(Json(json::agent_history_json(
+        &rollout_convert::agent_history_to_proto(history),
+    )))
 }
 
 #[derive(serde::Serialize)]

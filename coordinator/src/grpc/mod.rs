@@ -2,7 +2,8 @@
 
 mod admin_service;
 pub mod convert;
-mod rollout_convert;
+pub mod json;
+pub mod rollout_convert;
 mod updater_service;
 
 pub use admin_service::AdminApi;
