@@ -12,11 +12,13 @@
 
 mod agents;
 mod fleet;
+mod history;
 mod rollouts;
 
 pub use agents::{Agent, AgentExplanation, AgentPage, Directive, Event, Health, Report};
 pub use agents::{UpdateOutcome, UpdaterState};
 pub use fleet::{Channel, ControlPlane, FleetSummary, FleetSummaryRow, GroupSchedule, Window};
+pub use history::{AgentHistory, RolloutDetail, RolloutPage, Timeline};
 pub use rollouts::{GroupPlan, Rollout, RolloutGroup, RolloutPlan};
 
 use serde::{Deserialize, Serialize};

@@ -133,6 +133,7 @@ codes! {
     RolloutStatus {
         Active => "active": "the rollout governs its channel and moves group by group",
         RollingBack => "rolling_back": "every group was rolled back; its agents are still returning to the start version",
+        Halted => "halted": "a group halted (after failures or a refused target); nobody new is updated until an admin acts",
         Done => "done": "every group finished on the target; the channel serves the target",
         Rolledback => "rolledback": "every group was rolled back to the start version",
     }

@@ -141,7 +141,35 @@ async fn every_route_answers_what_the_openapi_document_says() {
         ("/api/v1/rollouts", "/api/v1/rollouts?channel=edge", 200),
         ("/api/v1/rollouts", "/api/v1/rollouts?channel=nope", 404),
         ("/api/v1/events", "/api/v1/events?limit=100", 200),
+        (
+            "/api/v1/history/rollouts",
+            "/api/v1/history/rollouts?limit=10",
+            200,
+        ),
+        (
+            "/api/v1/rollouts/{rollout_id}",
+            "/api/v1/rollouts/r-000000000000",
+            404,
+        ),
+        (
+            "/api/v1/agents/{agent_id}/history",
+            "/api/v1/agents/sim-00001/history",
+            200,
+        ),
+        (
+            "/api/v1/agents/{agent_id}/history",
+            "/api/v1/agents/nobody/history",
+            404,
+        ),
     ];
+    let (_, active) = get(&coordinator, "/api/v1/rollouts").await;
+    let rollout = format!(
+        "/api/v1/rollouts/{}",
+        active[0]["rollout_id"].as_str().unwrap()
+    );
+    let (status, body) = get(&coordinator, &rollout).await;
+    assert_eq!(status, 200, "GET {rollout}: {body}");
+    check_against_document(&document, "/api/v1/rollouts/{rollout_id}", 200, &body);
     let mut exercised = BTreeSet::new();
     for (route, path, expected) in requests {
         let (status, body) = get(&coordinator, path).await;

@@ -9,6 +9,7 @@
 
 mod agent_writer;
 mod clock;
+mod history;
 mod inventory;
 mod liveness;
 mod queries;
@@ -45,6 +46,7 @@ use crate::{
 };
 use agent_writer::AgentWriter;
 pub use clock::FleetClock;
+pub use history::{AgentHistory, GroupTimeline, RolloutDetail, RolloutPage};
 use inventory::Inventory;
 pub use liveness::run_background_tasks;
 pub use queries::{AgentView, Explanation, FleetSummary};

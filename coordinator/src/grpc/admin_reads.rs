@@ -133,14 +133,38 @@ impl AdminApi {
         Ok(rollout_convert::status_to_proto(&rollout))
     }
 
-    pub fn rollouts(&self) -> pb::ListRolloutsResponse {
-        let rollouts = self
-            .fleet
-            .rollouts()
+    /// Active rollouts, or with `all` every rollout ever started, a page at a time.
+    pub async fn rollouts(
+        &self,
+        request: pb::ListRolloutsRequest,
+    ) -> Result<pb::ListRolloutsResponse> {
+        let (rollouts, next_page_token) = if request.all {
+            let page = self
+                .fleet
+                .rollout_history(&request.page_token, request.limit)
+                .await?;
+            (page.rollouts, page.next_page_token.unwrap_or_default())
+        } else {
+            (self.fleet.rollouts(), String::new())
+        };
+        let rollouts = rollouts
             .iter()
             .map(|r| rollout_convert::status_to_proto(r))
             .collect();
-        pb::ListRolloutsResponse { rollouts }
+        Ok(pb::ListRolloutsResponse {
+            rollouts,
+            next_page_token,
+        })
+    }
+
+    pub async fn rollout_detail(&self, rollout_id: &str, limit: u32) -> Result<pb::RolloutDetail> {
+        let detail = self.fleet.rollout_detail(rollout_id, limit).await?;
+        Ok(rollout_convert::detail_to_proto(detail))
+    }
+
+    pub async fn agent_history(&self, agent_id: &str, limit: u32) -> Result<pb::AgentHistory> {
+        let history = self.fleet.agent_history(agent_id, limit).await?;
+        Ok(rollout_convert::agent_history_to_proto(history))
     }
 
     pub async fn explanation(&self, agent_id: &str) -> Result<pb::AgentExplanation> {

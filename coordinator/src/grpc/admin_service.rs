@@ -173,9 +173,29 @@ impl AdminService for AdminApi {
 
     async fn list_rollouts(
         &self,
-        _request: Request<pb::ListRolloutsRequest>,
+        request: Request<pb::ListRolloutsRequest>,
     ) -> Result<Response<pb::ListRolloutsResponse>, Status> {
-        Ok(Response::new(self.rollouts()))
+        Ok(Response::new(self.rollouts(request.into_inner()).await?))
+    }
+
+    async fn get_rollout(
+        &self,
+        request: Request<pb::GetRolloutRequest>,
+    ) -> Result<Response<pb::RolloutDetail>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(
+            self.rollout_detail(&r.rollout_id, r.limit).await?,
+        ))
+    }
+
+    async fn get_agent_history(
+        &self,
+        request: Request<pb::GetAgentHistoryRequest>,
+    ) -> Result<Response<pb::AgentHistory>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(
+            self.agent_history(&r.agent_id, r.limit).await?,
+        ))
     }
 
     async fn pause_rollout(

@@ -3,7 +3,7 @@
 mod admin_reads;
 mod admin_service;
 pub mod convert;
-mod rollout_convert;
+pub mod rollout_convert;
 mod updater_service;
 
 pub use admin_service::AdminApi;

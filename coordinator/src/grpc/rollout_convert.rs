@@ -3,11 +3,11 @@
 use drover_proto::v1 as pb;
 use drover_rules::Weekdays;
 
-use super::convert::timestamp;
+use super::convert::{report_to_proto, timestamp};
 use crate::{
     domain::version::parse_version,
     error::{DroverError, Result},
-    fleet::{ActiveRollout, Explanation},
+    fleet::{ActiveRollout, AgentHistory, Explanation, RolloutDetail},
     rollout::{GroupPlan, GroupSpec, RolloutSpec, Strategy},
     store::Event,
 };
@@ -148,16 +148,50 @@ pub fn event_to_proto(e: Event) -> pb::Event {
     }
 }
 
-/// The status an admin sees: a rollout whose every group was rolled back but whose agents
-/// are still returning to the start version is `rolling_back`, not yet `rolledback`.
+pub fn detail_to_proto(detail: RolloutDetail) -> pb::RolloutDetail {
+    pb::RolloutDetail {
+        rollout: Some(status_to_proto(&detail.rollout)),
+        timelines: detail
+            .timelines
+            .into_iter()
+            .map(|t| pb::RolloutTimeline {
+                group: t.group,
+                events: t.events.into_iter().map(event_to_proto).collect(),
+            })
+            .collect(),
+        truncated: detail.truncated,
+    }
+}
+
+pub fn agent_history_to_proto(history: AgentHistory) -> pb::AgentHistory {
+    let record = history.agent.record;
+    pb::AgentHistory {
+        agent_id: record.agent_id,
+        agent_version: record.agent_version.unwrap_or_default(),
+        group: record.group,
+        channel: record.channel,
+        reports: history
+            .reports
+            .iter()
+            .map(|r| report_to_proto(&r.report))
+            .collect(),
+        events: history.events.into_iter().map(event_to_proto).collect(),
+    }
+}
+
+/// The status an admin sees. The store keeps `active` until the rollout ends; shown are
+/// `rolling_back` (every group was rolled back, agents still returning to the start version)
+/// and `halted` (a group halted; nobody new moves until an admin acts).
 fn shown_status(rollout: &ActiveRollout) -> drover_rules::RolloutStatus {
-    let all_rolled_back = rollout
-        .state
-        .groups
-        .iter()
-        .all(|g| g.phase == crate::rollout::Phase::Rolledback);
-    if rollout.status == drover_rules::RolloutStatus::Active && all_rolled_back {
-        drover_rules::RolloutStatus::RollingBack
+    use crate::rollout::Phase;
+    use drover_rules::RolloutStatus;
+    let groups = &rollout.state.groups;
+    if rollout.status != RolloutStatus::Active {
+        rollout.status
+    } else if groups.iter().all(|g| g.phase == Phase::Rolledback) {
+        RolloutStatus::RollingBack
+    } else if groups.iter().any(|g| g.phase == Phase::Halted) {
+        RolloutStatus::Halted
     } else {
         rollout.status
     }

@@ -33,6 +33,9 @@ pub fn router(fleet: Arc<Fleet>) -> Router {
         .route("/api/v1/control-plane", get(control_plane))
         .route("/api/v1/schedules", get(list_schedules))
         .route("/api/v1/rollouts", get(list_rollouts))
+        .route("/api/v1/rollouts/{rollout_id}", get(get_rollout))
+        .route("/api/v1/history/rollouts", get(rollout_history))
+        .route("/api/v1/agents/{agent_id}/history", get(agent_history))
         .route("/api/v1/events", get(list_events))
         .with_state(Arc::new(AdminApi::new(fleet)))
 }
@@ -176,9 +179,83 @@ pub async fn list_rollouts(
 ) -> Result<Json<Vec<api::Rollout>>> {
     let rollouts = match query.channel {
         Some(channel) => vec![admin.rollout_status(&channel)?],
-        None => admin.rollouts().rollouts,
+        None => {
+            let active = pb::ListRolloutsRequest::default();
+            admin.rollouts(active).await?.rollouts
+        }
     };
     Ok(Json(rollouts.iter().map(api::Rollout::from).collect()))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// The previous page's `next_after`.
+    after: Option<String>,
+    /// At most this many: 1 to 1000, 50 by default.
+    limit: Option<u32>,
+}
+
+/// Every rollout ever started, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/history/rollouts", params(PageQuery), responses(
+    (status = 200, body = api::RolloutPage),
+    (status = 400, body = api::ErrorBody, description = "a malformed page token"),
+))]
+pub async fn rollout_history(
+    State(admin): Admin,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<api::RolloutPage>> {
+    let request = pb::ListRolloutsRequest {
+        all: true,
+        limit: query.limit.unwrap_or(0),
+        page_token: query.after.unwrap_or_default(),
+    };
+    Ok(Json(api::RolloutPage::from(
+        &admin.rollouts(request).await?,
+    )))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LimitQuery {
+    /// At most this many entries (each list), the newest.
+    limit: Option<u32>,
+}
+
+/// One rollout, active or finished, with its per-group timelines.
+#[utoipa::path(get, path = "/api/v1/rollouts/{rollout_id}",
+    params(("rollout_id" = String, Path), LimitQuery), responses(
+        (status = 200, body = api::RolloutDetail),
+        (status = 404, body = api::ErrorBody, description = "no such rollout"),
+))]
+pub async fn get_rollout(
+    State(admin): Admin,
+    Path(rollout_id): Path<String>,
+    Query(query): Query<LimitQuery>,
+) -> Result<Json<api::RolloutDetail>> {
+    let detail = admin
+        .rollout_detail(&rollout_id, query.limit.unwrap_or(0))
+        .await?;
+    Ok(Json(api::RolloutDetail::from(&detail)))
+}
+
+/// One agent's update attempts and the decisions about it, newest first.
+#[utoipa::path(get, path = "/api/v1/agents/{agent_id}/history",
+    params(("agent_id" = String, Path), LimitQuery), responses(
+        (status = 200, body = api::AgentHistory),
+        (status = 404, body = api::ErrorBody, description = "no such agent; close matches named"),
+))]
+pub async fn agent_history(
+    State(admin): Admin,
+    Path(agent_id): Path<String>,
+    Query(query): Query<LimitQuery>,
+) -> Result<Json<api::AgentHistory>> {
+    let history = admin
+        .agent_history(&agent_id, query.limit.unwrap_or(0))
+        .await?;
+    Ok(Json(api::AgentHistory::from(&history)))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

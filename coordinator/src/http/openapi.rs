@@ -22,6 +22,9 @@ use super::api;
         api::control_plane,
         api::list_schedules,
         api::list_rollouts,
+        api::get_rollout,
+        api::rollout_history,
+        api::agent_history,
         api::list_events,
     )
 )]

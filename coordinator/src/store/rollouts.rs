@@ -76,12 +76,12 @@ impl Default for NewEvent {
     }
 }
 
-type RolloutTuple = (String, String, String, String, String, i64, i64, i64);
+pub(super) type RolloutTuple = (String, String, String, String, String, i64, i64, i64);
 
-const ROLLOUT_COLUMNS: &str =
+pub(super) const ROLLOUT_COLUMNS: &str =
     "rollout_id, channel, spec_json, state_json, status, created_ms, updated_ms, revision";
 
-fn row(
+pub(super) fn row(
     (rollout_id, channel, spec_json, state_json, status, created_ms, updated_ms, revision): RolloutTuple,
 ) -> RolloutRow {
     RolloutRow {
@@ -93,6 +93,26 @@ fn row(
         created_ms,
         updated_ms,
         revision,
+    }
+}
+
+pub(super) type EventTuple = (i64, i64, String, String, String, String, String, String);
+
+pub(super) const EVENT_COLUMNS: &str =
+    "event_id, at_ms, kind, rollout_id, group_name, agent_id, actor, text";
+
+pub(super) fn event(
+    (event_id, at_ms, kind, rollout_id, group, agent_id, actor, text): EventTuple,
+) -> Event {
+    Event {
+        event_id,
+        at_ms,
+        kind,
+        rollout_id,
+        group,
+        agent_id,
+        actor,
+        text,
     }
 }
 
@@ -238,8 +258,7 @@ impl Store {
 
     /// The newest `limit` events, oldest first; only the agent's when `agent_id` is not empty.
     pub async fn recent_events(&self, agent_id: &str, limit: u32) -> Result<Vec<Event>> {
-        type Row = (i64, i64, String, String, String, String, String, String);
-        let rows: Vec<Row> = on_backend!(self, pool => {
+        let rows: Vec<EventTuple> = on_backend!(self, pool => {
             sqlx::query_as(
                 "SELECT event_id, at_ms, kind, rollout_id, group_name, agent_id, actor, text FROM events \
                  WHERE ($1 = '' OR agent_id = $1) ORDER BY event_id DESC LIMIT $2",
@@ -249,21 +268,7 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        let mut events: Vec<Event> = rows
-            .into_iter()
-            .map(
-                |(event_id, at_ms, kind, rollout_id, group, agent_id, actor, text)| Event {
-                    event_id,
-                    at_ms,
-                    kind,
-                    rollout_id,
-                    group,
-                    agent_id,
-                    actor,
-                    text,
-                },
-            )
-            .collect();
+        let mut events: Vec<Event> = rows.into_iter().map(event).collect();
         events.reverse();
         Ok(events)
     }

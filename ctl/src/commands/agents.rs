@@ -37,6 +37,15 @@ pub enum AgentsCommand {
         /// The agent's id, as `agents list` shows it.
         agent_id: String,
     },
+    /// An agent's update attempts (from, to, outcome, reason, times) and the decisions and
+    /// changes about it (events), newest first.
+    History {
+        /// The agent's id, as `agents list` shows it.
+        agent_id: String,
+        /// At most this many attempts, and this many events (at most 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -77,6 +86,9 @@ pub enum HealthArg {
 pub async fn run(client: &mut Client, command: AgentsCommand) -> Result<Reply, String> {
     match command {
         AgentsCommand::List(args) => list(client, args).await,
+        AgentsCommand::History { agent_id, limit } => {
+            super::agent_history::run(client, agent_id, limit).await
+        }
         AgentsCommand::Show { agent_id } => {
             let agent = client
                 .get_agent(pb::GetAgentRequest { agent_id })

@@ -32,8 +32,13 @@ pub async fn run(client: &mut Client, args: EventsArgs) -> Result<Reply, String>
         .into_inner()
         .events;
     let data: Vec<_> = events.iter().map(api::Event::from).collect();
+    Ok(Reply::new(data, events_table(&events)))
+}
+
+/// Events as a table, in the order given.
+pub fn events_table(events: &[pb::Event]) -> Table {
     let mut table = Table::new(&["time", "kind", "actor", "group", "agent", "what"]);
-    for e in &events {
+    for e in events {
         table.row(vec![
             time_or_dash(e.at.as_ref()),
             e.kind.clone(),
@@ -43,5 +48,5 @@ pub async fn run(client: &mut Client, args: EventsArgs) -> Result<Reply, String>
             e.text.clone(),
         ]);
     }
-    Ok(Reply::new(data, table))
+    table
 }

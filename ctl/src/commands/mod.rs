@@ -1,6 +1,7 @@
 //! One module per noun. Each verb calls the coordinator and returns a [`Reply`]; printing is
 //! the renderer's job.
 
+pub mod agent_history;
 pub mod agents;
 pub mod channels;
 pub mod completion;

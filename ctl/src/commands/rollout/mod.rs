@@ -1,5 +1,6 @@
-//! `droverctl rollout create|plan|status|list|pause|resume|start-group|mark-done|rollback`.
+//! `droverctl rollout create|plan|status|list|show|pause|resume|start-group|mark-done|rollback`.
 
+mod history;
 pub mod spec;
 
 use clap::Subcommand;
@@ -22,8 +23,28 @@ pub enum RolloutCommand {
         #[arg(long)]
         channel: String,
     },
-    /// Active rollouts.
-    List,
+    /// Active rollouts; with --all every rollout ever started (active, done, halted,
+    /// rolled back), newest first, a page at a time.
+    List {
+        /// Every rollout ever started, not only the active ones.
+        #[arg(long)]
+        all: bool,
+        /// With --all: rollouts per page (at most 1000).
+        #[arg(long, default_value_t = 50, requires = "all")]
+        limit: u32,
+        /// With --all: continue after this rollout id (the last of the previous page).
+        #[arg(long, requires = "all")]
+        after: Option<String>,
+    },
+    /// One rollout by id, active or finished: its groups and each group's timeline (what
+    /// happened, when, and who did it).
+    Show {
+        /// The rollout's id, as `rollout list --all` shows it.
+        rollout_id: String,
+        /// At most this many timeline entries, the newest (at most 1000).
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+    },
     /// Stop moving anyone until resumed.
     Pause {
         /// The channel whose rollout to pause.
@@ -83,9 +104,15 @@ pub async fn run(client: &mut Client, command: RolloutCommand) -> Result<Reply, 
                 .into_inner();
             return Ok(spec::plan_reply(&plan));
         }
-        C::List => {
+        C::List {
+            all: true,
+            limit,
+            after,
+        } => return history::list_all(client, limit, after.unwrap_or_default()).await,
+        C::Show { rollout_id, limit } => return history::show(client, rollout_id, limit).await,
+        C::List { all: false, .. } => {
             let list = client
-                .list_rollouts(pb::ListRolloutsRequest {})
+                .list_rollouts(pb::ListRolloutsRequest::default())
                 .await
                 .map_err(status_text)?
                 .into_inner();
@@ -145,11 +172,11 @@ pub async fn run(client: &mut Client, command: RolloutCommand) -> Result<Reply, 
 }
 
 /// States shown in red on a terminal: something stopped and wants an admin.
-fn is_alert(state: &str) -> bool {
+pub(crate) fn is_alert(state: &str) -> bool {
     matches!(state, "halted" | "rolledback")
 }
 
-fn status_text_into(text: Text, s: &pb::RolloutStatus) -> Text {
+pub(crate) fn status_text_into(text: Text, s: &pb::RolloutStatus) -> Text {
     let mut table = Table::new(&[
         "group",
         "state",
