@@ -315,6 +315,14 @@ async fn a_good_release_completes_group_by_group_honouring_windows_and_waits() {
         (prod["state"].as_str(), prod["failed"].as_u64()),
         (Some("done"), Some(0))
     );
+    // Each group started exactly when the plan said it would.
+    let started: Vec<&str> = done["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["started_at"].as_str().unwrap())
+        .collect();
+    assert_eq!(started, starts, "planned {planned}\nhappened {done}");
 
     let deadline = std::time::Instant::now() + WAIT;
     let summary = loop {

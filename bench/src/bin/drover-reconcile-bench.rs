@@ -1,5 +1,6 @@
 //! The reconcile pass at N agents in the store, next to a same-run baseline: one read of
 //! every agent from the same store — what each pass cost before the in-memory inventory.
+//! Also `rollout plan` for a windowed rollout with day-long waits over the same agents.
 //! Prints one JSON line. See BENCHMARKS.md.
 #![forbid(unsafe_code)]
 
@@ -49,6 +50,13 @@ async fn main() -> anyhow::Result<()> {
     let load = started.elapsed();
     fleet.set_control_plane_version("2.0.0", "bench").await?;
     fleet.set_channel_version("edge", "1.0.0", "bench").await?;
+    let mut plans = Vec::with_capacity(3);
+    for _ in 0..3 {
+        let t = Instant::now();
+        let plan = fleet.plan_rollout(windowed(spec(args.groups))).await?;
+        plans.push(t.elapsed());
+        anyhow::ensure!(plan.iter().all(|g| g.done_ms.is_some()), "the plan never finishes");
+    }
     fleet.create_rollout(spec(args.groups), "bench").await?;
 
     let mut passes = Vec::with_capacity(args.passes);
@@ -74,6 +82,8 @@ async fn main() -> anyhow::Result<()> {
             "baseline_full_read_median_ms": ms(read),
             "pass_to_full_read_ratio": pass.as_secs_f64() / read.as_secs_f64().max(1e-9),
             "inventory_load_at_start_ms": ms(load),
+            "plan_median_ms": ms(median(&mut plans)),
+            "plan_to_pass_ratio": median(&mut plans).as_secs_f64() / pass.as_secs_f64().max(1e-9),
         })
     );
     Ok(())
@@ -101,6 +111,20 @@ fn spec(groups: usize) -> RolloutSpec {
         max_in_flight: 0,
         immediate: true,
     }
+}
+
+/// Each group in a two-hour window at 02:00 UTC, a day after the one before: what made a
+/// plan step through weeks of hours.
+fn windowed(mut spec: RolloutSpec) -> RolloutSpec {
+    for group in &mut spec.groups {
+        group.start_hour = 2;
+        group.window_hours = 2;
+        group.wait_hours = 24;
+        // The bench's agents have no session, and canaries must be connected.
+        group.canary_count = 0;
+    }
+    spec.immediate = false;
+    spec
 }
 
 /// Inserts the agents straight into the tables, a few hundred rows per statement (the

@@ -45,10 +45,14 @@ pub fn plan(
         paused: false,
         ..state.clone()
     };
-    // Windows open and waits end on whole hours, so stepping hour by hour sees every change;
-    // a few passes at each instant let canary → active → done settle.
+    // The engine depends on time only through window edges and waits, both on whole hours.
+    // So at each instant a few passes let canary → active → done settle; once a pass changes
+    // nothing, nothing changes until the next window edge or wait end, and the plan jumps
+    // there instead of stepping hour by hour (22 s → well under a second at 10k agents).
+    let horizon = now_ms + HORIZON_HOURS * HOUR_MS;
     let mut now = now_ms;
-    for step in 0..HORIZON_HOURS {
+    while now <= horizon {
+        let mut settled = false;
         for _ in 0..4 {
             let out = reconcile(now, spec, &state, &fleet, control_plane);
             for (before, (after, plan)) in state
@@ -63,24 +67,69 @@ pub fn plan(
                     plan.done_ms = Some(now);
                 }
             }
+            let mut moved = false;
             for agent in &mut fleet {
-                if let Some(target) = &out.decisions[&agent.agent_id].target {
+                if let Some(target) = &out.decisions[&agent.agent_id].target
+                    && agent.version.as_ref() != Some(target)
+                {
                     agent.version = Some(target.clone());
+                    moved = true;
                 }
             }
+            settled = !moved && out.state == state;
             state = out.state;
+            if settled {
+                break;
+            }
         }
         if state.finished() || state.groups.iter().any(|g| g.phase == Phase::Halted) {
             break;
         }
-        now = (now_ms.div_euclid(HOUR_MS) + step + 1) * HOUR_MS;
+        let next_hour = (now.div_euclid(HOUR_MS) + 1) * HOUR_MS;
+        now = if settled {
+            next_change(next_hour, spec, &state)
+        } else {
+            next_hour
+        };
     }
     plans
+}
+
+/// The first whole hour at or after `from` where a group's window opens or closes or a
+/// group's wait ends: the only instants where a settled engine can decide differently.
+fn next_change(from: i64, spec: &RolloutSpec, state: &RolloutState) -> i64 {
+    let first_hour = from.div_euclid(HOUR_MS);
+    let hour_of_day = |hour: i64| hour.rem_euclid(24);
+    let edges: Vec<i64> = spec
+        .groups
+        .iter()
+        .flat_map(|g| [g.start_hour, g.start_hour + g.window_hours])
+        .map(|hour| i64::from(hour) % 24)
+        .collect();
+    let next_edge = (0..24)
+        .map(|offset| first_hour + offset)
+        .find(|hour| edges.contains(&hour_of_day(*hour)))
+        .map(|hour| hour * HOUR_MS);
+    let wait_ends = spec.groups.iter().enumerate().skip(1).flat_map(|(i, g)| {
+        let previous = &state.groups[i - 1];
+        let wait = i64::from(g.wait_hours) * HOUR_MS;
+        [previous.started_ms, previous.done_ms]
+            .into_iter()
+            .flatten()
+            .map(move |at| (at + wait + HOUR_MS - 1).div_euclid(HOUR_MS) * HOUR_MS)
+    });
+    wait_ends
+        .filter(|at| *at >= from)
+        .chain(next_edge)
+        .min()
+        // Unreachable while a group has a window; without one nothing ever changes.
+        .unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use drover_rules::Weekdays;
+    use proptest::prelude::{Strategy as Generator, any};
 
     use super::*;
     use crate::{
@@ -138,5 +187,116 @@ mod tests {
         // Done at 02:00 Monday, so prod waits until 02:00 Tuesday, which is in its window.
         assert_eq!(plans[1].starts_ms, Some(dev_done + 24 * HOUR_MS));
         assert!(plans[1].done_ms.is_some());
+    }
+
+    /// The plan as it was computed before it learned to jump: every hour, four passes.
+    fn plan_hour_by_hour(
+        now_ms: i64,
+        spec: &RolloutSpec,
+        fleet: &[AgentSnapshot],
+        control_plane: Option<&Version>,
+    ) -> Vec<(Option<i64>, Option<i64>)> {
+        let mut state = RolloutState::new(spec);
+        let mut plans = vec![(None, None); spec.groups.len()];
+        let mut fleet = fleet.to_vec();
+        let mut now = now_ms;
+        for step in 0..HORIZON_HOURS {
+            for _ in 0..4 {
+                let out = reconcile(now, spec, &state, &fleet, control_plane);
+                for (i, (before, after)) in state.groups.iter().zip(&out.state.groups).enumerate() {
+                    if before.phase == Phase::Unstarted && after.phase != Phase::Unstarted {
+                        plans[i].0 = Some(now);
+                    }
+                    if before.phase != Phase::Done && after.phase == Phase::Done {
+                        plans[i].1 = Some(now);
+                    }
+                }
+                for agent in &mut fleet {
+                    if let Some(target) = &out.decisions[&agent.agent_id].target {
+                        agent.version = Some(target.clone());
+                    }
+                }
+                state = out.state;
+            }
+            if state.finished() || state.groups.iter().any(|g| g.phase == Phase::Halted) {
+                break;
+            }
+            now = (now_ms.div_euclid(HOUR_MS) + step + 1) * HOUR_MS;
+        }
+        plans
+    }
+
+    fn arbitrary_rollout() -> impl Generator<Value = (RolloutSpec, Vec<AgentSnapshot>, i64)> {
+        let group = (1u8..128, 0u32..24, 1u32..25, 0u32..72, 0u32..3);
+        (
+            proptest::collection::vec(group, 1..4),
+            any::<bool>(),
+            any::<bool>(),
+            proptest::collection::vec((0usize..4, any::<bool>(), 0u8..10), 0..12),
+            0i64..(14 * 24 * 60),
+        )
+            .prop_map(|(groups, time_based, immediate, agents, minutes)| {
+                let v = |t: &str| Version::parse(t).unwrap();
+                let groups: Vec<GroupSpec> = groups
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (days, start_hour, window_hours, wait_hours, canaries))| GroupSpec {
+                        name: format!("g{i}"),
+                        days: Weekdays(days),
+                        start_hour,
+                        window_hours,
+                        wait_hours,
+                        canary_count: canaries,
+                    })
+                    .collect();
+                let fleet = agents
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (group, connected, kind))| AgentSnapshot {
+                        agent_id: format!("a{i}"),
+                        group: format!("g{}", group % groups.len()),
+                        version: Some(v(if kind == 0 { "1.1.0" } else { "1.0.0" })),
+                        health: if kind == 1 { Health::Unhealthy } else { Health::Healthy },
+                        connected: connected || kind > 5,
+                        pinned: kind == 2,
+                        failed_target: false,
+                    })
+                    .collect();
+                let spec = RolloutSpec {
+                    rollout_id: "r".into(),
+                    channel: "c".into(),
+                    start_version: v("1.0.0"),
+                    target_version: v("1.1.0"),
+                    strategy: if time_based {
+                        Strategy::TimeBased
+                    } else {
+                        Strategy::HaltOnError
+                    },
+                    groups,
+                    done_threshold_pct: 90,
+                    failure_threshold: 1,
+                    max_in_flight: 0,
+                    immediate,
+                };
+                // 2026-11-23, a Monday, plus up to two weeks.
+                (spec, fleet, 1_795_392_000_000 + minutes * 60_000)
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// Jumping to the next window edge or wait end plans exactly what stepping every hour
+        /// did, and it finishes (the horizon bounds it).
+        #[test]
+        fn jumping_plans_what_stepping_hour_by_hour_planned(
+            (spec, fleet, now) in arbitrary_rollout()
+        ) {
+            let control_plane = Version::parse("1.1.0").unwrap();
+            let fast = plan(now, &spec, &RolloutState::new(&spec), &fleet, Some(&control_plane));
+            let slow = plan_hour_by_hour(now, &spec, &fleet, Some(&control_plane));
+            let fast: Vec<_> = fast.iter().map(|p| (p.starts_ms, p.done_ms)).collect();
+            proptest::prop_assert_eq!(fast, slow);
+        }
     }
 }
