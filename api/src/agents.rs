@@ -290,3 +290,53 @@ impl From<&pb::Event> for Event {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_codes_carry_their_explanation_and_unknown_text_stays_visible() {
+        let directive = pb::Directive {
+            reason: "outside_window".into(),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(Directive::from(&directive)).unwrap();
+        assert_eq!(json["reason"], "outside_window");
+        assert!(
+            json["reason_explanation"]
+                .as_str()
+                .unwrap()
+                .contains("window")
+        );
+
+        let newer = pb::Directive {
+            reason: "from_a_newer_coordinator".into(),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(Directive::from(&newer)).unwrap();
+        assert_eq!(json["reason"], "from_a_newer_coordinator");
+        assert_eq!(json["reason_explanation"], "");
+    }
+
+    #[test]
+    fn enums_are_lower_case_words_and_unknown_fields_are_refused() {
+        let agent = Agent::from(&pb::Agent {
+            health: pb::AgentHealth::Unhealthy as i32,
+            updater_state: pb::UpdaterState::Downloading as i32,
+            ..Default::default()
+        });
+        let json = serde_json::to_value(&agent).unwrap();
+        assert_eq!(
+            (&json["health"], &json["updater_state"]),
+            (
+                &serde_json::json!("unhealthy"),
+                &serde_json::json!("downloading")
+            )
+        );
+        let mut extra = json.clone();
+        extra["colour"] = serde_json::json!("blue");
+        assert!(serde_json::from_value::<Agent>(extra).is_err());
+        assert_eq!(serde_json::from_value::<Agent>(json).unwrap(), agent);
+    }
+}

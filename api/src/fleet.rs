@@ -188,3 +188,43 @@ impl From<&pb::GroupSchedule> for GroupSchedule {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_names_its_days_monday_first_and_reads_as_droverctl_writes_it() {
+        let schedule = pb::MaintenanceSchedule {
+            days: vec![
+                pb::Weekday::Sunday as i32,
+                pb::Weekday::Monday as i32,
+                pb::Weekday::Tuesday as i32,
+                pb::Weekday::Wednesday as i32,
+                pb::Weekday::Thursday as i32,
+                pb::Weekday::Friday as i32,
+            ],
+            start_minute_utc: 22 * 60 + 30,
+            duration: Some(prost_types::Duration {
+                seconds: 3 * 3600,
+                nanos: 0,
+            }),
+            valid_until: None,
+        };
+        let window = Window::from(&schedule);
+        assert_eq!(
+            window.days,
+            [
+                "monday",
+                "tuesday",
+                "wednesday",
+                "thursday",
+                "friday",
+                "sunday"
+            ]
+        );
+        assert_eq!(window.start_utc, "22:30");
+        assert_eq!(window.duration_minutes, 180);
+        assert!(window.text.contains("22:30"), "{}", window.text);
+    }
+}

@@ -55,7 +55,10 @@ async fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let plan = fleet.plan_rollout(windowed(spec(args.groups))).await?;
         plans.push(t.elapsed());
-        anyhow::ensure!(plan.iter().all(|g| g.done_ms.is_some()), "the plan never finishes");
+        anyhow::ensure!(
+            plan.iter().all(|g| g.done_ms.is_some()),
+            "the plan never finishes"
+        );
     }
     fleet.create_rollout(spec(args.groups), "bench").await?;
 

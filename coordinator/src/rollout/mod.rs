@@ -113,29 +113,8 @@ impl RolloutSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    Unstarted,
-    Canary,
-    Active,
-    Done,
-    Halted,
-    Rolledback,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unstarted => "unstarted",
-            Self::Canary => "canary",
-            Self::Active => "active",
-            Self::Done => "done",
-            Self::Halted => "halted",
-            Self::Rolledback => "rolledback",
-        }
-    }
-}
+/// A group's phase: one of the codes defined once in the rules crate.
+pub use drover_rules::GroupPhase as Phase;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupState {

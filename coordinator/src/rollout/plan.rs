@@ -240,14 +240,16 @@ mod tests {
                 let groups: Vec<GroupSpec> = groups
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (days, start_hour, window_hours, wait_hours, canaries))| GroupSpec {
-                        name: format!("g{i}"),
-                        days: Weekdays(days),
-                        start_hour,
-                        window_hours,
-                        wait_hours,
-                        canary_count: canaries,
-                    })
+                    .map(
+                        |(i, (days, start_hour, window_hours, wait_hours, canaries))| GroupSpec {
+                            name: format!("g{i}"),
+                            days: Weekdays(days),
+                            start_hour,
+                            window_hours,
+                            wait_hours,
+                            canary_count: canaries,
+                        },
+                    )
                     .collect();
                 let fleet = agents
                     .into_iter()
@@ -256,7 +258,11 @@ mod tests {
                         agent_id: format!("a{i}"),
                         group: format!("g{}", group % groups.len()),
                         version: Some(v(if kind == 0 { "1.1.0" } else { "1.0.0" })),
-                        health: if kind == 1 { Health::Unhealthy } else { Health::Healthy },
+                        health: if kind == 1 {
+                            Health::Unhealthy
+                        } else {
+                            Health::Healthy
+                        },
                         connected: connected || kind > 5,
                         pinned: kind == 2,
                         failed_target: false,

@@ -104,7 +104,12 @@ pub async fn run(client: &mut Client, command: AgentsCommand) -> Result<Reply, S
                 .await
                 .map_err(status_text)?
                 .into_inner();
-            Ok(Reply::new(api::AgentExplanation::from(&e), e.explanation))
+            let data = api::AgentExplanation::from(&e);
+            let mut text = Text::new().line(e.explanation.clone());
+            if !data.reason_explanation.is_empty() {
+                text = text.line(format!("({}: {})", data.reason, data.reason_explanation));
+            }
+            Ok(Reply::new(data, text))
         }
         AgentsCommand::Pin { agent_id, note } => {
             let agent = client
