@@ -205,7 +205,7 @@ async fn a_report_made_while_the_coordinator_is_down_arrives_after_it_returns() 
         Duration::from_secs(60),
         async || {
             let agent = droverctl_json(&url, &["agents", "show", "slow-1"]).await;
-            (agent["last_report"]["outcome"] == "SUCCEEDED").then_some(agent)
+            (agent["last_report"]["outcome"] == "succeeded").then_some(agent)
         },
     )
     .await;

@@ -172,7 +172,7 @@ async fn a_broken_release_halts_after_the_canaries_and_rollback_restores_the_sta
         agents
             .iter()
             .filter(|a| a["last_report"]["to_version"] == "1.2.0")
-            .all(|a| a["last_report"]["outcome"] == "REVERTED")
+            .all(|a| a["last_report"]["outcome"] == "reverted")
     );
     // Each report names the rollout and the directive that caused it.
     assert!(!touched.is_empty(), "no canary reported");

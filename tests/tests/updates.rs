@@ -181,7 +181,7 @@ async fn with_no_schedule_an_update_installs_at_once() {
         WAIT,
         async || {
             let agent = s.agent().await;
-            (agent["last_report"]["outcome"] == "SUCCEEDED").then_some(agent)
+            (agent["last_report"]["outcome"] == "succeeded").then_some(agent)
         },
     )
     .await;
@@ -227,7 +227,7 @@ async fn outside_the_window_it_waits_and_installs_when_the_window_opens() {
         WAIT,
         async || {
             let agent = s.agent().await;
-            (agent["updater_state"] == "WAITING").then_some(agent)
+            (agent["updater_state"] == "waiting").then_some(agent)
         },
     )
     .await;
@@ -309,7 +309,7 @@ async fn tampered_unsigned_or_foreign_signed_releases_install_nothing_and_say_wh
             },
         )
         .await;
-        assert_eq!(agent["last_report"]["outcome"], "REFUSED", "{agent}");
+        assert_eq!(agent["last_report"]["outcome"], "refused", "{agent}");
         let error = agent["last_report"]["error"].as_str().unwrap();
         assert!(
             error.contains(why),
@@ -335,7 +335,7 @@ async fn a_broken_release_is_reverted_and_not_retried() {
 
     let agent = eventually("the revert reaches the coordinator", WAIT, async || {
         let agent = s.agent().await;
-        (agent["last_report"]["outcome"] == "REVERTED").then_some(agent)
+        (agent["last_report"]["outcome"] == "reverted").then_some(agent)
     })
     .await;
     let error = agent["last_report"]["error"].as_str().unwrap();
@@ -442,7 +442,7 @@ async fn with_the_coordinator_down_the_cached_rules_still_apply() {
         Duration::from_secs(60),
         async || {
             let agent = s.agent().await;
-            (agent["last_report"]["outcome"] == "SUCCEEDED" && agent["agent_version"] == "1.1.0")
+            (agent["last_report"]["outcome"] == "succeeded" && agent["agent_version"] == "1.1.0")
                 .then_some(())
         },
     )
