@@ -119,6 +119,7 @@ impl ReleaseRepo {
             "version": version,
             "artifact": artifact.file_name().unwrap().to_string_lossy(),
             "sha256": sha,
+            "size": std::fs::metadata(&artifact).unwrap().len(),
         });
         let manifest_path = self.dir(version).join("manifest.json");
         std::fs::write(
@@ -134,6 +135,14 @@ impl ReleaseRepo {
         let mut bytes = std::fs::read(self.artifact(version)).unwrap();
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0xff;
+        std::fs::write(self.artifact(version), bytes).unwrap();
+    }
+
+    /// Grows the artifact past the size its signed manifest declares (the digest is never
+    /// reached: the download is cut off first).
+    pub fn oversize_artifact(&self, version: &str) {
+        let mut bytes = std::fs::read(self.artifact(version)).unwrap();
+        bytes.extend(std::iter::repeat_n(0u8, 1 << 20));
         std::fs::write(self.artifact(version), bytes).unwrap();
     }
 

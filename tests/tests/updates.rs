@@ -284,9 +284,10 @@ async fn a_critical_update_installs_at_once_outside_the_window() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tampered_unsigned_or_foreign_signed_releases_install_nothing_and_say_why() {
-    let s = setup(&["1.1.1", "1.1.2", "1.1.3"]).await;
+async fn tampered_oversized_unsigned_or_foreign_signed_releases_install_nothing_and_say_why() {
+    let s = setup(&["1.1.1", "1.1.2", "1.1.3", "1.1.4"]).await;
     s.repo.tamper_artifact("1.1.1");
+    s.repo.oversize_artifact("1.1.4");
     s.repo.remove_signature("1.1.2");
     s.repo
         .sign_with_another_key("1.1.3", &s.root.path().join("intruder"));
@@ -297,6 +298,7 @@ async fn tampered_unsigned_or_foreign_signed_releases_install_nothing_and_say_wh
         ("1.1.1", "sha256"),
         ("1.1.2", "is not signed"),
         ("1.1.3", "does not verify with the pinned public key"),
+        ("1.1.4", "sends more than the"),
     ];
     for (version, why) in cases {
         s.set_channel(&[version]).await;

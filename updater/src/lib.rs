@@ -21,6 +21,7 @@ pub mod attempt;
 pub mod backoff;
 pub mod connection;
 pub mod convert;
+pub mod download;
 pub mod health;
 pub mod http;
 pub mod install;

@@ -90,6 +90,13 @@ struct RunArgs {
     restart_command: Option<String>,
     #[arg(long, default_value_t = 600)]
     install_timeout_secs: u64,
+    /// Bytes accepted for a release artifact whose signed manifest declares no `size` (a
+    /// declared size is enforced exactly).
+    #[arg(long, default_value_t = 4 << 30)]
+    max_download_bytes: u64,
+    /// Seconds a whole release download (manifest, signature, artifact) may take.
+    #[arg(long, default_value_t = 3600)]
+    download_timeout_secs: u64,
     /// Probe the agent's health with an HTTP GET (healthy: 2xx within the timeout).
     #[arg(long, group = "probe")]
     health_http: Option<String>,
@@ -187,6 +194,10 @@ fn installer(args: &RunArgs) -> anyhow::Result<Installer> {
         public_key,
         restart_command: args.restart_command.clone(),
         timeout,
+        download: drover_updater::download::DownloadLimits {
+            max_bytes: args.max_download_bytes,
+            timeout: Duration::from_secs(args.download_timeout_secs.max(1)),
+        },
     }))
 }
 

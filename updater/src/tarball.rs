@@ -19,7 +19,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::install_error::InstallError;
+use crate::{
+    download::{BoundedBody, DownloadLimits},
+    install_error::InstallError,
+};
 
 #[derive(Debug, Clone)]
 pub struct TarballInstaller {
@@ -31,6 +34,7 @@ pub struct TarballInstaller {
     /// Run after every switch, to (re)start the agent on the active version.
     pub restart_command: Option<String>,
     pub timeout: Duration,
+    pub download: DownloadLimits,
 }
 
 /// What a release publishes next to its artifact, signed with minisign.
@@ -39,6 +43,10 @@ struct Manifest {
     version: String,
     artifact: String,
     sha256: String,
+    /// The artifact's size in bytes; a server sending more is cut off at once. Without it
+    /// the updater's own limit applies.
+    #[serde(default)]
+    size: Option<u64>,
 }
 
 fn refused(msg: impl Into<String>) -> InstallError {
@@ -83,11 +91,12 @@ impl TarballInstaller {
             })?;
         self.remove_leftovers().await;
         let client = crate::http::client().map_err(transient)?;
+        let deadline = tokio::time::Instant::now() + self.download.timeout;
         let base = format!("{}/{version}", self.release_url.trim_end_matches('/'));
         let manifest_url = format!("{base}/manifest.json");
-        let manifest_bytes = fetch(&client, &manifest_url).await?;
+        let manifest_bytes = fetch(&client, &manifest_url, deadline).await?;
         let signature_url = format!("{manifest_url}.minisig");
-        let signature = fetch(&client, &signature_url).await.map_err(|err| match err {
+        let signature = fetch(&client, &signature_url, deadline).await.map_err(|err| match err {
             InstallError::NotFound(_) => refused(format!(
                 "the release manifest {manifest_url} is not signed ({signature_url} does not exist); \
                  sign it with `minisign -S -m manifest.json`"
@@ -119,7 +128,9 @@ impl TarballInstaller {
         let token = uuid::Uuid::new_v4().simple().to_string();
         let download = self.versions().join(format!(".download-{version}-{token}"));
         let result = self
-            .download_and_unpack(&client, &base, &manifest, &download, version, &token)
+            .download_and_unpack(
+                &client, &base, &manifest, &download, version, &token, deadline,
+            )
             .await;
         let _ = tokio::fs::remove_file(&download).await;
         result
@@ -155,18 +166,16 @@ impl TarballInstaller {
         download: &Path,
         version: &str,
         token: &str,
+        deadline: tokio::time::Instant,
     ) -> Result<(), InstallError> {
         let url = format!("{base}/{}", manifest.artifact);
-        let mut response = get(client, &url).await?;
         let mut file = tokio::fs::File::create(download)
             .await
             .map_err(|err| transient(format!("cannot write {}: {err}", download.display())))?;
         let mut hasher = Sha256::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|err| transient(format!("download of {url} broke off: {err}")))?
-        {
+        let limit = manifest.size.unwrap_or(self.download.max_bytes);
+        let mut body = BoundedBody::open(client, &url, limit, deadline).await?;
+        while let Some(chunk) = body.next().await? {
             hasher.update(&chunk);
             file.write_all(&chunk)
                 .await
@@ -260,40 +269,19 @@ impl TarballInstaller {
     }
 }
 
-async fn get(client: &reqwest::Client, url: &str) -> Result<reqwest::Response, InstallError> {
-    let response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|err| transient(format!("GET {url} failed: {err}")))?;
-    let status = response.status();
-    if status == reqwest::StatusCode::NOT_FOUND {
-        return Err(InstallError::NotFound(format!("{url} does not exist")));
+/// Fetches a small document (manifest, signature), bounded to 1 MiB and the deadline.
+async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    deadline: tokio::time::Instant,
+) -> Result<Vec<u8>, InstallError> {
+    const LIMIT: u64 = 1024 * 1024;
+    let mut document = Vec::new();
+    let mut body = BoundedBody::open(client, url, LIMIT, deadline).await?;
+    while let Some(chunk) = body.next().await? {
+        document.extend_from_slice(&chunk);
     }
-    if !status.is_success() {
-        return Err(transient(format!("GET {url} answered {status}")));
-    }
-    Ok(response)
-}
-
-/// Fetches a small document (manifest, signature), bounded to 1 MiB.
-async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, InstallError> {
-    const LIMIT: usize = 1024 * 1024;
-    let mut response = get(client, url).await?;
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|err| transient(format!("GET {url} broke off: {err}")))?
-    {
-        body.extend_from_slice(&chunk);
-        if body.len() > LIMIT {
-            return Err(refused(format!(
-                "{url} is larger than 1 MiB; that is no manifest"
-            )));
-        }
-    }
-    Ok(body)
+    Ok(document)
 }
 
 fn unpack(archive: &Path, into: &Path) -> std::io::Result<()> {
