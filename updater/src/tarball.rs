@@ -75,6 +75,11 @@ impl TarballInstaller {
         }
     }
 
+    /// Where an attempt's artifact is downloaded to, before its digest is checked.
+    fn download_path(&self, version: &str, token: &str) -> PathBuf {
+        self.versions().join(format!(".download-{version}-{token}"))
+    }
+
     pub fn is_installed(&self, version: &str) -> bool {
         self.versions().join(version).is_dir()
     }
@@ -163,12 +168,12 @@ impl TarballInstaller {
         client: &reqwest::Client,
         base: &str,
         manifest: &Manifest,
-        download: &Path,
         version: &str,
         token: &str,
         deadline: tokio::time::Instant,
     ) -> Result<(), InstallError> {
         let url = format!("{base}/{}", manifest.artifact);
+        let download = &self.download_path(version, token);
         let mut file = tokio::fs::File::create(download)
             .await
             .map_err(|err| transient(format!("cannot write {}: {err}", download.display())))?;
