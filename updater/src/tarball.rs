@@ -131,11 +131,9 @@ impl TarballInstaller {
             )));
         }
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let download = self.versions().join(format!(".download-{version}-{token}"));
+        let download = self.download_path(version, &token);
         let result = self
-            .download_and_unpack(
-                &client, &base, &manifest, &download, version, &token, deadline,
-            )
+            .download_and_unpack(&client, &base, &manifest, version, &token, deadline)
             .await;
         let _ = tokio::fs::remove_file(&download).await;
         result
