@@ -127,10 +127,9 @@ mod tests {
             if stall {
                 std::future::pending::<()>().await;
             }
-            while endless {
-                if socket.write_all(&[7u8; 64 * 1024]).await.is_err() {
-                    return;
-                }
+            if endless {
+                // Until the client hangs up.
+                while socket.write_all(&[7u8; 64 * 1024]).await.is_ok() {}
             }
         });
         format!("http://{addr}/artifact")
