@@ -3,6 +3,7 @@
 mod admin_reads;
 mod admin_service;
 pub mod convert;
+mod inbound_budget;
 pub mod rollout_convert;
 mod updater_service;
 

@@ -11,7 +11,10 @@ use tokio::sync::oneshot;
 use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert;
+use super::{
+    convert,
+    inbound_budget::{Inbound, InboundBudget},
+};
 use crate::{
     domain::{AgentStatus, validate},
     fleet::Fleet,
@@ -177,6 +180,7 @@ async fn read_inbound(
     idle_timeout: Duration,
     end: oneshot::Sender<Status>,
 ) {
+    let budget = InboundBudget::new(fleet.config.heartbeat_interval);
     let outcome = loop {
         let next = tokio::select! {
             _ = session.closed.cancelled() => break Ok(()),
@@ -194,6 +198,14 @@ async fn read_inbound(
             Ok(Ok(None)) => break Ok(()),
             Ok(Ok(Some(message))) => message,
         };
+        let spent = match &message.kind {
+            Some(Up::Heartbeat(_)) => budget.spend(Inbound::Heartbeat),
+            Some(Up::Report(_)) => budget.spend(Inbound::Report),
+            _ => Ok(()),
+        };
+        if let Err(status) = spent {
+            break Err(status);
+        }
         if let Err(status) = handle(&fleet, &session, message).await {
             break Err(status);
         }
