@@ -4,6 +4,7 @@
 
 mod engine;
 mod plan;
+mod steer;
 
 use drover_rules::{MaintenanceSchedule, Weekdays};
 use semver::Version;
@@ -11,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::Health;
 
-pub use engine::reconcile;
+pub use engine::{decisions, reconcile};
 pub use plan::{GroupPlan, plan};
+pub use steer::{RolloutVerb, Steered, group_index, steer};
 
 pub const HOUR_MS: i64 = 3_600_000;
 
