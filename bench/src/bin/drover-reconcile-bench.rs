@@ -47,9 +47,15 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let fleet = Fleet::new(store.clone(), FleetConfig::default()).await?;
     let load = started.elapsed();
-    fleet.set_control_plane_version("2.0.0", "bench").await?;
-    fleet.set_channel_version("edge", "1.0.0", "bench").await?;
-    fleet.create_rollout(spec(args.groups), "bench").await?;
+    fleet
+        .set_control_plane_version("2.0.0", "bench", false)
+        .await?;
+    fleet
+        .set_channel_version("edge", "1.0.0", "bench", false)
+        .await?;
+    fleet
+        .create_rollout(spec(args.groups), "bench", false)
+        .await?;
 
     let mut passes = Vec::with_capacity(args.passes);
     let mut reads = Vec::with_capacity(args.passes);

@@ -4,7 +4,7 @@ use clap::Subcommand;
 use drover_proto::v1 as pb;
 use serde_json::json;
 
-use super::{Client, status_text};
+use super::{Client, effect_json, effect_text, status_text};
 use crate::{names::time_text, render::Reply};
 
 #[derive(Subcommand, Debug)]
@@ -15,6 +15,9 @@ pub enum ControlPlaneCommand {
     Set {
         /// The version the control plane runs, e.g. `15.2.0`.
         version: String,
+        /// Check the change and show how many agents would get a new directive; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -25,20 +28,29 @@ pub async fn run(client: &mut Client, command: ControlPlaneCommand) -> Result<Re
                 .get_control_plane_version(pb::GetControlPlaneVersionRequest {})
                 .await
         }
-        ControlPlaneCommand::Set { version } => {
+        ControlPlaneCommand::Set { version, dry_run } => {
             client
-                .set_control_plane_version(pb::SetControlPlaneVersionRequest { version })
+                .set_control_plane_version(pb::SetControlPlaneVersionRequest { version, dry_run })
                 .await
         }
     }
     .map_err(status_text)?
     .into_inner();
     let updated = cp.updated_at.as_ref().map(time_text).unwrap_or_default();
-    let data = json!({ "version": cp.version, "updated_at": updated });
-    let text = if cp.version.is_empty() {
+    let data = json!({
+        "version": cp.version,
+        "updated_at": updated,
+        "effect": cp.effect.as_ref().map(effect_json),
+    });
+    let mut text = if cp.version.is_empty() {
         "control plane version: not set (droverctl control-plane set VERSION)".to_string()
+    } else if cp.effect.as_ref().is_some_and(|e| e.dry_run) {
+        format!("control plane version would be: {}", cp.version)
     } else {
         format!("control plane version: {} (set {updated})", cp.version)
     };
+    if let Some(line) = effect_text(cp.effect.as_ref()) {
+        text = format!("{line}\n{text}");
+    }
     Ok(Reply::new(data, text))
 }

@@ -105,11 +105,12 @@ pub fn request(args: SpecArgs) -> Result<pb::CreateRolloutRequest, String> {
         failure_threshold: args.failure_threshold,
         max_in_flight: args.max_in_flight,
         immediate: args.immediate,
+        dry_run: false,
     })
 }
 
-pub fn plan_reply(plan: &pb::RolloutPlan) -> Reply {
-    let data = Value::Array(
+pub fn plan_json(plan: &pb::RolloutPlan) -> Value {
+    Value::Array(
         plan.groups
             .iter()
             .map(|g| {
@@ -120,7 +121,16 @@ pub fn plan_reply(plan: &pb::RolloutPlan) -> Reply {
                 })
             })
             .collect(),
-    );
+    )
+}
+
+pub fn plan_reply(plan: &pb::RolloutPlan) -> Reply {
+    let text =
+        Text::from(plan_table(plan)).line("(assuming every update succeeds; nothing was changed)");
+    Reply::new(plan_json(plan), text)
+}
+
+pub fn plan_table(plan: &pb::RolloutPlan) -> Table {
     let mut table = Table::new(&["group", "agents", "would start", "would be done"]);
     for g in &plan.groups {
         table.row(vec![
@@ -130,8 +140,7 @@ pub fn plan_reply(plan: &pb::RolloutPlan) -> Reply {
             time_or_dash(g.done_at.as_ref()),
         ]);
     }
-    let text = Text::from(table).line("(assuming every update succeeds; nothing was changed)");
-    Reply::new(data, text)
+    table
 }
 
 #[cfg(test)]
