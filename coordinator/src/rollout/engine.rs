@@ -448,7 +448,7 @@ fn decide(
             ReasonCode::GroupDone,
             format!("group {} is done; catching up", group_spec.name),
         ),
-        Phase::Active if !window_open(now_ms, spec, index) => hold(
+        Phase::Active if !group.ignore_window && !window_open(now_ms, spec, index) => hold(
             ReasonCode::OutsideWindow,
             format!(
                 "group {} is active; its window ({}) is closed",

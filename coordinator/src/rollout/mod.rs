@@ -155,6 +155,9 @@ pub struct GroupState {
     /// of waiting for their maintenance windows. (Older states have none: not urgent.)
     #[serde(default)]
     pub rollback_urgent: bool,
+    /// Started with `mark-done --now`: it updates at once, outside its window too.
+    #[serde(default)]
+    pub ignore_window: bool,
 }
 
 impl Default for GroupState {
@@ -169,6 +172,7 @@ impl Default for GroupState {
             note: String::new(),
             initial_count: 0,
             rollback_urgent: false,
+            ignore_window: false,
         }
     }
 }

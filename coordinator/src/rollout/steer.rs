@@ -166,6 +166,7 @@ fn mark_done(
         Some(next) => {
             let n = &mut state.groups[index + 1];
             n.force_start = true;
+            n.ignore_window = true;
             n.note = format!("started by hand when group {group} was marked done");
             format!("group {group} marked done; group {next} started by hand (--now)")
         }

@@ -138,6 +138,11 @@ proptest! {
         let out = reconcile(now, &spec, &forced.state, &fleet, Some(&cp));
         prop_assert!(matches!(out.state.groups[next].phase, Phase::Canary | Phase::Active),
             "--now did not start group {next}: {:?}", out.state.groups[next]);
+        // ... and its agents are sent the target now, window or not.
+        let moved = fleet.iter().filter(|a| spec.group_of(&a.group) == next).any(|a| {
+            out.decisions[&a.agent_id].target.as_ref() == Some(&spec.target_version)
+        });
+        prop_assert!(moved, "nobody of group {next} was sent the target: {:?}", out.decisions);
     }
 
     #[test]
