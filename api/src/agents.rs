@@ -181,6 +181,9 @@ pub struct Agent {
     pub next_window_start: Option<String>,
     pub next_window_end: Option<String>,
     pub last_report: Option<Report>,
+    /// Set on the answer of a changing call (or its dry run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<crate::Effect>,
 }
 
 impl From<&pb::Agent> for Agent {
@@ -210,6 +213,7 @@ impl From<&pb::Agent> for Agent {
             next_window_start: time(a.next_window_start.as_ref()),
             next_window_end: time(a.next_window_end.as_ref()),
             last_report: a.last_report.as_ref().map(Report::from),
+            effect: a.effect.as_ref().map(crate::Effect::from),
         }
     }
 }

@@ -78,6 +78,9 @@ pub struct Channel {
     pub follows_control_plane: bool,
     pub agent_count: u64,
     pub updated_at: Option<String>,
+    /// Set on the answer of a changing call (or its dry run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<crate::Effect>,
 }
 
 impl From<&pb::Channel> for Channel {
@@ -89,6 +92,7 @@ impl From<&pb::Channel> for Channel {
             follows_control_plane: c.follows_control_plane,
             agent_count: c.agent_count,
             updated_at: time(c.updated_at.as_ref()),
+            effect: c.effect.as_ref().map(crate::Effect::from),
         }
     }
 }
@@ -100,6 +104,9 @@ pub struct ControlPlane {
     /// Empty when not set.
     pub version: String,
     pub updated_at: Option<String>,
+    /// Set on the answer of a changing call (or its dry run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<crate::Effect>,
 }
 
 impl From<&pb::ControlPlaneVersion> for ControlPlane {
@@ -107,6 +114,7 @@ impl From<&pb::ControlPlaneVersion> for ControlPlane {
         Self {
             version: cp.version.clone(),
             updated_at: time(cp.updated_at.as_ref()),
+            effect: cp.effect.as_ref().map(crate::Effect::from),
         }
     }
 }
@@ -176,6 +184,9 @@ pub struct GroupSchedule {
     pub window: Option<Window>,
     pub next_window_start: Option<String>,
     pub next_window_end: Option<String>,
+    /// Set on the answer of a changing call (or its dry run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<crate::Effect>,
 }
 
 impl From<&pb::GroupSchedule> for GroupSchedule {
@@ -185,6 +196,7 @@ impl From<&pb::GroupSchedule> for GroupSchedule {
             window: s.schedule.as_ref().map(Window::from),
             next_window_start: s.next_window_start.as_ref().map(time_text),
             next_window_end: s.next_window_end.as_ref().map(time_text),
+            effect: s.effect.as_ref().map(crate::Effect::from),
         }
     }
 }

@@ -24,6 +24,28 @@ pub use rollouts::{GroupPlan, Rollout, RolloutGroup, RolloutPlan};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// What a changing call did, or for a dry run would do. Absent on reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Effect {
+    /// True when nothing was changed: the call only said what it would do.
+    pub dry_run: bool,
+    /// The change in words (the text of the event it writes).
+    pub summary: String,
+    /// Known agents whose directive changes (target, critical flag or window).
+    pub agents_affected: u64,
+}
+
+impl From<&drover_proto::v1::Effect> for Effect {
+    fn from(e: &drover_proto::v1::Effect) -> Self {
+        Self {
+            dry_run: e.dry_run,
+            summary: e.summary.clone(),
+            agents_affected: e.agents_affected,
+        }
+    }
+}
+
 /// What every error answers, with the HTTP status saying which kind it is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

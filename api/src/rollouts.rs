@@ -22,6 +22,12 @@ pub struct Rollout {
     pub paused: bool,
     pub created_at: Option<String>,
     pub groups: Vec<RolloutGroup>,
+    /// Set on the answer of a changing call (or its dry run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<crate::Effect>,
+    /// A dry-run create: when each group would start and finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<RolloutPlan>,
 }
 
 /// One group of a rollout: where it stands, and how many of its agents are where.
@@ -43,6 +49,10 @@ pub struct RolloutGroup {
     pub failed: u64,
     pub started_at: Option<String>,
     pub done_at: Option<String>,
+    /// Set by the verbs that change a rollout: this group's agents whose target changes (or
+    /// would, for a dry run); 0 on reads.
+    #[serde(default)]
+    pub agents_affected: u64,
 }
 
 fn strategy_name(value: i32) -> String {
@@ -69,6 +79,8 @@ impl From<&pb::RolloutStatus> for Rollout {
             paused: s.paused,
             created_at: time(s.created_at.as_ref()),
             groups: s.groups.iter().map(RolloutGroup::from).collect(),
+            effect: s.effect.as_ref().map(crate::Effect::from),
+            plan: s.plan.as_ref().map(RolloutPlan::from),
         }
     }
 }
@@ -90,6 +102,7 @@ impl From<&pb::RolloutGroupStatus> for RolloutGroup {
             failed: g.failed,
             started_at: time(g.started_at.as_ref()),
             done_at: time(g.done_at.as_ref()),
+            agents_affected: g.agents_affected,
         }
     }
 }

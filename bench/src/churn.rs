@@ -83,6 +83,7 @@ async fn phase(
                 .set_channel_version(pb::SetChannelVersionRequest {
                     name: CHANNEL.into(),
                     version,
+                    ..Default::default()
                 })
                 .await?;
             out.changes += 1;
@@ -121,6 +122,7 @@ pub async fn run(args: ChurnArgs) -> anyhow::Result<()> {
         .set_channel_version(pb::SetChannelVersionRequest {
             name: CHANNEL.into(),
             version: VERSIONS[0].into(),
+            ..Default::default()
         })
         .await?;
     // A window twelve hours away: every push is a decision to wait, never an install, so
@@ -135,6 +137,7 @@ pub async fn run(args: ChurnArgs) -> anyhow::Result<()> {
                 seconds: 3600,
                 nanos: 0,
             }),
+            ..Default::default()
         })
         .await?;
 

@@ -212,6 +212,7 @@ async fn main() -> anyhow::Result<()> {
         .set_channel_version(pb::SetChannelVersionRequest {
             name: "bench".into(),
             version: "1.0.0".into(),
+            ..Default::default()
         })
         .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -270,6 +271,7 @@ async fn main() -> anyhow::Result<()> {
         .set_channel_version(pb::SetChannelVersionRequest {
             name: "bench".into(),
             version: "1.0.1".into(),
+            ..Default::default()
         })
         .await?;
     let seen = |fraction: f64| {

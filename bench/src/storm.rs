@@ -176,6 +176,7 @@ async fn set_channel(
         .set_channel_version(pb::SetChannelVersionRequest {
             name: name.into(),
             version: version.into(),
+            ..Default::default()
         })
         .await
         .context("set the bench channel")?;
@@ -352,6 +353,7 @@ impl Sampler {
                     .set_channel_critical(pb::SetChannelCriticalRequest {
                         name: "other".into(),
                         critical,
+                        ..Default::default()
                     })
                     .await;
                 samples.push(t.elapsed());

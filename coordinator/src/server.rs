@@ -54,7 +54,7 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     let fleet = Fleet::new(store.clone(), config.fleet.clone()).await?;
     if let Some(version) = &config.control_plane_version {
         fleet
-            .set_control_plane_version(version, "startup flag")
+            .set_control_plane_version(version, "startup flag", false)
             .await?;
     }
 

@@ -109,13 +109,26 @@ pub fn simulate(
     log_dir: &std::path::Path,
     args: &[&str],
 ) -> tokio::process::Child {
+    simulate_logging(coordinator, log_dir, args, "warn")
+}
+
+/// `simulate` with `RUST_LOG=rust_log`; its log is `log_dir/simulate.log`, each line naming
+/// its agent (`sim{agent=…}`), e.g. every directive an agent accepts with
+/// `warn,drover_updater::manager=info,drover_updater::simulate=info` (the
+/// span is the simulate module's: without it, the lines do not name their agent).
+pub fn simulate_logging(
+    coordinator: &str,
+    log_dir: &std::path::Path,
+    args: &[&str],
+    rust_log: &str,
+) -> tokio::process::Child {
     let log = std::fs::File::create(log_dir.join("simulate.log")).expect("log file");
     tokio::process::Command::new(bin("drover-updater"))
         .arg("simulate")
         .arg("--coordinator")
         .arg(coordinator)
         .args(args)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", rust_log)
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
         .kill_on_drop(true)

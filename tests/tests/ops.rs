@@ -231,6 +231,7 @@ async fn a_postgres_outage_fails_calls_fast_and_clean_and_heals_by_itself() {
         client
             .set_control_plane_version(pb::SetControlPlaneVersionRequest {
                 version: "2.1.0".into(),
+                ..Default::default()
             })
             .await
             .expect_err("no store, no change")

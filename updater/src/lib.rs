@@ -38,6 +38,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use state::{DirectiveRecord, DirectiveSource, PersistedState, ReportRecord, StateStore};
 
@@ -188,23 +189,19 @@ pub async fn run(
     tracing::info!(agent_id = %state.agent_id, version = ?state.agent_version, "updater starting");
     let shared = Arc::new(Shared::new(config, store, state));
     let (directives_tx, directives_rx) = mpsc::channel(16);
+    // In the caller's span (a simulated fleet names each updater's lines by it).
     let tasks = [
-        tokio::spawn(connection::run(
-            shared.clone(),
-            directives_tx.clone(),
-            shutdown.clone(),
-        )),
-        tokio::spawn(recheck::run(
-            shared.clone(),
-            directives_tx,
-            shutdown.clone(),
-        )),
-        tokio::spawn(health::run(shared.clone(), shutdown.clone())),
-        tokio::spawn(manager::run(
-            shared.clone(),
-            directives_rx,
-            shutdown.clone(),
-        )),
+        tokio::spawn(
+            connection::run(shared.clone(), directives_tx.clone(), shutdown.clone())
+                .in_current_span(),
+        ),
+        tokio::spawn(
+            recheck::run(shared.clone(), directives_tx, shutdown.clone()).in_current_span(),
+        ),
+        tokio::spawn(health::run(shared.clone(), shutdown.clone()).in_current_span()),
+        tokio::spawn(
+            manager::run(shared.clone(), directives_rx, shutdown.clone()).in_current_span(),
+        ),
     ];
     futures::future::join_all(tasks).await;
     Ok(())

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{Health, StateStore, UpdaterConfig, backoff::Backoff, install::Installer};
 
@@ -58,13 +59,18 @@ pub async fn run(config: SimulationConfig, shutdown: CancellationToken) {
             health_grace: Duration::from_secs(30),
             clock: crate::Clock::default(),
         };
+        // Each updater's log lines name it, so a test can follow one agent's directives.
+        let span = tracing::info_span!("sim", agent = %agent_id);
         let store = StateStore::Memory { agent_id };
         let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(err) = crate::run(updater, store, stop).await {
-                tracing::error!(error = format!("{err:#}"), "simulated updater stopped");
+        tasks.push(tokio::spawn(
+            async move {
+                if let Err(err) = crate::run(updater, store, stop).await {
+                    tracing::error!(error = format!("{err:#}"), "simulated updater stopped");
+                }
             }
-        }));
+            .instrument(span),
+        ));
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(step) => {}

@@ -48,8 +48,12 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let fleet = Fleet::new(store.clone(), FleetConfig::default()).await?;
     let load = started.elapsed();
-    fleet.set_control_plane_version("2.0.0", "bench").await?;
-    fleet.set_channel_version("edge", "1.0.0", "bench").await?;
+    fleet
+        .set_control_plane_version("2.0.0", "bench", false)
+        .await?;
+    fleet
+        .set_channel_version("edge", "1.0.0", "bench", false)
+        .await?;
     let mut plans = Vec::with_capacity(3);
     for _ in 0..3 {
         let t = Instant::now();
@@ -60,7 +64,9 @@ async fn main() -> anyhow::Result<()> {
             "the plan never finishes"
         );
     }
-    fleet.create_rollout(spec(args.groups), "bench").await?;
+    fleet
+        .create_rollout(spec(args.groups), "bench", false)
+        .await?;
 
     let mut passes = Vec::with_capacity(args.passes);
     let mut reads = Vec::with_capacity(args.passes);

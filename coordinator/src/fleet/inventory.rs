@@ -112,6 +112,27 @@ impl Inventory {
             .unwrap_or_default()
     }
 
+    /// One agent's channel and entry.
+    pub fn get(&self, agent_id: &str) -> Option<(String, InventoryEntry)> {
+        let maps = self.maps.read();
+        let channel = maps.channel_of.get(agent_id)?;
+        let entry = maps.by_channel.get(channel)?.get(agent_id)?;
+        Some((channel.clone(), entry.clone()))
+    }
+
+    /// A copy of every agent: (agent id, channel, entry).
+    pub fn all(&self) -> Vec<(String, String, InventoryEntry)> {
+        let maps = self.maps.read();
+        maps.by_channel
+            .iter()
+            .flat_map(|(channel, agents)| {
+                agents
+                    .iter()
+                    .map(move |(id, entry)| (id.clone(), channel.clone(), entry.clone()))
+            })
+            .collect()
+    }
+
     /// How many known agents follow `channel`.
     pub fn count_on(&self, channel: &str) -> u64 {
         self.maps

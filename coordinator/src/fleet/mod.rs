@@ -9,9 +9,12 @@
 
 mod agent_writer;
 mod clock;
+mod effects;
 mod history;
 mod inventory;
 mod liveness;
+mod pins;
+mod push;
 mod queries;
 mod reconcile;
 pub mod registry;
@@ -33,6 +36,7 @@ use parking_lot::RwLock;
 use semver::Version;
 use tokio::sync::Notify;
 
+pub use crate::rollout::RolloutVerb;
 use crate::{
     domain::{
         AgentIdentity, AgentStatus, UpdateReport, UpdaterState,
@@ -46,12 +50,13 @@ use crate::{
 };
 use agent_writer::AgentWriter;
 pub use clock::FleetClock;
+pub use effects::Effect;
 pub use history::{AgentHistory, GroupTimeline, RolloutDetail, RolloutPage};
 use inventory::Inventory;
 pub use liveness::run_background_tasks;
 pub use queries::{AgentView, Explanation, FleetSummary};
 use registry::{LiveStatus, Session, SessionOutbox, SessionRegistry};
-pub use rollouts::{ActiveRollout, GroupCounts, RolloutVerb};
+pub use rollouts::{ActiveRollout, GroupCounts};
 use view::SettingsView;
 
 #[derive(Debug, Clone)]
@@ -110,6 +115,12 @@ pub struct Fleet {
     finished_rollouts: RwLock<HashMap<String, Arc<ActiveRollout>>>,
     /// Serializes engine passes and admin verbs on rollouts.
     rollout_lock: tokio::sync::Mutex<()>,
+    /// Serializes `push_all`: a pass that read the old decisions can never push them after a
+    /// later push (a pause's, a rollback's) sent the new ones.
+    push_lock: parking_lot::Mutex<()>,
+    /// Bumped whenever the decisions behind directives change in memory; a session opened
+    /// while it moved re-reads its directive (it may have missed that change's push).
+    directive_epoch: AtomicU64,
     pins: RwLock<HashSet<String>>,
     /// The engine's view of every agent, kept current by the calls that write it.
     inventory: Inventory,
@@ -137,6 +148,8 @@ impl Fleet {
             rollouts: RwLock::new(HashMap::new()),
             finished_rollouts: RwLock::new(HashMap::new()),
             rollout_lock: tokio::sync::Mutex::new(()),
+            push_lock: parking_lot::Mutex::new(()),
+            directive_epoch: AtomicU64::new(0),
             pins: RwLock::new(HashSet::new()),
             inventory,
             reconcile_now: Notify::new(),
@@ -169,7 +182,18 @@ impl Fleet {
         group: &str,
         version: Option<&str>,
     ) -> Directive {
-        let view = self.view();
+        self.directive_in(&self.view(), agent_id, channel, group, version)
+    }
+
+    /// `directive_for` under the given settings (a dry run's would-be view).
+    fn directive_in(
+        &self,
+        view: &SettingsView,
+        agent_id: &str,
+        channel: &str,
+        group: &str,
+        version: Option<&str>,
+    ) -> Directive {
         let cp = view.control_plane.as_ref();
         let critical = view.channels.get(channel).is_some_and(|c| c.critical);
         // Holding: stay on the current version, if it is itself within the constraints.
@@ -236,6 +260,7 @@ impl Fleet {
             version.clone(),
             identity.health,
         );
+        let epoch = self.directive_epoch.load(Ordering::SeqCst);
         let directive = self.directive_for(
             &identity.agent_id,
             &identity.channel,
@@ -260,6 +285,15 @@ impl Fleet {
             last_directive_id,
         );
         self.sessions.insert(session.clone());
+        if self.directive_epoch.load(Ordering::SeqCst) != epoch {
+            // Decisions changed while this session was not yet listed for pushes.
+            session.push(&self.directive_for(
+                &session.agent_id,
+                &session.channel,
+                &session.group,
+                session.live.lock().agent_version.clone().as_deref(),
+            ));
+        }
         if self.rollout_for(&session.channel).is_some() {
             self.reconcile_now.notify_one();
         }
@@ -414,45 +448,6 @@ impl Fleet {
             entry.updated_at_ms = now_ms();
         }
         *self.view.write() = Arc::new(view);
-    }
-
-    /// Sends every connected updater its directive if it changed. Agents that follow a
-    /// channel share one directive per (channel, group), computed once per pass.
-    pub fn push_all(&self) -> usize {
-        let view = self.view();
-        let governed: HashSet<String> = self.rollouts.read().keys().cloned().collect();
-        let pins = self.pins.read().clone();
-        let sessions = self.sessions.all();
-        let mut shared: HashMap<(&str, &str), Directive> = HashMap::new();
-        let mut pushed = 0;
-        for session in &sessions {
-            let sent = if governed.contains(&session.channel) || pins.contains(&session.agent_id) {
-                let version = session.live.lock().agent_version.clone();
-                session.push(&self.directive_for(
-                    &session.agent_id,
-                    &session.channel,
-                    &session.group,
-                    version.as_deref(),
-                ))
-            } else {
-                let directive = shared
-                    .entry((session.channel.as_str(), session.group.as_str()))
-                    .or_insert_with(|| view.directive_for(&session.channel, &session.group));
-                session.push(directive)
-            };
-            pushed += usize::from(sent);
-        }
-        self.counters
-            .directives_pushed
-            .fetch_add(pushed as u64, Ordering::Relaxed);
-        if pushed > 0 {
-            tracing::info!(
-                pushed,
-                connected = sessions.len(),
-                "pushed changed directives"
-            );
-        }
-        pushed
     }
 
     /// An admin event, committed by the store together with the change it records.

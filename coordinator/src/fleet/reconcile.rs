@@ -9,13 +9,14 @@ use semver::Version;
 
 use super::{
     Fleet,
-    rollouts::{ActiveRollout, GroupCounts, state_json},
+    effects::group_counts,
+    rollouts::{ActiveRollout, state_json},
 };
 use crate::{
-    domain::{Health, UpdateOutcome, UpdateReport, now_ms},
+    domain::{UpdateOutcome, UpdateReport, now_ms},
     error::Result,
     failpoint::crash_point,
-    rollout::{AgentSnapshot, Phase, RolloutSpec, reconcile},
+    rollout::{AgentSnapshot, Phase, RolloutSpec, RolloutState, reconcile},
     store::{NewEvent, RolloutCommit},
 };
 
@@ -107,27 +108,7 @@ impl Fleet {
                 counts: group_counts(&current.spec, &snapshot),
                 decisions: out.decisions,
             };
-            let finished = out.state.finished();
-            let status = match () {
-                _ if finished && out.state.groups.iter().all(|g| g.phase == Phase::Done) => {
-                    RolloutStatus::Done
-                }
-                // A rollback ends when nobody it touched still runs the target: until then
-                // the rollout keeps governing, so its (urgent) directives stay in force.
-                _ if finished
-                    && out
-                        .state
-                        .groups
-                        .iter()
-                        .all(|g| g.phase == Phase::Rolledback)
-                    && !snapshot.iter().any(|a| {
-                        !a.pinned && a.version.as_ref() == Some(&current.spec.target_version)
-                    }) =>
-                {
-                    RolloutStatus::Rolledback
-                }
-                _ => RolloutStatus::Active,
-            };
+            let status = status_after(&current.spec, &out.state, &snapshot);
             if out.state != current.state || status != RolloutStatus::Active {
                 let mut events: Vec<NewEvent> = out
                     .events
@@ -226,22 +207,28 @@ impl Fleet {
     }
 }
 
-fn group_counts(spec: &RolloutSpec, snapshot: &[AgentSnapshot]) -> Vec<GroupCounts> {
-    let mut counts = vec![GroupCounts::default(); spec.groups.len()];
-    for agent in snapshot.iter().filter(|a| !a.pinned) {
-        let c = &mut counts[spec.group_of(&agent.group)];
-        c.present += 1;
-        if agent.version.as_ref() == Some(&spec.target_version) {
-            c.on_target += 1;
-            if agent.health != Health::Unhealthy {
-                c.healthy += 1;
-            }
-        }
-        if agent.failed_target {
-            c.failed += 1;
-        }
+/// The rollout's status once its state is `state`: done when every group is, rolled back
+/// when every group is and nobody it touched still runs the target; else active.
+pub(super) fn status_after(
+    spec: &RolloutSpec,
+    state: &RolloutState,
+    snapshot: &[AgentSnapshot],
+) -> RolloutStatus {
+    let finished = state.finished();
+    if finished && state.groups.iter().all(|g| g.phase == Phase::Done) {
+        return RolloutStatus::Done;
     }
-    counts
+    // A rollback ends when nobody it touched still runs the target: until then the rollout
+    // keeps governing, so its (urgent) directives stay in force.
+    if finished
+        && state.groups.iter().all(|g| g.phase == Phase::Rolledback)
+        && !snapshot
+            .iter()
+            .any(|a| !a.pinned && a.version.as_ref() == Some(&spec.target_version))
+    {
+        return RolloutStatus::Rolledback;
+    }
+    RolloutStatus::Active
 }
 
 /// Whether an agent's last report is a failed update to this rollout's target. Reports name

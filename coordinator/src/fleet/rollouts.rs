@@ -5,12 +5,19 @@ use std::{collections::HashMap, sync::Arc};
 
 use drover_rules::{EventKind, RolloutStatus};
 
-use super::Fleet;
+use super::{
+    Fleet,
+    effects::{Effect, group_counts, held, rollout_effect},
+    reconcile::status_after,
+};
 use crate::{
     domain::{follows_control_plane, now_ms, validate, version::check_constraints},
     error::{DroverError, Result},
     failpoint::crash_point,
-    rollout::{AgentDecision, GroupPlan, Phase, RolloutSpec, RolloutState, plan},
+    rollout::{
+        AgentDecision, GroupPlan, RolloutSpec, RolloutState, RolloutVerb, decisions, plan,
+        reconcile, steer,
+    },
     store::{NewEvent, RolloutCommit, RolloutRow},
 };
 
@@ -33,24 +40,6 @@ pub struct ActiveRollout {
     pub revision: i64,
     pub decisions: HashMap<String, AgentDecision>,
     pub counts: Vec<GroupCounts>,
-}
-
-#[derive(Debug, Clone)]
-pub enum RolloutVerb {
-    Pause,
-    Resume,
-    StartGroup {
-        group: String,
-        skip_canaries: bool,
-    },
-    MarkDone {
-        group: String,
-    },
-    /// `respect_windows: false` (the default) rolls back at once, like a critical update.
-    Rollback {
-        group: Option<String>,
-        respect_windows: bool,
-    },
 }
 
 impl ActiveRollout {
@@ -77,20 +66,6 @@ impl ActiveRollout {
             revision: row.revision,
             decisions: HashMap::new(),
         })
-    }
-
-    fn group_index(&self, name: &str) -> Result<usize> {
-        self.spec
-            .groups
-            .iter()
-            .position(|g| g.name == name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = self.spec.groups.iter().map(|g| g.name.as_str()).collect();
-                DroverError::NotFound(format!(
-                    "the rollout has no group '{name}'; its groups are {}",
-                    names.join(", ")
-                ))
-            })
     }
 }
 
@@ -207,11 +182,14 @@ impl Fleet {
         Ok(())
     }
 
+    /// Creates a rollout; a dry run checks the same, and returns the rollout as its first
+    /// pass would leave it and the plan, committing nothing.
     pub async fn create_rollout(
         &self,
         mut spec: RolloutSpec,
         actor: &str,
-    ) -> Result<Arc<ActiveRollout>> {
+        dry_run: bool,
+    ) -> Result<(Arc<ActiveRollout>, Effect)> {
         let _serialized = self.rollout_lock.lock().await;
         spec.rollout_id = format!("r-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         self.check_spec(&spec)?;
@@ -222,6 +200,38 @@ impl Fleet {
             )));
         }
         let state = RolloutState::new(&spec);
+        let clock = self.clock.now_ms();
+        let snapshot = self.snapshot(&spec, now_ms());
+        let view = self.view();
+        let cp = view.control_plane.as_ref();
+        let out = reconcile(clock, &spec, &state, &snapshot, cp);
+        let groups = rollout_effect(
+            &spec,
+            &snapshot,
+            |a| {
+                let d = view.directive_for(&spec.channel, &a.group);
+                (d.target_version, false)
+            },
+            &out.decisions,
+        );
+        let mut effect = Effect {
+            agents_affected: groups.iter().sum(),
+            groups,
+            ..Effect::new(dry_run, create_text(&spec), 0)
+        };
+        if dry_run {
+            effect.plan = plan(clock, &spec, &state, &snapshot, cp);
+            let would = ActiveRollout {
+                spec: spec.clone(),
+                status: RolloutStatus::Active,
+                state: out.state,
+                created_ms: now_ms(),
+                revision: 0,
+                counts: group_counts(&spec, &snapshot),
+                decisions: out.decisions,
+            };
+            return Ok((Arc::new(would), effect));
+        }
         let now = now_ms();
         let row = RolloutRow {
             rollout_id: spec.rollout_id.clone(),
@@ -239,18 +249,7 @@ impl Fleet {
             kind: EventKind::Admin,
             rollout_id: spec.rollout_id.clone(),
             actor: actor.into(),
-            text: format!(
-                "rollout created on channel {}: {} → {} ({:?}, groups {})",
-                spec.channel,
-                spec.start_version,
-                spec.target_version,
-                spec.strategy,
-                spec.groups
-                    .iter()
-                    .map(|g| g.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            text: effect.summary.clone(),
             ..NewEvent::default()
         };
         self.store().create_rollout(&row, &[event]).await?;
@@ -262,7 +261,7 @@ impl Fleet {
         crash_point!("create_rollout.after_commit");
         // Decide for every agent at once, so directives and `agents why` reflect the rollout.
         self.reconcile_after_commit().await;
-        Ok(self.rollout_for(&spec.channel).unwrap_or(active))
+        Ok((self.rollout_for(&spec.channel).unwrap_or(active), effect))
     }
 
     /// Runs the engine forward over today's inventory; changes nothing.
@@ -279,105 +278,69 @@ impl Fleet {
         ))
     }
 
+    /// Applies an admin verb. A dry run checks and computes the same, and returns the
+    /// rollout as the call's own pass would leave it, committing nothing.
     pub async fn steer_rollout(
         &self,
         channel: &str,
         verb: RolloutVerb,
         actor: &str,
-    ) -> Result<Arc<ActiveRollout>> {
+        dry_run: bool,
+    ) -> Result<(Arc<ActiveRollout>, Effect)> {
         let _serialized = self.rollout_lock.lock().await;
         let current = self.rollout_for(channel).ok_or_else(|| {
             DroverError::NotFound(format!(
                 "channel '{channel}' has no active rollout; `droverctl rollout list` shows them"
             ))
         })?;
-        let mut rollout = (*current).clone();
-        let (group, text) = match &verb {
-            RolloutVerb::Pause => {
-                rollout.state.paused = true;
-                (String::new(), "rollout paused".to_string())
-            }
-            RolloutVerb::Resume => {
-                rollout.state.paused = false;
-                (String::new(), "rollout resumed".to_string())
-            }
-            RolloutVerb::StartGroup {
-                group,
-                skip_canaries,
-            } => {
-                let index = rollout.group_index(group)?;
-                let g = &mut rollout.state.groups[index];
-                if !matches!(g.phase, Phase::Unstarted | Phase::Halted) {
-                    return Err(DroverError::FailedPrecondition(format!(
-                        "group {group} is {}; only an unstarted or halted group can be started",
-                        g.phase.as_str()
-                    )));
-                }
-                g.phase = Phase::Unstarted;
-                g.force_start = true;
-                g.skip_canaries = *skip_canaries;
-                let how = if *skip_canaries {
-                    " without canaries"
-                } else {
-                    ""
-                };
-                (group.clone(), format!("group {group} started by hand{how}"))
-            }
-            RolloutVerb::MarkDone { group } => {
-                let index = rollout.group_index(group)?;
-                let g = &mut rollout.state.groups[index];
-                g.phase = Phase::Done;
-                g.done_ms = Some(self.clock.now_ms());
-                g.note = "marked done by hand".into();
-                (group.clone(), format!("group {group} marked done"))
-            }
-            RolloutVerb::Rollback {
-                group,
-                respect_windows,
-            } => {
-                let indexes: Vec<usize> = match group {
-                    Some(name) => vec![rollout.group_index(name)?],
-                    None => (0..rollout.spec.groups.len()).collect(),
-                };
-                for index in indexes {
-                    rollout.state.groups[index].phase = Phase::Rolledback;
-                    rollout.state.groups[index].rollback_urgent = !respect_windows;
-                    rollout.state.groups[index].note =
-                        format!("rolled back to {}", rollout.spec.start_version);
-                }
-                let what = group
-                    .as_deref()
-                    .map(|g| format!("group {g}"))
-                    .unwrap_or_else(|| "every group".into());
-                let when = if *respect_windows {
-                    "in the agents' maintenance windows"
-                } else {
-                    "at once"
-                };
-                (
-                    group.clone().unwrap_or_default(),
-                    format!(
-                        "{what} rolled back to {} {when}",
-                        rollout.spec.start_version
-                    ),
-                )
-            }
+        let now = self.clock.now_ms();
+        let steered = steer(now, &current.spec, &current.state, &verb)?;
+        let snapshot = self.snapshot(&current.spec, current.created_ms);
+        let cp = self.view().control_plane.clone();
+        // What the pass right after the commit makes of it: the prediction a dry run shows.
+        let out = reconcile(now, &current.spec, &steered.state, &snapshot, cp.as_ref());
+        let groups = rollout_effect(
+            &current.spec,
+            &snapshot,
+            |a| match current.decisions.get(&a.agent_id) {
+                Some(d) => (d.target.clone(), d.urgent),
+                None => held(a),
+            },
+            &out.decisions,
+        );
+        let effect = Effect {
+            groups,
+            ..Effect::new(dry_run, steered.text.clone(), 0)
         };
+        let effect = Effect {
+            agents_affected: effect.groups.iter().sum(),
+            ..effect
+        };
+        if dry_run {
+            let would = ActiveRollout {
+                status: status_after(&current.spec, &out.state, &snapshot),
+                state: out.state,
+                counts: group_counts(&current.spec, &snapshot),
+                decisions: out.decisions,
+                ..(*current).clone()
+            };
+            return Ok((Arc::new(would), effect));
+        }
         let event = NewEvent {
-            at_ms: self.clock.now_ms(),
+            at_ms: now,
             kind: EventKind::Admin,
-            rollout_id: rollout.spec.rollout_id.clone(),
-            group,
+            rollout_id: current.spec.rollout_id.clone(),
+            group: steered.group,
             actor: actor.into(),
-            text,
+            text: steered.text,
             ..NewEvent::default()
         };
         let committed = self
             .store()
             .commit_rollout(&RolloutCommit {
-                rollout_id: &rollout.spec.rollout_id,
-                expected_revision: rollout.revision,
-                state_json: state_json(&rollout.state)?,
+                rollout_id: &current.spec.rollout_id,
+                expected_revision: current.revision,
+                state_json: state_json(&steered.state)?,
                 status: RolloutStatus::Active,
                 now_ms: now_ms(),
                 events: vec![event],
@@ -387,60 +350,46 @@ impl Fleet {
         let Some(revision) = committed else {
             self.reload_rollout(&current).await?;
             return Err(DroverError::FailedPrecondition(format!(
-                "rollout {} changed while this request was made; look at `droverctl rollout \
-                 status --channel {channel}` and retry",
-                rollout.spec.rollout_id
+                "rollout {} changed while this request was made; nothing was changed; look at \
+                 `droverctl rollout status --channel {channel}` and retry",
+                current.spec.rollout_id
             )));
         };
         crash_point!("steer.after_commit");
-        rollout.revision = revision;
-        let rollout = Arc::new(rollout);
+        // The committed state's own decisions (no transition: that is the next pass's
+        // commit) replace the old ones before anyone can read them, and are pushed before
+        // the call returns: after a pause or a rollback nobody is sent the old target.
+        let decisions = decisions(now, &current.spec, &steered.state, &snapshot, cp.as_ref());
+        let rollout = Arc::new(ActiveRollout {
+            state: steered.state,
+            revision,
+            decisions,
+            ..(*current).clone()
+        });
         self.rollouts
             .write()
             .insert(channel.to_string(), rollout.clone());
         drop(_serialized);
+        self.push_all();
         self.reconcile_after_commit().await;
         // After the pass the rollout may have finished (e.g. everything rolled back).
-        self.rollout_status(channel).or(Ok(rollout))
+        Ok((self.rollout_status(channel).unwrap_or(rollout), effect))
     }
+}
 
-    pub async fn pin(&self, agent_id: &str, note: &str, actor: &str, pinned: bool) -> Result<()> {
-        validate::identifier("agent_id", agent_id)?;
-        validate::bounded_text("note", note, 256)?;
-        self.agent(agent_id).await?;
-        let text = if pinned {
-            format!(
-                "agent pinned{}",
-                if note.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {note}")
-                }
-            )
-        } else {
-            "agent unpinned".to_string()
-        };
-        let event = NewEvent {
-            agent_id: agent_id.into(),
-            ..self.admin_event(actor, text)
-        };
-        if pinned {
-            self.store()
-                .pin_agent(agent_id, note, now_ms(), &event)
-                .await?;
-            self.pins.write().insert(agent_id.to_string());
-        } else {
-            if !self.store().unpin_agent(agent_id, &event).await? {
-                return Err(DroverError::FailedPrecondition(format!(
-                    "agent {agent_id} is not pinned"
-                )));
-            }
-            self.pins.write().remove(agent_id);
-        }
-        self.reconcile_after_commit().await;
-        self.push_all();
-        Ok(())
-    }
+fn create_text(spec: &RolloutSpec) -> String {
+    format!(
+        "rollout created on channel {}: {} → {} ({:?}, groups {})",
+        spec.channel,
+        spec.start_version,
+        spec.target_version,
+        spec.strategy,
+        spec.groups
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// " (did you mean 'a' or 'b'?)", or nothing when nothing looks close.

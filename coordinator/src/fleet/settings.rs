@@ -4,7 +4,7 @@
 use drover_rules::MaintenanceSchedule;
 use semver::Version;
 
-use super::Fleet;
+use super::{Fleet, effects::Effect};
 use crate::{
     domain::{
         Channel, follows_control_plane, now_ms, validate,
@@ -20,33 +20,53 @@ impl Fleet {
         group: &str,
         schedule: MaintenanceSchedule,
         actor: &str,
-    ) -> Result<()> {
+        dry_run: bool,
+    ) -> Result<Effect> {
         validate::name("group", group)?;
         schedule.validate().map_err(DroverError::InvalidArgument)?;
-        let event = self.admin_event(
-            actor,
-            format!("maintenance window of group {group} set to {schedule}"),
+        let text = format!("maintenance window of group {group} set to {schedule}");
+        let mut next = (*self.view()).clone();
+        next.schedules.insert(group.to_string(), schedule);
+        let effect = Effect::new(
+            dry_run,
+            text.clone(),
+            self.settings_effect(&next, |_, g| g == group),
         );
+        if dry_run {
+            return Ok(effect);
+        }
+        let event = self.admin_event(actor, text);
         self.store()
             .set_schedule(group, &schedule, now_ms(), &event)
             .await?;
         self.publish_committed_change().await;
-        Ok(())
+        Ok(effect)
     }
 
-    pub async fn clear_schedule(&self, group: &str, actor: &str) -> Result<()> {
+    pub async fn clear_schedule(&self, group: &str, actor: &str, dry_run: bool) -> Result<Effect> {
         validate::name("group", group)?;
-        let event = self.admin_event(
-            actor,
-            format!("maintenance window of group {group} cleared"),
-        );
-        if !self.store().clear_schedule(group, &event).await? {
-            return Err(DroverError::NotFound(format!(
+        let no_schedule = || {
+            DroverError::NotFound(format!(
                 "group '{group}' has no maintenance schedule; `droverctl schedule list` shows them"
-            )));
+            ))
+        };
+        let text = format!("maintenance window of group {group} cleared");
+        let mut next = (*self.view()).clone();
+        let had = next.schedules.remove(group).is_some();
+        let effect = Effect::new(
+            dry_run,
+            text.clone(),
+            self.settings_effect(&next, |_, g| g == group),
+        );
+        if dry_run {
+            return if had { Ok(effect) } else { Err(no_schedule()) };
+        }
+        let event = self.admin_event(actor, text);
+        if !self.store().clear_schedule(group, &event).await? {
+            return Err(no_schedule());
         }
         self.publish_committed_change().await;
-        Ok(())
+        Ok(effect)
     }
 
     pub async fn schedules(&self) -> Result<Vec<crate::store::GroupSchedule>> {
@@ -58,7 +78,8 @@ impl Fleet {
         name: &str,
         version: &str,
         actor: &str,
-    ) -> Result<Channel> {
+        dry_run: bool,
+    ) -> Result<(Channel, Effect)> {
         validate::name("channel", name)?;
         let version = parse_version(version)?;
         if follows_control_plane(name) {
@@ -94,16 +115,44 @@ impl Fleet {
             == Some(&version)
         {
             // Already so: a retried call changes nothing and writes no second event.
-            return self.channel(name);
+            let effect = Effect::new(
+                dry_run,
+                format!("channel {name} already serves {version}"),
+                0,
+            );
+            return Ok((self.channel(name)?, effect));
         }
-        let event = self.admin_event(actor, format!("channel {name} set to {version}"));
+        let text = format!("channel {name} set to {version}");
+        let mut next = (*self.view()).clone();
+        let would = next
+            .channels
+            .entry(name.to_string())
+            .or_insert_with(|| Channel {
+                name: name.to_string(),
+                version: None,
+                critical: false,
+                follows_control_plane: false,
+                updated_at_ms: 0,
+            });
+        would.version = Some(version.clone());
+        would.updated_at_ms = now_ms();
+        let would = would.clone();
+        let effect = Effect::new(
+            dry_run,
+            text.clone(),
+            self.settings_effect(&next, |c, _| c == name),
+        );
+        if dry_run {
+            return Ok((would, effect));
+        }
+        let event = self.admin_event(actor, text);
         self.store()
             .set_channel_version(name, &version.to_string(), now_ms(), &event)
             .await?;
         drop(_serialized);
         crash_point!("admin.after_commit");
         self.publish_committed_change().await;
-        self.channel(name)
+        Ok((self.channel(name)?, effect))
     }
 
     pub async fn set_channel_critical(
@@ -111,37 +160,75 @@ impl Fleet {
         name: &str,
         critical: bool,
         actor: &str,
-    ) -> Result<Channel> {
+        dry_run: bool,
+    ) -> Result<(Channel, Effect)> {
         validate::name("channel", name)?;
-        let event = self.admin_event(
-            actor,
-            format!("channel {name} critical flag set to {critical}"),
+        let text = format!("channel {name} critical flag set to {critical}");
+        let mut next = (*self.view()).clone();
+        let Some(would) = next.channels.get_mut(name) else {
+            return Err(DroverError::NotFound(format!(
+                "channel '{name}' does not exist; create it with `droverctl channels set {name} VERSION`"
+            )));
+        };
+        would.critical = critical;
+        let would = would.clone();
+        let effect = Effect::new(
+            dry_run,
+            text.clone(),
+            self.settings_effect(&next, |c, _| c == name),
         );
+        if dry_run {
+            return Ok((would, effect));
+        }
+        let event = self.admin_event(actor, text);
         self.store()
             .set_channel_critical(name, critical, now_ms(), &event)
             .await?;
         self.publish_committed_change().await;
-        self.channel(name)
+        Ok((self.channel(name)?, effect))
     }
 
     pub async fn set_control_plane_version(
         &self,
         version: &str,
         actor: &str,
-    ) -> Result<(Version, i64)> {
+        dry_run: bool,
+    ) -> Result<(Version, i64, Effect)> {
         let version = parse_version(version)?;
         let view = self.view();
         if view.control_plane.as_ref() == Some(&version) {
-            return Ok((version, view.control_plane_updated_ms));
+            let effect = Effect::new(
+                dry_run,
+                format!("the control-plane version already is {version}"),
+                0,
+            );
+            return Ok((version, view.control_plane_updated_ms, effect));
         }
         let now = now_ms();
-        let event = self.admin_event(actor, format!("control-plane version set to {version}"));
+        let text = format!("control-plane version set to {version}");
+        let mut next = (*view).clone();
+        next.control_plane = Some(version.clone());
+        // Following channels resolve to the control plane's version when read.
+        for channel in next.channels.values_mut() {
+            if channel.follows_control_plane {
+                channel.version = Some(version.clone());
+            }
+        }
+        let effect = Effect::new(
+            dry_run,
+            text.clone(),
+            self.settings_effect(&next, |_, _| true),
+        );
+        if dry_run {
+            return Ok((version, now, effect));
+        }
+        let event = self.admin_event(actor, text);
         self.store()
             .set_control_plane_version(&version.to_string(), now, &event)
             .await?;
         self.publish_committed_change().await;
         self.reconcile_now.notify_one();
-        Ok((version, now))
+        Ok((version, now, effect))
     }
 
     fn channel(&self, name: &str) -> Result<Channel> {

@@ -113,6 +113,7 @@ impl AdminApi {
                 .map(ToString::to_string)
                 .unwrap_or_default(),
             updated_at: convert::timestamp(view.control_plane_updated_ms),
+            effect: None,
         }
     }
 
@@ -201,5 +202,6 @@ pub(super) fn group_schedule_to_proto(
         updated_at: convert::timestamp(updated_at_ms),
         next_window_start: window.and_then(|(start, _)| convert::timestamp(start)),
         next_window_end: window.and_then(|(_, end)| convert::timestamp(end)),
+        effect: None,
     }
 }

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::{admin_reads::group_schedule_to_proto, convert, rollout_convert};
 use crate::{
     domain::now_ms,
-    fleet::{Fleet, RolloutVerb},
+    fleet::{Effect, Fleet, RolloutVerb},
 };
 
 /// Who admin actions are logged as; admin tokens with names are open work.
@@ -61,13 +61,18 @@ impl AdminService for AdminApi {
         request: Request<pb::SetChannelVersionRequest>,
     ) -> Result<Response<pb::Channel>, Status> {
         let request = request.into_inner();
-        let channel = self
+        let (channel, effect) = self
             .fleet
-            .set_channel_version(&request.name, &request.version, ACTOR)
+            .set_channel_version(&request.name, &request.version, ACTOR, request.dry_run)
             .await?;
-        tracing::info!(channel = %channel.name, version = ?channel.version.as_ref().map(ToString::to_string), "channel version set");
+        if !effect.dry_run {
+            tracing::info!(channel = %channel.name, version = ?channel.version.as_ref().map(ToString::to_string), "channel version set");
+        }
         let agents = self.fleet.channel_agent_count(&channel.name);
-        Ok(Response::new(convert::channel_to_proto(channel, agents)))
+        Ok(Response::new(pb::Channel {
+            effect: Some(effect_to_proto(&effect)),
+            ..convert::channel_to_proto(channel, agents)
+        }))
     }
 
     async fn set_channel_critical(
@@ -75,13 +80,18 @@ impl AdminService for AdminApi {
         request: Request<pb::SetChannelCriticalRequest>,
     ) -> Result<Response<pb::Channel>, Status> {
         let request = request.into_inner();
-        let channel = self
+        let (channel, effect) = self
             .fleet
-            .set_channel_critical(&request.name, request.critical, ACTOR)
+            .set_channel_critical(&request.name, request.critical, ACTOR, request.dry_run)
             .await?;
-        tracing::info!(channel = %channel.name, critical = channel.critical, "channel critical flag set");
+        if !effect.dry_run {
+            tracing::info!(channel = %channel.name, critical = channel.critical, "channel critical flag set");
+        }
         let agents = self.fleet.channel_agent_count(&channel.name);
-        Ok(Response::new(convert::channel_to_proto(channel, agents)))
+        Ok(Response::new(pb::Channel {
+            effect: Some(effect_to_proto(&effect)),
+            ..convert::channel_to_proto(channel, agents)
+        }))
     }
 
     async fn get_control_plane_version(
@@ -95,14 +105,18 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SetControlPlaneVersionRequest>,
     ) -> Result<Response<pb::ControlPlaneVersion>, Status> {
-        let (version, at) = self
+        let request = request.into_inner();
+        let (version, at, effect) = self
             .fleet
-            .set_control_plane_version(&request.into_inner().version, ACTOR)
+            .set_control_plane_version(&request.version, ACTOR, request.dry_run)
             .await?;
-        tracing::info!(%version, "control-plane version set");
+        if !effect.dry_run {
+            tracing::info!(%version, "control-plane version set");
+        }
         Ok(Response::new(pb::ControlPlaneVersion {
             version: version.to_string(),
             updated_at: convert::timestamp(at),
+            effect: Some(effect_to_proto(&effect)),
         }))
     }
 
@@ -119,37 +133,52 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::GroupSchedule>, Status> {
         let request = request.into_inner();
         let schedule = convert::schedule_from_request(&request)?;
-        self.fleet
-            .set_schedule(&request.group, schedule, ACTOR)
+        let effect = self
+            .fleet
+            .set_schedule(&request.group, schedule, ACTOR, request.dry_run)
             .await?;
-        tracing::info!(group = %request.group, %schedule, "maintenance schedule set");
+        if !effect.dry_run {
+            tracing::info!(group = %request.group, %schedule, "maintenance schedule set");
+        }
         let now = now_ms();
-        Ok(Response::new(group_schedule_to_proto(
-            &request.group,
-            &schedule,
-            now,
-            now,
-        )))
+        Ok(Response::new(pb::GroupSchedule {
+            effect: Some(effect_to_proto(&effect)),
+            ..group_schedule_to_proto(&request.group, &schedule, now, now)
+        }))
     }
 
     async fn clear_schedule(
         &self,
         request: Request<pb::ClearScheduleRequest>,
     ) -> Result<Response<pb::ClearScheduleResponse>, Status> {
-        let group = request.into_inner().group;
-        self.fleet.clear_schedule(&group, ACTOR).await?;
-        tracing::info!(%group, "maintenance schedule cleared");
-        Ok(Response::new(pb::ClearScheduleResponse {}))
+        let request = request.into_inner();
+        let group = request.group;
+        let effect = self
+            .fleet
+            .clear_schedule(&group, ACTOR, request.dry_run)
+            .await?;
+        if !effect.dry_run {
+            tracing::info!(%group, "maintenance schedule cleared");
+        }
+        Ok(Response::new(pb::ClearScheduleResponse {
+            effect: Some(effect_to_proto(&effect)),
+        }))
     }
 
     async fn create_rollout(
         &self,
         request: Request<pb::CreateRolloutRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
-        let spec = rollout_convert::spec_from_proto(request.into_inner())?;
-        let rollout = self.fleet.create_rollout(spec, ACTOR).await?;
-        tracing::info!(rollout = %rollout.spec.rollout_id, channel = %rollout.spec.channel, "rollout created");
-        Ok(Response::new(rollout_convert::status_to_proto(&rollout)))
+        let request = request.into_inner();
+        let dry_run = request.dry_run;
+        let spec = rollout_convert::spec_from_proto(request)?;
+        let (rollout, effect) = self.fleet.create_rollout(spec, ACTOR, dry_run).await?;
+        if !dry_run {
+            tracing::info!(rollout = %rollout.spec.rollout_id, channel = %rollout.spec.channel, "rollout created");
+        }
+        Ok(Response::new(rollout_convert::steered_to_proto(
+            &rollout, &effect,
+        )))
     }
 
     async fn plan_rollout(
@@ -200,18 +229,18 @@ impl AdminService for AdminApi {
 
     async fn pause_rollout(
         &self,
-        request: Request<pb::RolloutRef>,
+        request: Request<pb::SteerRolloutRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
-        self.steer(&request.into_inner().channel, RolloutVerb::Pause)
-            .await
+        let r = request.into_inner();
+        self.steer(&r.channel, RolloutVerb::Pause, r.dry_run).await
     }
 
     async fn resume_rollout(
         &self,
-        request: Request<pb::RolloutRef>,
+        request: Request<pb::SteerRolloutRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
-        self.steer(&request.into_inner().channel, RolloutVerb::Resume)
-            .await
+        let r = request.into_inner();
+        self.steer(&r.channel, RolloutVerb::Resume, r.dry_run).await
     }
 
     async fn start_group(
@@ -225,17 +254,21 @@ impl AdminService for AdminApi {
                 group: r.group,
                 skip_canaries: r.skip_canaries,
             },
+            r.dry_run,
         )
         .await
     }
 
     async fn mark_group_done(
         &self,
-        request: Request<pb::GroupRef>,
+        request: Request<pb::MarkGroupDoneRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
         let r = request.into_inner();
-        self.steer(&r.channel, RolloutVerb::MarkDone { group: r.group })
-            .await
+        let verb = RolloutVerb::MarkDone {
+            group: r.group,
+            start_next_now: r.now,
+        };
+        self.steer(&r.channel, verb, r.dry_run).await
     }
 
     async fn rollback(
@@ -248,7 +281,7 @@ impl AdminService for AdminApi {
             group,
             respect_windows: r.respect_windows,
         };
-        self.steer(&r.channel, verb).await
+        self.steer(&r.channel, verb, r.dry_run).await
     }
 
     async fn pin_agent(
@@ -256,23 +289,23 @@ impl AdminService for AdminApi {
         request: Request<pb::PinAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
         let r = request.into_inner();
-        self.fleet.pin(&r.agent_id, &r.note, ACTOR, true).await?;
-        Ok(Response::new(convert::agent_to_proto(
-            self.fleet.agent(&r.agent_id).await?,
-            now_ms(),
-        )))
+        let effect = self
+            .fleet
+            .pin(&r.agent_id, &r.note, ACTOR, true, r.dry_run)
+            .await?;
+        self.pinned_agent(&r.agent_id, effect).await
     }
 
     async fn unpin_agent(
         &self,
-        request: Request<pb::GetAgentRequest>,
+        request: Request<pb::UnpinAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
-        let agent_id = request.into_inner().agent_id;
-        self.fleet.pin(&agent_id, "", ACTOR, false).await?;
-        Ok(Response::new(convert::agent_to_proto(
-            self.fleet.agent(&agent_id).await?,
-            now_ms(),
-        )))
+        let r = request.into_inner();
+        let effect = self
+            .fleet
+            .pin(&r.agent_id, "", ACTOR, false, r.dry_run)
+            .await?;
+        self.pinned_agent(&r.agent_id, effect).await
     }
 
     async fn explain_agent(
@@ -297,8 +330,36 @@ impl AdminApi {
         &self,
         channel: &str,
         verb: RolloutVerb,
+        dry_run: bool,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
-        let rollout = self.fleet.steer_rollout(channel, verb, ACTOR).await?;
-        Ok(Response::new(rollout_convert::status_to_proto(&rollout)))
+        let (rollout, effect) = self
+            .fleet
+            .steer_rollout(channel, verb, ACTOR, dry_run)
+            .await?;
+        Ok(Response::new(rollout_convert::steered_to_proto(
+            &rollout, &effect,
+        )))
+    }
+
+    /// The agent after a pin or unpin; for a dry run, as the pin would leave it.
+    async fn pinned_agent(
+        &self,
+        agent_id: &str,
+        effect: Effect,
+    ) -> Result<Response<pb::Agent>, Status> {
+        let mut agent = convert::agent_to_proto(self.fleet.agent(agent_id).await?, now_ms());
+        if effect.dry_run {
+            agent.pinned = effect.summary.starts_with("agent pinned");
+        }
+        agent.effect = Some(effect_to_proto(&effect));
+        Ok(Response::new(agent))
+    }
+}
+
+fn effect_to_proto(effect: &Effect) -> pb::Effect {
+    pb::Effect {
+        dry_run: effect.dry_run,
+        summary: effect.summary.clone(),
+        agents_affected: effect.agents_affected,
     }
 }

@@ -313,6 +313,7 @@ pub fn agent_to_proto(agent: AgentView, now_ms: i64) -> pb::Agent {
             .map(|d| d.0)
             .unwrap_or_default(),
         updater_decision_detail: agent.updater_decision.map(|d| d.1).unwrap_or_default(),
+        effect: None,
     }
 }
 
@@ -324,6 +325,7 @@ pub fn channel_to_proto(channel: Channel, agent_count: u64) -> pb::Channel {
         follows_control_plane: channel.follows_control_plane,
         updated_at: timestamp(channel.updated_at_ms),
         agent_count,
+        effect: None,
     }
 }
 

@@ -7,7 +7,7 @@ use super::convert::{report_to_proto, timestamp};
 use crate::{
     domain::version::parse_version,
     error::{DroverError, Result},
-    fleet::{ActiveRollout, AgentHistory, Explanation, RolloutDetail},
+    fleet::{ActiveRollout, AgentHistory, Effect, Explanation, RolloutDetail},
     rollout::{GroupPlan, GroupSpec, RolloutSpec, Strategy},
     store::Event,
 };
@@ -96,6 +96,7 @@ pub fn status_to_proto(rollout: &ActiveRollout) -> pb::RolloutStatus {
             failed: counts.failed,
             started_at: state.started_ms.and_then(timestamp),
             done_at: state.done_ms.and_then(timestamp),
+            agents_affected: 0,
         })
         .collect();
     pb::RolloutStatus {
@@ -108,6 +109,8 @@ pub fn status_to_proto(rollout: &ActiveRollout) -> pb::RolloutStatus {
         paused: rollout.state.paused,
         groups,
         created_at: timestamp(rollout.created_ms),
+        effect: None,
+        plan: None,
     }
 }
 
@@ -195,4 +198,21 @@ fn shown_status(rollout: &ActiveRollout) -> drover_rules::RolloutStatus {
     } else {
         rollout.status
     }
+}
+
+/// A rollout as a verb left it (or, for a dry run, would leave it), with the verb's effect.
+pub fn steered_to_proto(rollout: &ActiveRollout, effect: &Effect) -> pb::RolloutStatus {
+    let mut status = status_to_proto(rollout);
+    for (group, affected) in status.groups.iter_mut().zip(&effect.groups) {
+        group.agents_affected = *affected;
+    }
+    status.effect = Some(pb::Effect {
+        dry_run: effect.dry_run,
+        summary: effect.summary.clone(),
+        agents_affected: effect.agents_affected,
+    });
+    if effect.dry_run && !effect.plan.is_empty() {
+        status.plan = Some(plan_to_proto(effect.plan.clone()));
+    }
+    status
 }

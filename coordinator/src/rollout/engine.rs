@@ -25,14 +25,8 @@ struct Counts {
     failed: u64,
 }
 
-/// Runs one step at `now_ms`. A paused rollout makes no transition and moves nobody.
-pub fn reconcile(
-    now_ms: i64,
-    spec: &RolloutSpec,
-    state: &RolloutState,
-    fleet: &[AgentSnapshot],
-    control_plane: Option<&Version>,
-) -> Reconciled {
+/// Agents by group index, each group in the rollout's stable order.
+fn members_of<'a>(spec: &RolloutSpec, fleet: &'a [AgentSnapshot]) -> Vec<Vec<&'a AgentSnapshot>> {
     let mut members: Vec<Vec<&AgentSnapshot>> = vec![Vec::new(); spec.groups.len()];
     for agent in fleet {
         members[spec.group_of(&agent.group)].push(agent);
@@ -41,6 +35,18 @@ pub fn reconcile(
         // Cached: the rank hashes two ids, once per agent rather than per comparison.
         group.sort_by_cached_key(|a| agent_rank(&spec.rollout_id, &a.agent_id));
     }
+    members
+}
+
+/// Runs one step at `now_ms`. A paused rollout makes no transition and moves nobody.
+pub fn reconcile(
+    now_ms: i64,
+    spec: &RolloutSpec,
+    state: &RolloutState,
+    fleet: &[AgentSnapshot],
+    control_plane: Option<&Version>,
+) -> Reconciled {
+    let members = members_of(spec, fleet);
     let mut next = state.clone();
     let mut events = Vec::new();
     if !state.paused {
@@ -58,14 +64,43 @@ pub fn reconcile(
             }
         }
     }
-    let decisions = fleet
+    let decisions = decide_each(now_ms, spec, &next, fleet, &members, control_plane);
+    Reconciled {
+        state: next,
+        events,
+        decisions,
+    }
+}
+
+/// Every agent's decision under `state` exactly as it stands: no transition. What a verb's
+/// committed state means for directives before the next pass moves anything.
+pub fn decisions(
+    now_ms: i64,
+    spec: &RolloutSpec,
+    state: &RolloutState,
+    fleet: &[AgentSnapshot],
+    control_plane: Option<&Version>,
+) -> HashMap<String, AgentDecision> {
+    let members = members_of(spec, fleet);
+    decide_each(now_ms, spec, state, fleet, &members, control_plane)
+}
+
+fn decide_each(
+    now_ms: i64,
+    spec: &RolloutSpec,
+    state: &RolloutState,
+    fleet: &[AgentSnapshot],
+    members: &[Vec<&AgentSnapshot>],
+    control_plane: Option<&Version>,
+) -> HashMap<String, AgentDecision> {
+    fleet
         .iter()
         .map(|agent| {
             let index = spec.group_of(&agent.group);
             let decision = decide(
                 now_ms,
                 spec,
-                &next,
+                state,
                 index,
                 agent,
                 &members[index],
@@ -73,12 +108,7 @@ pub fn reconcile(
             );
             (agent.agent_id.clone(), decision)
         })
-        .collect();
-    Reconciled {
-        state: next,
-        events,
-        decisions,
-    }
+        .collect()
 }
 
 /// Halts every group that has not finished, saying why.
@@ -127,7 +157,7 @@ fn counts(spec: &RolloutSpec, members: &[&AgentSnapshot]) -> Counts {
     counts
 }
 
-fn window_open(now_ms: i64, spec: &RolloutSpec, index: usize) -> bool {
+pub(super) fn window_open(now_ms: i64, spec: &RolloutSpec, index: usize) -> bool {
     spec.immediate
         || spec.groups[index]
             .window()
@@ -136,7 +166,12 @@ fn window_open(now_ms: i64, spec: &RolloutSpec, index: usize) -> bool {
 }
 
 /// Whether group `index` may start by order and waits (its own window aside).
-fn turn_has_come(now_ms: i64, spec: &RolloutSpec, state: &RolloutState, index: usize) -> bool {
+pub(super) fn turn_has_come(
+    now_ms: i64,
+    spec: &RolloutSpec,
+    state: &RolloutState,
+    index: usize,
+) -> bool {
     if index == 0 {
         return true;
     }
@@ -413,7 +448,7 @@ fn decide(
             ReasonCode::GroupDone,
             format!("group {} is done; catching up", group_spec.name),
         ),
-        Phase::Active if !window_open(now_ms, spec, index) => hold(
+        Phase::Active if !group.ignore_window && !window_open(now_ms, spec, index) => hold(
             ReasonCode::OutsideWindow,
             format!(
                 "group {} is active; its window ({}) is closed",

@@ -4,6 +4,7 @@
 
 mod engine;
 mod plan;
+mod steer;
 
 use drover_rules::{MaintenanceSchedule, Weekdays};
 use semver::Version;
@@ -11,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::Health;
 
-pub use engine::reconcile;
+pub use engine::{decisions, reconcile};
 pub use plan::{GroupPlan, plan};
+pub use steer::{RolloutVerb, Steered, group_index, steer};
 
 pub const HOUR_MS: i64 = 3_600_000;
 
@@ -132,6 +134,9 @@ pub struct GroupState {
     /// of waiting for their maintenance windows. (Older states have none: not urgent.)
     #[serde(default)]
     pub rollback_urgent: bool,
+    /// Started with `mark-done --now`: it updates at once, outside its window too.
+    #[serde(default)]
+    pub ignore_window: bool,
 }
 
 impl Default for GroupState {
@@ -146,6 +151,7 @@ impl Default for GroupState {
             note: String::new(),
             initial_count: 0,
             rollback_urgent: false,
+            ignore_window: false,
         }
     }
 }

@@ -4,7 +4,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use drover_api as api;
 use drover_proto::v1 as pb;
 
-use super::{Client, status_text};
+use super::{Client, effect_text, status_text};
 use crate::{
     names::{health_name, or_dash, outcome_name, state_name, time_text, yes_no},
     render::{Reply, Table, Text},
@@ -31,11 +31,17 @@ pub enum AgentsCommand {
         /// Why it is pinned, for whoever looks next (shown with the agent and in events).
         #[arg(long, default_value = "")]
         note: String,
+        /// Check the pin and show whether the agent's target would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Release a pinned agent: it follows its channel and rollouts again.
     Unpin {
         /// The agent's id, as `agents list` shows it.
         agent_id: String,
+        /// Check the unpin and show whether the agent's target would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// An agent's update attempts (from, to, outcome, reason, times) and the decisions and
     /// changes about it (events), newest first.
@@ -111,22 +117,35 @@ pub async fn run(client: &mut Client, command: AgentsCommand) -> Result<Reply, S
             }
             Ok(Reply::new(data, text))
         }
-        AgentsCommand::Pin { agent_id, note } => {
+        AgentsCommand::Pin {
+            agent_id,
+            note,
+            dry_run,
+        } => {
+            let request = pb::PinAgentRequest {
+                agent_id,
+                note,
+                dry_run,
+            };
             let agent = client
-                .pin_agent(pb::PinAgentRequest { agent_id, note })
+                .pin_agent(request)
                 .await
                 .map_err(status_text)?
                 .into_inner();
-            let text = format!("{} pinned at {}", agent.agent_id, agent.agent_version);
+            let text = effect_text(agent.effect.as_ref())
+                .filter(|_| dry_run)
+                .unwrap_or_else(|| format!("{} pinned at {}", agent.agent_id, agent.agent_version));
             Ok(Reply::new(api::Agent::from(&agent), text))
         }
-        AgentsCommand::Unpin { agent_id } => {
+        AgentsCommand::Unpin { agent_id, dry_run } => {
             let agent = client
-                .unpin_agent(pb::GetAgentRequest { agent_id })
+                .unpin_agent(pb::UnpinAgentRequest { agent_id, dry_run })
                 .await
                 .map_err(status_text)?
                 .into_inner();
-            let text = format!("{} unpinned", agent.agent_id);
+            let text = effect_text(agent.effect.as_ref())
+                .filter(|_| dry_run)
+                .unwrap_or_else(|| format!("{} unpinned", agent.agent_id));
             Ok(Reply::new(api::Agent::from(&agent), text))
         }
     }

@@ -4,10 +4,10 @@ use clap::Subcommand;
 use drover_api as api;
 use drover_proto::v1 as pb;
 
-use super::{Client, status_text};
+use super::{Client, effect_text, status_text};
 use crate::{
     names::{or_dash, yes_no},
-    render::{Reply, Table},
+    render::{Reply, Table, Text},
 };
 
 #[derive(Subcommand, Debug)]
@@ -26,6 +26,9 @@ pub enum ChannelsCommand {
         /// Mark updates on this channel critical: they install outside maintenance windows.
         #[arg(long)]
         critical: Option<bool>,
+        /// Check the change and show how many agents would get a new directive; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -45,9 +48,17 @@ pub async fn run(client: &mut Client, command: ChannelsCommand) -> Result<Reply,
             name,
             version,
             critical,
-        } => set(client, name, version, critical).await?,
+            dry_run,
+        } => set(client, name, version, critical, dry_run).await?,
     };
-    Ok(Reply::new(api::Channel::from(&channel), table(&[channel])))
+    let text = match effect_text(channel.effect.as_ref()) {
+        Some(line) => Text::new()
+            .line(line)
+            .line("")
+            .table(table(std::slice::from_ref(&channel))),
+        None => Text::from(table(std::slice::from_ref(&channel))),
+    };
+    Ok(Reply::new(api::Channel::from(&channel), text))
 }
 
 async fn set(
@@ -55,18 +66,28 @@ async fn set(
     name: String,
     version: Option<String>,
     critical: Option<bool>,
+    dry_run: bool,
 ) -> Result<pb::Channel, String> {
+    if dry_run && version.is_some() && critical.is_some() {
+        // The second change's dry run would not see the first: ask for one at a time.
+        return Err("--dry-run checks one change at a time: give a VERSION or --critical".into());
+    }
     let mut channel = None;
     if let Some(version) = version {
         let request = pb::SetChannelVersionRequest {
             name: name.clone(),
             version,
+            dry_run,
         };
         let reply = client.set_channel_version(request).await;
         channel = Some(reply.map_err(status_text)?.into_inner());
     }
     if let Some(critical) = critical {
-        let request = pb::SetChannelCriticalRequest { name, critical };
+        let request = pb::SetChannelCriticalRequest {
+            name,
+            critical,
+            dry_run,
+        };
         let reply = client.set_channel_critical(request).await;
         channel = Some(reply.map_err(status_text)?.into_inner());
     }

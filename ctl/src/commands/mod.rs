@@ -11,7 +11,7 @@ pub mod fleet;
 pub mod rollout;
 pub mod schedule;
 
-use drover_proto::v1::admin_service_client::AdminServiceClient;
+use drover_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
 use tonic::transport::Channel;
 
 use crate::{cli::Command, render::Reply};
@@ -55,6 +55,23 @@ async fn connect(address: &str) -> Result<Client, String> {
         )
     })?;
     Ok(AdminServiceClient::new(channel))
+}
+
+/// A mutating verb's effect; `dry_run: true` means the coordinator changed nothing.
+/// One line saying what a verb changed, or for a dry run what it would change.
+pub fn effect_text(e: Option<&pb::Effect>) -> Option<String> {
+    let e = e?;
+    Some(if e.dry_run {
+        format!(
+            "dry run: nothing changed. It would do: {}; {} agent(s) would get a new directive",
+            e.summary, e.agents_affected
+        )
+    } else {
+        format!(
+            "{}; {} agent(s) get a new directive",
+            e.summary, e.agents_affected
+        )
+    })
 }
 
 /// The coordinator's refusal as one line for stderr (the output helper cleans it).

@@ -5,10 +5,10 @@ use drover_api as api;
 use drover_proto::v1 as pb;
 use serde_json::json;
 
-use super::{Client, status_text};
+use super::{Client, effect_text, status_text};
 use crate::{
     names::time_or_dash,
-    render::{Reply, Table},
+    render::{Reply, Table, Text},
 };
 
 #[derive(Subcommand, Debug)]
@@ -29,12 +29,18 @@ pub enum ScheduleCommand {
         /// Window length: `45m`, `1h`, `1h30m` (at most 24h).
         #[arg(long)]
         duration: String,
+        /// Check the window and show how many agents would get a new directive; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Remove a group's window: its agents then install as soon as a target arrives.
     Clear {
         /// The group whose window to remove.
         #[arg(long)]
         group: String,
+        /// Check the removal and show how many agents would get a new directive; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -53,6 +59,7 @@ pub async fn run(client: &mut Client, command: ScheduleCommand) -> Result<Reply,
             days,
             start,
             duration,
+            dry_run,
         } => {
             let days = drover_rules::Weekdays::parse(&days)?;
             let start_minute_utc = drover_rules::schedule::parse_start(&start)?;
@@ -65,26 +72,50 @@ pub async fn run(client: &mut Client, command: ScheduleCommand) -> Result<Reply,
                     seconds: i64::from(minutes) * 60,
                     nanos: 0,
                 }),
+                dry_run,
             };
             let reply = client.set_schedule(request).await;
             vec![reply.map_err(status_text)?.into_inner()]
         }
-        ScheduleCommand::Clear { group } => {
-            client
+        ScheduleCommand::Clear { group, dry_run } => {
+            let reply = client
                 .clear_schedule(pb::ClearScheduleRequest {
                     group: group.clone(),
+                    dry_run,
                 })
                 .await
-                .map_err(status_text)?;
+                .map_err(status_text)?
+                .into_inner();
+            let effect = reply.effect.as_ref();
+            let text = effect_text(effect)
+                .unwrap_or_else(|| format!("schedule of group '{group}' cleared"));
             return Ok(Reply::new(
-                json!({ "group": group, "cleared": true }),
-                format!("schedule of group '{group}' cleared"),
+                json!({
+                    "group": group,
+                    "cleared": !dry_run,
+                    "effect": effect.map(api::Effect::from),
+                }),
+                text,
             ));
         }
     };
+    let effect = schedules.first().and_then(|s| s.effect.as_ref());
+    if let Some(effect) = effect {
+        // `schedule set`: the one schedule, with what the change does.
+        let data = api::GroupSchedule::from(&schedules[0]);
+        let text = Text::new()
+            .line(effect_text(Some(effect)).unwrap_or_default())
+            .line("")
+            .table(schedule_table(&schedules));
+        return Ok(Reply::new(data, text));
+    }
     let data: Vec<_> = schedules.iter().map(api::GroupSchedule::from).collect();
+    Ok(Reply::new(data, schedule_table(&schedules)))
+}
+
+fn schedule_table(schedules: &[pb::GroupSchedule]) -> Table {
     let mut table = Table::new(&["group", "window", "next opens", "closes"]);
-    for s in &schedules {
+    for s in schedules {
         table.row(vec![
             s.group.clone(),
             window_text(s.schedule.as_ref()),
@@ -92,7 +123,7 @@ pub async fn run(client: &mut Client, command: ScheduleCommand) -> Result<Reply,
             time_or_dash(s.next_window_end.as_ref()),
         ]);
     }
-    Ok(Reply::new(data, table))
+    table
 }
 
 fn window_text(schedule: Option<&pb::MaintenanceSchedule>) -> String {

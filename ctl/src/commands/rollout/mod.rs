@@ -7,14 +7,21 @@ use clap::Subcommand;
 use drover_api as api;
 use drover_proto::v1 as pb;
 
-use super::{Client, status_text};
+use super::{Client, effect_text, status_text};
 use crate::render::{Reply, Table, Text};
 use spec::SpecArgs;
 
 #[derive(Subcommand, Debug)]
 pub enum RolloutCommand {
     /// Start a rollout of a channel from its current version to a new one, group by group.
-    Create(SpecArgs),
+    Create {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Check the rollout like the real create and show its plan and the agents it would
+        /// move first; create nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Show when each group would start and finish for today's inventory; changes nothing.
     Plan(SpecArgs),
     /// Each group's state and counts (initial, present, on target, healthy, failed).
@@ -50,12 +57,18 @@ pub enum RolloutCommand {
         /// The channel whose rollout to pause.
         #[arg(long)]
         channel: String,
+        /// Check the request and show what would change (the agents affected per group); change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Let a paused rollout move agents again.
     Resume {
         /// The channel whose rollout to resume.
         #[arg(long)]
         channel: String,
+        /// Check the request and show what would change (the agents affected per group); change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Start a group now, whatever its order and window say (also restarts a halted group).
     StartGroup {
@@ -68,8 +81,12 @@ pub enum RolloutCommand {
         /// Move the whole group at once instead of its canaries first.
         #[arg(long)]
         skip_canaries: bool,
+        /// Check the request and show what would change (the agents affected per group); change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
-    /// Count a group as done, so the next one may start.
+    /// Count a group as done; the next group then starts by the strategy's rules (its turn
+    /// and its maintenance window), or at once with --now.
     MarkDone {
         /// The channel whose rollout to steer.
         #[arg(long)]
@@ -77,6 +94,12 @@ pub enum RolloutCommand {
         /// The group to count as done.
         #[arg(long)]
         group: String,
+        /// Start the next group at once, even outside its window.
+        #[arg(long)]
+        now: bool,
+        /// Check the request and show what would change (the agents affected per group); change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Send a group (or, without --group, every group) back to the start version.
     Rollback {
@@ -90,6 +113,9 @@ pub enum RolloutCommand {
         /// once, like a critical update).
         #[arg(long)]
         respect_windows: bool,
+        /// Check the request and show what would change (the agents affected per group); change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -129,36 +155,61 @@ pub async fn run(client: &mut Client, command: RolloutCommand) -> Result<Reply, 
             }
             return Ok(Reply::new(data, text));
         }
-        C::Create(args) => client.create_rollout(spec::request(args)?).await,
+        C::Create { spec, dry_run } => {
+            let request = pb::CreateRolloutRequest {
+                dry_run,
+                ..spec::request(spec)?
+            };
+            client.create_rollout(request).await
+        }
         C::Status { channel } => client.get_rollout_status(pb::RolloutRef { channel }).await,
-        C::Pause { channel } => client.pause_rollout(pb::RolloutRef { channel }).await,
-        C::Resume { channel } => client.resume_rollout(pb::RolloutRef { channel }).await,
+        C::Pause { channel, dry_run } => {
+            let request = pb::SteerRolloutRequest { channel, dry_run };
+            client.pause_rollout(request).await
+        }
+        C::Resume { channel, dry_run } => {
+            let request = pb::SteerRolloutRequest { channel, dry_run };
+            client.resume_rollout(request).await
+        }
         C::StartGroup {
             channel,
             group,
             skip_canaries,
+            dry_run,
         } => {
             let request = pb::StartGroupRequest {
                 channel,
                 group,
                 skip_canaries,
+                dry_run,
             };
             client.start_group(request).await
         }
-        C::MarkDone { channel, group } => {
-            client
-                .mark_group_done(pb::GroupRef { channel, group })
-                .await
+        C::MarkDone {
+            channel,
+            group,
+            now,
+            dry_run,
+        } => {
+            let request = pb::MarkGroupDoneRequest {
+                channel,
+                group,
+                now,
+                dry_run,
+            };
+            client.mark_group_done(request).await
         }
         C::Rollback {
             channel,
             group,
             respect_windows,
+            dry_run,
         } => {
             let request = pb::RollbackRequest {
                 channel,
                 group: group.unwrap_or_default(),
                 respect_windows,
+                dry_run,
             };
             client.rollback(request).await
         }
@@ -177,7 +228,7 @@ pub(crate) fn is_alert(state: &str) -> bool {
 }
 
 pub(crate) fn status_text_into(text: Text, s: &pb::RolloutStatus) -> Text {
-    let mut table = Table::new(&[
+    let mut header = vec![
         "group",
         "state",
         "initial",
@@ -186,9 +237,13 @@ pub(crate) fn status_text_into(text: Text, s: &pb::RolloutStatus) -> Text {
         "healthy",
         "failed",
         "note",
-    ]);
+    ];
+    if s.effect.is_some() {
+        header.push("new directive");
+    }
+    let mut table = Table::new(&header);
     for g in &s.groups {
-        let cells = vec![
+        let mut cells = vec![
             g.name.clone(),
             g.state.clone(),
             g.initial.to_string(),
@@ -198,6 +253,9 @@ pub(crate) fn status_text_into(text: Text, s: &pb::RolloutStatus) -> Text {
             g.failed.to_string(),
             g.note.clone(),
         ];
+        if s.effect.is_some() {
+            cells.push(g.agents_affected.to_string());
+        }
         if is_alert(&g.state) {
             table.alert_row(cells);
         } else {
@@ -209,10 +267,18 @@ pub(crate) fn status_text_into(text: Text, s: &pb::RolloutStatus) -> Text {
         "rollout {} on channel {}: {} → {}, {}{paused}",
         s.rollout_id, s.channel, s.start_version, s.target_version, s.status
     );
+    let text = match effect_text(s.effect.as_ref()) {
+        Some(line) => text.line(line),
+        None => text,
+    };
     let text = if is_alert(&s.status) {
         text.alert(headline)
     } else {
         text.line(headline)
     };
-    text.line("").table(table)
+    let text = text.line("").table(table);
+    match &s.plan {
+        Some(plan) => text.line("").table(spec::plan_table(plan)),
+        None => text,
+    }
 }

@@ -104,11 +104,17 @@ pub fn request(args: SpecArgs) -> Result<pb::CreateRolloutRequest, String> {
         failure_threshold: args.failure_threshold,
         max_in_flight: args.max_in_flight,
         immediate: args.immediate,
+        dry_run: false,
     })
 }
 
 pub fn plan_reply(plan: &pb::RolloutPlan) -> Reply {
-    let data = drover_api::RolloutPlan::from(plan);
+    let text =
+        Text::from(plan_table(plan)).line("(assuming every update succeeds; nothing was changed)");
+    Reply::new(drover_api::RolloutPlan::from(plan), text)
+}
+
+pub fn plan_table(plan: &pb::RolloutPlan) -> Table {
     let mut table = Table::new(&["group", "agents", "would start", "would be done"]);
     for g in &plan.groups {
         table.row(vec![
@@ -118,8 +124,7 @@ pub fn plan_reply(plan: &pb::RolloutPlan) -> Reply {
             time_or_dash(g.done_at.as_ref()),
         ]);
     }
-    let text = Text::from(table).line("(assuming every update succeeds; nothing was changed)");
-    Reply::new(data, text)
+    table
 }
 
 #[cfg(test)]
