@@ -16,19 +16,32 @@ use axum::{
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::{error::Result, fleet::Fleet, readiness::Verdict};
+use crate::{
+    error::Result,
+    fleet::Fleet,
+    listener::{ConnectionStats, Connections},
+    readiness::Verdict,
+};
 
 const DASHBOARD_HTML: &str = include_str!("../../../dashboard/index.html");
 
 /// `readiness` is the readiness task's verdict; `/readyz` only reads it.
-pub fn router(fleet: Arc<Fleet>, readiness: watch::Receiver<Verdict>) -> Router {
+/// `connections` are both listeners' counts, shown in `/api/v1/stats`.
+pub fn router(
+    fleet: Arc<Fleet>,
+    readiness: watch::Receiver<Verdict>,
+    connections: Arc<Connections>,
+) -> Router {
     Router::new()
         .route("/", get(|| async { Html(DASHBOARD_HTML) }))
         // Liveness: the process answers. No I/O, so a slow store never gets us restarted.
         .route("/livez", get(|| async { "ok" }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(move || readyz(readiness.clone())))
-        .route("/api/v1/stats", get(stats))
+        .route(
+            "/api/v1/stats",
+            get(move |fleet: State<Arc<Fleet>>| stats(fleet, connections.clone())),
+        )
         .route(
             "/api/v1/testing/clock/advance",
             axum::routing::post(advance_clock),
@@ -61,9 +74,11 @@ struct Stats {
     reports: u64,
     directives_pushed: u64,
     store_write_statements: u64,
+    /// Open connections on both listeners, the cap, and those refused or closed.
+    connections: ConnectionStats,
 }
 
-async fn stats(State(fleet): State<Arc<Fleet>>) -> Json<Stats> {
+async fn stats(State(fleet): State<Arc<Fleet>>, connections: Arc<Connections>) -> Json<Stats> {
     let counters = &fleet.counters;
     Json(Stats {
         backend: fleet.store().backend_name(),
@@ -72,6 +87,7 @@ async fn stats(State(fleet): State<Arc<Fleet>>) -> Json<Stats> {
         reports: counters.reports.load(Ordering::Relaxed),
         directives_pushed: counters.directives_pushed.load(Ordering::Relaxed),
         store_write_statements: fleet.store().write_statements(),
+        connections: connections.stats(),
     })
 }
 
