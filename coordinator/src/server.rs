@@ -53,6 +53,8 @@ pub struct BoundAddresses {
 }
 
 pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Result<()> {
+    // Refuse a test-only manual clock before touching the store.
+    crate::fleet::FleetClock::new(config.fleet.manual_clock_start_ms)?;
     let store = Arc::new(Store::open(&config.database).await?);
     tracing::info!(backend = store.backend_name(), "store open and migrated");
     let fleet = Fleet::new(store.clone(), config.fleet.clone()).await?;

@@ -67,7 +67,8 @@ struct Args {
     #[arg(long, default_value_t = 2000)]
     reconcile_ms: u64,
     /// Run rollouts on a manual clock starting here (Unix ms), moved with
-    /// POST /api/v1/testing/clock/advance?ms=N. For tests and demos only.
+    /// POST /api/v1/testing/clock/advance?ms=N. Tests only: refused unless built with the
+    /// `testing` feature.
     #[arg(long, hide = true)]
     manual_clock_start_ms: Option<i64>,
     /// Delete events older than this many days (0: no age limit).

@@ -9,15 +9,13 @@ use std::sync::{Arc, atomic::Ordering};
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
+    extract::{Path, State},
     response::Html,
     routing::get,
 };
-use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::{
-    error::Result,
     fleet::Fleet,
     listener::{ConnectionStats, Connections},
     readiness::Verdict,
@@ -32,7 +30,7 @@ pub fn router(
     readiness: watch::Receiver<Verdict>,
     connections: Arc<Connections>,
 ) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/", get(|| async { Html(DASHBOARD_HTML) }))
         // Liveness: the process answers. No I/O, so a slow store never gets us restarted.
         .route("/livez", get(|| async { "ok" }))
@@ -42,17 +40,24 @@ pub fn router(
             "/api/v1/stats",
             get(move |fleet: State<Arc<Fleet>>| stats(fleet, connections.clone())),
         )
-        .route(
-            "/api/v1/testing/clock/advance",
-            axum::routing::post(advance_clock),
-        )
         // Teleport-compatible version server: Teleport's own updaters can poll Drover.
         .route(
             "/v1/webapi/automaticupgrades/channel/{*path}",
             get(teleport_channel),
         )
         .with_state(fleet.clone())
-        .merge(api::router(fleet))
+        .merge(api::router(fleet.clone()));
+    // Test-only routes exist only in a `testing` build: a normal build answers 404.
+    #[cfg(feature = "testing")]
+    let router = router.merge(
+        Router::new()
+            .route(
+                "/api/v1/testing/clock/advance",
+                axum::routing::post(advance_clock),
+            )
+            .with_state(fleet),
+    );
+    router
 }
 
 /// 200 "ready", or 503 with `{"ready": false, "failed": [...]}` naming each failed check.
@@ -91,16 +96,18 @@ async fn stats(State(fleet): State<Arc<Fleet>>, connections: Arc<Connections>) -
     })
 }
 
-#[derive(Deserialize)]
+#[cfg(feature = "testing")]
+#[derive(serde::Deserialize)]
 struct AdvanceQuery {
     ms: i64,
 }
 
-/// Moves a manual rollout clock (tests and demos only; refused on the wall clock).
+/// Moves a manual rollout clock (`testing` builds only; refused on the wall clock).
+#[cfg(feature = "testing")]
 async fn advance_clock(
     State(fleet): State<Arc<Fleet>>,
-    Query(query): Query<AdvanceQuery>,
-) -> Result<String> {
+    axum::extract::Query(query): axum::extract::Query<AdvanceQuery>,
+) -> crate::error::Result<String> {
     let now = fleet.clock.advance(query.ms)?;
     fleet.reconcile_rollouts().await?;
     Ok(now.to_string())
