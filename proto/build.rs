@@ -17,6 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("drover_descriptor.bin"),
         prost::Message::encode_to_vec(&descriptors),
     )?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // Decode errors are the sender's fault: INVALID_ARGUMENT, not tonic_prost's INTERNAL.
+    tonic_prost_build::configure()
+        .codec_path("crate::codec::DroverCodec")
+        .compile_fds(descriptors)?;
     Ok(())
 }

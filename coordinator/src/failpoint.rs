@@ -1,6 +1,7 @@
 //! Named crash points for deterministic crash tests, compiled only with the `failpoints`
-//! feature (the test suite builds a separate `drover-coordinator-failpoints` binary; release
-//! builds have none). Armed at start-up from `DROVER_FAILPOINTS`, e.g.
+//! feature (the test suite builds a separate `drover-coordinator-testing` binary with the
+//! `failpoints` and `testing` features; release builds have none). Armed at start-up from
+//! `DROVER_FAILPOINTS`, e.g.
 //! `rollout.finish.before_channel_switch=crash;report.before_event=error*2`:
 //!
 //! - `crash`: log the point's name and abort the process there (no clean-up, like a kill);

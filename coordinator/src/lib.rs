@@ -12,6 +12,7 @@ mod failpoint;
 pub mod fleet;
 pub mod grpc;
 pub mod http;
+pub mod listener;
 pub mod readiness;
 pub mod retention;
 pub mod rollout;

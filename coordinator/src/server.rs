@@ -8,7 +8,6 @@ use drover_proto::v1::{
     updater_service_server::UpdaterServiceServer,
 };
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::pb::health_server::{Health, HealthServer};
 
@@ -17,6 +16,9 @@ use crate::{
     fleet::{Fleet, FleetConfig, run_background_tasks},
     grpc::{AdminApi, MAX_ADMIN_MESSAGE_BYTES, MAX_UPDATER_MESSAGE_BYTES, UpdaterApi},
     http,
+    listener::{
+        Connections, LimitedListener, ListenerLimits, open_file_limit, resolve_max_connections,
+    },
     readiness::{self, ReadinessTask},
     retention::{RetentionConfig, run_retention},
     store::Store,
@@ -34,6 +36,8 @@ pub struct CoordinatorConfig {
     /// Where to write the bound addresses as JSON once serving (for tests and scripts).
     pub ready_file: Option<PathBuf>,
     pub max_concurrent_streams: u32,
+    /// Connection cap, handshake and idle timeouts, TCP keepalive (both listeners).
+    pub listener: ListenerLimits,
     pub retention: RetentionConfig,
     /// How often readiness probes the store with a write.
     pub readiness_interval: Duration,
@@ -49,6 +53,8 @@ pub struct BoundAddresses {
 }
 
 pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Result<()> {
+    // Refuse a test-only manual clock before touching the store.
+    crate::fleet::FleetClock::new(config.fleet.manual_clock_start_ms)?;
     let store = Arc::new(Store::open(&config.database).await?);
     tracing::info!(backend = store.backend_name(), "store open and migrated");
     let fleet = Fleet::new(store.clone(), config.fleet.clone()).await?;
@@ -58,6 +64,16 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
             .await?;
     }
 
+    let file_limit = open_file_limit()?;
+    let max_connections = resolve_max_connections(config.listener.max_connections, file_limit)?;
+    tracing::info!(
+        max_connections,
+        open_file_limit = file_limit,
+        handshake_timeout_ms = config.listener.handshake_timeout.as_millis() as u64,
+        idle_timeout_ms = config.listener.idle_timeout.as_millis() as u64,
+        "connection limits"
+    );
+    let connections = Connections::new(max_connections, config.listener.clone());
     let grpc_listener = bind(config.grpc_listen, "gRPC").await?;
     let http_listener = bind(config.http_listen, "HTTP").await?;
     let bound = BoundAddresses {
@@ -95,7 +111,7 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         "gRPC server",
         serve_grpc(
             fleet.clone(),
-            grpc_listener,
+            LimitedListener::new(grpc_listener, connections.clone(), "gRPC"),
             health_service,
             config.max_concurrent_streams,
             shutdown.clone(),
@@ -104,7 +120,8 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         stopped_server.clone(),
     ));
     let http_shutdown = shutdown.clone();
-    let router = http::router(fleet.clone(), verdict);
+    let router = http::router(fleet.clone(), verdict, connections.clone());
+    let http_listener = LimitedListener::new(http_listener, connections, "HTTP");
     let http = tokio::spawn(stop_if_it_ends(
         "HTTP server",
         async move {
@@ -158,7 +175,7 @@ async fn stop_if_it_ends(
 
 async fn serve_grpc(
     fleet: Arc<Fleet>,
-    listener: TcpListener,
+    listener: LimitedListener,
     health_service: HealthServer<impl Health>,
     max_concurrent_streams: u32,
     shutdown: CancellationToken,
@@ -182,13 +199,12 @@ async fn serve_grpc(
         .max_concurrent_streams(max_concurrent_streams)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .tcp_keepalive(Some(Duration::from_secs(60)))
-        .tcp_nodelay(true)
+        // TCP keepalive and no-delay are set on each accepted socket (`listener`).
         .add_service(health_service)
         .add_optional_service(reflection)
         .add_service(updater)
         .add_service(admin)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(listener.into_stream(), async move {
             sessions_closed.cancelled().await;
             // Open streams would hold graceful shutdown forever: end them first.
             fleet.shutdown.cancel();

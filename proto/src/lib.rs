@@ -2,6 +2,8 @@
 //! updater convert them to domain types as soon as they arrive.
 #![forbid(unsafe_code)]
 
+pub mod codec;
+
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("drover.v1");

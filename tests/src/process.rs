@@ -31,12 +31,14 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-fn failpoints_bin() -> PathBuf {
-    let path = bin("drover-coordinator").with_file_name("drover-coordinator-failpoints");
+/// The coordinator built with its test-only features (`failpoints,testing`: crash points,
+/// the manual clock and its route), kept beside the normal binary by scripts/test.
+fn testing_bin() -> PathBuf {
+    let path = bin("drover-coordinator").with_file_name("drover-coordinator-testing");
     assert!(
         path.exists(),
         "{} is missing; scripts/test builds it (cargo build -p drover-coordinator --features \
-         failpoints, then copies the binary under this name)",
+         failpoints,testing, then copies the binary under this name)",
         path.display()
     );
     path
@@ -55,8 +57,10 @@ pub struct CoordinatorBuilder {
     work_dir: PathBuf,
     database: String,
     args: Vec<String>,
-    /// `DROVER_FAILPOINTS` for the failpoint-enabled build; `None`: the normal binary.
+    /// `DROVER_FAILPOINTS` for the test build; `None`: nothing armed.
     failpoints: Option<String>,
+    /// Run the test build (`drover-coordinator-testing`) even with no failpoints armed.
+    testing: bool,
 }
 
 impl CoordinatorBuilder {
@@ -72,13 +76,21 @@ impl CoordinatorBuilder {
             database: database.to_string(),
             args: Vec::new(),
             failpoints: None,
+            testing: false,
         }
     }
 
-    /// Runs the failpoint-enabled build (`drover-coordinator-failpoints`, made by
-    /// scripts/test) with these points armed, e.g. `report.before_ack=crash`.
+    /// Runs the test build (`drover-coordinator-testing`, made by scripts/test) with these
+    /// points armed, e.g. `report.before_ack=crash`.
     pub fn failpoints(mut self, spec: &str) -> Self {
         self.failpoints = Some(spec.to_string());
+        self
+    }
+
+    /// Runs the test build (`drover-coordinator-testing`): the manual rollout clock
+    /// (`--manual-clock-start-ms`) and `POST /api/v1/testing/clock/advance` exist only there.
+    pub fn testing(mut self) -> Self {
+        self.testing = true;
         self
     }
 
@@ -104,13 +116,14 @@ impl CoordinatorProcess {
     async fn spawn(builder: CoordinatorBuilder, grpc: SocketAddr, http: SocketAddr) -> Self {
         let ready = builder.work_dir.join("coordinator-ready.json");
         let _ = std::fs::remove_file(&ready);
-        let mut command = match &builder.failpoints {
-            Some(spec) => {
-                let mut command = Command::new(failpoints_bin());
+        let mut command = match (&builder.failpoints, builder.testing) {
+            (Some(spec), _) => {
+                let mut command = Command::new(testing_bin());
                 command.env("DROVER_FAILPOINTS", spec);
                 command
             }
-            None => Command::new(bin("drover-coordinator")),
+            (None, true) => Command::new(testing_bin()),
+            (None, false) => Command::new(bin("drover-coordinator")),
         };
         let child = command
             .arg("--database")
@@ -161,6 +174,11 @@ impl CoordinatorProcess {
         format!("http://{}{path}", self.addresses.http)
     }
 
+    /// The coordinator's process id (for /proc measurements).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the coordinator is running")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.builder.work_dir.join("coordinator.log")).unwrap_or_default()
     }
@@ -187,7 +205,8 @@ impl CoordinatorProcess {
         self.log()
     }
 
-    /// Restarts without crash points: the same store and ports, the normal binary.
+    /// Restarts without crash points: the same store and ports, the normal binary (the test
+    /// build if `testing()` asked for it).
     pub async fn restart_disarmed(&mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;

@@ -6,6 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::Parser;
 use drover_coordinator::{
     fleet::FleetConfig,
+    listener::ListenerLimits,
     retention::RetentionConfig,
     server::{CoordinatorConfig, run},
 };
@@ -45,11 +46,29 @@ struct Args {
     /// HTTP/2 streams allowed per connection.
     #[arg(long, default_value_t = 128)]
     max_concurrent_streams: u32,
+    /// Open connections allowed on the gRPC and HTTP listeners together (default: the
+    /// open-file limit minus 256, kept for the store and logs). At the cap, the oldest
+    /// connection that has sent nothing yet is closed for a new one; if all have spoken,
+    /// new connections are closed at once.
+    #[arg(long, env = "DROVER_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Seconds a new connection has to send its first bytes (the HTTP/2 preface or an
+    /// HTTP/1.1 request) before it is closed.
+    #[arg(long, default_value_t = 10)]
+    handshake_timeout_secs: u64,
+    /// Seconds a connection may send nothing before it is closed (the gRPC server pings
+    /// every 30 s, so live gRPC clients always answer sooner).
+    #[arg(long, default_value_t = 300)]
+    idle_timeout_secs: u64,
+    /// Seconds of silence before TCP keepalive probes a connection's peer.
+    #[arg(long, default_value_t = 60)]
+    tcp_keepalive_secs: u64,
     /// Milliseconds between rollout engine passes (it also runs after every admin verb).
     #[arg(long, default_value_t = 2000)]
     reconcile_ms: u64,
     /// Run rollouts on a manual clock starting here (Unix ms), moved with
-    /// POST /api/v1/testing/clock/advance?ms=N. For tests and demos only.
+    /// POST /api/v1/testing/clock/advance?ms=N. Tests only: refused unless built with the
+    /// `testing` feature.
     #[arg(long, hide = true)]
     manual_clock_start_ms: Option<i64>,
     /// Delete events older than this many days (0: no age limit).
@@ -99,6 +118,13 @@ async fn main() -> std::process::ExitCode {
         },
         ready_file: args.ready_file,
         max_concurrent_streams: args.max_concurrent_streams,
+        listener: ListenerLimits {
+            max_connections: args.max_connections,
+            handshake_timeout: Duration::from_secs(args.handshake_timeout_secs.max(1)),
+            // Above the gRPC server's 30 s ping, so live clients are never cut.
+            idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(45)),
+            tcp_keepalive: Duration::from_secs(args.tcp_keepalive_secs.max(1)),
+        },
         retention: RetentionConfig {
             events_max_age: days(args.retain_events_days),
             events_max_rows: count(args.retain_events_max),

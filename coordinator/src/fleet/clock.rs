@@ -1,6 +1,8 @@
-//! The clock rollouts run on: the wall clock, or (for tests and demos of rollouts) a manual
-//! clock that moves only when told, so hours of windows and waits pass in seconds.
+//! The clock rollouts run on: the wall clock, or (for tests of rollouts) a manual clock that
+//! moves only when told, so hours of windows and waits pass in seconds. The manual clock
+//! exists only in a build with the `testing` feature; a normal build refuses to start on it.
 
+#[cfg(feature = "testing")]
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::{
@@ -10,25 +12,36 @@ use crate::{
 
 pub enum FleetClock {
     System,
+    #[cfg(feature = "testing")]
     Manual(AtomicI64),
 }
 
 impl FleetClock {
-    pub fn new(manual_start_ms: Option<i64>) -> Self {
+    /// `Some(start)`: a manual clock, refused unless built with the `testing` feature.
+    pub fn new(manual_start_ms: Option<i64>) -> Result<Self> {
         match manual_start_ms {
-            Some(start) => Self::Manual(AtomicI64::new(start)),
-            None => Self::System,
+            None => Ok(Self::System),
+            #[cfg(feature = "testing")]
+            Some(start) => Ok(Self::Manual(AtomicI64::new(start))),
+            #[cfg(not(feature = "testing"))]
+            Some(_) => Err(DroverError::invalid(
+                "--manual-clock-start-ms is for tests only, and this drover-coordinator was \
+                 built without them; run it without the flag (tests use a build made with \
+                 `cargo build -p drover-coordinator --features testing`)",
+            )),
         }
     }
 
     pub fn now_ms(&self) -> i64 {
         match self {
             Self::System => now_ms(),
+            #[cfg(feature = "testing")]
             Self::Manual(now) => now.load(Ordering::SeqCst),
         }
     }
 
     /// Moves a manual clock forward; the wall clock cannot be moved.
+    #[cfg(feature = "testing")]
     pub fn advance(&self, by_ms: i64) -> Result<i64> {
         match self {
             Self::System => Err(DroverError::FailedPrecondition(

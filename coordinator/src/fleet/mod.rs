@@ -135,13 +135,14 @@ pub struct Fleet {
 
 impl Fleet {
     pub async fn new(store: Arc<Store>, config: FleetConfig) -> Result<Arc<Self>> {
+        let clock = FleetClock::new(config.manual_clock_start_ms)?;
         let view = SettingsView::load(&store).await?;
         let inventory = Inventory::load(store.all_agents().await?);
         let fleet = Arc::new(Self {
             writer: AgentWriter::start(store.clone()),
             store,
             sessions: SessionRegistry::default(),
-            clock: FleetClock::new(config.manual_clock_start_ms),
+            clock,
             config,
             view: RwLock::new(Arc::new(view)),
             refresh_lock: tokio::sync::Mutex::new(()),

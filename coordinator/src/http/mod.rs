@@ -9,29 +9,36 @@ use std::sync::{Arc, atomic::Ordering};
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
+    extract::{Path, State},
     response::Html,
     routing::get,
 };
-use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::{error::Result, fleet::Fleet, readiness::Verdict};
+use crate::{
+    fleet::Fleet,
+    listener::{ConnectionStats, Connections},
+    readiness::Verdict,
+};
 
 const DASHBOARD_HTML: &str = include_str!("../../../dashboard/index.html");
 
 /// `readiness` is the readiness task's verdict; `/readyz` only reads it.
-pub fn router(fleet: Arc<Fleet>, readiness: watch::Receiver<Verdict>) -> Router {
-    Router::new()
+/// `connections` are both listeners' counts, shown in `/api/v1/stats`.
+pub fn router(
+    fleet: Arc<Fleet>,
+    readiness: watch::Receiver<Verdict>,
+    connections: Arc<Connections>,
+) -> Router {
+    let router = Router::new()
         .route("/", get(|| async { Html(DASHBOARD_HTML) }))
         // Liveness: the process answers. No I/O, so a slow store never gets us restarted.
         .route("/livez", get(|| async { "ok" }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(move || readyz(readiness.clone())))
-        .route("/api/v1/stats", get(stats))
         .route(
-            "/api/v1/testing/clock/advance",
-            axum::routing::post(advance_clock),
+            "/api/v1/stats",
+            get(move |fleet: State<Arc<Fleet>>| stats(fleet, connections.clone())),
         )
         // Teleport-compatible version server: Teleport's own updaters can poll Drover.
         .route(
@@ -39,7 +46,18 @@ pub fn router(fleet: Arc<Fleet>, readiness: watch::Receiver<Verdict>) -> Router 
             get(teleport_channel),
         )
         .with_state(fleet.clone())
-        .merge(api::router(fleet))
+        .merge(api::router(fleet.clone()));
+    // Test-only routes exist only in a `testing` build: a normal build answers 404.
+    #[cfg(feature = "testing")]
+    let router = router.merge(
+        Router::new()
+            .route(
+                "/api/v1/testing/clock/advance",
+                axum::routing::post(advance_clock),
+            )
+            .with_state(fleet),
+    );
+    router
 }
 
 /// 200 "ready", or 503 with `{"ready": false, "failed": [...]}` naming each failed check.
@@ -61,9 +79,11 @@ struct Stats {
     reports: u64,
     directives_pushed: u64,
     store_write_statements: u64,
+    /// Open connections on both listeners, the cap, and those refused or closed.
+    connections: ConnectionStats,
 }
 
-async fn stats(State(fleet): State<Arc<Fleet>>) -> Json<Stats> {
+async fn stats(State(fleet): State<Arc<Fleet>>, connections: Arc<Connections>) -> Json<Stats> {
     let counters = &fleet.counters;
     Json(Stats {
         backend: fleet.store().backend_name(),
@@ -72,19 +92,22 @@ async fn stats(State(fleet): State<Arc<Fleet>>) -> Json<Stats> {
         reports: counters.reports.load(Ordering::Relaxed),
         directives_pushed: counters.directives_pushed.load(Ordering::Relaxed),
         store_write_statements: fleet.store().write_statements(),
+        connections: connections.stats(),
     })
 }
 
-#[derive(Deserialize)]
+#[cfg(feature = "testing")]
+#[derive(serde::Deserialize)]
 struct AdvanceQuery {
     ms: i64,
 }
 
-/// Moves a manual rollout clock (tests and demos only; refused on the wall clock).
+/// Moves a manual rollout clock (`testing` builds only; refused on the wall clock).
+#[cfg(feature = "testing")]
 async fn advance_clock(
     State(fleet): State<Arc<Fleet>>,
-    Query(query): Query<AdvanceQuery>,
-) -> Result<String> {
+    axum::extract::Query(query): axum::extract::Query<AdvanceQuery>,
+) -> crate::error::Result<String> {
     let now = fleet.clock.advance(query.ms)?;
     fleet.reconcile_rollouts().await?;
     Ok(now.to_string())
