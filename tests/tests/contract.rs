@@ -248,22 +248,19 @@ async fn droverctl_json_and_the_http_api_print_the_same_objects() {
         (&["schedule", "list"], "/api/v1/schedules", |v| v),
     ];
     for (args, path, pick) in pairs {
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
+        let what = format!("droverctl {} and GET {path} to agree", args.join(" "));
+        eventually(&what, WAIT, async || {
             let from_ctl = droverctl_json(&url, args).await;
             let (status, from_http) = get(&coordinator, path).await;
             assert_eq!(status, 200, "GET {path}: {from_http}");
             let from_http = pick(from_http);
-            if from_ctl == from_http {
-                break;
+            if from_ctl != from_http {
+                eprintln!("{what}: not yet\n droverctl: {from_ctl}\n http:      {from_http}");
+                return None;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "droverctl {} and GET {path} never agreed; last:\n droverctl: {from_ctl}\n http:      {from_http}",
-                args.join(" ")
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            Some(())
+        })
+        .await;
     }
     let control_plane = droverctl_json(&url, &["control-plane", "get"]).await;
     assert_eq!(

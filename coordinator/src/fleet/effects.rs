@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use semver::Version;
 
-use super::{Fleet, rollouts::GroupCounts, view::SettingsView};
+use super::{Fleet, view::SettingsView};
 use crate::{
     domain::{Health, directive::Directive},
     rollout::{AgentDecision, AgentSnapshot, GroupPlan, RolloutSpec},
@@ -93,6 +93,15 @@ pub(super) fn rollout_effect(
 /// What an agent held before the engine looked at it: its own version, not urgent.
 pub(super) fn held(agent: &AgentSnapshot) -> (Option<Version>, bool) {
     (agent.version.clone(), false)
+}
+
+/// How many of a group's agents are where (counted from the inventory after each pass).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GroupCounts {
+    pub present: u64,
+    pub on_target: u64,
+    pub healthy: u64,
+    pub failed: u64,
 }
 
 pub(super) fn group_counts(spec: &RolloutSpec, snapshot: &[AgentSnapshot]) -> Vec<GroupCounts> {

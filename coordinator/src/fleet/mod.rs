@@ -51,12 +51,13 @@ use crate::{
 use agent_writer::AgentWriter;
 pub use clock::FleetClock;
 pub use effects::Effect;
+pub use effects::GroupCounts;
 pub use history::{AgentHistory, GroupTimeline, RolloutDetail, RolloutPage};
 use inventory::Inventory;
 pub use liveness::run_background_tasks;
 pub use queries::{AgentView, Explanation, FleetSummary};
 use registry::{LiveStatus, Session, SessionOutbox, SessionRegistry};
-pub use rollouts::{ActiveRollout, GroupCounts};
+pub use rollouts::ActiveRollout;
 use view::SettingsView;
 
 #[derive(Debug, Clone)]

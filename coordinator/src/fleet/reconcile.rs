@@ -16,7 +16,7 @@ use crate::{
     domain::{UpdateOutcome, UpdateReport, now_ms},
     error::Result,
     failpoint::crash_point,
-    rollout::{AgentSnapshot, Phase, RolloutSpec, RolloutState, reconcile},
+    rollout::{AgentSnapshot, RolloutSpec, reconcile},
     store::{NewEvent, RolloutCommit},
 };
 
@@ -108,7 +108,7 @@ impl Fleet {
                 counts: group_counts(&current.spec, &snapshot),
                 decisions: out.decisions,
             };
-            let status = status_after(&current.spec, &out.state, &snapshot);
+            let status = crate::rollout::status_after(&current.spec, &out.state, &snapshot);
             if out.state != current.state || status != RolloutStatus::Active {
                 let mut events: Vec<NewEvent> = out
                     .events
@@ -205,30 +205,6 @@ impl Fleet {
             self.reconcile_now.notify_one();
         }
     }
-}
-
-/// The rollout's status once its state is `state`: done when every group is, rolled back
-/// when every group is and nobody it touched still runs the target; else active.
-pub(super) fn status_after(
-    spec: &RolloutSpec,
-    state: &RolloutState,
-    snapshot: &[AgentSnapshot],
-) -> RolloutStatus {
-    let finished = state.finished();
-    if finished && state.groups.iter().all(|g| g.phase == Phase::Done) {
-        return RolloutStatus::Done;
-    }
-    // A rollback ends when nobody it touched still runs the target: until then the rollout
-    // keeps governing, so its (urgent) directives stay in force.
-    if finished
-        && state.groups.iter().all(|g| g.phase == Phase::Rolledback)
-        && !snapshot
-            .iter()
-            .any(|a| !a.pinned && a.version.as_ref() == Some(&spec.target_version))
-    {
-        return RolloutStatus::Rolledback;
-    }
-    RolloutStatus::Active
 }
 
 /// Whether an agent's last report is a failed update to this rollout's target. Reports name

@@ -7,8 +7,7 @@ use drover_rules::{EventKind, RolloutStatus};
 
 use super::{
     Fleet,
-    effects::{Effect, group_counts, held, rollout_effect},
-    reconcile::status_after,
+    effects::{Effect, GroupCounts, group_counts, held, rollout_effect},
 };
 use crate::{
     domain::{follows_control_plane, now_ms, validate, version::check_constraints},
@@ -20,14 +19,6 @@ use crate::{
     },
     store::{NewEvent, RolloutCommit, RolloutRow},
 };
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct GroupCounts {
-    pub present: u64,
-    pub on_target: u64,
-    pub healthy: u64,
-    pub failed: u64,
-}
 
 /// An active rollout as the fleet holds it: what the store has, plus the latest decisions.
 #[derive(Debug, Clone)]
@@ -318,7 +309,7 @@ impl Fleet {
         };
         if dry_run {
             let would = ActiveRollout {
-                status: status_after(&current.spec, &out.state, &snapshot),
+                status: crate::rollout::status_after(&current.spec, &out.state, &snapshot),
                 state: out.state,
                 counts: group_counts(&current.spec, &snapshot),
                 decisions: out.decisions,

@@ -24,7 +24,6 @@ type Admin = State<Arc<AdminApi>>;
 
 pub fn router(fleet: Arc<Fleet>) -> Router {
     Router::new()
-        .route("/api/v1/openapi.json", get(super::openapi::document))
         .route("/api/v1/fleet/summary", get(fleet_summary))
         .route("/api/v1/agents", get(list_agents))
         .route("/api/v1/agents/{agent_id}", get(get_agent))

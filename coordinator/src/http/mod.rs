@@ -36,6 +36,7 @@ pub fn router(
         .route("/livez", get(|| async { "ok" }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(move || readyz(readiness.clone())))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .route(
             "/api/v1/stats",
             get(move |fleet: State<Arc<Fleet>>| stats(fleet, connections.clone())),

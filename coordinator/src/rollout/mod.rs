@@ -6,7 +6,7 @@ mod engine;
 mod plan;
 mod steer;
 
-use drover_rules::{MaintenanceSchedule, Weekdays};
+use drover_rules::{MaintenanceSchedule, RolloutStatus, Weekdays};
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
@@ -215,4 +215,28 @@ pub fn agent_rank(rollout_id: &str, agent_id: &str) -> u64 {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     hash
+}
+
+/// The rollout's status once its state is `state`: done when every group is, rolled back
+/// when every group is and nobody it touched still runs the target; else active.
+pub fn status_after(
+    spec: &RolloutSpec,
+    state: &RolloutState,
+    snapshot: &[AgentSnapshot],
+) -> RolloutStatus {
+    let finished = state.finished();
+    if finished && state.groups.iter().all(|g| g.phase == Phase::Done) {
+        return RolloutStatus::Done;
+    }
+    // A rollback ends when nobody it touched still runs the target: until then the rollout
+    // keeps governing, so its (urgent) directives stay in force.
+    if finished
+        && state.groups.iter().all(|g| g.phase == Phase::Rolledback)
+        && !snapshot
+            .iter()
+            .any(|a| !a.pinned && a.version.as_ref() == Some(&spec.target_version))
+    {
+        return RolloutStatus::Rolledback;
+    }
+    RolloutStatus::Active
 }
