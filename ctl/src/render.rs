@@ -275,7 +275,10 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        // 64 in the normal run (long strings are slow); scripts/fuzz raises PROPTEST_CASES.
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64)
+        ))]
 
         #[test]
         fn hostile_strings_never_panic_nor_reach_the_terminal(

@@ -8,6 +8,8 @@
 #![forbid(unsafe_code)]
 
 pub mod codes;
+#[cfg(test)]
+mod fuzz;
 pub mod schedule;
 pub mod time;
 pub mod version;

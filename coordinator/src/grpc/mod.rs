@@ -3,6 +3,8 @@
 mod admin_reads;
 mod admin_service;
 pub mod convert;
+#[cfg(test)]
+mod fuzz;
 mod inbound_budget;
 pub mod rollout_convert;
 mod updater_service;
