@@ -53,8 +53,15 @@ pub struct BoundAddresses {
 }
 
 pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Result<()> {
-    // Refuse a test-only manual clock before touching the store.
+    // Refuse test-only hooks before touching the store.
     crate::fleet::FleetClock::new(config.fleet.manual_clock_start_ms)?;
+    #[cfg(not(feature = "testing"))]
+    if config.test_panic_task.is_some() {
+        return Err(crate::error::DroverError::invalid(
+            "--test-panic-task is for tests only, and this drover-coordinator was built without \
+             them; run it without the flag",
+        ));
+    }
     let store = Arc::new(Store::open(&config.database).await?);
     tracing::info!(backend = store.backend_name(), "store open and migrated");
     let fleet = Fleet::new(store.clone(), config.fleet.clone()).await?;

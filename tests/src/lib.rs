@@ -11,7 +11,7 @@ pub use chaos::ChaosProxy;
 pub use postgres::TestPostgres;
 pub use process::{
     CoordinatorBuilder, CoordinatorProcess, UpdaterBuilder, UpdaterProcess, bin, droverctl,
-    droverctl_json,
+    droverctl_json, testing_bin,
 };
 pub use release::{AgentHost, ReleaseRepo, SigningKey};
 

@@ -301,6 +301,7 @@ async fn a_postgres_outage_fails_calls_fast_and_clean_and_heals_by_itself() {
 async fn a_panicking_task_is_logged_by_name_fails_readiness_and_is_restarted() {
     let root = tempfile::tempdir().unwrap();
     let coordinator = CoordinatorBuilder::sqlite(root.path())
+        .testing()
         .arg("--test-panic-task")
         .arg("reconciler")
         .start()
@@ -342,7 +343,7 @@ async fn a_panicking_task_is_logged_by_name_fails_readiness_and_is_restarted() {
 async fn a_panic_in_the_readiness_task_stops_the_coordinator_with_a_failure() {
     let root = tempfile::tempdir().unwrap();
     // Spawned by hand: the process may stop before it would write its ready file.
-    let child = tokio::process::Command::new(bin("drover-coordinator"))
+    let child = tokio::process::Command::new(drover_tests::testing_bin())
         .arg("--database")
         .arg(format!(
             "sqlite://{}",
