@@ -8,8 +8,8 @@ use std::{
 
 use drover_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
 use drover_tests::{
-    ChaosProxy, CoordinatorBuilder, CoordinatorProcess, TestPostgres, bin, droverctl,
-    droverctl_json, eventually,
+    ChaosProxy, CoordinatorBuilder, CoordinatorProcess, TestPostgres, droverctl, droverctl_json,
+    eventually,
 };
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
