@@ -134,7 +134,8 @@ pub struct GroupState {
     /// of waiting for their maintenance windows. (Older states have none: not urgent.)
     #[serde(default)]
     pub rollback_urgent: bool,
-    /// Started with `mark-done --now`: it updates at once, outside its window too.
+    /// Started by hand (`start-group`, `mark-done --now`): it updates at once, outside its
+    /// window too.
     #[serde(default)]
     pub ignore_window: bool,
 }

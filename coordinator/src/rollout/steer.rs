@@ -76,6 +76,8 @@ pub fn steer(
             }
             g.phase = Phase::Unstarted;
             g.force_start = true;
+            // "Start it now" means its agents move now, not at its next window.
+            g.ignore_window = true;
             g.skip_canaries = *skip_canaries;
             let how = if *skip_canaries {
                 " without canaries"

@@ -201,3 +201,36 @@ fn time_based_next_group_starts_after_a_group_marked_done_unstarted() {
         out.state.groups[1]
     );
 }
+
+#[test]
+fn a_group_started_by_hand_updates_outside_its_window() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut spec = random_spec(&mut rng);
+    spec.immediate = false;
+    for g in &mut spec.groups {
+        g.days = Weekdays::ALL;
+        g.start_hour = 2;
+        g.window_hours = 2;
+        g.canary_count = 0;
+    }
+    let last = spec.groups.last().unwrap().name.clone();
+    let verb = RolloutVerb::StartGroup {
+        group: last.clone(),
+        skip_canaries: true,
+    };
+    let now = MONDAY + 10 * HOUR_MS; // 10:00, the window 02:00–04:00 is closed
+    let started_by_hand = steer(now, &spec, &RolloutState::new(&spec), &verb).unwrap();
+    let fleet = fleet(&spec);
+    let cp = Version::new(1, 1, 0);
+    let out = reconcile(now, &spec, &started_by_hand.state, &fleet, Some(&cp));
+    let index = spec.groups.len() - 1;
+    assert_eq!(out.state.groups[index].phase, Phase::Active);
+    for agent in fleet.iter().filter(|a| a.group == last) {
+        let decision = &out.decisions[&agent.agent_id];
+        assert_eq!(
+            decision.target,
+            Some(spec.target_version.clone()),
+            "{decision:?}"
+        );
+    }
+}
