@@ -241,6 +241,21 @@ async fn every_dry_run_changes_nothing_and_predicts_the_real_change() {
         dry["paused"], true,
         "the dry run shows the state that would result"
     );
+    // Pausing a paused rollout (a retry) succeeds and writes nothing.
+    let before = fingerprint(&url).await;
+    let again = droverctl_json(&url, &["rollout", "pause", "--channel", "edge"]).await;
+    assert!(
+        again["effect"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("already"),
+        "{again}"
+    );
+    assert_eq!(
+        fingerprint(&url).await,
+        before,
+        "a repeated pause wrote something"
+    );
     let (dry, _) = dry_then_real(&url, &["rollout", "resume", "--channel", "edge"]).await;
     assert_eq!(dry["paused"], false);
 

@@ -286,6 +286,11 @@ impl Fleet {
         })?;
         let now = self.clock.now_ms();
         let steered = steer(now, &current.spec, &current.state, &verb)?;
+        if steered.state == current.state {
+            // Pausing a paused rollout (a retry, a second admin): nothing to write.
+            let text = format!("{} already; nothing changed", steered.text);
+            return Ok((current, Effect::new(dry_run, text, 0)));
+        }
         let snapshot = self.snapshot(&current.spec, current.created_ms);
         let cp = self.view().control_plane.clone();
         // What the pass right after the commit makes of it: the prediction a dry run shows.
