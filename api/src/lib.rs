@@ -11,12 +11,14 @@
 #![forbid(unsafe_code)]
 
 mod agents;
+mod audit;
 mod fleet;
 mod history;
 mod rollouts;
 
 pub use agents::{Agent, AgentExplanation, AgentPage, Directive, Event, Health, Report};
 pub use agents::{UpdateOutcome, UpdaterState};
+pub use audit::AuditEntry;
 pub use fleet::{Channel, ControlPlane, FleetSummary, FleetSummaryRow, GroupSchedule, Window};
 pub use history::{AgentHistory, RolloutDetail, RolloutPage, Timeline};
 pub use rollouts::{GroupPlan, Rollout, RolloutGroup, RolloutPlan};

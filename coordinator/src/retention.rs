@@ -1,4 +1,4 @@
-//! Retention: events and update reports are kept by age and by count, pruned by a
+//! Retention: events, update reports and audit records are kept by age and by count, pruned by a
 //! supervised task in small batches with pauses between them, so neither a long backlog
 //! nor a steady fleet makes the store grow without bound or holds its write lock for long.
 
@@ -18,6 +18,8 @@ pub struct RetentionConfig {
     pub events_max_rows: u64,
     pub reports_max_age: Duration,
     pub reports_max_rows: u64,
+    pub audit_max_age: Duration,
+    pub audit_max_rows: u64,
     /// Rows per DELETE statement.
     pub batch: u32,
     /// Pause between two batches, so pruning never starves the fleet's own writes.
@@ -33,6 +35,8 @@ impl Default for RetentionConfig {
             events_max_rows: 1_000_000,
             reports_max_age: Duration::from_secs(90 * 24 * 3600),
             reports_max_rows: 1_000_000,
+            audit_max_age: Duration::from_secs(365 * 24 * 3600),
+            audit_max_rows: 1_000_000,
             batch: 1_000,
             pause: Duration::from_millis(200),
             interval: Duration::from_secs(600),
@@ -63,6 +67,11 @@ pub async fn run_retention(
                 PruneTable::Reports,
                 config.reports_max_age,
                 config.reports_max_rows,
+            ),
+            (
+                PruneTable::Audit,
+                config.audit_max_age,
+                config.audit_max_rows,
             ),
         ] {
             match prune(&store, table, max_age, max_rows, &config, &shutdown).await {

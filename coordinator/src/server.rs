@@ -67,7 +67,7 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     let fleet = Fleet::new(store.clone(), config.fleet.clone()).await?;
     if let Some(version) = &config.control_plane_version {
         fleet
-            .set_control_plane_version(version, "startup flag", false)
+            .set_control_plane_version(version, &startup_flag(), false)
             .await?;
     }
 
@@ -238,4 +238,12 @@ async fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     tokio::fs::write(&tmp, bytes).await.map_err(io_error)?;
     tokio::fs::rename(&tmp, path).await.map_err(io_error)
+}
+
+/// `--control-plane-version` at start: recorded (and audited) as the operator's own change.
+fn startup_flag() -> crate::fleet::Caller {
+    crate::fleet::Caller {
+        actor: "startup flag".into(),
+        ..crate::fleet::Caller::bootstrap_admin("SetControlPlaneVersion", "control plane")
+    }
 }

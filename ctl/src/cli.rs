@@ -5,9 +5,9 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     commands::{
-        agents::AgentsCommand, channels::ChannelsCommand, control_plane::ControlPlaneCommand,
-        events::EventsArgs, fleet::FleetCommand, rollout::RolloutCommand,
-        schedule::ScheduleCommand,
+        agents::AgentsCommand, audit::AuditArgs, channels::ChannelsCommand,
+        control_plane::ControlPlaneCommand, events::EventsArgs, fleet::FleetCommand,
+        rollout::RolloutCommand, schedule::ScheduleCommand,
     },
     render::Format,
 };
@@ -74,6 +74,9 @@ pub enum Command {
     Rollout(RolloutCommand),
     /// The event log: rollout transitions, admin actions and update outcomes, newest last.
     Events(EventsArgs),
+    /// The audit log: every change an admin made, every refused request and every dry run,
+    /// newest first.
+    Audit(AuditArgs),
     /// Print a shell completion script, e.g. `droverctl completion bash > ~/.droverctl.bash`.
     Completion {
         /// The shell to complete for.

@@ -152,6 +152,24 @@ codes! {
 }
 
 codes! {
+    /// What an admin identity may do. Until admin credentials exist every admin is `admin`.
+    AdminRole {
+        Viewer => "viewer": "reads everything and changes nothing",
+        Operator => "operator": "also runs rollouts and sets channels, schedules and pins",
+        Admin => "admin": "also manages tokens, credentials and the control plane",
+    }
+}
+
+codes! {
+    /// How an admin's request ended, as the audit log records it.
+    AuditResult {
+        Ok => "ok": "the change was made (in the same transaction as this record)",
+        Refused => "refused": "the request was refused; nothing changed",
+        DryRun => "dry_run": "a dry run: the request was checked and nothing changed",
+    }
+}
+
+codes! {
     /// What an event records.
     EventKind {
         Admin => "admin": "a change an admin made (or a refused attempt)",
@@ -176,6 +194,12 @@ mod tests {
         for code in GroupPhase::ALL {
             assert_eq!(GroupPhase::parse(code.as_str()), Some(*code));
             assert!(!code.explain().is_empty());
+        }
+        for code in AdminRole::ALL {
+            assert_eq!(AdminRole::parse(code.as_str()), Some(*code));
+        }
+        for code in AuditResult::ALL {
+            assert_eq!(AuditResult::parse(code.as_str()), Some(*code));
         }
         for code in EventKind::ALL {
             assert_eq!(EventKind::parse(code.as_str()), Some(*code));

@@ -146,6 +146,8 @@ async fn every_route_answers_what_the_openapi_document_says() {
             "/api/v1/history/rollouts?limit=10",
             200,
         ),
+        ("/api/v1/audit", "/api/v1/audit?limit=50", 200),
+        ("/api/v1/audit", "/api/v1/audit?since=soon", 400),
         (
             "/api/v1/rollouts/{rollout_id}",
             "/api/v1/rollouts/r-000000000000",
@@ -210,7 +212,7 @@ async fn droverctl_json_and_the_http_api_print_the_same_objects() {
     let root = tempfile::tempdir().unwrap();
     let (coordinator, _fleet) = populated(root.path()).await;
     let url = coordinator.grpc_url();
-    let pairs: [Pair; 10] = [
+    let pairs: [Pair; 11] = [
         (
             &["agents", "list", "--limit", "4"],
             "/api/v1/agents?limit=4",
@@ -246,6 +248,7 @@ async fn droverctl_json_and_the_http_api_print_the_same_objects() {
         ),
         (&["fleet", "summary"], "/api/v1/fleet/summary", |v| v),
         (&["schedule", "list"], "/api/v1/schedules", |v| v),
+        (&["audit"], "/api/v1/audit", |v| v),
     ];
     for (args, path, pick) in pairs {
         let what = format!("droverctl {} and GET {path} to agree", args.join(" "));

@@ -4,8 +4,9 @@
 use drover_coordinator::{
     domain::{UpdateOutcome, UpdateReport, now_ms},
     retention::{RetentionConfig, prune},
-    store::{NewEvent, PruneTable, Store},
+    store::{AuditRecord, NewEvent, PruneTable, Store},
 };
+use drover_rules::{AdminRole, AuditResult};
 use drover_tests::{CoordinatorBuilder, TestPostgres, droverctl_json, eventually};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use std::time::Duration;
@@ -92,6 +93,46 @@ async fn pruning(store: Store, report_ids: impl AsyncFn() -> Vec<String>) {
     .unwrap();
     assert_eq!(removed, 1);
     assert_eq!(texts(&store).await, ["new-1", "new-2"]);
+
+    // Audit records by age, then by count, like events.
+    for (i, at_ms) in [
+        now - 400 * DAY_MS,
+        now - 399 * DAY_MS,
+        now,
+        now + 1,
+        now + 2,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let record = AuditRecord {
+            at_ms,
+            actor: "admin".into(),
+            role: AdminRole::Admin,
+            action: "SetChannelVersion".into(),
+            target: format!("c{i}"),
+            result: AuditResult::Refused,
+            detail: String::new(),
+        };
+        store.record_audit(&record).await.unwrap();
+    }
+    let year = Duration::from_secs(365 * 24 * 3600);
+    let removed = prune(&store, PruneTable::Audit, year, 1_000_000, &config, &never)
+        .await
+        .unwrap();
+    assert_eq!(removed, 2);
+    let removed = prune(&store, PruneTable::Audit, year, 2, &config, &never)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    let kept: Vec<String> = store
+        .audit_since(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.record.target)
+        .collect();
+    assert_eq!(kept, ["c4", "c3"]);
 
     // Reports by age: agent a's two older reports go; its newest stays although old, and so
     // does agent b's only report.

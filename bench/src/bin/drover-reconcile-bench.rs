@@ -11,7 +11,7 @@ use std::{
 
 use clap::Parser;
 use drover_coordinator::{
-    fleet::{Fleet, FleetConfig},
+    fleet::{Caller, Fleet, FleetConfig},
     rollout::{GroupSpec, RolloutSpec, Strategy},
     store::Store,
 };
@@ -49,10 +49,10 @@ async fn main() -> anyhow::Result<()> {
     let fleet = Fleet::new(store.clone(), FleetConfig::default()).await?;
     let load = started.elapsed();
     fleet
-        .set_control_plane_version("2.0.0", "bench", false)
+        .set_control_plane_version("2.0.0", &bench("SetControlPlaneVersion"), false)
         .await?;
     fleet
-        .set_channel_version("edge", "1.0.0", "bench", false)
+        .set_channel_version("edge", "1.0.0", &bench("SetChannelVersion"), false)
         .await?;
     let mut plans = Vec::with_capacity(3);
     for _ in 0..3 {
@@ -65,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     fleet
-        .create_rollout(spec(args.groups), "bench", false)
+        .create_rollout(spec(args.groups), &bench("CreateRollout"), false)
         .await?;
 
     let mut passes = Vec::with_capacity(args.passes);
@@ -96,6 +96,14 @@ async fn main() -> anyhow::Result<()> {
         })
     );
     Ok(())
+}
+
+/// The bench's own admin changes, audited like any other.
+fn bench(action: &'static str) -> Caller {
+    Caller {
+        actor: "bench".into(),
+        ..Caller::bootstrap_admin(action, "edge")
+    }
 }
 
 fn spec(groups: usize) -> RolloutSpec {

@@ -85,6 +85,12 @@ struct Args {
     /// (0: no count limit).
     #[arg(long, default_value_t = 1_000_000)]
     retain_reports_max: u64,
+    /// Delete audit records older than this many days (0: no age limit).
+    #[arg(long, default_value_t = 365)]
+    retain_audit_days: u64,
+    /// Keep at most this many audit records, the newest (0: no count limit).
+    #[arg(long, default_value_t = 1_000_000)]
+    retain_audit_max: u64,
     /// Seconds between retention passes (each deletes in batches of 1,000 rows).
     #[arg(long, default_value_t = 600)]
     retention_interval_secs: u64,
@@ -130,6 +136,8 @@ async fn main() -> std::process::ExitCode {
             events_max_rows: count(args.retain_events_max),
             reports_max_age: days(args.retain_reports_days),
             reports_max_rows: count(args.retain_reports_max),
+            audit_max_age: days(args.retain_audit_days),
+            audit_max_rows: count(args.retain_audit_max),
             interval: Duration::from_secs(args.retention_interval_secs.max(1)),
             ..RetentionConfig::default()
         },

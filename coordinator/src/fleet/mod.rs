@@ -8,6 +8,7 @@
 //! - `queries.rs` — what admins read: agents, summary, explanations, events.
 
 mod agent_writer;
+mod caller;
 mod clock;
 mod effects;
 mod history;
@@ -31,7 +32,7 @@ use std::{
     time::Duration,
 };
 
-use drover_rules::{EventKind, ReasonCode};
+use drover_rules::{AuditResult, EventKind, ReasonCode};
 use parking_lot::RwLock;
 use semver::Version;
 use tokio::sync::Notify;
@@ -49,6 +50,7 @@ use crate::{
     store::{AgentWrite, NewEvent, Store},
 };
 use agent_writer::AgentWriter;
+pub use caller::Caller;
 pub use clock::FleetClock;
 pub use effects::Effect;
 pub use effects::GroupCounts;
@@ -360,6 +362,7 @@ impl Fleet {
             group: session.group.clone(),
             agent_id: session.agent_id.clone(),
             actor: "updater".into(),
+            audit: None,
             text: format!(
                 "{} → {}: {}{error}",
                 if report.from_version.is_empty() {
@@ -453,11 +456,13 @@ impl Fleet {
     }
 
     /// An admin event, committed by the store together with the change it records.
-    fn admin_event(&self, actor: &str, text: String) -> NewEvent {
+    fn admin_event(&self, caller: &Caller, text: String) -> NewEvent {
+        let at_ms = self.clock.now_ms();
         NewEvent {
-            at_ms: self.clock.now_ms(),
+            at_ms,
             kind: EventKind::Admin,
-            actor: actor.into(),
+            actor: caller.actor.clone(),
+            audit: Some(Box::new(caller.audit(at_ms, AuditResult::Ok, &text))),
             text,
             ..NewEvent::default()
         }

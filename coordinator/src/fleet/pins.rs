@@ -2,7 +2,7 @@
 
 use semver::Version;
 
-use super::{Fleet, effects::Effect};
+use super::{Caller, Fleet, effects::Effect};
 use crate::{
     domain::{now_ms, validate},
     error::{DroverError, Result},
@@ -16,7 +16,7 @@ impl Fleet {
         &self,
         agent_id: &str,
         note: &str,
-        actor: &str,
+        caller: &Caller,
         pinned: bool,
         dry_run: bool,
     ) -> Result<Effect> {
@@ -50,7 +50,7 @@ impl Fleet {
         }
         let event = NewEvent {
             agent_id: agent_id.into(),
-            ..self.admin_event(actor, text)
+            ..self.admin_event(caller, text)
         };
         if pinned {
             self.store()

@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc};
 use drover_rules::{EventKind, RolloutStatus};
 
 use super::{
-    Fleet,
+    Caller, Fleet,
     effects::{Effect, GroupCounts, group_counts, held, rollout_effect},
 };
 use crate::{
@@ -178,7 +178,7 @@ impl Fleet {
     pub async fn create_rollout(
         &self,
         mut spec: RolloutSpec,
-        actor: &str,
+        caller: &Caller,
         dry_run: bool,
     ) -> Result<(Arc<ActiveRollout>, Effect)> {
         let _serialized = self.rollout_lock.lock().await;
@@ -239,9 +239,7 @@ impl Fleet {
             at_ms: self.clock.now_ms(),
             kind: EventKind::Admin,
             rollout_id: spec.rollout_id.clone(),
-            actor: actor.into(),
-            text: effect.summary.clone(),
-            ..NewEvent::default()
+            ..self.admin_event(caller, effect.summary.clone())
         };
         self.store().create_rollout(&row, &[event]).await?;
         let active = Arc::new(ActiveRollout::from_row(&row)?);
@@ -275,7 +273,7 @@ impl Fleet {
         &self,
         channel: &str,
         verb: RolloutVerb,
-        actor: &str,
+        caller: &Caller,
         dry_run: bool,
     ) -> Result<(Arc<ActiveRollout>, Effect)> {
         let _serialized = self.rollout_lock.lock().await;
@@ -323,13 +321,9 @@ impl Fleet {
             return Ok((Arc::new(would), effect));
         }
         let event = NewEvent {
-            at_ms: now,
-            kind: EventKind::Admin,
             rollout_id: current.spec.rollout_id.clone(),
             group: steered.group,
-            actor: actor.into(),
-            text: steered.text,
-            ..NewEvent::default()
+            ..self.admin_event(caller, steered.text)
         };
         let committed = self
             .store()

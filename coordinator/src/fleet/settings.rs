@@ -4,7 +4,7 @@
 use drover_rules::MaintenanceSchedule;
 use semver::Version;
 
-use super::{Fleet, effects::Effect};
+use super::{Caller, Fleet, effects::Effect};
 use crate::{
     domain::{
         Channel, follows_control_plane, now_ms, validate,
@@ -19,7 +19,7 @@ impl Fleet {
         &self,
         group: &str,
         schedule: MaintenanceSchedule,
-        actor: &str,
+        caller: &Caller,
         dry_run: bool,
     ) -> Result<Effect> {
         validate::name("group", group)?;
@@ -35,7 +35,7 @@ impl Fleet {
         if dry_run {
             return Ok(effect);
         }
-        let event = self.admin_event(actor, text);
+        let event = self.admin_event(caller, text);
         self.store()
             .set_schedule(group, &schedule, now_ms(), &event)
             .await?;
@@ -43,7 +43,12 @@ impl Fleet {
         Ok(effect)
     }
 
-    pub async fn clear_schedule(&self, group: &str, actor: &str, dry_run: bool) -> Result<Effect> {
+    pub async fn clear_schedule(
+        &self,
+        group: &str,
+        caller: &Caller,
+        dry_run: bool,
+    ) -> Result<Effect> {
         validate::name("group", group)?;
         let no_schedule = || {
             DroverError::NotFound(format!(
@@ -61,7 +66,7 @@ impl Fleet {
         if dry_run {
             return if had { Ok(effect) } else { Err(no_schedule()) };
         }
-        let event = self.admin_event(actor, text);
+        let event = self.admin_event(caller, text);
         if !self.store().clear_schedule(group, &event).await? {
             return Err(no_schedule());
         }
@@ -77,7 +82,7 @@ impl Fleet {
         &self,
         name: &str,
         version: &str,
-        actor: &str,
+        caller: &Caller,
         dry_run: bool,
     ) -> Result<(Channel, Effect)> {
         validate::name("channel", name)?;
@@ -145,7 +150,7 @@ impl Fleet {
         if dry_run {
             return Ok((would, effect));
         }
-        let event = self.admin_event(actor, text);
+        let event = self.admin_event(caller, text);
         self.store()
             .set_channel_version(name, &version.to_string(), now_ms(), &event)
             .await?;
@@ -159,7 +164,7 @@ impl Fleet {
         &self,
         name: &str,
         critical: bool,
-        actor: &str,
+        caller: &Caller,
         dry_run: bool,
     ) -> Result<(Channel, Effect)> {
         validate::name("channel", name)?;
@@ -180,7 +185,7 @@ impl Fleet {
         if dry_run {
             return Ok((would, effect));
         }
-        let event = self.admin_event(actor, text);
+        let event = self.admin_event(caller, text);
         self.store()
             .set_channel_critical(name, critical, now_ms(), &event)
             .await?;
@@ -191,7 +196,7 @@ impl Fleet {
     pub async fn set_control_plane_version(
         &self,
         version: &str,
-        actor: &str,
+        caller: &Caller,
         dry_run: bool,
     ) -> Result<(Version, i64, Effect)> {
         let version = parse_version(version)?;
@@ -222,7 +227,7 @@ impl Fleet {
         if dry_run {
             return Ok((version, now, effect));
         }
-        let event = self.admin_event(actor, text);
+        let event = self.admin_event(caller, text);
         self.store()
             .set_control_plane_version(&version.to_string(), now, &event)
             .await?;

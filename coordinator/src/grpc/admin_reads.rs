@@ -13,6 +13,7 @@ use crate::{
 const DEFAULT_PAGE_SIZE: u32 = 100;
 const MAX_PAGE_SIZE: u32 = 1000;
 const DEFAULT_EVENTS: u32 = 50;
+const DEFAULT_AUDIT: u32 = 100;
 
 type Result<T> = std::result::Result<T, DroverError>;
 
@@ -186,6 +187,39 @@ impl AdminApi {
                 .map(rollout_convert::event_to_proto)
                 .collect(),
         })
+    }
+}
+
+impl AdminApi {
+    /// The audit log, newest first: at most `limit` (0: 100; at most 1000) records at or
+    /// after `since`.
+    pub async fn audit(&self, request: pb::ListAuditRequest) -> Result<pb::ListAuditResponse> {
+        let since_ms = request
+            .since
+            .map(|t| t.seconds.saturating_mul(1000))
+            .unwrap_or(0);
+        let limit = match request.limit {
+            0 => DEFAULT_AUDIT,
+            n => n.min(MAX_PAGE_SIZE),
+        };
+        let entries = self
+            .fleet
+            .store()
+            .audit_since(since_ms, limit)
+            .await?
+            .into_iter()
+            .map(|entry| pb::AuditEntry {
+                audit_id: entry.audit_id,
+                at: convert::timestamp(entry.record.at_ms),
+                actor: entry.record.actor,
+                role: entry.record.role.as_str().into(),
+                action: entry.record.action,
+                target: entry.record.target,
+                result: entry.record.result.as_str().into(),
+                detail: entry.record.detail,
+            })
+            .collect();
+        Ok(pb::ListAuditResponse { entries })
     }
 }
 

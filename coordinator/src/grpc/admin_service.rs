@@ -1,26 +1,37 @@
 //! `drover.v1.AdminService`: what droverctl talks to.
 
-use std::sync::Arc;
+use std::{num::NonZeroU32, sync::Arc};
 
 use drover_proto::v1::{self as pb, admin_service_server::AdminService};
+use drover_rules::AuditResult;
+use governor::{Quota, RateLimiter, clock::DefaultClock, state::InMemoryState, state::NotKeyed};
 use tonic::{Request, Response, Status};
 
 use super::{admin_reads::group_schedule_to_proto, convert, rollout_convert};
 use crate::{
     domain::now_ms,
-    fleet::{Effect, Fleet, RolloutVerb},
+    error::{DroverError, ErrorCode},
+    fleet::{Caller, Effect, Fleet, RolloutVerb},
 };
 
-/// Who admin actions are logged as; admin tokens with names are open work.
-const ACTOR: &str = "admin";
+/// Records of requests that changed nothing (refusals, dry runs), per second sustained and at
+/// once: a flood of refused requests cannot grow the audit log without bound.
+const UNCHANGED_RECORDS_PER_SECOND: u32 = 50;
+const UNCHANGED_RECORDS_BURST: u32 = 500;
 
 pub struct AdminApi {
     pub(super) fleet: Arc<Fleet>,
+    refusals: RateLimiter<NotKeyed, InMemoryState, DefaultClock>,
 }
 
 impl AdminApi {
     pub fn new(fleet: Arc<Fleet>) -> Self {
-        Self { fleet }
+        let per_second = NonZeroU32::new(UNCHANGED_RECORDS_PER_SECOND).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(UNCHANGED_RECORDS_BURST).unwrap_or(NonZeroU32::MIN);
+        Self {
+            fleet,
+            refusals: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
+        }
     }
 }
 
@@ -61,10 +72,12 @@ impl AdminService for AdminApi {
         request: Request<pb::SetChannelVersionRequest>,
     ) -> Result<Response<pb::Channel>, Status> {
         let request = request.into_inner();
-        let (channel, effect) = self
+        let caller = Caller::bootstrap_admin("SetChannelVersion", &request.name);
+        let outcome = self
             .fleet
-            .set_channel_version(&request.name, &request.version, ACTOR, request.dry_run)
-            .await?;
+            .set_channel_version(&request.name, &request.version, &caller, request.dry_run)
+            .await;
+        let (channel, effect) = self.audited(&caller, request.dry_run, outcome).await?;
         if !effect.dry_run {
             tracing::info!(channel = %channel.name, version = ?channel.version.as_ref().map(ToString::to_string), "channel version set");
         }
@@ -80,10 +93,12 @@ impl AdminService for AdminApi {
         request: Request<pb::SetChannelCriticalRequest>,
     ) -> Result<Response<pb::Channel>, Status> {
         let request = request.into_inner();
-        let (channel, effect) = self
+        let caller = Caller::bootstrap_admin("SetChannelCritical", &request.name);
+        let outcome = self
             .fleet
-            .set_channel_critical(&request.name, request.critical, ACTOR, request.dry_run)
-            .await?;
+            .set_channel_critical(&request.name, request.critical, &caller, request.dry_run)
+            .await;
+        let (channel, effect) = self.audited(&caller, request.dry_run, outcome).await?;
         if !effect.dry_run {
             tracing::info!(channel = %channel.name, critical = channel.critical, "channel critical flag set");
         }
@@ -106,10 +121,12 @@ impl AdminService for AdminApi {
         request: Request<pb::SetControlPlaneVersionRequest>,
     ) -> Result<Response<pb::ControlPlaneVersion>, Status> {
         let request = request.into_inner();
-        let (version, at, effect) = self
+        let caller = Caller::bootstrap_admin("SetControlPlaneVersion", "control plane");
+        let outcome = self
             .fleet
-            .set_control_plane_version(&request.version, ACTOR, request.dry_run)
-            .await?;
+            .set_control_plane_version(&request.version, &caller, request.dry_run)
+            .await;
+        let (version, at, effect) = self.audited(&caller, request.dry_run, outcome).await?;
         if !effect.dry_run {
             tracing::info!(%version, "control-plane version set");
         }
@@ -132,11 +149,16 @@ impl AdminService for AdminApi {
         request: Request<pb::SetScheduleRequest>,
     ) -> Result<Response<pb::GroupSchedule>, Status> {
         let request = request.into_inner();
-        let schedule = convert::schedule_from_request(&request)?;
-        let effect = self
-            .fleet
-            .set_schedule(&request.group, schedule, ACTOR, request.dry_run)
-            .await?;
+        let caller = Caller::bootstrap_admin("SetSchedule", &request.group);
+        let outcome = match convert::schedule_from_request(&request) {
+            Ok(schedule) => self
+                .fleet
+                .set_schedule(&request.group, schedule, &caller, request.dry_run)
+                .await
+                .map(|effect| (schedule, effect)),
+            Err(err) => Err(err),
+        };
+        let (schedule, effect) = self.audited(&caller, request.dry_run, outcome).await?;
         if !effect.dry_run {
             tracing::info!(group = %request.group, %schedule, "maintenance schedule set");
         }
@@ -153,10 +175,12 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ClearScheduleResponse>, Status> {
         let request = request.into_inner();
         let group = request.group;
-        let effect = self
+        let caller = Caller::bootstrap_admin("ClearSchedule", &group);
+        let outcome = self
             .fleet
-            .clear_schedule(&group, ACTOR, request.dry_run)
-            .await?;
+            .clear_schedule(&group, &caller, request.dry_run)
+            .await;
+        let effect = self.audited(&caller, request.dry_run, outcome).await?;
         if !effect.dry_run {
             tracing::info!(%group, "maintenance schedule cleared");
         }
@@ -171,8 +195,12 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::RolloutStatus>, Status> {
         let request = request.into_inner();
         let dry_run = request.dry_run;
-        let spec = rollout_convert::spec_from_proto(request)?;
-        let (rollout, effect) = self.fleet.create_rollout(spec, ACTOR, dry_run).await?;
+        let caller = Caller::bootstrap_admin("CreateRollout", &request.channel);
+        let outcome = match rollout_convert::spec_from_proto(request) {
+            Ok(spec) => self.fleet.create_rollout(spec, &caller, dry_run).await,
+            Err(err) => Err(err),
+        };
+        let (rollout, effect) = self.audited(&caller, dry_run, outcome).await?;
         if !dry_run {
             tracing::info!(rollout = %rollout.spec.rollout_id, channel = %rollout.spec.channel, "rollout created");
         }
@@ -232,7 +260,8 @@ impl AdminService for AdminApi {
         request: Request<pb::SteerRolloutRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
         let r = request.into_inner();
-        self.steer(&r.channel, RolloutVerb::Pause, r.dry_run).await
+        self.steer("PauseRollout", &r.channel, RolloutVerb::Pause, r.dry_run)
+            .await
     }
 
     async fn resume_rollout(
@@ -240,7 +269,8 @@ impl AdminService for AdminApi {
         request: Request<pb::SteerRolloutRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
         let r = request.into_inner();
-        self.steer(&r.channel, RolloutVerb::Resume, r.dry_run).await
+        self.steer("ResumeRollout", &r.channel, RolloutVerb::Resume, r.dry_run)
+            .await
     }
 
     async fn start_group(
@@ -249,6 +279,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::RolloutStatus>, Status> {
         let r = request.into_inner();
         self.steer(
+            "StartGroup",
             &r.channel,
             RolloutVerb::StartGroup {
                 group: r.group,
@@ -268,7 +299,8 @@ impl AdminService for AdminApi {
             group: r.group,
             start_next_now: r.now,
         };
-        self.steer(&r.channel, verb, r.dry_run).await
+        self.steer("MarkGroupDone", &r.channel, verb, r.dry_run)
+            .await
     }
 
     async fn rollback(
@@ -281,7 +313,7 @@ impl AdminService for AdminApi {
             group,
             respect_windows: r.respect_windows,
         };
-        self.steer(&r.channel, verb, r.dry_run).await
+        self.steer("Rollback", &r.channel, verb, r.dry_run).await
     }
 
     async fn pin_agent(
@@ -289,10 +321,12 @@ impl AdminService for AdminApi {
         request: Request<pb::PinAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
         let r = request.into_inner();
-        let effect = self
+        let caller = Caller::bootstrap_admin("PinAgent", &r.agent_id);
+        let outcome = self
             .fleet
-            .pin(&r.agent_id, &r.note, ACTOR, true, r.dry_run)
-            .await?;
+            .pin(&r.agent_id, &r.note, &caller, true, r.dry_run)
+            .await;
+        let effect = self.audited(&caller, r.dry_run, outcome).await?;
         self.pinned_agent(&r.agent_id, effect).await
     }
 
@@ -301,10 +335,12 @@ impl AdminService for AdminApi {
         request: Request<pb::UnpinAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
         let r = request.into_inner();
-        let effect = self
+        let caller = Caller::bootstrap_admin("UnpinAgent", &r.agent_id);
+        let outcome = self
             .fleet
-            .pin(&r.agent_id, "", ACTOR, false, r.dry_run)
-            .await?;
+            .pin(&r.agent_id, "", &caller, false, r.dry_run)
+            .await;
+        let effect = self.audited(&caller, r.dry_run, outcome).await?;
         self.pinned_agent(&r.agent_id, effect).await
     }
 
@@ -323,22 +359,62 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
         Ok(Response::new(self.events(request.into_inner()).await?))
     }
+
+    async fn list_audit(
+        &self,
+        request: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        Ok(Response::new(self.audit(request.into_inner()).await?))
+    }
 }
 
 impl AdminApi {
     async fn steer(
         &self,
+        action: &'static str,
         channel: &str,
         verb: RolloutVerb,
         dry_run: bool,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
-        let (rollout, effect) = self
+        let caller = Caller::bootstrap_admin(action, channel);
+        let outcome = self
             .fleet
-            .steer_rollout(channel, verb, ACTOR, dry_run)
-            .await?;
+            .steer_rollout(channel, verb, &caller, dry_run)
+            .await;
+        let (rollout, effect) = self.audited(&caller, dry_run, outcome).await?;
         Ok(Response::new(rollout_convert::steered_to_proto(
             &rollout, &effect,
         )))
+    }
+
+    /// Records a request that changed nothing (refused, or a dry run) in the audit log; a
+    /// change was recorded in its own transaction. The outcome passes through unchanged: a
+    /// failure to write the record is logged, never turned into the call's answer.
+    async fn audited<T>(
+        &self,
+        caller: &Caller,
+        dry_run: bool,
+        outcome: Result<T, DroverError>,
+    ) -> Result<T, DroverError> {
+        let record = match &outcome {
+            // The store failed, not the request: it could not take the record either (and
+            // trying again would double the caller's wait). The log has it, with its id.
+            Err(err) if matches!(err.code(), ErrorCode::Unavailable | ErrorCode::Internal) => {
+                tracing::warn!(action = caller.action, target = %caller.target, error = %err.client_message(), "admin request failed on the store; not audited");
+                return outcome;
+            }
+            Err(err) => caller.audit(now_ms(), AuditResult::Refused, err.client_message()),
+            Ok(_) if dry_run => {
+                caller.audit(now_ms(), AuditResult::DryRun, "checked; nothing changed")
+            }
+            Ok(_) => return outcome,
+        };
+        if self.refusals.check().is_err() {
+            tracing::warn!(action = caller.action, result = %record.result, "audit record dropped: over the budget for records of unchanged requests");
+        } else if let Err(err) = self.fleet.store().record_audit(&record).await {
+            tracing::warn!(action = caller.action, error = %err, "could not write the audit record");
+        }
+        outcome
     }
 
     /// The agent after a pin or unpin; for a dry run, as the pin would leave it.

@@ -36,6 +36,7 @@ pub fn router(fleet: Arc<Fleet>) -> Router {
         .route("/api/v1/history/rollouts", get(rollout_history))
         .route("/api/v1/agents/{agent_id}/history", get(agent_history))
         .route("/api/v1/events", get(list_events))
+        .route("/api/v1/audit", get(list_audit))
         .with_state(Arc::new(AdminApi::new(fleet)))
 }
 
@@ -279,4 +280,39 @@ pub async fn list_events(
     };
     let events = admin.events(request).await?.events;
     Ok(Json(events.iter().map(api::Event::from).collect()))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Only records at or after this instant, RFC 3339 (e.g. 2026-11-26T10:00:00Z).
+    since: Option<String>,
+    /// At most this many, the newest: 1 to 1000, 100 by default.
+    limit: Option<u32>,
+}
+
+/// The audit log, newest first: every change an admin made, every refused request and every
+/// dry run.
+#[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery), responses(
+    (status = 200, body = Vec<api::AuditEntry>),
+    (status = 400, body = api::ErrorBody, description = "`since` is not an RFC 3339 time"),
+))]
+pub async fn list_audit(
+    State(admin): Admin,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<Vec<api::AuditEntry>>> {
+    let since = match query.since.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(drover_rules::time::parse_rfc3339(text).map_err(DroverError::invalid)?),
+    };
+    let request = pb::ListAuditRequest {
+        since: since.map(|ms: i64| prost_types::Timestamp {
+            seconds: ms.div_euclid(1000),
+            nanos: 0,
+        }),
+        limit: query.limit.unwrap_or(0),
+    };
+    let entries = admin.audit(request).await?.entries;
+    Ok(Json(entries.iter().map(api::AuditEntry::from).collect()))
 }

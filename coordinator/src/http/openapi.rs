@@ -26,6 +26,7 @@ use super::api;
         api::rollout_history,
         api::agent_history,
         api::list_events,
+        api::list_audit,
     )
 )]
 struct ApiDoc;

@@ -6,6 +6,7 @@
 //! benchmarks and `/metrics` can show database writes per heartbeat.
 
 mod agents;
+pub(crate) mod audit;
 mod batch;
 mod channels;
 mod error;
@@ -29,6 +30,7 @@ use sqlx::{
 use crate::error::{DroverError, ErrorId, Result, StoreProblem};
 
 pub use agents::ReportRecorded;
+pub use audit::{AuditEntry, AuditRecord};
 pub use batch::{AgentWrite, AgentWriteOutcome};
 pub use channels::ChannelRow;
 pub use history::StoredReport;

@@ -10,6 +10,7 @@ pub enum PruneTable {
     Events,
     /// Update reports; an agent's newest report is never pruned.
     Reports,
+    Audit,
 }
 
 impl PruneTable {
@@ -17,6 +18,7 @@ impl PruneTable {
         match self {
             Self::Events => "events",
             Self::Reports => "update_reports",
+            Self::Audit => "audit_log",
         }
     }
 }
@@ -36,6 +38,10 @@ pub struct Pruned {
 const EVENTS_BATCH: &str = "DELETE FROM events WHERE event_id IN (\
      SELECT event_id FROM events WHERE at_ms < $1 OR event_id <= $2 \
      ORDER BY event_id LIMIT $3)";
+
+const AUDIT_BATCH: &str = "DELETE FROM audit_log WHERE audit_id IN (\
+     SELECT audit_id FROM audit_log WHERE at_ms < $1 OR audit_id <= $2 \
+     ORDER BY audit_id LIMIT $3)";
 
 // The EXISTS keeps each agent's newest report (by receive time, then attempt id).
 // Attempt ids are unique per agent only, so rows are named by (agent, attempt).
@@ -80,6 +86,9 @@ impl Store {
             PruneTable::Reports => {
                 "SELECT received_ms FROM update_reports ORDER BY received_ms DESC LIMIT 1 OFFSET $1"
             }
+            PruneTable::Audit => {
+                "SELECT audit_id FROM audit_log ORDER BY audit_id DESC LIMIT 1 OFFSET $1"
+            }
         };
         let cutoff: Option<(i64,)> = on_backend!(self, pool => {
             sqlx::query_as(sql).bind(offset).fetch_optional(pool).await?
@@ -97,6 +106,7 @@ impl Store {
         let sql = match plan.table {
             PruneTable::Events => EVENTS_BATCH,
             PruneTable::Reports => REPORTS_BATCH,
+            PruneTable::Audit => AUDIT_BATCH,
         };
         let _write = self.write_gate().await;
         let deleted = on_backend!(self, pool => {

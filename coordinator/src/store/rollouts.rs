@@ -59,6 +59,8 @@ pub struct NewEvent {
     pub agent_id: String,
     pub actor: String,
     pub text: String,
+    /// For an admin's change: its audit record, written in the same transaction.
+    pub audit: Option<Box<super::AuditRecord>>,
 }
 
 /// Most events record an admin's action; the others say so.
@@ -72,6 +74,7 @@ impl Default for NewEvent {
             agent_id: String::new(),
             actor: String::new(),
             text: String::new(),
+            audit: None,
         }
     }
 }
@@ -133,6 +136,9 @@ macro_rules! insert_events {
             .bind(&event.text)
             .execute(&mut *$tx)
             .await?;
+            if let Some(record) = &event.audit {
+                $crate::store::audit::insert_audit!(&mut *$tx, record);
+            }
         }
     };
 }

@@ -3,6 +3,7 @@
 
 pub mod agent_history;
 pub mod agents;
+pub mod audit;
 pub mod channels;
 pub mod completion;
 pub mod control_plane;
@@ -30,6 +31,7 @@ pub async fn run(address: &str, command: Command) -> Result<Reply, String> {
         Command::Schedule(command) => schedule::run(client, command).await,
         Command::Rollout(command) => rollout::run(client, command).await,
         Command::Events(args) => events::run(client, args).await,
+        Command::Audit(args) => audit::run(client, args).await,
         Command::Completion { shell } => {
             // main prints completions without connecting; this keeps the match exhaustive.
             Ok(Reply::new(
