@@ -180,7 +180,14 @@ async fn session(
     let mut inbound = client
         .session(ReceiverStream::new(outbound_rx))
         .await
-        .context("the coordinator refused the session")?
+        .with_context(|| {
+            if shared.config.coordinator_ca.is_none() {
+                "the coordinator refused the session (in plaintext: a coordinator serves TLS \
+                 unless started with --insecure; use https:// and --ca-file)"
+            } else {
+                "the coordinator refused the session"
+            }
+        })?
         .into_inner();
     let welcome = match inbound.message().await?.and_then(|m| m.kind) {
         Some(Down::Welcome(welcome)) => welcome,

@@ -22,7 +22,8 @@ pub type Client = AdminServiceClient<Channel>;
 pub async fn run(target: &Target, command: Command) -> Result<Reply, String> {
     let mut client = connect(target).await?;
     let client = &mut client;
-    match command {
+    let plaintext = target.url.starts_with("http://");
+    let reply = match command {
         Command::Agents(command) => agents::run(client, command).await,
         Command::Fleet(command) => fleet::run(client, command).await,
         Command::Channels(command) => channels::run(client, command).await,
@@ -37,7 +38,27 @@ pub async fn run(target: &Target, command: Command) -> Result<Reply, String> {
                 completion::script(shell)?,
             ))
         }
-    }
+    };
+    // In plaintext, a TLS coordinator answers nothing a client can read: say so.
+    reply.map_err(|err| {
+        if plaintext
+            && [
+                "transport error",
+                "h2 protocol",
+                "http2 error",
+                "broken pipe",
+            ]
+            .iter()
+            .any(|e| err.contains(e))
+        {
+            format!(
+                "{err}; a coordinator serves TLS unless started with --insecure: use https:// \
+                 and DROVER_PROFILE (or --profile)"
+            )
+        } else {
+            err
+        }
+    })
 }
 
 async fn connect(target: &Target) -> Result<Client, String> {
@@ -91,8 +112,11 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text
