@@ -200,27 +200,6 @@ async fn main() -> std::process::ExitCode {
 }
 
 /// Retention limits: 0 means no limit.
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_data_dir_sits_beside_the_sqlite_file() {
-        assert_eq!(
-            default_data_dir("sqlite://drover.db"),
-            PathBuf::from("drover-data")
-        );
-        assert_eq!(
-            default_data_dir("sqlite:///var/lib/drover/drover.db?mode=rwc"),
-            PathBuf::from("/var/lib/drover/drover-data")
-        );
-        assert_eq!(
-            default_data_dir("postgres://u@h/db"),
-            PathBuf::from("drover-data")
-        );
-    }
-}
-
 fn days(days: u64) -> Duration {
     match days {
         0 => Duration::MAX,
@@ -261,5 +240,26 @@ fn init_tracing(json: bool) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_dir_sits_beside_the_sqlite_file() {
+        assert_eq!(
+            default_data_dir("sqlite://drover.db"),
+            PathBuf::from("drover-data")
+        );
+        assert_eq!(
+            default_data_dir("sqlite:///var/lib/drover/drover.db?mode=rwc"),
+            PathBuf::from("/var/lib/drover/drover-data")
+        );
+        assert_eq!(
+            default_data_dir("postgres://u@h/db"),
+            PathBuf::from("drover-data")
+        );
     }
 }
