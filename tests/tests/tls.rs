@@ -7,8 +7,8 @@ use std::{os::unix::fs::PermissionsExt, path::Path, process::Stdio, time::Durati
 
 use drover_proto::v1::admin_service_client::AdminServiceClient;
 use drover_tests::{
-    CoordinatorBuilder, bin, droverctl, droverctl_json, grpc_channel, http, http_plaintext,
-    tls_connector,
+    CoordinatorBuilder, UpdaterBuilder, bin, droverctl, droverctl_json, grpc_channel, http,
+    http_plaintext, tls_connector, wait_connected,
 };
 use tokio::process::Command;
 
@@ -146,7 +146,11 @@ async fn insecure_refuses_a_non_loopback_address_and_creates_no_store() {
         .await;
     assert!(c.tls.is_none() && c.grpc_url().starts_with("http://"));
     assert_eq!(http_plaintext(c.addresses.http, "/livez").await.0, 200);
-    droverctl_json(&c.grpc_url(), &["fleet", "summary"]).await;
+    // An updater in plaintext works against it.
+    let _updater = UpdaterBuilder::new(&c.grpc_url(), &root.path().join("u"), "plain-1")
+        .arg("--install-command", "true")
+        .start();
+    wait_connected(&c.grpc_url(), 1).await;
     assert!(!root.path().join("drover-data/tls").exists());
 }
 

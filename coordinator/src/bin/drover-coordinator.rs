@@ -53,8 +53,8 @@ struct Args {
     /// new connections are closed at once.
     #[arg(long, env = "DROVER_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
-    /// Seconds a new connection has to send its first bytes (the HTTP/2 preface or an
-    /// HTTP/1.1 request) before it is closed.
+    /// Seconds a new connection has to send its first bytes and finish its TLS handshake
+    /// (with --insecure: the HTTP/2 preface or an HTTP/1.1 request) before it is closed.
     #[arg(long, default_value_t = 10)]
     handshake_timeout_secs: u64,
     /// Seconds a connection may send nothing before it is closed (the gRPC server pings
