@@ -330,6 +330,7 @@ pub fn accept_tls(
     local_addr: SocketAddr,
 ) -> TlsIncoming {
     let (tx, ready) = mpsc::channel(64);
+    let last_warning = Arc::new(parking_lot::Mutex::new(None::<tokio::time::Instant>));
     tokio::spawn(async move {
         loop {
             let (stream, peer) = tokio::select! {
@@ -337,20 +338,41 @@ pub fn accept_tls(
                 () = tx.closed() => return,
             };
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            let last_warning = last_warning.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => {
                         let _ = tx.send((tls, peer)).await;
                     }
-                    Ok(Err(err)) => {
-                        tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                    }
+                    Ok(Err(err)) => handshake_failed(&last_warning, peer, &err),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 }
             });
         }
     });
     TlsIncoming { ready, local_addr }
+}
+
+/// A failed handshake is usually a misconfigured client (plaintext, or not trusting this
+/// CA): logged as a warning at most every 10 s, otherwise at debug.
+fn handshake_failed(
+    last_warning: &parking_lot::Mutex<Option<tokio::time::Instant>>,
+    peer: SocketAddr,
+    err: &std::io::Error,
+) {
+    let now = tokio::time::Instant::now();
+    let mut last = last_warning.lock();
+    if last.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(10)) {
+        *last = Some(now);
+        drop(last);
+        tracing::warn!(
+            %peer, error = %err,
+            "TLS handshake failed: clients must use https:// and trust this coordinator's CA \
+             (see the ca_pin logged at start); plaintext works only with --insecure"
+        );
+    } else {
+        tracing::debug!(%peer, error = %err, "TLS handshake failed");
+    }
 }
 
 impl TlsIncoming {
