@@ -145,6 +145,8 @@ pub async fn run(args: ChurnArgs) -> anyhow::Result<()> {
     let fleet = tokio::spawn(simulate::run(
         SimulationConfig {
             coordinator: coordinator.grpc.clone(),
+            // Benchmark coordinators run --insecure on loopback (see coordinator_args).
+            coordinator_ca: None,
             count: args.updaters,
             groups: vec![CHANNEL.into()],
             channel: CHANNEL.into(),

@@ -123,7 +123,9 @@ impl Coordinator {
 }
 
 /// A benchmark coordinator's flags: this database, ports chosen by the kernel, control plane
-/// 2.0.0 (every scenario's versions are below it) and this heartbeat interval.
+/// 2.0.0 (every scenario's versions are below it) and this heartbeat interval. Plaintext
+/// (`--insecure`, loopback only) so the numbers stay comparable with earlier runs and the
+/// bare echo baseline; TLS's cost per connection is in DEPENDENCIES.md's measurements.
 fn coordinator_args(database: &str, heartbeat_secs: u64) -> Vec<String> {
     [
         "--database",
@@ -136,6 +138,7 @@ fn coordinator_args(database: &str, heartbeat_secs: u64) -> Vec<String> {
         "2.0.0",
         "--heartbeat-secs",
         &heartbeat_secs.to_string(),
+        "--insecure",
     ]
     .map(str::to_string)
     .to_vec()

@@ -14,6 +14,9 @@
 //!   is closed. The gRPC server pings every 30 s, so a live gRPC client always answers
 //!   within that.
 //! - Warnings about refused connections and accept errors are logged at most every 10 s.
+//! - **TLS** (`tls.rs`) wraps these streams: the bytes counted here are the raw ones (a TLS
+//!   ClientHello counts as the first bytes), and the whole handshake must also finish
+//!   within `handshake_timeout`.
 
 use std::{
     collections::VecDeque,

@@ -19,11 +19,14 @@ use crate::{
     listener::{
         Connections, LimitedListener, ListenerLimits, open_file_limit, resolve_max_connections,
     },
+    profile,
     readiness::{self, ReadinessTask},
     retention::{RetentionConfig, run_retention},
     store::Store,
     supervisor::{Policy, Supervisor},
+    tls::{self, TlsSettings},
 };
+use futures::FutureExt;
 
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
@@ -43,6 +46,8 @@ pub struct CoordinatorConfig {
     pub readiness_interval: Duration,
     /// Tests only: this supervised task panics each time it starts.
     pub test_panic_task: Option<String>,
+    /// TLS on both listeners (`None`: plaintext, `--insecure`, loopback addresses only).
+    pub tls: Option<TlsSettings>,
 }
 
 /// The addresses actually bound (ports may have been 0).
@@ -52,8 +57,39 @@ pub struct BoundAddresses {
     pub http: SocketAddr,
 }
 
+/// The ready file: the bound addresses and, with TLS, what clients trust.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReadyFile {
+    #[serde(flatten)]
+    pub bound: BoundAddresses,
+    /// `None`: the coordinator runs `--insecure` (plaintext).
+    pub tls: Option<ReadyTls>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReadyTls {
+    /// `sha256:HEX` of the CA certificate's DER.
+    pub ca_pin: String,
+    /// The CA certificate (PEM) clients trust.
+    pub ca_file: PathBuf,
+    /// The admin profile for droverctl (`DROVER_PROFILE`).
+    pub admin_profile: PathBuf,
+}
+
+/// Plaintext is for loopback only: refuses `--insecure` with any other listen address.
+pub fn check_insecure(listen: &[SocketAddr]) -> Result<()> {
+    match listen.iter().find(|addr| !addr.ip().is_loopback()) {
+        None => Ok(()),
+        Some(addr) => Err(DroverError::invalid(format!(
+            "--insecure serves plaintext, so it only listens on loopback addresses \
+             (127.0.0.1, ::1), not {addr}; drop --insecure to serve TLS (the default), or \
+             listen on 127.0.0.1"
+        ))),
+    }
+}
+
 pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Result<()> {
-    // Refuse test-only hooks before touching the store.
+    // Refuse test-only hooks, or plaintext off loopback, before touching the store.
     crate::fleet::FleetClock::new(config.fleet.manual_clock_start_ms)?;
     #[cfg(not(feature = "testing"))]
     if config.test_panic_task.is_some() {
@@ -62,6 +98,25 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
              them; run it without the flag",
         ));
     }
+    let listen = [config.grpc_listen, config.http_listen];
+    let tls = match config.tls.clone() {
+        None => {
+            check_insecure(&listen)?;
+            tracing::warn!(
+                "--insecure: serving plaintext on loopback; anyone on this host can read and speak"
+            );
+            None
+        }
+        Some(settings) => {
+            let tls = tokio::task::spawn_blocking(move || {
+                tls::load_or_create(&settings, &listen).map(|tls| (tls, settings))
+            })
+            .await
+            .map_err(|err| DroverError::Internal(format!("TLS set-up task: {err}")))??;
+            tracing::info!(ca_pin = %tls.0.ca_pin, ca_file = %tls.0.ca_file.display(), "TLS on both listeners; clients pin this CA");
+            Some(tls)
+        }
+    };
     let store = Arc::new(Store::open(&config.database).await?);
     tracing::info!(backend = store.backend_name(), "store open and migrated");
     let fleet = Fleet::new(store.clone(), config.fleet.clone()).await?;
@@ -114,38 +169,93 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     // The servers are not restarted: if one stops before shutdown, the coordinator stops
     // and exits non-zero.
     let stopped_server = Arc::new(parking_lot::Mutex::new(None));
+    let grpc_listener = LimitedListener::new(grpc_listener, connections.clone(), "gRPC");
+    let router = http::router(fleet.clone(), verdict, connections.clone());
+    let http_listener = LimitedListener::new(http_listener, connections, "HTTP");
+    let handshake_timeout = config.listener.handshake_timeout;
+    let grpc_server = {
+        let (fleet, streams) = (fleet.clone(), config.max_concurrent_streams);
+        let shutdown = shutdown.clone();
+        match &tls {
+            Some((tls, _)) => {
+                let incoming = tls::accept_tls(
+                    grpc_listener,
+                    tls.grpc.clone(),
+                    handshake_timeout,
+                    bound.grpc,
+                );
+                serve_grpc(
+                    fleet,
+                    incoming.into_stream(),
+                    health_service,
+                    streams,
+                    shutdown,
+                )
+                .boxed()
+            }
+            None => serve_grpc(
+                fleet,
+                grpc_listener.into_stream(),
+                health_service,
+                streams,
+                shutdown,
+            )
+            .boxed(),
+        }
+    };
+    let http_server = match &tls {
+        Some((tls, _)) => serve_http(
+            tls::accept_tls(
+                http_listener,
+                tls.http.clone(),
+                handshake_timeout,
+                bound.http,
+            ),
+            router,
+            shutdown.clone(),
+        )
+        .boxed(),
+        None => serve_http(http_listener, router, shutdown.clone()).boxed(),
+    };
     let grpc = tokio::spawn(stop_if_it_ends(
         "gRPC server",
-        serve_grpc(
-            fleet.clone(),
-            LimitedListener::new(grpc_listener, connections.clone(), "gRPC"),
-            health_service,
-            config.max_concurrent_streams,
-            shutdown.clone(),
-        ),
+        grpc_server,
         shutdown.clone(),
         stopped_server.clone(),
     ));
-    let http_shutdown = shutdown.clone();
-    let router = http::router(fleet.clone(), verdict, connections.clone());
-    let http_listener = LimitedListener::new(http_listener, connections, "HTTP");
     let http = tokio::spawn(stop_if_it_ends(
         "HTTP server",
-        async move {
-            let served = axum::serve(http_listener, router)
-                .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-                .await;
-            if let Err(err) = served {
-                tracing::error!(error = %err, "HTTP server failed");
-            }
-        },
+        http_server,
         shutdown.clone(),
         stopped_server.clone(),
     ));
 
-    tracing::info!(grpc = %bound.grpc, http = %bound.http, "coordinator serving");
+    let ready_tls = match &tls {
+        None => None,
+        Some((tls, settings)) => {
+            let (data_dir, tls_for_profile, grpc) =
+                (settings.data_dir.clone(), tls.clone(), bound.grpc);
+            let admin_profile = tokio::task::spawn_blocking(move || {
+                profile::write(&data_dir, grpc, &tls_for_profile)
+            })
+            .await
+            .map_err(|err| DroverError::Internal(format!("profile task: {err}")))??;
+            tracing::info!(profile = %admin_profile.display(), "droverctl: export DROVER_PROFILE={}", admin_profile.display());
+            Some(ReadyTls {
+                ca_pin: tls.ca_pin.clone(),
+                ca_file: std::path::absolute(&tls.ca_file).unwrap_or_else(|_| tls.ca_file.clone()),
+                admin_profile,
+            })
+        }
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(grpc = %bound.grpc, http = %bound.http, scheme, "coordinator serving");
     if let Some(path) = &config.ready_file {
-        let json = serde_json::to_vec(&bound).map_err(|e| DroverError::Internal(e.to_string()))?;
+        let ready = ReadyFile {
+            bound,
+            tls: ready_tls,
+        };
+        let json = serde_json::to_vec(&ready).map_err(|e| DroverError::Internal(e.to_string()))?;
         write_atomically(path, &json).await?;
     }
 
@@ -180,13 +290,35 @@ async fn stop_if_it_ends(
     }
 }
 
-async fn serve_grpc(
+async fn serve_http<L>(listener: L, router: axum::Router, shutdown: CancellationToken)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(err) = served {
+        tracing::error!(error = %err, "HTTP server failed");
+    }
+}
+
+async fn serve_grpc<S, IO>(
     fleet: Arc<Fleet>,
-    listener: LimitedListener,
+    incoming: S,
     health_service: HealthServer<impl Health>,
     max_concurrent_streams: u32,
     shutdown: CancellationToken,
-) {
+) where
+    S: futures::Stream<Item = std::result::Result<IO, std::io::Error>> + Send + 'static,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+{
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1();
@@ -211,7 +343,7 @@ async fn serve_grpc(
         .add_optional_service(reflection)
         .add_service(updater)
         .add_service(admin)
-        .serve_with_incoming_shutdown(listener.into_stream(), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             sessions_closed.cancelled().await;
             // Open streams would hold graceful shutdown forever: end them first.
             fleet.shutdown.cancel();

@@ -18,7 +18,10 @@ use crate::{
     version,
     about = "Steer and inspect a Drover fleet.",
     long_about = "Steer and inspect a Drover fleet.\n\n\
-        droverctl talks to a coordinator's admin gRPC API (--coordinator or DROVER_COORDINATOR).\n\
+        droverctl talks to a coordinator's admin gRPC API over TLS. A profile (--profile or\n\
+        DROVER_PROFILE) names the coordinator and the CA to trust: the coordinator writes one,\n\
+        admin-profile.json, into its data directory. --coordinator (DROVER_COORDINATOR)\n\
+        overrides the profile's address; http:// only reaches an --insecure coordinator.\n\
         Output is a readable table; add `-o json` or `-o yaml` for scripts. Data goes to stdout,\n\
         errors to stderr. Colour only on a terminal, never with NO_COLOR set.\n\n\
         Exit status: 0 success (also when the reader of stdout closes early), 1 the request\n\
@@ -32,18 +35,19 @@ use crate::{
         droverctl channels set stable/cloud --critical true\n  \
         droverctl rollout create --channel stable/cloud --from 15.1.3 --to 15.2.0 \\\n      \
           --group dev:canaries=1 --group prod:canaries=2,wait=24,start=2,window=4\n  \
+        export DROVER_PROFILE=/var/lib/drover/drover-data/admin-profile.json\n  \
         droverctl agents why web-01\n  \
         droverctl completion bash > /etc/bash_completion.d/droverctl"
 )]
 pub struct Cli {
-    /// The coordinator's gRPC address.
-    #[arg(
-        long,
-        global = true,
-        env = "DROVER_COORDINATOR",
-        default_value = "http://127.0.0.1:7400"
-    )]
-    pub coordinator: String,
+    /// The coordinator's gRPC address (default: the profile's, else https://127.0.0.1:7400).
+    #[arg(long, global = true, env = "DROVER_COORDINATOR")]
+    pub coordinator: Option<String>,
+    /// The profile: a JSON file with the coordinator's address and the CA to trust
+    /// (`coordinator`, `ca_file` or `ca_pem`), e.g. the admin-profile.json the coordinator
+    /// writes into its data directory.
+    #[arg(long, global = true, env = "DROVER_PROFILE", value_name = "PATH")]
+    pub profile: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,

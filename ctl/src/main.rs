@@ -10,6 +10,7 @@ mod cli;
 mod commands;
 mod names;
 mod output;
+mod profile;
 mod render;
 
 use std::process::ExitCode;
@@ -22,12 +23,17 @@ use cli::{Cli, Command};
 async fn main() -> ExitCode {
     // clap prints usage errors (exit 2) and --help/--version (exit 0) itself.
     let cli = Cli::try_parse().unwrap_or_else(|err| err.exit());
+    // One crypto provider for rustls (tonic's TLS), installed before any connection.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let format = cli.output;
     let printed = match cli.command {
         Command::Completion { shell } => commands::completion::script(shell),
-        command => commands::run(&cli.coordinator, command)
-            .await
-            .and_then(|reply| reply.render(format, output::colour(output::Stream::Stdout))),
+        command => async {
+            let target = profile::resolve(cli.coordinator.as_deref(), cli.profile.as_deref())?;
+            commands::run(&target, command).await
+        }
+        .await
+        .and_then(|reply| reply.render(format, output::colour(output::Stream::Stdout))),
     }
     .and_then(|text| output::print(&text).map_err(|err| format!("cannot write the output: {err}")));
     match printed {

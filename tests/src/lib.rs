@@ -6,6 +6,7 @@ mod chaos;
 mod postgres;
 mod process;
 mod release;
+mod trust;
 
 pub use chaos::ChaosProxy;
 pub use postgres::TestPostgres;
@@ -14,6 +15,7 @@ pub use process::{
     droverctl_json, testing_bin,
 };
 pub use release::{AgentHost, ReleaseRepo, SigningKey};
+pub use trust::{ca_file_for, grpc_channel, lookup as trust_for, profile_for, tls_connector};
 
 use std::time::{Duration, Instant};
 
@@ -83,21 +85,49 @@ pub fn utc_hour_now() -> u64 {
     (secs / 3600) % 24
 }
 
-/// A minimal HTTP/1.1 request on loopback, so the tests need no HTTP client crate.
-/// Returns (status, body).
+/// A minimal HTTP/1.1 request on loopback, so the tests need no HTTP client crate: over
+/// TLS trusting the coordinator's CA when the harness started that coordinator with TLS,
+/// else plaintext. Returns (status, body).
 pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    match trust::lookup(&addr.to_string()) {
+        Some(tls) => {
+            let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+            let stream = tls_connector(&tls.ca_file)
+                .connect(name, stream)
+                .await
+                .expect("TLS handshake with the coordinator");
+            http_on(stream, method, path).await
+        }
+        None => http_on(stream, method, path).await,
+    }
+}
+
+/// [`http`] in plaintext whatever the coordinator serves (0: no HTTP answer came).
+pub async fn http_plaintext(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    http_on(stream, "GET", path).await
+}
+
+async fn http_on(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    method: &str,
+    path: &str,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await.expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
+    let mut bytes = Vec::new();
+    // A peer that closes without close_notify (or refuses TLS) ends the read with an error.
+    let _ = stream.read_to_end(&mut bytes).await;
+    let response = String::from_utf8_lossy(&bytes).into_owned();
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let status = head
         .split_whitespace()
         .nth(1)
+        .filter(|_| head.starts_with("HTTP/"))
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, body.to_string())
@@ -123,10 +153,15 @@ pub fn simulate_logging(
     rust_log: &str,
 ) -> tokio::process::Child {
     let log = std::fs::File::create(log_dir.join("simulate.log")).expect("log file");
-    tokio::process::Command::new(bin("drover-updater"))
+    let mut command = tokio::process::Command::new(bin("drover-updater"));
+    command
         .arg("simulate")
         .arg("--coordinator")
-        .arg(coordinator)
+        .arg(coordinator);
+    if let Some(ca) = ca_file_for(coordinator) {
+        command.arg("--ca-file").arg(ca);
+    }
+    command
         .args(args)
         .env("RUST_LOG", rust_log)
         .stdout(log.try_clone().expect("log"))

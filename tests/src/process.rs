@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use drover_coordinator::server::BoundAddresses;
+use drover_coordinator::server::{BoundAddresses, ReadyFile, ReadyTls};
 use tokio::process::{Child, Command};
 
 /// A built binary of this workspace (`cargo build --workspace --bins` puts them beside the
@@ -62,6 +62,8 @@ pub struct CoordinatorBuilder {
     failpoints: Option<String>,
     /// Run the test build (`drover-coordinator-testing`) even with no failpoints armed.
     testing: bool,
+    /// Plaintext (`--insecure`) instead of TLS with the generated CA in `work_dir/drover-data`.
+    insecure: bool,
 }
 
 impl CoordinatorBuilder {
@@ -78,7 +80,20 @@ impl CoordinatorBuilder {
             args: Vec::new(),
             failpoints: None,
             testing: false,
+            insecure: false,
         }
+    }
+
+    /// Plaintext on loopback (`--insecure`), for tests about it; the default is TLS with the
+    /// coordinator's generated CA.
+    pub fn insecure(mut self) -> Self {
+        self.insecure = true;
+        self
+    }
+
+    /// The data directory (generated CA, server certificate, admin profile).
+    pub fn data_dir(&self) -> PathBuf {
+        self.work_dir.join("drover-data")
     }
 
     /// Runs the test build (`drover-coordinator-testing`, made by scripts/test) with these
@@ -111,6 +126,8 @@ pub struct CoordinatorProcess {
     child: Child,
     builder: CoordinatorBuilder,
     pub addresses: BoundAddresses,
+    /// The CA, its pin and the admin profile, from the ready file; `None` with `--insecure`.
+    pub tls: Option<ReadyTls>,
 }
 
 impl CoordinatorProcess {
@@ -126,6 +143,11 @@ impl CoordinatorProcess {
             (None, true) => Command::new(testing_bin()),
             (None, false) => Command::new(bin("drover-coordinator")),
         };
+        if builder.insecure {
+            command.arg("--insecure");
+        } else {
+            command.arg("--data-dir").arg(builder.data_dir());
+        }
         let child = command
             .arg("--database")
             .arg(&builder.database)
@@ -146,12 +168,18 @@ impl CoordinatorProcess {
             child,
             builder,
             addresses: BoundAddresses { grpc, http },
+            tls: None,
         };
-        process.addresses = process.wait_ready(&ready).await;
+        let ready = process.wait_ready(&ready).await;
+        (process.addresses, process.tls) = (ready.bound, ready.tls);
+        crate::trust::register(
+            &[process.addresses.grpc, process.addresses.http],
+            process.tls.as_ref(),
+        );
         process
     }
 
-    async fn wait_ready(&mut self, ready: &Path) -> BoundAddresses {
+    async fn wait_ready(&mut self, ready: &Path) -> ReadyFile {
         for _ in 0..300 {
             if let Ok(bytes) = std::fs::read(ready) {
                 return serde_json::from_slice(&bytes).expect("ready file is JSON");
@@ -167,12 +195,23 @@ impl CoordinatorProcess {
         panic!("drover-coordinator not ready after 15 s:\n{}", self.log());
     }
 
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
     pub fn grpc_url(&self) -> String {
-        format!("http://{}", self.addresses.grpc)
+        format!("{}://{}", self.scheme(), self.addresses.grpc)
     }
 
     pub fn http_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addresses.http)
+        format!("{}://{}{path}", self.scheme(), self.addresses.http)
+    }
+
+    /// A gRPC channel to this coordinator (trusting its CA).
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        crate::trust::grpc_channel(&self.grpc_url())
+            .await
+            .expect("connect to the coordinator's gRPC listener")
     }
 
     /// The coordinator's process id (for /proc measurements).
@@ -260,8 +299,12 @@ impl UpdaterBuilder {
 
     pub fn start(self) -> UpdaterProcess {
         std::fs::create_dir_all(&self.state_dir).expect("state dir");
-        let child = Command::new(bin("drover-updater"))
-            .arg("run")
+        let mut command = Command::new(bin("drover-updater"));
+        command.arg("run");
+        if let Some(ca) = crate::trust::ca_file_for(&self.coordinator) {
+            command.arg("--ca-file").arg(ca);
+        }
+        let child = command
             .arg("--coordinator")
             .arg(&self.coordinator)
             .arg("--state-dir")
@@ -304,9 +347,14 @@ impl UpdaterProcess {
     }
 }
 
-/// Runs droverctl against `coordinator`; returns (success, stdout, stderr).
+/// Runs droverctl against `coordinator` (with the admin profile the coordinator wrote, for
+/// a TLS coordinator the harness started); returns (success, stdout, stderr).
 pub async fn droverctl(coordinator: &str, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(bin("droverctl"))
+    let mut command = Command::new(bin("droverctl"));
+    if let Some(profile) = crate::trust::profile_for(coordinator) {
+        command.arg("--profile").arg(profile);
+    }
+    let output = command
         .arg("--coordinator")
         .arg(coordinator)
         .args(args)

@@ -53,8 +53,11 @@ async fn closed_pipe_is_success() {
     let (ok, table, _) = droverctl(&url, &list).await;
     assert!(ok && table.len() > 2 * 65_536, "{} bytes", table.len());
 
+    let profile = coordinator.tls.as_ref().expect("TLS").admin_profile.clone();
     let mut child = Command::new(bin("droverctl"))
         .args(["--coordinator", &url])
+        .arg("--profile")
+        .arg(profile)
         .args(list)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -68,9 +68,7 @@ async fn flood(
     agent_id: &str,
     messages: impl Iterator<Item = pb::UpdaterMessage> + Send + 'static,
 ) -> (usize, tonic::Status) {
-    let mut client = UpdaterServiceClient::connect(coordinator.grpc_url())
-        .await
-        .unwrap();
+    let mut client = UpdaterServiceClient::new(coordinator.channel().await);
     let (up, rx) = mpsc::channel(256);
     up.send(hello(agent_id)).await.unwrap();
     let mut down: Streaming<pb::CoordinatorMessage> = client

@@ -216,11 +216,7 @@ impl tonic::codec::Decoder for RawCodec {
 async fn an_undecodable_grpc_request_is_invalid_argument() {
     let dir = tempfile::tempdir().unwrap();
     let c = CoordinatorBuilder::sqlite(dir.path()).start().await;
-    let channel = tonic::transport::Endpoint::from_shared(c.grpc_url())
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect");
+    let channel = c.channel().await;
     // A length-delimited field 1 claiming far more bytes than follow, and a bare 0xff tag.
     for garbage in [vec![0x0a, 0xff, 0xff, 0xff, 0x0f, 1, 2], vec![0xff; 9]] {
         for method in [

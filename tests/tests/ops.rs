@@ -46,11 +46,7 @@ async fn readyz(coordinator: &CoordinatorProcess) -> (u16, String) {
 }
 
 async fn grpc_health(coordinator: &CoordinatorProcess) -> ServingStatus {
-    let Ok(channel) = tonic::transport::Endpoint::from_shared(coordinator.grpc_url())
-        .expect("gRPC URL")
-        .connect()
-        .await
-    else {
+    let Ok(channel) = drover_tests::grpc_channel(&coordinator.grpc_url()).await else {
         return ServingStatus::Unknown;
     };
     let mut client = HealthClient::new(channel);
@@ -226,7 +222,7 @@ async fn a_postgres_outage_fails_calls_fast_and_clean_and_heals_by_itself() {
     // Each call fails on its own within a second (the pool's acquire timeout is 0.8 s), with
     // UNAVAILABLE / 503 and a message naming an error id and no driver text.
     let limit = Duration::from_secs(1);
-    let mut client = AdminServiceClient::connect(url.clone()).await.unwrap();
+    let mut client = AdminServiceClient::new(drover_tests::grpc_channel(&url).await.unwrap());
     let (status, took) = timed(limit, async || {
         client
             .set_control_plane_version(pb::SetControlPlaneVersionRequest {

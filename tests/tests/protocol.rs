@@ -37,9 +37,7 @@ async fn open(
     coordinator: &CoordinatorProcess,
     first: pb::UpdaterMessage,
 ) -> Result<Session, tonic::Status> {
-    let mut client = UpdaterServiceClient::connect(coordinator.grpc_url())
-        .await
-        .unwrap();
+    let mut client = UpdaterServiceClient::new(coordinator.channel().await);
     let (up, rx) = mpsc::channel(16);
     up.send(first).await.unwrap();
     let down = client.session(ReceiverStream::new(rx)).await?.into_inner();
@@ -451,9 +449,7 @@ async fn an_updater_that_already_holds_the_directive_is_not_sent_it_again() {
 #[tokio::test]
 async fn polling_for_an_unknown_channel_says_how_to_fix_it() {
     let (_root, coordinator) = start().await;
-    let mut client = UpdaterServiceClient::connect(coordinator.grpc_url())
-        .await
-        .unwrap();
+    let mut client = UpdaterServiceClient::new(coordinator.channel().await);
     let response = client
         .get_target(pb::GetTargetRequest {
             agent_id: "p-1".into(),

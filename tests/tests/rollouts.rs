@@ -376,11 +376,16 @@ async fn a_good_release_completes_group_by_group_honouring_windows_and_waits() {
 async fn teleport_compatible_version_endpoints_answer_in_teleports_formats() {
     let root = tempfile::tempdir().unwrap();
     let c = CoordinatorBuilder::sqlite(root.path()).start().await;
+    // Over HTTPS, as Teleport's updaters would ask, trusting the coordinator's CA.
+    let ca = c.tls.as_ref().expect("TLS").ca_file.clone();
     let curl = |path: &str| {
         let url = c.http_url(&format!("/v1/webapi/automaticupgrades/channel/{path}"));
+        let ca = ca.clone();
         async move {
             let out = tokio::process::Command::new("curl")
-                .args(["-s", "-w", "\n%{http_code}", &url])
+                .args(["-s", "-w", "\n%{http_code}", "--cacert"])
+                .arg(&ca)
+                .arg(&url)
                 .output()
                 .await
                 .expect("curl is installed (see .ci/run)");

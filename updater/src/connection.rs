@@ -16,7 +16,7 @@ use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::{
     Shared,
@@ -56,20 +56,64 @@ pub async fn run(
     }
 }
 
-pub async fn connect(coordinator: &str) -> anyhow::Result<Channel> {
-    Endpoint::from_shared(coordinator.to_string())
+/// The CA to trust for `coordinator`: `--ca-file` is required for `https://` and refused
+/// for `http://` (plaintext reaches only an `--insecure` coordinator).
+pub fn coordinator_ca(
+    coordinator: &str,
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<Certificate>> {
+    match (coordinator.starts_with("https://"), ca_file) {
+        (true, Some(path)) => {
+            let pem = std::fs::read(path).with_context(|| {
+                format!(
+                    "cannot read --ca-file {}; give the coordinator's CA certificate (PEM, \
+                     tls/ca.pem in its data directory)",
+                    path.display()
+                )
+            })?;
+            Ok(Some(Certificate::from_pem(pem)))
+        }
+        (true, None) => bail!(
+            "{coordinator} is served over TLS: give --ca-file PATH with the coordinator's CA \
+             certificate (tls/ca.pem in its data directory)"
+        ),
+        (false, Some(_)) => bail!(
+            "--ca-file is for https:// coordinators; use https://{}",
+            coordinator.trim_start_matches("http://")
+        ),
+        (false, None) => Ok(None),
+    }
+}
+
+pub async fn connect(coordinator: &str, ca: Option<&Certificate>) -> anyhow::Result<Channel> {
+    let mut endpoint = Endpoint::from_shared(coordinator.to_string())
         .with_context(|| {
             format!(
-                "'{coordinator}' is not a valid coordinator address; use e.g. http://127.0.0.1:7400"
+                "'{coordinator}' is not a valid coordinator address; use e.g. https://127.0.0.1:7400"
             )
         })?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(20))
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the coordinator at {coordinator}"))
+        .keep_alive_timeout(Duration::from_secs(20));
+    if let Some(ca) = ca {
+        endpoint = endpoint
+            .tls_config(ClientTlsConfig::new().ca_certificate(ca.clone()))
+            .context("cannot use the CA given with --ca-file")?;
+    }
+    endpoint.connect().await.with_context(|| {
+        if ca.is_some() {
+            format!(
+                "cannot reach the coordinator at {coordinator} over TLS (if the cause names a \
+                 certificate, check --ca-file is the coordinator's CA)"
+            )
+        } else {
+            format!(
+                "cannot reach the coordinator at {coordinator} (plaintext reaches only an \
+                 --insecure coordinator; otherwise use https:// and --ca-file)"
+            )
+        }
+    })
 }
 
 fn up(kind: Up) -> pb::UpdaterMessage {
@@ -124,13 +168,26 @@ async fn session(
     directives: &mpsc::Sender<DirectiveRecord>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut client = UpdaterServiceClient::new(connect(&shared.config.coordinator).await?);
+    let mut client = UpdaterServiceClient::new(
+        connect(
+            &shared.config.coordinator,
+            shared.config.coordinator_ca.as_ref(),
+        )
+        .await?,
+    );
     let (outbound, outbound_rx) = mpsc::channel(32);
     outbound.send(hello(shared).await).await?;
     let mut inbound = client
         .session(ReceiverStream::new(outbound_rx))
         .await
-        .context("the coordinator refused the session")?
+        .with_context(|| {
+            if shared.config.coordinator_ca.is_none() {
+                "the coordinator refused the session (in plaintext: a coordinator serves TLS \
+                 unless started with --insecure; use https:// and --ca-file)"
+            } else {
+                "the coordinator refused the session"
+            }
+        })?
         .into_inner();
     let welcome = match inbound.message().await?.and_then(|m| m.kind) {
         Some(Down::Welcome(welcome)) => welcome,

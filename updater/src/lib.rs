@@ -76,8 +76,10 @@ impl Clock {
 
 #[derive(Debug, Clone)]
 pub struct UpdaterConfig {
-    /// e.g. `http://127.0.0.1:7400`.
+    /// e.g. `https://127.0.0.1:7400`.
     pub coordinator: String,
+    /// The CA to trust for an `https://` coordinator (see `connection::coordinator_ca`).
+    pub coordinator_ca: Option<tonic::transport::Certificate>,
     pub hostname: String,
     pub group: String,
     pub channel: String,
@@ -158,6 +160,7 @@ impl Shared {
 pub(crate) fn test_config(coordinator: &str, broken: &[&str]) -> UpdaterConfig {
     UpdaterConfig {
         coordinator: coordinator.into(),
+        coordinator_ca: None,
         hostname: "test".into(),
         group: "g".into(),
         channel: "stable".into(),

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use drover_updater::{
     Clock, Health, StateStore, UpdaterConfig,
     backoff::Backoff,
+    connection::coordinator_ca,
     health::{HealthConfig, Probe},
     install::Installer,
     simulate::{SimulationConfig, run as simulate},
@@ -49,12 +50,18 @@ enum Command {
 
 #[derive(Parser, Debug)]
 struct RunArgs {
+    /// The coordinator's gRPC address: https:// (with --ca-file), or http:// for a
+    /// coordinator started with --insecure.
     #[arg(
         long,
         env = "DROVER_COORDINATOR",
-        default_value = "http://127.0.0.1:7400"
+        default_value = "https://127.0.0.1:7400"
     )]
     coordinator: String,
+    /// The CA certificate (PEM) to trust for an https:// coordinator: its data directory's
+    /// tls/ca.pem, or the CA its operator gave it.
+    #[arg(long, env = "DROVER_CA_FILE", value_name = "PATH")]
+    ca_file: Option<PathBuf>,
     /// Keeps the agent id, the last directive and unacknowledged reports across restarts.
     #[arg(
         long,
@@ -132,12 +139,18 @@ struct RunArgs {
 
 #[derive(Parser, Debug)]
 struct SimulateArgs {
+    /// The coordinator's gRPC address: https:// (with --ca-file), or http:// for a
+    /// coordinator started with --insecure.
     #[arg(
         long,
         env = "DROVER_COORDINATOR",
-        default_value = "http://127.0.0.1:7400"
+        default_value = "https://127.0.0.1:7400"
     )]
     coordinator: String,
+    /// The CA certificate (PEM) to trust for an https:// coordinator: its data directory's
+    /// tls/ca.pem, or the CA its operator gave it.
+    #[arg(long, env = "DROVER_CA_FILE", value_name = "PATH")]
+    ca_file: Option<PathBuf>,
     #[arg(long, default_value_t = 300)]
     count: usize,
     #[arg(long, value_delimiter = ',', default_value = "dev,staging,prod")]
@@ -231,6 +244,8 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // One crypto provider for every rustls user here (tonic's TLS and the downloads).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
@@ -263,6 +278,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             let config = UpdaterConfig {
                 installer: installer(&args)?,
                 health: health_config(&args),
+                coordinator_ca: coordinator_ca(&args.coordinator, args.ca_file.as_deref())?,
                 coordinator: args.coordinator,
                 hostname,
                 group: args.group,
@@ -298,6 +314,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Simulate(args) => {
             let config = SimulationConfig {
+                coordinator_ca: coordinator_ca(&args.coordinator, args.ca_file.as_deref())?,
                 coordinator: args.coordinator,
                 count: args.count,
                 groups: args.groups,

@@ -48,7 +48,13 @@ pub async fn run(
 }
 
 async fn check(shared: &Shared) -> anyhow::Result<DirectiveRecord> {
-    let mut client = UpdaterServiceClient::new(connect(&shared.config.coordinator).await?);
+    let mut client = UpdaterServiceClient::new(
+        connect(
+            &shared.config.coordinator,
+            shared.config.coordinator_ca.as_ref(),
+        )
+        .await?,
+    );
     let state = shared.state.lock().await;
     let request = pb::GetTargetRequest {
         agent_id: state.agent_id.clone(),

@@ -12,6 +12,8 @@ use crate::{Health, StateStore, UpdaterConfig, backoff::Backoff, install::Instal
 #[derive(Debug, Clone)]
 pub struct SimulationConfig {
     pub coordinator: String,
+    /// The CA to trust for an `https://` coordinator.
+    pub coordinator_ca: Option<tonic::transport::Certificate>,
     pub count: usize,
     pub groups: Vec<String>,
     pub channel: String,
@@ -44,6 +46,7 @@ pub async fn run(config: SimulationConfig, shutdown: CancellationToken) {
         };
         let updater = UpdaterConfig {
             coordinator: config.coordinator.clone(),
+            coordinator_ca: config.coordinator_ca.clone(),
             hostname: format!("{agent_id}.sim"),
             group: group.clone(),
             channel: config.channel.clone(),

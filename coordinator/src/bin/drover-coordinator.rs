@@ -9,6 +9,7 @@ use drover_coordinator::{
     listener::ListenerLimits,
     retention::RetentionConfig,
     server::{CoordinatorConfig, run},
+    tls::TlsSettings,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -52,8 +53,8 @@ struct Args {
     /// new connections are closed at once.
     #[arg(long, env = "DROVER_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
-    /// Seconds a new connection has to send its first bytes (the HTTP/2 preface or an
-    /// HTTP/1.1 request) before it is closed.
+    /// Seconds a new connection has to send its first bytes and finish its TLS handshake
+    /// (with --insecure: the HTTP/2 preface or an HTTP/1.1 request) before it is closed.
     #[arg(long, default_value_t = 10)]
     handshake_timeout_secs: u64,
     /// Seconds a connection may send nothing before it is closed (the gRPC server pings
@@ -103,12 +104,62 @@ struct Args {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// Where the coordinator keeps its CA, server certificate and the admin profile
+    /// (default: `drover-data` beside the SQLite file, else `./drover-data`).
+    #[arg(long, env = "DROVER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The server certificate chain (PEM) to serve instead of the generated one; needs
+    /// --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The CA certificate (PEM) clients should trust with --tls-cert (default: the last
+    /// certificate in --tls-cert).
+    #[arg(long, requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
+    /// Another name (DNS or IP) for the generated server certificate, e.g. the host's
+    /// public name when listening on 0.0.0.0. Repeatable.
+    #[arg(long = "tls-san", value_name = "NAME")]
+    tls_sans: Vec<String>,
+    /// Serve plaintext instead of TLS: only on loopback addresses (refused otherwise).
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "tls_ca", "tls_sans"])]
+    insecure: bool,
+}
+
+/// `drover-data` beside a SQLite file; `./drover-data` for PostgreSQL or in-memory SQLite.
+fn default_data_dir(database: &str) -> PathBuf {
+    let file = database
+        .strip_prefix("sqlite://")
+        .or_else(|| database.strip_prefix("sqlite:"))
+        .map(|rest| rest.split('?').next().unwrap_or(rest))
+        .filter(|file| !file.is_empty() && !file.contains(":memory:"));
+    match file
+        .map(std::path::Path::new)
+        .and_then(std::path::Path::parent)
+    {
+        Some(parent) => parent.join("drover-data"),
+        None => PathBuf::from("drover-data"),
+    }
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     init_tracing(args.log_json);
+    // One crypto provider for every rustls user in the process (see DEPENDENCIES.md).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = (!args.insecure).then(|| TlsSettings {
+        data_dir: args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| default_data_dir(&args.database)),
+        extra_sans: args.tls_sans.clone(),
+        cert: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+        ca: args.tls_ca.clone(),
+    });
     let config = CoordinatorConfig {
         database: args.database,
         grpc_listen: args.grpc_listen,
@@ -143,6 +194,7 @@ async fn main() -> std::process::ExitCode {
         },
         readiness_interval: Duration::from_millis(args.readiness_interval_ms.clamp(100, 60_000)),
         test_panic_task: args.test_panic_task,
+        tls,
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -196,5 +248,26 @@ fn init_tracing(json: bool) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_dir_sits_beside_the_sqlite_file() {
+        assert_eq!(
+            default_data_dir("sqlite://drover.db"),
+            PathBuf::from("drover-data")
+        );
+        assert_eq!(
+            default_data_dir("sqlite:///var/lib/drover/drover.db?mode=rwc"),
+            PathBuf::from("/var/lib/drover/drover-data")
+        );
+        assert_eq!(
+            default_data_dir("postgres://u@h/db"),
+            PathBuf::from("drover-data")
+        );
     }
 }

@@ -13,17 +13,18 @@ pub mod rollout;
 pub mod schedule;
 
 use drover_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
-use crate::{cli::Command, render::Reply};
+use crate::{cli::Command, profile::Target, render::Reply};
 
 pub type Client = AdminServiceClient<Channel>;
 
-/// Runs one command against the coordinator at `address`.
-pub async fn run(address: &str, command: Command) -> Result<Reply, String> {
-    let mut client = connect(address).await?;
+/// Runs one command against the coordinator `target` names.
+pub async fn run(target: &Target, command: Command) -> Result<Reply, String> {
+    let mut client = connect(target).await?;
     let client = &mut client;
-    match command {
+    let plaintext = target.url.starts_with("http://");
+    let reply = match command {
         Command::Agents(command) => agents::run(client, command).await,
         Command::Fleet(command) => fleet::run(client, command).await,
         Command::Channels(command) => channels::run(client, command).await,
@@ -39,24 +40,99 @@ pub async fn run(address: &str, command: Command) -> Result<Reply, String> {
                 completion::script(shell)?,
             ))
         }
-    }
+    };
+    // In plaintext, a TLS coordinator answers nothing a client can read: say so.
+    reply.map_err(|err| {
+        if plaintext
+            && [
+                "transport error",
+                "h2 protocol",
+                "http2 error",
+                "broken pipe",
+            ]
+            .iter()
+            .any(|e| err.contains(e))
+        {
+            format!(
+                "{err}; a coordinator serves TLS unless started with --insecure: use https:// \
+                 and DROVER_PROFILE (or --profile)"
+            )
+        } else {
+            err
+        }
+    })
 }
 
-async fn connect(address: &str) -> Result<Client, String> {
-    let endpoint = Channel::from_shared(address.to_string())
+async fn connect(target: &Target) -> Result<Client, String> {
+    let address = target.url.as_str();
+    let mut endpoint = Channel::from_shared(address.to_string())
         .map_err(|err| {
             format!(
-                "'{address}' is not a valid coordinator address ({err}); use e.g. http://127.0.0.1:7400"
+                "'{address}' is not a valid coordinator address ({err}); use e.g. https://127.0.0.1:7400"
             )
         })?
         .connect_timeout(std::time::Duration::from_secs(5));
+    let https = address.starts_with("https://");
+    if https {
+        let Some(pem) = &target.ca_pem else {
+            return Err(format!(
+                "{address} is served over TLS, and droverctl needs the CA to trust: set \
+                 DROVER_PROFILE (or --profile) to the admin-profile.json in the coordinator's \
+                 data directory"
+            ));
+        };
+        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+        endpoint = endpoint.tls_config(tls).map_err(|err| {
+            format!("cannot use the profile's CA ({err}); check its ca_file or ca_pem")
+        })?;
+    }
     let channel = endpoint.connect().await.map_err(|err| {
-        format!(
-            "cannot reach the coordinator at {address} ({err}); is it running? \
-             Point droverctl at it with --coordinator or DROVER_COORDINATOR"
-        )
+        let chain = error_chain(&err);
+        match &target.ca_source {
+            Some(source) if https && is_certificate_error(&chain) => format!(
+                "the coordinator at {address} presented a certificate that the CA in {source} \
+                 did not sign ({chain}); check the profile's CA: it must be the coordinator's \
+                 (tls/ca.pem in its data directory; compare ca_pin with the coordinator's log)"
+            ),
+            _ if https => format!(
+                "cannot reach the coordinator at {address} ({chain}); is it running, and does \
+                 it serve TLS on that address? Point droverctl at it with --coordinator, \
+                 DROVER_COORDINATOR or the profile"
+            ),
+            _ => format!(
+                "cannot reach the coordinator at {address} ({chain}); is it running? A \
+                 coordinator serves TLS unless started with --insecure: use https:// and \
+                 DROVER_PROFILE. Point droverctl at it with --coordinator or DROVER_COORDINATOR"
+            ),
+        }
     })?;
     Ok(AdminServiceClient::new(channel))
+}
+
+/// The error and its causes on one line (tonic's own text is only "transport error").
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn is_certificate_error(chain: &str) -> bool {
+    [
+        "certificate",
+        "UnknownIssuer",
+        "BadSignature",
+        "NotValidForName",
+    ]
+    .iter()
+    .any(|needle| chain.contains(needle))
 }
 
 /// A mutating verb's effect; `dry_run: true` means the coordinator changed nothing.

@@ -1,0 +1,469 @@
+//! TLS on both listeners: the coordinator's certificates and the acceptor.
+//!
+//! - **Certificates.** Unless the operator gives `--tls-cert`/`--tls-key`, the first start
+//!   creates `DATA_DIR/tls/`: a CA (`ca.pem`, `ca-key.pem`) and a server key
+//!   (`server-key.pem`), all at once (built in a temporary directory, then renamed, so two
+//!   replicas starting together never mix two CAs). The server certificate (`server.pem`) is
+//!   signed by that CA for the listen addresses, `localhost`, `127.0.0.1`, `::1` and every
+//!   `--tls-san`; it is reissued (same key, same CA) only when those names change. Keys are
+//!   mode 0600, the directory 0700. Clients pin the CA: its SHA-256 over the DER, printed
+//!   as `sha256:HEX` in the log and the ready file.
+//! - **Acceptor.** Each accepted connection (already under the listener's limits) makes its
+//!   TLS handshake in its own task, within the listener's handshake timeout, so a slow
+//!   client never holds up the accept loop; finished handshakes queue for the server.
+//!   ALPN: `h2` for gRPC, `h2` and `http/1.1` for HTTP.
+
+use std::{
+    io::Write,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::ServerConfig;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_rustls::{TlsAcceptor, server::TlsStream};
+
+use crate::{
+    error::{DroverError, Result},
+    listener::{LimitedListener, LimitedStream},
+};
+
+/// Where the certificates come from.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The data directory: generated certificates live in its `tls/`.
+    pub data_dir: PathBuf,
+    /// Extra names (DNS or IP) for the generated server certificate.
+    pub extra_sans: Vec<String>,
+    /// The operator's certificate chain and key (PEM) instead of generated ones.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// The CA clients should trust (PEM); default: the last certificate of `cert`.
+    pub ca: Option<PathBuf>,
+}
+
+/// Ready-to-use TLS: one acceptor per listener and what clients must trust.
+#[derive(Clone)]
+pub struct Tls {
+    pub grpc: TlsAcceptor,
+    pub http: TlsAcceptor,
+    /// The PEM file of the CA clients trust.
+    pub ca_file: PathBuf,
+    /// `sha256:HEX` of the CA certificate's DER.
+    pub ca_pin: String,
+}
+
+/// The pin clients use: `sha256:` and the hex SHA-256 of the certificate's DER.
+pub fn pin(der: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(der)))
+}
+
+/// Loads the operator's certificate, or the generated one (creating it on first start).
+/// Blocking file I/O: call it from `spawn_blocking` or before serving.
+pub fn load_or_create(settings: &TlsSettings, listen: &[SocketAddr]) -> Result<Tls> {
+    ensure_data_dir(&settings.data_dir)?;
+    let (chain, key, ca_file) = match (&settings.cert, &settings.key) {
+        (Some(cert), Some(key)) => {
+            let chain = read_certs(cert)?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|err| {
+                DroverError::invalid(format!(
+                    "cannot read a private key from --tls-key {} ({err}); give a PEM key \
+                     (PKCS#8, PKCS#1 or SEC1)",
+                    key.display()
+                ))
+            })?;
+            (
+                chain,
+                key,
+                settings.ca.clone().unwrap_or_else(|| cert.clone()),
+            )
+        }
+        (None, None) => generated(settings, listen)?,
+        _ => {
+            return Err(DroverError::invalid(
+                "--tls-cert and --tls-key go together: give both, or neither to use the \
+                 coordinator's generated certificate",
+            ));
+        }
+    };
+    let ca = read_certs(&ca_file)?;
+    let ca_der = ca.last().expect("read_certs returns at least one");
+    let ca_pin = pin(ca_der);
+    let config = |alpn: &[&[u8]]| -> Result<TlsAcceptor> {
+        let mut config =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|err| DroverError::Internal(format!("TLS protocol versions: {err}")))?
+                .with_no_client_auth()
+                .with_single_cert(chain.clone(), key.clone_key())
+                .map_err(|err| {
+                    DroverError::invalid(format!(
+                        "the TLS certificate and key do not make a usable pair ({err}); check that \
+                 --tls-key is the key of --tls-cert"
+                    ))
+                })?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    };
+    Ok(Tls {
+        grpc: config(&[b"h2"])?,
+        http: config(&[b"h2", b"http/1.1"])?,
+        ca_file,
+        ca_pin,
+    })
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(|err| {
+            DroverError::invalid(format!(
+                "cannot read certificates from {} ({err}); give a PEM file",
+                path.display()
+            ))
+        })?;
+    if certs.is_empty() {
+        return Err(DroverError::invalid(format!(
+            "{} holds no certificate; give a PEM file with at least one",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// The generated CA and server certificate in `DATA_DIR/tls`, created or reused.
+fn generated(
+    settings: &TlsSettings,
+    listen: &[SocketAddr],
+) -> Result<(
+    Vec<CertificateDer<'static>>,
+    PrivateKeyDer<'static>,
+    PathBuf,
+)> {
+    let dir = settings.data_dir.join("tls");
+    if !dir.join("ca.pem").exists() {
+        create_ca(&settings.data_dir, &dir)?;
+    }
+    let ca_key = read_key(&dir.join("ca-key.pem"))?;
+    let server_key = read_key(&dir.join("server-key.pem"))?;
+    let sans = server_names(listen, &settings.extra_sans);
+    let sans_file = dir.join("server-sans.txt");
+    let wanted = sans.join("\n");
+    let current = std::fs::read_to_string(&sans_file).ok();
+    if current.as_deref() != Some(wanted.as_str()) || !dir.join("server.pem").exists() {
+        let mut params = CertificateParams::new(sans.clone()).map_err(|err| {
+            DroverError::invalid(format!(
+                "cannot put these names in a certificate ({err}): {sans:?}; check --tls-san"
+            ))
+        })?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "drover-coordinator");
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        let issuer = Issuer::new(ca_params(&ca_key), &ca_key);
+        let cert = params.signed_by(&server_key, &issuer).map_err(|err| {
+            DroverError::Internal(format!("signing the server certificate: {err}"))
+        })?;
+        write_file(&dir.join("server.pem"), cert.pem().as_bytes(), 0o644)?;
+        write_file(&sans_file, wanted.as_bytes(), 0o644)?;
+        tracing::info!(names = ?sans, "issued the coordinator's server certificate");
+    }
+    let chain = read_certs(&dir.join("server.pem"))?;
+    let key = PrivateKeyDer::from_pem_file(dir.join("server-key.pem"))
+        .map_err(|err| DroverError::Internal(format!("reading server-key.pem: {err}")))?;
+    Ok((chain, key, dir.join("ca.pem")))
+}
+
+/// The CA's parameters, derived from its key alone (so the issuer can be rebuilt on every
+/// start without parsing the certificate): its name carries a digest of the public key.
+fn ca_params(key: &KeyPair) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let id = hex::encode(&Sha256::digest(key.public_key_raw())[..8]);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("Drover coordinator CA {id}"));
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+}
+
+/// Creates the CA and the server key in a temporary directory, then renames it into place;
+/// if another process got there first, its files win and ours are removed.
+fn create_ca(data_dir: &Path, dir: &Path) -> Result<()> {
+    let tmp = data_dir.join(format!(".tls-{}", uuid::Uuid::new_v4()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .map_err(fs_error(&tmp))?;
+    let ca_key = KeyPair::generate().map_err(|err| DroverError::Internal(err.to_string()))?;
+    let server_key = KeyPair::generate().map_err(|err| DroverError::Internal(err.to_string()))?;
+    let ca = ca_params(&ca_key)
+        .self_signed(&ca_key)
+        .map_err(|err| DroverError::Internal(format!("creating the CA: {err}")))?;
+    write_file(
+        &tmp.join("ca-key.pem"),
+        ca_key.serialize_pem().as_bytes(),
+        0o600,
+    )?;
+    write_file(
+        &tmp.join("server-key.pem"),
+        server_key.serialize_pem().as_bytes(),
+        0o600,
+    )?;
+    write_file(&tmp.join("ca.pem"), ca.pem().as_bytes(), 0o644)?;
+    if std::fs::rename(&tmp, dir).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !dir.join("ca.pem").exists() {
+            return Err(DroverError::invalid(format!(
+                "cannot create {}; check that the data directory is writable",
+                dir.display()
+            )));
+        }
+    } else {
+        tracing::info!(dir = %dir.display(), "created the coordinator's CA");
+    }
+    Ok(())
+}
+
+/// Creates the data directory (mode 0700) if it is missing.
+pub fn ensure_data_dir(data_dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .map_err(|err| {
+            DroverError::invalid(format!(
+                "cannot create the data directory {} ({err}); choose another with --data-dir",
+                data_dir.display()
+            ))
+        })
+}
+
+fn read_key(path: &Path) -> Result<KeyPair> {
+    let pem = std::fs::read_to_string(path).map_err(fs_error(path))?;
+    KeyPair::from_pem(&pem).map_err(|err| {
+        DroverError::invalid(format!(
+            "cannot read the key {} ({err}); restore it, or move the data directory's tls/ \
+             away to create a new CA (clients must then trust the new one)",
+            path.display()
+        ))
+    })
+}
+
+/// The server certificate's names: the listen addresses (unless unspecified), loopback,
+/// `localhost` and the operator's extras; sorted, no duplicates.
+fn server_names(listen: &[SocketAddr], extra: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = vec![
+        "localhost".into(),
+        IpAddr::V4(Ipv4Addr::LOCALHOST).to_string(),
+        IpAddr::V6(Ipv6Addr::LOCALHOST).to_string(),
+    ];
+    names.extend(
+        listen
+            .iter()
+            .filter(|addr| !addr.ip().is_unspecified())
+            .map(|addr| addr.ip().to_string()),
+    );
+    names.extend(extra.iter().map(|name| name.trim().to_string()));
+    names.retain(|name| !name.is_empty());
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Writes atomically (a temporary file renamed into place) with this mode from the start.
+pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(fs_error(&tmp))?;
+    // The mode applies only to a new file; make sure of it for an old one too.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(fs_error(&tmp))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(fs_error(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(fs_error(path))
+}
+
+fn fs_error(path: &Path) -> impl Fn(std::io::Error) -> DroverError + '_ {
+    move |err| {
+        DroverError::invalid(format!(
+            "cannot write {} ({err}); check the data directory (--data-dir) is writable",
+            path.display()
+        ))
+    }
+}
+
+/// TLS connections after their handshake, for either server.
+pub struct TlsIncoming {
+    ready: mpsc::Receiver<(TlsStream<LimitedStream>, SocketAddr)>,
+    local_addr: SocketAddr,
+}
+
+/// Accepts under `listener`'s limits and makes each handshake in its own task within
+/// `handshake_timeout`; stops when the returned [`TlsIncoming`] is dropped.
+pub fn accept_tls(
+    mut listener: LimitedListener,
+    acceptor: TlsAcceptor,
+    handshake_timeout: Duration,
+    local_addr: SocketAddr,
+) -> TlsIncoming {
+    let (tx, ready) = mpsc::channel(64);
+    let last_warning = Arc::new(parking_lot::Mutex::new(None::<tokio::time::Instant>));
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept_limited() => accepted,
+                () = tx.closed() => return,
+            };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            let last_warning = last_warning.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send((tls, peer)).await;
+                    }
+                    Ok(Err(err)) => handshake_failed(&last_warning, peer, &err),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    TlsIncoming { ready, local_addr }
+}
+
+/// A failed handshake is usually a misconfigured client (plaintext, or not trusting this
+/// CA): logged as a warning at most every 10 s, otherwise at debug.
+fn handshake_failed(
+    last_warning: &parking_lot::Mutex<Option<tokio::time::Instant>>,
+    peer: SocketAddr,
+    err: &std::io::Error,
+) {
+    let now = tokio::time::Instant::now();
+    let mut last = last_warning.lock();
+    if last.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(10)) {
+        *last = Some(now);
+        drop(last);
+        tracing::warn!(
+            %peer, error = %err,
+            "TLS handshake failed: clients must use https:// and trust this coordinator's CA \
+             (see the ca_pin logged at start); plaintext works only with --insecure"
+        );
+    } else {
+        tracing::debug!(%peer, error = %err, "TLS handshake failed");
+    }
+}
+
+impl TlsIncoming {
+    /// The connections as a stream, for tonic's `serve_with_incoming_shutdown`.
+    pub fn into_stream(
+        self,
+    ) -> impl futures::Stream<Item = std::result::Result<TlsStream<LimitedStream>, std::io::Error>> + Send
+    {
+        futures::stream::unfold(self, |mut incoming| async move {
+            let (stream, _) = incoming.ready.recv().await?;
+            Some((Ok(stream), incoming))
+        })
+    }
+}
+
+impl axum::serve::Listener for TlsIncoming {
+    type Io = TlsStream<LimitedStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(accepted) => accepted,
+            // The accept task only ends when this receiver is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local_addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cover_loopback_listen_addresses_and_extras() {
+        let listen: Vec<SocketAddr> = vec![
+            "0.0.0.0:7400".parse().unwrap(),
+            "10.1.2.3:7401".parse().unwrap(),
+        ];
+        let names = server_names(&listen, &["drover.example".into(), " ".into()]);
+        assert_eq!(
+            names,
+            [
+                "10.1.2.3",
+                "127.0.0.1",
+                "::1",
+                "drover.example",
+                "localhost"
+            ]
+        );
+    }
+
+    #[test]
+    fn generated_certificates_are_reused_and_keys_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = TlsSettings {
+            data_dir: dir.path().join("data"),
+            extra_sans: vec![],
+            cert: None,
+            key: None,
+            ca: None,
+        };
+        let listen = ["127.0.0.1:0".parse().unwrap()];
+        let first = load_or_create(&settings, &listen).unwrap();
+        let server = std::fs::read(dir.path().join("data/tls/server.pem")).unwrap();
+        let again = load_or_create(&settings, &listen).unwrap();
+        assert_eq!(first.ca_pin, again.ca_pin);
+        assert_eq!(
+            server,
+            std::fs::read(dir.path().join("data/tls/server.pem")).unwrap()
+        );
+        for key in ["ca-key.pem", "server-key.pem"] {
+            let mode = std::fs::metadata(dir.path().join("data/tls").join(key))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{key}");
+        }
+        // New names: a new server certificate from the same CA.
+        let more = TlsSettings {
+            extra_sans: vec!["drover.example".into()],
+            ..settings
+        };
+        let third = load_or_create(&more, &listen).unwrap();
+        assert_eq!(first.ca_pin, third.ca_pin);
+        assert_ne!(
+            server,
+            std::fs::read(dir.path().join("data/tls/server.pem")).unwrap()
+        );
+    }
+}
