@@ -122,6 +122,7 @@ async fn every_route_answers_what_the_openapi_document_says() {
             200,
         ),
         ("/api/v1/agents", "/api/v1/agents?health=sideways", 400),
+        ("/api/v1/agents", "/api/v1/agents?colour=blue", 400),
         ("/api/v1/agents/{agent_id}", "/api/v1/agents/sim-00001", 200),
         ("/api/v1/agents/{agent_id}", "/api/v1/agents/sim-0001", 404),
         (

@@ -22,6 +22,26 @@ use crate::{
 
 type Admin = State<Arc<AdminApi>>;
 
+/// `Query`, but a malformed or unknown parameter is an `{"error": ...}` 400 like every
+/// other refusal, not axum's plain-text rejection.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
+    for ApiQuery<T>
+{
+    type Rejection = DroverError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| ApiQuery(value))
+            .map_err(|rejection| DroverError::invalid(rejection.body_text()))
+    }
+}
+
 pub fn router(fleet: Arc<Fleet>) -> Router {
     Router::new()
         .route("/api/v1/fleet/summary", get(fleet_summary))
@@ -86,11 +106,11 @@ fn health_filter(text: Option<&str>) -> Result<pb::AgentHealth> {
 /// One page of agents, filtered; keyset paging with `after`.
 #[utoipa::path(get, path = "/api/v1/agents", params(AgentQuery), responses(
     (status = 200, body = api::AgentPage),
-    (status = 400, body = api::ErrorBody, description = "a filter is malformed"),
+    (status = 400, body = api::ErrorBody, description = "a filter is malformed or unknown"),
 ))]
 pub async fn list_agents(
     State(admin): Admin,
-    Query(query): Query<AgentQuery>,
+    ApiQuery(query): ApiQuery<AgentQuery>,
 ) -> Result<Json<api::AgentPage>> {
     let filter = pb::AgentFilter {
         group: query.group.unwrap_or_default(),
@@ -175,7 +195,7 @@ pub struct RolloutQuery {
 ))]
 pub async fn list_rollouts(
     State(admin): Admin,
-    Query(query): Query<RolloutQuery>,
+    ApiQuery(query): ApiQuery<RolloutQuery>,
 ) -> Result<Json<Vec<api::Rollout>>> {
     let rollouts = match query.channel {
         Some(channel) => vec![admin.rollout_status(&channel)?],
@@ -204,7 +224,7 @@ pub struct PageQuery {
 ))]
 pub async fn rollout_history(
     State(admin): Admin,
-    Query(query): Query<PageQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<api::RolloutPage>> {
     let request = pb::ListRolloutsRequest {
         all: true,
@@ -233,7 +253,7 @@ pub struct LimitQuery {
 pub async fn get_rollout(
     State(admin): Admin,
     Path(rollout_id): Path<String>,
-    Query(query): Query<LimitQuery>,
+    ApiQuery(query): ApiQuery<LimitQuery>,
 ) -> Result<Json<api::RolloutDetail>> {
     let detail = admin
         .rollout_detail(&rollout_id, query.limit.unwrap_or(0))
@@ -250,7 +270,7 @@ pub async fn get_rollout(
 pub async fn agent_history(
     State(admin): Admin,
     Path(agent_id): Path<String>,
-    Query(query): Query<LimitQuery>,
+    ApiQuery(query): ApiQuery<LimitQuery>,
 ) -> Result<Json<api::AgentHistory>> {
     let history = admin
         .agent_history(&agent_id, query.limit.unwrap_or(0))
@@ -272,7 +292,7 @@ pub struct EventQuery {
 #[utoipa::path(get, path = "/api/v1/events", params(EventQuery), responses((status = 200, body = Vec<api::Event>)))]
 pub async fn list_events(
     State(admin): Admin,
-    Query(query): Query<EventQuery>,
+    ApiQuery(query): ApiQuery<EventQuery>,
 ) -> Result<Json<Vec<api::Event>>> {
     let request = pb::ListEventsRequest {
         limit: query.limit.unwrap_or(0),
@@ -300,7 +320,7 @@ pub struct AuditQuery {
 ))]
 pub async fn list_audit(
     State(admin): Admin,
-    Query(query): Query<AuditQuery>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<Vec<api::AuditEntry>>> {
     let since = match query.since.as_deref() {
         None | Some("") => None,
