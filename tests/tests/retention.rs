@@ -94,24 +94,28 @@ async fn pruning(store: Store, report_ids: impl AsyncFn() -> Vec<String>) {
     assert_eq!(removed, 1);
     assert_eq!(texts(&store).await, ["new-1", "new-2"]);
 
-    // Audit records by age, then by count, like events.
-    for (i, at_ms) in [
+    // Audit records by age, then by count, like events; the one change (newest) is never
+    // pruned by count: refusals cannot push it out.
+    let records = [
         now - 400 * DAY_MS,
         now - 399 * DAY_MS,
         now,
         now + 1,
         now + 2,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+        now + 3,
+    ];
+    for (i, at_ms) in records.into_iter().enumerate() {
+        let (target, result) = match i {
+            5 => ("change".to_string(), AuditResult::Ok),
+            _ => (format!("c{i}"), AuditResult::Refused),
+        };
         let record = AuditRecord {
             at_ms,
             actor: "admin".into(),
             role: AdminRole::Admin,
             action: "SetChannelVersion".into(),
-            target: format!("c{i}"),
-            result: AuditResult::Refused,
+            target,
+            result,
             detail: String::new(),
         };
         store.record_audit(&record).await.unwrap();
@@ -132,7 +136,7 @@ async fn pruning(store: Store, report_ids: impl AsyncFn() -> Vec<String>) {
         .into_iter()
         .map(|e| e.record.target)
         .collect();
-    assert_eq!(kept, ["c4", "c3"]);
+    assert_eq!(kept, ["change", "c4", "c3"]);
 
     // Reports by age: agent a's two older reports go; its newest stays although old, and so
     // does agent b's only report.

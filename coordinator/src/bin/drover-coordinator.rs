@@ -13,6 +13,9 @@ use drover_coordinator::{
 };
 use tokio_util::sync::CancellationToken;
 
+/// The longest timeout a flag may set.
+const DAY_SECS: u64 = 86_400;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "drover-coordinator",
@@ -89,7 +92,8 @@ struct Args {
     /// Delete audit records older than this many days (0: no age limit).
     #[arg(long, default_value_t = 365)]
     retain_audit_days: u64,
-    /// Keep at most this many audit records, the newest (0: no count limit).
+    /// Keep at most this many audit records of requests that changed nothing (refusals, dry
+    /// runs), the newest; records of changes go by age only (0: no count limit).
     #[arg(long, default_value_t = 1_000_000)]
     retain_audit_max: u64,
     /// Seconds between retention passes (each deletes in batches of 1,000 rows).
@@ -177,10 +181,11 @@ async fn main() -> std::process::ExitCode {
         max_concurrent_streams: args.max_concurrent_streams,
         listener: ListenerLimits {
             max_connections: args.max_connections,
-            handshake_timeout: Duration::from_secs(args.handshake_timeout_secs.max(1)),
+            // Clamped: an instant plus a huge timeout would overflow.
+            handshake_timeout: Duration::from_secs(args.handshake_timeout_secs.clamp(1, DAY_SECS)),
             // Above the gRPC server's 30 s ping, so live clients are never cut.
-            idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(45)),
-            tcp_keepalive: Duration::from_secs(args.tcp_keepalive_secs.max(1)),
+            idle_timeout: Duration::from_secs(args.idle_timeout_secs.clamp(45, DAY_SECS)),
+            tcp_keepalive: Duration::from_secs(args.tcp_keepalive_secs.clamp(1, DAY_SECS)),
         },
         retention: RetentionConfig {
             events_max_age: days(args.retain_events_days),

@@ -157,7 +157,8 @@ impl Fleet {
         drop(_serialized);
         crash_point!("admin.after_commit");
         self.publish_committed_change().await;
-        Ok((self.channel(name)?, effect))
+        // Committed: the answer is what was written, even if the view has not caught up.
+        Ok((self.channel(name).unwrap_or(would), effect))
     }
 
     pub async fn set_channel_critical(
@@ -190,7 +191,8 @@ impl Fleet {
             .set_channel_critical(name, critical, now_ms(), &event)
             .await?;
         self.publish_committed_change().await;
-        Ok((self.channel(name)?, effect))
+        // Committed: the answer is what was written, even if the view has not caught up.
+        Ok((self.channel(name).unwrap_or(would), effect))
     }
 
     pub async fn set_control_plane_version(

@@ -327,7 +327,7 @@ impl AdminService for AdminApi {
             .pin(&r.agent_id, &r.note, &caller, true, r.dry_run)
             .await;
         let effect = self.audited(&caller, r.dry_run, outcome).await?;
-        self.pinned_agent(&r.agent_id, effect).await
+        self.pinned_agent(&r.agent_id, true, effect).await
     }
 
     async fn unpin_agent(
@@ -341,7 +341,7 @@ impl AdminService for AdminApi {
             .pin(&r.agent_id, "", &caller, false, r.dry_run)
             .await;
         let effect = self.audited(&caller, r.dry_run, outcome).await?;
-        self.pinned_agent(&r.agent_id, effect).await
+        self.pinned_agent(&r.agent_id, false, effect).await
     }
 
     async fn explain_agent(
@@ -400,7 +400,7 @@ impl AdminApi {
             // The store failed, not the request: it could not take the record either (and
             // trying again would double the caller's wait). The log has it, with its id.
             Err(err) if matches!(err.code(), ErrorCode::Unavailable | ErrorCode::Internal) => {
-                tracing::warn!(action = caller.action, target = %caller.target, error = %err.client_message(), "admin request failed on the store; not audited");
+                tracing::warn!(action = caller.action, target = %caller.target, error = %err, "admin request failed on the store; not audited");
                 return outcome;
             }
             Err(err) => caller.audit(now_ms(), AuditResult::Refused, err.client_message()),
@@ -421,12 +421,22 @@ impl AdminApi {
     async fn pinned_agent(
         &self,
         agent_id: &str,
+        pinned: bool,
         effect: Effect,
     ) -> Result<Response<pb::Agent>, Status> {
-        let mut agent = convert::agent_to_proto(self.fleet.agent(agent_id).await?, now_ms());
-        if effect.dry_run {
-            agent.pinned = effect.summary.starts_with("agent pinned");
-        }
+        let mut agent = match self.fleet.agent(agent_id).await {
+            Ok(view) => convert::agent_to_proto(view, now_ms()),
+            // The pin is committed (or, for a dry run, checked): a failed read afterwards
+            // must not turn the answer into a failure. Answer what is known.
+            Err(err) => {
+                tracing::warn!(%agent_id, error = %err, "pin committed; the agent could not be read back");
+                pb::Agent {
+                    agent_id: agent_id.to_string(),
+                    ..pb::Agent::default()
+                }
+            }
+        };
+        agent.pinned = pinned;
         agent.effect = Some(effect_to_proto(&effect));
         Ok(Response::new(agent))
     }

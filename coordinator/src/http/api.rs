@@ -188,7 +188,7 @@ pub struct RolloutQuery {
     channel: Option<String>,
 }
 
-/// Active rollouts (and each channel's last finished one), or one channel's.
+/// Active rollouts, or one channel's (the one `droverctl rollout status` shows).
 #[utoipa::path(get, path = "/api/v1/rollouts", params(RolloutQuery), responses(
     (status = 200, body = Vec<api::Rollout>),
     (status = 404, body = api::ErrorBody, description = "the channel has no rollout"),

@@ -49,7 +49,8 @@ pub fn plan(
     // So at each instant a few passes let canary → active → done settle; once a pass changes
     // nothing, nothing changes until the next window edge or wait end, and the plan jumps
     // there instead of stepping hour by hour (22 s → well under a second at 10k agents).
-    let horizon = now_ms + HORIZON_HOURS * HOUR_MS;
+    // The last whole hour looked at: now, then HORIZON_HOURS - 1 hours after it.
+    let horizon = (now_ms.div_euclid(HOUR_MS) + HORIZON_HOURS - 1) * HOUR_MS;
     let mut now = now_ms;
     while now <= horizon {
         let mut settled = false;

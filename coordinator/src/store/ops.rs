@@ -39,8 +39,11 @@ const EVENTS_BATCH: &str = "DELETE FROM events WHERE event_id IN (\
      SELECT event_id FROM events WHERE at_ms < $1 OR event_id <= $2 \
      ORDER BY event_id LIMIT $3)";
 
+// The count limit applies to records of requests that changed nothing (refusals, dry runs),
+// so a flood of refused requests can never push the record of a real change out; changes
+// go by age only.
 const AUDIT_BATCH: &str = "DELETE FROM audit_log WHERE audit_id IN (\
-     SELECT audit_id FROM audit_log WHERE at_ms < $1 OR audit_id <= $2 \
+     SELECT audit_id FROM audit_log WHERE at_ms < $1 OR (result <> 'ok' AND audit_id <= $2) \
      ORDER BY audit_id LIMIT $3)";
 
 // The EXISTS keeps each agent's newest report (by receive time, then attempt id).
@@ -87,7 +90,8 @@ impl Store {
                 "SELECT received_ms FROM update_reports ORDER BY received_ms DESC LIMIT 1 OFFSET $1"
             }
             PruneTable::Audit => {
-                "SELECT audit_id FROM audit_log ORDER BY audit_id DESC LIMIT 1 OFFSET $1"
+                "SELECT audit_id FROM audit_log WHERE result <> 'ok' \
+                 ORDER BY audit_id DESC LIMIT 1 OFFSET $1"
             }
         };
         let cutoff: Option<(i64,)> = on_backend!(self, pool => {
