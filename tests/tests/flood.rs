@@ -1,6 +1,7 @@
-//! One agent flooding the coordinator (10,000 reports, 10,000 heartbeats flipping health)
-//! has its session ended with RESOURCE_EXHAUSTED after a bounded number of writes, and its
-//! neighbours do not notice.
+//! One agent flooding the coordinator: 10,000 reports are taken no faster than the report
+//! budget (50 at once, then 2 a second), 10,000 heartbeats flipping health end the session
+//! with RESOURCE_EXHAUSTED after a bounded number of writes, and its neighbours do not
+//! notice.
 
 use std::time::{Duration, SystemTime};
 
@@ -14,8 +15,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Streaming};
 
 const FLOOD: usize = 10_000;
-/// The per-session report burst (coordinator/src/grpc/inbound_budget.rs) plus what refills
-/// while the flood is read: far below the flood.
+const WAIT: Duration = Duration::from_secs(30);
+/// Write statements one agent's heartbeat flood may cost: its burst, far below the flood.
 const MOST_ROWS: usize = 100;
 
 fn msg(kind: Up) -> pb::UpdaterMessage {
@@ -61,13 +62,15 @@ fn heartbeat(i: usize) -> pb::UpdaterMessage {
     }))
 }
 
-/// Opens a session, then sends `messages` as fast as the stream takes them; returns what
-/// came down (acks counted) and the status the session ended with.
+/// Opens a session, then sends `messages` as fast as the stream takes them, for at most
+/// `window`; returns the acks that came down and the status the session ended with, if it
+/// ended.
 async fn flood(
     coordinator: &CoordinatorProcess,
     agent_id: &str,
     messages: impl Iterator<Item = pb::UpdaterMessage> + Send + 'static,
-) -> (usize, tonic::Status) {
+    window: Duration,
+) -> (usize, Option<tonic::Status>) {
     let mut client = UpdaterServiceClient::new(coordinator.channel().await);
     let (up, rx) = mpsc::channel(256);
     up.send(hello(agent_id)).await.unwrap();
@@ -84,17 +87,18 @@ async fn flood(
         }
     });
     let mut acks = 0;
+    let deadline = tokio::time::Instant::now() + window;
     loop {
-        let next = tokio::time::timeout(Duration::from_secs(30), down.message())
-            .await
-            .expect("the session answers or ends within 30 s");
+        let Ok(next) = tokio::time::timeout_at(deadline, down.message()).await else {
+            return (acks, None); // the window is over; dropping the stream ends the session
+        };
         match next {
             Ok(Some(pb::CoordinatorMessage {
                 kind: Some(Down::ReportAck(_)),
             })) => acks += 1,
             Ok(Some(_)) => {}
             Ok(None) => panic!("the flooding session ended without a status"),
-            Err(status) => return (acks, status),
+            Err(status) => return (acks, Some(status)),
         }
     }
 }
@@ -107,7 +111,7 @@ async fn stat(coordinator: &CoordinatorProcess, name: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flooding_agent_is_cut_off_after_bounded_writes_and_its_neighbour_is_served() {
+async fn a_flooding_agent_costs_bounded_writes_and_its_neighbour_is_served() {
     let root = tempfile::tempdir().unwrap();
     let coordinator = CoordinatorBuilder::sqlite(root.path())
         .arg("--control-plane-version")
@@ -118,19 +122,28 @@ async fn a_flooding_agent_is_cut_off_after_bounded_writes_and_its_neighbour_is_s
         .await;
     let url = coordinator.grpc_url();
 
-    let (acks, status) = flood(&coordinator, "flooder", (0..FLOOD).map(report)).await;
-    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    // Reports: taken at the budget's pace, the session kept.
+    let window = Duration::from_secs(3);
+    let (acks, status) = flood(&coordinator, "flooder", (0..FLOOD).map(report), window).await;
     assert!(
-        status.message().contains("too many update reports"),
-        "{status:?}"
+        status.is_none(),
+        "reports wait, they do not end the session: {status:?}"
     );
     let events = droverctl_json(&url, &["events", "--agent", "flooder", "--limit", "1000"]).await;
     let rows = events.as_array().unwrap().len();
-    eprintln!("report flood: {FLOOD} sent, {acks} acknowledged, {rows} events stored");
-    assert!(acks > 0 && rows <= MOST_ROWS, "{acks} acks, {rows} rows");
+    eprintln!(
+        "report flood: {FLOOD} sent in {window:?}, {acks} acknowledged, {rows} events stored"
+    );
+    // 50 at once, 2 a second for the window, and a little for the time the session took to
+    // open and close.
+    assert!(
+        acks >= 50 && rows <= 50 + 2 * 3 + 4,
+        "{acks} acks, {rows} rows"
+    );
 
     let writes_before = stat(&coordinator, "store_write_statements").await;
-    let (_, status) = flood(&coordinator, "flipper", (0..FLOOD).map(heartbeat)).await;
+    let (_, status) = flood(&coordinator, "flipper", (0..FLOOD).map(heartbeat), WAIT).await;
+    let status = status.expect("a heartbeat flood ends the session");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(
         status.message().contains("too many heartbeats"),
@@ -144,7 +157,7 @@ async fn a_flooding_agent_is_cut_off_after_bounded_writes_and_its_neighbour_is_s
     );
 
     // The neighbour's report is taken and acknowledged as usual.
-    let (acks, status) = flood(&coordinator, "neighbour", (0..1).map(report)).await;
+    let (acks, status) = flood(&coordinator, "neighbour", (0..1).map(report), WAIT).await;
     assert_eq!(acks, 1, "{status:?}");
     let agent = droverctl_json(&url, &["agents", "show", "neighbour"]).await;
     assert_eq!(agent["last_report"]["attempt_id"], "flood-0", "{agent}");

@@ -1,12 +1,13 @@
 //! Per-session budgets for what an updater sends. A well-behaved updater sends a heartbeat
-//! per interval and a report per update; one that floods (a bug, or an attacker holding an
-//! agent's identity) has its session ended with `RESOURCE_EXHAUSTED` and reconnects after its
-//! backoff, so the flood costs the store a bounded number of writes and degrades only that
-//! agent. Unacknowledged reports stay pending in the updater and arrive later.
+//! per interval and a report per update. Reports past their budget wait: the session is read
+//! no faster than the budget allows, so an updater back from an outage with many pending
+//! reports drains them at that pace, and a flood costs the store a bounded rate of writes.
+//! Heartbeats past theirs end the session with `RESOURCE_EXHAUSTED` (no honest updater sends
+//! that many); it reconnects after its backoff. Either way only that agent is slowed.
 
 use std::{num::NonZeroU32, time::Duration};
 
-use governor::{Quota, RateLimiter};
+use governor::{Quota, RateLimiter, clock::Clock};
 use tonic::Status;
 
 /// Reports at once (an updater back from a long outage may hold several).
@@ -28,12 +29,6 @@ pub struct InboundBudget {
     heartbeats: Bucket,
 }
 
-#[derive(Debug, Clone, Copy)]
-pub enum Inbound {
-    Heartbeat,
-    Report,
-}
-
 fn bucket(period: Duration, burst: u32) -> Bucket {
     let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
     let quota = Quota::with_period(period.max(Duration::from_millis(1)))
@@ -53,17 +48,21 @@ impl InboundBudget {
         }
     }
 
-    /// Ok while within budget; the status that ends the session once over it.
-    pub fn spend(&self, what: Inbound) -> Result<(), Status> {
-        let (bucket, noun) = match what {
-            Inbound::Heartbeat => (&self.heartbeats, "heartbeats"),
-            Inbound::Report => (&self.reports, "update reports"),
-        };
-        bucket.check().map_err(|_| {
-            Status::resource_exhausted(format!(
-                "too many {noun} on this session; reconnect with backoff and send them at \
-                 the pace given in Welcome (unacknowledged reports are kept: resend them)"
-            ))
+    /// How long the next report must wait for its budget; `None`: it may go now (and is
+    /// counted).
+    pub fn report_wait(&self) -> Option<Duration> {
+        self.reports.check().err().map(|not_until| {
+            not_until.wait_time_from(governor::clock::DefaultClock::default().now())
+        })
+    }
+
+    /// Ok while within the heartbeat budget; the status that ends the session once over it.
+    pub fn spend_heartbeat(&self) -> Result<(), Status> {
+        self.heartbeats.check().map_err(|_| {
+            Status::resource_exhausted(
+                "too many heartbeats on this session; reconnect with backoff and send them at \
+                 the interval given in Welcome",
+            )
         })
     }
 }
@@ -73,17 +72,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_flood_is_cut_after_the_burst_and_each_kind_has_its_own_budget() {
+    fn reports_past_the_burst_wait_and_heartbeats_past_theirs_are_refused() {
         let budget = InboundBudget::new(Duration::from_secs(10));
-        let accepted = (0..10_000)
-            .take_while(|_| budget.spend(Inbound::Report).is_ok())
+        let now = (0..10_000)
+            .take_while(|_| budget.report_wait().is_none())
             .count();
-        assert_eq!(accepted, REPORT_BURST as usize);
-        let refused = budget.spend(Inbound::Report).unwrap_err();
-        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
-        assert!(
-            budget.spend(Inbound::Heartbeat).is_ok(),
-            "heartbeats are not reports"
+        assert_eq!(now, REPORT_BURST as usize);
+        let wait = budget.report_wait().expect("the next report waits");
+        assert!(wait <= REPORT_PERIOD, "{wait:?}");
+        let heartbeats = (0..10_000)
+            .take_while(|_| budget.spend_heartbeat().is_ok())
+            .count();
+        assert_eq!(
+            heartbeats, HEARTBEAT_BURST as usize,
+            "reports are not heartbeats"
         );
+        let refused = budget.spend_heartbeat().unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
     }
 }

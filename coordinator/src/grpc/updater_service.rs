@@ -11,10 +11,7 @@ use tokio::sync::oneshot;
 use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{
-    convert,
-    inbound_budget::{Inbound, InboundBudget},
-};
+use super::{convert, inbound_budget::InboundBudget};
 use crate::{
     domain::{AgentStatus, validate},
     fleet::Fleet,
@@ -198,13 +195,24 @@ async fn read_inbound(
             Ok(Ok(None)) => break Ok(()),
             Ok(Ok(Some(message))) => message,
         };
-        let spent = match &message.kind {
-            Some(Up::Heartbeat(_)) => budget.spend(Inbound::Heartbeat),
-            Some(Up::Report(_)) => budget.spend(Inbound::Report),
-            _ => Ok(()),
-        };
-        if let Err(status) = spent {
+        if matches!(message.kind, Some(Up::Heartbeat(_)))
+            && let Err(status) = budget.spend_heartbeat()
+        {
             break Err(status);
+        }
+        if matches!(message.kind, Some(Up::Report(_))) {
+            // Past its budget a report waits: the stream is read no faster (HTTP/2 flow
+            // control holds the sender back).
+            while let Some(wait) = budget.report_wait() {
+                tokio::select! {
+                    _ = session.closed.cancelled() => break,
+                    _ = fleet.shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            if session.closed.is_cancelled() || fleet.shutdown.is_cancelled() {
+                break Ok(());
+            }
         }
         if let Err(status) = handle(&fleet, &session, message).await {
             break Err(status);
