@@ -14,9 +14,9 @@
 //!   is closed. The gRPC server pings every 30 s, so a live gRPC client always answers
 //!   within that.
 //! - Warnings about refused connections and accept errors are logged at most every 10 s.
-//! - **TLS** (`tls.rs`) wraps these streams: the bytes counted here are the raw ones (a TLS
-//!   ClientHello counts as the first bytes), and the whole handshake must also finish
-//!   within `handshake_timeout`.
+//! - **TLS** (`tls.rs`) wraps these streams: a connection counts as started only once its
+//!   TLS handshake completed (a ClientHello alone keeps it evictable), and the whole
+//!   handshake must finish within `handshake_timeout`.
 
 use std::{
     collections::VecDeque,
@@ -336,6 +336,9 @@ pub struct LimitedStream {
     accepted_at: Instant,
     last_read: Instant,
     deadline: Pin<Box<Sleep>>,
+    /// Counted as started only by [`Self::mark_started`] (after a TLS handshake), not by
+    /// its first bytes: a ClientHello alone must not make a connection unevictable.
+    start_marked_by_caller: bool,
 }
 
 impl LimitedStream {
@@ -349,7 +352,18 @@ impl LimitedStream {
             accepted_at: now,
             last_read: now,
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            start_marked_by_caller: false,
         }
+    }
+
+    /// The connection counts as started only when [`Self::mark_started`] says so.
+    pub fn defer_start(&mut self) {
+        self.start_marked_by_caller = true;
+    }
+
+    /// From now on the connection is never evicted to make room (see `defer_start`).
+    pub fn mark_started(&self) {
+        self.state.spoken.store(true, Ordering::Release);
     }
 
     fn due(&self) -> Instant {
@@ -395,7 +409,7 @@ impl AsyncRead for LimitedStream {
                 if read > 0 {
                     this.last_read = Instant::now();
                     this.received = this.received.saturating_add(read);
-                    if this.received >= HANDSHAKE_BYTES {
+                    if this.received >= HANDSHAKE_BYTES && !this.start_marked_by_caller {
                         this.state.spoken.store(true, Ordering::Release);
                     }
                 }

@@ -333,15 +333,17 @@ pub fn accept_tls(
     let last_warning = Arc::new(parking_lot::Mutex::new(None::<tokio::time::Instant>));
     tokio::spawn(async move {
         loop {
-            let (stream, peer) = tokio::select! {
+            let (mut stream, peer) = tokio::select! {
                 accepted = listener.accept_limited() => accepted,
                 () = tx.closed() => return,
             };
+            stream.defer_start();
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             let last_warning = last_warning.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => {
+                        tls.get_ref().0.mark_started();
                         let _ = tx.send((tls, peer)).await;
                     }
                     Ok(Err(err)) => handshake_failed(&last_warning, peer, &err),

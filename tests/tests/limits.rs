@@ -307,3 +307,45 @@ async fn the_clock_route_and_flag_exist_only_in_the_test_build() {
     .await;
     assert_eq!((status, body.as_str()), (200, "1500"));
 }
+
+/// A TLS record header announcing a 512-byte ClientHello, and its first bytes: the server
+/// waits for the rest, in the middle of a handshake.
+const PARTIAL_CLIENT_HELLO: [u8; 32] = [
+    0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+/// Connections that only begin a TLS handshake have not started: at the cap, a real client
+/// still gets in by pushing one of them out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_finished_tls_handshakes_do_not_keep_clients_out() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let c = CoordinatorBuilder::sqlite(dir.path())
+        .arg("--max-connections")
+        .arg("40")
+        .arg("--handshake-timeout-secs")
+        .arg("60")
+        .start()
+        .await;
+    let mut half_open = Vec::new();
+    for _ in 0..60 {
+        let mut stream = TcpStream::connect(c.addresses.grpc).await.expect("connect");
+        // Past HANDSHAKE_BYTES of raw bytes, but not a finished handshake.
+        let _ = stream.write_all(&PARTIAL_CLIENT_HELLO).await;
+        half_open.push(stream);
+    }
+    let url = c.grpc_url();
+    let started = Instant::now();
+    let summary = droverctl_json(&url, &["fleet", "summary"]).await;
+    eprintln!(
+        "droverctl answered in {:?} beside 60 half-open handshakes",
+        started.elapsed()
+    );
+    assert_eq!(summary["total_agents"], 0, "{summary}");
+    let stats = stats(c.addresses.http).await;
+    assert!(
+        stats["connections"]["evicted"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+}
