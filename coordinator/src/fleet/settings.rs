@@ -24,6 +24,11 @@ impl Fleet {
     ) -> Result<Effect> {
         validate::name("group", group)?;
         schedule.validate().map_err(DroverError::InvalidArgument)?;
+        if self.view().schedules.get(group) == Some(&schedule) {
+            // A retry or a second admin: nothing to write.
+            let text = format!("maintenance window of group {group} already is {schedule}");
+            return Ok(Effect::new(dry_run, text, 0));
+        }
         let text = format!("maintenance window of group {group} set to {schedule}");
         let mut next = (*self.view()).clone();
         next.schedules.insert(group.to_string(), schedule);
@@ -176,6 +181,11 @@ impl Fleet {
                 "channel '{name}' does not exist; create it with `droverctl channels set {name} VERSION`"
             )));
         };
+        if would.critical == critical {
+            // A retry or a second admin: nothing to write.
+            let text = format!("channel {name}'s critical flag already is {critical}");
+            return Ok((would.clone(), Effect::new(dry_run, text, 0)));
+        }
         would.critical = critical;
         let would = would.clone();
         let effect = Effect::new(
