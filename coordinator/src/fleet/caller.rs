@@ -3,6 +3,7 @@
 
 use drover_rules::{AdminRole, AuditResult};
 
+use super::Identity;
 use crate::store::AuditRecord;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,10 +17,20 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Until admin credentials exist, every admin request is the bootstrap `admin`.
-    pub fn bootstrap_admin(action: &'static str, target: impl Into<String>) -> Self {
+    /// `identity` asking for `action` on `target`.
+    pub fn new(identity: &Identity, action: &'static str, target: impl Into<String>) -> Self {
         Self {
-            actor: "admin".into(),
+            actor: identity.name.clone(),
+            role: identity.role,
+            action,
+            target: target.into(),
+        }
+    }
+
+    /// The coordinator's own operator, e.g. a start-up flag: an admin.
+    pub fn operator(actor: &str, action: &'static str, target: impl Into<String>) -> Self {
+        Self {
+            actor: actor.into(),
             role: AdminRole::Admin,
             action,
             target: target.into(),

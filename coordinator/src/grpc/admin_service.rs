@@ -3,7 +3,7 @@
 use std::{num::NonZeroU32, sync::Arc};
 
 use drover_proto::v1::{self as pb, admin_service_server::AdminService};
-use drover_rules::AuditResult;
+use drover_rules::{AdminRole, AuditResult};
 use governor::{Quota, RateLimiter, clock::DefaultClock, state::InMemoryState, state::NotKeyed};
 use tonic::{Request, Response, Status};
 
@@ -71,8 +71,15 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SetChannelVersionRequest>,
     ) -> Result<Response<pb::Channel>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "SetChannelVersion",
+                &request.get_ref().name,
+            )
+            .await?;
         let request = request.into_inner();
-        let caller = Caller::bootstrap_admin("SetChannelVersion", &request.name);
         let outcome = self
             .fleet
             .set_channel_version(&request.name, &request.version, &caller, request.dry_run)
@@ -92,8 +99,15 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SetChannelCriticalRequest>,
     ) -> Result<Response<pb::Channel>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "SetChannelCritical",
+                &request.get_ref().name,
+            )
+            .await?;
         let request = request.into_inner();
-        let caller = Caller::bootstrap_admin("SetChannelCritical", &request.name);
         let outcome = self
             .fleet
             .set_channel_critical(&request.name, request.critical, &caller, request.dry_run)
@@ -120,8 +134,15 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SetControlPlaneVersionRequest>,
     ) -> Result<Response<pb::ControlPlaneVersion>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Admin,
+                "SetControlPlaneVersion",
+                "control plane",
+            )
+            .await?;
         let request = request.into_inner();
-        let caller = Caller::bootstrap_admin("SetControlPlaneVersion", "control plane");
         let outcome = self
             .fleet
             .set_control_plane_version(&request.version, &caller, request.dry_run)
@@ -148,8 +169,15 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SetScheduleRequest>,
     ) -> Result<Response<pb::GroupSchedule>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "SetSchedule",
+                &request.get_ref().group,
+            )
+            .await?;
         let request = request.into_inner();
-        let caller = Caller::bootstrap_admin("SetSchedule", &request.group);
         let outcome = match convert::schedule_from_request(&request) {
             Ok(schedule) => self
                 .fleet
@@ -173,9 +201,16 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ClearScheduleRequest>,
     ) -> Result<Response<pb::ClearScheduleResponse>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "ClearSchedule",
+                &request.get_ref().group,
+            )
+            .await?;
         let request = request.into_inner();
         let group = request.group;
-        let caller = Caller::bootstrap_admin("ClearSchedule", &group);
         let outcome = self
             .fleet
             .clear_schedule(&group, &caller, request.dry_run)
@@ -193,9 +228,16 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateRolloutRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "CreateRollout",
+                &request.get_ref().channel,
+            )
+            .await?;
         let request = request.into_inner();
         let dry_run = request.dry_run;
-        let caller = Caller::bootstrap_admin("CreateRollout", &request.channel);
         let outcome = match rollout_convert::spec_from_proto(request) {
             Ok(spec) => self.fleet.create_rollout(spec, &caller, dry_run).await,
             Err(err) => Err(err),
@@ -259,28 +301,49 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SteerRolloutRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "PauseRollout",
+                &request.get_ref().channel,
+            )
+            .await?;
         let r = request.into_inner();
-        self.steer("PauseRollout", &r.channel, RolloutVerb::Pause, r.dry_run)
-            .await
+        self.steer(caller, RolloutVerb::Pause, r.dry_run).await
     }
 
     async fn resume_rollout(
         &self,
         request: Request<pb::SteerRolloutRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "ResumeRollout",
+                &request.get_ref().channel,
+            )
+            .await?;
         let r = request.into_inner();
-        self.steer("ResumeRollout", &r.channel, RolloutVerb::Resume, r.dry_run)
-            .await
+        self.steer(caller, RolloutVerb::Resume, r.dry_run).await
     }
 
     async fn start_group(
         &self,
         request: Request<pb::StartGroupRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "StartGroup",
+                &request.get_ref().channel,
+            )
+            .await?;
         let r = request.into_inner();
         self.steer(
-            "StartGroup",
-            &r.channel,
+            caller,
             RolloutVerb::StartGroup {
                 group: r.group,
                 skip_canaries: r.skip_canaries,
@@ -294,34 +357,56 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::MarkGroupDoneRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "MarkGroupDone",
+                &request.get_ref().channel,
+            )
+            .await?;
         let r = request.into_inner();
         let verb = RolloutVerb::MarkDone {
             group: r.group,
             start_next_now: r.now,
         };
-        self.steer("MarkGroupDone", &r.channel, verb, r.dry_run)
-            .await
+        self.steer(caller, verb, r.dry_run).await
     }
 
     async fn rollback(
         &self,
         request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "Rollback",
+                &request.get_ref().channel,
+            )
+            .await?;
         let r = request.into_inner();
         let group = (!r.group.is_empty()).then_some(r.group);
         let verb = RolloutVerb::Rollback {
             group,
             respect_windows: r.respect_windows,
         };
-        self.steer("Rollback", &r.channel, verb, r.dry_run).await
+        self.steer(caller, verb, r.dry_run).await
     }
 
     async fn pin_agent(
         &self,
         request: Request<pb::PinAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "PinAgent",
+                &request.get_ref().agent_id,
+            )
+            .await?;
         let r = request.into_inner();
-        let caller = Caller::bootstrap_admin("PinAgent", &r.agent_id);
         let outcome = self
             .fleet
             .pin(&r.agent_id, &r.note, &caller, true, r.dry_run)
@@ -334,8 +419,15 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::UnpinAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "UnpinAgent",
+                &request.get_ref().agent_id,
+            )
+            .await?;
         let r = request.into_inner();
-        let caller = Caller::bootstrap_admin("UnpinAgent", &r.agent_id);
         let outcome = self
             .fleet
             .pin(&r.agent_id, "", &caller, false, r.dry_run)
@@ -366,20 +458,53 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ListAuditResponse>, Status> {
         Ok(Response::new(self.audit(request.into_inner()).await?))
     }
+
+    async fn create_admin_credential(
+        &self,
+        request: Request<pb::CreateAdminCredentialRequest>,
+    ) -> Result<Response<pb::AdminCredentialCreated>, Status> {
+        let action = "CreateAdminCredential";
+        let caller = self
+            .authorize(&request, AdminRole::Admin, action, &request.get_ref().name)
+            .await?;
+        Ok(Response::new(
+            self.create_credential(caller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_admin_credentials(
+        &self,
+        request: Request<pb::ListAdminCredentialsRequest>,
+    ) -> Result<Response<pb::ListAdminCredentialsResponse>, Status> {
+        self.authorize(&request, AdminRole::Admin, "ListAdminCredentials", "")
+            .await?;
+        Ok(Response::new(self.list_credentials().await?))
+    }
+
+    async fn revoke_admin_credential(
+        &self,
+        request: Request<pb::RevokeAdminCredentialRequest>,
+    ) -> Result<Response<pb::AdminCredential>, Status> {
+        let action = "RevokeAdminCredential";
+        let caller = self
+            .authorize(&request, AdminRole::Admin, action, &request.get_ref().name)
+            .await?;
+        Ok(Response::new(
+            self.revoke_credential(caller, request.into_inner()).await?,
+        ))
+    }
 }
 
 impl AdminApi {
     async fn steer(
         &self,
-        action: &'static str,
-        channel: &str,
+        caller: Caller,
         verb: RolloutVerb,
         dry_run: bool,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
-        let caller = Caller::bootstrap_admin(action, channel);
         let outcome = self
             .fleet
-            .steer_rollout(channel, verb, &caller, dry_run)
+            .steer_rollout(&caller.target, verb, &caller, dry_run)
             .await;
         let (rollout, effect) = self.audited(&caller, dry_run, outcome).await?;
         Ok(Response::new(rollout_convert::steered_to_proto(
@@ -390,7 +515,7 @@ impl AdminApi {
     /// Records a request that changed nothing (refused, or a dry run) in the audit log; a
     /// change was recorded in its own transaction. The outcome passes through unchanged: a
     /// failure to write the record is logged, never turned into the call's answer.
-    async fn audited<T>(
+    pub(super) async fn audited<T>(
         &self,
         caller: &Caller,
         dry_run: bool,

@@ -1,5 +1,6 @@
 //! The gRPC edge: tonic services over the fleet. Proto types live here and in `convert`.
 
+mod admin_auth;
 mod admin_reads;
 mod admin_service;
 pub mod convert;
@@ -9,6 +10,7 @@ mod inbound_budget;
 pub mod rollout_convert;
 mod updater_service;
 
+pub use admin_auth::interceptor as admin_interceptor;
 pub use admin_service::AdminApi;
 pub use updater_service::UpdaterApi;
 
