@@ -126,6 +126,21 @@ async fn without_a_valid_token_grpc_and_http_refuse_and_nothing_changes() {
         assert_eq!(status, 200, "{path}: {body}");
     }
 
+    // The API's description says so: a bearer scheme on every route, and its 401.
+    let (_, document) = http_as(c.addresses.http, "GET", "/api/v1/openapi.json", None).await;
+    let document: Value = serde_json::from_str(&document).unwrap();
+    assert_eq!(
+        document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer",
+        "{document:#}"
+    );
+    let routes = document["paths"].as_object().unwrap();
+    for (route, item) in routes {
+        assert!(
+            item["get"]["responses"]["401"].is_object(),
+            "{route} documents no 401"
+        );
+    }
+
     assert_eq!(edge_version(&c).await, "1.0.0", "nothing changed");
     let audit = droverctl_json(&c.grpc_url(), &["audit"]).await;
     assert_eq!(
