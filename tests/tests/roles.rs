@@ -114,6 +114,10 @@ async fn without_a_valid_token_grpc_and_http_refuse_and_nothing_changes() {
     }
     let (status, _) = http_as(c.addresses.http, "GET", "/api/v1/stats", None).await;
     assert_eq!(status, 401);
+    // Counted instead: 3 tokens × (2 droverctl calls + 1 HTTP) and the stats call.
+    let (_, stats) = http(c.addresses.http, "GET", "/api/v1/stats").await;
+    let stats: Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["unauthenticated_admin_requests"], 10, "{stats}");
     // Health, the API's description and the Teleport-compatible routes stay public.
     for path in [
         "/livez",

@@ -3,6 +3,7 @@
 mod admin_auth;
 mod admin_reads;
 mod admin_service;
+mod admin_steps;
 pub mod convert;
 #[cfg(test)]
 mod fuzz;

@@ -89,6 +89,8 @@ struct Stats {
     reports: u64,
     directives_pushed: u64,
     store_write_statements: u64,
+    /// Admin requests refused for want of a valid token (not audited one by one).
+    unauthenticated_admin_requests: u64,
     /// Open connections on both listeners, the cap, and those refused or closed.
     connections: ConnectionStats,
 }
@@ -102,6 +104,7 @@ async fn stats(State(fleet): State<Arc<Fleet>>, connections: Arc<Connections>) -
         reports: counters.reports.load(Ordering::Relaxed),
         directives_pushed: counters.directives_pushed.load(Ordering::Relaxed),
         store_write_statements: fleet.store().write_statements(),
+        unauthenticated_admin_requests: fleet.admins().unauthenticated_count(),
         connections: connections.stats(),
     })
 }
