@@ -68,20 +68,43 @@ pub async fn prepare(
     } else {
         None
     };
-    let (dir, tls_copy, token) = (data_dir.to_path_buf(), tls.clone(), bootstrap.clone());
-    let path = tokio::task::spawn_blocking(move || write(&dir, grpc, &tls_copy, token.as_deref()))
-        .await
-        .map_err(|err| DroverError::Internal(format!("profile task: {err}")))??;
-    if let Some(token) = bootstrap
-        && fleet.create_bootstrap_credential(&token).await?
-    {
+    let credentials = bootstrap
+        .as_ref()
+        .map(|token| serde_json::json!({ "token": token }));
+    let path = write_blocking(data_dir, grpc, tls, credentials).await?;
+    let Some(token) = bootstrap else {
+        return Ok(path);
+    };
+    if fleet.create_bootstrap_credential(&token).await? {
         tracing::info!(
             name = BOOTSTRAP_NAME,
             profile = %path.display(),
             "admin credential created (role admin); its token is in the admin profile"
         );
+    } else {
+        // Another coordinator on the same store made the first credential meanwhile: this
+        // token is worth nothing, so it does not stay in the profile.
+        write_blocking(data_dir, grpc, tls, Some(serde_json::Value::Null)).await?;
+        tracing::warn!(
+            profile = %path.display(),
+            "another coordinator created the first admin credential; this profile has no \
+             token: use that coordinator's admin-profile.json, or a token from \
+             `droverctl admins create`"
+        );
     }
     Ok(path)
+}
+
+async fn write_blocking(
+    data_dir: &Path,
+    grpc: SocketAddr,
+    tls: &tls::Tls,
+    credentials: Option<serde_json::Value>,
+) -> Result<PathBuf> {
+    let (dir, tls) = (data_dir.to_path_buf(), tls.clone());
+    tokio::task::spawn_blocking(move || write(&dir, grpc, &tls, credentials))
+        .await
+        .map_err(|err| DroverError::Internal(format!("profile task: {err}")))?
 }
 
 fn read(path: &Path) -> Option<AdminProfile> {
@@ -89,17 +112,17 @@ fn read(path: &Path) -> Option<AdminProfile> {
     serde_json::from_slice::<AdminProfile>(&bytes).ok()
 }
 
-/// Writes (or rewrites) `DATA_DIR/admin-profile.json` with `token` as its credentials, or
-/// keeping the credentials already in it. Blocking file I/O.
+/// Writes (or rewrites) `DATA_DIR/admin-profile.json` with `credentials`, or keeping the
+/// credentials already in it. Blocking file I/O.
 pub fn write(
     data_dir: &Path,
     grpc: SocketAddr,
     tls: &tls::Tls,
-    token: Option<&str>,
+    credentials: Option<serde_json::Value>,
 ) -> Result<PathBuf> {
     let path = data_dir.join(FILE_NAME);
-    let credentials = match token {
-        Some(token) => serde_json::json!({ "token": token }),
+    let credentials = match credentials {
+        Some(credentials) => credentials,
         None => read(&path).map(|old| old.credentials).unwrap_or_default(),
     };
     let ca_file = std::path::absolute(&tls.ca_file).unwrap_or_else(|_| tls.ca_file.clone());

@@ -286,6 +286,10 @@ async fn a_revoked_token_is_refused_at_once_and_no_secret_is_listed() {
     let (status, _) = http_as(c.addresses.http, "GET", "/api/v1/channels", Some(&token)).await;
     assert_eq!(status, 401);
 
+    // The last live admin cannot be revoked: nobody could manage credentials after it.
+    let (ok, _, stderr) = droverctl(&c.grpc_url(), &["admins", "revoke", "bootstrap"]).await;
+    assert!(!ok && stderr.contains("last live admin"), "{stderr}");
+
     let list = droverctl_json(&c.grpc_url(), &["admins", "list"]).await;
     let names: Vec<_> = list
         .as_array()

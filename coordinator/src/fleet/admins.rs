@@ -85,7 +85,11 @@ impl AdminCredentials {
         }
         let token = authorization
             .and_then(|value| std::str::from_utf8(value).ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
+            .and_then(|value| {
+                // The scheme is case-insensitive (RFC 9110).
+                let (scheme, token) = value.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(token)
+            })
             .map(str::trim);
         let found = match token {
             None => Err(unauthenticated("no admin token was sent")),
@@ -241,6 +245,20 @@ impl Fleet {
                 "no live admin credential is named '{name}'; `droverctl admins list` shows them"
             )));
         };
+        if row.role == AdminRole::Admin
+            && !self
+                .admins
+                .live
+                .read()
+                .values()
+                .any(|other| other.role == AdminRole::Admin && other.name != name)
+        {
+            return Err(DroverError::FailedPrecondition(format!(
+                "'{name}' is the last live admin credential; revoking it would leave nobody \
+                 able to manage credentials; create another admin first \
+                 (`droverctl admins create --name NAME --role admin`)"
+            )));
+        }
         let text = format!("admin credential {name} revoked");
         let effect = Effect::new(dry_run, text.clone(), 0);
         let at_ms = now_ms();
@@ -288,9 +306,13 @@ mod tests {
         assert!(wrong.to_string().contains("DROVER_PROFILE"), "{wrong}");
         assert!(creds.authenticate(None).is_err());
         assert!(creds.authenticate(Some(token.as_bytes())).is_err());
+        let lower = format!("bearer {token}");
+        assert!(creds.authenticate(Some(lower.as_bytes())).is_ok());
         row.revoked_at_ms = Some(2);
         creds.replace(&[row]);
         assert!(creds.authenticate(Some(header.as_bytes())).is_err());
         assert_eq!(creds.unauthenticated_count(), 4);
+        assert!(creds.authenticate(Some(lower.as_bytes())).is_err());
+        assert_eq!(creds.unauthenticated_count(), 5);
     }
 }
