@@ -132,11 +132,17 @@ async fn connect(target: &Target) -> Result<Client, String> {
     })?;
     let bearer = match &target.token {
         None => None,
-        Some(token) => Some(format!("Bearer {token}").parse().map_err(|_| {
-            "the admin token is not valid header text; check DROVER_TOKEN or the profile's \
-             credentials.token"
-                .to_string()
-        })?),
+        Some(token) => {
+            let mut value: MetadataValue<Ascii> =
+                format!("Bearer {token}").parse().map_err(|_| {
+                    "the admin token is not valid header text; check DROVER_TOKEN or the \
+                     profile's credentials.token"
+                        .to_string()
+                })?;
+            // Never printed by Debug, never compressed into a shared table.
+            value.set_sensitive(true);
+            Some(value)
+        }
     };
     Ok(AdminServiceClient::with_interceptor(
         channel,
