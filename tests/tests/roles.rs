@@ -3,7 +3,7 @@
 //! the credentials. Refusals change nothing and a wrong role is audited; revoking is
 //! immediate; secrets are never shown twice nor logged.
 
-use std::{os::unix::fs::PermissionsExt, path::Path};
+use std::{os::unix::fs::PermissionsExt, path::Path, time::Duration};
 
 use drover_tests::{
     CoordinatorBuilder, CoordinatorProcess, bin, droverctl, droverctl_json, http, http_as,
@@ -337,4 +337,56 @@ async fn the_profile_is_private_its_token_kept_and_never_logged() {
         "a token was logged"
     );
     assert!(!log.contains(&token[7..]), "a token's secret was logged");
+}
+
+/// Two coordinators on one PostgreSQL: only the first start makes a bootstrap token; a
+/// credential made or revoked on one is honoured by the other within its settings refresh.
+#[tokio::test]
+async fn replicas_share_credentials_through_the_store() {
+    let root = tempfile::tempdir().unwrap();
+    let db = drover_tests::TestPostgres::create().await;
+    let (dir_a, dir_b) = (root.path().join("a"), root.path().join("b"));
+    std::fs::create_dir_all(&dir_a).unwrap();
+    std::fs::create_dir_all(&dir_b).unwrap();
+    let a = CoordinatorBuilder::with_database(&dir_a, &db.url)
+        .start()
+        .await;
+    let b = CoordinatorBuilder::with_database(&dir_b, &db.url)
+        .start()
+        .await;
+    assert!(token_for(&a.grpc_url()).is_some());
+    assert!(
+        token_for(&b.grpc_url()).is_none(),
+        "the second replica makes no bootstrap credential"
+    );
+    let bootstrap = token_for(&a.grpc_url()).unwrap();
+    let (ok, _, stderr) = ctl_as(&b, root.path(), Some(&bootstrap), &["admins", "list"]).await;
+    assert!(ok, "{stderr}");
+
+    let token = create(&a, "shared", "viewer").await;
+    drover_tests::eventually(
+        "the other replica accepts a new token",
+        Duration::from_secs(15),
+        async || {
+            ctl_as(&b, root.path(), Some(&token), &["channels", "list"])
+                .await
+                .0
+                .then_some(())
+        },
+    )
+    .await;
+    droverctl_json(&a.grpc_url(), &["admins", "revoke", "shared"]).await;
+    drover_tests::eventually(
+        "the other replica refuses a revoked token",
+        Duration::from_secs(15),
+        async || {
+            (!ctl_as(&b, root.path(), Some(&token), &["channels", "list"])
+                .await
+                .0)
+                .then_some(())
+        },
+    )
+    .await;
+    drop((a, b));
+    db.drop_database().await;
 }
