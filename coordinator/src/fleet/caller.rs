@@ -6,6 +6,9 @@ use drover_rules::{AdminRole, AuditResult};
 use super::Identity;
 use crate::store::AuditRecord;
 
+/// How much of a request's target an audit record keeps.
+pub const MAX_TARGET_CHARS: usize = 256;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub actor: String,
@@ -17,13 +20,19 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// `identity` asking for `action` on `target`.
+    /// `identity` asking for `action` on `target`. The target comes from the request before
+    /// it is validated, so the audit keeps at most its first [`MAX_TARGET_CHARS`].
     pub fn new(identity: &Identity, action: &'static str, target: impl Into<String>) -> Self {
+        let mut target: String = target.into();
+        if let Some((cut, _)) = target.char_indices().nth(MAX_TARGET_CHARS) {
+            target.truncate(cut);
+            target.push('…');
+        }
         Self {
             actor: identity.name.clone(),
             role: identity.role,
             action,
-            target: target.into(),
+            target,
         }
     }
 
@@ -47,5 +56,21 @@ impl Caller {
             result,
             detail: detail.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_target_is_cut() {
+        let who = Identity {
+            name: "v".into(),
+            role: AdminRole::Viewer,
+        };
+        let caller = Caller::new(&who, "SetChannelVersion", "é".repeat(10_000));
+        assert_eq!(caller.target.chars().count(), MAX_TARGET_CHARS + 1);
+        assert_eq!(Caller::new(&who, "X", "edge").target, "edge");
     }
 }
