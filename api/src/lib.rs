@@ -10,12 +10,14 @@
 //! code and cannot disagree. The OpenAPI schemas come from the same types (utoipa).
 #![forbid(unsafe_code)]
 
+mod admins;
 mod agents;
 mod audit;
 mod fleet;
 mod history;
 mod rollouts;
 
+pub use admins::{AdminCredential, AdminCredentialCreated};
 pub use agents::{Agent, AgentExplanation, AgentPage, Directive, Event, Health, Report};
 pub use agents::{UpdateOutcome, UpdaterState};
 pub use audit::AuditEntry;

@@ -16,6 +16,7 @@ pub fn grpc_code(code: ErrorCode) -> Code {
         // A concurrent write won: retrying the whole operation is the right reaction.
         ErrorCode::Conflict => Code::Aborted,
         ErrorCode::Unauthenticated => Code::Unauthenticated,
+        ErrorCode::PermissionDenied => Code::PermissionDenied,
         ErrorCode::Unavailable => Code::Unavailable,
         ErrorCode::Internal => Code::Internal,
     }
@@ -27,6 +28,7 @@ pub fn http_status(code: ErrorCode) -> StatusCode {
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::FailedPrecondition | ErrorCode::Conflict => StatusCode::CONFLICT,
         ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -25,6 +25,7 @@ pub enum ErrorCode {
     FailedPrecondition,
     Conflict,
     Unauthenticated,
+    PermissionDenied,
     Unavailable,
     Internal,
 }
@@ -141,6 +142,9 @@ pub enum DroverError {
     Conflict(String),
     #[error("{0}")]
     Unauthenticated(String),
+    /// The caller is known but its role may not do this; the message names the role needed.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The store could not be reached or refused the operation; nothing was changed. The
     /// cause was logged under `error_id` when the store classified it.
     #[error(
@@ -172,6 +176,7 @@ impl DroverError {
             Self::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            Self::PermissionDenied(_) => ErrorCode::PermissionDenied,
             Self::StoreUnavailable { .. } => ErrorCode::Unavailable,
             Self::Internal(_) => ErrorCode::Internal,
         }

@@ -2,14 +2,23 @@
 //! (`admin-profile.json`, mode 0600): where droverctl finds the coordinator and which CA to
 //! trust. `droverctl` reads it with `DROVER_PROFILE=PATH` or `--profile PATH`.
 //!
-//! Credentials will live here too (`credentials`, `null` until admin tokens exist); a
-//! value already there is kept when the coordinator rewrites the file.
+//! `credentials` carries the admin token: on a first start (no credential in the store) the
+//! coordinator makes the `bootstrap` credential (role admin) and writes its token here as
+//! `{"token": "drover_…"}` before committing it, so no crash loses the only key. Later
+//! starts keep whatever `credentials` holds. The token is never logged.
 
-use std::{net::SocketAddr, path::Path};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{error::Result, tls};
+use crate::{
+    error::{DroverError, Result},
+    fleet::{BOOTSTRAP_NAME, Fleet, new_token},
+    tls,
+};
 
 pub const FILE_NAME: &str = "admin-profile.json";
 
@@ -22,7 +31,7 @@ pub struct AdminProfile {
     pub ca_file: std::path::PathBuf,
     /// `sha256:HEX` of that CA's DER, for humans comparing it with the coordinator's log.
     pub ca_pin: String,
-    /// Reserved for admin credentials (not yet issued).
+    /// `{"token": "drover_…"}`: the bootstrap admin token (or what the operator put here).
     #[serde(default)]
     pub credentials: serde_json::Value,
 }
@@ -38,15 +47,84 @@ pub fn client_url(listen: SocketAddr) -> String {
     format!("https://{}", SocketAddr::new(ip, listen.port()))
 }
 
-/// Writes (or rewrites) `DATA_DIR/admin-profile.json`, keeping any credentials in it.
-/// Blocking file I/O.
-pub fn write(data_dir: &Path, grpc: SocketAddr, tls: &tls::Tls) -> Result<std::path::PathBuf> {
+/// Writes the profile, and on a first start the bootstrap credential: the token goes into
+/// the file (mode 0600) first, then its hash into the store. A token left in the profile
+/// by a first start that crashed before its commit is reused.
+pub async fn prepare(
+    fleet: &Fleet,
+    data_dir: &Path,
+    grpc: SocketAddr,
+    tls: &tls::Tls,
+) -> Result<PathBuf> {
+    let bootstrap = if fleet.needs_bootstrap_credential().await? {
+        let path = data_dir.join(FILE_NAME);
+        let earlier = tokio::task::spawn_blocking(move || read(&path).map(|p| p.credentials))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|credentials| credentials.get("token")?.as_str().map(str::to_string))
+            .filter(|token| token.starts_with("drover_"));
+        Some(earlier.unwrap_or_else(new_token))
+    } else {
+        None
+    };
+    let credentials = bootstrap
+        .as_ref()
+        .map(|token| serde_json::json!({ "token": token }));
+    let path = write_blocking(data_dir, grpc, tls, credentials).await?;
+    let Some(token) = bootstrap else {
+        return Ok(path);
+    };
+    if fleet.create_bootstrap_credential(&token).await? {
+        tracing::info!(
+            name = BOOTSTRAP_NAME,
+            profile = %path.display(),
+            "admin credential created (role admin); its token is in the admin profile"
+        );
+    } else {
+        // Another coordinator on the same store made the first credential meanwhile: this
+        // token is worth nothing, so it does not stay in the profile.
+        write_blocking(data_dir, grpc, tls, Some(serde_json::Value::Null)).await?;
+        tracing::warn!(
+            profile = %path.display(),
+            "another coordinator created the first admin credential; this profile has no \
+             token: use that coordinator's admin-profile.json, or a token from \
+             `droverctl admins create`"
+        );
+    }
+    Ok(path)
+}
+
+async fn write_blocking(
+    data_dir: &Path,
+    grpc: SocketAddr,
+    tls: &tls::Tls,
+    credentials: Option<serde_json::Value>,
+) -> Result<PathBuf> {
+    let (dir, tls) = (data_dir.to_path_buf(), tls.clone());
+    tokio::task::spawn_blocking(move || write(&dir, grpc, &tls, credentials))
+        .await
+        .map_err(|err| DroverError::Internal(format!("profile task: {err}")))?
+}
+
+fn read(path: &Path) -> Option<AdminProfile> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice::<AdminProfile>(&bytes).ok()
+}
+
+/// Writes (or rewrites) `DATA_DIR/admin-profile.json` with `credentials`, or keeping the
+/// credentials already in it. Blocking file I/O.
+pub fn write(
+    data_dir: &Path,
+    grpc: SocketAddr,
+    tls: &tls::Tls,
+    credentials: Option<serde_json::Value>,
+) -> Result<PathBuf> {
     let path = data_dir.join(FILE_NAME);
-    let credentials = std::fs::read(&path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<AdminProfile>(&bytes).ok())
-        .map(|old| old.credentials)
-        .unwrap_or_default();
+    let credentials = match credentials {
+        Some(credentials) => credentials,
+        None => read(&path).map(|old| old.credentials).unwrap_or_default(),
+    };
     let ca_file = std::path::absolute(&tls.ca_file).unwrap_or_else(|_| tls.ca_file.clone());
     let profile = AdminProfile {
         coordinator: client_url(grpc),
@@ -55,7 +133,7 @@ pub fn write(data_dir: &Path, grpc: SocketAddr, tls: &tls::Tls) -> Result<std::p
         credentials,
     };
     let json = serde_json::to_vec_pretty(&profile)
-        .map_err(|err| crate::error::DroverError::Internal(err.to_string()))?;
+        .map_err(|err| DroverError::Internal(err.to_string()))?;
     tls::write_file(&path, &json, 0o600)?;
     Ok(path)
 }

@@ -143,6 +143,26 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         http: http_listener.local_addr().map_err(io_error)?,
     };
 
+    // Admin access before anything is served: the profile (with the bootstrap token on a
+    // first start) and the credential cache; `--insecure` takes no tokens.
+    let ready_tls = match &tls {
+        None => {
+            fleet.admins().open_without_tokens();
+            tracing::warn!("--insecure: admin calls need no token; every caller is an admin");
+            None
+        }
+        Some((tls, settings)) => {
+            let admin_profile =
+                profile::prepare(&fleet, &settings.data_dir, bound.grpc, tls).await?;
+            tracing::info!(profile = %admin_profile.display(), "droverctl: export DROVER_PROFILE={}", admin_profile.display());
+            Some(ReadyTls {
+                ca_pin: tls.ca_pin.clone(),
+                ca_file: std::path::absolute(&tls.ca_file).unwrap_or_else(|_| tls.ca_file.clone()),
+                admin_profile,
+            })
+        }
+    };
+
     let supervisor = Supervisor::new(shutdown.clone(), config.test_panic_task.clone());
     run_background_tasks(&fleet, &supervisor);
     let (retention_store, retention) = (store.clone(), config.retention.clone());
@@ -230,24 +250,6 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         stopped_server.clone(),
     ));
 
-    let ready_tls = match &tls {
-        None => None,
-        Some((tls, settings)) => {
-            let (data_dir, tls_for_profile, grpc) =
-                (settings.data_dir.clone(), tls.clone(), bound.grpc);
-            let admin_profile = tokio::task::spawn_blocking(move || {
-                profile::write(&data_dir, grpc, &tls_for_profile)
-            })
-            .await
-            .map_err(|err| DroverError::Internal(format!("profile task: {err}")))??;
-            tracing::info!(profile = %admin_profile.display(), "droverctl: export DROVER_PROFILE={}", admin_profile.display());
-            Some(ReadyTls {
-                ca_pin: tls.ca_pin.clone(),
-                ca_file: std::path::absolute(&tls.ca_file).unwrap_or_else(|_| tls.ca_file.clone()),
-                admin_profile,
-            })
-        }
-    };
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(grpc = %bound.grpc, http = %bound.http, scheme, "coordinator serving");
     if let Some(path) = &config.ready_file {
@@ -331,8 +333,11 @@ async fn serve_grpc<S, IO>(
     };
     let updater = UpdaterServiceServer::new(UpdaterApi::new(fleet.clone()))
         .max_decoding_message_size(MAX_UPDATER_MESSAGE_BYTES);
-    let admin = AdminServiceServer::new(AdminApi::new(fleet.clone()))
-        .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES);
+    let admin = tonic::service::interceptor::InterceptedService::new(
+        AdminServiceServer::new(AdminApi::new(fleet.clone()))
+            .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES),
+        crate::grpc::admin_interceptor(fleet.clone()),
+    );
     let sessions_closed = shutdown.clone();
     let result = tonic::transport::Server::builder()
         .max_concurrent_streams(max_concurrent_streams)
@@ -374,8 +379,5 @@ async fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
 
 /// `--control-plane-version` at start: recorded (and audited) as the operator's own change.
 fn startup_flag() -> crate::fleet::Caller {
-    crate::fleet::Caller {
-        actor: "startup flag".into(),
-        ..crate::fleet::Caller::bootstrap_admin("SetControlPlaneVersion", "control plane")
-    }
+    crate::fleet::Caller::operator("startup flag", "SetControlPlaneVersion", "control plane")
 }

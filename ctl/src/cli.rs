@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     commands::{
-        agents::AgentsCommand, audit::AuditArgs, channels::ChannelsCommand,
+        admins::AdminsCommand, agents::AgentsCommand, audit::AuditArgs, channels::ChannelsCommand,
         control_plane::ControlPlaneCommand, events::EventsArgs, fleet::FleetCommand,
         rollout::RolloutCommand, schedule::ScheduleCommand,
     },
@@ -20,8 +20,10 @@ use crate::{
     long_about = "Steer and inspect a Drover fleet.\n\n\
         droverctl talks to a coordinator's admin gRPC API over TLS. A profile (--profile or\n\
         DROVER_PROFILE) names the coordinator and the CA to trust: the coordinator writes one,\n\
-        admin-profile.json, into its data directory. --coordinator (DROVER_COORDINATOR)\n\
-        overrides the profile's address; http:// only reaches an --insecure coordinator.\n\
+        admin-profile.json, into its data directory, with an admin token (credentials.token)\n\
+        that droverctl sends with every call; DROVER_TOKEN overrides it. --coordinator\n\
+        (DROVER_COORDINATOR) overrides the profile's address; http:// only reaches an\n\
+        --insecure coordinator.\n\
         Output is a readable table; add `-o json` or `-o yaml` for scripts. Data goes to stdout,\n\
         errors to stderr. Colour only on a terminal, never with NO_COLOR set.\n\n\
         Exit status: 0 success (also when the reader of stdout closes early), 1 the request\n\
@@ -43,9 +45,9 @@ pub struct Cli {
     /// The coordinator's gRPC address (default: the profile's, else https://127.0.0.1:7400).
     #[arg(long, global = true, env = "DROVER_COORDINATOR")]
     pub coordinator: Option<String>,
-    /// The profile: a JSON file with the coordinator's address and the CA to trust
-    /// (`coordinator`, `ca_file` or `ca_pem`), e.g. the admin-profile.json the coordinator
-    /// writes into its data directory.
+    /// The profile: a JSON file with the coordinator's address, the CA to trust and the
+    /// admin token (`coordinator`, `ca_file` or `ca_pem`, `credentials.token`), e.g. the
+    /// admin-profile.json the coordinator writes into its data directory.
     #[arg(long, global = true, env = "DROVER_PROFILE", value_name = "PATH")]
     pub profile: Option<std::path::PathBuf>,
     /// Output format.
@@ -81,6 +83,9 @@ pub enum Command {
     /// The audit log: every change an admin made, every refused request and every dry run,
     /// newest first.
     Audit(AuditArgs),
+    /// Admin credentials: create (prints the token once), list, revoke. Needs the admin role.
+    #[command(subcommand)]
+    Admins(AdminsCommand),
     /// Print a shell completion script, e.g. `droverctl completion bash > ~/.droverctl.bash`.
     Completion {
         /// The shell to complete for.

@@ -29,7 +29,9 @@ async fn main() -> ExitCode {
     let printed = match cli.command {
         Command::Completion { shell } => commands::completion::script(shell),
         command => async {
-            let target = profile::resolve(cli.coordinator.as_deref(), cli.profile.as_deref())?;
+            let token = std::env::var("DROVER_TOKEN").ok();
+            let target =
+                profile::resolve(cli.coordinator.as_deref(), cli.profile.as_deref(), token)?;
             commands::run(&target, command).await
         }
         .await

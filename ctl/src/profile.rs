@@ -7,8 +7,9 @@
 //! ```
 //!
 //! `ca_pem` (the CA certificate itself) may stand instead of `ca_file`; a relative
-//! `ca_file` is relative to the profile. Other keys (`ca_pin`, `credentials`) are ignored
-//! for now. `https://` needs a CA; `http://` only reaches an `--insecure` coordinator.
+//! `ca_file` is relative to the profile. `credentials.token` is the admin token sent with
+//! every call (`DROVER_TOKEN` overrides it); `ca_pin` is for humans. `https://` needs a CA;
+//! `http://` only reaches an `--insecure` coordinator.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,13 @@ struct ProfileFile {
     coordinator: Option<String>,
     ca_file: Option<PathBuf>,
     ca_pem: Option<String>,
+    #[serde(default)]
+    credentials: Option<Credentials>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Credentials {
+    token: Option<String>,
 }
 
 /// The coordinator to call and the CA to trust.
@@ -32,15 +40,24 @@ pub struct Target {
     pub ca_pem: Option<Vec<u8>>,
     /// Where the CA came from, for error messages.
     pub ca_source: Option<String>,
+    /// The admin token to send (`authorization: Bearer TOKEN`), if any.
+    pub token: Option<String>,
 }
 
-/// Combines the flags with the profile (a flag wins over the profile's `coordinator`).
-pub fn resolve(coordinator: Option<&str>, profile: Option<&Path>) -> Result<Target, String> {
+/// Combines the flags with the profile (a flag wins over the profile's `coordinator`, and
+/// `token`, from `DROVER_TOKEN`, over its credentials).
+pub fn resolve(
+    coordinator: Option<&str>,
+    profile: Option<&Path>,
+    token: Option<String>,
+) -> Result<Target, String> {
+    let token = token.filter(|t| !t.is_empty());
     let Some(path) = profile else {
         return Ok(Target {
             url: coordinator.unwrap_or(DEFAULT_COORDINATOR).to_string(),
             ca_pem: None,
             ca_source: None,
+            token,
         });
     };
     let bytes = std::fs::read(path).map_err(|err| {
@@ -86,6 +103,7 @@ pub fn resolve(coordinator: Option<&str>, profile: Option<&Path>) -> Result<Targ
             .unwrap_or_else(|| DEFAULT_COORDINATOR.to_string()),
         ca_pem,
         ca_source: Some(ca_source),
+        token: token.or(file.credentials.and_then(|c| c.token)),
     })
 }
 
@@ -101,17 +119,19 @@ mod tests {
         let profile = dir.join("p.json");
         std::fs::write(
             &profile,
-            r#"{"coordinator": "https://a:1", "ca_file": "ca.pem", "credentials": null}"#,
+            r#"{"coordinator": "https://a:1", "ca_file": "ca.pem", "credentials": {"token": "t1"}}"#,
         )
         .unwrap();
-        let target = resolve(None, Some(&profile)).unwrap();
+        let target = resolve(None, Some(&profile), None).unwrap();
         assert_eq!(target.url, "https://a:1");
         assert_eq!(target.ca_pem.as_deref(), Some(&b"PEM"[..]));
-        let target = resolve(Some("https://b:2"), Some(&profile)).unwrap();
+        assert_eq!(target.token.as_deref(), Some("t1"));
+        let target = resolve(Some("https://b:2"), Some(&profile), Some("t2".into())).unwrap();
         assert_eq!(target.url, "https://b:2");
+        assert_eq!(target.token.as_deref(), Some("t2"));
         std::fs::write(&profile, "{").unwrap();
         assert!(
-            resolve(None, Some(&profile))
+            resolve(None, Some(&profile), None)
                 .unwrap_err()
                 .contains("not valid JSON")
         );

@@ -152,11 +152,25 @@ codes! {
 }
 
 codes! {
-    /// What an admin identity may do. Until admin credentials exist every admin is `admin`.
+    /// What an admin identity may do; each role may do everything the one before it may.
     AdminRole {
         Viewer => "viewer": "reads everything and changes nothing",
         Operator => "operator": "also runs rollouts and sets channels, schedules and pins",
         Admin => "admin": "also manages tokens, credentials and the control plane",
+    }
+}
+
+impl AdminRole {
+    /// Whether this role may do what `needed` may (viewer < operator < admin).
+    pub fn allows(self, needed: AdminRole) -> bool {
+        fn rank(role: AdminRole) -> u8 {
+            match role {
+                AdminRole::Viewer => 0,
+                AdminRole::Operator => 1,
+                AdminRole::Admin => 2,
+            }
+        }
+        rank(self) >= rank(needed)
     }
 }
 
@@ -197,6 +211,8 @@ mod tests {
         }
         for code in AdminRole::ALL {
             assert_eq!(AdminRole::parse(code.as_str()), Some(*code));
+            assert!(code.allows(AdminRole::Viewer) && code.allows(*code));
+            assert_eq!(AdminRole::Viewer.allows(*code), *code == AdminRole::Viewer);
         }
         for code in AuditResult::ALL {
             assert_eq!(AuditResult::parse(code.as_str()), Some(*code));

@@ -15,7 +15,10 @@ pub use process::{
     droverctl_json, testing_bin,
 };
 pub use release::{AgentHost, ReleaseRepo, SigningKey};
-pub use trust::{ca_file_for, grpc_channel, lookup as trust_for, profile_for, tls_connector};
+pub use trust::{
+    admin_request, ca_file_for, grpc_channel, lookup as trust_for, profile_for, tls_connector,
+    token_for,
+};
 
 use std::time::{Duration, Instant};
 
@@ -87,8 +90,20 @@ pub fn utc_hour_now() -> u64 {
 
 /// A minimal HTTP/1.1 request on loopback, so the tests need no HTTP client crate: over
 /// TLS trusting the coordinator's CA when the harness started that coordinator with TLS,
-/// else plaintext. Returns (status, body).
+/// else plaintext; with that coordinator's admin token (`authorization: Bearer`). Returns
+/// (status, body).
 pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let token = token_for(&addr.to_string());
+    http_as(addr, method, path, token.as_deref()).await
+}
+
+/// [`http`] with `token` instead of the coordinator's admin token (`None`: no token).
+pub async fn http_as(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String) {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     match trust::lookup(&addr.to_string()) {
         Some(tls) => {
@@ -97,26 +112,30 @@ pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16,
                 .connect(name, stream)
                 .await
                 .expect("TLS handshake with the coordinator");
-            http_on(stream, method, path).await
+            http_on(stream, method, path, token).await
         }
-        None => http_on(stream, method, path).await,
+        None => http_on(stream, method, path, token).await,
     }
 }
 
 /// [`http`] in plaintext whatever the coordinator serves (0: no HTTP answer came).
 pub async fn http_plaintext(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    http_on(stream, "GET", path).await
+    http_on(stream, "GET", path, None).await
 }
 
 async fn http_on(
     mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     method: &str,
     path: &str,
+    token: Option<&str>,
 ) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authorization = token
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: test\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await.expect("send");
     let mut bytes = Vec::new();

@@ -49,6 +49,26 @@ pub fn profile_for(url: &str) -> Option<PathBuf> {
     lookup(url).map(|tls| tls.admin_profile)
 }
 
+/// The admin token in the profile of the coordinator at `url` (its bootstrap admin's).
+pub fn token_for(url: &str) -> Option<String> {
+    let profile = profile_for(url)?;
+    let bytes = std::fs::read(profile).ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    json["credentials"]["token"].as_str().map(str::to_string)
+}
+
+/// `message` as a gRPC request carrying the admin token of the coordinator at `url`.
+pub fn admin_request<T>(url: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = token_for(url) {
+        let value = format!("Bearer {token}")
+            .parse()
+            .expect("token is header text");
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
 /// A gRPC channel to `url`, trusting the coordinator's CA for `https://`.
 pub async fn grpc_channel(url: &str) -> Result<Channel, tonic::transport::Error> {
     let mut endpoint = Endpoint::from_shared(url.to_string())?;

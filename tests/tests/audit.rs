@@ -63,7 +63,8 @@ async fn every_change_refusal_and_dry_run_is_audited_and_refusals_change_nothing
     assert_eq!(
         (&set[0]["actor"], &set[0]["role"], &set[0]["target"]),
         (
-            &Value::from("admin"),
+            // The harness calls with the bootstrap credential's token (role admin).
+            &Value::from("bootstrap"),
             &Value::from("admin"),
             &Value::from("edge")
         )

@@ -194,7 +194,7 @@ async fn history_survives_a_restart(builder: CoordinatorBuilder, root: &std::pat
     let shown = droverctl_json(&url, &["rollout", "show", &done]).await;
     assert_eq!(shown["rollout"]["status"], "done", "{shown}");
     let created = &timeline(&shown, "")[0];
-    assert_eq!(created["actor"], "admin", "{shown}");
+    assert_eq!(created["actor"], "bootstrap", "{shown}");
     assert!(
         created["text"]
             .as_str()
@@ -217,7 +217,8 @@ async fn history_survives_a_restart(builder: CoordinatorBuilder, root: &std::pat
     assert!(
         timeline(&shown, "")
             .iter()
-            .any(|e| e["actor"] == "admin" && e["text"].as_str().unwrap().contains("rolled back")),
+            .any(|e| e["actor"] == "bootstrap"
+                && e["text"].as_str().unwrap().contains("rolled back")),
         "{shown}"
     );
     let shown = droverctl_json(&url, &["rollout", "show", &halted]).await;

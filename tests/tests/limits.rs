@@ -227,7 +227,12 @@ async fn an_undecodable_grpc_request_is_invalid_argument() {
             grpc.ready().await.expect("ready");
             let path = tonic::codegen::http::uri::PathAndQuery::from_static(method);
             let status = grpc
-                .unary(tonic::Request::new(garbage.clone()), path, RawCodec)
+                .unary(
+                    // With the admin token: the admin service authenticates before decoding.
+                    drover_tests::admin_request(&c.grpc_url(), garbage.clone()),
+                    path,
+                    RawCodec,
+                )
                 .await
                 .expect_err("garbage is refused");
             assert_eq!(

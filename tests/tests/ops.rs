@@ -225,10 +225,13 @@ async fn a_postgres_outage_fails_calls_fast_and_clean_and_heals_by_itself() {
     let mut client = AdminServiceClient::new(drover_tests::grpc_channel(&url).await.unwrap());
     let (status, took) = timed(limit, async || {
         client
-            .set_control_plane_version(pb::SetControlPlaneVersionRequest {
-                version: "2.1.0".into(),
-                ..Default::default()
-            })
+            .set_control_plane_version(drover_tests::admin_request(
+                &url,
+                pb::SetControlPlaneVersionRequest {
+                    version: "2.1.0".into(),
+                    ..Default::default()
+                },
+            ))
             .await
             .expect_err("no store, no change")
     })

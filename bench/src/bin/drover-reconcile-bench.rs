@@ -100,10 +100,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// The bench's own admin changes, audited like any other.
 fn bench(action: &'static str) -> Caller {
-    Caller {
-        actor: "bench".into(),
-        ..Caller::bootstrap_admin(action, "edge")
-    }
+    Caller::operator("bench", action, "edge")
 }
 
 fn spec(groups: usize) -> RolloutSpec {

@@ -3,7 +3,11 @@
 
 use drover_rules::{AdminRole, AuditResult};
 
+use super::Identity;
 use crate::store::AuditRecord;
+
+/// How much of a request's target an audit record keeps.
+pub const MAX_TARGET_CHARS: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -16,10 +20,26 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Until admin credentials exist, every admin request is the bootstrap `admin`.
-    pub fn bootstrap_admin(action: &'static str, target: impl Into<String>) -> Self {
+    /// `identity` asking for `action` on `target`. The target comes from the request before
+    /// it is validated, so the audit keeps at most its first [`MAX_TARGET_CHARS`].
+    pub fn new(identity: &Identity, action: &'static str, target: impl Into<String>) -> Self {
+        let mut target: String = target.into();
+        if let Some((cut, _)) = target.char_indices().nth(MAX_TARGET_CHARS) {
+            target.truncate(cut);
+            target.push('…');
+        }
         Self {
-            actor: "admin".into(),
+            actor: identity.name.clone(),
+            role: identity.role,
+            action,
+            target,
+        }
+    }
+
+    /// The coordinator's own operator, e.g. a start-up flag: an admin.
+    pub fn operator(actor: &str, action: &'static str, target: impl Into<String>) -> Self {
+        Self {
+            actor: actor.into(),
             role: AdminRole::Admin,
             action,
             target: target.into(),
@@ -41,7 +61,6 @@ impl Caller {
     }
 }
 
-const MAX_TARGET_CHARS: usize = 128;
 const MAX_DETAIL_CHARS: usize = 512;
 
 /// At most `max` characters of `text`, with `…` when cut.
@@ -57,8 +76,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_long_target_is_cut() {
+        let who = Identity {
+            name: "v".into(),
+            role: AdminRole::Viewer,
+        };
+        let caller = Caller::new(&who, "SetChannelVersion", "é".repeat(10_000));
+        assert_eq!(caller.target.chars().count(), MAX_TARGET_CHARS + 1);
+        assert_eq!(Caller::new(&who, "X", "edge").target, "edge");
+    }
+
+    #[test]
     fn what_a_caller_sent_is_cut_to_a_bounded_length() {
-        let caller = Caller::bootstrap_admin("SetChannelVersion", "é".repeat(100_000));
+        let caller = Caller::operator("admin", "SetChannelVersion", "é".repeat(100_000));
         let record = caller.audit(0, AuditResult::Refused, "x".repeat(1 << 20));
         assert_eq!(record.target.chars().count(), MAX_TARGET_CHARS + 1);
         assert_eq!(record.detail.chars().count(), MAX_DETAIL_CHARS + 1);

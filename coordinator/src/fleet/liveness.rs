@@ -88,6 +88,10 @@ async fn refresh_loop(fleet: Arc<Fleet>, shutdown: CancellationToken) {
             Ok(false) => {}
             Err(err) => tracing::warn!(error = %err, "could not refresh channels from the store"),
         }
+        // Credentials created or revoked by another replica.
+        if let Err(err) = fleet.reload_credentials().await {
+            tracing::warn!(error = %err, "could not refresh admin credentials from the store");
+        }
     }
 }
 

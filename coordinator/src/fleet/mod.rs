@@ -7,6 +7,7 @@
 //! - `rollouts.rs` — rollouts and the reconcile loop's pass;
 //! - `queries.rs` — what admins read: agents, summary, explanations, events.
 
+mod admins;
 mod agent_writer;
 mod caller;
 mod clock;
@@ -49,6 +50,7 @@ use crate::{
     failpoint::crash_point,
     store::{AgentWrite, NewEvent, Store},
 };
+pub use admins::{AdminCredentials, BOOTSTRAP_NAME, Identity, new_token};
 use agent_writer::AgentWriter;
 pub use caller::Caller;
 pub use clock::FleetClock;
@@ -134,6 +136,8 @@ pub struct Fleet {
     pub counters: FleetCounters,
     /// Cancelled when the coordinator shuts down: every session ends with `Unavailable`.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The live admin credentials, cached (`admins.rs`).
+    admins: AdminCredentials,
 }
 
 impl Fleet {
@@ -159,8 +163,10 @@ impl Fleet {
             reconcile_now: Notify::new(),
             counters: FleetCounters::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            admins: AdminCredentials::default(),
         });
         fleet.load_rollouts().await?;
+        fleet.reload_credentials().await?;
         Ok(fleet)
     }
 

@@ -3,15 +3,16 @@
 use std::{num::NonZeroU32, sync::Arc};
 
 use drover_proto::v1::{self as pb, admin_service_server::AdminService};
-use drover_rules::AuditResult;
+use drover_rules::AdminRole;
 use governor::{Quota, RateLimiter, clock::DefaultClock, state::InMemoryState, state::NotKeyed};
 use tonic::{Request, Response, Status};
 
-use super::{admin_reads::group_schedule_to_proto, convert, rollout_convert};
+use super::{
+    admin_reads::group_schedule_to_proto, admin_steps::effect_to_proto, convert, rollout_convert,
+};
 use crate::{
     domain::now_ms,
-    error::{DroverError, ErrorCode},
-    fleet::{Caller, Effect, Fleet, RolloutVerb},
+    fleet::{Fleet, RolloutVerb},
 };
 
 /// Records of requests that changed nothing (refusals, dry runs), per second sustained and at
@@ -21,7 +22,7 @@ const UNCHANGED_RECORDS_BURST: u32 = 500;
 
 pub struct AdminApi {
     pub(super) fleet: Arc<Fleet>,
-    refusals: RateLimiter<NotKeyed, InMemoryState, DefaultClock>,
+    pub(super) refusals: RateLimiter<NotKeyed, InMemoryState, DefaultClock>,
 }
 
 impl AdminApi {
@@ -71,8 +72,15 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SetChannelVersionRequest>,
     ) -> Result<Response<pb::Channel>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "SetChannelVersion",
+                &request.get_ref().name,
+            )
+            .await?;
         let request = request.into_inner();
-        let caller = Caller::bootstrap_admin("SetChannelVersion", &request.name);
         let outcome = self
             .fleet
             .set_channel_version(&request.name, &request.version, &caller, request.dry_run)
@@ -92,8 +100,15 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SetChannelCriticalRequest>,
     ) -> Result<Response<pb::Channel>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "SetChannelCritical",
+                &request.get_ref().name,
+            )
+            .await?;
         let request = request.into_inner();
-        let caller = Caller::bootstrap_admin("SetChannelCritical", &request.name);
         let outcome = self
             .fleet
             .set_channel_critical(&request.name, request.critical, &caller, request.dry_run)
@@ -120,8 +135,15 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SetControlPlaneVersionRequest>,
     ) -> Result<Response<pb::ControlPlaneVersion>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Admin,
+                "SetControlPlaneVersion",
+                "control plane",
+            )
+            .await?;
         let request = request.into_inner();
-        let caller = Caller::bootstrap_admin("SetControlPlaneVersion", "control plane");
         let outcome = self
             .fleet
             .set_control_plane_version(&request.version, &caller, request.dry_run)
@@ -148,8 +170,15 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SetScheduleRequest>,
     ) -> Result<Response<pb::GroupSchedule>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "SetSchedule",
+                &request.get_ref().group,
+            )
+            .await?;
         let request = request.into_inner();
-        let caller = Caller::bootstrap_admin("SetSchedule", &request.group);
         let outcome = match convert::schedule_from_request(&request) {
             Ok(schedule) => self
                 .fleet
@@ -173,9 +202,16 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ClearScheduleRequest>,
     ) -> Result<Response<pb::ClearScheduleResponse>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "ClearSchedule",
+                &request.get_ref().group,
+            )
+            .await?;
         let request = request.into_inner();
         let group = request.group;
-        let caller = Caller::bootstrap_admin("ClearSchedule", &group);
         let outcome = self
             .fleet
             .clear_schedule(&group, &caller, request.dry_run)
@@ -193,9 +229,16 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateRolloutRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "CreateRollout",
+                &request.get_ref().channel,
+            )
+            .await?;
         let request = request.into_inner();
         let dry_run = request.dry_run;
-        let caller = Caller::bootstrap_admin("CreateRollout", &request.channel);
         let outcome = match rollout_convert::spec_from_proto(request) {
             Ok(spec) => self.fleet.create_rollout(spec, &caller, dry_run).await,
             Err(err) => Err(err),
@@ -259,28 +302,49 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SteerRolloutRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "PauseRollout",
+                &request.get_ref().channel,
+            )
+            .await?;
         let r = request.into_inner();
-        self.steer("PauseRollout", &r.channel, RolloutVerb::Pause, r.dry_run)
-            .await
+        self.steer(caller, RolloutVerb::Pause, r.dry_run).await
     }
 
     async fn resume_rollout(
         &self,
         request: Request<pb::SteerRolloutRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "ResumeRollout",
+                &request.get_ref().channel,
+            )
+            .await?;
         let r = request.into_inner();
-        self.steer("ResumeRollout", &r.channel, RolloutVerb::Resume, r.dry_run)
-            .await
+        self.steer(caller, RolloutVerb::Resume, r.dry_run).await
     }
 
     async fn start_group(
         &self,
         request: Request<pb::StartGroupRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "StartGroup",
+                &request.get_ref().channel,
+            )
+            .await?;
         let r = request.into_inner();
         self.steer(
-            "StartGroup",
-            &r.channel,
+            caller,
             RolloutVerb::StartGroup {
                 group: r.group,
                 skip_canaries: r.skip_canaries,
@@ -294,34 +358,56 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::MarkGroupDoneRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "MarkGroupDone",
+                &request.get_ref().channel,
+            )
+            .await?;
         let r = request.into_inner();
         let verb = RolloutVerb::MarkDone {
             group: r.group,
             start_next_now: r.now,
         };
-        self.steer("MarkGroupDone", &r.channel, verb, r.dry_run)
-            .await
+        self.steer(caller, verb, r.dry_run).await
     }
 
     async fn rollback(
         &self,
         request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "Rollback",
+                &request.get_ref().channel,
+            )
+            .await?;
         let r = request.into_inner();
         let group = (!r.group.is_empty()).then_some(r.group);
         let verb = RolloutVerb::Rollback {
             group,
             respect_windows: r.respect_windows,
         };
-        self.steer("Rollback", &r.channel, verb, r.dry_run).await
+        self.steer(caller, verb, r.dry_run).await
     }
 
     async fn pin_agent(
         &self,
         request: Request<pb::PinAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "PinAgent",
+                &request.get_ref().agent_id,
+            )
+            .await?;
         let r = request.into_inner();
-        let caller = Caller::bootstrap_admin("PinAgent", &r.agent_id);
         let outcome = self
             .fleet
             .pin(&r.agent_id, &r.note, &caller, true, r.dry_run)
@@ -334,8 +420,15 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::UnpinAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "UnpinAgent",
+                &request.get_ref().agent_id,
+            )
+            .await?;
         let r = request.into_inner();
-        let caller = Caller::bootstrap_admin("UnpinAgent", &r.agent_id);
         let outcome = self
             .fleet
             .pin(&r.agent_id, "", &caller, false, r.dry_run)
@@ -366,86 +459,39 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ListAuditResponse>, Status> {
         Ok(Response::new(self.audit(request.into_inner()).await?))
     }
-}
 
-impl AdminApi {
-    async fn steer(
+    async fn create_admin_credential(
         &self,
-        action: &'static str,
-        channel: &str,
-        verb: RolloutVerb,
-        dry_run: bool,
-    ) -> Result<Response<pb::RolloutStatus>, Status> {
-        let caller = Caller::bootstrap_admin(action, channel);
-        let outcome = self
-            .fleet
-            .steer_rollout(channel, verb, &caller, dry_run)
-            .await;
-        let (rollout, effect) = self.audited(&caller, dry_run, outcome).await?;
-        Ok(Response::new(rollout_convert::steered_to_proto(
-            &rollout, &effect,
-        )))
+        request: Request<pb::CreateAdminCredentialRequest>,
+    ) -> Result<Response<pb::AdminCredentialCreated>, Status> {
+        let action = "CreateAdminCredential";
+        let caller = self
+            .authorize(&request, AdminRole::Admin, action, &request.get_ref().name)
+            .await?;
+        Ok(Response::new(
+            self.create_credential(caller, request.into_inner()).await?,
+        ))
     }
 
-    /// Records a request that changed nothing (refused, or a dry run) in the audit log; a
-    /// change was recorded in its own transaction. The outcome passes through unchanged: a
-    /// failure to write the record is logged, never turned into the call's answer.
-    async fn audited<T>(
+    async fn list_admin_credentials(
         &self,
-        caller: &Caller,
-        dry_run: bool,
-        outcome: Result<T, DroverError>,
-    ) -> Result<T, DroverError> {
-        let record = match &outcome {
-            // The store failed, not the request: it could not take the record either (and
-            // trying again would double the caller's wait). The log has it, with its id.
-            Err(err) if matches!(err.code(), ErrorCode::Unavailable | ErrorCode::Internal) => {
-                tracing::warn!(action = caller.action, target = %caller.target, error = %err, "admin request failed on the store; not audited");
-                return outcome;
-            }
-            Err(err) => caller.audit(now_ms(), AuditResult::Refused, err.client_message()),
-            Ok(_) if dry_run => {
-                caller.audit(now_ms(), AuditResult::DryRun, "checked; nothing changed")
-            }
-            Ok(_) => return outcome,
-        };
-        if self.refusals.check().is_err() {
-            tracing::warn!(action = caller.action, result = %record.result, "audit record dropped: over the budget for records of unchanged requests");
-        } else if let Err(err) = self.fleet.store().record_audit(&record).await {
-            tracing::warn!(action = caller.action, error = %err, "could not write the audit record");
-        }
-        outcome
+        request: Request<pb::ListAdminCredentialsRequest>,
+    ) -> Result<Response<pb::ListAdminCredentialsResponse>, Status> {
+        self.authorize(&request, AdminRole::Admin, "ListAdminCredentials", "")
+            .await?;
+        Ok(Response::new(self.list_credentials().await?))
     }
 
-    /// The agent after a pin or unpin; for a dry run, as the pin would leave it.
-    async fn pinned_agent(
+    async fn revoke_admin_credential(
         &self,
-        agent_id: &str,
-        pinned: bool,
-        effect: Effect,
-    ) -> Result<Response<pb::Agent>, Status> {
-        let mut agent = match self.fleet.agent(agent_id).await {
-            Ok(view) => convert::agent_to_proto(view, now_ms()),
-            // The pin is committed (or, for a dry run, checked): a failed read afterwards
-            // must not turn the answer into a failure. Answer what is known.
-            Err(err) => {
-                tracing::warn!(%agent_id, error = %err, "pin committed; the agent could not be read back");
-                pb::Agent {
-                    agent_id: agent_id.to_string(),
-                    ..pb::Agent::default()
-                }
-            }
-        };
-        agent.pinned = pinned;
-        agent.effect = Some(effect_to_proto(&effect));
-        Ok(Response::new(agent))
-    }
-}
-
-fn effect_to_proto(effect: &Effect) -> pb::Effect {
-    pb::Effect {
-        dry_run: effect.dry_run,
-        summary: effect.summary.clone(),
-        agents_affected: effect.agents_affected,
+        request: Request<pb::RevokeAdminCredentialRequest>,
+    ) -> Result<Response<pb::AdminCredential>, Status> {
+        let action = "RevokeAdminCredential";
+        let caller = self
+            .authorize(&request, AdminRole::Admin, action, &request.get_ref().name)
+            .await?;
+        Ok(Response::new(
+            self.revoke_credential(caller, request.into_inner()).await?,
+        ))
     }
 }

@@ -1,7 +1,9 @@
 //! The gRPC edge: tonic services over the fleet. Proto types live here and in `convert`.
 
+mod admin_auth;
 mod admin_reads;
 mod admin_service;
+mod admin_steps;
 pub mod convert;
 #[cfg(test)]
 mod fuzz;
@@ -9,6 +11,7 @@ mod inbound_budget;
 pub mod rollout_convert;
 mod updater_service;
 
+pub use admin_auth::interceptor as admin_interceptor;
 pub use admin_service::AdminApi;
 pub use updater_service::UpdaterApi;
 

@@ -1,8 +1,10 @@
 //! The HTTP edge: the dashboard (embedded), liveness and readiness, the JSON admin API
 //! (`api`, described by `openapi`) and the Teleport-compatible version server. Errors become
-//! responses in `crate::edge`.
+//! responses in `crate::edge`. Everything under `/api/v1` except `openapi.json` needs an
+//! admin token (`auth`); the dashboard page, health and the Teleport routes are public.
 
 mod api;
+mod auth;
 mod openapi;
 
 use std::sync::{Arc, atomic::Ordering};
@@ -13,6 +15,7 @@ use axum::{
     response::Html,
     routing::get,
 };
+use drover_rules::AdminRole;
 use tokio::sync::watch;
 
 use crate::{
@@ -37,17 +40,22 @@ pub fn router(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(move || readyz(readiness.clone())))
         .route("/api/v1/openapi.json", get(openapi::document))
-        .route(
-            "/api/v1/stats",
-            get(move |fleet: State<Arc<Fleet>>| stats(fleet, connections.clone())),
-        )
         // Teleport-compatible version server: Teleport's own updaters can poll Drover.
         .route(
             "/v1/webapi/automaticupgrades/channel/{*path}",
             get(teleport_channel),
         )
         .with_state(fleet.clone())
-        .merge(api::router(fleet.clone()));
+        .merge(
+            Router::new()
+                .route(
+                    "/api/v1/stats",
+                    get(move |fleet: State<Arc<Fleet>>| stats(fleet, connections.clone())),
+                )
+                .with_state(fleet.clone())
+                .merge(api::router(fleet.clone()))
+                .route_layer(auth::require(fleet.clone(), AdminRole::Viewer)),
+        );
     // Test-only routes exist only in a `testing` build: a normal build answers 404.
     #[cfg(feature = "testing")]
     let router = router.merge(
@@ -56,7 +64,8 @@ pub fn router(
                 "/api/v1/testing/clock/advance",
                 axum::routing::post(advance_clock),
             )
-            .with_state(fleet),
+            .with_state(fleet.clone())
+            .route_layer(auth::require(fleet, AdminRole::Operator)),
     );
     router
 }
@@ -80,6 +89,8 @@ struct Stats {
     reports: u64,
     directives_pushed: u64,
     store_write_statements: u64,
+    /// Admin requests refused for want of a valid token (not audited one by one).
+    unauthenticated_admin_requests: u64,
     /// Open connections on both listeners, the cap, and those refused or closed.
     connections: ConnectionStats,
 }
@@ -93,6 +104,7 @@ async fn stats(State(fleet): State<Arc<Fleet>>, connections: Arc<Connections>) -
         reports: counters.reports.load(Ordering::Relaxed),
         directives_pushed: counters.directives_pushed.load(Ordering::Relaxed),
         store_write_statements: fleet.store().write_statements(),
+        unauthenticated_admin_requests: fleet.admins().unauthenticated_count(),
         connections: connections.stats(),
     })
 }

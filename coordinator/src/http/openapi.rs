@@ -3,7 +3,7 @@
 //! real responses against it.
 
 use axum::Json;
-use utoipa::OpenApi;
+use utoipa::{Modify, OpenApi};
 
 use super::api;
 
@@ -11,8 +11,10 @@ use super::api;
 #[openapi(
     info(
         title = "Drover admin API",
-        description = "Read-only JSON view of a Drover coordinator. droverctl -o json prints the same objects."
+        description = "Read-only JSON view of a Drover coordinator. droverctl -o json prints the same objects. \
+            Every route needs an admin token (`authorization: Bearer TOKEN`; any role reads)."
     ),
+    modifiers(&BearerAuth),
     paths(
         api::fleet_summary,
         api::list_agents,
@@ -30,6 +32,50 @@ use super::api;
     )
 )]
 struct ApiDoc;
+
+/// The bearer scheme, required by every route, and the 401 each route may answer.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            Ref, RefOr, ResponseBuilder,
+            content::ContentBuilder,
+            security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
+        };
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "An admin token: the profile's credentials.token, or one from \
+                 `droverctl admins create`",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        openapi.security = Some(vec![SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+        let unauthenticated = ResponseBuilder::new()
+            .description("no admin token, or an unknown or revoked one")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            if let Some(get) = item.get.as_mut() {
+                get.responses
+                    .responses
+                    .insert("401".into(), RefOr::T(unauthenticated.clone()));
+            }
+        }
+    }
+}
 
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())

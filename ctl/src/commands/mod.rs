@@ -1,6 +1,7 @@
 //! One module per noun. Each verb calls the coordinator and returns a [`Reply`]; printing is
 //! the renderer's job.
 
+pub mod admins;
 pub mod agent_history;
 pub mod agents;
 pub mod audit;
@@ -13,11 +14,33 @@ pub mod rollout;
 pub mod schedule;
 
 use drover_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Certificate, Channel, ClientTlsConfig},
+};
 
 use crate::{cli::Command, profile::Target, render::Reply};
 
-pub type Client = AdminServiceClient<Channel>;
+pub type Client = AdminServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Sends the admin token (`authorization: Bearer TOKEN`) with every call.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
 
 /// Runs one command against the coordinator `target` names.
 pub async fn run(target: &Target, command: Command) -> Result<Reply, String> {
@@ -33,6 +56,7 @@ pub async fn run(target: &Target, command: Command) -> Result<Reply, String> {
         Command::Rollout(command) => rollout::run(client, command).await,
         Command::Events(args) => events::run(client, args).await,
         Command::Audit(args) => audit::run(client, args).await,
+        Command::Admins(command) => admins::run(client, command).await,
         Command::Completion { shell } => {
             // main prints completions without connecting; this keeps the match exhaustive.
             Ok(Reply::new(
@@ -106,7 +130,24 @@ async fn connect(target: &Target) -> Result<Client, String> {
             ),
         }
     })?;
-    Ok(AdminServiceClient::new(channel))
+    let bearer = match &target.token {
+        None => None,
+        Some(token) => {
+            let mut value: MetadataValue<Ascii> =
+                format!("Bearer {token}").parse().map_err(|_| {
+                    "the admin token is not valid header text; check DROVER_TOKEN or the \
+                     profile's credentials.token"
+                        .to_string()
+                })?;
+            // Never printed by Debug, never compressed into a shared table.
+            value.set_sensitive(true);
+            Some(value)
+        }
+    };
+    Ok(AdminServiceClient::with_interceptor(
+        channel,
+        Bearer(bearer),
+    ))
 }
 
 /// The error and its causes on one line (tonic's own text is only "transport error").
