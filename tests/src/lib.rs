@@ -152,6 +152,35 @@ async fn http_on(
     (status, body.to_string())
 }
 
+/// The simulated fleet most tests use: `count` agents `sim-00000…` on `channel`, spread over
+/// `groups` (comma-separated), all running 1.0.0, connected at once, never re-checking.
+pub fn simulate_fleet(
+    coordinator: &str,
+    log_dir: &std::path::Path,
+    count: u32,
+    groups: &str,
+    channel: &str,
+) -> tokio::process::Child {
+    let count = count.to_string();
+    let args = [
+        "--count",
+        &count,
+        "--groups",
+        groups,
+        "--channel",
+        channel,
+        "--versions",
+        "1.0.0",
+        "--id-prefix",
+        "sim",
+        "--ramp-up-secs",
+        "0",
+        "--recheck-secs",
+        "3600",
+    ];
+    simulate(coordinator, log_dir, &args)
+}
+
 /// `drover-updater simulate …`: N simulated updaters in one process, each its own connection.
 pub fn simulate(
     coordinator: &str,

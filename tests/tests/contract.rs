@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, time::Duration};
 
 use drover_tests::{
     CoordinatorBuilder, CoordinatorProcess, create_rollout, droverctl, droverctl_json, eventually,
-    http, simulate, utc_hour_now, wait_connected,
+    http, simulate_fleet, utc_hour_now, wait_connected,
 };
 use serde_json::{Value, json};
 
@@ -23,26 +23,7 @@ async fn populated(root: &std::path::Path) -> (CoordinatorProcess, tokio::proces
         .await;
     let url = coordinator.grpc_url();
     droverctl_json(&url, &["channels", "set", "edge", "1.0.0"]).await;
-    let fleet = simulate(
-        &url,
-        root,
-        &[
-            "--count",
-            "6",
-            "--groups",
-            "dev,prod",
-            "--channel",
-            "edge",
-            "--versions",
-            "1.0.0",
-            "--id-prefix",
-            "sim",
-            "--ramp-up-secs",
-            "0",
-            "--recheck-secs",
-            "3600",
-        ],
-    );
+    let fleet = simulate_fleet(&url, root, 6, "dev,prod", "edge");
     wait_connected(&url, 6).await;
     let later = ((utc_hour_now() + 12) % 24).to_string();
     let (ok, _, err) = droverctl(

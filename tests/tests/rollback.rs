@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use drover_tests::{
-    CoordinatorBuilder, create_rollout, droverctl_json, eventually, simulate, utc_hour_now,
-    wait_connected,
+    CoordinatorBuilder, create_rollout, droverctl_json, eventually, simulate, simulate_fleet,
+    utc_hour_now, wait_connected,
 };
 use serde_json::Value;
 
@@ -24,23 +24,7 @@ async fn a_rollback_goes_out_at_once_and_ends_when_the_agents_are_back() {
         .await;
     let url = coordinator.grpc_url();
     droverctl_json(&url, &["channels", "set", "edge", "1.0.0"]).await;
-    let fleet_args = [
-        "--count",
-        "6",
-        "--groups",
-        "dev,prod",
-        "--channel",
-        "edge",
-        "--versions",
-        "1.0.0",
-        "--id-prefix",
-        "sim",
-        "--ramp-up-secs",
-        "0",
-        "--recheck-secs",
-        "3600",
-    ];
-    let mut fleet = simulate(&url, root.path(), &fleet_args);
+    let mut fleet = simulate_fleet(&url, root.path(), 6, "dev,prod", "edge");
     wait_connected(&url, 6).await;
     // dev's window is open now (two hours from this hour); prod's opens twelve hours away.
     let hour = utc_hour_now();
@@ -90,7 +74,7 @@ async fn a_rollback_goes_out_at_once_and_ends_when_the_agents_are_back() {
         assert_eq!(directive["critical"], true, "{agent}");
     }
     // They come back (the simulated fleet restarts on 1.0.0), and the rollback ends.
-    let _fleet = simulate(&url, root.path(), &fleet_args);
+    let _fleet = simulate_fleet(&url, root.path(), 6, "dev,prod", "edge");
     let done = eventually(
         "every agent back on 1.0.0, rollout rolled back",
         WAIT,
