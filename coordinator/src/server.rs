@@ -224,17 +224,26 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         }
     };
     let http_server = match &tls {
-        Some((tls, _)) => serve_http(
-            tls::accept_tls(
+        Some((tls, _)) => {
+            let incoming = tls::accept_tls(
                 http_listener,
                 tls.http.clone(),
                 handshake_timeout,
                 bound.http,
-            ),
-            router,
-            shutdown.clone(),
-        )
-        .boxed(),
+            );
+            let accept_loop = incoming.stopped();
+            let serve = serve_http(incoming, router, shutdown.clone());
+            async move {
+                tokio::select! {
+                    () = serve => {}
+                    // Ends this server, which stops the coordinator (see stop_if_it_ends).
+                    () = accept_loop.cancelled() => {
+                        tracing::error!("the HTTPS accept loop stopped");
+                    }
+                }
+            }
+            .boxed()
+        }
         None => serve_http(http_listener, router, shutdown.clone()).boxed(),
     };
     let grpc = tokio::spawn(stop_if_it_ends(

@@ -319,6 +319,8 @@ fn fs_error(path: &Path) -> impl Fn(std::io::Error) -> DroverError + '_ {
 pub struct TlsIncoming {
     ready: mpsc::Receiver<(TlsStream<LimitedStream>, SocketAddr)>,
     local_addr: SocketAddr,
+    /// Cancelled when the accept task ends, for whatever reason (a panic included).
+    stopped: tokio_util::sync::CancellationToken,
 }
 
 /// Accepts under `listener`'s limits and makes each handshake in its own task within
@@ -331,7 +333,10 @@ pub fn accept_tls(
 ) -> TlsIncoming {
     let (tx, ready) = mpsc::channel(64);
     let last_warning = Arc::new(parking_lot::Mutex::new(None::<tokio::time::Instant>));
+    let stopped = tokio_util::sync::CancellationToken::new();
+    let guard = stopped.clone().drop_guard();
     tokio::spawn(async move {
+        let _stopped_when_this_ends = guard;
         loop {
             let (mut stream, peer) = tokio::select! {
                 accepted = listener.accept_limited() => accepted,
@@ -352,7 +357,11 @@ pub fn accept_tls(
             });
         }
     });
-    TlsIncoming { ready, local_addr }
+    TlsIncoming {
+        ready,
+        local_addr,
+        stopped,
+    }
 }
 
 /// A failed handshake is usually a misconfigured client (plaintext, or not trusting this
@@ -378,6 +387,12 @@ fn handshake_failed(
 }
 
 impl TlsIncoming {
+    /// Cancelled when the accept loop has ended: whoever serves these connections must stop
+    /// too (axum's listener cannot say so itself), so a dead loop is never silent.
+    pub fn stopped(&self) -> tokio_util::sync::CancellationToken {
+        self.stopped.clone()
+    }
+
     /// The connections as a stream, for tonic's `serve_with_incoming_shutdown`.
     pub fn into_stream(
         self,
@@ -467,5 +482,31 @@ mod tests {
             server,
             std::fs::read(dir.path().join("data/tls/server.pem")).unwrap()
         );
+    }
+
+    #[tokio::test]
+    async fn the_end_of_the_accept_loop_is_announced() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = TlsSettings {
+            data_dir: dir.path().join("data"),
+            extra_sans: vec![],
+            cert: None,
+            key: None,
+            ca: None,
+        };
+        let listen = ["127.0.0.1:0".parse().unwrap()];
+        let tls = load_or_create(&settings, &listen).unwrap();
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let connections = crate::listener::Connections::new(8, Default::default());
+        let listener = LimitedListener::new(tcp, connections, "test");
+        let incoming = accept_tls(listener, tls.http.clone(), Duration::from_secs(1), addr);
+        let stopped = incoming.stopped();
+        assert!(!stopped.is_cancelled());
+        // Dropping the receiver ends the loop, as any end of it would.
+        drop(incoming);
+        tokio::time::timeout(Duration::from_secs(5), stopped.cancelled())
+            .await
+            .expect("the loop's end is announced");
     }
 }
