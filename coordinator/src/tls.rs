@@ -252,10 +252,28 @@ pub fn ensure_data_dir(data_dir: &Path) -> Result<()> {
                 "cannot create the data directory {} ({err}); choose another with --data-dir",
                 data_dir.display()
             ))
-        })
+        })?;
+    keep_private(data_dir, 0o700);
+    Ok(())
+}
+
+/// A key or directory that others may read (a restore or a copy can loosen modes) is made
+/// private again, with a warning.
+fn keep_private(path: &Path, mode: u32) {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let current = meta.permissions().mode() & 0o777;
+    if current & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), mode = %format!("{current:o}"), "readable by others; made private");
+        if let Err(err) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            tracing::warn!(path = %path.display(), error = %err, "cannot make it private; fix its mode by hand");
+        }
+    }
 }
 
 fn read_key(path: &Path) -> Result<KeyPair> {
+    keep_private(path, 0o600);
     let pem = std::fs::read_to_string(path).map_err(fs_error(path))?;
     KeyPair::from_pem(&pem).map_err(|err| {
         DroverError::invalid(format!(
@@ -471,6 +489,12 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{key}");
         }
+        // A key others can read (after a careless restore) is made private again.
+        let key = dir.path().join("data/tls/server-key.pem");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        load_or_create(&settings, &listen).unwrap();
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         // New names: a new server certificate from the same CA.
         let more = TlsSettings {
             extra_sans: vec!["drover.example".into()],
