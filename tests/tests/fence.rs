@@ -4,7 +4,8 @@
 use std::{collections::HashMap, time::Duration};
 
 use drover_tests::{
-    CoordinatorBuilder, droverctl, droverctl_json, eventually, simulate_logging, wait_connected,
+    CoordinatorBuilder, create_rollout, droverctl_json, eventually, simulate_logging,
+    wait_connected,
 };
 use serde_json::Value;
 
@@ -115,25 +116,11 @@ async fn pause_and_rollback_are_fenced_against_the_reconciler_at_2000_agents() {
     );
     wait_connected(&url, AGENTS as u64).await;
     // Immediate, 20 agents of a group at a time: slow enough to pause mid-way.
-    let (ok, _, err) = droverctl(
+    let (ok, _, err) = create_rollout(
         &url,
-        &[
-            "rollout",
-            "create",
-            "--channel",
-            "edge",
-            "--from",
-            "1.0.0",
-            "--to",
-            "1.1.0",
-            "--group",
-            "dev:canaries=2",
-            "--group",
-            "prod:canaries=2",
-            "--immediate",
-            "--max-in-flight",
-            "20",
-        ],
+        "edge",
+        &["dev:canaries=2", "prod:canaries=2"],
+        &["--immediate", "--max-in-flight", "20"],
     )
     .await;
     assert!(ok, "{err}");

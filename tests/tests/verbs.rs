@@ -5,8 +5,8 @@
 use std::{collections::HashMap, time::Duration};
 
 use drover_tests::{
-    CoordinatorBuilder, CoordinatorProcess, droverctl, droverctl_json, eventually, http, simulate,
-    wait_connected,
+    CoordinatorBuilder, CoordinatorProcess, create_rollout, droverctl, droverctl_json, eventually,
+    http, simulate, wait_connected,
 };
 use serde_json::{Value, json};
 
@@ -342,22 +342,14 @@ async fn mark_done_waits_for_the_next_window_and_now_does_not() {
     };
 
     // 01:00: dev's window (01:00–02:00) is open, prod's (05:00–06:00) is not.
-    let (ok, _, err) = droverctl(
+    let (ok, _, err) = create_rollout(
         &url,
+        "edge",
         &[
-            "rollout",
-            "create",
-            "--channel",
-            "edge",
-            "--from",
-            "1.0.0",
-            "--to",
-            "1.1.0",
-            "--group",
             "dev:canaries=1,start=1,window=1",
-            "--group",
             "prod:canaries=0,start=5,window=1",
         ],
+        &[],
     )
     .await;
     assert!(ok, "{err}");
