@@ -105,6 +105,11 @@ impl CoordinatorBuilder {
 
     /// Runs the test build (`drover-coordinator-testing`): the manual rollout clock
     /// (`--manual-clock-start-ms`) and `POST /api/v1/testing/clock/advance` exist only there.
+    /// `--control-plane-version VERSION`: what nearly every test records at start.
+    pub fn control_plane(self, version: &str) -> Self {
+        self.arg("--control-plane-version").arg(version)
+    }
+
     pub fn testing(mut self) -> Self {
         self.testing = true;
         self

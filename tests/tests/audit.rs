@@ -17,8 +17,7 @@ fn records<'a>(audit: &'a Value, action: &str, result: &str) -> Vec<&'a Value> {
 async fn every_change_refusal_and_dry_run_is_audited_and_refusals_change_nothing() {
     let root = tempfile::tempdir().unwrap();
     let coordinator = CoordinatorBuilder::sqlite(root.path())
-        .arg("--control-plane-version")
-        .arg("2.0.0")
+        .control_plane("2.0.0")
         .start()
         .await;
     let url = coordinator.grpc_url();

@@ -35,8 +35,7 @@ fn start_fleet(url: &str, root: &std::path::Path) -> tokio::process::Child {
 async fn a_group_waits_for_connected_canaries_instead_of_updating_everyone() {
     let root = tempfile::tempdir().unwrap();
     let c = CoordinatorBuilder::sqlite(root.path())
-        .arg("--control-plane-version")
-        .arg("2.0.0")
+        .control_plane("2.0.0")
         .arg("--reconcile-ms")
         .arg("200")
         .arg("--heartbeat-secs")

@@ -15,8 +15,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// rollout whose first group is done and second waits: every kind of object exists.
 async fn populated(root: &std::path::Path) -> (CoordinatorProcess, tokio::process::Child) {
     let coordinator = CoordinatorBuilder::sqlite(root)
-        .arg("--control-plane-version")
-        .arg("2.0.0")
+        .control_plane("2.0.0")
         .arg("--reconcile-ms")
         .arg("100")
         .start()

@@ -42,8 +42,7 @@ impl Scenario {
         };
         let coordinator = builder
             .failpoints(failpoints)
-            .arg("--control-plane-version")
-            .arg("2.0.0")
+            .control_plane("2.0.0")
             .arg("--reconcile-ms")
             .arg("100")
             .arg("--heartbeat-secs")

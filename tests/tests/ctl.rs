@@ -20,8 +20,7 @@ const AGENTS: u64 = 800;
 async fn closed_pipe_is_success() {
     let root = tempfile::tempdir().unwrap();
     let coordinator = CoordinatorBuilder::sqlite(root.path())
-        .arg("--control-plane-version")
-        .arg("2.0.0")
+        .control_plane("2.0.0")
         .start()
         .await;
     let url = coordinator.grpc_url();
@@ -90,8 +89,7 @@ async fn closed_pipe_is_success() {
 async fn server_text_reaches_stderr_without_control_characters() {
     let root = tempfile::tempdir().unwrap();
     let coordinator = CoordinatorBuilder::sqlite(root.path())
-        .arg("--control-plane-version")
-        .arg("2.0.0")
+        .control_plane("2.0.0")
         .start()
         .await;
     let hostile = "evil\x1b]0;owned\x07\x1b[2J\u{9b}31m";

@@ -82,8 +82,7 @@ async fn pause_and_rollback_are_fenced_against_the_reconciler_at_2000_agents() {
     const AGENTS: usize = 2000;
     let root = tempfile::tempdir().unwrap();
     let c = CoordinatorBuilder::sqlite(root.path())
-        .arg("--control-plane-version")
-        .arg("2.0.0")
+        .control_plane("2.0.0")
         .arg("--reconcile-ms")
         .arg("100")
         .arg("--heartbeat-secs")

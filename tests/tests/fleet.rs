@@ -227,8 +227,7 @@ async fn a_report_made_while_the_coordinator_is_down_arrives_after_it_returns() 
 async fn an_updater_restart_keeps_its_identity_and_status_tells_the_story() {
     let root = tempfile::tempdir().unwrap();
     let coordinator = CoordinatorBuilder::sqlite(root.path())
-        .arg("--control-plane-version")
-        .arg("3.1.0")
+        .control_plane("3.1.0")
         .start()
         .await;
     let url = coordinator.grpc_url();
@@ -353,8 +352,7 @@ async fn droverctl_refuses_bad_versions_with_a_clear_error_and_changes_nothing()
 async fn the_http_edge_serves_the_dashboard_health_and_json() {
     let root = tempfile::tempdir().unwrap();
     let coordinator = CoordinatorBuilder::sqlite(root.path())
-        .arg("--control-plane-version")
-        .arg("1.0.0")
+        .control_plane("1.0.0")
         .start()
         .await;
     let (status, body) = http_get(&coordinator, "/healthz").await;

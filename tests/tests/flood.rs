@@ -114,8 +114,7 @@ async fn stat(coordinator: &CoordinatorProcess, name: &str) -> u64 {
 async fn a_flooding_agent_costs_bounded_writes_and_its_neighbour_is_served() {
     let root = tempfile::tempdir().unwrap();
     let coordinator = CoordinatorBuilder::sqlite(root.path())
-        .arg("--control-plane-version")
-        .arg("1.2.0")
+        .control_plane("1.2.0")
         .arg("--liveness-flush-secs")
         .arg("3600")
         .start()

@@ -94,8 +94,7 @@ async fn same_json_over_http(c: &drover_tests::CoordinatorProcess, path: &str, a
 
 async fn history_survives_a_restart(builder: CoordinatorBuilder, root: &std::path::Path) {
     let mut c = builder
-        .arg("--control-plane-version")
-        .arg("2.0.0")
+        .control_plane("2.0.0")
         .arg("--reconcile-ms")
         .arg("100")
         .start()

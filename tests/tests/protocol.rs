@@ -65,8 +65,7 @@ async fn store_writes(coordinator: &CoordinatorProcess) -> u64 {
 async fn start() -> (tempfile::TempDir, CoordinatorProcess) {
     let root = tempfile::tempdir().unwrap();
     let coordinator = CoordinatorBuilder::sqlite(root.path())
-        .arg("--control-plane-version")
-        .arg("1.2.0")
+        .control_plane("1.2.0")
         // Long enough that no batched liveness flush lands inside a test.
         .arg("--liveness-flush-secs")
         .arg("3600")

@@ -52,8 +52,7 @@ fn rand_suffix() -> u64 {
 
 async fn start(root: &Path) -> CoordinatorProcess {
     let c = CoordinatorBuilder::sqlite(root)
-        .arg("--control-plane-version")
-        .arg("2.0.0")
+        .control_plane("2.0.0")
         .start()
         .await;
     droverctl_json(&c.grpc_url(), &["channels", "set", "edge", "1.0.0"]).await;

@@ -16,8 +16,7 @@ const WAIT: Duration = Duration::from_secs(60);
 async fn a_rollback_goes_out_at_once_and_ends_when_the_agents_are_back() {
     let root = tempfile::tempdir().unwrap();
     let coordinator = CoordinatorBuilder::sqlite(root.path())
-        .arg("--control-plane-version")
-        .arg("2.0.0")
+        .control_plane("2.0.0")
         .arg("--reconcile-ms")
         .arg("100")
         .start()
@@ -103,8 +102,7 @@ async fn a_rollback_goes_out_at_once_and_ends_when_the_agents_are_back() {
 async fn a_control_plane_below_the_target_halts_the_rollout_with_its_reason() {
     let root = tempfile::tempdir().unwrap();
     let coordinator = CoordinatorBuilder::sqlite(root.path())
-        .arg("--control-plane-version")
-        .arg("2.0.0")
+        .control_plane("2.0.0")
         .arg("--reconcile-ms")
         .arg("100")
         .start()

@@ -24,8 +24,7 @@ struct Setup {
 async fn setup(extra: &[&str]) -> Setup {
     let root = tempfile::tempdir().unwrap();
     let coordinator = CoordinatorBuilder::sqlite(root.path())
-        .arg("--control-plane-version")
-        .arg("2.0.0")
+        .control_plane("2.0.0")
         .start()
         .await;
     let repo = ReleaseRepo::create(root.path()).await;

@@ -9,8 +9,7 @@ use drover_tests::{
 async fn typos_are_refused_with_close_matches_and_change_nothing() {
     let root = tempfile::tempdir().unwrap();
     let coordinator = CoordinatorBuilder::sqlite(root.path())
-        .arg("--control-plane-version")
-        .arg("2.0.0")
+        .control_plane("2.0.0")
         .start()
         .await;
     let url = coordinator.grpc_url();
@@ -78,8 +77,7 @@ async fn typos_are_refused_with_close_matches_and_change_nothing() {
 async fn out_of_compliance_pages_are_never_empty_before_the_end() {
     let root = tempfile::tempdir().unwrap();
     let coordinator = CoordinatorBuilder::sqlite(root.path())
-        .arg("--control-plane-version")
-        .arg("2.0.0")
+        .control_plane("2.0.0")
         .start()
         .await;
     let url = coordinator.grpc_url();

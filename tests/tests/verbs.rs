@@ -18,8 +18,7 @@ const WAIT: Duration = Duration::from_secs(90);
 async fn coordinator(root: &std::path::Path) -> CoordinatorProcess {
     CoordinatorBuilder::sqlite(root)
         .testing()
-        .arg("--control-plane-version")
-        .arg("2.0.0")
+        .control_plane("2.0.0")
         .arg("--manual-clock-start-ms")
         .arg(START.to_string())
         .arg("--reconcile-ms")
