@@ -13,7 +13,7 @@ pub struct AuditEntry {
     pub audit_id: i64,
     pub at: Option<String>,
     pub actor: String,
-    #[schema(value_type = drover_rules::AdminRole)]
+    #[schema(value_type = drover_rules::AuditRole)]
     pub role: String,
     /// The API method, e.g. `SetChannelVersion`.
     pub action: String,

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use drover_proto::v1::{
     FILE_DESCRIPTOR_SET, admin_service_server::AdminServiceServer,
-    updater_service_server::UpdaterServiceServer,
+    enrolment_service_server::EnrolmentServiceServer, updater_service_server::UpdaterServiceServer,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -14,7 +14,10 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use crate::{
     error::{DroverError, Result},
     fleet::{Fleet, FleetConfig, run_background_tasks},
-    grpc::{AdminApi, MAX_ADMIN_MESSAGE_BYTES, MAX_UPDATER_MESSAGE_BYTES, UpdaterApi},
+    grpc::{
+        AdminApi, EnrolmentApi, MAX_ADMIN_MESSAGE_BYTES, MAX_ENROLMENT_MESSAGE_BYTES,
+        MAX_UPDATER_MESSAGE_BYTES, UpdaterApi,
+    },
     http,
     listener::{
         Connections, LimitedListener, ListenerLimits, open_file_limit, resolve_max_connections,
@@ -120,6 +123,9 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     let store = Arc::new(Store::open(&config.database).await?);
     tracing::info!(backend = store.backend_name(), "store open and migrated");
     let fleet = Fleet::new(store.clone(), config.fleet.clone()).await?;
+    if let Some((tls, _)) = &tls {
+        fleet.enable_enrolment(tls.agents.clone(), tls.ca_pem.clone());
+    }
     if let Some(version) = &config.control_plane_version {
         fleet
             .set_control_plane_version(version, &startup_flag(), false)
@@ -342,6 +348,8 @@ async fn serve_grpc<S, IO>(
     };
     let updater = UpdaterServiceServer::new(UpdaterApi::new(fleet.clone()))
         .max_decoding_message_size(MAX_UPDATER_MESSAGE_BYTES);
+    let enrolment = EnrolmentServiceServer::new(EnrolmentApi::new(fleet.clone()))
+        .max_decoding_message_size(MAX_ENROLMENT_MESSAGE_BYTES);
     let admin = tonic::service::interceptor::InterceptedService::new(
         AdminServiceServer::new(AdminApi::new(fleet.clone()))
             .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES),
@@ -356,6 +364,7 @@ async fn serve_grpc<S, IO>(
         .add_service(health_service)
         .add_optional_service(reflection)
         .add_service(updater)
+        .add_service(enrolment)
         .add_service(admin)
         .serve_with_incoming_shutdown(incoming, async move {
             sessions_closed.cancelled().await;

@@ -23,8 +23,7 @@ use std::{
 };
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 use rustls::ServerConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
@@ -35,6 +34,7 @@ use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use crate::{
     error::{DroverError, Result},
     listener::{LimitedListener, LimitedStream},
+    pki::{AgentAuthority, ca_params},
 };
 
 /// Where the certificates come from.
@@ -49,6 +49,8 @@ pub struct TlsSettings {
     pub key: Option<PathBuf>,
     /// The CA clients should trust (PEM); default: the last certificate of `cert`.
     pub ca: Option<PathBuf>,
+    /// How long an agent's client certificate is valid (renewed after two thirds of it).
+    pub agent_cert_validity: Duration,
 }
 
 /// Ready-to-use TLS: one acceptor per listener and what clients must trust.
@@ -60,6 +62,11 @@ pub struct Tls {
     pub ca_file: PathBuf,
     /// `sha256:HEX` of the CA certificate's DER.
     pub ca_pin: String,
+    /// The CA file's text, for enrolling updaters.
+    pub ca_pem: String,
+    /// Signs and checks agents' client certificates (always the generated CA in
+    /// `DATA_DIR/tls`, even when the operator brings the server certificate).
+    pub agents: Arc<AgentAuthority>,
 }
 
 /// The pin clients use: `sha256:` and the hex SHA-256 of the certificate's DER.
@@ -71,6 +78,15 @@ pub fn pin(der: &[u8]) -> String {
 /// Blocking file I/O: call it from `spawn_blocking` or before serving.
 pub fn load_or_create(settings: &TlsSettings, listen: &[SocketAddr]) -> Result<Tls> {
     ensure_data_dir(&settings.data_dir)?;
+    let tls_dir = settings.data_dir.join("tls");
+    if !tls_dir.join("ca.pem").exists() {
+        create_ca(&settings.data_dir, &tls_dir)?;
+    }
+    let agents = Arc::new(AgentAuthority::load(
+        &tls_dir,
+        settings.agent_cert_validity,
+    )?);
+    let client_verifier = agents.client_verifier()?;
     let (chain, key, ca_file) = match (&settings.cert, &settings.key) {
         (Some(cert), Some(key)) => {
             let chain = read_certs(cert)?;
@@ -98,31 +114,41 @@ pub fn load_or_create(settings: &TlsSettings, listen: &[SocketAddr]) -> Result<T
     let ca = read_certs(&ca_file)?;
     let ca_der = ca.last().expect("read_certs returns at least one");
     let ca_pin = pin(ca_der);
-    let config = |alpn: &[&[u8]]| -> Result<TlsAcceptor> {
-        let mut config =
+    let ca_pem = std::fs::read_to_string(&ca_file).map_err(fs_error(&ca_file))?;
+    // Client certificates are asked for on the gRPC listener only (updaters); the HTTP API
+    // authenticates admins with bearer tokens.
+    let config = |alpn: &[&[u8]], clients: bool| -> Result<TlsAcceptor> {
+        let builder =
             ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()
-                .map_err(|err| DroverError::Internal(format!("TLS protocol versions: {err}")))?
-                .with_no_client_auth()
-                .with_single_cert(chain.clone(), key.clone_key())
-                .map_err(|err| {
-                    DroverError::invalid(format!(
-                        "the TLS certificate and key do not make a usable pair ({err}); check that \
+                .map_err(|err| DroverError::Internal(format!("TLS protocol versions: {err}")))?;
+        let builder = if clients {
+            builder.with_client_cert_verifier(client_verifier.clone())
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut config = builder
+            .with_single_cert(chain.clone(), key.clone_key())
+            .map_err(|err| {
+                DroverError::invalid(format!(
+                    "the TLS certificate and key do not make a usable pair ({err}); check that \
                  --tls-key is the key of --tls-cert"
-                    ))
-                })?;
+                ))
+            })?;
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(TlsAcceptor::from(Arc::new(config)))
     };
     Ok(Tls {
-        grpc: config(&[b"h2"])?,
-        http: config(&[b"h2", b"http/1.1"])?,
+        grpc: config(&[b"h2"], true)?,
+        http: config(&[b"h2", b"http/1.1"], false)?,
         ca_file,
         ca_pin,
+        ca_pem,
+        agents,
     })
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<std::result::Result<Vec<_>, _>>())
         .map_err(|err| {
@@ -150,9 +176,6 @@ fn generated(
     PathBuf,
 )> {
     let dir = settings.data_dir.join("tls");
-    if !dir.join("ca.pem").exists() {
-        create_ca(&settings.data_dir, &dir)?;
-    }
     let ca_key = read_key(&dir.join("ca-key.pem"))?;
     let server_key = read_key(&dir.join("server-key.pem"))?;
     let sans = server_names(listen, &settings.extra_sans);
@@ -180,27 +203,13 @@ fn generated(
         write_file(&sans_file, wanted.as_bytes(), 0o644)?;
         tracing::info!(names = ?sans, "issued the coordinator's server certificate");
     }
-    let chain = read_certs(&dir.join("server.pem"))?;
+    // The chain ends with the CA, so an enrolling updater can find the certificate its
+    // `--ca-pin` names in the handshake itself.
+    let mut chain = read_certs(&dir.join("server.pem"))?;
+    chain.extend(read_certs(&dir.join("ca.pem"))?);
     let key = PrivateKeyDer::from_pem_file(dir.join("server-key.pem"))
         .map_err(|err| DroverError::Internal(format!("reading server-key.pem: {err}")))?;
     Ok((chain, key, dir.join("ca.pem")))
-}
-
-/// The CA's parameters, derived from its key alone (so the issuer can be rebuilt on every
-/// start without parsing the certificate): its name carries a digest of the public key.
-fn ca_params(key: &KeyPair) -> CertificateParams {
-    let mut params = CertificateParams::default();
-    let id = hex::encode(&Sha256::digest(key.public_key_raw())[..8]);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, format!("Drover coordinator CA {id}"));
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params
 }
 
 /// Creates the CA and the server key in a temporary directory, then renames it into place;
@@ -272,7 +281,7 @@ fn keep_private(path: &Path, mode: u32) {
     }
 }
 
-fn read_key(path: &Path) -> Result<KeyPair> {
+pub(crate) fn read_key(path: &Path) -> Result<KeyPair> {
     keep_private(path, 0o600);
     let pem = std::fs::read_to_string(path).map_err(fs_error(path))?;
     KeyPair::from_pem(&pem).map_err(|err| {
@@ -472,6 +481,7 @@ mod tests {
             cert: None,
             key: None,
             ca: None,
+            agent_cert_validity: Duration::from_secs(3600),
         };
         let listen = ["127.0.0.1:0".parse().unwrap()];
         let first = load_or_create(&settings, &listen).unwrap();
@@ -517,6 +527,7 @@ mod tests {
             cert: None,
             key: None,
             ca: None,
+            agent_cert_validity: Duration::from_secs(3600),
         };
         let listen = ["127.0.0.1:0".parse().unwrap()];
         let tls = load_or_create(&settings, &listen).unwrap();

@@ -7,7 +7,7 @@ use crate::{
     commands::{
         admins::AdminsCommand, agents::AgentsCommand, audit::AuditArgs, channels::ChannelsCommand,
         control_plane::ControlPlaneCommand, events::EventsArgs, fleet::FleetCommand,
-        rollout::RolloutCommand, schedule::ScheduleCommand,
+        rollout::RolloutCommand, schedule::ScheduleCommand, tokens::TokensCommand,
     },
     render::Format,
 };
@@ -39,6 +39,8 @@ use crate::{
           --group dev:canaries=1 --group prod:canaries=2,wait=24,start=2,window=4\n  \
         export DROVER_PROFILE=/var/lib/drover/drover-data/admin-profile.json\n  \
         droverctl agents why web-01\n  \
+        droverctl tokens create --group prod --ttl 1h --uses 10\n  \
+        droverctl agents revoke web-01\n  \
         droverctl completion bash > /etc/bash_completion.d/droverctl"
 )]
 pub struct Cli {
@@ -86,6 +88,10 @@ pub enum Command {
     /// Admin credentials: create (prints the token once), list, revoke. Needs the admin role.
     #[command(subcommand)]
     Admins(AdminsCommand),
+    /// Join tokens for enrolling updaters: create (prints the secret once), list, revoke.
+    /// Needs the admin role.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
     /// Print a shell completion script, e.g. `droverctl completion bash > ~/.droverctl.bash`.
     Completion {
         /// The shell to complete for.

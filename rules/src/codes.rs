@@ -175,6 +175,26 @@ impl AdminRole {
 }
 
 codes! {
+    /// Who an audit record's actor was: an admin identity's role, or an updater.
+    AuditRole {
+        Viewer => "viewer": "an admin identity with the viewer role",
+        Operator => "operator": "an admin identity with the operator role",
+        Admin => "admin": "an admin identity with the admin role",
+        Updater => "updater": "an updater enrolling (with a join token) or renewing its certificate",
+    }
+}
+
+impl From<AdminRole> for AuditRole {
+    fn from(role: AdminRole) -> Self {
+        match role {
+            AdminRole::Viewer => Self::Viewer,
+            AdminRole::Operator => Self::Operator,
+            AdminRole::Admin => Self::Admin,
+        }
+    }
+}
+
+codes! {
     /// How an admin's request ended, as the audit log records it.
     AuditResult {
         Ok => "ok": "the change was made (in the same transaction as this record)",
@@ -189,6 +209,7 @@ codes! {
         Admin => "admin": "a change an admin made (or a refused attempt)",
         Rollout => "rollout": "a transition the rollout engine made",
         Update => "update": "an update an agent's updater reported",
+        Enrolment => "enrolment": "an updater enrolled with a join token and got its certificate",
     }
 }
 

@@ -14,6 +14,8 @@ pub mod schedule;
 pub mod time;
 pub mod version;
 
-pub use codes::{AdminRole, AuditResult, EventKind, GroupPhase, ReasonCode, RolloutStatus};
+pub use codes::{
+    AdminRole, AuditResult, AuditRole, EventKind, GroupPhase, ReasonCode, RolloutStatus,
+};
 pub use schedule::{MaintenanceSchedule, Weekdays};
 pub use version::{ConstraintViolation, check_constraints, parse_version};

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod chaos;
+pub mod enrol;
 mod postgres;
 mod process;
 mod release;
@@ -152,6 +153,14 @@ async fn http_on(
     (status, body.to_string())
 }
 
+/// The value after `name` in `args`.
+fn flag<'a>(args: &[&'a str], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|arg| *arg == name)
+        .and_then(|at| args.get(at + 1))
+        .copied()
+}
+
 /// The simulated fleet most tests use: `count` agents `sim-00000…` on `channel`, spread over
 /// `groups` (comma-separated), all running 1.0.0, connected at once, never re-checking.
 pub fn simulate_fleet(
@@ -207,7 +216,18 @@ pub fn simulate_logging(
         .arg("--coordinator")
         .arg(coordinator);
     if let Some(ca) = ca_file_for(coordinator) {
-        command.arg("--ca-file").arg(ca);
+        // Each simulated agent enrols with one token for the fleet's groups.
+        let count = flag(args, "--count").map_or(300, |n| n.parse().expect("--count N"));
+        let groups = flag(args, "--groups").unwrap_or("dev,staging,prod");
+        let groups: Vec<&str> = groups.split(',').collect();
+        let token = enrol::join_token(coordinator, &groups, count).expect("a TLS coordinator");
+        // Identities are kept beside the log, so a restarted fleet is the same fleet.
+        command
+            .arg("--ca-file")
+            .arg(ca)
+            .arg("--identity-dir")
+            .arg(log_dir.join("sim-identities"))
+            .env("DROVER_JOIN_TOKEN", token);
     }
     command
         .args(args)

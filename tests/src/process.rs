@@ -219,6 +219,19 @@ impl CoordinatorProcess {
             .expect("connect to the coordinator's gRPC listener")
     }
 
+    /// A channel for agent `agent_id` in `group`: enrolled (in memory, with its own key,
+    /// once per agent id and coordinator address) and presenting its certificate;
+    /// plaintext for an `--insecure` coordinator.
+    pub async fn agent_channel(&self, agent_id: &str, group: &str) -> tonic::transport::Channel {
+        if crate::trust::lookup(&self.grpc_url()).is_none() {
+            return self.channel().await;
+        }
+        let cert = crate::enrol::cached(&self.grpc_url(), agent_id, group).await;
+        crate::enrol::channel_as(&self.grpc_url(), &cert)
+            .await
+            .expect("connect with the agent's certificate")
+    }
+
     /// The coordinator's process id (for /proc measurements).
     pub fn pid(&self) -> u32 {
         self.child.id().expect("the coordinator is running")
@@ -304,6 +317,21 @@ impl UpdaterBuilder {
 
     pub fn start(self) -> UpdaterProcess {
         std::fs::create_dir_all(&self.state_dir).expect("state dir");
+        // As on a host: enrol once (a restart keeps the identity), then run with it.
+        let value = |flag: &str| {
+            self.args
+                .iter()
+                .position(|arg| arg == flag)
+                .and_then(|at| self.args.get(at + 1))
+                .cloned()
+        };
+        let agent_id = value("--agent-id").expect("UpdaterBuilder sets --agent-id");
+        let group = value("--group").unwrap_or_else(|| "default".into());
+        if let Some((enrolled, stderr)) =
+            crate::enrol::enrol(&self.coordinator, &self.state_dir, &agent_id, &group)
+        {
+            assert!(enrolled, "drover-updater enroll failed: {stderr}");
+        }
         let mut command = Command::new(bin("drover-updater"));
         command.arg("run");
         if let Some(ca) = crate::trust::ca_file_for(&self.coordinator) {

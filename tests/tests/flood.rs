@@ -71,7 +71,7 @@ async fn flood(
     messages: impl Iterator<Item = pb::UpdaterMessage> + Send + 'static,
     window: Duration,
 ) -> (usize, Option<tonic::Status>) {
-    let mut client = UpdaterServiceClient::new(coordinator.channel().await);
+    let mut client = UpdaterServiceClient::new(coordinator.agent_channel(agent_id, "prod").await);
     let (up, rx) = mpsc::channel(256);
     up.send(hello(agent_id)).await.unwrap();
     let mut down: Streaming<pb::CoordinatorMessage> = client

@@ -37,11 +37,28 @@ async fn open(
     coordinator: &CoordinatorProcess,
     first: pb::UpdaterMessage,
 ) -> Result<Session, tonic::Status> {
-    let mut client = UpdaterServiceClient::new(coordinator.channel().await);
+    // Speak as the agent the hello names (enrolled for it); a malformed hello is sent as
+    // an enrolled probe, so the refusal under test is the hello's own.
+    let (agent_id, group) = match &first.kind {
+        Some(Up::Hello(h)) if enrollable(&h.agent_id) && enrollable(&h.group) => {
+            (h.agent_id.clone(), h.group.clone())
+        }
+        _ => ("probe".to_string(), "prod".to_string()),
+    };
+    let channel = coordinator.agent_channel(&agent_id, &group).await;
+    let mut client = UpdaterServiceClient::new(channel);
     let (up, rx) = mpsc::channel(16);
     up.send(first).await.unwrap();
     let down = client.session(ReceiverStream::new(rx)).await?.into_inner();
     Ok(Session { up, down })
+}
+
+fn enrollable(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
 }
 
 async fn next(session: &mut Session) -> Result<Down, tonic::Status> {
@@ -448,7 +465,7 @@ async fn an_updater_that_already_holds_the_directive_is_not_sent_it_again() {
 #[tokio::test]
 async fn polling_for_an_unknown_channel_says_how_to_fix_it() {
     let (_root, coordinator) = start().await;
-    let mut client = UpdaterServiceClient::new(coordinator.channel().await);
+    let mut client = UpdaterServiceClient::new(coordinator.agent_channel("p-1", "default").await);
     let response = client
         .get_target(pb::GetTargetRequest {
             agent_id: "p-1".into(),

@@ -112,7 +112,7 @@ async fn pruning(store: Store, report_ids: impl AsyncFn() -> Vec<String>) {
         let record = AuditRecord {
             at_ms,
             actor: "admin".into(),
-            role: AdminRole::Admin,
+            role: AdminRole::Admin.into(),
             action: "SetChannelVersion".into(),
             target,
             result,

@@ -88,31 +88,20 @@ async fn a_client_trusting_another_ca_fails_the_handshake_with_a_clear_error() {
         .expect_err("a handshake against a CA we do not trust");
     assert!(err.to_string().contains("certificate"), "{err}");
 
-    // An updater given B's CA never connects to A, and its log says why.
+    // An updater given B's pin cannot enrol at A, and says why; so nothing reaches A.
     let state = root_a.path().join("updater");
-    std::fs::create_dir_all(&state).unwrap();
-    let log = std::fs::File::create(state.join("updater.log")).unwrap();
-    let mut updater = Command::new(bin("drover-updater"))
-        .args(["run", "--coordinator", &a.grpc_url(), "--ca-file"])
-        .arg(&tls_b.ca_file)
-        .arg("--state-dir")
-        .arg(&state)
-        .args(["--agent-id", "wrong-ca", "--install-command", "true"])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    drover_tests::eventually(
-        "the updater logs a certificate error",
-        Duration::from_secs(20),
-        async || {
-            let text = std::fs::read_to_string(state.join("updater.log")).unwrap_or_default();
-            text.contains("check --ca-file").then_some(())
-        },
-    )
-    .await;
-    let _ = updater.kill().await;
+    let token = drover_tests::enrol::join_token(&a.grpc_url(), &["default"], 1).unwrap();
+    let (enrolled, stderr) = drover_tests::enrol::enrol_with(
+        &a.grpc_url(),
+        &state,
+        "wrong-ca",
+        "default",
+        &token,
+        &tls_b.ca_pin,
+    );
+    assert!(!enrolled, "enrolment with another coordinator's pin fails");
+    assert!(stderr.contains("--ca-pin"), "{stderr}");
+    assert!(!state.join("identity").exists(), "no identity written");
     let summary = droverctl_json(&a.grpc_url(), &["fleet", "summary"]).await;
     assert_eq!(summary["total_agents"], 0, "{summary}");
 }
@@ -198,10 +187,14 @@ async fn the_generated_ca_and_server_certificate_are_reused_on_restart() {
         .start()
         .await;
     assert_eq!(c2.tls.as_ref().unwrap().ca_pin, pin);
+    // No server certificate is generated; agents' certificates still come from the
+    // coordinator's own CA in its data directory.
+    let generated = other.path().join("drover-data/tls");
     assert!(
-        !other.path().join("drover-data/tls").exists(),
-        "nothing generated"
+        !generated.join("server.pem").exists(),
+        "no server certificate generated"
     );
+    assert!(generated.join("ca.pem").exists(), "the agents' CA is made");
     droverctl_json(&c2.grpc_url(), &["fleet", "summary"]).await;
 }
 

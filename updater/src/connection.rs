@@ -19,9 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::{
-    Shared,
+    Shared, UpdaterConfig,
     backoff::jittered,
     convert,
+    identity::ClientIdentity,
     state::{DirectiveRecord, DirectiveSource},
 };
 
@@ -74,8 +75,9 @@ pub fn coordinator_ca(
             Ok(Some(Certificate::from_pem(pem)))
         }
         (true, None) => bail!(
-            "{coordinator} is served over TLS: give --ca-file PATH with the coordinator's CA \
-             certificate (tls/ca.pem in its data directory)"
+            "{coordinator} is served over TLS: give --ca-pin sha256:HEX (printed by the \
+             coordinator) or --ca-file PATH with its CA certificate (tls/ca.pem in its data \
+             directory)"
         ),
         (false, Some(_)) => bail!(
             "--ca-file is for https:// coordinators; use https://{}",
@@ -85,7 +87,22 @@ pub fn coordinator_ca(
     }
 }
 
-pub async fn connect(coordinator: &str, ca: Option<&Certificate>) -> anyhow::Result<Channel> {
+/// Connects as this updater: with its client certificate when it has one (re-read each
+/// time, so a renewed certificate is used from the next connection on).
+pub async fn connect_updater(config: &UpdaterConfig) -> anyhow::Result<Channel> {
+    connect(
+        &config.coordinator,
+        config.coordinator_ca.as_ref(),
+        &config.identity,
+    )
+    .await
+}
+
+pub async fn connect(
+    coordinator: &str,
+    ca: Option<&Certificate>,
+    identity: &ClientIdentity,
+) -> anyhow::Result<Channel> {
     let mut endpoint = Endpoint::from_shared(coordinator.to_string())
         .with_context(|| {
             format!(
@@ -97,20 +114,25 @@ pub async fn connect(coordinator: &str, ca: Option<&Certificate>) -> anyhow::Res
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20));
     if let Some(ca) = ca {
+        let mut tls = ClientTlsConfig::new().ca_certificate(ca.clone());
+        if let Some(identity) = identity.load().await? {
+            tls = tls.identity(identity);
+        }
         endpoint = endpoint
-            .tls_config(ClientTlsConfig::new().ca_certificate(ca.clone()))
-            .context("cannot use the CA given with --ca-file")?;
+            .tls_config(tls)
+            .context("cannot use the coordinator's CA or this agent's certificate")?;
     }
     endpoint.connect().await.with_context(|| {
         if ca.is_some() {
             format!(
                 "cannot reach the coordinator at {coordinator} over TLS (if the cause names a \
-                 certificate, check --ca-file is the coordinator's CA)"
+                 certificate, check the CA (--ca-file or identity/ca.pem) is the coordinator's, \
+                 and that this agent's certificate has not expired: enrol again with --force)"
             )
         } else {
             format!(
                 "cannot reach the coordinator at {coordinator} (plaintext reaches only an \
-                 --insecure coordinator; otherwise use https:// and --ca-file)"
+                 --insecure coordinator; otherwise use https:// and enrol first)"
             )
         }
     })
@@ -168,13 +190,7 @@ async fn session(
     directives: &mpsc::Sender<DirectiveRecord>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut client = UpdaterServiceClient::new(
-        connect(
-            &shared.config.coordinator,
-            shared.config.coordinator_ca.as_ref(),
-        )
-        .await?,
-    );
+    let mut client = UpdaterServiceClient::new(connect_updater(&shared.config).await?);
     let (outbound, outbound_rx) = mpsc::channel(32);
     outbound.send(hello(shared).await).await?;
     let mut inbound = client
@@ -183,7 +199,7 @@ async fn session(
         .with_context(|| {
             if shared.config.coordinator_ca.is_none() {
                 "the coordinator refused the session (in plaintext: a coordinator serves TLS \
-                 unless started with --insecure; use https:// and --ca-file)"
+                 unless started with --insecure; use https:// and enrol first)"
             } else {
                 "the coordinator refused the session"
             }

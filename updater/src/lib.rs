@@ -1,6 +1,7 @@
 //! Drover's updater: keeps one agent on the version its coordinator asks for.
 //!
-//! Thin on purpose. Four cooperating tasks share one `Shared`:
+//! Thin on purpose. Four cooperating tasks share one `Shared` (a fifth, `renewal`, renews
+//! an enrolled agent's certificate):
 //! - `connection`: the stream to the coordinator (hello, heartbeats, reports up; directives
 //!   and acks down), reconnecting with capped, jittered exponential backoff;
 //! - `recheck`: a periodic unary re-check, so a lost push never leaves the updater stale;
@@ -22,13 +23,17 @@ pub mod backoff;
 pub mod connection;
 pub mod convert;
 pub mod download;
+pub mod enrol;
 pub mod health;
 pub mod http;
+pub mod identity;
 pub mod install;
 pub mod install_error;
 pub mod manager;
+pub mod pin;
 pub mod policy;
 pub mod recheck;
+pub mod renewal;
 pub mod shell;
 pub mod simulate;
 pub mod state;
@@ -80,6 +85,8 @@ pub struct UpdaterConfig {
     pub coordinator: String,
     /// The CA to trust for an `https://` coordinator (see `connection::coordinator_ca`).
     pub coordinator_ca: Option<tonic::transport::Certificate>,
+    /// The client certificate for an `https://` coordinator (from enrolment).
+    pub identity: identity::ClientIdentity,
     pub hostname: String,
     pub group: String,
     pub channel: String,
@@ -161,6 +168,7 @@ pub(crate) fn test_config(coordinator: &str, broken: &[&str]) -> UpdaterConfig {
     UpdaterConfig {
         coordinator: coordinator.into(),
         coordinator_ca: None,
+        identity: identity::ClientIdentity::None,
         hostname: "test".into(),
         group: "g".into(),
         channel: "stable".into(),
@@ -205,6 +213,7 @@ pub async fn run(
         tokio::spawn(
             manager::run(shared.clone(), directives_rx, shutdown.clone()).in_current_span(),
         ),
+        tokio::spawn(renewal::run(shared.clone(), shutdown.clone()).in_current_span()),
     ];
     futures::future::join_all(tasks).await;
     Ok(())

@@ -8,10 +8,12 @@ use clap::{Parser, Subcommand};
 use drover_updater::{
     Clock, Health, StateStore, UpdaterConfig,
     backoff::Backoff,
-    connection::coordinator_ca,
+    enrol::{EnrolOptions, EnrolRequest, RunIdentity, enrol_state_dir},
     health::{HealthConfig, Probe},
+    identity::identity_dir,
     install::Installer,
-    simulate::{SimulationConfig, run as simulate},
+    pin::CaPin,
+    simulate::{SimulationConfig, run_enrolled as simulate, simulation_tls},
     state::read_dir_state,
     tarball::TarballInstaller,
 };
@@ -30,6 +32,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Enrol this host with a join token: make a key here, get a client certificate for it
+    /// and save the identity in STATE_DIR/identity/ (needed before `run` with https://).
+    Enroll(EnrollArgs),
     /// Run the updater next to one agent.
     Run(Box<RunArgs>),
     /// Show what the updater knows: versions, directive, last decision and reports.
@@ -49,31 +54,70 @@ enum Command {
 }
 
 #[derive(Parser, Debug)]
-struct RunArgs {
-    /// The coordinator's gRPC address: https:// (with --ca-file), or http:// for a
-    /// coordinator started with --insecure.
+struct EnrollArgs {
+    /// The coordinator's gRPC address (https:// only).
     #[arg(
         long,
         env = "DROVER_COORDINATOR",
         default_value = "https://127.0.0.1:7400"
     )]
     coordinator: String,
-    /// The CA certificate (PEM) to trust for an https:// coordinator: its data directory's
-    /// tls/ca.pem, or the CA its operator gave it.
-    #[arg(long, env = "DROVER_CA_FILE", value_name = "PATH")]
-    ca_file: Option<PathBuf>,
-    /// Keeps the agent id, the last directive and unacknowledged reports across restarts.
+    /// The join token from `droverctl tokens create`.
+    #[arg(long, env = "DROVER_JOIN_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The coordinator's CA pin, sha256:HEX, as the coordinator prints it (ready file, log):
+    /// the CA is trusted only if its SHA-256 matches.
+    #[arg(long, env = "DROVER_CA_PIN", value_name = "sha256:HEX")]
+    ca_pin: CaPin,
+    /// The agent id to ask for; default: the state dir's existing id, else the coordinator
+    /// makes one from the hostname.
+    #[arg(long, env = "DROVER_AGENT_ID")]
+    agent_id: Option<String>,
+    /// The group to join (one the token allows); default: the token's first group.
+    #[arg(long, env = "DROVER_GROUP")]
+    group: Option<String>,
+    /// Where the identity is saved (STATE_DIR/identity/), the same dir `run` uses.
     #[arg(
         long,
         env = "DROVER_STATE_DIR",
         default_value = "/var/lib/drover-updater"
     )]
     state_dir: PathBuf,
-    /// The agent's id; generated and saved in the state dir when not given.
+    /// Enrol again (new key, certificate and possibly agent id) over an existing identity.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Parser, Debug)]
+struct RunArgs {
+    /// The coordinator's gRPC address: https:// (enrol first with `drover-updater enroll`),
+    /// or http:// for a coordinator started with --insecure.
+    #[arg(
+        long,
+        env = "DROVER_COORDINATOR",
+        default_value = "https://127.0.0.1:7400"
+    )]
+    coordinator: String,
+    /// The CA certificate (PEM) to trust for an https:// coordinator instead of the one
+    /// saved at enrolment (STATE_DIR/identity/ca.pem).
+    #[arg(long, env = "DROVER_CA_FILE", value_name = "PATH")]
+    ca_file: Option<PathBuf>,
+    /// Keeps the identity, the agent id, the last directive and unacknowledged reports
+    /// across restarts.
+    #[arg(
+        long,
+        env = "DROVER_STATE_DIR",
+        default_value = "/var/lib/drover-updater"
+    )]
+    state_dir: PathBuf,
+    /// The agent's id. Enrolled: taken from the identity (a different value is refused).
+    /// Otherwise generated and saved in the state dir when not given.
     #[arg(long, env = "DROVER_AGENT_ID")]
     agent_id: Option<String>,
-    #[arg(long, env = "DROVER_GROUP", default_value = "default")]
-    group: String,
+    /// The agent's group. Enrolled: taken from the identity (a different value is refused).
+    /// Otherwise `default` when not given.
+    #[arg(long, env = "DROVER_GROUP")]
+    group: Option<String>,
     #[arg(long, env = "DROVER_CHANNEL", default_value = "default")]
     channel: String,
     /// The agent's version on first start (later the state dir knows).
@@ -139,8 +183,9 @@ struct RunArgs {
 
 #[derive(Parser, Debug)]
 struct SimulateArgs {
-    /// The coordinator's gRPC address: https:// (with --ca-file), or http:// for a
-    /// coordinator started with --insecure.
+    /// The coordinator's gRPC address: https:// (with --token and --ca-pin or --ca-file:
+    /// each simulated agent enrols itself), or http:// for a coordinator started with
+    /// --insecure.
     #[arg(
         long,
         env = "DROVER_COORDINATOR",
@@ -149,8 +194,25 @@ struct SimulateArgs {
     coordinator: String,
     /// The CA certificate (PEM) to trust for an https:// coordinator: its data directory's
     /// tls/ca.pem, or the CA its operator gave it.
-    #[arg(long, env = "DROVER_CA_FILE", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "DROVER_CA_FILE",
+        value_name = "PATH",
+        conflicts_with = "ca_pin"
+    )]
     ca_file: Option<PathBuf>,
+    /// Instead of --ca-file: the coordinator's CA pin, sha256:HEX, as the coordinator
+    /// prints it; the CA is fetched and trusted only if its SHA-256 matches.
+    #[arg(long, env = "DROVER_CA_PIN", value_name = "sha256:HEX")]
+    ca_pin: Option<CaPin>,
+    /// The join token every simulated agent enrols with (required for https://). The
+    /// agents' keys and certificates stay in memory unless --identity-dir is given.
+    #[arg(long, env = "DROVER_JOIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Keep each simulated agent's certificate and key here (ID.pem, mode 0600), so a
+    /// restarted simulation is the same fleet: an agent id is enrolled only once.
+    #[arg(long, value_name = "DIR")]
+    identity_dir: Option<PathBuf>,
     #[arg(long, default_value_t = 300)]
     count: usize,
     #[arg(long, value_delimiter = ',', default_value = "dev,staging,prod")]
@@ -271,17 +333,51 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     match command {
+        Command::Enroll(args) => {
+            let hostname = hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let record = enrol_state_dir(EnrolOptions {
+                coordinator: args.coordinator,
+                pin: args.ca_pin,
+                state_dir: args.state_dir.clone(),
+                request: EnrolRequest {
+                    token: args.token,
+                    agent_id: args.agent_id.unwrap_or_default(),
+                    group: args.group.unwrap_or_default(),
+                    hostname,
+                },
+                force: args.force,
+            })
+            .await?;
+            println!(
+                "enrolled as agent {} in group {} (certificate valid until {}); identity saved in {}",
+                record.agent_id,
+                record.group,
+                drover_rules::time::rfc3339(record.not_after_ms),
+                identity_dir(&args.state_dir).display()
+            );
+            Ok(())
+        }
         Command::Run(args) => {
             let hostname = hostname::get()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            let who = RunIdentity::resolve(
+                &args.state_dir,
+                &args.coordinator,
+                args.ca_file.as_deref(),
+                args.agent_id.clone(),
+                args.group.clone(),
+            )?;
             let config = UpdaterConfig {
                 installer: installer(&args)?,
                 health: health_config(&args),
-                coordinator_ca: coordinator_ca(&args.coordinator, args.ca_file.as_deref())?,
+                coordinator_ca: who.ca,
+                identity: who.identity,
                 coordinator: args.coordinator,
                 hostname,
-                group: args.group,
+                group: who.group,
                 channel: args.channel,
                 labels: args.labels,
                 initial_agent_version: args.agent_version,
@@ -295,7 +391,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             };
             let store = StateStore::Dir {
                 path: args.state_dir,
-                agent_id: args.agent_id,
+                agent_id: who.agent_id,
             };
             drover_updater::run(config, store, shutdown).await
         }
@@ -313,8 +409,18 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Simulate(args) => {
+            let (coordinator_ca, mut enrolment) = simulation_tls(
+                &args.coordinator,
+                args.ca_file.as_deref(),
+                args.ca_pin,
+                args.token.clone(),
+            )
+            .await?;
+            if let Some(enrolment) = &mut enrolment {
+                enrolment.keep_in = args.identity_dir.clone();
+            }
             let config = SimulationConfig {
-                coordinator_ca: coordinator_ca(&args.coordinator, args.ca_file.as_deref())?,
+                coordinator_ca,
                 coordinator: args.coordinator,
                 count: args.count,
                 groups: args.groups,
@@ -328,7 +434,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 seed: args.seed,
             };
             tracing::info!(count = config.count, "starting a simulated fleet");
-            simulate(config, shutdown).await;
+            simulate(config, enrolment, shutdown).await;
             Ok(())
         }
     }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Shared,
     backoff::jittered,
-    connection::connect,
+    connection::connect_updater,
     convert,
     state::{DirectiveRecord, DirectiveSource},
 };
@@ -48,13 +48,7 @@ pub async fn run(
 }
 
 async fn check(shared: &Shared) -> anyhow::Result<DirectiveRecord> {
-    let mut client = UpdaterServiceClient::new(
-        connect(
-            &shared.config.coordinator,
-            shared.config.coordinator_ca.as_ref(),
-        )
-        .await?,
-    );
+    let mut client = UpdaterServiceClient::new(connect_updater(&shared.config).await?);
     let state = shared.state.lock().await;
     let request = pb::GetTargetRequest {
         agent_id: state.agent_id.clone(),

@@ -1,13 +1,26 @@
 //! A simulated fleet: many updaters in one process, each with its own real gRPC connection
 //! to the coordinator, an in-memory state and a simulated installer. For demos and load.
+//! Against an `https://` coordinator each agent enrols itself first (key and certificate in
+//! memory only).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
+use anyhow::Context;
 use rand::{Rng, SeedableRng, rngs::StdRng};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tracing::Instrument;
 
-use crate::{Health, StateStore, UpdaterConfig, backoff::Backoff, install::Installer};
+use crate::{
+    Health, StateStore, UpdaterConfig,
+    backoff::Backoff,
+    connection::coordinator_ca,
+    enrol::{self, EnrolRequest},
+    identity::ClientIdentity,
+    install::Installer,
+    pin::{CaPin, certificate_pem, fetch_pinned_ca},
+};
 
 #[derive(Debug, Clone)]
 pub struct SimulationConfig {
@@ -28,13 +41,81 @@ pub struct SimulationConfig {
     pub seed: u64,
 }
 
+/// How simulated agents enrol with an `https://` coordinator.
+#[derive(Debug, Clone)]
+pub struct SimulatedEnrolment {
+    pub token: String,
+    /// Keeps each agent's certificate and key here (`ID.pem`, mode 0600), so a restarted
+    /// simulation is the same fleet (agent ids are never enrolled twice); `None`: memory only.
+    pub keep_in: Option<std::path::PathBuf>,
+}
+
+/// The CA to trust and how agents enrol, from `simulate`'s flags: an `https://` coordinator
+/// needs `token`, and its CA from `ca_file` or fetched against `ca_pin`.
+pub async fn simulation_tls(
+    coordinator: &str,
+    ca_file: Option<&std::path::Path>,
+    ca_pin: Option<CaPin>,
+    token: Option<String>,
+) -> anyhow::Result<(Option<Certificate>, Option<SimulatedEnrolment>)> {
+    let https = coordinator.starts_with("https://");
+    let enrolment = match (token, https) {
+        (Some(token), true) => Some(SimulatedEnrolment {
+            token,
+            keep_in: None,
+        }),
+        (None, true) => anyhow::bail!(
+            "{coordinator} is served over TLS: give --token T (a join token from `droverctl \
+             tokens create`) so each simulated agent can enrol"
+        ),
+        (_, false) => None,
+    };
+    let ca = match ca_pin {
+        Some(pin) if https => Some(Certificate::from_pem(certificate_pem(
+            &fetch_pinned_ca(coordinator, pin).await?,
+        ))),
+        Some(_) => anyhow::bail!("--ca-pin is for https:// coordinators"),
+        None => coordinator_ca(coordinator, ca_file)?,
+    };
+    Ok((ca, enrolment))
+}
+
+/// At most this many enrolments are in flight, so a large fleet does not flood the CA.
+const ENROLMENTS_IN_FLIGHT: usize = 16;
+
+/// Runs the fleet without enrolment (an `--insecure` coordinator, or one that needs none).
 pub async fn run(config: SimulationConfig, shutdown: CancellationToken) {
+    run_enrolled(config, None, shutdown).await;
+}
+
+/// Runs the fleet; with `enrolment`, each agent first enrols itself and keeps its key and
+/// certificate in memory only.
+pub async fn run_enrolled(
+    config: SimulationConfig,
+    enrolment: Option<SimulatedEnrolment>,
+    shutdown: CancellationToken,
+) {
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut tasks = Vec::with_capacity(config.count);
     let step = config
         .ramp_up
         .checked_div(config.count.max(1) as u32)
         .unwrap_or_default();
+    let enroller = match (enrolment, &config.coordinator_ca) {
+        (Some(enrolment), Some(ca)) => match enrolment_channel(&config.coordinator, ca) {
+            Ok(channel) => Some(Arc::new(Enroller {
+                channel,
+                token: enrolment.token,
+                keep_in: enrolment.keep_in,
+                in_flight: Semaphore::new(ENROLMENTS_IN_FLIGHT),
+            })),
+            Err(err) => {
+                tracing::error!(error = format!("{err:#}"), "cannot start enrolling");
+                return;
+            }
+        },
+        _ => None,
+    };
     for i in 0..config.count {
         let agent_id = format!("{}-{i:05}", config.id_prefix);
         let group = config.groups[i % config.groups.len().max(1)].clone();
@@ -44,30 +125,33 @@ pub async fn run(config: SimulationConfig, shutdown: CancellationToken) {
         } else {
             Health::Healthy
         };
-        let updater = UpdaterConfig {
-            coordinator: config.coordinator.clone(),
-            coordinator_ca: config.coordinator_ca.clone(),
-            hostname: format!("{agent_id}.sim"),
-            group: group.clone(),
-            channel: config.channel.clone(),
-            labels: vec![("simulated".into(), "true".into())],
-            installer: Installer::Simulated {
-                broken_versions: config.broken_versions.clone(),
-            },
-            initial_agent_version: Some(version),
-            recheck_interval: config.recheck_interval,
-            backoff: Backoff::default(),
-            health: None,
-            initial_health: health,
-            health_grace: Duration::from_secs(30),
-            clock: crate::Clock::default(),
-        };
         // Each updater's log lines name it, so a test can follow one agent's directives.
         let span = tracing::info_span!("sim", agent = %agent_id);
-        let store = StateStore::Memory { agent_id };
-        let stop = shutdown.clone();
+        let (config, enroller, stop) = (config.clone(), enroller.clone(), shutdown.clone());
         tasks.push(tokio::spawn(
             async move {
+                let mut agent = Agent {
+                    agent_id,
+                    group,
+                    identity: ClientIdentity::None,
+                };
+                if let Some(enroller) = enroller {
+                    match enroller.enrol(&agent, &stop).await {
+                        Ok(Some(enrolled)) => agent = enrolled,
+                        Ok(None) => return,
+                        Err(err) => {
+                            tracing::error!(
+                                error = enrol::refusal(&err),
+                                "enrolment refused; this simulated agent is skipped"
+                            );
+                            return;
+                        }
+                    }
+                }
+                let store = StateStore::Memory {
+                    agent_id: agent.agent_id.clone(),
+                };
+                let updater = updater_config(&config, agent, version, health);
                 if let Err(err) = crate::run(updater, store, stop).await {
                     tracing::error!(error = format!("{err:#}"), "simulated updater stopped");
                 }
@@ -80,4 +164,146 @@ pub async fn run(config: SimulationConfig, shutdown: CancellationToken) {
         }
     }
     futures::future::join_all(tasks).await;
+}
+
+/// Who a simulated agent is.
+struct Agent {
+    agent_id: String,
+    group: String,
+    identity: ClientIdentity,
+}
+
+fn updater_config(
+    config: &SimulationConfig,
+    agent: Agent,
+    version: String,
+    health: Health,
+) -> UpdaterConfig {
+    UpdaterConfig {
+        coordinator: config.coordinator.clone(),
+        coordinator_ca: config.coordinator_ca.clone(),
+        identity: agent.identity,
+        hostname: format!("{}.sim", agent.agent_id),
+        group: agent.group,
+        channel: config.channel.clone(),
+        labels: vec![("simulated".into(), "true".into())],
+        installer: Installer::Simulated {
+            broken_versions: config.broken_versions.clone(),
+        },
+        initial_agent_version: Some(version),
+        recheck_interval: config.recheck_interval,
+        backoff: Backoff::default(),
+        health: None,
+        initial_health: health,
+        health_grace: Duration::from_secs(30),
+        clock: crate::Clock::default(),
+    }
+}
+
+/// One TLS channel (without a client certificate) shared by every enrolment; it reconnects
+/// by itself.
+fn enrolment_channel(coordinator: &str, ca: &Certificate) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(coordinator.to_string())
+        .with_context(|| format!("'{coordinator}' is not a valid coordinator address"))?
+        .connect_timeout(Duration::from_secs(5))
+        .tls_config(ClientTlsConfig::new().ca_certificate(ca.clone()))
+        .context("cannot use the coordinator's CA")?
+        .connect_lazy())
+}
+
+struct Enroller {
+    channel: Channel,
+    token: String,
+    keep_in: Option<std::path::PathBuf>,
+    in_flight: Semaphore,
+}
+
+impl Enroller {
+    /// Enrols `agent`, retrying while the coordinator is busy or unreachable; `None` when
+    /// the fleet stops first.
+    async fn enrol(
+        &self,
+        agent: &Agent,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Option<Agent>> {
+        let kept = self
+            .keep_in
+            .as_ref()
+            .map(|dir| dir.join(format!("{}.pem", agent.agent_id)));
+        if let Some(file) = &kept
+            && let Ok(text) = std::fs::read_to_string(file)
+        {
+            let (cert_pem, key_pem) = crate::identity::split_credentials(&text)
+                .with_context(|| format!("{} is damaged; delete it", file.display()))?;
+            return Ok(Some(Agent {
+                agent_id: agent.agent_id.clone(),
+                group: agent.group.clone(),
+                identity: ClientIdentity::InMemory { cert_pem, key_pem },
+            }));
+        }
+        let enrolled = self.enrol_now(agent, stop).await?;
+        if let (
+            Some(file),
+            Some(Agent {
+                identity: ClientIdentity::InMemory { cert_pem, key_pem },
+                ..
+            }),
+        ) = (&kept, &enrolled)
+        {
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            crate::identity::write_private(
+                file,
+                crate::identity::credentials(cert_pem, key_pem).as_bytes(),
+            )?;
+        }
+        Ok(enrolled)
+    }
+
+    async fn enrol_now(
+        &self,
+        agent: &Agent,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Option<Agent>> {
+        let request = EnrolRequest {
+            token: self.token.clone(),
+            agent_id: agent.agent_id.clone(),
+            group: agent.group.clone(),
+            hostname: format!("{}.sim", agent.agent_id),
+        };
+        let backoff = Backoff::default();
+        for attempt in 0u32.. {
+            let outcome = tokio::select! {
+                _ = stop.cancelled() => return Ok(None),
+                outcome = async {
+                    let _permit = self.in_flight.acquire().await?;
+                    enrol::enroll(self.channel.clone(), &request).await
+                } => outcome,
+            };
+            match outcome {
+                Ok(enrolled) => {
+                    return Ok(Some(Agent {
+                        agent_id: enrolled.agent_id,
+                        group: enrolled.group,
+                        identity: ClientIdentity::InMemory {
+                            cert_pem: enrolled.issued.cert_pem,
+                            key_pem: enrolled.issued.key_pem,
+                        },
+                    }));
+                }
+                Err(err) if enrol::is_transient(&err) => {
+                    tracing::debug!(error = enrol::refusal(&err), "enrolment failed; retrying");
+                    let delay = backoff.delay(attempt, rand::rng().random());
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(None),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(None)
+    }
 }

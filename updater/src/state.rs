@@ -241,13 +241,28 @@ fn load_dir(
     Ok(state)
 }
 
+/// The agent id this state dir has used, if any.
+pub fn saved_agent_id(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join(AGENT_ID_FILE))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Records the agent id an enrolment decided, so the next `run` uses it.
+pub fn set_agent_id(dir: &Path, agent_id: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+    if saved_agent_id(dir).as_deref() != Some(agent_id) {
+        write_atomically(&dir.join(AGENT_ID_FILE), agent_id.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// The agent id is written once and never rewritten, so it survives a damaged state file.
 fn stable_agent_id(dir: &Path, requested: Option<String>) -> anyhow::Result<String> {
     let file = dir.join(AGENT_ID_FILE);
-    let saved = std::fs::read_to_string(&file)
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
+    let saved = saved_agent_id(dir);
     match (requested, saved) {
         (Some(requested), Some(saved)) if requested == saved => Ok(saved),
         (Some(requested), _) => {

@@ -130,6 +130,10 @@ struct Args {
     /// Serve plaintext instead of TLS: only on loopback addresses (refused otherwise).
     #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "tls_ca", "tls_sans"])]
     insecure: bool,
+    /// How long an agent's client certificate is valid, in seconds (at least 10, at most a
+    /// year); updaters renew theirs after two thirds of it.
+    #[arg(long, default_value_t = 30 * 24 * 3600)]
+    agent_cert_validity_secs: u64,
 }
 
 /// `drover-data` beside a SQLite file; `./drover-data` for PostgreSQL or in-memory SQLite.
@@ -163,6 +167,9 @@ async fn main() -> std::process::ExitCode {
         cert: args.tls_cert.clone(),
         key: args.tls_key.clone(),
         ca: args.tls_ca.clone(),
+        agent_cert_validity: Duration::from_secs(
+            args.agent_cert_validity_secs.clamp(10, 365 * 24 * 3600),
+        ),
     });
     let config = CoordinatorConfig {
         database: args.database,

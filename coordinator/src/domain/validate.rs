@@ -103,7 +103,7 @@ pub fn labels(labels: &BTreeMap<String, String>) -> Result<()> {
     Ok(())
 }
 
-fn truncate_for_message(value: &str) -> String {
+pub fn truncate_for_message(value: &str) -> String {
     value.chars().take(40).collect()
 }
 

@@ -1,7 +1,7 @@
 //! Who asks the admin API for a change, and what: the actor and role an admin event records,
 //! and the audit record written with it.
 
-use drover_rules::{AdminRole, AuditResult};
+use drover_rules::{AdminRole, AuditResult, AuditRole};
 
 use super::Identity;
 use crate::store::AuditRecord;
@@ -52,7 +52,7 @@ impl Caller {
         AuditRecord {
             at_ms,
             actor: bounded(&self.actor, MAX_TARGET_CHARS),
-            role: self.role,
+            role: self.role.into(),
             action: self.action.into(),
             target: bounded(&self.target, MAX_TARGET_CHARS),
             result,
@@ -62,6 +62,26 @@ impl Caller {
 }
 
 const MAX_DETAIL_CHARS: usize = 512;
+
+/// The record of an updater's enrolment or renewal, refused or made: its actor is the join
+/// token or the agent, its role `updater`.
+pub fn updater_audit(
+    actor: &str,
+    action: &str,
+    target: &str,
+    result: AuditResult,
+    detail: &str,
+) -> AuditRecord {
+    AuditRecord {
+        at_ms: crate::domain::now_ms(),
+        actor: bounded(actor, MAX_TARGET_CHARS),
+        role: AuditRole::Updater,
+        action: action.into(),
+        target: bounded(target, MAX_TARGET_CHARS),
+        result,
+        detail: bounded(detail, MAX_DETAIL_CHARS),
+    }
+}
 
 /// At most `max` characters of `text`, with `…` when cut.
 fn bounded(text: &str, max: usize) -> String {

@@ -12,6 +12,7 @@ mod agent_writer;
 mod caller;
 mod clock;
 mod effects;
+mod enrolment;
 mod history;
 mod inventory;
 mod liveness;
@@ -52,10 +53,11 @@ use crate::{
 };
 pub use admins::{AdminCredentials, BOOTSTRAP_NAME, Identity, new_token};
 use agent_writer::AgentWriter;
-pub use caller::Caller;
+pub use caller::{Caller, updater_audit};
 pub use clock::FleetClock;
 pub use effects::Effect;
 pub use effects::GroupCounts;
+pub use enrolment::{EnrolRequest, Enrolled, Enrolment, MAX_CSR_BYTES};
 pub use history::{AgentHistory, GroupTimeline, RolloutDetail, RolloutPage};
 use inventory::Inventory;
 pub use liveness::run_background_tasks;
@@ -138,6 +140,8 @@ pub struct Fleet {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// The live admin credentials, cached (`admins.rs`).
     admins: AdminCredentials,
+    /// Who signs agent certificates (unset with `--insecure`; `enrolment.rs`).
+    enrolment: Enrolment,
 }
 
 impl Fleet {
@@ -164,6 +168,7 @@ impl Fleet {
             counters: FleetCounters::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
             admins: AdminCredentials::default(),
+            enrolment: Enrolment::default(),
         });
         fleet.load_rollouts().await?;
         fleet.reload_credentials().await?;

@@ -43,8 +43,10 @@ pub struct Session {
     pub live: Mutex<LiveStatus>,
     directive: watch::Sender<Directive>,
     acks: mpsc::Sender<Ack>,
-    /// Cancelled when a newer session for the same agent replaces this one.
+    /// Cancelled when a newer session for the same agent replaces this one, or the agent
+    /// is revoked (then `revoked` is set first).
     pub closed: CancellationToken,
+    pub revoked: std::sync::atomic::AtomicBool,
 }
 
 /// The receiving ends a transport needs to stream to the updater.
@@ -76,6 +78,7 @@ impl Session {
             directive,
             acks: acks_tx,
             closed: CancellationToken::new(),
+            revoked: std::sync::atomic::AtomicBool::new(false),
         });
         (
             session,
@@ -131,6 +134,16 @@ impl SessionRegistry {
             .is_some_and(|s| s.session_id == session_id)
         {
             sessions.remove(agent_id);
+        }
+    }
+
+    /// Cuts the agent's session, if it has one here: its stream ends with "revoked".
+    pub fn revoke(&self, agent_id: &str) {
+        if let Some(session) = self.sessions.write().remove(agent_id) {
+            session
+                .revoked
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            session.closed.cancel();
         }
     }
 

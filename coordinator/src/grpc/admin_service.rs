@@ -494,4 +494,38 @@ impl AdminService for AdminApi {
             self.revoke_credential(caller, request.into_inner()).await?,
         ))
     }
+
+    // Enrolment: bodies in admin_enrolment.rs.
+    async fn create_join_token(
+        &self,
+        request: Request<pb::CreateJoinTokenRequest>,
+    ) -> Result<Response<pb::JoinTokenCreated>, Status> {
+        Ok(Response::new(self.create_join_token_rpc(request).await?))
+    }
+    async fn list_join_tokens(
+        &self,
+        request: Request<pb::ListJoinTokensRequest>,
+    ) -> Result<Response<pb::ListJoinTokensResponse>, Status> {
+        Ok(Response::new(self.list_join_tokens_rpc(request).await?))
+    }
+    async fn revoke_join_token(
+        &self,
+        request: Request<pb::RevokeJoinTokenRequest>,
+    ) -> Result<Response<pb::JoinToken>, Status> {
+        Ok(Response::new(self.revoke_join_token_rpc(request).await?))
+    }
+    async fn list_agent_identities(
+        &self,
+        request: Request<pb::ListAgentIdentitiesRequest>,
+    ) -> Result<Response<pb::ListAgentIdentitiesResponse>, Status> {
+        Ok(Response::new(
+            self.list_agent_identities_rpc(request).await?,
+        ))
+    }
+    async fn revoke_agent(
+        &self,
+        request: Request<pb::RevokeAgentRequest>,
+    ) -> Result<Response<pb::AgentIdentity>, Status> {
+        Ok(Response::new(self.revoke_agent_rpc(request).await?))
+    }
 }

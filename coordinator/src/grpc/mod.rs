@@ -1,10 +1,12 @@
 //! The gRPC edge: tonic services over the fleet. Proto types live here and in `convert`.
 
 mod admin_auth;
+mod admin_enrolment;
 mod admin_reads;
 mod admin_service;
 mod admin_steps;
 pub mod convert;
+mod enrolment_service;
 #[cfg(test)]
 mod fuzz;
 mod inbound_budget;
@@ -13,6 +15,7 @@ mod updater_service;
 
 pub use admin_auth::interceptor as admin_interceptor;
 pub use admin_service::AdminApi;
+pub use enrolment_service::{EnrolmentApi, MAX_ENROLMENT_MESSAGE_BYTES};
 pub use updater_service::UpdaterApi;
 
 /// Updaters send small messages; anything larger is refused before it is decoded.

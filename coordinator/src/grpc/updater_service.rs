@@ -1,6 +1,10 @@
 //! `drover.v1.UpdaterService`: one stream per updater, plus unary re-checks.
 
-use std::{pin::Pin, sync::Arc, time::Duration};
+use std::{
+    pin::Pin,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use drover_proto::v1::{
     self as pb, coordinator_message::Kind as Down, updater_message::Kind as Up,
@@ -44,6 +48,7 @@ impl UpdaterService for UpdaterApi {
         &self,
         request: Request<Streaming<pb::UpdaterMessage>>,
     ) -> Result<Response<Outbound>, Status> {
+        let certified = certified_agent(&request);
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
@@ -58,7 +63,15 @@ impl UpdaterService for UpdaterApi {
         };
         let held = hello.last_directive_id.clone();
         let identity = convert::identity_from_hello(hello)?;
+        self.fleet
+            .check_agent(certified.as_deref(), &identity.agent_id, &identity.group)
+            .await?;
         let (session, outbox) = self.fleet.open_session(identity, &held).await?;
+        if self.fleet.revoked_here(&session.agent_id) {
+            // Revoked between the check and the registration: the revoke's cut may have
+            // missed this session.
+            self.fleet.sessions.revoke(&session.agent_id);
+        }
         tracing::debug!(agent_id = %session.agent_id, session_id = %session.session_id, "session opened");
 
         let config = &self.fleet.config;
@@ -100,15 +113,26 @@ impl UpdaterService for UpdaterApi {
             }))
         });
         let closed = session.closed.clone();
+        let revoked_session = session.clone();
         let shutdown = self.fleet.shutdown.clone();
         let end = futures::stream::once(async move {
             // Biased: when replaced, the inbound side also ends, and "replaced" is the truth.
             let status = tokio::select! {
                 biased;
-                _ = closed.cancelled() => Status::aborted(
-                    "a newer session for this agent id replaced this one; if two updaters share \
-                     an agent id, give each its own",
-                ),
+                _ = closed.cancelled() => {
+                    if revoked_session.revoked.load(Ordering::SeqCst) {
+                        Status::permission_denied(
+                            "this agent was revoked by an admin; its certificate is refused \
+                             from now on. To bring the host back, enrol it again with a new \
+                             token",
+                        )
+                    } else {
+                        Status::aborted(
+                            "a newer session for this agent id replaced this one; if two \
+                             updaters share an agent id, give each its own",
+                        )
+                    }
+                }
                 _ = shutdown.cancelled() => Status::unavailable(
                     "the coordinator is shutting down; reconnect (with backoff) shortly",
                 ),
@@ -125,7 +149,11 @@ impl UpdaterService for UpdaterApi {
         &self,
         request: Request<pb::GetTargetRequest>,
     ) -> Result<Response<pb::GetTargetResponse>, Status> {
+        let certified = certified_agent(&request);
         let request = request.into_inner();
+        self.fleet
+            .check_agent(certified.as_deref(), &request.agent_id, &request.group)
+            .await?;
         let or_default = |text: &str| {
             if text.is_empty() {
                 "default".to_string()
@@ -144,6 +172,12 @@ impl UpdaterService for UpdaterApi {
             directive: Some(convert::directive_to_proto(&directive, valid_until)),
         }))
     }
+}
+
+/// The agent id in the caller's verified client certificate, if it sent one.
+pub(super) fn certified_agent<T>(request: &Request<T>) -> Option<String> {
+    let certs = request.peer_certs()?;
+    crate::pki::agent_id_of(certs.first()?)
 }
 
 /// Merges a stream with a one-item terminal stream whose item ends everything.

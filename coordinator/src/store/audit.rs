@@ -2,7 +2,7 @@
 //! `insert_events!` in the change's own transaction (from its admin event's `audit`); a
 //! refusal or a dry run, which change nothing, get a transaction of their own.
 
-use drover_rules::{AdminRole, AuditResult};
+use drover_rules::{AuditResult, AuditRole};
 
 use super::{Store, on_backend};
 use crate::error::Result;
@@ -12,7 +12,7 @@ use crate::error::Result;
 pub struct AuditRecord {
     pub at_ms: i64,
     pub actor: String,
-    pub role: AdminRole,
+    pub role: AuditRole,
     /// The API method, e.g. `SetChannelVersion`.
     pub action: String,
     /// What it acted on: a channel, group, agent, or the channel of a rollout.
@@ -83,7 +83,7 @@ impl Store {
                         actor,
                         // Written from the enums; an unknown text (a newer coordinator's) reads
                         // as the most and the least cautious value respectively.
-                        role: AdminRole::parse(&role).unwrap_or(AdminRole::Admin),
+                        role: AuditRole::parse(&role).unwrap_or(AuditRole::Admin),
                         action,
                         target,
                         result: AuditResult::parse(&result).unwrap_or(AuditResult::Refused),

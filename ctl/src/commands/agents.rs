@@ -43,6 +43,24 @@ pub enum AgentsCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Enrolled agents' identities: group, join token, certificate expiry, revocation.
+    Identities {
+        /// Only agents whose id sorts after this (for paging).
+        #[arg(long, default_value = "")]
+        after: String,
+        /// At most this many (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Revoke an agent's identity (admin role): its certificate is refused from now on, its
+    /// open stream is cut, and its id is never given out again.
+    Revoke {
+        /// The agent's id, as `agents list` shows it.
+        agent_id: String,
+        /// Check the request and say what it would do; revoke nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// An agent's update attempts (from, to, outcome, reason, times) and the decisions and
     /// changes about it (events), newest first.
     History {
@@ -93,6 +111,12 @@ pub enum HealthArg {
 pub async fn run(client: &mut Client, command: AgentsCommand) -> Result<Reply, String> {
     match command {
         AgentsCommand::List(args) => list(client, args).await,
+        AgentsCommand::Identities { after, limit } => {
+            super::tokens::identities(client, after, limit).await
+        }
+        AgentsCommand::Revoke { agent_id, dry_run } => {
+            super::tokens::revoke_agent(client, agent_id, dry_run).await
+        }
         AgentsCommand::History { agent_id, limit } => {
             super::agent_history::run(client, agent_id, limit).await
         }

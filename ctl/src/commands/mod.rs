@@ -12,6 +12,7 @@ pub mod events;
 pub mod fleet;
 pub mod rollout;
 pub mod schedule;
+pub mod tokens;
 
 use drover_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
 use tonic::{
@@ -57,6 +58,7 @@ pub async fn run(target: &Target, command: Command) -> Result<Reply, String> {
         Command::Events(args) => events::run(client, args).await,
         Command::Audit(args) => audit::run(client, args).await,
         Command::Admins(command) => admins::run(client, command).await,
+        Command::Tokens(command) => tokens::run(client, command).await,
         Command::Completion { shell } => {
             // main prints completions without connecting; this keeps the match exhaustive.
             Ok(Reply::new(

@@ -1,0 +1,173 @@
+//! `drover.v1.EnrolmentService`: updaters get their client certificate with a join token
+//! (`Enroll`, no certificate yet) and renew it with the current one (`Renew`).
+//!
+//! Bounded: a request is small (`MAX_ENROLMENT_MESSAGE_BYTES`), calls are rate-limited as a
+//! whole and per join token, and refused attempts are audited within their own budget, so
+//! a flood of bad tokens costs the database a bounded number of writes.
+
+use std::{num::NonZeroU32, sync::Arc};
+
+use drover_proto::v1::{self as pb, enrolment_service_server::EnrolmentService};
+use drover_rules::AuditResult;
+use governor::{
+    DefaultKeyedRateLimiter, Quota, RateLimiter, clock::DefaultClock, state::InMemoryState,
+    state::NotKeyed,
+};
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status};
+
+use super::{convert, updater_service::certified_agent};
+use crate::{
+    error::{DroverError, ErrorCode},
+    fleet::{EnrolRequest, Fleet, updater_audit},
+};
+
+/// A signing request and a token fit in a few KiB.
+pub const MAX_ENROLMENT_MESSAGE_BYTES: usize = 16 * 1024;
+const CALLS_PER_SECOND: u32 = 200;
+const CALLS_BURST: u32 = 2000;
+const PER_TOKEN_PER_SECOND: u32 = 100;
+const PER_TOKEN_BURST: u32 = 1000;
+const REFUSAL_RECORDS_PER_SECOND: u32 = 20;
+const REFUSAL_RECORDS_BURST: u32 = 200;
+
+pub struct EnrolmentApi {
+    fleet: Arc<Fleet>,
+    calls: RateLimiter<NotKeyed, InMemoryState, DefaultClock>,
+    per_token: DefaultKeyedRateLimiter<String>,
+    refusals: RateLimiter<NotKeyed, InMemoryState, DefaultClock>,
+}
+
+fn quota(per_second: u32, burst: u32) -> Quota {
+    let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+    Quota::per_second(rate).allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
+}
+
+fn too_many() -> Status {
+    Status::resource_exhausted(
+        "too many enrolment calls just now; retry with backoff in a few seconds",
+    )
+}
+
+impl EnrolmentApi {
+    pub fn new(fleet: Arc<Fleet>) -> Self {
+        Self {
+            fleet,
+            calls: RateLimiter::direct(quota(CALLS_PER_SECOND, CALLS_BURST)),
+            per_token: RateLimiter::keyed(quota(PER_TOKEN_PER_SECOND, PER_TOKEN_BURST)),
+            refusals: RateLimiter::direct(quota(REFUSAL_RECORDS_PER_SECOND, REFUSAL_RECORDS_BURST)),
+        }
+    }
+
+    /// Audits a refusal (within its budget; a store failure is logged, not audited).
+    async fn audit_refusal(&self, actor: &str, action: &str, target: &str, err: &DroverError) {
+        if matches!(err.code(), ErrorCode::Unavailable | ErrorCode::Internal) {
+            return;
+        }
+        if self.refusals.check().is_err() {
+            tracing::warn!(
+                action,
+                "audit record dropped: over the budget for refused enrolments"
+            );
+            return;
+        }
+        let record = updater_audit(
+            actor,
+            action,
+            target,
+            AuditResult::Refused,
+            &err.client_message(),
+        );
+        if let Err(err) = self.fleet.store().record_audit(&record).await {
+            tracing::warn!(action, error = %err, "could not write the audit record");
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl EnrolmentService for EnrolmentApi {
+    async fn enroll(
+        &self,
+        request: Request<pb::EnrollRequest>,
+    ) -> Result<Response<pb::EnrollResponse>, Status> {
+        if self.calls.check().is_err() {
+            return Err(too_many());
+        }
+        let peer = request
+            .remote_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let request = request.into_inner();
+        // The token's secret is its own rate-limit key (hashed in memory only, never logged).
+        let key = hex::encode(&Sha256::digest(request.token.as_bytes())[..16]);
+        if self.per_token.check_key(&key).is_err() {
+            return Err(too_many());
+        }
+        let ask = EnrolRequest {
+            secret: request.token,
+            csr_der: request.csr_der,
+            agent_id: request.agent_id,
+            group: request.group,
+            hostname: request.hostname,
+        };
+        let (token_id, outcome) = self.fleet.enrol(&ask).await;
+        match outcome {
+            Ok(enrolled) => {
+                tracing::info!(agent_id = %enrolled.agent_id, group = %enrolled.group, "agent enrolled");
+                Ok(Response::new(pb::EnrollResponse {
+                    agent_id: enrolled.agent_id,
+                    group: enrolled.group,
+                    certificate_pem: enrolled.certificate.pem,
+                    ca_pem: enrolled.ca_pem,
+                    not_after: convert::timestamp(enrolled.certificate.not_after_ms),
+                }))
+            }
+            Err(err) => {
+                let actor = match &token_id {
+                    Some(id) => format!("join token {id}"),
+                    None => format!("unknown join token from {peer}"),
+                };
+                let target = if ask.agent_id.is_empty() {
+                    &ask.hostname
+                } else {
+                    &ask.agent_id
+                };
+                self.audit_refusal(&actor, "Enroll", target, &err).await;
+                Err(err.into())
+            }
+        }
+    }
+
+    async fn renew(
+        &self,
+        request: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::RenewResponse>, Status> {
+        if self.calls.check().is_err() {
+            return Err(too_many());
+        }
+        let certified = certified_agent(&request);
+        let request = request.into_inner();
+        let Some(agent_id) = certified else {
+            return Err(DroverError::Unauthenticated(
+                "Renew needs the agent's current client certificate; an updater without one \
+                 enrols with `drover-updater enroll`"
+                    .into(),
+            )
+            .into());
+        };
+        match self.fleet.renew(&agent_id, &request.csr_der).await {
+            Ok(certificate) => {
+                tracing::info!(%agent_id, serial = %certificate.serial, "agent certificate renewed");
+                Ok(Response::new(pb::RenewResponse {
+                    certificate_pem: certificate.pem,
+                    not_after: convert::timestamp(certificate.not_after_ms),
+                }))
+            }
+            Err(err) => {
+                self.audit_refusal(&format!("agent {agent_id}"), "Renew", &agent_id, &err)
+                    .await;
+                Err(err.into())
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The coordinator's certificate authority: it signs the server certificate (unless the
+//! operator brings one) and every agent's client certificate.
+//!
+//! An agent certificate names its agent twice: the subject's common name, for people, and
+//! a URI subject alternative name `urn:drover:agent:ID`, which is what the coordinator
+//! reads. It is signed from a certificate signing request, so the agent's key never
+//! leaves its host; the request's own signature proves the agent holds that key.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use rustls::server::{WebPkiClientVerifier, danger::ClientCertVerifier};
+use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer};
+use sha2::{Digest, Sha256};
+
+use crate::error::{DroverError, Result};
+
+const AGENT_URI_PREFIX: &str = "urn:drover:agent:";
+/// A client certificate is valid from a little before it is made: clocks drift.
+const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// The CA's parameters, derived from its key alone (so the issuer can be rebuilt on every
+/// start without parsing the certificate): its name carries a digest of the public key.
+pub fn ca_params(key: &KeyPair) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let id = hex::encode(&Sha256::digest(key.public_key_raw())[..8]);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("Drover coordinator CA {id}"));
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+}
+
+/// A client certificate just made.
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    pub pem: String,
+    /// Hex of the certificate's serial number.
+    pub serial: String,
+    pub not_after_ms: i64,
+}
+
+/// Signs agent certificates and checks them.
+pub struct AgentAuthority {
+    issuer: Issuer<'static, KeyPair>,
+    ca_der: CertificateDer<'static>,
+    validity: Duration,
+}
+
+impl AgentAuthority {
+    /// The CA in `tls_dir` (`ca.pem`, `ca-key.pem`), issuing certificates valid `validity`.
+    pub fn load(tls_dir: &Path, validity: Duration) -> Result<Self> {
+        let key = crate::tls::read_key(&tls_dir.join("ca-key.pem"))?;
+        let ca = crate::tls::read_certs(&tls_dir.join("ca.pem"))?;
+        let ca_der = ca
+            .into_iter()
+            .next()
+            .expect("read_certs returns at least one");
+        Ok(Self {
+            issuer: Issuer::new(ca_params(&key), key),
+            ca_der,
+            validity,
+        })
+    }
+
+    /// Verifies client certificates against this CA. A connection without one is let
+    /// through the handshake: enrolment and the admin API (bearer tokens) need none, and
+    /// every updater call checks for one itself.
+    pub fn client_verifier(&self) -> Result<Arc<dyn ClientCertVerifier>> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(self.ca_der.clone())
+            .map_err(|err| DroverError::Internal(format!("the CA as a trust root: {err}")))?;
+        WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|err| DroverError::Internal(format!("the client certificate verifier: {err}")))
+    }
+
+    /// A certificate for `agent_id` and the key of `csr_der`, valid from now.
+    pub fn issue(&self, csr_der: &[u8], agent_id: &str, now_ms: i64) -> Result<IssuedCertificate> {
+        let request = CertificateSigningRequestDer::from(csr_der.to_vec());
+        let mut csr = CertificateSigningRequestParams::from_der(&request).map_err(|err| {
+            DroverError::invalid(format!(
+                "the certificate signing request is unusable ({err}); send a PKCS#10 request \
+                 (DER) signed by the new key, as drover-updater enroll makes"
+            ))
+        })?;
+        let uri = format!("{AGENT_URI_PREFIX}{agent_id}");
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, agent_id);
+        params.subject_alt_names = vec![SanType::URI(uri.as_str().try_into().map_err(|_| {
+            DroverError::invalid(format!("agent id '{agent_id}' cannot go in a certificate"))
+        })?)];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let mut serial: [u8; 16] = rand::random();
+        serial[0] &= 0x7f; // positive, as RFC 5280 asks
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        let now = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
+            .map_err(|err| DroverError::Internal(format!("the clock: {err}")))?;
+        params.not_before = now - CLOCK_SKEW;
+        params.not_after = now + self.validity;
+        let not_after_ms = now_ms.saturating_add(self.validity.as_millis() as i64);
+        csr.params = params;
+        let cert = csr
+            .signed_by(&self.issuer)
+            .map_err(|err| DroverError::Internal(format!("signing a client certificate: {err}")))?;
+        Ok(IssuedCertificate {
+            pem: cert.pem(),
+            serial: hex::encode(serial),
+            not_after_ms,
+        })
+    }
+}
+
+/// The agent id a client certificate (already verified by the TLS handshake) names.
+pub fn agent_id_of(cert_der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let names = cert.subject_alternative_name().ok()??;
+    names
+        .value
+        .general_names
+        .iter()
+        .find_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) => uri
+                .strip_prefix(AGENT_URI_PREFIX)
+                .filter(|id| !id.is_empty())
+                .map(str::to_string),
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls_pki_types::pem::PemObject as _;
+
+    use super::*;
+
+    fn authority(dir: &Path) -> AgentAuthority {
+        let settings = crate::tls::TlsSettings {
+            data_dir: dir.to_path_buf(),
+            extra_sans: vec![],
+            cert: None,
+            key: None,
+            ca: None,
+            agent_cert_validity: Duration::from_secs(3600),
+        };
+        crate::tls::load_or_create(&settings, &["127.0.0.1:0".parse().unwrap()]).unwrap();
+        AgentAuthority::load(&dir.join("tls"), Duration::from_secs(3600)).unwrap()
+    }
+
+    #[test]
+    fn issued_certificates_name_their_agent_and_chain_to_the_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = authority(dir.path());
+        let key = KeyPair::generate().unwrap();
+        let csr = CertificateParams::new(vec![])
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap();
+        let issued = ca.issue(csr.der(), "web-01", 1_800_000_000_000).unwrap();
+        assert_eq!(issued.not_after_ms, 1_800_000_000_000 + 3_600_000);
+        let der = CertificateDer::from_pem_slice(issued.pem.as_bytes()).unwrap();
+        assert_eq!(agent_id_of(&der).as_deref(), Some("web-01"));
+        // The verifier accepts it as a client certificate (at a time it is valid).
+        let verifier = ca.client_verifier().unwrap();
+        let at = rustls_pki_types::UnixTime::since_unix_epoch(Duration::from_secs(1_800_000_100));
+        verifier
+            .verify_client_cert(&der, &[], at)
+            .expect("chains to the CA");
+        // A certificate from another CA does not.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = authority(other_dir.path());
+        let foreign = other.issue(csr.der(), "web-01", 1_800_000_000_000).unwrap();
+        let foreign = CertificateDer::from_pem_slice(foreign.pem.as_bytes()).unwrap();
+        assert!(verifier.verify_client_cert(&foreign, &[], at).is_err());
+    }
+
+    #[test]
+    fn a_tampered_signing_request_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = authority(dir.path());
+        let key = KeyPair::generate().unwrap();
+        let csr = CertificateParams::new(vec!["x".into()])
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap();
+        let mut der = csr.der().to_vec();
+        let last = der.len() - 5;
+        der[last] ^= 0xff;
+        let err = ca.issue(&der, "web-01", 0).unwrap_err();
+        assert!(err.to_string().contains("signing request"), "{err}");
+        assert!(ca.issue(b"not a request", "web-01", 0).is_err());
+        assert_eq!(agent_id_of(b"junk"), None);
+    }
+}
