@@ -316,6 +316,21 @@ async fn an_updater_speaks_only_for_its_own_agent_id_and_group() {
     assert_eq!(ids, ["mine-1", "victim-1"]);
     let agent = droverctl_json(&url, &["agents", "show", "mine-1"]).await;
     assert_eq!(agent["group"], "prod", "the forged group was not recorded");
+    // The forged attempts are in the audit log, in the certificate holder's name.
+    let audit = droverctl_json(&url, &["audit"]).await;
+    let hellos = refusals(&audit, "Hello");
+    assert!(
+        hellos
+            .iter()
+            .any(|r| r["actor"] == "agent mine-1" && r["target"] == "victim-1"),
+        "{audit}"
+    );
+    assert!(
+        refusals(&audit, "GetTarget")
+            .iter()
+            .any(|r| r["role"] == "updater"),
+        "{audit}"
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ pub mod convert;
 mod enrolment_service;
 #[cfg(test)]
 mod fuzz;
+mod identity_refusals;
 mod inbound_budget;
 pub mod rollout_convert;
 mod updater_service;

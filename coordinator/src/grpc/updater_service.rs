@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{convert, inbound_budget::InboundBudget};
+use super::{convert, identity_refusals::IdentityRefusals, inbound_budget::AgentBudgets};
 use crate::{
     domain::{AgentStatus, validate},
     fleet::Fleet,
@@ -26,11 +26,18 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct UpdaterApi {
     fleet: Arc<Fleet>,
+    budgets: Arc<AgentBudgets>,
+    refusals: IdentityRefusals,
 }
 
 impl UpdaterApi {
     pub fn new(fleet: Arc<Fleet>) -> Self {
-        Self { fleet }
+        let budgets = Arc::new(AgentBudgets::new(fleet.config.heartbeat_interval));
+        Self {
+            refusals: IdentityRefusals::new(fleet.clone()),
+            fleet,
+            budgets,
+        }
     }
 }
 
@@ -63,9 +70,14 @@ impl UpdaterService for UpdaterApi {
         };
         let held = hello.last_directive_id.clone();
         let identity = convert::identity_from_hello(hello)?;
-        self.fleet
+        let checked = self
+            .fleet
             .check_agent(certified.as_deref(), &identity.agent_id, &identity.group)
+            .await;
+        self.refusals
+            .audit(certified.as_deref(), "Hello", &identity.agent_id, checked)
             .await?;
+        self.budgets.spend_hello(&identity.agent_id)?;
         let (session, outbox) = self.fleet.open_session(identity, &held).await?;
         if self.fleet.revoked_here(&session.agent_id) {
             // Revoked between the check and the registration: the revoke's cut may have
@@ -86,6 +98,7 @@ impl UpdaterService for UpdaterApi {
         let idle_timeout = config.heartbeat_interval * 3 + Duration::from_secs(5);
         tokio::spawn(read_inbound(
             self.fleet.clone(),
+            self.budgets.clone(),
             session.clone(),
             inbound,
             idle_timeout,
@@ -151,8 +164,17 @@ impl UpdaterService for UpdaterApi {
     ) -> Result<Response<pb::GetTargetResponse>, Status> {
         let certified = certified_agent(&request);
         let request = request.into_inner();
-        self.fleet
+        let checked = self
+            .fleet
             .check_agent(certified.as_deref(), &request.agent_id, &request.group)
+            .await;
+        self.refusals
+            .audit(
+                certified.as_deref(),
+                "GetTarget",
+                &request.agent_id,
+                checked,
+            )
             .await?;
         let or_default = |text: &str| {
             if text.is_empty() {
@@ -206,12 +228,12 @@ impl<S: Stream + Sized> TakeUntilEnd for S {
 
 async fn read_inbound(
     fleet: Arc<Fleet>,
+    budget: Arc<AgentBudgets>,
     session: Arc<Session>,
     mut inbound: Streaming<pb::UpdaterMessage>,
     idle_timeout: Duration,
     end: oneshot::Sender<Status>,
 ) {
-    let budget = InboundBudget::new(fleet.config.heartbeat_interval);
     let outcome = loop {
         let next = tokio::select! {
             _ = session.closed.cancelled() => break Ok(()),
@@ -230,14 +252,14 @@ async fn read_inbound(
             Ok(Ok(Some(message))) => message,
         };
         if matches!(message.kind, Some(Up::Heartbeat(_)))
-            && let Err(status) = budget.spend_heartbeat()
+            && let Err(status) = budget.spend_heartbeat(&session.agent_id)
         {
             break Err(status);
         }
         if matches!(message.kind, Some(Up::Report(_))) {
             // Past its budget a report waits: the stream is read no faster (HTTP/2 flow
             // control holds the sender back).
-            while let Some(wait) = budget.report_wait() {
+            while let Some(wait) = budget.report_wait(&session.agent_id) {
                 tokio::select! {
                     _ = session.closed.cancelled() => break,
                     _ = fleet.shutdown.cancelled() => break,
