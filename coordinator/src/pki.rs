@@ -207,4 +207,48 @@ mod tests {
         assert!(ca.issue(b"not a request", "web-01", 0).is_err());
         assert_eq!(agent_id_of(b"junk"), None);
     }
+
+    /// One CA for every generated case (made once; its directory lives for the process).
+    static FUZZ_CA: std::sync::LazyLock<(AgentAuthority, Vec<u8>)> =
+        std::sync::LazyLock::new(|| {
+            let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+            let ca = authority(dir.path());
+            let key = KeyPair::generate().unwrap();
+            let csr = CertificateParams::new(vec![])
+                .unwrap()
+                .serialize_request(&key)
+                .unwrap();
+            (ca, csr.der().to_vec())
+        });
+
+    proptest::proptest! {
+        /// Whatever an enrolling client sends as its signing request, and whatever a peer
+        /// presents as a certificate: no panic; a request is signed only if it is one.
+        #[test]
+        fn fuzz_signing_requests_and_certificates(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1024),
+            flip in proptest::prelude::any::<(usize, u8)>(),
+        ) {
+            let (ca, good) = &*FUZZ_CA;
+            if let Err(err) = ca.issue(&bytes, "fuzz-1", 1_800_000_000_000) {
+                proptest::prop_assert_eq!(err.code(), crate::error::ErrorCode::InvalidArgument);
+            }
+            let _ = agent_id_of(&bytes);
+            // A real request with one byte changed: signed only if it still verifies.
+            let mut mutated = good.clone();
+            let at = flip.0 % mutated.len();
+            mutated[at] ^= flip.1.max(1);
+            match ca.issue(&mutated, "fuzz-1", 1_800_000_000_000) {
+                Ok(issued) => {
+                    let der = CertificateDer::from_pem_slice(issued.pem.as_bytes()).unwrap();
+                    let named = agent_id_of(&der);
+                    proptest::prop_assert_eq!(named.as_deref(), Some("fuzz-1"));
+                }
+                Err(err) => proptest::prop_assert_eq!(
+                    err.code(),
+                    crate::error::ErrorCode::InvalidArgument
+                ),
+            }
+        }
+    }
 }
