@@ -3,7 +3,8 @@
 //! `cli` is the clap tree, `commands/` one file per noun (each verb returns a [`render::Reply`]),
 //! `render` the one renderer for `-o table|json|yaml`, `output` the only code that writes to
 //! stdout or stderr. Exit codes: 0 success (also when the reader of stdout went away),
-//! 1 the request failed, 2 the command line was wrong.
+//! 1 the request failed, 2 the command line was wrong; `rollout watch` has its own (0 done,
+//! 1 halted, 2 rolled back, 3 could not watch).
 #![forbid(unsafe_code)]
 
 mod cli;
@@ -26,7 +27,22 @@ async fn main() -> ExitCode {
     // One crypto provider for rustls (tonic's TLS), installed before any connection.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let format = cli.output;
-    let printed = match cli.command {
+    // `rollout watch` streams its own output and exits with the rollout's outcome.
+    let command = match cli.command {
+        Command::Rollout(commands::rollout::RolloutCommand::Watch(args)) => {
+            let token = std::env::var("DROVER_TOKEN").ok();
+            return match profile::resolve(cli.coordinator.as_deref(), cli.profile.as_deref(), token)
+            {
+                Ok(target) => commands::watch_rollout(&target, args, format).await,
+                Err(message) => {
+                    output::error(&message);
+                    ExitCode::from(3)
+                }
+            };
+        }
+        other => other,
+    };
+    let printed = match command {
         Command::Completion { shell } => commands::completion::script(shell),
         command => async {
             let token = std::env::var("DROVER_TOKEN").ok();

@@ -140,9 +140,12 @@ impl Fleet {
         })
     }
 
-    /// The in-memory rollout with this id, if it is the channel's active one.
+    /// The in-memory rollout with this id, if it is the channel's active or last finished one.
     fn live_rollout(&self, channel: &str, rollout_id: &str) -> Option<Arc<ActiveRollout>> {
-        self.rollout_for(channel)
+        // The channel's active rollout, or the last to finish (which keeps its final
+        // counts in memory; one read from the store has none).
+        self.rollout_status(channel)
+            .ok()
             .filter(|live| live.spec.rollout_id == rollout_id)
     }
 }

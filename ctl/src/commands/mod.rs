@@ -89,6 +89,21 @@ pub async fn run(target: &Target, command: Command) -> Result<Reply, String> {
     })
 }
 
+/// `rollout watch`: connects, then follows the rollout; the exit code is its outcome.
+pub async fn watch_rollout(
+    target: &Target,
+    args: rollout::watch::WatchArgs,
+    format: crate::render::Format,
+) -> std::process::ExitCode {
+    match connect(target).await {
+        Ok(client) => rollout::watch::run(client, args, format).await,
+        Err(message) => {
+            crate::output::error(&message);
+            std::process::ExitCode::from(3)
+        }
+    }
+}
+
 async fn connect(target: &Target) -> Result<Client, String> {
     let address = target.url.as_str();
     let mut endpoint = Channel::from_shared(address.to_string())
