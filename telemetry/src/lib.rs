@@ -1,0 +1,2 @@
+//! Drover's logs and traces (placeholder: being built).
+#![forbid(unsafe_code)]
