@@ -28,6 +28,10 @@ pub struct Rollout {
     /// A dry-run create: when each group would start and finish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<RolloutPlan>,
+    /// The rollout's OpenTelemetry trace id (32 hex digits), to find it in a trace
+    /// backend; absent for rollouts made before tracing existed and for dry runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// One group of a rollout: where it stands, and how many of its agents are where.
@@ -81,6 +85,7 @@ impl From<&pb::RolloutStatus> for Rollout {
             groups: s.groups.iter().map(RolloutGroup::from).collect(),
             effect: s.effect.as_ref().map(crate::Effect::from),
             plan: s.plan.as_ref().map(RolloutPlan::from),
+            trace_id: (!s.trace_id.is_empty()).then(|| s.trace_id.clone()),
         }
     }
 }

@@ -1,2 +1,245 @@
-//! Drover's logs and traces (placeholder: being built).
+//! Drover's logs and traces, set up once per process by [`init`].
+//!
+//! - Logs go to stderr as text (coloured only on a terminal, never with `NO_COLOR`) or as
+//!   JSON lines carrying `trace_id`/`span_id`; `RUST_LOG` filters them (default `info`).
+//! - Spans (info and above, whatever `RUST_LOG` says) become OpenTelemetry spans. They
+//!   leave the process only when the standard variables ask for it
+//!   (`OTEL_EXPORTER_OTLP_ENDPOINT` or `..._TRACES_ENDPOINT`, `OTEL_TRACES_EXPORTER` not
+//!   `none`, `OTEL_SDK_DISABLED` not `true`; `OTEL_EXPORTER_OTLP_PROTOCOL` `grpc` or
+//!   `http/protobuf`; `OTEL_BSP_*` tune the queue); the SDK reads
+//!   `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_TRACES_SAMPLER[_ARG]`.
+//! - Export runs on a thread of its own behind a bounded queue: a missing or slow collector
+//!   loses spans (counted by [`Telemetry::dropped_spans`]) and never slows the program.
 #![forbid(unsafe_code)]
+
+mod export;
+pub mod ids;
+pub mod json;
+mod queue;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use opentelemetry::{
+    global,
+    propagation::TextMapPropagator as _,
+    trace::{Status, TracerProvider as _},
+};
+use opentelemetry_sdk::{
+    propagation::TraceContextPropagator,
+    trace::{SdkTracerProvider, Tracer},
+};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::{
+    EnvFilter, Layer as _, filter::LevelFilter, fmt::MakeWriter, layer::SubscriberExt as _,
+    registry::LookupSpan, util::SubscriberInitExt as _,
+};
+
+pub use json::JsonLines;
+
+/// How long [`Telemetry::shutdown`] may wait for the last spans to leave.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The shape of log lines on stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("unknown log format '{other}'; use text or json")),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An OTEL_* variable asks for something not built in.
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Exporter(String),
+    #[error(
+        "a tracing subscriber is already installed ({0}); call drover_telemetry::init once, first"
+    )]
+    Subscriber(String),
+}
+
+/// The process's telemetry; flushes and shuts the span export down (bounded) when dropped.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+    dropped: Arc<AtomicU64>,
+    exporting: bool,
+    down: AtomicBool,
+}
+
+impl Telemetry {
+    /// Spans that never reached the collector: the queue was full, the export failed or
+    /// timed out, or they ended after shutdown.
+    pub fn dropped_spans(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Whether spans are exported at all (the OTEL_* variables asked for it).
+    pub fn exporting(&self) -> bool {
+        self.exporting
+    }
+
+    /// Sends what is queued and stops exporting, waiting at most [`SHUTDOWN_TIMEOUT`].
+    /// Blocks the calling thread: call it after the runtime's work is done.
+    pub fn shutdown(&self) {
+        if self.down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Err(err) = self.provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT) {
+            tracing::warn!(error = %err, dropped_spans = self.dropped_spans(), "span export did not finish cleanly");
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Installs the global subscriber, tracer provider and W3C TraceContext propagator.
+/// Call once, at the start of `main`.
+pub fn init(default_service_name: &str, format: LogFormat) -> Result<Telemetry, Error> {
+    let transport = export::plan(|name| std::env::var(name).ok())?;
+    let dropped = Arc::new(AtomicU64::new(0));
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(export::resource(default_service_name))
+        // Random ids, except where a caller presets them (`ids::with_span_ids`).
+        .with_id_generator(ids::PresetIdGenerator::default());
+    if let Some(transport) = transport {
+        let config = queue::QueueConfig::from_env(|name| std::env::var(name).ok());
+        let processor = queue::QueueProcessor::start(config, dropped.clone(), move || {
+            export::exporter(transport, None)
+        })
+        .map_err(Error::Exporter)?;
+        builder = builder.with_span_processor(processor);
+    }
+    let provider = builder.build();
+    // The SDK's own info lines (provider set, …) are noise; its warnings are not.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,opentelemetry=warn,opentelemetry_sdk=warn"));
+    // Colours only on a terminal, never with NO_COLOR: log files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let tracer = provider.tracer("drover");
+    subscriber(format, filter, ansi, tracer, std::io::stderr)
+        .try_init()
+        .map_err(|err| Error::Subscriber(err.to_string()))?;
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    global::set_tracer_provider(provider.clone());
+    Ok(Telemetry {
+        provider,
+        dropped,
+        exporting: transport.is_some(),
+        down: AtomicBool::new(false),
+    })
+}
+
+/// The subscriber [`init`] installs, for tests that set it locally
+/// (`tracing::subscriber::with_default`) with a tracer of their own.
+pub fn subscriber<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    ansi: bool,
+    tracer: Tracer,
+    writer: W,
+) -> impl tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    // A line that cannot be written (stderr closed) is dropped, never a panic.
+    let lines = JsonLines::default();
+    // Not optional: `Option<Layer>` does not pass the dispatch on.
+    let capture = lines.dispatch_capture();
+    let (text, json) = match format {
+        LogFormat::Text => {
+            let text = tracing_subscriber::fmt::layer()
+                .log_internal_errors(false)
+                .with_writer(writer)
+                .with_ansi(ansi)
+                .with_filter(filter);
+            (Some(text), None)
+        }
+        LogFormat::Json => {
+            let json = tracing_subscriber::fmt::layer()
+                .log_internal_errors(false)
+                .with_writer(writer)
+                .with_ansi(false)
+                .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                .event_format(lines)
+                .with_filter(filter);
+            (None, Some(json))
+        }
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(LevelFilter::INFO),
+        )
+        .with(text)
+        .with(json)
+        .with(capture)
+}
+
+/// The context a W3C `traceparent` (and `tracestate`) map carries; an empty or malformed
+/// map gives a context without a span (a new trace starts).
+pub fn context_from_w3c(map: &HashMap<String, String>) -> opentelemetry::Context {
+    // Not `extract`: it starts from the current context, whose span would leak in.
+    TraceContextPropagator::new().extract_with_context(&opentelemetry::Context::new(), map)
+}
+
+/// The W3C `traceparent`/`tracestate` of `cx`; empty when `cx` has no valid span.
+pub fn w3c_from_context(cx: &opentelemetry::Context) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    TraceContextPropagator::new().inject_context(cx, &mut map);
+    map
+}
+
+/// Marks `span` failed: status ERROR with `message`, and the `otel.status_code` and
+/// `otel.status_message` fields (declare them `Empty` on the span) for the logs.
+pub fn mark_error(span: &tracing::Span, message: &str) {
+    span.record("otel.status_code", "ERROR");
+    span.record("otel.status_message", message);
+    span.set_status(Status::error(message.to_string()));
+}
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,7 @@
 
 mod chaos;
 pub mod enrol;
+pub mod otlp;
 mod postgres;
 mod process;
 mod release;

@@ -64,6 +64,8 @@ pub struct CoordinatorBuilder {
     testing: bool,
     /// Plaintext (`--insecure`) instead of TLS with the generated CA in `work_dir/drover-data`.
     insecure: bool,
+    /// Extra environment, e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    env: Vec<(String, String)>,
 }
 
 impl CoordinatorBuilder {
@@ -81,7 +83,14 @@ impl CoordinatorBuilder {
             failpoints: None,
             testing: false,
             insecure: false,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for the coordinator (e.g. the OTLP exporter's).
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.to_string(), value.into()));
+        self
     }
 
     /// Plaintext on loopback (`--insecure`), for tests about it; the default is TLS with the
@@ -164,6 +173,7 @@ impl CoordinatorProcess {
             .arg(&ready)
             .args(&builder.args)
             .env("RUST_LOG", "info")
+            .envs(builder.env.iter().map(|(k, v)| (k, v)))
             .stdout(log_file(&builder.work_dir, "coordinator.log"))
             .stderr(log_file(&builder.work_dir, "coordinator.log"))
             .kill_on_drop(true)
@@ -297,6 +307,7 @@ pub struct UpdaterBuilder {
     coordinator: String,
     state_dir: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl UpdaterBuilder {
@@ -306,7 +317,14 @@ impl UpdaterBuilder {
             coordinator: coordinator.into(),
             state_dir: state_dir.to_path_buf(),
             args,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for the updater (e.g. the OTLP exporter's).
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.to_string(), value.into()));
+        self
     }
 
     pub fn arg(mut self, flag: &str, value: impl Into<String>) -> Self {
@@ -344,6 +362,7 @@ impl UpdaterBuilder {
             .arg(&self.state_dir)
             .args(&self.args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log_file(&self.state_dir, "updater.log"))
             .stderr(log_file(&self.state_dir, "updater.log"))
             .kill_on_drop(true)

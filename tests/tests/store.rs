@@ -343,6 +343,7 @@ async fn rollout_commits_are_compare_and_set(store: &Store) {
         created_ms: 1,
         updated_ms: 1,
         revision: 0,
+        trace_parent: Some("0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331".into()),
     };
     store
         .create_rollout(&row, &[event("created")])

@@ -7,10 +7,13 @@
 
 use std::time::Duration;
 
+use tracing::{Instrument, Span};
+
 use crate::{
     Activity, Health, Shared,
     install::InstallError,
     state::{BrokenVersion, FailureKind, InFlight, InstallFailure, Outcome, Phase, ReportRecord},
+    trace::{self, step_span, traced},
 };
 
 /// Transient failures are retried after 30 s, doubling up to an hour.
@@ -19,15 +22,46 @@ fn retry_delay_ms(attempts: u32) -> i64 {
 }
 
 pub async fn install(shared: &Shared, target: &str) {
-    let (directive, from) = {
+    let (directive, from, agent_id) = {
         let state = shared.state.lock().await;
-        (state.directive.clone(), state.agent_version.clone())
+        let agent_id = state.agent_id.clone();
+        (
+            state.directive.clone(),
+            state.agent_version.clone(),
+            agent_id,
+        )
     };
-    let (directive_id, directive_attempt_id, rollout_id) = directive
-        .map(|d| (d.directive_id, d.attempt_id, d.rollout_id))
+    let (directive_id, directive_attempt_id, rollout_id, reason, trace_context) = directive
+        .map(|d| {
+            (
+                d.directive_id,
+                d.attempt_id,
+                d.rollout_id,
+                d.reason,
+                d.trace_context,
+            )
+        })
         .unwrap_or_default();
-    let attempt_id = uuid::Uuid::new_v4().to_string();
-    let started_ms = shared.now_ms();
+    let in_flight = InFlight {
+        attempt_id: uuid::Uuid::new_v4().to_string(),
+        directive_id,
+        rollout_id,
+        directive_attempt_id,
+        from,
+        to: target.to_string(),
+        phase: Phase::Activating,
+        started_ms: shared.now_ms(),
+        failure: String::new(),
+        reason,
+        trace_context,
+    };
+    let span = trace::attempt_span(&agent_id, &in_flight, false);
+    attempt(shared, in_flight).instrument(span).await;
+}
+
+/// Prepares (nothing touched yet), then activates and verifies.
+async fn attempt(shared: &Shared, in_flight: InFlight) {
+    let target = in_flight.to.as_str();
     shared.set_activity(Activity::Downloading);
     if let Err(err) = shared.config.installer.prepare(target).await {
         tracing::warn!(version = %target, error = %err.message(), "install refused or failed before touching the agent");
@@ -39,53 +73,41 @@ pub async fn install(shared: &Shared, target: &str) {
         };
         let mut state = shared.state.lock().await;
         let attempts = match &state.install_failure {
-            Some(f) if f.directive_id == directive_id && f.target == target => f.attempts + 1,
+            Some(f) if f.directive_id == in_flight.directive_id && f.target == target => {
+                f.attempts + 1
+            }
             _ => 1,
         };
         state.install_failure = Some(InstallFailure {
-            directive_id: directive_id.clone(),
+            directive_id: in_flight.directive_id.clone(),
             target: target.to_string(),
             kind,
             attempts,
             retry_at_ms: shared.now_ms() + retry_delay_ms(attempts),
         });
-        let report = ReportRecord {
-            attempt_id,
-            from_version: from,
-            to_version: target.to_string(),
-            outcome,
-            error: err.message().to_string(),
-            started_ms,
-            finished_ms: shared.now_ms(),
-            directive_id,
-            rollout_id,
-        };
+        let report = report_for(shared, &in_flight, outcome, err.message().to_string());
         push_report(shared, &mut state, report).await;
         shared.set_activity(Activity::Idle);
         return;
     }
-    let in_flight = InFlight {
-        attempt_id,
-        directive_id,
-        rollout_id,
-        directive_attempt_id,
-        from,
-        to: target.to_string(),
-        phase: Phase::Activating,
-        started_ms,
-        failure: String::new(),
-    };
     set_in_flight(shared, Some(&in_flight)).await;
     finish(shared, in_flight).await;
 }
 
 /// Goes on with an attempt a crash interrupted.
 pub async fn resume(shared: &Shared, in_flight: InFlight) {
-    tracing::warn!(phase = ?in_flight.phase, to = %in_flight.to, "resuming an interrupted update");
-    match in_flight.phase {
-        Phase::Activating | Phase::Verifying => finish(shared, in_flight).await,
-        Phase::Reverting => revert(shared, in_flight).await,
+    let agent_id = shared.state.lock().await.agent_id.clone();
+    // A new span in the same trace: the one before the crash never ended.
+    let span = trace::attempt_span(&agent_id, &in_flight, true);
+    async {
+        tracing::warn!(phase = ?in_flight.phase, to = %in_flight.to, "resuming an interrupted update");
+        match in_flight.phase {
+            Phase::Activating | Phase::Verifying => finish(shared, in_flight).await,
+            Phase::Reverting => revert(shared, in_flight).await,
+        }
     }
+    .instrument(span)
+    .await
 }
 
 async fn finish(shared: &Shared, mut in_flight: InFlight) {
@@ -102,7 +124,8 @@ async fn finish(shared: &Shared, mut in_flight: InFlight) {
     in_flight.phase = Phase::Verifying;
     set_in_flight(shared, Some(&in_flight)).await;
     shared.set_activity(Activity::Verifying);
-    match health_gate(shared, &in_flight.to).await {
+    let gate = step_span!("health_gate", drover.version = %in_flight.to);
+    match traced(gate, health_gate(shared, &in_flight.to)).await {
         Ok(()) => {
             let mut state = shared.state.lock().await;
             if in_flight.from.as_deref() != Some(in_flight.to.as_str()) {
@@ -130,17 +153,25 @@ async fn revert(shared: &Shared, mut in_flight: InFlight) {
     shared.set_activity(Activity::Reverting);
     tracing::warn!(version = %in_flight.to, reason = %in_flight.failure, "reverting");
     let agent_id = shared.state.lock().await.agent_id.clone();
-    let back = match &in_flight.from {
-        Some(from) if shared.config.installer.can_activate_offline(from) => {
-            shared
-                .config
-                .installer
-                .activate(&agent_id, Some(&in_flight.to), from)
-                .await
+    let going_back = async {
+        match &in_flight.from {
+            Some(from) if shared.config.installer.can_activate_offline(from) => {
+                shared
+                    .config
+                    .installer
+                    .activate(&agent_id, Some(&in_flight.to), from)
+                    .await
+            }
+            Some(from) => Err(format!("the previous version {from} is not installed here")),
+            None => Err("there is no previous version to go back to".to_string()),
         }
-        Some(from) => Err(format!("the previous version {from} is not installed here")),
-        None => Err("there is no previous version to go back to".into()),
     };
+    let step = step_span!(
+        "revert",
+        drover.from = %in_flight.to,
+        drover.to = in_flight.from.as_deref().unwrap_or("")
+    );
+    let back = traced(step, going_back).await;
     let mut state = shared.state.lock().await;
     state.broken_versions.insert(
         in_flight.to.clone(),
@@ -182,16 +213,19 @@ async fn revert(shared: &Shared, mut in_flight: InFlight) {
 
 /// A revert decided by the policy (an earlier revert did not complete).
 pub async fn revert_to(shared: &Shared, to: &str, why: &str) {
-    let (from, directive_id, rollout_id) = {
+    let (from, directive, agent_id) = {
         let state = shared.state.lock().await;
-        let (directive_id, rollout_id) = state
-            .directive
-            .as_ref()
-            .map(|d| (d.directive_id.clone(), d.rollout_id.clone()))
-            .unwrap_or_default();
-        (state.agent_version.clone(), directive_id, rollout_id)
+        let agent_id = state.agent_id.clone();
+        (
+            state.agent_version.clone(),
+            state.directive.clone(),
+            agent_id,
+        )
     };
     let Some(from) = from else { return };
+    let (directive_id, rollout_id, reason, trace_context) = directive
+        .map(|d| (d.directive_id, d.rollout_id, d.reason, d.trace_context))
+        .unwrap_or_default();
     let in_flight = InFlight {
         attempt_id: uuid::Uuid::new_v4().to_string(),
         directive_id,
@@ -202,8 +236,11 @@ pub async fn revert_to(shared: &Shared, to: &str, why: &str) {
         phase: Phase::Reverting,
         started_ms: shared.now_ms(),
         failure: why.to_string(),
+        reason,
+        trace_context,
     };
-    revert(shared, in_flight).await;
+    let span = trace::attempt_span(&agent_id, &in_flight, false);
+    revert(shared, in_flight).instrument(span).await;
 }
 
 /// Waits for `version` to prove healthy within the grace period. Without a probe there is
@@ -273,8 +310,10 @@ async fn set_in_flight(shared: &Shared, in_flight: Option<&InFlight>) {
     shared.save_state(&state).await;
 }
 
-/// Keeps the report until acknowledged, saves, and tells the connection to send it.
+/// Keeps the report until acknowledged, saves, and tells the connection to send it. Runs
+/// in the attempt's span (never in a step's), which it closes with the outcome.
 async fn push_report(shared: &Shared, state: &mut crate::PersistedState, report: ReportRecord) {
+    trace::conclude(&Span::current(), &report);
     state.pending_reports.push(report.clone());
     state.last_report = Some(report);
     shared.save_state(state).await;

@@ -32,7 +32,22 @@ pub fn directive_record(directive: pb::Directive, source: DirectiveSource) -> Di
         schedule: directive.schedule.and_then(schedule_record),
         attempt_id: directive.attempt_id,
         rollout_id: directive.rollout_id,
+        trace_context: trace_context(directive.trace_context),
     }
+}
+
+/// The W3C keys only, each bounded (tracestate's limit is 512 characters); anything else
+/// is dropped, so a hostile map never grows the state file.
+fn trace_context(
+    map: std::collections::HashMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    map.into_iter()
+        .filter(|(key, value)| match key.as_str() {
+            "traceparent" => value.len() <= 55,
+            "tracestate" => value.len() <= 512,
+            _ => false,
+        })
+        .collect()
 }
 
 fn timestamp(ms: i64) -> Option<prost_types::Timestamp> {
@@ -102,4 +117,42 @@ fn schedule_record(schedule: pb::MaintenanceSchedule) -> Option<SavedSchedule> {
         window,
         valid_until_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directive_keeps_only_its_bounded_w3c_trace_context_and_saves_it() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let directive = pb::Directive {
+            directive_id: "d-1".into(),
+            trace_context: [
+                ("traceparent".to_string(), parent.to_string()),
+                ("tracestate".to_string(), "drover=1".to_string()),
+                ("baggage".to_string(), "secret=1".to_string()),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let record = directive_record(directive, DirectiveSource::Push);
+        assert_eq!(
+            record.trace_context.keys().collect::<Vec<_>>(),
+            ["traceparent", "tracestate"]
+        );
+        let saved: DirectiveRecord =
+            serde_json::from_str(&serde_json::to_string(&record).unwrap()).unwrap();
+        assert_eq!(saved, record);
+
+        let hostile = pb::Directive {
+            trace_context: [("tracestate".to_string(), "x".repeat(513))].into(),
+            ..Default::default()
+        };
+        assert!(
+            directive_record(hostile, DirectiveSource::Poll)
+                .trace_context
+                .is_empty()
+        );
+    }
 }

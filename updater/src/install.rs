@@ -9,6 +9,7 @@ use rand::Rng;
 pub use crate::install_error::InstallError;
 pub use crate::shell::run_shell;
 use crate::tarball::TarballInstaller;
+use crate::trace::{step_span, traced};
 
 #[derive(Debug, Clone)]
 pub enum Installer {
@@ -52,7 +53,8 @@ impl Installer {
         }
     }
 
-    /// Makes `target` the running version (a revert is activating the previous version).
+    /// Makes `target` the running version (a revert is activating the previous version),
+    /// in `install` (and `restart`) spans.
     pub async fn activate(
         &self,
         agent_id: &str,
@@ -66,18 +68,31 @@ impl Installer {
                     ("DROVER_CURRENT_VERSION", current.unwrap_or("")),
                     ("DROVER_AGENT_ID", agent_id),
                 ];
-                run_shell(command, *timeout, &env)
-                    .await
-                    .map_err(|err| format!("the install command failed: {err}"))
+                let step =
+                    step_span!("install", drover.installer = "command", drover.version = %target);
+                let run = async {
+                    run_shell(command, *timeout, &env)
+                        .await
+                        .map_err(|err| format!("the install command failed: {err}"))
+                };
+                traced(step, run).await
             }
             Self::Tarball(tarball) => {
-                tarball.switch_to(target).await?;
-                tarball.restart(target).await
+                let step = step_span!("install", drover.installer = "tarball", drover.step = "switch", drover.version = %target);
+                traced(step, tarball.switch_to(target)).await?;
+                let step = step_span!("restart", drover.version = %target);
+                traced(step, tarball.restart(target)).await
             }
             Self::Simulated { .. } => {
-                let millis = rand::rng().random_range(50..400);
-                tokio::time::sleep(Duration::from_millis(millis)).await;
-                Ok(())
+                // A span like a real install's, so load tests can trace.
+                let step =
+                    step_span!("install", drover.installer = "simulated", drover.version = %target);
+                let run = async {
+                    let millis = rand::rng().random_range(50..400);
+                    tokio::time::sleep(Duration::from_millis(millis)).await;
+                    Ok::<(), String>(())
+                };
+                traced(step, run).await
             }
         }
     }

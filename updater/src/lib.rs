@@ -38,6 +38,7 @@ pub mod shell;
 pub mod simulate;
 pub mod state;
 pub mod tarball;
+mod trace;
 
 use std::{sync::Arc, time::Duration};
 

@@ -5,6 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use drover_telemetry::LogFormat;
 use drover_updater::{
     Clock, Health, StateStore, UpdaterConfig,
     backoff::Backoff,
@@ -26,6 +27,16 @@ use tokio_util::sync::CancellationToken;
     about = "Keep one agent on the version its Drover coordinator asks for."
 )]
 struct Cli {
+    /// Log lines on stderr: text, or one JSON object per line with trace ids. Traces are
+    /// exported over OTLP only when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set.
+    #[arg(
+        long,
+        global = true,
+        env = "DROVER_LOG_FORMAT",
+        default_value = "text",
+        value_name = "text|json"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -308,19 +319,17 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // One crypto provider for every rustls user here (tonic's TLS and the downloads).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // Colours only on a terminal, never with NO_COLOR: log files get plain text.
-        .with_ansi(colour)
-        // A closed stderr drops the line; by default it would panic the logging path.
-        .log_internal_errors(false)
-        .with_writer(std::io::stderr)
-        .init();
-    match dispatch(cli.command).await {
+    let telemetry = match drover_telemetry::init("drover-updater", cli.log_format) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("drover-updater: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = dispatch(cli.command).await;
+    // The last spans leave (bounded wait) off the runtime's threads.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("drover-updater: {err:#}");

@@ -253,6 +253,7 @@ mod tests {
                 }),
                 attempt_id: String::new(),
                 rollout_id: String::new(),
+                trace_context: Default::default(),
             }),
             ..PersistedState::default()
         }

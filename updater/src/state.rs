@@ -3,6 +3,7 @@
 //! a crash at any instant leaves either the old or the new state, never a torn one.
 
 use std::{
+    collections::BTreeMap,
     io::Write,
     path::{Path, PathBuf},
 };
@@ -42,6 +43,10 @@ pub struct DirectiveRecord {
     /// The rollout that chose this target; empty when none governs the agent.
     #[serde(default)]
     pub rollout_id: String,
+    /// The coordinator's W3C trace context (`traceparent`, `tracestate`): the parent of
+    /// the update attempt this directive causes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub trace_context: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,7 +130,7 @@ pub struct PersistedState {
     #[serde(default)]
     pub previous_version: Option<String>,
     #[serde(default)]
-    pub broken_versions: std::collections::BTreeMap<String, BrokenVersion>,
+    pub broken_versions: BTreeMap<String, BrokenVersion>,
     #[serde(default)]
     pub install_failure: Option<InstallFailure>,
     /// The install or revert under way; a restart after a crash finishes or undoes it.
@@ -158,6 +163,13 @@ pub struct InFlight {
     /// Why the revert happens, once `phase` is `Reverting`.
     #[serde(default)]
     pub failure: String,
+    /// The directive's reason code, for the attempt's trace.
+    #[serde(default)]
+    pub reason: String,
+    /// The directive's trace context, so an attempt resumed after a crash continues the
+    /// same trace.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub trace_context: BTreeMap<String, String>,
 }
 
 /// Where state lives: a directory (real updaters) or memory (simulated fleets).
@@ -445,6 +457,7 @@ mod tests {
                 schedule: None,
                 attempt_id: String::new(),
                 rollout_id: "r-1".into(),
+                trace_context: BTreeMap::new(),
             }),
             pending_reports: vec![report.clone()],
             last_report: Some(report),
@@ -458,6 +471,8 @@ mod tests {
                 phase: Phase::Verifying,
                 started_ms: 3,
                 failure: String::new(),
+                reason: String::new(),
+                trace_context: BTreeMap::new(),
             }),
             ..PersistedState::default()
         };

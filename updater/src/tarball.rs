@@ -22,6 +22,7 @@ use tokio::io::AsyncWriteExt;
 use crate::{
     download::{BoundedBody, DownloadLimits},
     install_error::InstallError,
+    trace::{step_span, traced},
 };
 
 #[derive(Debug, Clone)]
@@ -85,6 +86,8 @@ impl TarballInstaller {
     }
 
     /// Fetches, verifies and unpacks `version` into `versions/<version>`; touches nothing else.
+    /// Each step is a span: `download` (manifest, then artifact), `verify` (signature, then
+    /// digest), `install` (extraction).
     pub async fn prepare(&self, version: &str) -> Result<(), InstallError> {
         tokio::fs::create_dir_all(self.versions())
             .await
@@ -99,17 +102,44 @@ impl TarballInstaller {
         let deadline = tokio::time::Instant::now() + self.download.timeout;
         let base = format!("{}/{version}", self.release_url.trim_end_matches('/'));
         let manifest_url = format!("{base}/manifest.json");
-        let manifest_bytes = fetch(&client, &manifest_url, deadline).await?;
         let signature_url = format!("{manifest_url}.minisig");
-        let signature = fetch(&client, &signature_url, deadline).await.map_err(|err| match err {
-            InstallError::NotFound(_) => refused(format!(
-                "the release manifest {manifest_url} is not signed ({signature_url} does not exist); \
-                 sign it with `minisign -S -m manifest.json`"
-            )),
-            other => other,
-        })?;
-        self.verify_signature(&manifest_bytes, &signature, &manifest_url)?;
-        let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|err| {
+        let documents = async {
+            let manifest = fetch(&client, &manifest_url, deadline).await?;
+            let signature = fetch(&client, &signature_url, deadline).await.map_err(|err| match err {
+                InstallError::NotFound(_) => refused(format!(
+                    "the release manifest {manifest_url} is not signed ({signature_url} does not exist); \
+                     sign it with `minisign -S -m manifest.json`"
+                )),
+                other => other,
+            })?;
+            Ok::<_, InstallError>((manifest, signature))
+        };
+        let step = step_span!("download", url.full = %manifest_url);
+        let (manifest_bytes, signature) = traced(step, documents).await?;
+        let step = step_span!("verify", url.full = %manifest_url);
+        let manifest = traced(step, async {
+            self.verify_manifest(&manifest_bytes, &signature, &manifest_url, version)
+        })
+        .await?;
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let download = self.download_path(version, &token);
+        let result = self
+            .download_and_unpack(&client, &base, &manifest, version, &token, deadline)
+            .await;
+        let _ = tokio::fs::remove_file(&download).await;
+        result
+    }
+
+    /// The signed manifest, checked: signature, the version asked for, a safe artifact name.
+    fn verify_manifest(
+        &self,
+        manifest_bytes: &[u8],
+        signature: &[u8],
+        manifest_url: &str,
+        version: &str,
+    ) -> Result<Manifest, InstallError> {
+        self.verify_signature(manifest_bytes, signature, manifest_url)?;
+        let manifest: Manifest = serde_json::from_slice(manifest_bytes).map_err(|err| {
             refused(format!(
                 "the signed manifest {manifest_url} is not valid JSON: {err}"
             ))
@@ -130,13 +160,7 @@ impl TarballInstaller {
                 manifest.artifact
             )));
         }
-        let token = uuid::Uuid::new_v4().simple().to_string();
-        let download = self.download_path(version, &token);
-        let result = self
-            .download_and_unpack(&client, &base, &manifest, version, &token, deadline)
-            .await;
-        let _ = tokio::fs::remove_file(&download).await;
-        result
+        Ok(manifest)
     }
 
     fn verify_signature(
@@ -172,29 +196,33 @@ impl TarballInstaller {
     ) -> Result<(), InstallError> {
         let url = format!("{base}/{}", manifest.artifact);
         let download = &self.download_path(version, token);
-        let mut file = tokio::fs::File::create(download)
-            .await
-            .map_err(|err| transient(format!("cannot write {}: {err}", download.display())))?;
-        let mut hasher = Sha256::new();
         let limit = manifest.size.unwrap_or(self.download.max_bytes);
-        let mut body = BoundedBody::open(client, &url, limit, deadline).await?;
-        while let Some(chunk) = body.next().await? {
-            hasher.update(&chunk);
-            file.write_all(&chunk)
-                .await
-                .map_err(|err| transient(format!("cannot write the download: {err}")))?;
-        }
-        file.sync_all()
-            .await
-            .map_err(|err| transient(err.to_string()))?;
-        let digest = hex::encode(hasher.finalize());
-        if !digest.eq_ignore_ascii_case(manifest.sha256.trim()) {
-            return Err(refused(format!(
+        let step = step_span!("download", url.full = %url);
+        let digest = traced(step, download_to(client, &url, download, limit, deadline)).await?;
+        let step = step_span!("verify", url.full = %url);
+        traced(step, async {
+            if digest.eq_ignore_ascii_case(manifest.sha256.trim()) {
+                return Ok(());
+            }
+            Err(refused(format!(
                 "the artifact {url} has sha256 {digest}, but the signed manifest says {}; it was \
                  tampered with or corrupted, so nothing was installed",
                 manifest.sha256.trim()
-            )));
-        }
+            )))
+        })
+        .await?;
+        let step = step_span!("install", drover.step = "extract", drover.version = %version);
+        traced(step, self.unpack_into_place(download, version, token, &url)).await
+    }
+
+    /// Unpacks the verified archive into a staging dir, renamed to `versions/<version>`.
+    async fn unpack_into_place(
+        &self,
+        download: &Path,
+        version: &str,
+        token: &str,
+        url: &str,
+    ) -> Result<(), InstallError> {
         let staging = self.versions().join(format!(".staging-{version}-{token}"));
         let final_dir = self.versions().join(version);
         let (archive, staging_dir) = (download.to_path_buf(), staging.clone());
@@ -285,6 +313,31 @@ async fn fetch(
         document.extend_from_slice(&chunk);
     }
     Ok(document)
+}
+
+/// Streams `url` into `path` within `limit` bytes and the deadline; returns its sha256 (hex).
+async fn download_to(
+    client: &reqwest::Client,
+    url: &str,
+    path: &Path,
+    limit: u64,
+    deadline: tokio::time::Instant,
+) -> Result<String, InstallError> {
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|err| transient(format!("cannot write {}: {err}", path.display())))?;
+    let mut hasher = Sha256::new();
+    let mut body = BoundedBody::open(client, url, limit, deadline).await?;
+    while let Some(chunk) = body.next().await? {
+        hasher.update(&chunk);
+        file.write_all(&chunk)
+            .await
+            .map_err(|err| transient(format!("cannot write the download: {err}")))?;
+    }
+    file.sync_all()
+        .await
+        .map_err(|err| transient(err.to_string()))?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 fn unpack(archive: &Path, into: &Path) -> std::io::Result<()> {

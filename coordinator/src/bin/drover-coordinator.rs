@@ -105,8 +105,12 @@ struct Args {
     /// For tests only: the named supervised task panics each time it starts.
     #[arg(long, hide = true)]
     test_panic_task: Option<String>,
-    /// Log as JSON lines instead of text.
-    #[arg(long)]
+    /// Log as `text` or `json` lines (json lines inside a traced span carry its trace_id
+    /// and span_id). Traces go to OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    #[arg(long, env = "DROVER_LOG_FORMAT", default_value = "text")]
+    log_format: drover_telemetry::LogFormat,
+    /// Same as `--log-format json` (kept for older scripts).
+    #[arg(long, hide = true)]
     log_json: bool,
     /// Where the coordinator keeps its CA, server certificate and the admin profile
     /// (default: `drover-data` beside the SQLite file, else `./drover-data`).
@@ -155,7 +159,18 @@ fn default_data_dir(database: &str) -> PathBuf {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    init_tracing(args.log_json);
+    let format = if args.log_json {
+        drover_telemetry::LogFormat::Json
+    } else {
+        args.log_format
+    };
+    let telemetry = match drover_telemetry::init("drover-coordinator", format) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("drover-coordinator: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     // One crypto provider for every rustls user in the process (see DEPENDENCIES.md).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let tls = (!args.insecure).then(|| TlsSettings {
@@ -210,7 +225,14 @@ async fn main() -> std::process::ExitCode {
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    match run(config, shutdown).await {
+    let outcome = run(config, shutdown).await;
+    // Spans not yet exported get a bounded time to leave, off the async threads.
+    let dropped = telemetry.dropped_spans();
+    if dropped > 0 {
+        tracing::warn!(dropped, "spans dropped (collector down or slow)");
+    }
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("drover-coordinator: {err}");
@@ -240,27 +262,6 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     }
     tracing::info!("shutting down");
     shutdown.cancel();
-}
-
-fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // Colours only on a terminal and never with NO_COLOR: log files get plain text.
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-        )
-        // A log line that cannot be written (stderr closed) is dropped; by default
-        // tracing-subscriber reports it with eprintln!, which panics the logging task.
-        .log_internal_errors(false)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 #[cfg(test)]

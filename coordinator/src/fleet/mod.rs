@@ -21,6 +21,7 @@ mod push;
 mod queries;
 mod reconcile;
 pub mod registry;
+pub mod rollout_trace;
 mod rollouts;
 mod settings;
 pub mod view;
@@ -405,6 +406,9 @@ impl Fleet {
             .record_report(&session.agent_id, &report, recorded.version_moved);
         if recorded.new && self.rollout_for(&session.channel).is_some() {
             self.reconcile_now.notify_one();
+        }
+        if recorded.new {
+            self.trace_report(session, &report);
         }
         session.ack(registry::Ack::Report(report.attempt_id)).await;
         Ok(())

@@ -10,6 +10,7 @@ use semver::Version;
 use super::{
     Fleet,
     effects::group_counts,
+    rollout_trace,
     rollouts::{ActiveRollout, state_json},
 };
 use crate::{
@@ -107,6 +108,7 @@ impl Fleet {
                 revision: current.revision,
                 counts: group_counts(&current.spec, &snapshot),
                 decisions: out.decisions,
+                trace: current.trace,
             };
             let status = crate::rollout::status_after(&current.spec, &out.state, &snapshot);
             if out.state != current.state || status != RolloutStatus::Active {
@@ -166,8 +168,17 @@ impl Fleet {
                     crash_point!("rollout.finish.after_commit");
                 }
                 rollout.revision = revision;
+                if let Some(trace) = &current.trace {
+                    let states = (&current.state, &out.state);
+                    let times = (current.created_ms, now_ms());
+                    rollout_trace::record_change(trace, &current.spec, states, status, times);
+                }
+                let trace_id = current
+                    .trace
+                    .map(|t| t.trace_id.to_string())
+                    .unwrap_or_default();
                 for event in &out.events {
-                    tracing::info!(rollout = %current.spec.rollout_id, "{}", event.text);
+                    tracing::info!(rollout = %current.spec.rollout_id, %trace_id, "{}", event.text);
                 }
             }
             rollout.state = out.state;

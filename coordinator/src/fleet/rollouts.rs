@@ -8,6 +8,7 @@ use drover_rules::{EventKind, RolloutStatus};
 use super::{
     Caller, Fleet,
     effects::{Effect, GroupCounts, group_counts, held, rollout_effect},
+    rollout_trace::{self, RolloutTrace},
 };
 use crate::{
     domain::{follows_control_plane, now_ms, validate, version::check_constraints},
@@ -31,6 +32,8 @@ pub struct ActiveRollout {
     pub revision: i64,
     pub decisions: HashMap<String, AgentDecision>,
     pub counts: Vec<GroupCounts>,
+    /// The rollout's trace (None for rollouts made before tracing existed).
+    pub trace: Option<RolloutTrace>,
 }
 
 impl ActiveRollout {
@@ -56,6 +59,7 @@ impl ActiveRollout {
             })?,
             revision: row.revision,
             decisions: HashMap::new(),
+            trace: row.trace_parent.as_deref().and_then(RolloutTrace::parse),
         })
     }
 }
@@ -220,6 +224,7 @@ impl Fleet {
                 revision: 0,
                 counts: group_counts(&spec, &snapshot),
                 decisions: out.decisions,
+                trace: None,
             };
             return Ok((Arc::new(would), effect));
         }
@@ -234,6 +239,7 @@ impl Fleet {
             created_ms: now,
             updated_ms: now,
             revision: 0,
+            trace_parent: Some(RolloutTrace::generate().to_text()),
         };
         let event = NewEvent {
             at_ms: self.clock.now_ms(),
@@ -346,6 +352,17 @@ impl Fleet {
             )));
         };
         crash_point!("steer.after_commit");
+        if let Some(trace) = &current.trace {
+            let states = (&current.state, &steered.state);
+            let times = (current.created_ms, now_ms());
+            rollout_trace::record_change(
+                trace,
+                &current.spec,
+                states,
+                RolloutStatus::Active,
+                times,
+            );
+        }
         // The committed state's own decisions (no transition: that is the next pass's
         // commit) replace the old ones before anyone can read them, and are pushed before
         // the call returns: after a pause or a rollback nobody is sent the old target.

@@ -111,6 +111,10 @@ pub fn status_to_proto(rollout: &ActiveRollout) -> pb::RolloutStatus {
         created_at: timestamp(rollout.created_ms),
         effect: None,
         plan: None,
+        trace_id: rollout
+            .trace
+            .map(|t| t.trace_id.to_string())
+            .unwrap_or_default(),
     }
 }
 

@@ -112,11 +112,16 @@ impl UpdaterService for UpdaterApi {
         }
         .map({
             let fleet = self.fleet.clone();
+            let (agent_id, channel) = (session.agent_id.clone(), session.channel.clone());
             move |d| {
-                Ok(down(Down::Directive(convert::directive_to_proto(
-                    &d,
-                    fleet.schedule_valid_until(),
-                ))))
+                let mut directive = convert::directive_to_proto(&d, fleet.schedule_valid_until());
+                directive.trace_context = fleet.directive_trace_context(
+                    &agent_id,
+                    &channel,
+                    &d.rollout_id,
+                    &d.directive_id,
+                );
+                Ok(down(Down::Directive(directive)))
             }
         });
         let acks = ReceiverStream::new(outbox.acks).map(|ack| {
@@ -190,8 +195,15 @@ impl UpdaterService for UpdaterApi {
             &request.agent_version,
         )?;
         let valid_until = self.fleet.schedule_valid_until();
+        let mut answer = convert::directive_to_proto(&directive, valid_until);
+        answer.trace_context = self.fleet.directive_trace_context(
+            &request.agent_id,
+            &or_default(&request.channel),
+            &directive.rollout_id,
+            &directive.directive_id,
+        );
         Ok(Response::new(pb::GetTargetResponse {
-            directive: Some(convert::directive_to_proto(&directive, valid_until)),
+            directive: Some(answer),
         }))
     }
 }

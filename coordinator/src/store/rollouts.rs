@@ -19,6 +19,8 @@ pub struct RolloutRow {
     pub updated_ms: i64,
     /// Bumped by every committed change; transitions are compare-and-set on it.
     pub revision: i64,
+    /// The rollout's trace: `TRACEID-SPANID` in hex (None before tracing existed).
+    pub trace_parent: Option<String>,
 }
 
 /// One rollout transition, committed as a unit: the new state, the events that explain it
@@ -79,13 +81,33 @@ impl Default for NewEvent {
     }
 }
 
-pub(super) type RolloutTuple = (String, String, String, String, String, i64, i64, i64);
+pub(super) type RolloutTuple = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+);
 
-pub(super) const ROLLOUT_COLUMNS: &str =
-    "rollout_id, channel, spec_json, state_json, status, created_ms, updated_ms, revision";
+pub(super) const ROLLOUT_COLUMNS: &str = "rollout_id, channel, spec_json, state_json, status, \
+    created_ms, updated_ms, revision, trace_parent";
 
 pub(super) fn row(
-    (rollout_id, channel, spec_json, state_json, status, created_ms, updated_ms, revision): RolloutTuple,
+    (
+        rollout_id,
+        channel,
+        spec_json,
+        state_json,
+        status,
+        created_ms,
+        updated_ms,
+        revision,
+        trace_parent,
+    ): RolloutTuple,
 ) -> RolloutRow {
     RolloutRow {
         rollout_id,
@@ -96,6 +118,7 @@ pub(super) fn row(
         created_ms,
         updated_ms,
         revision,
+        trace_parent,
     }
 }
 
@@ -152,8 +175,8 @@ impl Store {
         on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
             let inserted = sqlx::query(
-                "INSERT INTO rollouts (rollout_id, channel, spec_json, state_json, status, created_ms, updated_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO rollouts (rollout_id, channel, spec_json, state_json, status, \
+                 created_ms, updated_ms, trace_parent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&rollout.rollout_id)
             .bind(&rollout.channel)
@@ -162,6 +185,7 @@ impl Store {
             .bind(&rollout.status)
             .bind(rollout.created_ms)
             .bind(rollout.updated_ms)
+            .bind(&rollout.trace_parent)
             .execute(&mut *tx)
             .await;
             if let Err(sqlx::Error::Database(db)) = &inserted

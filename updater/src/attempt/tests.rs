@@ -18,6 +18,7 @@ fn directive(directive_id: &str, rollout_id: &str, target: &str) -> DirectiveRec
         schedule: None,
         attempt_id: String::new(),
         rollout_id: rollout_id.into(),
+        trace_context: Default::default(),
     }
 }
 
@@ -81,6 +82,13 @@ async fn an_attempt_resumed_after_a_crash_still_names_its_rollout() {
         phase: Phase::Verifying,
         started_ms: 1,
         failure: String::new(),
+        reason: "group_active".into(),
+        // Kept in the journal, so the resumed attempt continues the directive's trace.
+        trace_context: [(
+            "traceparent".to_string(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string(),
+        )]
+        .into(),
     };
     set_in_flight(&before, Some(&journaled)).await;
     drop(before);

@@ -55,10 +55,19 @@ pub async fn show(client: &mut Client, rollout_id: String, limit: u32) -> Result
         .map_err(status_text)?
         .into_inner();
     let mut text = match &detail.rollout {
-        Some(rollout) => status_text_into(Text::new(), rollout).line(format!(
-            "created {}",
-            time_or_dash(rollout.created_at.as_ref())
-        )),
+        Some(rollout) => {
+            let trace = if rollout.trace_id.is_empty() {
+                "none (made before tracing)".to_string()
+            } else {
+                rollout.trace_id.clone()
+            };
+            status_text_into(Text::new(), rollout)
+                .line(format!(
+                    "created {}",
+                    time_or_dash(rollout.created_at.as_ref())
+                ))
+                .line(format!("trace id {trace}"))
+        }
         None => Text::new(),
     };
     for timeline in &detail.timelines {
