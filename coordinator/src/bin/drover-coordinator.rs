@@ -44,6 +44,10 @@ struct Args {
     /// Seconds between batched last-seen writes.
     #[arg(long, default_value_t = 15)]
     liveness_flush_secs: u64,
+    /// Seconds between full re-reads of channels, schedules and credentials from the store:
+    /// the safety net behind the change feed between replicas on PostgreSQL.
+    #[arg(long, default_value_t = 5)]
+    view_refresh_secs: u64,
     /// Write the bound addresses as JSON to this file once serving.
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -195,6 +199,7 @@ async fn main() -> std::process::ExitCode {
             heartbeat_interval: Duration::from_secs(args.heartbeat_secs.max(1)),
             recheck_interval: Duration::from_secs(args.recheck_secs.max(1)),
             liveness_flush_interval: Duration::from_secs(args.liveness_flush_secs.max(1)),
+            view_refresh_interval: Duration::from_secs(args.view_refresh_secs.max(1)),
             reconcile_interval: Duration::from_millis(args.reconcile_ms.max(50)),
             manual_clock_start_ms: args.manual_clock_start_ms,
             ..FleetConfig::default()

@@ -225,6 +225,7 @@ impl Fleet {
         let event = self.admin_event(caller, text);
         self.store().create_credential(&row, &[event]).await?;
         self.reload_credentials().await?;
+        self.announce(super::change_feed::Change::Credentials).await;
         Ok((row, Some(token), effect))
     }
 
@@ -278,6 +279,7 @@ impl Fleet {
             )));
         }
         self.reload_credentials().await?;
+        self.announce(super::change_feed::Change::Credentials).await;
         Ok((row, effect))
     }
 }

@@ -397,6 +397,15 @@ impl Fleet {
         Ok(())
     }
 
+    /// A revoked agent's live session here is cut, and one registering meanwhile ends.
+    pub(super) fn enrolment_revoked(&self, agent_id: &str) {
+        self.enrolment
+            .revoked_here
+            .write()
+            .insert(agent_id.to_string());
+        self.sessions.revoke(agent_id);
+    }
+
     /// Whether this process revoked `agent_id` (checked after a session registers).
     pub fn revoked_here(&self, agent_id: &str) -> bool {
         self.enrolment.revoked_here.read().contains(agent_id)
@@ -452,11 +461,9 @@ impl Fleet {
                 "agent '{agent_id}' was revoked meanwhile"
             )));
         }
-        self.enrolment
-            .revoked_here
-            .write()
-            .insert(agent_id.to_string());
-        self.sessions.revoke(agent_id);
+        self.enrolment_revoked(agent_id);
+        self.announce(super::change_feed::Change::Revoked(agent_id.to_string()))
+            .await;
         Ok((identity, effect))
     }
 }

@@ -24,6 +24,15 @@ pub fn run_background_tasks(fleet: &Arc<Fleet>, supervisor: &Supervisor) {
     supervisor.spawn("liveness-flush", Policy::Restart, move |shutdown| {
         flush_loop(f.clone(), shutdown)
     });
+    let feed = fleet.clone();
+    supervisor.spawn("change-feed", Policy::Restart, move |shutdown| {
+        let fleet = feed.clone();
+        async move {
+            if let Err(err) = super::change_feed::run(fleet, shutdown).await {
+                tracing::warn!(error = %err, "the change feed stopped; restarting it");
+            }
+        }
+    });
     let f = fleet.clone();
     supervisor.spawn("settings-refresh", Policy::Restart, move |shutdown| {
         refresh_loop(f.clone(), shutdown)

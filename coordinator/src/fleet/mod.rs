@@ -10,6 +10,7 @@
 mod admins;
 mod agent_writer;
 mod caller;
+pub mod change_feed;
 mod clock;
 mod effects;
 mod enrolment;
@@ -143,6 +144,8 @@ pub struct Fleet {
     admins: AdminCredentials,
     /// Who signs agent certificates (unset with `--insecure`; `enrolment.rs`).
     enrolment: Enrolment,
+    /// This process's id in the change feed, so it skips its own announcements.
+    replica_id: String,
 }
 
 impl Fleet {
@@ -170,6 +173,7 @@ impl Fleet {
             shutdown: tokio_util::sync::CancellationToken::new(),
             admins: AdminCredentials::default(),
             enrolment: Enrolment::default(),
+            replica_id: uuid::Uuid::new_v4().simple().to_string(),
         });
         fleet.load_rollouts().await?;
         fleet.reload_credentials().await?;
@@ -486,6 +490,7 @@ impl Fleet {
     /// After an admin change committed: reload the view and push. A failure here does not
     /// undo the change, so it is logged, not reported (the periodic refresh catches up).
     async fn publish_committed_change(&self) {
+        self.announce(change_feed::Change::Settings).await;
         if let Err(err) = self.refresh_and_push().await {
             tracing::warn!(error = %err, "change committed; pushing it waits for the next refresh");
         }

@@ -63,6 +63,7 @@ impl Fleet {
             }
             self.pins.write().remove(agent_id);
         }
+        self.announce(super::change_feed::Change::Pins).await;
         self.reconcile_after_commit().await;
         self.push_all();
         Ok(effect)

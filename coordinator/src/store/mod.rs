@@ -12,6 +12,7 @@ mod channels;
 mod credentials;
 mod enrolment;
 mod error;
+pub mod feed;
 mod history;
 mod ops;
 mod rollouts;
