@@ -23,6 +23,7 @@ mod reconcile;
 pub mod registry;
 mod rollouts;
 mod settings;
+mod transitions;
 pub mod view;
 
 use std::{
@@ -142,6 +143,10 @@ pub struct Fleet {
     admins: AdminCredentials,
     /// Who signs agent certificates (unset with `--insecure`; `enrolment.rs`).
     enrolment: Enrolment,
+    /// What `/metrics` shows of this process's work (`crate::metrics`).
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Rollout transitions for the webhooks, enqueued after their commit (`crate::webhook`).
+    alerts: Arc<crate::webhook::AlertQueue>,
 }
 
 impl Fleet {
@@ -149,6 +154,8 @@ impl Fleet {
         let clock = FleetClock::new(config.manual_clock_start_ms)?;
         let view = SettingsView::load(&store).await?;
         let inventory = Inventory::load(store.all_agents().await?);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        store.observe(metrics.clone());
         let fleet = Arc::new(Self {
             writer: AgentWriter::start(store.clone()),
             store,
@@ -169,6 +176,8 @@ impl Fleet {
             shutdown: tokio_util::sync::CancellationToken::new(),
             admins: AdminCredentials::default(),
             enrolment: Enrolment::default(),
+            alerts: Arc::new(crate::webhook::AlertQueue::new(metrics.clone())),
+            metrics,
         });
         fleet.load_rollouts().await?;
         fleet.reload_credentials().await?;
@@ -182,6 +191,14 @@ impl Fleet {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    pub fn alerts(&self) -> &Arc<crate::webhook::AlertQueue> {
+        &self.alerts
     }
 
     pub fn view(&self) -> Arc<SettingsView> {
@@ -396,6 +413,8 @@ impl Fleet {
             .await?
             .unwrap_or_default();
         crash_point!("report.before_ack");
+        self.metrics
+            .report(report.outcome.as_str(), !report.rollout_id.is_empty());
         if recorded.version_moved {
             session.live.lock().agent_version = Some(report.to_version.clone());
         }

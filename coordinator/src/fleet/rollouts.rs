@@ -106,6 +106,11 @@ impl Fleet {
         self.rollouts.read().values().cloned().collect()
     }
 
+    /// Agents by (version, group, channel, health), from memory (for `/metrics`).
+    pub fn agent_tally(&self) -> HashMap<(String, String, String, crate::domain::Health), u64> {
+        self.inventory.tally()
+    }
+
     fn check_spec(&self, spec: &RolloutSpec) -> Result<()> {
         validate::name("channel", &spec.channel)?;
         for group in &spec.groups {
@@ -246,6 +251,7 @@ impl Fleet {
         self.rollouts
             .write()
             .insert(spec.channel.clone(), active.clone());
+        self.alert_transition(None, &active, Some(format!("created by {}", caller.actor)));
         drop(_serialized);
         crash_point!("create_rollout.after_commit");
         // Decide for every agent at once, so directives and `agents why` reflect the rollout.
@@ -320,6 +326,7 @@ impl Fleet {
             };
             return Ok((Arc::new(would), effect));
         }
+        let event_text = steered.text.clone();
         let event = NewEvent {
             rollout_id: current.spec.rollout_id.clone(),
             group: steered.group,
@@ -346,6 +353,7 @@ impl Fleet {
             )));
         };
         crash_point!("steer.after_commit");
+        let detail = format!("{event_text} (by {})", caller.actor);
         // The committed state's own decisions (no transition: that is the next pass's
         // commit) replace the old ones before anyone can read them, and are pushed before
         // the call returns: after a pause or a rollback nobody is sent the old target.
@@ -359,6 +367,7 @@ impl Fleet {
         self.rollouts
             .write()
             .insert(channel.to_string(), rollout.clone());
+        self.alert_transition(Some(&current), &rollout, Some(detail));
         drop(_serialized);
         self.push_all();
         self.reconcile_after_commit().await;
