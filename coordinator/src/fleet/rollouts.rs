@@ -106,11 +106,6 @@ impl Fleet {
         self.rollouts.read().values().cloned().collect()
     }
 
-    /// Agents by (version, group, channel, health), from memory (for `/metrics`).
-    pub fn agent_tally(&self) -> HashMap<(String, String, String, crate::domain::Health), u64> {
-        self.inventory.tally()
-    }
-
     fn check_spec(&self, spec: &RolloutSpec) -> Result<()> {
         validate::name("channel", &spec.channel)?;
         for group in &spec.groups {
