@@ -1,86 +1,18 @@
 //! Webhook alerts from a real coordinator to an HTTP receiver in the test: rollouts that
 //! finish and halt, a receiver that fails twice before it answers, and receivers that
-//! never answer or always fail, which must not slow a rollout.
+//! never answer or always fail, which must not slow a rollout; an HTTPS receiver trusted
+//! only through `--webhook-ca-file`; bad flags refused at start.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
 use drover_tests::{
-    CoordinatorBuilder, CoordinatorProcess, create_rollout, droverctl_json, eventually, simulate,
-    wait_connected,
+    Behaviour, CoordinatorBuilder, CoordinatorProcess, Receiver, create_rollout, droverctl_json,
+    eventually, https_receiver, simulate, wait_connected,
 };
-use parking_lot::Mutex;
 use serde_json::Value;
 
 const FLEET: u64 = 10;
 const WAIT: Duration = Duration::from_secs(60);
-
-#[derive(Clone, Copy)]
-enum Behaviour {
-    Answer,
-    /// 500 to the first N posts, then 200.
-    FailFirst(usize),
-    Always500,
-    /// Accepts the request and never answers.
-    Hang,
-}
-
-#[derive(Clone)]
-struct Receiver {
-    behaviour: Behaviour,
-    /// Every post that arrived (answered or not), in order.
-    posts: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Receiver {
-    async fn start(behaviour: Behaviour) -> (Self, String) {
-        let receiver = Self {
-            behaviour,
-            posts: Arc::default(),
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let app = Router::new()
-            .route("/hook", post(receive))
-            .with_state(receiver.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (receiver, url)
-    }
-
-    fn kinds(&self) -> Vec<String> {
-        self.posts
-            .lock()
-            .iter()
-            .map(|p| p["kind"].as_str().unwrap_or_default().to_string())
-            .collect()
-    }
-
-    async fn wait_for(&self, kind: &str) -> Value {
-        eventually(&format!("a {kind} post"), WAIT, async || {
-            let posts = self.posts.lock();
-            posts.iter().find(|p| p["kind"] == kind).cloned()
-        })
-        .await
-    }
-}
-
-async fn receive(State(r): State<Receiver>, Json(body): Json<Value>) -> StatusCode {
-    let seen = {
-        let mut posts = r.posts.lock();
-        posts.push(body);
-        posts.len()
-    };
-    match r.behaviour {
-        Behaviour::Answer => StatusCode::NO_CONTENT,
-        Behaviour::FailFirst(n) if seen <= n => StatusCode::INTERNAL_SERVER_ERROR,
-        Behaviour::FailFirst(_) => StatusCode::OK,
-        Behaviour::Always500 => StatusCode::INTERNAL_SERVER_ERROR,
-        Behaviour::Hang => std::future::pending().await,
-    }
-}
 
 /// A coordinator posting to `hooks` and FLEET simulated agents in group dev on `stable`
 /// (1.0.0; `broken` versions fail their health gate).
@@ -89,14 +21,24 @@ async fn start(
     hooks: &[&str],
     broken: &str,
 ) -> (CoordinatorProcess, tokio::process::Child) {
+    let args: Vec<&str> = hooks.iter().flat_map(|hook| ["--webhook", hook]).collect();
+    start_with(root, &args, broken).await
+}
+
+/// [`start`] with the coordinator's webhook flags given as they are.
+async fn start_with(
+    root: &std::path::Path,
+    flags: &[&str],
+    broken: &str,
+) -> (CoordinatorProcess, tokio::process::Child) {
     let mut builder = CoordinatorBuilder::sqlite(root)
         .control_plane("2.0.0")
         .arg("--reconcile-ms")
         .arg("200")
         .arg("--heartbeat-secs")
         .arg("2");
-    for hook in hooks {
-        builder = builder.arg("--webhook").arg(*hook);
+    for flag in flags {
+        builder = builder.arg(*flag);
     }
     let c = builder.start().await;
     let url = c.grpc_url();
@@ -257,4 +199,95 @@ async fn receivers_that_hang_or_fail_do_not_slow_a_rollout() {
         (failing.kinds().len() >= 2).then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_receiver_is_trusted_through_the_webhook_ca_file() {
+    let root = tempfile::tempdir().unwrap();
+    let (posts, hook, ca_file) = https_receiver(root.path()).await;
+    let (c, _fleet) = start_with(
+        root.path(),
+        &["--webhook", &hook, "--webhook-ca-file", &ca_file],
+        "9.9.9",
+    )
+    .await;
+    let (ok, _, stderr) = create_rollout(&c.grpc_url(), "stable", &["dev"], &["--immediate"]).await;
+    assert!(ok, "{stderr}");
+    eventually("the started alert over https", WAIT, async || {
+        let posts = posts.lock();
+        posts
+            .iter()
+            .any(|p| p["kind"] == "rollout_started")
+            .then_some(())
+    })
+    .await;
+    drop(c);
+
+    // Without the CA file the receiver's certificate is not trusted: nothing arrives.
+    let before = posts.lock().len();
+    let other = tempfile::tempdir().unwrap();
+    let (c, _fleet) = start_with(other.path(), &["--webhook", &hook], "9.9.9").await;
+    let (ok, _, stderr) = create_rollout(&c.grpc_url(), "stable", &["dev"], &["--immediate"]).await;
+    assert!(ok, "{stderr}");
+    eventually(
+        "an untrusted receiver's post fails and is retried",
+        WAIT,
+        async || {
+            let metrics = drover_tests::http(c.addresses.http, "GET", "/metrics")
+                .await
+                .1;
+            metrics
+                .contains("drover_webhook_deliveries_total{result=\"retried\"}")
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        posts.lock().len(),
+        before,
+        "a post arrived over untrusted TLS"
+    );
+}
+
+#[tokio::test]
+async fn bad_webhook_flags_are_refused_at_start_saying_what_to_give() {
+    let root = tempfile::tempdir().unwrap();
+    let missing = root.path().join("missing.pem");
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--webhook", "ftp://example.com/hook"],
+            "give an http:// or https:// URL",
+        ),
+        (
+            &["--webhook", "not a url"],
+            "give an http:// or https:// URL",
+        ),
+        (
+            &[
+                "--webhook",
+                "https://example.com/hook",
+                "--webhook-ca-file",
+                missing.to_str().unwrap(),
+            ],
+            "cannot read --webhook-ca-file",
+        ),
+    ];
+    for (args, says) in cases {
+        let out = tokio::process::Command::new(drover_tests::bin("drover-coordinator"))
+            .arg("--database")
+            .arg(root.path().join("db.sqlite").to_str().unwrap())
+            .args([
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
 }
