@@ -28,6 +28,7 @@ use crate::{
     store::Store,
     supervisor::{Policy, Supervisor},
     tls::{self, TlsSettings},
+    webhook::Webhooks,
 };
 use futures::FutureExt;
 
@@ -51,6 +52,10 @@ pub struct CoordinatorConfig {
     pub test_panic_task: Option<String>,
     /// TLS on both listeners (`None`: plaintext, `--insecure`, loopback addresses only).
     pub tls: Option<TlsSettings>,
+    /// Receivers of rollout alerts (`--webhook`; empty: none).
+    pub webhooks: Vec<String>,
+    /// Extra CA certificates (PEM) trusted for https receivers, beside the system roots.
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 /// The addresses actually bound (ports may have been 0).
@@ -101,6 +106,7 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
              them; run it without the flag",
         ));
     }
+    let webhooks = Webhooks::new(&config.webhooks, config.webhook_ca_file.as_deref())?;
     let listen = [config.grpc_listen, config.http_listen];
     let tls = match config.tls.clone() {
         None => {
@@ -175,6 +181,13 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     supervisor.spawn("retention", Policy::Restart, move |shutdown| {
         run_retention(retention_store.clone(), retention.clone(), shutdown)
     });
+    if let Some(webhooks) = webhooks {
+        let queue = fleet.alerts().clone();
+        queue.enable(webhooks.receivers());
+        supervisor.spawn("webhooks", Policy::Restart, move |shutdown| {
+            webhooks.clone().run(queue.clone(), shutdown)
+        });
+    }
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     readiness::set_health(&health_reporter, tonic_health::ServingStatus::NotServing).await;
     let (verdict_tx, verdict) = readiness::channel();
@@ -357,6 +370,9 @@ async fn serve_grpc<S, IO>(
     );
     let sessions_closed = shutdown.clone();
     let result = tonic::transport::Server::builder()
+        .layer(crate::grpc::timing::TimingLayer::new(
+            fleet.metrics().clone(),
+        ))
         .max_concurrent_streams(max_concurrent_streams)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))

@@ -7,6 +7,7 @@ pub mod enrol;
 pub mod otlp;
 mod postgres;
 mod process;
+mod receiver;
 mod release;
 mod trust;
 
@@ -16,6 +17,7 @@ pub use process::{
     CoordinatorBuilder, CoordinatorProcess, UpdaterBuilder, UpdaterProcess, bin, droverctl,
     droverctl_json, testing_bin,
 };
+pub use receiver::{Behaviour, Receiver, https_receiver};
 pub use release::{AgentHost, ReleaseRepo, SigningKey};
 pub use trust::{
     admin_request, ca_file_for, grpc_channel, lookup as trust_for, profile_for, tls_connector,

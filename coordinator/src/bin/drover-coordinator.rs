@@ -142,6 +142,13 @@ struct Args {
     /// year); updaters renew theirs after two thirds of it.
     #[arg(long, default_value_t = 30 * 24 * 3600)]
     agent_cert_validity_secs: u64,
+    /// Post a JSON alert here when a rollout starts, halts, finishes or rolls back (http or
+    /// https; repeatable). Delivery is retried in the background and never slows a rollout.
+    #[arg(long = "webhook", value_name = "URL")]
+    webhooks: Vec<String>,
+    /// Also trust these CA certificates (PEM) for https webhooks, beside the system roots.
+    #[arg(long, value_name = "PEM")]
+    webhook_ca_file: Option<PathBuf>,
 }
 
 /// `drover-data` beside a SQLite file; `./drover-data` for PostgreSQL or in-memory SQLite.
@@ -227,6 +234,8 @@ async fn main() -> std::process::ExitCode {
         readiness_interval: Duration::from_millis(args.readiness_interval_ms.clamp(100, 60_000)),
         test_panic_task: args.test_panic_task,
         tls,
+        webhooks: args.webhooks,
+        webhook_ca_file: args.webhook_ca_file,
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));

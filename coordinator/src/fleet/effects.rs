@@ -102,6 +102,9 @@ pub struct GroupCounts {
     pub on_target: u64,
     pub healthy: u64,
     pub failed: u64,
+    /// Sent the target, not on it yet, not failed (for `/metrics`; not in the API).
+    #[serde(skip)]
+    pub in_flight: u64,
 }
 
 pub(super) fn group_counts(spec: &RolloutSpec, snapshot: &[AgentSnapshot]) -> Vec<GroupCounts> {

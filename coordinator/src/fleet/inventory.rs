@@ -133,6 +133,25 @@ impl Inventory {
             .collect()
     }
 
+    /// Agents counted by (version, group, channel, health), under one read lock and without
+    /// copying entries: what `/metrics` shows of the fleet at each scrape.
+    pub fn tally(&self) -> HashMap<(String, String, String, Health), u64> {
+        let maps = self.maps.read();
+        let mut counts: HashMap<(&str, &str, &str, Health), u64> = HashMap::new();
+        for (channel, agents) in &maps.by_channel {
+            for entry in agents.values() {
+                let version = entry.version.as_deref().unwrap_or("unknown");
+                *counts
+                    .entry((version, &entry.group, channel, entry.health))
+                    .or_default() += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .map(|((v, g, c, h), n)| ((v.to_string(), g.to_string(), c.to_string(), h), n))
+            .collect()
+    }
+
     /// How many known agents follow `channel`.
     pub fn count_on(&self, channel: &str) -> u64 {
         self.maps

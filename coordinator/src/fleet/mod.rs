@@ -25,6 +25,7 @@ pub mod registry;
 pub mod rollout_trace;
 mod rollouts;
 mod settings;
+mod transitions;
 pub mod view;
 
 use std::{
@@ -146,6 +147,10 @@ pub struct Fleet {
     enrolment: Enrolment,
     /// This process's id in the change feed, so it skips its own announcements.
     replica_id: String,
+    /// What `/metrics` shows of this process's work (`crate::metrics`).
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Rollout transitions for the webhooks, enqueued after their commit (`crate::webhook`).
+    alerts: Arc<crate::webhook::AlertQueue>,
 }
 
 impl Fleet {
@@ -153,6 +158,8 @@ impl Fleet {
         let clock = FleetClock::new(config.manual_clock_start_ms)?;
         let view = SettingsView::load(&store).await?;
         let inventory = Inventory::load(store.all_agents().await?);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        store.observe(metrics.clone());
         let fleet = Arc::new(Self {
             writer: AgentWriter::start(store.clone()),
             store,
@@ -174,6 +181,8 @@ impl Fleet {
             admins: AdminCredentials::default(),
             enrolment: Enrolment::default(),
             replica_id: uuid::Uuid::new_v4().simple().to_string(),
+            alerts: Arc::new(crate::webhook::AlertQueue::new(metrics.clone())),
+            metrics,
         });
         fleet.load_rollouts().await?;
         fleet.reload_credentials().await?;
@@ -187,6 +196,14 @@ impl Fleet {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    pub fn alerts(&self) -> &Arc<crate::webhook::AlertQueue> {
+        &self.alerts
     }
 
     pub fn view(&self) -> Arc<SettingsView> {
@@ -401,6 +418,8 @@ impl Fleet {
             .await?
             .unwrap_or_default();
         crash_point!("report.before_ack");
+        self.metrics
+            .report(report.outcome.as_str(), !report.rollout_id.is_empty());
         if recorded.version_moved {
             session.live.lock().agent_version = Some(report.to_version.clone());
         }

@@ -140,6 +140,13 @@ impl Fleet {
             .sum())
     }
 
+    /// Agents by (version, group, channel, health), from memory (for `/metrics`).
+    pub fn agent_tally(
+        &self,
+    ) -> std::collections::HashMap<(String, String, String, crate::domain::Health), u64> {
+        self.inventory.tally()
+    }
+
     fn agent_view(&self, mut record: AgentRecord) -> AgentView {
         let session = self.sessions.get(&record.agent_id);
         let mut updater_decision = None;

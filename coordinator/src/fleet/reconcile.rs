@@ -88,6 +88,7 @@ impl Fleet {
         if active.is_empty() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let control_plane = self.view().control_plane.clone();
         for current in active {
             let snapshot = self.snapshot(&current.spec, current.created_ms);
@@ -110,7 +111,9 @@ impl Fleet {
                 decisions: out.decisions,
                 trace: current.trace,
             };
+            count_in_flight(&mut rollout, &snapshot);
             let status = crate::rollout::status_after(&current.spec, &out.state, &snapshot);
+            let mut committed_change = None;
             if out.state != current.state || status != RolloutStatus::Active {
                 let mut events: Vec<NewEvent> = out
                     .events
@@ -180,9 +183,15 @@ impl Fleet {
                 for event in &out.events {
                     tracing::info!(rollout = %current.spec.rollout_id, %trace_id, "{}", event.text);
                 }
+                let texts: Vec<&str> = out.events.iter().map(|e| e.text.as_str()).collect();
+                committed_change = Some(texts.join("; "));
             }
             rollout.state = out.state;
             rollout.status = status;
+            if let Some(detail) = committed_change {
+                let detail = (!detail.is_empty()).then_some(detail);
+                self.alert_transition(Some(&current), &rollout, detail);
+            }
             if status == RolloutStatus::Active {
                 self.rollouts
                     .write()
@@ -203,6 +212,7 @@ impl Fleet {
                     .insert(current.spec.channel.clone(), Arc::new(rollout));
             }
         }
+        self.metrics.reconcile_pass(started.elapsed());
         drop(_serialized);
         self.push_all();
         Ok(())
@@ -228,4 +238,22 @@ fn failed_this_rollout(spec: &RolloutSpec, created_ms: i64, report: &UpdateRepor
     };
     ours && report.to_version == spec.target_version.to_string()
         && report.outcome != UpdateOutcome::Succeeded
+}
+
+/// Per group, the agents the engine sends the target that neither run it nor failed it:
+/// updating now (`in_flight` in `/metrics`). Counted once per pass, not per scrape.
+fn count_in_flight(rollout: &mut ActiveRollout, snapshot: &[crate::rollout::AgentSnapshot]) {
+    let target = &rollout.spec.target_version;
+    for agent in snapshot.iter().filter(|a| !a.pinned) {
+        let sent = rollout
+            .decisions
+            .get(&agent.agent_id)
+            .is_some_and(|d| d.target.as_ref() == Some(target));
+        if sent && agent.version.as_ref() != Some(target) && !agent.failed_target {
+            let group = rollout.spec.group_of(&agent.group);
+            if let Some(counts) = rollout.counts.get_mut(group) {
+                counts.in_flight += 1;
+            }
+        }
+    }
 }

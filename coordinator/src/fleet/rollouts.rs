@@ -252,6 +252,7 @@ impl Fleet {
         self.rollouts
             .write()
             .insert(spec.channel.clone(), active.clone());
+        self.alert_transition(None, &active, Some(format!("created by {}", caller.actor)));
         drop(_serialized);
         crash_point!("create_rollout.after_commit");
         // Decide for every agent at once, so directives and `agents why` reflect the rollout.
@@ -326,6 +327,7 @@ impl Fleet {
             };
             return Ok((Arc::new(would), effect));
         }
+        let event_text = steered.text.clone();
         let event = NewEvent {
             rollout_id: current.spec.rollout_id.clone(),
             group: steered.group,
@@ -363,6 +365,7 @@ impl Fleet {
                 times,
             );
         }
+        let detail = format!("{event_text} (by {})", caller.actor);
         // The committed state's own decisions (no transition: that is the next pass's
         // commit) replace the old ones before anyone can read them, and are pushed before
         // the call returns: after a pause or a rollback nobody is sent the old target.
@@ -376,6 +379,7 @@ impl Fleet {
         self.rollouts
             .write()
             .insert(channel.to_string(), rollout.clone());
+        self.alert_transition(Some(&current), &rollout, Some(detail));
         drop(_serialized);
         self.push_all();
         self.reconcile_after_commit().await;

@@ -12,6 +12,7 @@ mod fuzz;
 mod identity_refusals;
 mod inbound_budget;
 pub mod rollout_convert;
+pub mod timing;
 mod updater_service;
 
 pub use admin_auth::interceptor as admin_interceptor;

@@ -105,7 +105,7 @@ pub fn status_to_proto(rollout: &ActiveRollout) -> pb::RolloutStatus {
         start_version: rollout.spec.start_version.to_string(),
         target_version: rollout.spec.target_version.to_string(),
         strategy: strategy_to_proto(rollout.spec.strategy) as i32,
-        status: shown_status(rollout).as_str().to_string(),
+        status: rollout.shown_status().as_str().to_string(),
         paused: rollout.state.paused,
         groups,
         created_at: timestamp(rollout.created_ms),
@@ -183,24 +183,6 @@ pub fn agent_history_to_proto(history: AgentHistory) -> pb::AgentHistory {
             .map(|r| report_to_proto(&r.report))
             .collect(),
         events: history.events.into_iter().map(event_to_proto).collect(),
-    }
-}
-
-/// The status an admin sees. The store keeps `active` until the rollout ends; shown are
-/// `rolling_back` (every group was rolled back, agents still returning to the start version)
-/// and `halted` (a group halted; nobody new moves until an admin acts).
-fn shown_status(rollout: &ActiveRollout) -> drover_rules::RolloutStatus {
-    use crate::rollout::Phase;
-    use drover_rules::RolloutStatus;
-    let groups = &rollout.state.groups;
-    if rollout.status != RolloutStatus::Active {
-        rollout.status
-    } else if groups.iter().all(|g| g.phase == Phase::Rolledback) {
-        RolloutStatus::RollingBack
-    } else if groups.iter().any(|g| g.phase == Phase::Halted) {
-        RolloutStatus::Halted
-    } else {
-        rollout.status
     }
 }
 

@@ -1,10 +1,12 @@
 //! The HTTP edge: the dashboard (embedded), liveness and readiness, the JSON admin API
 //! (`api`, described by `openapi`) and the Teleport-compatible version server. Errors become
 //! responses in `crate::edge`. Everything under `/api/v1` except `openapi.json` needs an
-//! admin token (`auth`); the dashboard page, health and the Teleport routes are public.
+//! admin token (`auth`), and so does `/metrics` (Prometheus, `metrics`); the dashboard page,
+//! health and the Teleport routes are public. Every routed request is timed.
 
 mod api;
 mod auth;
+mod metrics;
 mod openapi;
 
 use std::sync::{Arc, atomic::Ordering};
@@ -52,6 +54,9 @@ pub fn router(
                     "/api/v1/stats",
                     get(move |fleet: State<Arc<Fleet>>| stats(fleet, connections.clone())),
                 )
+                // Outside /api/v1 and its OpenAPI document: a Prometheus endpoint, not part of
+                // the JSON contract droverctl shares. Scrapers send a viewer token.
+                .route("/metrics", get(metrics::scrape))
                 .with_state(fleet.clone())
                 .merge(api::router(fleet.clone()))
                 .route_layer(auth::require(fleet.clone(), AdminRole::Viewer)),
@@ -65,9 +70,12 @@ pub fn router(
                 axum::routing::post(advance_clock),
             )
             .with_state(fleet.clone())
-            .route_layer(auth::require(fleet, AdminRole::Operator)),
+            .route_layer(auth::require(fleet.clone(), AdminRole::Operator)),
     );
-    router
+    router.route_layer(axum::middleware::from_fn_with_state(
+        fleet,
+        metrics::time_requests,
+    ))
 }
 
 /// 200 "ready", or 503 with `{"ready": false, "failed": [...]}` naming each failed check.

@@ -118,6 +118,14 @@ impl Store {
 
     /// Batched liveness: marks every listed agent as seen at `now_ms`, a few statements in all.
     pub async fn touch_agents(&self, agent_ids: &[String], now_ms: i64) -> Result<()> {
+        self.timed(
+            crate::metrics::StoreOp::LivenessFlush,
+            self.touch_agents_untimed(agent_ids, now_ms),
+        )
+        .await
+    }
+
+    async fn touch_agents_untimed(&self, agent_ids: &[String], now_ms: i64) -> Result<()> {
         let _write = self.agent_rows_gate().await;
         for chunk in agent_ids.chunks(TOUCH_CHUNK) {
             let ids = serde_json::to_string(chunk)

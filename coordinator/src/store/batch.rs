@@ -227,6 +227,17 @@ impl Store {
     /// Commits a batch of agent writes in one transaction; returns each write's outcome in
     /// order. Each agent id appears at most once (the writer guarantees it).
     pub async fn write_agent_batch(&self, writes: &[AgentWrite]) -> Result<Vec<AgentWriteOutcome>> {
+        self.timed(
+            crate::metrics::StoreOp::AgentBatch,
+            self.write_agent_batch_untimed(writes),
+        )
+        .await
+    }
+
+    async fn write_agent_batch_untimed(
+        &self,
+        writes: &[AgentWrite],
+    ) -> Result<Vec<AgentWriteOutcome>> {
         let mut hellos = Vec::new();
         let mut statuses = Vec::new();
         let mut reports = Vec::new();

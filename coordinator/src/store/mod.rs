@@ -61,6 +61,8 @@ pub struct Store {
     /// liveness flush) on both backends: on PostgreSQL they would otherwise lock rows in
     /// different orders and deadlock each other. Taken before `write_gate`.
     agent_rows: tokio::sync::Mutex<()>,
+    /// Where store calls are timed (`/metrics`); unset in tools and store tests.
+    metrics: std::sync::OnceLock<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend; the body is
@@ -93,6 +95,7 @@ impl Store {
             write_statements: AtomicU64::new(0),
             write_gate,
             agent_rows: tokio::sync::Mutex::new(()),
+            metrics: std::sync::OnceLock::new(),
         })
     }
 
@@ -125,6 +128,25 @@ impl Store {
             Some(gate) => Some(gate.lock().await),
             None => None,
         }
+    }
+
+    /// Times the store's calls from now on (`drover_store_calls_seconds`).
+    pub fn observe(&self, metrics: std::sync::Arc<crate::metrics::Metrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// Runs one call of the fixed set `/metrics` times, recording its duration and failure.
+    async fn timed<T>(
+        &self,
+        op: crate::metrics::StoreOp,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        if let Some(metrics) = self.metrics.get() {
+            metrics.store_call(op, started.elapsed(), result.is_ok());
+        }
+        result
     }
 
     fn count_writes(&self, statements: u64) {

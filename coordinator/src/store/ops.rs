@@ -60,6 +60,14 @@ impl Store {
     /// Proves the store accepts a write: upserts the one row of `readiness_probe`. Not
     /// counted in `write_statements`, which measures the fleet's load on the store.
     pub async fn probe_write(&self, now_ms: i64) -> Result<()> {
+        self.timed(
+            crate::metrics::StoreOp::ReadinessProbe,
+            self.probe_write_untimed(now_ms),
+        )
+        .await
+    }
+
+    async fn probe_write_untimed(&self, now_ms: i64) -> Result<()> {
         let _write = self.write_gate().await;
         on_backend!(self, pool => {
             sqlx::query(
@@ -107,6 +115,14 @@ impl Store {
 
     /// Deletes at most `batch` rows the plan names, oldest first; returns how many went.
     pub async fn prune_batch(&self, plan: &Pruned, batch: u32) -> Result<u64> {
+        self.timed(
+            crate::metrics::StoreOp::Prune,
+            self.prune_batch_untimed(plan, batch),
+        )
+        .await
+    }
+
+    async fn prune_batch_untimed(&self, plan: &Pruned, batch: u32) -> Result<u64> {
         let sql = match plan.table {
             PruneTable::Events => EVENTS_BATCH,
             PruneTable::Reports => REPORTS_BATCH,

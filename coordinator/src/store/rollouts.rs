@@ -171,6 +171,18 @@ impl Store {
     /// Creates a rollout and its creation event in one transaction. A second active rollout
     /// on the same channel is refused by the database itself.
     pub async fn create_rollout(&self, rollout: &RolloutRow, events: &[NewEvent]) -> Result<()> {
+        self.timed(
+            crate::metrics::StoreOp::RolloutCreate,
+            self.create_rollout_untimed(rollout, events),
+        )
+        .await
+    }
+
+    async fn create_rollout_untimed(
+        &self,
+        rollout: &RolloutRow,
+        events: &[NewEvent],
+    ) -> Result<()> {
         let _write = self.write_gate().await;
         on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -208,6 +220,14 @@ impl Store {
     /// revision. Returns the new revision, or `None` when the stored revision was not the
     /// expected one: then nothing was written, not even the events.
     pub async fn commit_rollout(&self, change: &RolloutCommit<'_>) -> Result<Option<i64>> {
+        self.timed(
+            crate::metrics::StoreOp::RolloutCommit,
+            self.commit_rollout_untimed(change),
+        )
+        .await
+    }
+
+    async fn commit_rollout_untimed(&self, change: &RolloutCommit<'_>) -> Result<Option<i64>> {
         let _write = self.write_gate().await;
         let applied = on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
