@@ -22,6 +22,7 @@ mod queries;
 mod reconcile;
 pub mod registry;
 mod rollouts;
+mod search;
 mod settings;
 pub mod view;
 

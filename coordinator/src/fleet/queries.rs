@@ -140,7 +140,7 @@ impl Fleet {
             .sum())
     }
 
-    fn agent_view(&self, mut record: AgentRecord) -> AgentView {
+    pub(super) fn agent_view(&self, mut record: AgentRecord) -> AgentView {
         let session = self.sessions.get(&record.agent_id);
         let mut updater_decision = None;
         if let Some(session) = &session {

@@ -15,7 +15,9 @@ mod error;
 mod history;
 mod ops;
 mod rollouts;
+mod samples;
 mod schedules;
+mod search;
 
 use std::{
     str::FromStr,
@@ -42,6 +44,7 @@ pub use ops::{PruneTable, Pruned};
 use rollouts::insert_events;
 pub use rollouts::{Event, NewEvent, RolloutCommit, RolloutRow};
 pub use schedules::GroupSchedule;
+pub use search::{AgentSearch, AgentSort};
 
 enum Backend {
     Sqlite(SqlitePool),
