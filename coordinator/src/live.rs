@@ -57,8 +57,10 @@ pub fn start(
         events: events.clone(),
     });
     let admin = Arc::new(AdminApi::new(fleet.clone()));
+    let streams = Arc::new(Semaphore::new(MAX_STREAMS));
+    let open = streams.clone();
     supervisor.spawn("live-snapshot", Policy::Restart, move |shutdown| {
-        snapshot_loop(admin.clone(), publish.clone(), tick, shutdown)
+        snapshot_loop(admin.clone(), publish.clone(), open.clone(), tick, shutdown)
     });
     let f = fleet.clone();
     supervisor.spawn("version-sampler", Policy::Restart, move |shutdown| {
@@ -68,7 +70,7 @@ pub fn start(
         summary,
         rollouts,
         events,
-        streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+        streams,
     }
 }
 
@@ -91,6 +93,7 @@ fn publish_if_changed(tx: &watch::Sender<Option<Arc<str>>>, next: Option<Arc<str
 async fn snapshot_loop(
     admin: Arc<AdminApi>,
     publish: Arc<Publish>,
+    streams: Arc<Semaphore>,
     tick: Duration,
     shutdown: CancellationToken,
 ) {
@@ -103,18 +106,9 @@ async fn snapshot_loop(
             _ = shutdown.cancelled() => return,
             _ = timer.tick() => {}
         }
-        match admin.fleet_summary().await {
-            Ok(summary) => {
-                publish_if_changed(&publish.summary, json(&api::FleetSummary::from(&summary)))
-            }
-            Err(err) => tracing::warn!(error = %err, "live summary failed; retrying next tick"),
-        }
-        match admin.rollouts(pb::ListRolloutsRequest::default()).await {
-            Ok(list) => {
-                let rollouts: Vec<_> = list.rollouts.iter().map(api::Rollout::from).collect();
-                publish_if_changed(&publish.rollouts, json(&rollouts));
-            }
-            Err(err) => tracing::warn!(error = %err, "live rollouts failed; retrying next tick"),
+        // Nobody watching: only the event cursor moves, so no old event is news later.
+        if streams.available_permits() < MAX_STREAMS {
+            snapshots(&admin, &publish).await;
         }
         let request = pb::ListEventsRequest {
             limit: EVENT_BACKLOG as u32,
@@ -136,6 +130,23 @@ async fn snapshot_loop(
             }
             Err(err) => tracing::warn!(error = %err, "live events failed; retrying next tick"),
         }
+    }
+}
+
+/// The summary and the active rollouts, published when they changed.
+async fn snapshots(admin: &AdminApi, publish: &Publish) {
+    match admin.fleet_summary().await {
+        Ok(summary) => {
+            publish_if_changed(&publish.summary, json(&api::FleetSummary::from(&summary)))
+        }
+        Err(err) => tracing::warn!(error = %err, "live summary failed; retrying next tick"),
+    }
+    match admin.rollouts(pb::ListRolloutsRequest::default()).await {
+        Ok(list) => {
+            let rollouts: Vec<_> = list.rollouts.iter().map(api::Rollout::from).collect();
+            publish_if_changed(&publish.rollouts, json(&rollouts));
+        }
+        Err(err) => tracing::warn!(error = %err, "live rollouts failed; retrying next tick"),
     }
 }
 
