@@ -28,6 +28,8 @@ const SAMPLE_MAX_AGE_MS: i64 = 31 * 24 * 3600 * 1000;
 /// The shared feed: receivers to clone per stream, and the bound on streams.
 #[derive(Clone)]
 pub struct LiveFeed {
+    /// For streams to re-check their token: a revoked one ends its stream.
+    pub fleet: Arc<Fleet>,
     pub summary: watch::Receiver<Option<Arc<str>>>,
     pub rollouts: watch::Receiver<Option<Arc<str>>>,
     pub events: broadcast::Sender<Arc<str>>,
@@ -67,6 +69,7 @@ pub fn start(
         sample_loop(f.clone(), sample_every, shutdown)
     });
     LiveFeed {
+        fleet: fleet.clone(),
         summary,
         rollouts,
         events,

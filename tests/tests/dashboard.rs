@@ -208,12 +208,16 @@ async fn the_agent_table_filters_ten_thousand_agents_in_under_a_second() {
     assert!(slowest < 1000, "{report:#}");
 }
 
-/// Opens `GET /api/v1/stream` and returns the connection with the response head and
-/// whatever of the body came with it.
-async fn open_stream(addr: std::net::SocketAddr) -> (tokio::net::TcpStream, String) {
+/// Sends `GET /api/v1/stream` on `stream` with `token`; returns the stream and what came
+/// back up to the response head's end (and whatever of the body came with it).
+async fn stream_on<S>(mut stream: S, token: &str) -> (S, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = "GET /api/v1/stream HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer any\r\n\r\n";
+    let request = format!(
+        "GET /api/v1/stream HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
     stream.write_all(request.as_bytes()).await.expect("send");
     let mut seen = Vec::new();
     let mut buffer = [0u8; 4096];
@@ -230,6 +234,50 @@ async fn open_stream(addr: std::net::SocketAddr) -> (tokio::net::TcpStream, Stri
         seen.extend_from_slice(&buffer[..n]);
     }
     (stream, String::from_utf8_lossy(&seen).into_owned())
+}
+
+async fn open_stream(addr: std::net::SocketAddr) -> (tokio::net::TcpStream, String) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream_on(tcp, "any").await
+}
+
+/// A stream opened with a token ends soon after the token is revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_ends_its_open_stream() {
+    use tokio::io::AsyncReadExt;
+    let root = tempfile::tempdir().unwrap();
+    let c = coordinator(root.path(), false).await;
+    let url = c.grpc_url();
+    let created = droverctl_json(
+        &url,
+        &["admins", "create", "--name", "tab", "--role", "viewer"],
+    )
+    .await;
+    let token = created["token"].as_str().unwrap();
+    let tcp = tokio::net::TcpStream::connect(c.addresses.http)
+        .await
+        .unwrap();
+    let ca = drover_tests::ca_file_for(&url).expect("a TLS coordinator");
+    let name = rustls_pki_types::ServerName::IpAddress(c.addresses.http.ip().into());
+    let tls = drover_tests::tls_connector(&ca)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let (mut stream, head) = stream_on(tls, token).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    droverctl_json(&url, &["admins", "revoke", "tab"]).await;
+    let mut buffer = [0u8; 8192];
+    let mut body = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    // The response ends with chunked encoding's last chunk (the connection may stay open).
+    while !(body.starts_with("0\r\n\r\n") || body.contains("\r\n0\r\n\r\n")) {
+        let read = tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await;
+        match read {
+            Err(_) => panic!("the stream still runs 15 s after its token was revoked: {body:?}"),
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => body.push_str(&String::from_utf8_lossy(&buffer[..n])),
+        }
+    }
 }
 
 /// The stream sends the current summary on connect, then events as they happen; at most

@@ -1,7 +1,8 @@
 //! `GET /api/v1/stream` (server-sent events) and the version timeline. A stream only
 //! forwards what the shared snapshot task (`crate::live`) published: `summary` and
 //! `rollouts` on connect and whenever they change, `event` for each new event. Browsers send
-//! the token with fetch streaming, so the bearer layer applies as to every route.
+//! the token with fetch streaming, so the bearer layer applies as to every route; an open
+//! stream re-checks its token (in memory) and ends once it is revoked.
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
@@ -39,8 +40,14 @@ pub fn router(fleet: Arc<Fleet>, feed: LiveFeed) -> Router {
         )
 }
 
-/// What one stream holds: its receivers and its place under the cap.
+/// How often a quiet stream re-checks its token.
+const RECHECK: Duration = Duration::from_secs(5);
+
+/// What one stream holds: its receivers, its token and its place under the cap.
 struct Subscriber {
+    fleet: Arc<Fleet>,
+    authorization: Option<axum::http::HeaderValue>,
+    recheck: tokio::time::Interval,
     summary: watch::Receiver<Option<Arc<str>>>,
     rollouts: watch::Receiver<Option<Arc<str>>>,
     events: broadcast::Receiver<Arc<str>>,
@@ -48,9 +55,22 @@ struct Subscriber {
 }
 
 impl Subscriber {
+    fn still_admitted(&self) -> bool {
+        let header = self.authorization.as_ref().map(|value| value.as_bytes());
+        self.fleet.admins().authenticate(header).is_ok()
+    }
+
     async fn next(&mut self) -> Option<Event> {
+        let event = self.wait().await?;
+        self.still_admitted().then_some(event)
+    }
+
+    async fn wait(&mut self) -> Option<Event> {
         loop {
             tokio::select! {
+                _ = self.recheck.tick() => if !self.still_admitted() {
+                    return None;
+                },
                 changed = self.summary.changed() => {
                     changed.ok()?;
                     if let Some(text) = self.summary.borrow_and_update().clone() {
@@ -76,7 +96,7 @@ impl Subscriber {
     }
 }
 
-async fn stream(State(feed): State<LiveFeed>) -> Response {
+async fn stream(State(feed): State<LiveFeed>, headers: axum::http::HeaderMap) -> Response {
     let Ok(permit) = feed.streams.clone().try_acquire_owned() else {
         let error = format!(
             "{MAX_STREAMS} live streams are open already; close a dashboard tab, or retry in a minute"
@@ -98,7 +118,12 @@ async fn stream(State(feed): State<LiveFeed>) -> Response {
     .into_iter()
     .filter_map(|(name, text)| text.map(|t| Event::default().event(name).data(&*t)))
     .collect();
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let subscriber = Subscriber {
+        fleet: feed.fleet.clone(),
+        authorization: headers.get(axum::http::header::AUTHORIZATION).cloned(),
+        recheck,
         summary,
         rollouts,
         events: feed.events.subscribe(),
