@@ -9,6 +9,7 @@ const state = {
   view: 'overview',
   summary: null,
   rollouts: [],
+  reasons: {},
   charts: {},
   agents: { offset: 0, limit: 50, total: 0, seq: 0, selected: null },
   stream: null,
@@ -145,6 +146,7 @@ function onStreamEvent(name, data) {
   const value = JSON.parse(data);
   if (name === 'summary') renderSummary(value);
   else if (name === 'rollouts') renderRollouts(value);
+  else if (name === 'reasons') { state.reasons = value; renderRollouts(state.rollouts); }
   else if (name === 'event') addEvent(value, true);
 }
 
@@ -248,6 +250,12 @@ function progress(group) {
     el('div', { class: 'legend' }, `${ok} up to date · ${inFlight} in flight · ${failed} failed · ${waiting} waiting · ${group.healthy} healthy of ${group.present}`));
 }
 
+// Why the group's agents are where they are: each reason code with its count, most first.
+function reasonCounts(counts) {
+  const entries = Object.entries(counts ?? {}).sort((a, b) => b[1] - a[1]);
+  return el('div', { class: 'reasons legend' }, entries.map(([reason, n]) => `${reason} ${n}`).join(' · '));
+}
+
 function renderRollouts(rollouts) {
   state.rollouts = rollouts;
   const box = $('active-rollouts');
@@ -270,7 +278,7 @@ function renderRollouts(rollouts) {
         ...r.groups.map((g) => el('div', { class: 'group', 'data-group': g.name },
           el('strong', {}, g.name),
           el('span', { class: `state ${g.state}`, title: g.state_explanation }, g.state),
-          progress(g),
+          el('div', {}, progress(g), reasonCounts(state.reasons[r.channel]?.[g.name])),
           isOperator() ? el('div', { class: 'actions' },
             el('button', { class: 'action', 'data-action': 'start-group', onclick: () => act(`Start group ${g.name}`, 'start-group', { channel: r.channel, group: g.name }) }, 'Start'),
             el('button', { class: 'action', 'data-action': 'mark-done', onclick: () => act(`Mark ${g.name} done`, 'mark-done', { channel: r.channel, group: g.name }) }, 'Mark done'),

@@ -4,7 +4,7 @@
 //! events); each stream only forwards. So a hundred open dashboards cost one summary query
 //! per second, not a hundred. Also the version sampler behind the timeline.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use drover_api as api;
 use drover_proto::v1 as pb;
@@ -32,6 +32,8 @@ pub struct LiveFeed {
     pub fleet: Arc<Fleet>,
     pub summary: watch::Receiver<Option<Arc<str>>>,
     pub rollouts: watch::Receiver<Option<Arc<str>>>,
+    /// Channel → group → reason code → agents, for the active rollouts' channels.
+    pub reasons: watch::Receiver<Option<Arc<str>>>,
     pub events: broadcast::Sender<Arc<str>>,
     pub streams: Arc<Semaphore>,
 }
@@ -39,6 +41,7 @@ pub struct LiveFeed {
 struct Publish {
     summary: watch::Sender<Option<Arc<str>>>,
     rollouts: watch::Sender<Option<Arc<str>>>,
+    reasons: watch::Sender<Option<Arc<str>>>,
     events: broadcast::Sender<Arc<str>>,
 }
 
@@ -52,10 +55,12 @@ pub fn start(
 ) -> LiveFeed {
     let (summary_tx, summary) = watch::channel(None);
     let (rollouts_tx, rollouts) = watch::channel(None);
+    let (reasons_tx, reasons) = watch::channel(None);
     let (events, _) = broadcast::channel(EVENT_BACKLOG);
     let publish = Arc::new(Publish {
         summary: summary_tx,
         rollouts: rollouts_tx,
+        reasons: reasons_tx,
         events: events.clone(),
     });
     let admin = Arc::new(AdminApi::new(fleet.clone()));
@@ -72,6 +77,7 @@ pub fn start(
         fleet: fleet.clone(),
         summary,
         rollouts,
+        reasons,
         events,
         streams,
     }
@@ -136,7 +142,7 @@ async fn snapshot_loop(
     }
 }
 
-/// The summary and the active rollouts, published when they changed.
+/// The summary, the active rollouts and their agents by reason, published when changed.
 async fn snapshots(admin: &AdminApi, publish: &Publish) {
     match admin.fleet_summary().await {
         Ok(summary) => {
@@ -148,6 +154,11 @@ async fn snapshots(admin: &AdminApi, publish: &Publish) {
         Ok(list) => {
             let rollouts: Vec<_> = list.rollouts.iter().map(api::Rollout::from).collect();
             publish_if_changed(&publish.rollouts, json(&rollouts));
+            let reasons: BTreeMap<_, _> = rollouts
+                .iter()
+                .map(|r| (r.channel.clone(), admin.fleet().reason_counts(&r.channel)))
+                .collect();
+            publish_if_changed(&publish.reasons, json(&reasons));
         }
         Err(err) => tracing::warn!(error = %err, "live rollouts failed; retrying next tick"),
     }

@@ -110,6 +110,10 @@ try {
     // Rollouts: pause from the page (dry run shown first, then the real call).
     await page.click('[data-view=rollouts]');
     await page.waitForSelector('article.rollout[data-channel=edge]');
+    // Each group's agents by reason code, live from the stream.
+    await page.waitForFunction(() => /group_unstarted \d+/.test(document.querySelector('.group[data-group=prod] .reasons')?.textContent ?? ''))
+      .catch(async (err) => { throw new Error(`${err.message}; reasons shown: ${await page.$$eval('.reasons', (r) => r.map((x) => x.textContent))}`); });
+    result.prod_reasons = await page.textContent('.group[data-group=prod] .reasons');
     await shot(page, 'rollouts');
     await page.click('article.rollout[data-channel=edge] button[data-action=pause]');
     await page.waitForSelector('#confirm[open]');

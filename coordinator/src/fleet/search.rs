@@ -60,4 +60,20 @@ impl Fleet {
         }
         counts.into_iter().collect()
     }
+
+    /// Agents of `channel` by group and by the reason of their current decision, from
+    /// memory (the rollouts view's counts; no store read).
+    pub fn reason_counts(&self, channel: &str) -> BTreeMap<String, BTreeMap<String, u64>> {
+        let mut counts = BTreeMap::<String, BTreeMap<String, u64>>::new();
+        for (agent_id, entry) in self.inventory.channel(channel) {
+            let directive =
+                self.directive_for(&agent_id, channel, &entry.group, entry.version.as_deref());
+            *counts
+                .entry(entry.group)
+                .or_default()
+                .entry(directive.reason.as_str().to_string())
+                .or_default() += 1;
+        }
+        counts
+    }
 }

@@ -1,6 +1,7 @@
 //! `GET /api/v1/stream` (server-sent events) and the version timeline. A stream only
-//! forwards what the shared snapshot task (`crate::live`) published: `summary` and
-//! `rollouts` on connect and whenever they change, `event` for each new event. Browsers send
+//! forwards what the shared snapshot task (`crate::live`) published: `summary`, `rollouts`
+//! and `reasons` (agents per group by reason code) on connect and whenever they change,
+//! `event` for each new event. Browsers send
 //! the token with fetch streaming, so the bearer layer applies as to every route; an open
 //! stream re-checks its token (in memory) and ends once it is revoked.
 
@@ -50,6 +51,7 @@ struct Subscriber {
     recheck: tokio::time::Interval,
     summary: watch::Receiver<Option<Arc<str>>>,
     rollouts: watch::Receiver<Option<Arc<str>>>,
+    reasons: watch::Receiver<Option<Arc<str>>>,
     events: broadcast::Receiver<Arc<str>>,
     _permit: OwnedSemaphorePermit,
 }
@@ -83,6 +85,12 @@ impl Subscriber {
                         return Some(Event::default().event("rollouts").data(&*text));
                     }
                 }
+                changed = self.reasons.changed() => {
+                    changed.ok()?;
+                    if let Some(text) = self.reasons.borrow_and_update().clone() {
+                        return Some(Event::default().event("reasons").data(&*text));
+                    }
+                }
                 event = self.events.recv() => match event {
                     Ok(text) => return Some(Event::default().event("event").data(&*text)),
                     // A slow browser missed some: say so, then carry on with the newest.
@@ -110,10 +118,12 @@ async fn stream(State(feed): State<LiveFeed>, headers: axum::http::HeaderMap) ->
     };
     let mut summary = feed.summary.clone();
     let mut rollouts = feed.rollouts.clone();
+    let mut reasons = feed.reasons.clone();
     // The current snapshots first, so a new page draws at once.
     let first: Vec<Event> = [
         ("summary", summary.borrow_and_update().clone()),
         ("rollouts", rollouts.borrow_and_update().clone()),
+        ("reasons", reasons.borrow_and_update().clone()),
     ]
     .into_iter()
     .filter_map(|(name, text)| text.map(|t| Event::default().event(name).data(&*t)))
@@ -126,6 +136,7 @@ async fn stream(State(feed): State<LiveFeed>, headers: axum::http::HeaderMap) ->
         recheck,
         summary,
         rollouts,
+        reasons,
         events: feed.events.subscribe(),
         _permit: permit,
     };
