@@ -225,6 +225,9 @@ pub struct AgentPage {
     pub agents: Vec<Agent>,
     pub total_matching: u64,
     pub next_after: Option<String>,
+    /// With `q`, `reason` or `sort` (offset paging): the next page's `offset`; none on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<u64>,
 }
 
 impl From<&pb::ListAgentsResponse> for AgentPage {
@@ -233,6 +236,7 @@ impl From<&pb::ListAgentsResponse> for AgentPage {
             agents: page.agents.iter().map(Agent::from).collect(),
             total_matching: page.total_matching,
             next_after: (!page.next_page_token.is_empty()).then(|| page.next_page_token.clone()),
+            next_offset: None,
         }
     }
 }

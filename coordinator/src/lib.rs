@@ -13,6 +13,7 @@ pub mod fleet;
 pub mod grpc;
 pub mod http;
 pub mod listener;
+pub mod live;
 pub mod metrics;
 pub mod pki;
 pub mod profile;

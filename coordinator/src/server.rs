@@ -48,6 +48,8 @@ pub struct CoordinatorConfig {
     pub retention: RetentionConfig,
     /// How often readiness probes the store with a write.
     pub readiness_interval: Duration,
+    /// How often the dashboard's version timeline takes a sample.
+    pub version_sample_interval: Duration,
     /// Tests only: this supervised task panics each time it starts.
     pub test_panic_task: Option<String>,
     /// TLS on both listeners (`None`: plaintext, `--insecure`, loopback addresses only).
@@ -209,7 +211,13 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     // and exits non-zero.
     let stopped_server = Arc::new(parking_lot::Mutex::new(None));
     let grpc_listener = LimitedListener::new(grpc_listener, connections.clone(), "gRPC");
-    let router = http::router(fleet.clone(), verdict, connections.clone());
+    let live = crate::live::start(
+        &fleet,
+        &supervisor,
+        std::time::Duration::from_secs(1),
+        config.version_sample_interval,
+    );
+    let router = http::router(fleet.clone(), verdict, connections.clone(), live);
     let http_listener = LimitedListener::new(http_listener, connections, "HTTP");
     let handshake_timeout = config.listener.handshake_timeout;
     let grpc_server = {

@@ -108,6 +108,27 @@ pub async fn http_as(
     path: &str,
     token: Option<&str>,
 ) -> (u16, String) {
+    http_body_as(addr, method, path, token, "").await
+}
+
+/// [`http`] sending `body` as JSON (a POST's), with the coordinator's admin token.
+pub async fn http_json(
+    addr: std::net::SocketAddr,
+    path: &str,
+    body: &serde_json::Value,
+) -> (u16, String) {
+    let token = token_for(&addr.to_string());
+    http_body_as(addr, "POST", path, token.as_deref(), &body.to_string()).await
+}
+
+/// [`http_as`] with a JSON `body` ("" for none).
+pub async fn http_body_as(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     match trust::lookup(&addr.to_string()) {
         Some(tls) => {
@@ -116,16 +137,16 @@ pub async fn http_as(
                 .connect(name, stream)
                 .await
                 .expect("TLS handshake with the coordinator");
-            http_on(stream, method, path, token).await
+            http_on(stream, method, path, token, body).await
         }
-        None => http_on(stream, method, path, token).await,
+        None => http_on(stream, method, path, token, body).await,
     }
 }
 
 /// [`http`] in plaintext whatever the coordinator serves (0: no HTTP answer came).
 pub async fn http_plaintext(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    http_on(stream, "GET", path, None).await
+    http_on(stream, "GET", path, None, "").await
 }
 
 async fn http_on(
@@ -133,13 +154,20 @@ async fn http_on(
     method: &str,
     path: &str,
     token: Option<&str>,
+    body: &str,
 ) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let authorization = token
         .map(|token| format!("Authorization: Bearer {token}\r\n"))
         .unwrap_or_default();
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: test\r\n{authorization}{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     );
     stream.write_all(request.as_bytes()).await.expect("send");
     let mut bytes = Vec::new();

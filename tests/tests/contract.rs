@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, time::Duration};
 
 use drover_tests::{
     CoordinatorBuilder, CoordinatorProcess, create_rollout, droverctl, droverctl_json, eventually,
-    http, simulate_fleet, utc_hour_now, wait_connected,
+    http, http_body_as, http_json, simulate_fleet, utc_hour_now, wait_connected,
 };
 use serde_json::{Value, json};
 
@@ -18,6 +18,8 @@ async fn populated(root: &std::path::Path) -> (CoordinatorProcess, tokio::proces
         .control_plane("2.0.0")
         .arg("--reconcile-ms")
         .arg("100")
+        .arg("--version-sample-secs")
+        .arg("1")
         .start()
         .await;
     let url = coordinator.grpc_url();
@@ -60,13 +62,25 @@ async fn get(coordinator: &CoordinatorProcess, path: &str) -> (u16, Value) {
     (status, value)
 }
 
+async fn post(coordinator: &CoordinatorProcess, path: &str, body: &Value) -> (u16, Value) {
+    let (status, text) = http_json(coordinator.addresses.http, path, body).await;
+    let value = serde_json::from_str(&text).unwrap_or_else(|err| {
+        panic!("POST {path} answered {status} with non-JSON ({err}): {text}")
+    });
+    (status, value)
+}
+
 /// Checks `body` against the schema the document gives for `route`'s `status` answer.
 fn check_against_document(document: &Value, route: &str, status: u16, body: &Value) {
-    let schema = &document["paths"][route]["get"]["responses"][status.to_string()]["content"]["application/json"]
+    check_method(document, "get", route, status, body);
+}
+
+fn check_method(document: &Value, method: &str, route: &str, status: u16, body: &Value) {
+    let schema = &document["paths"][route][method]["responses"][status.to_string()]["content"]["application/json"]
         ["schema"];
     assert!(
         !schema.is_null(),
-        "the document has no {status} answer for GET {route}"
+        "the document has no {status} answer for {method} {route}"
     );
     // The components ride along so the schema's `#/components/schemas/...` refs resolve.
     let root = json!({ "allOf": [schema], "components": document["components"] });
@@ -77,7 +91,7 @@ fn check_against_document(document: &Value, route: &str, status: u16, body: &Val
         .collect();
     assert!(
         errors.is_empty(),
-        "GET {route} ({status}) breaks its schema: {errors:#?}\n{body:#}"
+        "{method} {route} ({status}) breaks its schema: {errors:#?}\n{body:#}"
     );
 }
 
@@ -144,6 +158,29 @@ async fn every_route_answers_what_the_openapi_document_says() {
             "/api/v1/agents/nobody/history",
             404,
         ),
+        (
+            "/api/v1/agents",
+            "/api/v1/agents?q=SIM-0000&sort=version&order=desc&limit=2",
+            200,
+        ),
+        (
+            "/api/v1/agents",
+            "/api/v1/agents?reason=group_unstarted&sort=last_seen&offset=1",
+            200,
+        ),
+        ("/api/v1/agents", "/api/v1/agents?reason=bogus", 400),
+        ("/api/v1/agents", "/api/v1/agents?sort=colour", 400),
+        ("/api/v1/whoami", "/api/v1/whoami", 200),
+        (
+            "/api/v1/fleet/versions/timeline",
+            "/api/v1/fleet/versions/timeline?hours=1",
+            200,
+        ),
+        (
+            "/api/v1/fleet/versions/timeline",
+            "/api/v1/fleet/versions/timeline?hours=721",
+            400,
+        ),
     ];
     let (_, active) = get(&coordinator, "/api/v1/rollouts").await;
     let rollout = format!(
@@ -160,6 +197,88 @@ async fn every_route_answers_what_the_openapi_document_says() {
         check_against_document(&document, route, status, &body);
         exercised.insert(route.to_string());
     }
+    // The actions, dry runs first (each must change nothing), then a real pause and resume.
+    let edge = |extra: Value| {
+        let mut body = json!({ "channel": "edge", "dry_run": true });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let actions = [
+        ("/api/v1/rollouts/pause", edge(json!({})), 200),
+        ("/api/v1/rollouts/pause", edge(json!({"colour": 1})), 400),
+        ("/api/v1/rollouts/pause", json!({"channel": "nope"}), 404),
+        ("/api/v1/rollouts/resume", edge(json!({})), 200),
+        (
+            "/api/v1/rollouts/rollback",
+            edge(json!({"group": "prod"})),
+            200,
+        ),
+        (
+            "/api/v1/rollouts/start-group",
+            edge(json!({"group": "prod"})),
+            200,
+        ),
+        (
+            "/api/v1/rollouts/start-group",
+            edge(json!({"group": "qa"})),
+            404,
+        ),
+        (
+            "/api/v1/rollouts/mark-done",
+            edge(json!({"group": "prod"})),
+            200,
+        ),
+        (
+            "/api/v1/channels/version",
+            json!({"name": "canary", "version": "2.0.0", "dry_run": true}),
+            200,
+        ),
+        (
+            "/api/v1/channels/version",
+            json!({"name": "canary", "version": "9.0.0", "dry_run": true}),
+            409,
+        ),
+        (
+            "/api/v1/rollouts/pause",
+            edge(json!({"dry_run": false})),
+            200,
+        ),
+        (
+            "/api/v1/rollouts/resume",
+            edge(json!({"dry_run": false})),
+            200,
+        ),
+    ];
+    for (route, body, expected) in actions {
+        let (status, answer) = post(&coordinator, route, &body).await;
+        assert_eq!(status, expected, "POST {route} {body}: {answer}");
+        check_method(&document, "post", route, status, &answer);
+        if status == 200 {
+            let dry_run = body["dry_run"].as_bool().unwrap_or(false);
+            assert_eq!(answer["effect"]["dry_run"], dry_run, "{answer}");
+        }
+        exercised.insert(route.to_string());
+    }
+    // A viewer reaches the action and is refused (403), as over gRPC.
+    let viewer = droverctl_json(
+        &coordinator.grpc_url(),
+        &["admins", "create", "--name", "v", "--role", "viewer"],
+    )
+    .await;
+    let token = viewer["token"].as_str().unwrap();
+    let (status, text) = http_body_as(
+        coordinator.addresses.http,
+        "POST",
+        "/api/v1/rollouts/pause",
+        Some(token),
+        &json!({"channel": "edge"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 403, "{text}");
+    let refused: Value = serde_json::from_str(&text).unwrap();
+    check_method(&document, "post", "/api/v1/rollouts/pause", 403, &refused);
     let documented: BTreeSet<String> = document["paths"]
         .as_object()
         .unwrap()
@@ -193,7 +312,7 @@ async fn droverctl_json_and_the_http_api_print_the_same_objects() {
     let root = tempfile::tempdir().unwrap();
     let (coordinator, _fleet) = populated(root.path()).await;
     let url = coordinator.grpc_url();
-    let pairs: [Pair; 11] = [
+    let pairs: [Pair; 12] = [
         (
             &["agents", "list", "--limit", "4"],
             "/api/v1/agents?limit=4",
@@ -230,6 +349,11 @@ async fn droverctl_json_and_the_http_api_print_the_same_objects() {
         (&["fleet", "summary"], "/api/v1/fleet/summary", |v| v),
         (&["schedule", "list"], "/api/v1/schedules", |v| v),
         (&["audit"], "/api/v1/audit", |v| v),
+        (
+            &["agents", "list", "--group", "dev", "--limit", "2"],
+            "/api/v1/agents?group=dev&limit=2",
+            |v| v,
+        ),
     ];
     for (args, path, pick) in pairs {
         let what = format!("droverctl {} and GET {path} to agree", args.join(" "));
@@ -238,6 +362,47 @@ async fn droverctl_json_and_the_http_api_print_the_same_objects() {
             let (status, from_http) = get(&coordinator, path).await;
             assert_eq!(status, 200, "GET {path}: {from_http}");
             let from_http = pick(from_http);
+            if from_ctl != from_http {
+                eprintln!("{what}: not yet\n droverctl: {from_ctl}\n http:      {from_http}");
+                return None;
+            }
+            Some(())
+        })
+        .await;
+    }
+    // An action answers what its droverctl verb prints (a dry run changes nothing, so the
+    // two agree whenever the fleet is still).
+    let actions: [(&[&str], &str, Value); 3] = [
+        (
+            &["rollout", "pause", "--channel", "edge", "--dry-run"],
+            "/api/v1/rollouts/pause",
+            json!({"channel": "edge", "dry_run": true}),
+        ),
+        (
+            &[
+                "rollout",
+                "rollback",
+                "--channel",
+                "edge",
+                "--group",
+                "prod",
+                "--dry-run",
+            ],
+            "/api/v1/rollouts/rollback",
+            json!({"channel": "edge", "group": "prod", "dry_run": true}),
+        ),
+        (
+            &["channels", "set", "canary", "2.0.0", "--dry-run"],
+            "/api/v1/channels/version",
+            json!({"name": "canary", "version": "2.0.0", "dry_run": true}),
+        ),
+    ];
+    for (args, path, body) in actions {
+        let what = format!("droverctl {} and POST {path} to agree", args.join(" "));
+        eventually(&what, WAIT, async || {
+            let from_ctl = droverctl_json(&url, args).await;
+            let (status, from_http) = post(&coordinator, path, &body).await;
+            assert_eq!(status, 200, "POST {path}: {from_http}");
             if from_ctl != from_http {
                 eprintln!("{what}: not yet\n droverctl: {from_ctl}\n http:      {from_http}");
                 return None;

@@ -138,11 +138,28 @@ async fn without_a_valid_token_grpc_and_http_refuse_and_nothing_changes() {
     );
     let routes = document["paths"].as_object().unwrap();
     for (route, item) in routes {
-        assert!(
-            item["get"]["responses"]["401"].is_object(),
-            "{route} documents no 401"
-        );
+        let operations: Vec<&Value> = ["get", "post"]
+            .iter()
+            .filter_map(|method| item.get(*method))
+            .collect();
+        assert!(!operations.is_empty(), "{route} has no operation");
+        for operation in operations {
+            assert!(
+                operation["responses"]["401"].is_object(),
+                "{route} documents no 401"
+            );
+        }
     }
+    // The dashboard's actions too refuse a caller without a token, before anything runs.
+    let (status, body) = drover_tests::http_body_as(
+        c.addresses.http,
+        "POST",
+        "/api/v1/channels/version",
+        None,
+        r#"{"name": "edge", "version": "1.1.0"}"#,
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
 
     assert_eq!(edge_version(&c).await, "1.0.0", "nothing changed");
     let audit = droverctl_json(&c.grpc_url(), &["audit"]).await;

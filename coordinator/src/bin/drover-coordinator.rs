@@ -106,6 +106,10 @@ struct Args {
     /// Milliseconds between readiness samples (each a one-row write to the store).
     #[arg(long, default_value_t = 1000)]
     readiness_interval_ms: u64,
+    /// Seconds between samples of agents by version for the dashboard's timeline (each a
+    /// few rows; samples older than 31 days are deleted).
+    #[arg(long, default_value_t = 60)]
+    version_sample_secs: u64,
     /// For tests only: the named supervised task panics each time it starts.
     #[arg(long, hide = true)]
     test_panic_task: Option<String>,
@@ -232,6 +236,7 @@ async fn main() -> std::process::ExitCode {
             ..RetentionConfig::default()
         },
         readiness_interval: Duration::from_millis(args.readiness_interval_ms.clamp(100, 60_000)),
+        version_sample_interval: Duration::from_secs(args.version_sample_secs.clamp(1, 3600)),
         test_panic_task: args.test_panic_task,
         tls,
         webhooks: args.webhooks,

@@ -24,6 +24,7 @@ mod reconcile;
 pub mod registry;
 pub mod rollout_trace;
 mod rollouts;
+mod search;
 mod settings;
 mod transitions;
 pub mod view;

@@ -147,7 +147,7 @@ impl Fleet {
         self.inventory.tally()
     }
 
-    fn agent_view(&self, mut record: AgentRecord) -> AgentView {
+    pub(super) fn agent_view(&self, mut record: AgentRecord) -> AgentView {
         let session = self.sessions.get(&record.agent_id);
         let mut updater_decision = None;
         if let Some(session) = &session {

@@ -34,6 +34,11 @@ impl AdminApi {
             refusals: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
         }
     }
+
+    /// The fleet behind the service, for the HTTP reads no RPC has (the dashboard's).
+    pub fn fleet(&self) -> &Arc<Fleet> {
+        &self.fleet
+    }
 }
 
 #[tonic::async_trait]

@@ -16,7 +16,6 @@ use utoipa::IntoParams;
 
 use crate::{
     error::{DroverError, Result},
-    fleet::Fleet,
     grpc::AdminApi,
 };
 
@@ -42,10 +41,10 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestP
     }
 }
 
-pub fn router(fleet: Arc<Fleet>) -> Router {
+pub fn router(admin: Arc<AdminApi>) -> Router {
     Router::new()
         .route("/api/v1/fleet/summary", get(fleet_summary))
-        .route("/api/v1/agents", get(list_agents))
+        .route("/api/v1/agents", get(super::agents::list_agents))
         .route("/api/v1/agents/{agent_id}", get(get_agent))
         .route("/api/v1/agents/{agent_id}/explanation", get(explain_agent))
         .route("/api/v1/channels", get(list_channels))
@@ -57,7 +56,7 @@ pub fn router(fleet: Arc<Fleet>) -> Router {
         .route("/api/v1/agents/{agent_id}/history", get(agent_history))
         .route("/api/v1/events", get(list_events))
         .route("/api/v1/audit", get(list_audit))
-        .with_state(Arc::new(AdminApi::new(fleet)))
+        .with_state(admin)
 }
 
 /// Agents by version, group and health.
@@ -67,67 +66,6 @@ pub fn router(fleet: Arc<Fleet>) -> Router {
 ))]
 pub async fn fleet_summary(State(admin): Admin) -> Result<Json<api::FleetSummary>> {
     Ok(Json(api::FleetSummary::from(&admin.fleet_summary().await?)))
-}
-
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct AgentQuery {
-    /// Only agents in this group.
-    group: Option<String>,
-    /// Only agents running exactly this version.
-    version: Option<String>,
-    /// Only agents of this health: healthy, unhealthy or unknown.
-    health: Option<String>,
-    /// Only agents on this channel.
-    channel: Option<String>,
-    /// Only agents whose version breaks the control-plane constraints.
-    out_of_compliance: Option<bool>,
-    /// The previous page's `next_after`.
-    after: Option<String>,
-    /// Agents per page: 1 to 1000, 100 by default.
-    limit: Option<u32>,
-}
-
-fn health_filter(text: Option<&str>) -> Result<pb::AgentHealth> {
-    Ok(match text {
-        None | Some("") => pb::AgentHealth::Unspecified,
-        Some("healthy") => pb::AgentHealth::Healthy,
-        Some("unhealthy") => pb::AgentHealth::Unhealthy,
-        Some("unknown") => pb::AgentHealth::Unknown,
-        Some(other) => {
-            return Err(DroverError::invalid(format!(
-                "health '{other}' is not one of healthy, unhealthy, unknown"
-            )));
-        }
-    })
-}
-
-/// One page of agents, filtered; keyset paging with `after`.
-#[utoipa::path(get, path = "/api/v1/agents", params(AgentQuery), responses(
-    (status = 200, body = api::AgentPage),
-    (status = 400, body = api::ErrorBody, description = "a filter is malformed or unknown"),
-))]
-pub async fn list_agents(
-    State(admin): Admin,
-    ApiQuery(query): ApiQuery<AgentQuery>,
-) -> Result<Json<api::AgentPage>> {
-    let filter = pb::AgentFilter {
-        group: query.group.unwrap_or_default(),
-        agent_version: query.version.unwrap_or_default(),
-        health: health_filter(query.health.as_deref())? as i32,
-        channel: query.channel.unwrap_or_default(),
-        out_of_compliance: query.out_of_compliance.unwrap_or(false),
-    };
-    let request = pb::ListAgentsRequest {
-        filter: Some(filter),
-        // 0 asks for the default page size, as over gRPC.
-        page_size: query.limit.unwrap_or(0).min(1000),
-        page_token: query.after.unwrap_or_default(),
-    };
-    Ok(Json(api::AgentPage::from(
-        &admin.agents_page(request).await?,
-    )))
 }
 
 /// Everything known about one agent.

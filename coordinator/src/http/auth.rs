@@ -30,13 +30,17 @@ pub fn require(
     })
 }
 
-async fn check(State((fleet, needed)): State<Needs>, request: Request, next: Next) -> Response {
+/// Leaves the caller's `Arc<Identity>` in the request for handlers that act in its name.
+async fn check(State((fleet, needed)): State<Needs>, mut request: Request, next: Next) -> Response {
     let header = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .map(|value| value.as_bytes());
     match fleet.admins().authenticate(header) {
-        Ok(identity) if identity.role.allows(needed) => next.run(request).await,
+        Ok(identity) if identity.role.allows(needed) => {
+            request.extensions_mut().insert(identity);
+            next.run(request).await
+        }
         Ok(identity) => DroverError::PermissionDenied(format!(
             "this route needs the {needed} role; '{}' has the {} role",
             identity.name, identity.role

@@ -4,10 +4,13 @@
 //! admin token (`auth`), and so does `/metrics` (Prometheus, `metrics`); the dashboard page,
 //! health and the Teleport routes are public. Every routed request is timed.
 
+mod actions;
+mod agents;
 mod api;
 mod auth;
 mod metrics;
 mod openapi;
+mod stream;
 
 use std::sync::{Arc, atomic::Ordering};
 
@@ -22,21 +25,59 @@ use tokio::sync::watch;
 
 use crate::{
     fleet::Fleet,
+    grpc::AdminApi,
     listener::{ConnectionStats, Connections},
+    live::LiveFeed,
     readiness::Verdict,
 };
 
 const DASHBOARD_HTML: &str = include_str!("../../../dashboard/index.html");
+const DASHBOARD_JS: &str = include_str!("../../../dashboard/app.js");
+const DASHBOARD_CSS: &str = include_str!("../../../dashboard/app.css");
+const CHART_JS: &str = include_str!("../../../dashboard/vendor/chart.umd.js");
+const CHART_LICENSE: &str = include_str!("../../../dashboard/vendor/chart.js.LICENSE.md");
+
+/// A static asset of the dashboard, embedded in the binary (no files read at run time).
+fn asset(content_type: &'static str, body: &'static str) -> axum::response::Response {
+    use axum::{http::header, response::IntoResponse};
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
 
 /// `readiness` is the readiness task's verdict; `/readyz` only reads it.
-/// `connections` are both listeners' counts, shown in `/api/v1/stats`.
+/// `connections` are both listeners' counts, shown in `/api/v1/stats`; `live` is what the
+/// dashboard's stream forwards.
 pub fn router(
     fleet: Arc<Fleet>,
     readiness: watch::Receiver<Verdict>,
     connections: Arc<Connections>,
+    live: LiveFeed,
 ) -> Router {
+    let admin = Arc::new(AdminApi::new(fleet.clone()));
     let router = Router::new()
         .route("/", get(|| async { Html(DASHBOARD_HTML) }))
+        .route(
+            "/assets/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", DASHBOARD_JS) }),
+        )
+        .route(
+            "/assets/app.css",
+            get(|| async { asset("text/css; charset=utf-8", DASHBOARD_CSS) }),
+        )
+        .route(
+            "/assets/chart.umd.js",
+            get(|| async { asset("text/javascript; charset=utf-8", CHART_JS) }),
+        )
+        .route(
+            "/assets/chart.js.LICENSE.md",
+            get(|| async { asset("text/plain; charset=utf-8", CHART_LICENSE) }),
+        )
         // Liveness: the process answers. No I/O, so a slow store never gets us restarted.
         .route("/livez", get(|| async { "ok" }))
         .route("/healthz", get(|| async { "ok" }))
@@ -58,7 +99,9 @@ pub fn router(
                 // the JSON contract droverctl shares. Scrapers send a viewer token.
                 .route("/metrics", get(metrics::scrape))
                 .with_state(fleet.clone())
-                .merge(api::router(fleet.clone()))
+                .merge(api::router(admin.clone()))
+                .merge(actions::router(admin))
+                .merge(stream::router(fleet.clone(), live))
                 .route_layer(auth::require(fleet.clone(), AdminRole::Viewer)),
         );
     // Test-only routes exist only in a `testing` build: a normal build answers 404.

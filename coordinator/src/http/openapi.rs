@@ -5,19 +5,21 @@
 use axum::Json;
 use utoipa::{Modify, OpenApi};
 
-use super::api;
+use super::{actions, agents, api, stream};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Drover admin API",
-        description = "Read-only JSON view of a Drover coordinator. droverctl -o json prints the same objects. \
-            Every route needs an admin token (`authorization: Bearer TOKEN`; any role reads)."
+        description = "JSON view of a Drover coordinator, and the dashboard's actions. droverctl -o json \
+            prints the same objects. Every route needs an admin token (`authorization: Bearer TOKEN`; \
+            any role reads; each POST needs the role of its droverctl verb, and a refusal is audited). \
+            `GET /api/v1/stream` (server-sent events `summary`, `rollouts`, `event`) is not JSON and not listed."
     ),
     modifiers(&BearerAuth),
     paths(
         api::fleet_summary,
-        api::list_agents,
+        agents::list_agents,
         api::get_agent,
         api::explain_agent,
         api::list_channels,
@@ -29,6 +31,14 @@ use super::api;
         api::agent_history,
         api::list_events,
         api::list_audit,
+        actions::whoami,
+        stream::timeline,
+        actions::pause,
+        actions::resume,
+        actions::rollback,
+        actions::start_group,
+        actions::mark_done,
+        actions::set_channel_version,
     )
 )]
 struct ApiDoc;
@@ -68,8 +78,12 @@ impl Modify for BearerAuth {
             )
             .build();
         for item in openapi.paths.paths.values_mut() {
-            if let Some(get) = item.get.as_mut() {
-                get.responses
+            for operation in [item.get.as_mut(), item.post.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                operation
+                    .responses
                     .responses
                     .insert("401".into(), RefOr::T(unauthenticated.clone()));
             }

@@ -25,7 +25,7 @@ pub struct ReportRecorded {
 const TOUCH_CHUNK: usize = 5_000;
 
 #[derive(sqlx::FromRow)]
-struct AgentRow {
+pub(super) struct AgentRow {
     agent_id: String,
     hostname: String,
     group_name: String,
@@ -42,7 +42,7 @@ struct AgentRow {
 }
 
 impl AgentRow {
-    fn into_record(self) -> AgentRecord {
+    pub(super) fn into_record(self) -> AgentRecord {
         AgentRecord {
             labels: serde_json::from_str(&self.labels_json).unwrap_or_default(),
             last_report: self
@@ -63,18 +63,18 @@ impl AgentRow {
     }
 }
 
-const AGENT_COLUMNS: &str = "agent_id, hostname, group_name, channel, installer, agent_version, \
+pub(super) const AGENT_COLUMNS: &str = "agent_id, hostname, group_name, channel, installer, agent_version, \
     updater_version, labels_json, health, updater_state, first_seen_ms, last_seen_ms, last_report_json";
 
 // Empty strings mean "no filter", so one static statement serves every filter combination.
-const FILTER: &str = "($1 = '' OR group_name = $1) AND ($2 = '' OR agent_version = $2) \
+pub(super) const FILTER: &str = "($1 = '' OR group_name = $1) AND ($2 = '' OR agent_version = $2) \
     AND ($3 = '' OR health = $3) AND ($4 = '' OR channel = $4)";
 
-struct FilterBinds {
-    group: String,
-    version: String,
-    health: String,
-    channel: String,
+pub(super) struct FilterBinds {
+    pub(super) group: String,
+    pub(super) version: String,
+    pub(super) health: String,
+    pub(super) channel: String,
 }
 
 impl From<&AgentFilter> for FilterBinds {

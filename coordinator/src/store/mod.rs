@@ -16,7 +16,9 @@ pub mod feed;
 mod history;
 mod ops;
 mod rollouts;
+mod samples;
 mod schedules;
+mod search;
 
 use std::{
     str::FromStr,
@@ -43,6 +45,7 @@ pub use ops::{PruneTable, Pruned};
 use rollouts::insert_events;
 pub use rollouts::{Event, NewEvent, RolloutCommit, RolloutRow};
 pub use schedules::GroupSchedule;
+pub use search::{AgentSearch, AgentSort};
 
 enum Backend {
     Sqlite(SqlitePool),

@@ -212,6 +212,7 @@ async fn list(client: &mut Client, args: ListArgs) -> Result<Reply, String> {
         agents: agents.iter().map(api::Agent::from).collect(),
         total_matching: total,
         next_after,
+        next_offset: None,
     };
     Ok(Reply::new(data, table(&agents, total)))
 }

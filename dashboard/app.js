@@ -1,0 +1,435 @@
+// Drover dashboard. Reads the JSON API with the token from sessionStorage; live updates come
+// from GET /api/v1/stream (server-sent events read with fetch, which can send the token).
+// Every text from the API goes through textContent (el()), never innerHTML.
+'use strict';
+
+const state = {
+  token: sessionStorage.getItem('drover-token') || '',
+  role: 'viewer',
+  view: 'overview',
+  summary: null,
+  rollouts: [],
+  reasons: {},
+  charts: {},
+  agents: { offset: 0, limit: 50, total: 0, seq: 0, selected: null },
+  stream: null,
+};
+// Test hooks: the browser test reads these (render counts and the last filter's latency).
+window.drover = { timings: {}, renders: { summary: 0, rollouts: 0, agents: 0, events: 0 } };
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === 'class') node.className = value;
+    else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+    else if (key === 'style') node.style.cssText = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function toast(text) {
+  const t = $('toast');
+  t.textContent = text;
+  t.classList.add('show');
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => t.classList.remove('show'), 4000);
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    ...options,
+    headers: { authorization: `Bearer ${state.token}`, ...(options.body ? { 'content-type': 'application/json' } : {}) },
+  });
+  let body = null;
+  try { body = await response.json(); } catch { /* not JSON */ }
+  if (!response.ok) {
+    const error = new Error(body?.error ?? `HTTP ${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+
+const isOperator = () => state.role === 'operator' || state.role === 'admin';
+const time = (text) => (text ? text.replace('T', ' ').replace('Z', '') : '–');
+
+// ---- sign in ----
+async function signIn(token) {
+  state.token = token;
+  const me = await api('/api/v1/whoami');
+  state.role = me.role;
+  sessionStorage.setItem('drover-token', token);
+  $('whoami').textContent = `${me.name} (${me.role})`;
+  document.body.dataset.role = me.role;
+  $('nav').hidden = false;
+  $('logout').hidden = false;
+  $('live').hidden = false;
+  $('login').hidden = true;
+  await loadReasons();
+  show(location.hash.slice(1) || 'overview');
+  connectStream();
+  refreshChannels();
+  refreshTimeline();
+  setInterval(refreshTimeline, 60_000);
+}
+
+$('login-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  $('login-error').textContent = '';
+  try {
+    await signIn($('token').value.trim());
+    $('token').value = '';
+  } catch (err) {
+    $('login-error').textContent = err.status === 401
+      ? 'That token is unknown or revoked. Ask an admin for one (droverctl admins create).'
+      : `Cannot sign in: ${err.message}`;
+  }
+});
+$('logout').addEventListener('click', () => { sessionStorage.removeItem('drover-token'); location.hash = ''; location.reload(); });
+
+function show(view) {
+  if (!['overview', 'rollouts', 'agents', 'events'].includes(view)) view = 'overview';
+  state.view = view;
+  for (const section of document.querySelectorAll('.view')) section.hidden = section.id !== view;
+  for (const tab of document.querySelectorAll('.tab')) {
+    if (tab.dataset.view === view) tab.setAttribute('aria-current', 'page'); else tab.removeAttribute('aria-current');
+  }
+  if (location.hash !== `#${view}`) history.replaceState(null, '', `#${view}`);
+  if (view === 'rollouts') refreshPastRollouts();
+  if (view === 'agents') loadAgents();
+  if (view === 'events') loadEvents();
+}
+for (const tab of document.querySelectorAll('.tab')) tab.addEventListener('click', () => show(tab.dataset.view));
+
+// ---- live stream ----
+async function connectStream() {
+  const live = $('live');
+  for (;;) {
+    try {
+      const response = await fetch('/api/v1/stream', { headers: { authorization: `Bearer ${state.token}` } });
+      if (!response.ok) throw new Error((await response.json().catch(() => ({}))).error ?? `HTTP ${response.status}`);
+      live.textContent = 'live'; live.classList.add('on');
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let at;
+        while ((at = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, at);
+          buffer = buffer.slice(at + 2);
+          let name = 'message'; const data = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith('event:')) name = line.slice(6).trim();
+            else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+          }
+          if (data.length) onStreamEvent(name, data.join('\n'));
+        }
+      }
+    } catch (err) {
+      live.textContent = `offline: ${err.message}`;
+    }
+    live.classList.remove('on');
+    await new Promise((r) => setTimeout(r, 3000));
+  }
+}
+
+function onStreamEvent(name, data) {
+  const value = JSON.parse(data);
+  if (name === 'summary') renderSummary(value);
+  else if (name === 'rollouts') renderRollouts(value);
+  else if (name === 'reasons') { state.reasons = value; renderRollouts(state.rollouts); }
+  else if (name === 'event') addEvent(value, true);
+}
+
+// ---- overview ----
+const palette = ['#2563eb', '#16a34a', '#d97706', '#dc2626', '#7c3aed', '#0891b2', '#db2777', '#65a30d', '#9ca3af'];
+
+function chart(id, type, labels, data, extra = {}) {
+  const existing = state.charts[id];
+  if (existing) {
+    existing.data.labels = labels;
+    existing.data.datasets[0].data = data;
+    existing.update('none');
+    return;
+  }
+  if (!window.Chart) return;
+  state.charts[id] = new Chart($(id), {
+    type,
+    data: { labels, datasets: [{ data, backgroundColor: labels.map((_, i) => palette[i % palette.length]) }] },
+    options: { animation: false, responsive: true, plugins: { legend: { display: type !== 'bar', position: 'right' } }, ...extra },
+  });
+}
+
+function renderSummary(summary) {
+  state.summary = summary;
+  $('count-total').textContent = summary.total_agents;
+  $('count-connected').textContent = summary.connected_agents;
+  $('count-compliance').textContent = summary.out_of_compliance;
+  $('control-plane').textContent = summary.control_plane_version || 'not set';
+  const versions = Object.keys(summary.by_version);
+  chart('chart-version', 'doughnut', versions, versions.map((v) => summary.by_version[v]));
+  $('by-version').tBodies[0].replaceChildren(...versions.map((v) =>
+    el('tr', { 'data-version': v }, el('td', {}, v), el('td', { class: 'count' }, summary.by_version[v]))));
+  const health = {};
+  for (const row of summary.rows) health[row.health] = (health[row.health] ?? 0) + row.count;
+  chart('chart-health', 'doughnut', Object.keys(health), Object.values(health));
+  const groups = Object.keys(summary.by_group);
+  chart('chart-group', 'bar', groups, groups.map((g) => summary.by_group[g]));
+  fillSelect($('f-version'), versions, 'any version');
+  fillSelect($('f-group'), groups, 'any group');
+  window.drover.renders.summary += 1;
+  refreshChannels();
+}
+
+function fillSelect(select, values, anyText) {
+  const current = select.value;
+  const have = [...select.options].map((o) => o.value).slice(1).join('\n');
+  if (have === values.join('\n')) return;
+  select.replaceChildren(el('option', { value: '' }, anyText), ...values.map((v) => el('option', { value: v }, v)));
+  select.value = values.includes(current) ? current : '';
+}
+
+let channelsPending = false;
+async function refreshChannels() {
+  if (channelsPending) return;
+  channelsPending = true;
+  try {
+    const channels = await api('/api/v1/channels');
+    chart('chart-channel', 'bar', channels.map((c) => c.name), channels.map((c) => c.agent_count));
+    $('channels').tBodies[0].replaceChildren(...channels.map((c) => el('tr', {},
+      el('td', {}, c.name), el('td', {}, c.version || '–'), el('td', {}, c.critical ? 'yes' : 'no'),
+      el('td', {}, c.agent_count),
+      el('td', {}, isOperator() && !c.follows_control_plane
+        ? el('button', { class: 'action', 'data-action': 'set-version', onclick: () => setChannelVersion(c) }, 'Set version…')
+        : ''))));
+  } catch (err) { toast(`Channels: ${err.message}`); }
+  finally { setTimeout(() => { channelsPending = false; }, 1000); }
+}
+
+async function refreshTimeline() {
+  try {
+    const hours = $('timeline-hours').value;
+    const timeline = await api(`/api/v1/fleet/versions/timeline?hours=${hours}`);
+    const versions = [...new Set(timeline.samples.flatMap((s) => Object.keys(s.versions)))].sort();
+    const labels = timeline.samples.map((s) => s.at.slice(5, 16).replace('T', ' '));
+    const datasets = versions.map((v, i) => ({
+      label: v, data: timeline.samples.map((s) => s.versions[v] ?? 0),
+      borderColor: palette[i % palette.length], backgroundColor: palette[i % palette.length], pointRadius: 0, fill: false,
+    }));
+    state.charts.timeline?.destroy();
+    if (window.Chart) {
+      state.charts.timeline = new Chart($('chart-timeline'), {
+        type: 'line', data: { labels, datasets },
+        options: { animation: false, responsive: true, scales: { y: { beginAtZero: true } } },
+      });
+    }
+  } catch (err) { toast(`Timeline: ${err.message}`); }
+}
+$('timeline-hours').addEventListener('change', refreshTimeline);
+
+// ---- rollouts ----
+function progress(group) {
+  const total = Math.max(group.present, group.initial, 1);
+  const ok = group.on_target;
+  const failed = group.failed;
+  const inFlight = ['canary', 'active'].includes(group.state) ? Math.max(0, group.present - group.on_target - failed) : 0;
+  const waiting = Math.max(0, total - ok - failed - inFlight);
+  const part = (cls, n, what) => el('span', { class: cls, style: `width:${(100 * n) / total}%`, title: `${n} ${what}` });
+  return el('div', {},
+    el('div', { class: 'bar', role: 'img', 'aria-label': `${ok} up to date, ${inFlight} in flight, ${failed} failed, ${waiting} waiting` },
+      part('ok', ok, 'up to date'), part('flight', inFlight, 'in flight'), part('failed', failed, 'failed'), part('waiting', waiting, 'waiting')),
+    el('div', { class: 'legend' }, `${ok} up to date · ${inFlight} in flight · ${failed} failed · ${waiting} waiting · ${group.healthy} healthy of ${group.present}`));
+}
+
+// Why the group's agents are where they are: each reason code with its count, most first.
+function reasonCounts(counts) {
+  const entries = Object.entries(counts ?? {}).sort((a, b) => b[1] - a[1]);
+  return el('div', { class: 'reasons legend' }, entries.map(([reason, n]) => `${reason} ${n}`).join(' · '));
+}
+
+function renderRollouts(rollouts) {
+  state.rollouts = rollouts;
+  const box = $('active-rollouts');
+  if (!rollouts.length) {
+    box.replaceChildren(el('p', { class: 'muted' }, 'No active rollouts.'));
+  } else {
+    box.replaceChildren(...rollouts.map((r) => {
+      const actions = isOperator() ? el('div', { class: 'actions' },
+        r.paused
+          ? el('button', { class: 'action', 'data-action': 'resume', onclick: () => act('Resume', 'resume', { channel: r.channel }) }, 'Resume')
+          : el('button', { class: 'action', 'data-action': 'pause', onclick: () => act('Pause', 'pause', { channel: r.channel }) }, 'Pause'),
+        el('button', { class: 'action danger', 'data-action': 'rollback', onclick: () => act('Roll back every group', 'rollback', { channel: r.channel }) }, 'Roll back')) : null;
+      return el('article', { class: 'rollout', 'data-channel': r.channel, 'data-status': r.status, 'data-paused': String(r.paused) },
+        el('div', { class: 'rollout-head' },
+          el('h3', {}, `${r.channel}: ${r.start_version} → ${r.target_version}`),
+          el('span', { class: 'pill status' }, r.paused ? 'paused' : r.status),
+          el('span', { class: 'muted' }, `${r.strategy} · started ${time(r.created_at)} · ${r.rollout_id}`),
+          actions),
+        el('p', { class: 'muted' }, r.status_explanation),
+        ...r.groups.map((g) => el('div', { class: 'group', 'data-group': g.name },
+          el('strong', {}, g.name),
+          el('span', { class: `state ${g.state}`, title: g.state_explanation }, g.state),
+          el('div', {}, progress(g), reasonCounts(state.reasons[r.channel]?.[g.name])),
+          isOperator() ? el('div', { class: 'actions' },
+            el('button', { class: 'action', 'data-action': 'start-group', onclick: () => act(`Start group ${g.name}`, 'start-group', { channel: r.channel, group: g.name }) }, 'Start'),
+            el('button', { class: 'action', 'data-action': 'mark-done', onclick: () => act(`Mark ${g.name} done`, 'mark-done', { channel: r.channel, group: g.name }) }, 'Mark done'),
+            el('button', { class: 'action', 'data-action': 'rollback-group', onclick: () => act(`Roll back ${g.name}`, 'rollback', { channel: r.channel, group: g.name }) }, 'Roll back')) : el('span'),
+          el('div', { class: 'note' },
+            g.note || g.state_explanation,
+            g.canaries.length ? ` · canaries: ${g.canaries.join(', ')}` : '',
+            g.started_at ? ` · started ${time(g.started_at)}` : '',
+            g.done_at ? ` · done ${time(g.done_at)}` : ''))));
+    }));
+  }
+  window.drover.renders.rollouts += 1;
+}
+
+async function refreshPastRollouts() {
+  try {
+    const page = await api('/api/v1/history/rollouts?limit=20');
+    $('past-rollouts').tBodies[0].replaceChildren(...page.rollouts.map((r) => el('tr', {},
+      el('td', {}, r.rollout_id), el('td', {}, r.channel), el('td', {}, `${r.start_version} → ${r.target_version}`),
+      el('td', {}, r.status), el('td', {}, time(r.created_at)))));
+  } catch (err) { toast(`Past rollouts: ${err.message}`); }
+}
+
+// ---- actions: a dry run first, its effect confirmed, then the real call ----
+async function act(title, verb, body, path = `/api/v1/rollouts/${verb}`) {
+  let preview;
+  try {
+    preview = await api(path, { method: 'POST', body: JSON.stringify({ ...body, dry_run: true }) });
+  } catch (err) { toast(`${title}: ${err.message}`); return; }
+  $('confirm-title').textContent = `${title}?`;
+  $('confirm-summary').textContent = `${preview.effect?.summary ?? ''} (${preview.effect?.agents_affected ?? 0} agents affected)`;
+  $('confirm-groups').replaceChildren(...(preview.groups ?? []).filter((g) => g.agents_affected)
+    .map((g) => el('li', {}, `${g.name}: ${g.agents_affected} agents`)));
+  const dialog = $('confirm');
+  dialog.returnValue = '';
+  dialog.showModal();
+  await new Promise((resolve) => dialog.addEventListener('close', resolve, { once: true }));
+  if (dialog.returnValue !== 'ok') return;
+  try {
+    const done = await api(path, { method: 'POST', body: JSON.stringify({ ...body, dry_run: false }) });
+    toast(done.effect?.summary ?? 'Done');
+  } catch (err) { toast(`${title}: ${err.message}`); }
+}
+
+function setChannelVersion(channel) {
+  const version = prompt(`New version for channel ${channel.name}`, channel.version || '');
+  if (version) act(`Set ${channel.name} to ${version}`, 'version', { name: channel.name, version: version.trim() }, '/api/v1/channels/version');
+}
+
+// ---- agents ----
+async function loadReasons() {
+  const reasons = ['channel_target', 'follows_control_plane', 'group_unstarted', 'canary', 'canary_pending', 'canary_waiting',
+    'group_active', 'max_in_flight', 'group_halted', 'update_failed', 'group_done', 'on_target', 'rolledback', 'rollout_paused', 'pinned',
+    'unknown_channel', 'channel_has_no_version', 'constraint_above_control_plane', 'constraint_below_control_plane'];
+  fillSelect($('f-reason'), reasons, 'any reason');
+}
+
+function agentQuery() {
+  const params = new URLSearchParams({ limit: state.agents.limit, offset: state.agents.offset,
+    sort: $('f-sort').value, order: $('f-order').value });
+  for (const [key, id] of [['q', 'f-q'], ['version', 'f-version'], ['group', 'f-group'], ['health', 'f-health'], ['reason', 'f-reason']]) {
+    const value = $(id).value.trim();
+    if (value) params.set(key, value);
+  }
+  return params;
+}
+
+async function loadAgents() {
+  const started = performance.now();
+  const seq = ++state.agents.seq;
+  try {
+    const page = await api(`/api/v1/agents?${agentQuery()}`);
+    if (seq !== state.agents.seq) return; // a newer filter won
+    state.agents.total = page.total_matching;
+    $('agent-table').tBodies[0].replaceChildren(...page.agents.map((a) => el('tr', {
+      'data-agent': a.agent_id, class: a.agent_id === state.agents.selected ? 'selected' : '', onclick: () => showAgent(a.agent_id),
+    },
+    el('td', {}, a.agent_id), el('td', {}, a.hostname), el('td', {}, a.group), el('td', {}, a.channel),
+    el('td', {}, a.agent_version || '–'), el('td', {}, a.health), el('td', { title: a.directive?.reason_explanation ?? '' }, a.directive?.reason ?? '–'),
+    el('td', {}, a.connected ? 'connected' : time(a.last_seen)))));
+    const first = page.agents.length ? state.agents.offset + 1 : 0;
+    $('page-info').textContent = `${first}–${state.agents.offset + page.agents.length} of ${page.total_matching}`;
+    $('prev').disabled = state.agents.offset === 0;
+    $('next').disabled = page.next_offset == null;
+    window.drover.timings.agents = performance.now() - started;
+    window.drover.renders.agents += 1;
+    $('agent-table').dataset.rendered = String(window.drover.renders.agents);
+  } catch (err) { toast(`Agents: ${err.message}`); }
+}
+
+let searchTimer;
+$('agent-filters').addEventListener('input', (event) => {
+  state.agents.offset = 0;
+  clearTimeout(searchTimer);
+  // Typing waits a moment; a select applies at once.
+  searchTimer = setTimeout(loadAgents, event.target.id === 'f-q' ? 250 : 0);
+});
+$('agent-filters').addEventListener('submit', (event) => event.preventDefault());
+$('prev').addEventListener('click', () => { state.agents.offset = Math.max(0, state.agents.offset - state.agents.limit); loadAgents(); });
+$('next').addEventListener('click', () => { state.agents.offset += state.agents.limit; loadAgents(); });
+
+async function showAgent(id) {
+  state.agents.selected = id;
+  for (const row of $('agent-table').tBodies[0].rows) row.classList.toggle('selected', row.dataset.agent === id);
+  const box = $('agent-detail');
+  box.hidden = false;
+  box.replaceChildren(el('p', { class: 'muted' }, `Loading ${id}…`));
+  try {
+    const enc = encodeURIComponent(id);
+    const [agent, why, history] = await Promise.all([
+      api(`/api/v1/agents/${enc}`), api(`/api/v1/agents/${enc}/explanation`), api(`/api/v1/agents/${enc}/history?limit=50`)]);
+    const facts = [['hostname', agent.hostname], ['group', agent.group], ['channel', agent.channel], ['version', agent.agent_version || '–'],
+      ['target', agent.directive?.target_version || '–'], ['health', agent.health], ['updater', `${agent.updater_state} (${agent.updater_version})`],
+      ['connected', agent.connected ? 'yes' : 'no'], ['pinned', agent.pinned ? 'yes' : 'no'], ['last seen', time(agent.last_seen)]];
+    box.replaceChildren(
+      el('h3', {}, agent.agent_id),
+      el('dl', {}, ...facts.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])),
+      el('h4', {}, 'Last decision'),
+      el('p', { class: 'why' }, el('strong', {}, why.reason), ` — ${why.reason_explanation}`),
+      el('p', {}, why.text),
+      el('h4', {}, 'Update attempts'),
+      history.reports.length
+        ? el('table', { class: 'compact' }, el('tbody', {}, ...history.reports.map((r) => el('tr', {},
+          el('td', {}, time(r.finished_at || r.started_at)), el('td', {}, `${r.from_version} → ${r.to_version}`), el('td', {}, r.outcome), el('td', {}, r.error)))))
+        : el('p', { class: 'muted' }, 'None yet.'),
+      el('h4', {}, 'Events'),
+      el('ol', { class: 'feed' }, ...history.events.map((e) => el('li', {}, el('span', {}, time(e.at)), el('span', {}, e.kind), el('span', {}, e.text)))));
+  } catch (err) { box.replaceChildren(el('p', { class: 'error' }, err.message)); }
+}
+
+// ---- events ----
+let eventsLoaded = false;
+async function loadEvents() {
+  if (eventsLoaded) return;
+  eventsLoaded = true;
+  try {
+    const events = await api('/api/v1/events?limit=100');
+    for (const e of events.reverse()) addEvent(e, false);
+  } catch (err) { toast(`Events: ${err.message}`); eventsLoaded = false; }
+}
+
+function addEvent(e, live) {
+  const feed = $('event-feed');
+  if (feed.querySelector(`[data-event="${Number(e.event_id)}"]`)) return;
+  feed.prepend(el('li', { class: live ? 'new' : '', 'data-event': String(Number(e.event_id)) },
+    el('span', { class: 'muted' }, time(e.at)), el('span', {}, e.kind), el('span', {}, e.text, e.actor ? ` (${e.actor})` : '')));
+  while (feed.children.length > 500) feed.lastChild.remove();
+  window.drover.renders.events += 1;
+}
+
+// ---- start ----
+if (state.token) {
+  signIn(state.token).catch(() => { sessionStorage.removeItem('drover-token'); state.token = ''; });
+}

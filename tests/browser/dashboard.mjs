@@ -1,0 +1,190 @@
+// Drives the coordinator's dashboard in Debian's chromium (playwright-core, no downloaded
+// browser). Run by tests/tests/dashboard.rs, which starts the coordinator and the fleet.
+//
+//   DROVER_URL=https://127.0.0.1:PORT DROVER_ADMIN_TOKEN=… DROVER_VIEWER_TOKEN=… \
+//   DROVER_SCREENSHOTS=target/screenshots DROVER_MODE=full|filter node dashboard.mjs
+//
+// Prints one JSON object on stdout (what it measured and saw); exits non-zero on any failed
+// check, naming it on stderr. HTTPS errors are ignored: the coordinator's CA is its own.
+import { chromium } from 'playwright-core';
+
+const env = (name, fallback) => {
+  const value = process.env[name] ?? fallback;
+  if (value === undefined) throw new Error(`set ${name}`);
+  return value;
+};
+const url = env('DROVER_URL');
+const adminToken = env('DROVER_ADMIN_TOKEN');
+const viewerToken = process.env.DROVER_VIEWER_TOKEN ?? '';
+const shots = env('DROVER_SCREENSHOTS', 'target/screenshots');
+const mode = env('DROVER_MODE', 'full');
+const executablePath = env('DROVER_CHROMIUM', '/usr/bin/chromium');
+
+const result = { mode, screenshots: [] };
+const check = (ok, what) => { if (!ok) throw new Error(`check failed: ${what}`); };
+
+const browser = await chromium.launch({ executablePath, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+try {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 850 } });
+  const page = await context.newPage();
+  page.on('pageerror', (err) => { result.page_errors = [...(result.page_errors ?? []), String(err)]; });
+
+  const shot = async (p, name) => {
+    const path = `${shots}/${name}.png`;
+    await p.screenshot({ path, fullPage: true });
+    result.screenshots.push(path);
+  };
+  // An API call from inside the page (same origin, the browser's TLS trust).
+  const call = (p, path, token, body) => p.evaluate(async ({ path, token, body }) => {
+    const response = await fetch(path, {
+      method: body ? 'POST' : 'GET',
+      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    return { status: response.status, body: await response.json().catch(() => null) };
+  }, { path, token, body });
+
+  const signIn = async (p, token) => {
+    await p.goto(url);
+    await p.waitForSelector('#login-form');
+    await p.fill('#token', token);
+    await p.click('#login-form button[type=submit]');
+    await p.waitForSelector('#nav:not([hidden])');
+    await p.waitForFunction(() => window.drover.renders.summary > 0);
+  };
+
+  if (mode === 'filter') {
+    await signIn(page, adminToken);
+    await page.click('[data-view=agents]');
+    await page.waitForFunction(() => window.drover.renders.agents > 0);
+    const versions = await page.$$eval('#f-version option', (os) => os.map((o) => o.value).filter(Boolean));
+    check(versions.length >= 2, `several versions to filter by: ${versions}`);
+    // Time from the filter change to the rendered rows, measured in the page.
+    const runs = [];
+    for (const version of [...versions, '', ...versions]) {
+      const ms = await page.evaluate(async (version) => {
+        const before = window.drover.renders.agents;
+        const select = document.getElementById('f-version');
+        const started = performance.now();
+        select.value = version;
+        select.dispatchEvent(new Event('input', { bubbles: true }));
+        while (window.drover.renders.agents === before) await new Promise((r) => setTimeout(r, 2));
+        return performance.now() - started;
+      }, version);
+      const info = await page.textContent('#page-info');
+      runs.push({ version: version || 'any', ms: Math.round(ms), rows: await page.$$eval('#agent-table tbody tr', (r) => r.length), info });
+    }
+    // A reason is decided in memory over every matching agent: the slow path, measured too.
+    const reasonRuns = [];
+    await page.selectOption('#f-version', '');
+    await page.waitForFunction(() => document.getElementById('page-info').textContent.endsWith('of 10000'));
+    for (const reason of ['unknown_channel', '', 'unknown_channel']) {
+      const ms = await page.evaluate(async (reason) => {
+        const before = window.drover.renders.agents;
+        const select = document.getElementById('f-reason');
+        const started = performance.now();
+        select.value = reason;
+        select.dispatchEvent(new Event('input', { bubbles: true }));
+        while (window.drover.renders.agents === before) await new Promise((r) => setTimeout(r, 2));
+        return performance.now() - started;
+      }, reason);
+      reasonRuns.push({ reason: reason || 'any', ms: Math.round(ms), info: await page.textContent('#page-info') });
+    }
+    result.reason_runs = reasonRuns;
+    result.reason_max_ms = Math.max(...reasonRuns.map((r) => r.ms));
+    result.total_agents = Number(await page.textContent('#count-total'));
+    result.filter_runs = runs;
+    result.filter_max_ms = Math.max(...runs.map((r) => r.ms));
+    await shot(page, 'agents-10k');
+    check(result.filter_max_ms < 1000, `every filter under a second (max ${result.filter_max_ms} ms)`);
+    check(result.reason_max_ms < 1000, `every reason filter under a second (max ${result.reason_max_ms} ms)`);
+  } else {
+    // Login.
+    await page.goto(url);
+    await page.waitForSelector('#login-form');
+    await shot(page, 'login');
+    const bad = await (async () => {
+      await page.fill('#token', 'not-a-token');
+      await page.click('#login-form button[type=submit]');
+      await page.waitForFunction(() => document.getElementById('login-error').textContent !== '');
+      return page.textContent('#login-error');
+    })();
+    result.bad_token_message = bad;
+    await signIn(page, adminToken);
+
+    // Overview: counts change live while the rollout advances; no reload.
+    await page.evaluate(() => { window.__sameDocument = true; });
+    const onTarget = () => page.evaluate(() => Number(document.querySelector('#by-version tr[data-version="1.1.0"] .count')?.textContent ?? 0));
+    await page.waitForFunction(() => window.Chart && document.querySelectorAll('#by-version tr').length > 0);
+    const before = await onTarget();
+    await shot(page, 'overview');
+    const advanced = await call(page, `/api/v1/testing/clock/advance?ms=${4 * 3600 * 1000}`, adminToken, {});
+    check(advanced.status === 200, `advance the rollout clock: ${JSON.stringify(advanced)}`);
+    await page.waitForFunction((before) => Number(document.querySelector('#by-version tr[data-version="1.1.0"] .count')?.textContent ?? 0) > before,
+      before, { timeout: 60_000 });
+    const after = await onTarget();
+    check(await page.evaluate(() => window.__sameDocument === true), 'the page was not reloaded');
+    result.overview_live = { on_target_before: before, on_target_after: after };
+
+    // Rollouts: pause from the page (dry run shown first, then the real call).
+    await page.click('[data-view=rollouts]');
+    await page.waitForSelector('article.rollout[data-channel=edge]');
+    // Each group's agents by reason code, live from the stream.
+    await page.waitForFunction(() => /group_unstarted \d+/.test(document.querySelector('.group[data-group=prod] .reasons')?.textContent ?? ''))
+      .catch(async (err) => { throw new Error(`${err.message}; reasons shown: ${await page.$$eval('.reasons', (r) => r.map((x) => x.textContent))}`); });
+    result.prod_reasons = await page.textContent('.group[data-group=prod] .reasons');
+    await shot(page, 'rollouts');
+    await page.click('article.rollout[data-channel=edge] button[data-action=pause]');
+    await page.waitForSelector('#confirm[open]');
+    result.pause_preview = await page.textContent('#confirm-summary');
+    await shot(page, 'pause-confirm');
+    await page.click('#confirm-ok');
+    await page.waitForSelector('article.rollout[data-channel=edge][data-paused=true]', { timeout: 30_000 });
+    const status = await call(page, '/api/v1/rollouts?channel=edge', adminToken);
+    check(status.body?.[0]?.paused === true, `paused over HTTP: ${JSON.stringify(status.body)}`);
+    const audit = await call(page, '/api/v1/audit?limit=100', adminToken);
+    const pauses = (audit.body ?? []).filter((a) => a.action === 'PauseRollout');
+    check(pauses.some((a) => a.result === 'ok' || a.result === 'changed'), `the pause audited: ${JSON.stringify(pauses)}`);
+    check(pauses.some((a) => a.result === 'dry_run'), `the pause's dry run audited: ${JSON.stringify(pauses)}`);
+    result.audit = pauses.map((a) => ({ actor: a.actor, role: a.role, result: a.result }));
+
+    // Agents and one agent's detail.
+    await page.click('[data-view=agents]');
+    await page.waitForSelector('#agent-table tbody tr');
+    await shot(page, 'agents');
+    await page.click('#agent-table tbody tr');
+    await page.waitForSelector('#agent-detail .why');
+    result.agent_detail_why = await page.textContent('#agent-detail .why');
+    await shot(page, 'agent-detail');
+
+    // Events, live: the pause is in the feed.
+    await page.click('[data-view=events]');
+    await page.waitForFunction(() => document.querySelectorAll('#event-feed li').length > 0);
+    await shot(page, 'events');
+    result.events_shown = await page.$$eval('#event-feed li', (li) => li.length);
+
+    // A viewer: no action buttons anywhere, and a forged POST is refused.
+    const viewerContext = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 850 } });
+    const viewer = await viewerContext.newPage();
+    await signIn(viewer, viewerToken);
+    await viewer.click('[data-view=rollouts]');
+    await viewer.waitForFunction(() => window.drover.renders.rollouts > 0);
+    await viewer.waitForSelector('#channels tbody tr');
+    result.viewer_action_buttons = await viewer.$$eval('button.action, [data-action]', (b) => b.length);
+    await shot(viewer, 'rollouts-viewer');
+    check(result.viewer_action_buttons === 0, `a viewer sees no action buttons (${result.viewer_action_buttons})`);
+    const forged = await call(viewer, '/api/v1/rollouts/resume', viewerToken, { channel: 'edge', dry_run: false });
+    result.viewer_forged_post = forged;
+    check(forged.status === 403, `a viewer's forged POST is refused: ${JSON.stringify(forged)}`);
+  }
+  check(!result.page_errors, `no script errors in the page: ${result.page_errors}`);
+  result.ok = true;
+} catch (err) {
+  result.ok = false;
+  result.error = String(err?.stack ?? err);
+  process.exitCode = 1;
+  console.error(result.error);
+} finally {
+  await browser.close();
+  console.log(JSON.stringify(result));
+}
