@@ -10,6 +10,9 @@ const state = {
   summary: null,
   rollouts: [],
   reasons: {},
+  // Each active rollout's ETA (GET /api/v1/rollouts/{id}/eta), refreshed at most every 30 s:
+  // the engine run forward costs far more than a live update, so it is not sent per tick.
+  etas: {},
   charts: {},
   agents: { offset: 0, limit: 50, total: 0, seq: 0, selected: null },
   stream: null,
@@ -256,8 +259,43 @@ function reasonCounts(counts) {
   return el('div', { class: 'reasons legend' }, entries.map(([reason, n]) => `${reason} ${n}`).join(' · '));
 }
 
-function renderRollouts(rollouts) {
+const ETA_EVERY_MS = 30_000;
+
+// Fetches the ETAs that are missing or stale, then renders again with them.
+function refreshEtas(rollouts) {
+  const now = Date.now();
+  for (const r of rollouts) {
+    const known = state.etas[r.rollout_id];
+    if (known && now - known.at < ETA_EVERY_MS) continue;
+    state.etas[r.rollout_id] = { at: now, plan: known?.plan ?? null };
+    api(`/api/v1/rollouts/${encodeURIComponent(r.rollout_id)}/eta`)
+      .then((plan) => {
+        state.etas[r.rollout_id] = { at: Date.now(), plan };
+        renderRollouts(state.rollouts, false);
+      })
+      .catch(() => {});
+  }
+}
+
+// "ETA done 2026-11-27 02:00" for the rollout (its last group's planned end), if known.
+function rolloutEta(r) {
+  const groups = state.etas[r.rollout_id]?.plan?.groups ?? [];
+  const last = groups[groups.length - 1];
+  if (!last) return '';
+  return last.done_at ? ` · ETA done ${time(last.done_at)}` : ' · ETA: no window within the plan';
+}
+
+function groupEta(r, name) {
+  const planned = state.etas[r.rollout_id]?.plan?.groups?.find((g) => g.name === name);
+  if (!planned) return '';
+  const starts = planned.starts_at ? `starts ${time(planned.starts_at)}` : 'no start planned';
+  const done = planned.done_at ? `, done ${time(planned.done_at)}` : '';
+  return ` · ETA ${starts}${done}`;
+}
+
+function renderRollouts(rollouts, fetchEtas = true) {
   state.rollouts = rollouts;
+  if (fetchEtas) refreshEtas(rollouts);
   const box = $('active-rollouts');
   if (!rollouts.length) {
     box.replaceChildren(el('p', { class: 'muted' }, 'No active rollouts.'));
@@ -272,7 +310,7 @@ function renderRollouts(rollouts) {
         el('div', { class: 'rollout-head' },
           el('h3', {}, `${r.channel}: ${r.start_version} → ${r.target_version}`),
           el('span', { class: 'pill status' }, r.paused ? 'paused' : r.status),
-          el('span', { class: 'muted' }, `${r.strategy} · started ${time(r.created_at)} · ${r.rollout_id}`),
+          el('span', { class: 'muted', 'data-eta': 'rollout' }, `${r.strategy} · started ${time(r.created_at)} · ${r.rollout_id}${rolloutEta(r)}`),
           actions),
         el('p', { class: 'muted' }, r.status_explanation),
         ...r.groups.map((g) => el('div', { class: 'group', 'data-group': g.name },
@@ -287,7 +325,8 @@ function renderRollouts(rollouts) {
             g.note || g.state_explanation,
             g.canaries.length ? ` · canaries: ${g.canaries.join(', ')}` : '',
             g.started_at ? ` · started ${time(g.started_at)}` : '',
-            g.done_at ? ` · done ${time(g.done_at)}` : ''))));
+            g.done_at ? ` · done ${time(g.done_at)}` : '',
+            ['done', 'rolledback'].includes(g.state) ? '' : groupEta(r, g.name)))));
     }));
   }
   window.drover.renders.rollouts += 1;

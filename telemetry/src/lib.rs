@@ -134,11 +134,21 @@ impl Drop for Telemetry {
     }
 }
 
+/// The counter of the process's [`Telemetry`], for metrics endpoints that cannot hold it.
+static DROPPED: std::sync::OnceLock<Arc<AtomicU64>> = std::sync::OnceLock::new();
+
+/// Spans the process dropped so far (see [`Telemetry::dropped_spans`]); 0 before [`init`].
+pub fn dropped_spans_total() -> u64 {
+    DROPPED
+        .get()
+        .map_or(0, |dropped| dropped.load(Ordering::Relaxed))
+}
+
 /// Installs the global subscriber, tracer provider and W3C TraceContext propagator.
 /// Call once, at the start of `main`.
 pub fn init(default_service_name: &str, format: LogFormat) -> Result<Telemetry, Error> {
     let transport = export::plan(|name| std::env::var(name).ok())?;
-    let dropped = Arc::new(AtomicU64::new(0));
+    let dropped = DROPPED.get_or_init(|| Arc::new(AtomicU64::new(0))).clone();
     let mut builder = SdkTracerProvider::builder()
         .with_resource(export::resource(default_service_name))
         // Random ids, except where a caller presets them (`ids::with_span_ids`).

@@ -133,6 +133,10 @@ try {
     await page.waitForFunction(() => /group_unstarted \d+/.test(document.querySelector('.group[data-group=prod] .reasons')?.textContent ?? ''))
       .catch(async (err) => { throw new Error(`${err.message}; reasons shown: ${await page.$$eval('.reasons', (r) => r.map((x) => x.textContent))}`); });
     result.prod_reasons = await page.textContent('.group[data-group=prod] .reasons');
+    // The plan's ETA: for the rollout and for the group still to come.
+    await page.waitForFunction(() => /ETA/.test(document.querySelector('article.rollout[data-channel=edge] [data-eta=rollout]')?.textContent ?? '')
+      && /ETA (starts|no start)/.test(document.querySelector('.group[data-group=prod] .note')?.textContent ?? ''));
+    result.eta = await page.textContent('article.rollout[data-channel=edge] [data-eta=rollout]');
     await shot(page, 'rollouts');
     await page.click('article.rollout[data-channel=edge] button[data-action=pause]');
     await page.waitForSelector('#confirm[open]');

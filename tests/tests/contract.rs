@@ -190,7 +190,16 @@ async fn every_route_answers_what_the_openapi_document_says() {
     let (status, body) = get(&coordinator, &rollout).await;
     assert_eq!(status, 200, "GET {rollout}: {body}");
     check_against_document(&document, "/api/v1/rollouts/{rollout_id}", 200, &body);
+    let eta = format!("{rollout}/eta");
+    let (status, body) = get(&coordinator, &eta).await;
+    assert_eq!(status, 200, "GET {eta}: {body}");
+    check_against_document(&document, "/api/v1/rollouts/{rollout_id}/eta", 200, &body);
+    assert!(!body["groups"].as_array().unwrap().is_empty(), "{body}");
+    let (status, body) = get(&coordinator, "/api/v1/rollouts/r-000000000000/eta").await;
+    assert_eq!(status, 404, "{body}");
+    check_against_document(&document, "/api/v1/rollouts/{rollout_id}/eta", 404, &body);
     let mut exercised = BTreeSet::new();
+    exercised.insert("/api/v1/rollouts/{rollout_id}/eta".to_string());
     for (route, path, expected) in requests {
         let (status, body) = get(&coordinator, path).await;
         assert_eq!(status, expected, "GET {path}: {body}");

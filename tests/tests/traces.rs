@@ -219,8 +219,9 @@ async fn a_halted_rollout_ends_its_spans_with_an_error_and_the_reason() {
 }
 
 /// How long a two-group rollout over four real updaters takes, with OTLP pointed at
-/// `endpoint` (None: tracing off).
-async fn rollout_seconds(endpoint: Option<&str>) -> f64 {
+/// `endpoint` (None: tracing off); with `drops`, also waits for `/metrics` to count the
+/// coordinator's lost spans.
+async fn rollout_seconds(endpoint: Option<&str>, drops: bool) -> f64 {
     let root = tempfile::tempdir().unwrap();
     let c = coordinator(root.path(), endpoint).await;
     let url = c.grpc_url();
@@ -238,18 +239,31 @@ async fn rollout_seconds(endpoint: Option<&str>) -> f64 {
         (s["status"] == "done").then_some(())
     })
     .await;
-    started.elapsed().as_secs_f64()
+    let took = started.elapsed().as_secs_f64();
+    if drops {
+        eventually("/metrics counts the dropped spans", WAIT, async || {
+            let (_, body) = drover_tests::http(c.addresses.http, "GET", "/metrics").await;
+            let dropped: u64 = body
+                .lines()
+                .find_map(|l| l.strip_prefix("drover_trace_spans_dropped_total "))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0);
+            (dropped > 0).then_some(())
+        })
+        .await;
+    }
+    took
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_receiver_down_or_stalled_updates_go_at_normal_speed() {
-    let baseline = rollout_seconds(None).await;
+    let baseline = rollout_seconds(None, false).await;
     // Nothing listens there.
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let down = rollout_seconds(Some(&format!("http://{closed}"))).await;
+    let down = rollout_seconds(Some(&format!("http://{closed}")), true).await;
     // Accepts connections and never answers: the harder case.
     let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let stalled_addr = stalled.local_addr().unwrap();
@@ -259,7 +273,7 @@ async fn with_the_receiver_down_or_stalled_updates_go_at_normal_speed() {
             open.push(socket);
         }
     });
-    let slow = rollout_seconds(Some(&format!("http://{stalled_addr}"))).await;
+    let slow = rollout_seconds(Some(&format!("http://{stalled_addr}")), false).await;
     held.abort();
     println!(
         "rollout: {baseline:.2} s without tracing, {down:.2} s receiver down, {slow:.2} s receiver stalled"

@@ -274,6 +274,29 @@ impl Fleet {
         ))
     }
 
+    /// When each group of the active rollout `rollout_id` would start and finish from its
+    /// current state and today's inventory (its ETA); changes nothing.
+    pub fn rollout_eta(&self, rollout_id: &str) -> Result<Vec<GroupPlan>> {
+        let active = self
+            .rollouts()
+            .into_iter()
+            .find(|r| r.spec.rollout_id == rollout_id)
+            .ok_or_else(|| {
+                DroverError::NotFound(format!(
+                    "no active rollout '{rollout_id}'; only an active rollout has an ETA \
+                     (`droverctl rollout list` shows them)"
+                ))
+            })?;
+        let snapshot = self.snapshot(&active.spec, active.created_ms);
+        Ok(plan(
+            self.clock.now_ms(),
+            &active.spec,
+            &active.state,
+            &snapshot,
+            self.view().control_plane.as_ref(),
+        ))
+    }
+
     /// Applies an admin verb. A dry run checks and computes the same, and returns the
     /// rollout as the call's own pass would leave it, committing nothing.
     pub async fn steer_rollout(

@@ -159,6 +159,13 @@ impl AdminApi {
         })
     }
 
+    /// An active rollout's ETA: when each group would start and finish from now.
+    pub fn rollout_eta(&self, rollout_id: &str) -> Result<pb::RolloutPlan> {
+        crate::domain::validate::identifier("rollout_id", rollout_id)?;
+        let plans = self.fleet.rollout_eta(rollout_id)?;
+        Ok(rollout_convert::plan_to_proto(plans))
+    }
+
     pub async fn rollout_detail(&self, rollout_id: &str, limit: u32) -> Result<pb::RolloutDetail> {
         let detail = self.fleet.rollout_detail(rollout_id, limit).await?;
         Ok(rollout_convert::detail_to_proto(detail))

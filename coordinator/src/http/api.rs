@@ -52,6 +52,7 @@ pub fn router(admin: Arc<AdminApi>) -> Router {
         .route("/api/v1/schedules", get(list_schedules))
         .route("/api/v1/rollouts", get(list_rollouts))
         .route("/api/v1/rollouts/{rollout_id}", get(get_rollout))
+        .route("/api/v1/rollouts/{rollout_id}/eta", get(rollout_eta))
         .route("/api/v1/history/rollouts", get(rollout_history))
         .route("/api/v1/agents/{agent_id}/history", get(agent_history))
         .route("/api/v1/events", get(list_events))
@@ -197,6 +198,21 @@ pub async fn get_rollout(
         .rollout_detail(&rollout_id, query.limit.unwrap_or(0))
         .await?;
     Ok(Json(api::RolloutDetail::from(&detail)))
+}
+
+/// An active rollout's ETA: when each group would start and finish from its current state
+/// and today's inventory (the engine run forward; nothing changes).
+#[utoipa::path(get, path = "/api/v1/rollouts/{rollout_id}/eta",
+    params(("rollout_id" = String, Path)), responses(
+        (status = 200, body = api::RolloutPlan),
+        (status = 404, body = api::ErrorBody, description = "no such active rollout"),
+))]
+pub async fn rollout_eta(
+    State(admin): Admin,
+    Path(rollout_id): Path<String>,
+) -> Result<Json<api::RolloutPlan>> {
+    let plan = admin.rollout_eta(&rollout_id)?;
+    Ok(Json(api::RolloutPlan::from(&plan)))
 }
 
 /// One agent's update attempts and the decisions about it, newest first.

@@ -111,6 +111,11 @@ fn fleet_facts(fleet: &Fleet) -> Registry {
             "Write statements the store executed (inserts, updates, deletes)",
             fleet.store().write_statements(),
         ),
+        (
+            "drover_trace_spans_dropped",
+            "Trace spans dropped instead of exported (queue full, or the OTLP collector down or slow)",
+            drover_telemetry::dropped_spans_total(),
+        ),
     ] {
         let counter = Counter::<u64>::default();
         counter.inc_by(value);

@@ -27,6 +27,7 @@ use super::{actions, agents, api, stream};
         api::list_schedules,
         api::list_rollouts,
         api::get_rollout,
+        api::rollout_eta,
         api::rollout_history,
         api::agent_history,
         api::list_events,
