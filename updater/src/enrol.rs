@@ -290,11 +290,18 @@ impl RunIdentity {
                 );
             }
         }
-        tracing::info!(
-            enrolled_with = %record.coordinator,
-            coordinators = %coordinator,
-            "this identity works with every coordinator replica that shares the CA"
-        );
+        if !coordinator
+            .addresses()
+            .iter()
+            .any(|a| a.url == record.coordinator)
+        {
+            // Not a pin: every replica sharing the CA accepts this identity.
+            tracing::info!(
+                enrolled_with = %record.coordinator,
+                coordinators = %coordinator,
+                "enrolled through another address; the identity works with every replica                  that shares the coordinator's CA"
+            );
+        }
         let (ca, identity) = if https {
             let ca = enrolled_ca(&dir, ca_file)?;
             (Some(ca), ClientIdentity::Files { dir })
