@@ -144,7 +144,7 @@ pub async fn run(args: ChurnArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let fleet = tokio::spawn(simulate::run(
         SimulationConfig {
-            coordinator: coordinator.grpc.clone(),
+            coordinator: drover_updater::address::Coordinators::parse(&coordinator.grpc)?,
             // Benchmark coordinators run --insecure on loopback (see coordinator_args).
             coordinator_ca: None,
             count: args.updaters,

@@ -282,6 +282,15 @@ impl CoordinatorProcess {
         self.restart().await;
     }
 
+    /// SIGKILL, then starts again on the same store and ports with `spec` armed (the test
+    /// build), e.g. `report.before_ack=crash`.
+    pub async fn restart_with_failpoints(&mut self, spec: &str) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        self.builder.failpoints = Some(spec.to_string());
+        self.restart().await;
+    }
+
     /// Starts again on the same database and the same ports, so updaters find it.
     pub async fn restart(&mut self) {
         let (grpc, http) = (self.addresses.grpc, self.addresses.http);
@@ -311,6 +320,8 @@ pub struct UpdaterBuilder {
 }
 
 impl UpdaterBuilder {
+    /// `coordinator` may list several replicas (`https://a,https://b`): the updater enrols
+    /// with (and trusts the CA of) the first.
     pub fn new(coordinator: &str, state_dir: &Path, agent_id: &str) -> Self {
         let args = vec!["--agent-id".into(), agent_id.into()];
         Self {
@@ -345,14 +356,15 @@ impl UpdaterBuilder {
         };
         let agent_id = value("--agent-id").expect("UpdaterBuilder sets --agent-id");
         let group = value("--group").unwrap_or_else(|| "default".into());
+        let first = self.coordinator.split(',').next().unwrap_or_default();
         if let Some((enrolled, stderr)) =
-            crate::enrol::enrol(&self.coordinator, &self.state_dir, &agent_id, &group)
+            crate::enrol::enrol(first, &self.state_dir, &agent_id, &group)
         {
             assert!(enrolled, "drover-updater enroll failed: {stderr}");
         }
         let mut command = Command::new(bin("drover-updater"));
         command.arg("run");
-        if let Some(ca) = crate::trust::ca_file_for(&self.coordinator) {
+        if let Some(ca) = crate::trust::ca_file_for(first) {
             command.arg("--ca-file").arg(ca);
         }
         let child = command

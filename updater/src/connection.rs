@@ -1,5 +1,6 @@
 //! The stream to the coordinator: hello, heartbeats and reports up; directives and acks
-//! down. Reconnects forever with capped, jittered exponential backoff.
+//! down. Reconnects forever: to the next coordinator address at once (`address.rs`), with
+//! capped, jittered exponential backoff after a whole round of them failed.
 
 use std::{
     collections::HashSet,
@@ -20,6 +21,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::{
     Shared, UpdaterConfig,
+    address::{Coordinators, Rounds, Target, next_address},
     backoff::jittered,
     convert,
     identity::ClientIdentity,
@@ -35,21 +37,36 @@ pub async fn run(
     directives: mpsc::Sender<DirectiveRecord>,
     shutdown: CancellationToken,
 ) {
-    let mut attempt = 0;
+    let mut rounds = Rounds::default();
+    let mut last: Option<Target> = None;
     while !shutdown.is_cancelled() {
+        // Resolved at each (re)connect: a name's addresses may have changed.
+        let targets = shared.config.coordinator.resolve().await;
         let started = Instant::now();
-        match session(&shared, &directives, &shutdown).await {
+        let (tried, outcome) = if targets.is_empty() {
+            let err = anyhow::anyhow!("no coordinator address resolves");
+            (shared.config.coordinator.to_string(), Err(err))
+        } else {
+            let target =
+                targets[next_address(&targets, last.as_ref(), rand::rng().random())].clone();
+            let outcome = session(&shared, &target, &directives, &shutdown).await;
+            *shared.connected.lock() = None;
+            let tried = target.to_string();
+            last = Some(target);
+            (tried, outcome)
+        };
+        match outcome {
             Ok(()) => return,
             Err(err) => tracing::warn!(
+                coordinator = %tried,
                 error = format!("{err:#}"),
-                "coordinator session ended; will reconnect"
+                "coordinator session ended; will reconnect (to another coordinator if there is one)"
             ),
         }
-        if started.elapsed() > STABLE_SESSION {
-            attempt = 0;
-        }
+        let Some(attempt) = rounds.ended(targets.len(), started.elapsed() > STABLE_SESSION) else {
+            continue; // the next endpoint at once
+        };
         let delay = shared.config.backoff.delay(attempt, rand::rng().random());
-        attempt = attempt.saturating_add(1);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
@@ -57,13 +74,14 @@ pub async fn run(
     }
 }
 
-/// The CA to trust for `coordinator`: `--ca-file` is required for `https://` and refused
-/// for `http://` (plaintext reaches only an `--insecure` coordinator).
+/// The CA to trust for `coordinator` (every replica shares it): `--ca-file` is required
+/// for `https://` and refused for `http://` (plaintext reaches only an `--insecure`
+/// coordinator).
 pub fn coordinator_ca(
-    coordinator: &str,
+    coordinator: &Coordinators,
     ca_file: Option<&std::path::Path>,
 ) -> anyhow::Result<Option<Certificate>> {
-    match (coordinator.starts_with("https://"), ca_file) {
+    match (coordinator.https(), ca_file) {
         (true, Some(path)) => {
             let pem = std::fs::read(path).with_context(|| {
                 format!(
@@ -81,29 +99,65 @@ pub fn coordinator_ca(
         ),
         (false, Some(_)) => bail!(
             "--ca-file is for https:// coordinators; use https://{}",
-            coordinator.trim_start_matches("http://")
+            coordinator.first().trim_start_matches("http://")
         ),
         (false, None) => Ok(None),
     }
 }
 
-/// Connects as this updater: with its client certificate when it has one (re-read each
-/// time, so a renewed certificate is used from the next connection on).
-pub async fn connect_updater(config: &UpdaterConfig) -> anyhow::Result<Channel> {
-    connect(
-        &config.coordinator,
-        config.coordinator_ca.as_ref(),
-        &config.identity,
-    )
-    .await
+/// A channel for a unary call (re-check, renewal): to the coordinator the stream is
+/// connected to, else to the first of the others (from a random start) that answers.
+pub async fn connect_any(shared: &Shared) -> anyhow::Result<Channel> {
+    let connected = shared.connected.lock().clone();
+    let mut candidates: Vec<Target> = connected.iter().cloned().collect();
+    let mut others = shared.config.coordinator.resolve().await;
+    if !others.is_empty() {
+        let start = next_address(&others, None, rand::rng().random());
+        others.rotate_left(start);
+    }
+    candidates.extend(others.into_iter().filter(|t| Some(t) != connected.as_ref()));
+    let mut failure = anyhow::anyhow!(
+        "no coordinator address resolves ({})",
+        shared.config.coordinator
+    );
+    for target in &candidates {
+        match connect_updater(&shared.config, target).await {
+            Ok(channel) => return Ok(channel),
+            Err(err) => failure = err,
+        }
+    }
+    Err(failure)
 }
 
+/// Connects to `target` as this updater: with its client certificate when it has one
+/// (re-read each time, so a renewed certificate is used from the next connection on).
+pub async fn connect_updater(config: &UpdaterConfig, target: &Target) -> anyhow::Result<Channel> {
+    connect_target(target, config.coordinator_ca.as_ref(), &config.identity).await
+}
+
+/// Connects to one address as given (enrolment).
 pub async fn connect(
     coordinator: &str,
     ca: Option<&Certificate>,
     identity: &ClientIdentity,
 ) -> anyhow::Result<Channel> {
-    let mut endpoint = Endpoint::from_shared(coordinator.to_string())
+    let target = Target {
+        address: coordinator.to_string(),
+        url: coordinator.to_string(),
+        tls_name: None,
+    };
+    connect_target(&target, ca, identity).await
+}
+
+/// Connects to `target.url`; for a resolved name, TLS verifies the certificate for the
+/// name and HTTP/2 names it as the authority, exactly as if the name had been dialled.
+pub async fn connect_target(
+    target: &Target,
+    ca: Option<&Certificate>,
+    identity: &ClientIdentity,
+) -> anyhow::Result<Channel> {
+    let coordinator = target.to_string();
+    let mut endpoint = Endpoint::from_shared(target.url.clone())
         .with_context(|| {
             format!(
                 "'{coordinator}' is not a valid coordinator address; use e.g. https://127.0.0.1:7400"
@@ -113,8 +167,17 @@ pub async fn connect(
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20));
+    if target.url != target.address {
+        endpoint =
+            endpoint.origin(target.address.parse().with_context(|| {
+                format!("'{}' is not a valid coordinator address", target.address)
+            })?);
+    }
     if let Some(ca) = ca {
         let mut tls = ClientTlsConfig::new().ca_certificate(ca.clone());
+        if let Some(name) = &target.tls_name {
+            tls = tls.domain_name(name.clone());
+        }
         if let Some(identity) = identity.load().await? {
             tls = tls.identity(identity);
         }
@@ -187,10 +250,11 @@ async fn heartbeat(shared: &Shared, sequence: u64) -> pb::UpdaterMessage {
 
 async fn session(
     shared: &Shared,
+    target: &Target,
     directives: &mpsc::Sender<DirectiveRecord>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut client = UpdaterServiceClient::new(connect_updater(&shared.config).await?);
+    let mut client = UpdaterServiceClient::new(connect_updater(&shared.config, target).await?);
     let (outbound, outbound_rx) = mpsc::channel(32);
     outbound.send(hello(shared).await).await?;
     let mut inbound = client
@@ -216,7 +280,12 @@ async fn session(
     *shared.recheck_from_coordinator.lock() = welcome
         .recheck_interval
         .and_then(|d| Duration::try_from(d).ok());
-    tracing::info!(session_id = %welcome.session_id, "connected to the coordinator");
+    tracing::info!(
+        coordinator = %target,
+        session_id = %welcome.session_id,
+        "connected to the coordinator"
+    );
+    *shared.connected.lock() = Some(target.clone());
 
     let mut sent_reports = HashSet::new();
     send_pending_reports(shared, &outbound, &mut sent_reports).await?;

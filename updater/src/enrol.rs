@@ -8,6 +8,7 @@ use drover_proto::v1::{self as pb, enrolment_service_client::EnrolmentServiceCli
 use tonic::transport::{Certificate, Channel};
 
 use crate::{
+    address::Coordinators,
     connection::{connect, coordinator_ca},
     convert::now_ms,
     identity::{self, ClientIdentity, IdentityRecord},
@@ -242,23 +243,25 @@ pub struct RunIdentity {
 
 impl RunIdentity {
     /// An enrolled state dir decides the agent id and group (a different flag is refused);
-    /// an `https://` coordinator needs an enrolled one.
+    /// an `https://` coordinator needs an enrolled one. The identity works with every
+    /// replica sharing the CA: the address it enrolled with is a record, not a pin.
     pub fn resolve(
         state_dir: &Path,
-        coordinator: &str,
+        coordinator: &Coordinators,
         ca_file: Option<&Path>,
         agent_id: Option<String>,
         group: Option<String>,
     ) -> anyhow::Result<Self> {
         let dir = identity::identity_dir(state_dir);
-        let https = coordinator.starts_with("https://");
+        let https = coordinator.https();
         let Some(record) = identity::read_record(&dir)? else {
             if https {
                 bail!(
                     "{coordinator} is served over TLS and {} has no identity; enrol first: \
-                     drover-updater enroll --coordinator {coordinator} --token … --ca-pin \
+                     drover-updater enroll --coordinator {} --token … --ca-pin \
                      sha256:… --state-dir {}",
                     state_dir.display(),
+                    coordinator.first(),
                     state_dir.display()
                 );
             }
@@ -287,10 +290,16 @@ impl RunIdentity {
                 );
             }
         }
-        if record.coordinator != coordinator {
-            tracing::warn!(
+        if !coordinator
+            .addresses()
+            .iter()
+            .any(|a| a.url == record.coordinator)
+        {
+            // Not a pin: every replica sharing the CA accepts this identity.
+            tracing::info!(
                 enrolled_with = %record.coordinator,
-                "connecting to another address than the one this agent enrolled with"
+                coordinators = %coordinator,
+                "enrolled through another address; the identity works with every replica                  that shares the coordinator's CA"
             );
         }
         let (ca, identity) = if https {
@@ -310,4 +319,4 @@ impl RunIdentity {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

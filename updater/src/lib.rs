@@ -3,7 +3,8 @@
 //! Thin on purpose. Four cooperating tasks share one `Shared` (a fifth, `renewal`, renews
 //! an enrolled agent's certificate):
 //! - `connection`: the stream to the coordinator (hello, heartbeats, reports up; directives
-//!   and acks down), reconnecting with capped, jittered exponential backoff;
+//!   and acks down), failing over between the coordinator's addresses (`address`) and
+//!   backing off (capped, jittered, exponential) after a whole round of them failed;
 //! - `recheck`: a periodic unary re-check, so a lost push never leaves the updater stale;
 //! - `health`: probes the agent and publishes its health;
 //! - `manager`: persists directives, asks the pure `policy` what to do, and carries out
@@ -18,6 +19,7 @@
 //! has no errors: every input maps to a decision with a reason.
 #![forbid(unsafe_code)]
 
+pub mod address;
 pub mod attempt;
 pub mod backoff;
 pub mod connection;
@@ -82,8 +84,8 @@ impl Clock {
 
 #[derive(Debug, Clone)]
 pub struct UpdaterConfig {
-    /// e.g. `https://127.0.0.1:7400`.
-    pub coordinator: String,
+    /// One or more replicas, e.g. `https://10.0.0.1:7400,https://coordinator:7400`.
+    pub coordinator: address::Coordinators,
     /// The CA to trust for an `https://` coordinator (see `connection::coordinator_ca`).
     pub coordinator_ca: Option<tonic::transport::Certificate>,
     /// The client certificate for an `https://` coordinator (from enrolment).
@@ -117,6 +119,8 @@ pub struct Shared {
     pub wake_connection: Notify,
     /// The coordinator's recheck interval from Welcome, when connected at least once.
     pub recheck_from_coordinator: parking_lot::Mutex<Option<Duration>>,
+    /// The coordinator the stream is connected to (welcomed), if any; unary calls go there.
+    pub connected: parking_lot::Mutex<Option<address::Target>>,
 }
 
 impl Shared {
@@ -141,6 +145,7 @@ impl Shared {
             activity: parking_lot::Mutex::new(Activity::Idle),
             wake_connection: Notify::new(),
             recheck_from_coordinator: parking_lot::Mutex::new(None),
+            connected: parking_lot::Mutex::new(None),
         }
     }
 
@@ -167,7 +172,7 @@ impl Shared {
 #[cfg(test)]
 pub(crate) fn test_config(coordinator: &str, broken: &[&str]) -> UpdaterConfig {
     UpdaterConfig {
-        coordinator: coordinator.into(),
+        coordinator: address::Coordinators::parse(coordinator).expect("a test address"),
         coordinator_ca: None,
         identity: identity::ClientIdentity::None,
         hostname: "test".into(),

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use drover_telemetry::LogFormat;
 use drover_updater::{
     Clock, Health, StateStore, UpdaterConfig,
+    address::Coordinators,
     backoff::Backoff,
     enrol::{EnrolOptions, EnrolRequest, RunIdentity, enrol_state_dir},
     health::{HealthConfig, Probe},
@@ -102,13 +103,17 @@ struct EnrollArgs {
 #[derive(Parser, Debug)]
 struct RunArgs {
     /// The coordinator's gRPC address: https:// (enrol first with `drover-updater enroll`),
-    /// or http:// for a coordinator started with --insecure.
+    /// or http:// for a coordinator started with --insecure. Several replicas: comma-
+    /// separated (a DNS name counts once per address it resolves to); on a lost session
+    /// the updater connects to another.
     #[arg(
         long,
         env = "DROVER_COORDINATOR",
-        default_value = "https://127.0.0.1:7400"
+        default_value = "https://127.0.0.1:7400",
+        value_parser = parse_coordinators,
+        value_name = "URL[,URL…]"
     )]
-    coordinator: String,
+    coordinator: Coordinators,
     /// The CA certificate (PEM) to trust for an https:// coordinator instead of the one
     /// saved at enrolment (STATE_DIR/identity/ca.pem).
     #[arg(long, env = "DROVER_CA_FILE", value_name = "PATH")]
@@ -196,13 +201,16 @@ struct RunArgs {
 struct SimulateArgs {
     /// The coordinator's gRPC address: https:// (with --token and --ca-pin or --ca-file:
     /// each simulated agent enrols itself), or http:// for a coordinator started with
-    /// --insecure.
+    /// --insecure. Several replicas: comma-separated; agents enrol through the first and
+    /// fail over between all of them.
     #[arg(
         long,
         env = "DROVER_COORDINATOR",
-        default_value = "https://127.0.0.1:7400"
+        default_value = "https://127.0.0.1:7400",
+        value_parser = parse_coordinators,
+        value_name = "URL[,URL…]"
     )]
-    coordinator: String,
+    coordinator: Coordinators,
     /// The CA certificate (PEM) to trust for an https:// coordinator: its data directory's
     /// tls/ca.pem, or the CA its operator gave it.
     #[arg(
@@ -306,6 +314,10 @@ fn health_config(args: &RunArgs) -> Option<HealthConfig> {
         failure_threshold: args.health_failure_threshold,
         success_threshold: args.health_success_threshold,
     })
+}
+
+fn parse_coordinators(text: &str) -> Result<Coordinators, String> {
+    Coordinators::parse(text).map_err(|err| format!("{err:#}"))
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {

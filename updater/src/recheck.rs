@@ -1,5 +1,6 @@
 //! The periodic re-check (rule 2): even with a dead stream or a lost push, the updater asks
-//! for its target every recheck interval (jittered ±20% so a fleet does not ask at once).
+//! for its target every recheck interval (jittered ±20% so a fleet does not ask at once),
+//! from the coordinator the stream is connected to, or any replica that answers.
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Shared,
     backoff::jittered,
-    connection::connect_updater,
+    connection::connect_any,
     convert,
     state::{DirectiveRecord, DirectiveSource},
 };
@@ -48,7 +49,7 @@ pub async fn run(
 }
 
 async fn check(shared: &Shared) -> anyhow::Result<DirectiveRecord> {
-    let mut client = UpdaterServiceClient::new(connect_updater(&shared.config).await?);
+    let mut client = UpdaterServiceClient::new(connect_any(shared).await?);
     let state = shared.state.lock().await;
     let request = pb::GetTargetRequest {
         agent_id: state.agent_id.clone(),

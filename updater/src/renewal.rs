@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     Shared,
-    connection::connect_updater,
+    connection::connect_any,
     convert::now_ms,
     enrol,
     identity::{self, ClientIdentity, IdentityRecord},
@@ -87,7 +87,8 @@ fn random() -> f64 {
 
 /// One renewal: a new key, `Renew` over mTLS with the current certificate, then the files.
 async fn renew_once(shared: Arc<Shared>, dir: PathBuf) -> anyhow::Result<IdentityRecord> {
-    let channel = connect_updater(&shared.config).await?;
+    // Any replica renews: they share the CA that issued the certificate.
+    let channel = connect_any(&shared).await?;
     let agent_id = shared.state.lock().await.agent_id.clone();
     let issued = enrol::renew(channel, &agent_id).await?;
     tokio::task::spawn_blocking(move || {

@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use crate::{
     Health, StateStore, UpdaterConfig,
+    address::Coordinators,
     backoff::Backoff,
     connection::coordinator_ca,
     enrol::{self, EnrolRequest},
@@ -24,7 +25,8 @@ use crate::{
 
 #[derive(Debug, Clone)]
 pub struct SimulationConfig {
-    pub coordinator: String,
+    /// Every simulated updater fails over between these (enrolment uses the first).
+    pub coordinator: Coordinators,
     /// The CA to trust for an `https://` coordinator.
     pub coordinator_ca: Option<tonic::transport::Certificate>,
     pub count: usize,
@@ -53,12 +55,12 @@ pub struct SimulatedEnrolment {
 /// The CA to trust and how agents enrol, from `simulate`'s flags: an `https://` coordinator
 /// needs `token`, and its CA from `ca_file` or fetched against `ca_pin`.
 pub async fn simulation_tls(
-    coordinator: &str,
+    coordinator: &Coordinators,
     ca_file: Option<&std::path::Path>,
     ca_pin: Option<CaPin>,
     token: Option<String>,
 ) -> anyhow::Result<(Option<Certificate>, Option<SimulatedEnrolment>)> {
-    let https = coordinator.starts_with("https://");
+    let https = coordinator.https();
     let enrolment = match (token, https) {
         (Some(token), true) => Some(SimulatedEnrolment {
             token,
@@ -72,7 +74,7 @@ pub async fn simulation_tls(
     };
     let ca = match ca_pin {
         Some(pin) if https => Some(Certificate::from_pem(certificate_pem(
-            &fetch_pinned_ca(coordinator, pin).await?,
+            &fetch_pinned_ca(coordinator.first(), pin).await?,
         ))),
         Some(_) => anyhow::bail!("--ca-pin is for https:// coordinators"),
         None => coordinator_ca(coordinator, ca_file)?,
@@ -102,7 +104,7 @@ pub async fn run_enrolled(
         .checked_div(config.count.max(1) as u32)
         .unwrap_or_default();
     let enroller = match (enrolment, &config.coordinator_ca) {
-        (Some(enrolment), Some(ca)) => match enrolment_channel(&config.coordinator, ca) {
+        (Some(enrolment), Some(ca)) => match enrolment_channel(config.coordinator.first(), ca) {
             Ok(channel) => Some(Arc::new(Enroller {
                 channel,
                 token: enrolment.token,

@@ -132,3 +132,44 @@ async fn heartbeats_keep_their_schedule_while_directives_arrive_faster() {
         "only {pushed} directives arrived: the test did not push"
     );
 }
+
+#[tokio::test]
+async fn a_dead_address_is_skipped_at_once_for_the_next_one() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dead = {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        closed.local_addr().unwrap()
+    };
+    let (heartbeats_tx, mut heartbeats) = mpsc::unbounded_channel();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(UpdaterServiceServer::new(PushyCoordinator {
+                heartbeats: heartbeats_tx,
+            }))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let store = StateStore::Memory {
+        agent_id: "agent-1".into(),
+    };
+    let state = store.load(Some("1.0.0".into())).await.unwrap();
+    let mut config = test_config(&format!("http://{dead},http://{addr}"), &[]);
+    // A backoff between the two addresses would miss the deadline below.
+    config.backoff = crate::backoff::Backoff {
+        base: Duration::from_secs(60),
+        cap: Duration::from_secs(60),
+    };
+    let shared = Arc::new(Shared::new(config, store, state));
+    let (directives_tx, mut directives) = mpsc::channel(16);
+    tokio::spawn(async move { while directives.recv().await.is_some() {} });
+    let shutdown = CancellationToken::new();
+    let connection = tokio::spawn(super::run(shared.clone(), directives_tx, shutdown.clone()));
+    tokio::time::timeout(Duration::from_secs(5), heartbeats.recv())
+        .await
+        .expect("connected to the live address within 5 s, whichever came first")
+        .unwrap();
+    let connected = shared.connected.lock().clone().expect("connected");
+    assert_eq!(connected.url, format!("http://{addr}"));
+    shutdown.cancel();
+    connection.await.unwrap();
+}

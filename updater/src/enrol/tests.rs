@@ -28,6 +28,7 @@ use tonic::{
 use super::*;
 use crate::{
     PersistedState, Shared, StateStore,
+    address::Coordinators,
     identity::{read_credentials, read_record},
     pin::CaPin,
     simulate::{SimulatedEnrolment, SimulationConfig, run_enrolled},
@@ -193,13 +194,14 @@ impl UpdaterService for Svc {
     }
 }
 
-struct Started {
-    address: String,
-    pin: CaPin,
+pub(crate) struct Started {
+    pub(crate) address: String,
+    pub(crate) pin: CaPin,
     hellos: mpsc::UnboundedReceiver<String>,
 }
 
-async fn start(enrol_lifetime: Duration) -> Started {
+/// A TLS coordinator whose server certificate names only `127.0.0.1`.
+pub(crate) async fn start(enrol_lifetime: Duration) -> Started {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
@@ -295,7 +297,7 @@ async fn enrols_connects_with_its_certificate_and_renews_in_the_background() {
     let resolve = |agent: Option<&str>, group: Option<&str>| {
         RunIdentity::resolve(
             state.path(),
-            &started.address,
+            &Coordinators::parse(&started.address).unwrap(),
             None,
             agent.map(Into::into),
             group.map(Into::into),
@@ -366,7 +368,8 @@ async fn a_refused_token_says_why_and_writes_nothing() {
     assert!(err.contains("droverctl tokens create"), "{err}");
     assert!(!identity::identity_dir(state.path()).exists());
     // And `run` against https:// without an identity says to enrol first.
-    let err = RunIdentity::resolve(state.path(), &started.address, None, None, None)
+    let coordinators = Coordinators::parse(&started.address).unwrap();
+    let err = RunIdentity::resolve(state.path(), &coordinators, None, None, None)
         .unwrap_err()
         .to_string();
     assert!(err.contains("enrol first: drover-updater enroll"), "{err}");
@@ -374,7 +377,7 @@ async fn a_refused_token_says_why_and_writes_nothing() {
 
 fn simulation(started: &Started, ca: Certificate, count: usize) -> SimulationConfig {
     SimulationConfig {
-        coordinator: started.address.clone(),
+        coordinator: Coordinators::parse(&started.address).unwrap(),
         coordinator_ca: Some(ca),
         count,
         groups: vec!["dev".into()],
