@@ -126,18 +126,30 @@ impl Store {
         at_ms: i64,
         events: &[NewEvent],
     ) -> Result<bool> {
+        const SQL: &str = "UPDATE admin_credentials SET revoked_at_ms = $1 \
+            WHERE name = $2 AND revoked_at_ms IS NULL";
+        self.revoke_once(SQL, name, at_ms, events).await
+    }
+
+    /// The one shape of every revocation (a credential, a join token, an agent identity):
+    /// `sql` sets `revoked_at_ms = $1` on the live row keyed `$2`; the events (and their
+    /// audit records) commit with it, or nothing is written when no live row matched.
+    pub(super) async fn revoke_once(
+        &self,
+        sql: &'static str,
+        key: &str,
+        at_ms: i64,
+        events: &[NewEvent],
+    ) -> Result<bool> {
         let _write = self.write_gate().await;
         let revoked = on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
-            let done = sqlx::query(
-                "UPDATE admin_credentials SET revoked_at_ms = $1 \
-                 WHERE name = $2 AND revoked_at_ms IS NULL",
-            )
-            .bind(at_ms)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let done = sqlx::query(sql)
+                .bind(at_ms)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             if done > 0 {
                 insert_events!(tx, events);
                 tx.commit().await?;

@@ -166,28 +166,9 @@ impl Store {
         at_ms: i64,
         events: &[NewEvent],
     ) -> Result<bool> {
-        let _write = self.write_gate().await;
-        let revoked = on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let done = sqlx::query(
-                "UPDATE join_tokens SET revoked_at_ms = $1 \
-                 WHERE token_id = $2 AND revoked_at_ms IS NULL",
-            )
-            .bind(at_ms)
-            .bind(token_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if done > 0 {
-                insert_events!(tx, events);
-                tx.commit().await?;
-            }
-            done > 0
-        });
-        if revoked {
-            self.count_writes(1 + events.len() as u64);
-        }
-        Ok(revoked)
+        const SQL: &str = "UPDATE join_tokens SET revoked_at_ms = $1 \
+            WHERE token_id = $2 AND revoked_at_ms IS NULL";
+        self.revoke_once(SQL, token_id, at_ms, events).await
     }
 
     /// Spends one use of the token and records the identity, with its events, in one
@@ -313,27 +294,8 @@ impl Store {
         at_ms: i64,
         events: &[NewEvent],
     ) -> Result<bool> {
-        let _write = self.write_gate().await;
-        let revoked = on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let done = sqlx::query(
-                "UPDATE agent_identities SET revoked_at_ms = $1 \
-                 WHERE agent_id = $2 AND revoked_at_ms IS NULL",
-            )
-            .bind(at_ms)
-            .bind(agent_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if done > 0 {
-                insert_events!(tx, events);
-                tx.commit().await?;
-            }
-            done > 0
-        });
-        if revoked {
-            self.count_writes(1 + events.len() as u64);
-        }
-        Ok(revoked)
+        const SQL: &str = "UPDATE agent_identities SET revoked_at_ms = $1 \
+            WHERE agent_id = $2 AND revoked_at_ms IS NULL";
+        self.revoke_once(SQL, agent_id, at_ms, events).await
     }
 }
