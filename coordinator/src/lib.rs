@@ -12,6 +12,7 @@ mod failpoint;
 pub mod fleet;
 pub mod grpc;
 pub mod http;
+pub mod key_files;
 pub mod listener;
 pub mod live;
 pub mod metrics;

@@ -58,8 +58,8 @@ pub struct AgentAuthority {
 impl AgentAuthority {
     /// The CA in `tls_dir` (`ca.pem`, `ca-key.pem`), issuing certificates valid `validity`.
     pub fn load(tls_dir: &Path, validity: Duration) -> Result<Self> {
-        let key = crate::tls::read_key(&tls_dir.join("ca-key.pem"))?;
-        let ca = crate::tls::read_certs(&tls_dir.join("ca.pem"))?;
+        let key = crate::key_files::read_key(&tls_dir.join("ca-key.pem"))?;
+        let ca = crate::key_files::read_certs(&tls_dir.join("ca.pem"))?;
         let ca_der = ca
             .into_iter()
             .next()

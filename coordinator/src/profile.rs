@@ -134,6 +134,6 @@ pub fn write(
     };
     let json = serde_json::to_vec_pretty(&profile)
         .map_err(|err| DroverError::Internal(err.to_string()))?;
-    tls::write_file(&path, &json, 0o600)?;
+    crate::key_files::write_file(&path, &json, 0o600)?;
     Ok(path)
 }

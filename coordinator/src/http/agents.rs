@@ -8,7 +8,7 @@ use drover_rules::ReasonCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::api::ApiQuery;
+use super::query::ApiQuery;
 use crate::{
     domain::{AgentFilter, now_ms, validate},
     error::{DroverError, Result},

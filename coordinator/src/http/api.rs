@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
+    extract::{Path, State},
     routing::get,
 };
 use drover_api as api;
@@ -14,32 +14,13 @@ use drover_proto::v1 as pb;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::query::ApiQuery;
 use crate::{
     error::{DroverError, Result},
     grpc::AdminApi,
 };
 
 type Admin = State<Arc<AdminApi>>;
-
-/// `Query`, but a malformed or unknown parameter is an `{"error": ...}` 400 like every
-/// other refusal, not axum's plain-text rejection.
-pub struct ApiQuery<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
-    for ApiQuery<T>
-{
-    type Rejection = DroverError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> std::result::Result<Self, Self::Rejection> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(value)| ApiQuery(value))
-            .map_err(|rejection| DroverError::invalid(rejection.body_text()))
-    }
-}
 
 pub fn router(admin: Arc<AdminApi>) -> Router {
     Router::new()

@@ -10,6 +10,7 @@ mod api;
 mod auth;
 mod metrics;
 mod openapi;
+mod query;
 mod stream;
 
 use std::sync::{Arc, atomic::Ordering};

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, broadcast, watch};
 use utoipa::IntoParams;
 
-use super::api::ApiQuery;
+use super::query::ApiQuery;
 use crate::{
     domain::now_ms,
     error::{DroverError, Result},
