@@ -25,6 +25,7 @@ use crate::{
     backoff::jittered,
     convert,
     identity::ClientIdentity,
+    installers::Installer as _,
     state::{DirectiveRecord, DirectiveSource},
 };
 
@@ -213,7 +214,7 @@ async fn hello(shared: &Shared) -> pb::UpdaterMessage {
         hostname: config.hostname.clone(),
         group: config.group.clone(),
         channel: config.channel.clone(),
-        installer: config.installer.kind() as i32,
+        installer: convert::installer_kind_to_proto(config.installer.kind()) as i32,
         agent_version: state.agent_version.clone().unwrap_or_default(),
         updater_version: env!("CARGO_PKG_VERSION").to_string(),
         labels: config.labels.iter().cloned().collect(),

@@ -4,6 +4,7 @@ use drover_proto::v1 as pb;
 
 use crate::{
     Activity, Health,
+    installers::InstallerKind,
     state::{DirectiveRecord, DirectiveSource, Outcome, ReportRecord, SavedSchedule},
 };
 
@@ -17,6 +18,14 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
+}
+
+pub fn installer_kind_to_proto(kind: InstallerKind) -> pb::InstallerKind {
+    match kind {
+        InstallerKind::Command => pb::InstallerKind::Command,
+        InstallerKind::Tarball => pb::InstallerKind::Tarball,
+        InstallerKind::Simulated => pb::InstallerKind::Simulated,
+    }
 }
 
 pub fn directive_record(directive: pb::Directive, source: DirectiveSource) -> DirectiveRecord {

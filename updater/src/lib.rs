@@ -8,7 +8,7 @@
 //! - `recheck`: a periodic unary re-check, so a lost push never leaves the updater stale;
 //! - `health`: probes the agent and publishes its health;
 //! - `manager`: persists directives, asks the pure `policy` what to do, and carries out
-//!   installs and reverts through an `install` backend, recording every outcome as a report
+//!   installs and reverts through an `installers` backend, recording every outcome as a report
 //!   that is kept until the coordinator acknowledges it.
 //!
 //! Error policy: the updater is a process of its own with no client to answer, so I/O
@@ -24,13 +24,11 @@ pub mod attempt;
 pub mod backoff;
 pub mod connection;
 pub mod convert;
-pub mod download;
 pub mod enrol;
 pub mod health;
 pub mod http;
 pub mod identity;
-pub mod install;
-pub mod install_error;
+pub mod installers;
 pub mod manager;
 pub mod pin;
 pub mod policy;
@@ -39,7 +37,6 @@ pub mod renewal;
 pub mod shell;
 pub mod simulate;
 pub mod state;
-pub mod tarball;
 mod trace;
 
 use std::{sync::Arc, time::Duration};
@@ -47,6 +44,8 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+use installers::Installer as _;
 
 pub use state::{DirectiveRecord, DirectiveSource, PersistedState, ReportRecord, StateStore};
 
@@ -94,7 +93,7 @@ pub struct UpdaterConfig {
     pub group: String,
     pub channel: String,
     pub labels: Vec<(String, String)>,
-    pub installer: install::Installer,
+    pub installer: installers::backend::Backend,
     /// Used until the state (or the installer) knows better.
     pub initial_agent_version: Option<String>,
     /// Overrides the coordinator's recheck interval (e.g. for tests that prove push).
@@ -179,9 +178,11 @@ pub(crate) fn test_config(coordinator: &str, broken: &[&str]) -> UpdaterConfig {
         group: "g".into(),
         channel: "stable".into(),
         labels: Vec::new(),
-        installer: install::Installer::Simulated {
-            broken_versions: broken.iter().map(ToString::to_string).collect(),
-        },
+        installer: installers::backend::Backend::Simulated(
+            installers::simulated::SimulatedInstaller {
+                broken_versions: broken.iter().map(ToString::to_string).collect(),
+            },
+        ),
         initial_agent_version: Some("1.0.0".into()),
         recheck_interval: None,
         backoff: backoff::Backoff::default(),
@@ -199,7 +200,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut state = store.load(config.initial_agent_version.clone()).await?;
-    if let Some(active) = config.installer.active_version().await? {
+    if let Some(active) = config.installer.installed_version().await? {
         // The installed files are the truth about what runs, whatever a crash left in the state.
         state.agent_version = Some(active);
     }

@@ -19,7 +19,7 @@ use crate::{
     connection::coordinator_ca,
     enrol::{self, EnrolRequest},
     identity::ClientIdentity,
-    install::Installer,
+    installers::{backend::Backend, simulated::SimulatedInstaller},
     pin::{CaPin, certificate_pem, fetch_pinned_ca},
 };
 
@@ -189,9 +189,9 @@ fn updater_config(
         group: agent.group,
         channel: config.channel.clone(),
         labels: vec![("simulated".into(), "true".into())],
-        installer: Installer::Simulated {
+        installer: Backend::Simulated(SimulatedInstaller {
             broken_versions: config.broken_versions.clone(),
-        },
+        }),
         initial_agent_version: Some(version),
         recheck_interval: config.recheck_interval,
         backoff: Backoff::default(),
