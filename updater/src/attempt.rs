@@ -12,9 +12,13 @@ use tracing::{Instrument, Span};
 use drover_rules::ReasonCode;
 
 use crate::{
-    Activity, Health, Shared,
+    health::Health,
     installers::{InstallContext, Installer},
-    state::{BrokenVersion, FailureKind, InFlight, InstallFailure, Outcome, Phase, ReportRecord},
+    shared::{Activity, Shared},
+    state::{
+        BrokenVersion, FailureKind, InFlight, InstallFailure, Outcome, PersistedState, Phase,
+        ReportRecord,
+    },
     trace::{self, step_span, traced},
 };
 
@@ -315,7 +319,7 @@ async fn set_in_flight(shared: &Shared, in_flight: Option<&InFlight>) {
 
 /// Keeps the report until acknowledged, saves, and tells the connection to send it. Runs
 /// in the attempt's span (never in a step's), which it closes with the outcome.
-async fn push_report(shared: &Shared, state: &mut crate::PersistedState, report: ReportRecord) {
+async fn push_report(shared: &Shared, state: &mut PersistedState, report: ReportRecord) {
     trace::conclude(&Span::current(), &report);
     state.pending_reports.push(report.clone());
     state.last_report = Some(report);

@@ -20,12 +20,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::{
-    Shared, UpdaterConfig,
     address::{Coordinators, Rounds, Target, next_address},
     backoff::jittered,
     convert,
     identity::ClientIdentity,
     installers::Installer as _,
+    shared::{Shared, UpdaterConfig},
     state::{DirectiveRecord, DirectiveSource},
 };
 

@@ -13,14 +13,16 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tracing::Instrument;
 
 use crate::{
-    Health, StateStore, UpdaterConfig,
     address::Coordinators,
     backoff::Backoff,
     connection::coordinator_ca,
     enrol::{self, EnrolRequest},
+    health::Health,
     identity::ClientIdentity,
     installers::{backend::Backend, simulated::SimulatedInstaller},
     pin::{CaPin, certificate_pem, fetch_pinned_ca},
+    shared::{Clock, UpdaterConfig},
+    state::StateStore,
 };
 
 #[derive(Debug, Clone)]
@@ -198,7 +200,7 @@ fn updater_config(
         health: None,
         initial_health: health,
         health_grace: Duration::from_secs(30),
-        clock: crate::Clock::default(),
+        clock: Clock::default(),
     }
 }
 

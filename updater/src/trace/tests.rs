@@ -10,8 +10,10 @@ use opentelemetry_sdk::{
 use tracing_subscriber::EnvFilter;
 
 use crate::{
-    DirectiveRecord, DirectiveSource, Shared, StateStore, attempt, installers::backend::Backend,
-    test_config,
+    attempt,
+    installers::backend::Backend,
+    shared::{Shared, test_config},
+    state::{DirectiveRecord, DirectiveSource, StateStore},
 };
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
