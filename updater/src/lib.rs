@@ -1,12 +1,12 @@
 //! Drover's updater: keeps one agent on the version its coordinator asks for.
 //!
-//! Thin on purpose. Four cooperating tasks share one `Shared` (a fifth, `renewal`, renews
-//! an enrolled agent's certificate):
+//! Thin on purpose: this root only wires the tasks. Four cooperating tasks share one
+//! `shared::Shared` (a fifth, `renewal`, renews an enrolled agent's certificate):
 //! - `connection`: the stream to the coordinator (hello, heartbeats, reports up; directives
 //!   and acks down), failing over between the coordinator's addresses (`address`) and
 //!   backing off (capped, jittered, exponential) after a whole round of them failed;
 //! - `recheck`: a periodic unary re-check, so a lost push never leaves the updater stale;
-//! - `health`: probes the agent and publishes its health;
+//! - `health_task`: probes the agent (`health`) and publishes its health;
 //! - `manager`: persists directives, asks the pure `policy` what to do, and carries out
 //!   installs and reverts through an `installers` backend, recording every outcome as a report
 //!   that is kept until the coordinator acknowledges it.
