@@ -9,10 +9,16 @@ use std::time::Duration;
 
 use tracing::{Instrument, Span};
 
+use drover_rules::ReasonCode;
+
 use crate::{
-    Activity, Health, Shared,
-    install::InstallError,
-    state::{BrokenVersion, FailureKind, InFlight, InstallFailure, Outcome, Phase, ReportRecord},
+    health::Health,
+    installers::{InstallContext, Installer},
+    shared::{Activity, Shared},
+    state::{
+        BrokenVersion, FailureKind, InFlight, InstallFailure, Outcome, PersistedState, Phase,
+        ReportRecord,
+    },
     trace::{self, step_span, traced},
 };
 
@@ -64,12 +70,11 @@ async fn attempt(shared: &Shared, in_flight: InFlight) {
     let target = in_flight.to.as_str();
     shared.set_activity(Activity::Downloading);
     if let Err(err) = shared.config.installer.prepare(target).await {
-        tracing::warn!(version = %target, error = %err.message(), "install refused or failed before touching the agent");
-        let (kind, outcome) = match err {
-            InstallError::Refused(_) => (FailureKind::Refused, Outcome::Refused),
-            InstallError::Transient(_) | InstallError::NotFound(_) => {
-                (FailureKind::Transient, Outcome::Failed)
-            }
+        tracing::warn!(version = %target, error = %err.message(), reason = err.reason().as_str(), "install refused or failed before touching the agent");
+        // A refusal is final for this directive; anything else is retried later.
+        let (kind, outcome) = match err.reason() {
+            ReasonCode::InstallRefused => (FailureKind::Refused, Outcome::Refused),
+            _ => (FailureKind::Transient, Outcome::Failed),
         };
         let mut state = shared.state.lock().await;
         let attempts = match &state.install_failure {
@@ -113,12 +118,12 @@ pub async fn resume(shared: &Shared, in_flight: InFlight) {
 async fn finish(shared: &Shared, mut in_flight: InFlight) {
     shared.set_activity(Activity::Installing);
     let agent_id = shared.state.lock().await.agent_id.clone();
-    let installer = &shared.config.installer;
-    if let Err(err) = installer
-        .activate(&agent_id, in_flight.from.as_deref(), &in_flight.to)
-        .await
-    {
-        in_flight.failure = err;
+    let ctx = InstallContext {
+        agent_id: &agent_id,
+        current: in_flight.from.as_deref(),
+    };
+    if let Err(err) = shared.config.installer.install(&ctx, &in_flight.to).await {
+        in_flight.failure = err.to_string();
         return revert(shared, in_flight).await;
     }
     in_flight.phase = Phase::Verifying;
@@ -153,16 +158,18 @@ async fn revert(shared: &Shared, mut in_flight: InFlight) {
     shared.set_activity(Activity::Reverting);
     tracing::warn!(version = %in_flight.to, reason = %in_flight.failure, "reverting");
     let agent_id = shared.state.lock().await.agent_id.clone();
+    let ctx = InstallContext {
+        agent_id: &agent_id,
+        current: Some(&in_flight.to),
+    };
     let going_back = async {
         match &in_flight.from {
-            Some(from) if shared.config.installer.can_activate_offline(from) => {
-                shared
-                    .config
-                    .installer
-                    .activate(&agent_id, Some(&in_flight.to), from)
-                    .await
-            }
-            Some(from) => Err(format!("the previous version {from} is not installed here")),
+            Some(from) => shared
+                .config
+                .installer
+                .revert(&ctx, from)
+                .await
+                .map_err(|err| err.to_string()),
             None => Err("there is no previous version to go back to".to_string()),
         }
     };
@@ -244,9 +251,9 @@ pub async fn revert_to(shared: &Shared, to: &str, why: &str) {
 }
 
 /// Waits for `version` to prove healthy within the grace period. Without a probe there is
-/// nothing to wait for; simulated agents follow their broken list.
+/// nothing to wait for; a simulated agent says its health itself.
 async fn health_gate(shared: &Shared, version: &str) -> Result<(), String> {
-    if let Some(healthy) = shared.config.installer.simulated_health(version) {
+    if let Some(healthy) = shared.config.installer.own_health(version) {
         return if healthy {
             Ok(())
         } else {
@@ -312,7 +319,7 @@ async fn set_in_flight(shared: &Shared, in_flight: Option<&InFlight>) {
 
 /// Keeps the report until acknowledged, saves, and tells the connection to send it. Runs
 /// in the attempt's span (never in a step's), which it closes with the outcome.
-async fn push_report(shared: &Shared, state: &mut crate::PersistedState, report: ReportRecord) {
+async fn push_report(shared: &Shared, state: &mut PersistedState, report: ReportRecord) {
     trace::conclude(&Span::current(), &report);
     state.pending_reports.push(report.clone());
     state.last_report = Some(report);

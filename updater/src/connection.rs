@@ -20,11 +20,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::{
-    Shared, UpdaterConfig,
     address::{Coordinators, Rounds, Target, next_address},
     backoff::jittered,
     convert,
     identity::ClientIdentity,
+    installers::Installer as _,
+    shared::{Shared, UpdaterConfig},
     state::{DirectiveRecord, DirectiveSource},
 };
 
@@ -213,7 +214,7 @@ async fn hello(shared: &Shared) -> pb::UpdaterMessage {
         hostname: config.hostname.clone(),
         group: config.group.clone(),
         channel: config.channel.clone(),
-        installer: config.installer.kind() as i32,
+        installer: convert::installer_kind_to_proto(config.installer.kind()) as i32,
         agent_version: state.agent_version.clone().unwrap_or_default(),
         updater_version: env!("CARGO_PKG_VERSION").to_string(),
         labels: config.labels.iter().cloned().collect(),

@@ -3,7 +3,9 @@
 use drover_proto::v1 as pb;
 
 use crate::{
-    Activity, Health,
+    health::Health,
+    installers::InstallerKind,
+    shared::{Activity, now_ms},
     state::{DirectiveRecord, DirectiveSource, Outcome, ReportRecord, SavedSchedule},
 };
 
@@ -11,12 +13,12 @@ fn non_empty(text: String) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-pub fn now_ms() -> i64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+pub fn installer_kind_to_proto(kind: InstallerKind) -> pb::InstallerKind {
+    match kind {
+        InstallerKind::Command => pb::InstallerKind::Command,
+        InstallerKind::Tarball => pb::InstallerKind::Tarball,
+        InstallerKind::Simulated => pb::InstallerKind::Simulated,
+    }
 }
 
 pub fn directive_record(directive: pb::Directive, source: DirectiveSource) -> DirectiveRecord {

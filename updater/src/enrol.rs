@@ -10,9 +10,9 @@ use tonic::transport::{Certificate, Channel};
 use crate::{
     address::Coordinators,
     connection::{connect, coordinator_ca},
-    convert::now_ms,
     identity::{self, ClientIdentity, IdentityRecord},
     pin::{CaPin, certificate_pem, fetch_pinned_ca},
+    shared::now_ms,
 };
 
 /// A certificate for a key made here.

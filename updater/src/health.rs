@@ -2,11 +2,16 @@
 //! status, or a systemd unit's active state. Consecutive-result thresholds keep one blip
 //! from flipping the health that heartbeats carry and the policy acts on.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
-use crate::{Health, Shared};
+/// What the updater reports about its agent in every heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Healthy,
+    Unhealthy,
+    /// No probe is configured, or it has not run yet.
+    Unknown,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
@@ -112,31 +117,6 @@ impl Thresholds {
             }
         }
         self.health
-    }
-}
-
-pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let Some(config) = shared.config.health.clone() else {
-        return;
-    };
-    let mut thresholds = Thresholds::new(config.failure_threshold, config.success_threshold);
-    loop {
-        let result = config.probe.check(config.timeout).await;
-        if let Err(err) = &result {
-            tracing::debug!(error = %err, "health probe failed");
-        }
-        let health = thresholds.record(result.is_ok());
-        let changed = shared
-            .health
-            .send_if_modified(|current| std::mem::replace(current, health) != health);
-        if changed {
-            tracing::info!(?health, "agent health changed");
-            shared.wake_connection.notify_one();
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(config.interval) => {}
-        }
     }
 }
 

@@ -13,11 +13,13 @@ use drover_updater::{
     enrol::{EnrolOptions, EnrolRequest, RunIdentity, enrol_state_dir},
     health::{HealthConfig, Probe},
     identity::identity_dir,
-    install::Installer,
+    installers::{
+        backend::Backend, command::CommandInstaller, download::DownloadLimits,
+        tarball::TarballInstaller,
+    },
     pin::CaPin,
     simulate::{SimulationConfig, run_enrolled as simulate, simulation_tls},
     state::read_dir_state,
-    tarball::TarballInstaller,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -254,13 +256,13 @@ struct SimulateArgs {
     seed: u64,
 }
 
-fn installer(args: &RunArgs) -> anyhow::Result<Installer> {
+fn installer(args: &RunArgs) -> anyhow::Result<Backend> {
     let timeout = Duration::from_secs(args.install_timeout_secs);
     if let Some(command) = &args.install_command {
-        return Ok(Installer::Command {
+        return Ok(Backend::Command(CommandInstaller {
             command: command.clone(),
             timeout,
-        });
+        }));
     }
     let Some(root) = &args.tarball_root else {
         anyhow::bail!(
@@ -279,7 +281,7 @@ fn installer(args: &RunArgs) -> anyhow::Result<Installer> {
             key_path.display()
         )
     })?;
-    Ok(Installer::Tarball(TarballInstaller {
+    Ok(Backend::Tarball(TarballInstaller {
         root: root.clone(),
         release_url: args
             .release_url
@@ -288,7 +290,7 @@ fn installer(args: &RunArgs) -> anyhow::Result<Installer> {
         public_key,
         restart_command: args.restart_command.clone(),
         timeout,
-        download: drover_updater::download::DownloadLimits {
+        download: DownloadLimits {
             max_bytes: args.max_download_bytes,
             timeout: Duration::from_secs(args.download_timeout_secs.max(1)),
         },

@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Activity, Shared, attempt,
+    attempt,
     policy::{Decision, decide},
+    shared::{Activity, Shared},
     state::{DecisionRecord, DirectiveRecord},
 };
 

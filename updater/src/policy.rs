@@ -10,7 +10,7 @@ use drover_rules::ReasonCode;
 use drover_rules::{check_constraints, parse_version};
 
 use crate::{
-    Health,
+    health::Health,
     state::{FailureKind, PersistedState},
 };
 

@@ -10,10 +10,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Shared,
     backoff::jittered,
     connection::connect_any,
     convert,
+    shared::Shared,
     state::{DirectiveRecord, DirectiveSource},
 };
 

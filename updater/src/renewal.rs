@@ -8,11 +8,10 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Shared,
     connection::connect_any,
-    convert::now_ms,
     enrol,
     identity::{self, ClientIdentity, IdentityRecord},
+    shared::{Shared, now_ms},
 };
 
 /// Long waits are cut into steps, so a suspended host or a clock jump is noticed.

@@ -13,14 +13,16 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tracing::Instrument;
 
 use crate::{
-    Health, StateStore, UpdaterConfig,
     address::Coordinators,
     backoff::Backoff,
     connection::coordinator_ca,
     enrol::{self, EnrolRequest},
+    health::Health,
     identity::ClientIdentity,
-    install::Installer,
+    installers::{backend::Backend, simulated::SimulatedInstaller},
     pin::{CaPin, certificate_pem, fetch_pinned_ca},
+    shared::{Clock, UpdaterConfig},
+    state::StateStore,
 };
 
 #[derive(Debug, Clone)]
@@ -189,16 +191,16 @@ fn updater_config(
         group: agent.group,
         channel: config.channel.clone(),
         labels: vec![("simulated".into(), "true".into())],
-        installer: Installer::Simulated {
+        installer: Backend::Simulated(SimulatedInstaller {
             broken_versions: config.broken_versions.clone(),
-        },
+        }),
         initial_agent_version: Some(version),
         recheck_interval: config.recheck_interval,
         backoff: Backoff::default(),
         health: None,
         initial_health: health,
         health_grace: Duration::from_secs(30),
-        clock: crate::Clock::default(),
+        clock: Clock::default(),
     }
 }
 

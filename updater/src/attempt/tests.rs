@@ -3,7 +3,11 @@
 use std::collections::HashSet;
 
 use super::*;
-use crate::{DirectiveRecord, DirectiveSource, StateStore, convert, test_config};
+use crate::{
+    convert,
+    shared::test_config,
+    state::{DirectiveRecord, DirectiveSource, StateStore},
+};
 
 fn directive(directive_id: &str, rollout_id: &str, target: &str) -> DirectiveRecord {
     DirectiveRecord {

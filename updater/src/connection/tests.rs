@@ -15,7 +15,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::{Shared, StateStore, test_config};
+use crate::{
+    shared::{Shared, test_config},
+    state::StateStore,
+};
 
 const HEARTBEAT: Duration = Duration::from_millis(300);
 const PUSH_EVERY: Duration = Duration::from_millis(60);

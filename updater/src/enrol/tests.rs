@@ -27,12 +27,12 @@ use tonic::{
 
 use super::*;
 use crate::{
-    PersistedState, Shared, StateStore,
     address::Coordinators,
     identity::{read_credentials, read_record},
     pin::CaPin,
+    shared::{Shared, test_config},
     simulate::{SimulatedEnrolment, SimulationConfig, run_enrolled},
-    test_config,
+    state::{PersistedState, StateStore},
 };
 
 const DEADLINE: Duration = Duration::from_secs(20);

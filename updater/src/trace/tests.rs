@@ -10,7 +10,10 @@ use opentelemetry_sdk::{
 use tracing_subscriber::EnvFilter;
 
 use crate::{
-    DirectiveRecord, DirectiveSource, Shared, StateStore, attempt, install::Installer, test_config,
+    attempt,
+    installers::backend::Backend,
+    shared::{Shared, test_config},
+    state::{DirectiveRecord, DirectiveSource, StateStore},
 };
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -87,7 +90,7 @@ fn traced_directive(target: &str) -> DirectiveRecord {
     }
 }
 
-async fn shared(installer: Option<Installer>, target: &str) -> Shared {
+async fn shared(installer: Option<Backend>, target: &str) -> Shared {
     let store = StateStore::Memory {
         agent_id: "a-1".into(),
     };
@@ -166,14 +169,14 @@ async fn a_reverted_attempt_is_an_error_with_the_failing_step_marked() {
 async fn a_failed_download_marks_the_download_step() {
     let capture = Capture::start();
     let root = tempfile::tempdir().unwrap();
-    let tarball = Installer::Tarball(crate::tarball::TarballInstaller {
+    let tarball = Backend::Tarball(crate::installers::tarball::TarballInstaller {
         root: root.path().into(),
         // Nothing listens here: the download fails at once.
         release_url: "http://127.0.0.1:1/releases".into(),
         public_key: String::new(),
         restart_command: None,
         timeout: std::time::Duration::from_secs(5),
-        download: crate::download::DownloadLimits {
+        download: crate::installers::download::DownloadLimits {
             max_bytes: 1024,
             timeout: std::time::Duration::from_secs(5),
         },

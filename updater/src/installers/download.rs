@@ -1,11 +1,13 @@
 //! Bounded downloads: a release server that sends more than it declared, more than the
-//! updater accepts, or stalls, is cut off, and the caller installs nothing.
+//! updater accepts, or stalls, is cut off, and the caller installs nothing. For backends
+//! that fetch releases (the tarball one today).
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
-use tokio::time::Instant;
+use sha2::{Digest, Sha256};
+use tokio::{io::AsyncWriteExt, time::Instant};
 
-use crate::install_error::InstallError;
+use super::InstallError;
 
 /// What any one download may cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +107,46 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<reqwest::Response, I
         )));
     }
     Ok(response)
+}
+
+/// Fetches a small document (manifest, signature), bounded to 1 MiB and the deadline.
+pub(super) async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    deadline: Instant,
+) -> Result<Vec<u8>, InstallError> {
+    const LIMIT: u64 = 1024 * 1024;
+    let mut document = Vec::new();
+    let mut body = BoundedBody::open(client, url, LIMIT, deadline).await?;
+    while let Some(chunk) = body.next().await? {
+        document.extend_from_slice(&chunk);
+    }
+    Ok(document)
+}
+
+/// Streams `url` into `path` within `limit` bytes and the deadline; returns its sha256 (hex).
+pub(super) async fn download_to(
+    client: &reqwest::Client,
+    url: &str,
+    path: &Path,
+    limit: u64,
+    deadline: Instant,
+) -> Result<String, InstallError> {
+    let mut file = tokio::fs::File::create(path).await.map_err(|err| {
+        InstallError::Transient(format!("cannot write {}: {err}", path.display()))
+    })?;
+    let mut hasher = Sha256::new();
+    let mut body = BoundedBody::open(client, url, limit, deadline).await?;
+    while let Some(chunk) = body.next().await? {
+        hasher.update(&chunk);
+        file.write_all(&chunk)
+            .await
+            .map_err(|err| InstallError::Transient(format!("cannot write the download: {err}")))?;
+    }
+    file.sync_all()
+        .await
+        .map_err(|err| InstallError::Transient(err.to_string()))?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 #[cfg(test)]

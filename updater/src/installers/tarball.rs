@@ -16,14 +16,12 @@ use std::{
 };
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
-use crate::{
-    download::{BoundedBody, DownloadLimits},
-    install_error::InstallError,
-    trace::{step_span, traced},
+use super::{
+    InstallContext, InstallError, Installer, InstallerKind,
+    download::{DownloadLimits, download_to, fetch},
 };
+use crate::trace::{step_span, traced};
 
 #[derive(Debug, Clone)]
 pub struct TarballInstaller {
@@ -58,6 +56,46 @@ fn transient(msg: impl Into<String>) -> InstallError {
     InstallError::Transient(msg.into())
 }
 
+fn failed(msg: impl Into<String>) -> InstallError {
+    InstallError::Failed(msg.into())
+}
+
+impl Installer for TarballInstaller {
+    fn kind(&self) -> InstallerKind {
+        InstallerKind::Tarball
+    }
+
+    async fn installed_version(&self) -> Result<Option<String>, InstallError> {
+        self.active_version().map_err(|err| {
+            transient(format!(
+                "cannot read {}: {err}",
+                self.current_link().display()
+            ))
+        })
+    }
+
+    async fn prepare(&self, version: &str) -> Result<(), InstallError> {
+        self.fetch_and_unpack(version).await
+    }
+
+    async fn install(&self, _ctx: &InstallContext<'_>, version: &str) -> Result<(), InstallError> {
+        let step = step_span!("install", drover.installer = "tarball", drover.step = "switch", drover.version = %version);
+        traced(step, self.switch_to(version)).await?;
+        let step = step_span!("restart", drover.version = %version);
+        traced(step, self.restart(version)).await
+    }
+
+    /// The previous version's directory is kept, so going back fetches nothing.
+    async fn revert(&self, ctx: &InstallContext<'_>, previous: &str) -> Result<(), InstallError> {
+        if !self.is_installed(previous) {
+            return Err(failed(format!(
+                "the previous version {previous} is not installed here"
+            )));
+        }
+        self.install(ctx, previous).await
+    }
+}
+
 impl TarballInstaller {
     fn versions(&self) -> PathBuf {
         self.root.join("versions")
@@ -68,7 +106,7 @@ impl TarballInstaller {
     }
 
     /// The version `current` points at, if any.
-    pub fn active_version(&self) -> std::io::Result<Option<String>> {
+    fn active_version(&self) -> std::io::Result<Option<String>> {
         match std::fs::read_link(self.current_link()) {
             Ok(target) => Ok(target.file_name().map(|n| n.to_string_lossy().into_owned())),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -81,14 +119,14 @@ impl TarballInstaller {
         self.versions().join(format!(".download-{version}-{token}"))
     }
 
-    pub fn is_installed(&self, version: &str) -> bool {
+    fn is_installed(&self, version: &str) -> bool {
         self.versions().join(version).is_dir()
     }
 
     /// Fetches, verifies and unpacks `version` into `versions/<version>`; touches nothing else.
     /// Each step is a span: `download` (manifest, then artifact), `verify` (signature, then
     /// digest), `install` (extraction).
-    pub async fn prepare(&self, version: &str) -> Result<(), InstallError> {
+    async fn fetch_and_unpack(&self, version: &str) -> Result<(), InstallError> {
         tokio::fs::create_dir_all(self.versions())
             .await
             .map_err(|err| {
@@ -248,27 +286,27 @@ impl TarballInstaller {
     }
 
     /// Points `current` at `versions/<version>` in one atomic rename.
-    pub async fn switch_to(&self, version: &str) -> Result<(), String> {
+    async fn switch_to(&self, version: &str) -> Result<(), InstallError> {
         let target = Path::new("versions").join(version);
         if !self.root.join(&target).is_dir() {
-            return Err(format!(
+            return Err(failed(format!(
                 "version {version} is not installed under {}",
                 self.versions().display()
-            ));
+            )));
         }
         let tmp = self.root.join(".current.tmp");
         let _ = tokio::fs::remove_file(&tmp).await;
         tokio::fs::symlink(&target, &tmp)
             .await
-            .map_err(|err| format!("cannot create a symlink: {err}"))?;
+            .map_err(|err| failed(format!("cannot create a symlink: {err}")))?;
         tokio::fs::rename(&tmp, self.current_link())
             .await
-            .map_err(|err| format!("cannot switch current: {err}"))?;
+            .map_err(|err| failed(format!("cannot switch current: {err}")))?;
         sync_dir(&self.root).await;
         Ok(())
     }
 
-    pub async fn restart(&self, version: &str) -> Result<(), String> {
+    async fn restart(&self, version: &str) -> Result<(), InstallError> {
         let Some(command) = &self.restart_command else {
             return Ok(());
         };
@@ -281,7 +319,7 @@ impl TarballInstaller {
             ],
         )
         .await
-        .map_err(|err| format!("restarting the agent failed: {err}"))
+        .map_err(|err| failed(format!("restarting the agent failed: {err}")))
     }
 
     /// Removes half-finished downloads and extractions of earlier runs.
@@ -298,46 +336,6 @@ impl TarballInstaller {
             }
         }
     }
-}
-
-/// Fetches a small document (manifest, signature), bounded to 1 MiB and the deadline.
-async fn fetch(
-    client: &reqwest::Client,
-    url: &str,
-    deadline: tokio::time::Instant,
-) -> Result<Vec<u8>, InstallError> {
-    const LIMIT: u64 = 1024 * 1024;
-    let mut document = Vec::new();
-    let mut body = BoundedBody::open(client, url, LIMIT, deadline).await?;
-    while let Some(chunk) = body.next().await? {
-        document.extend_from_slice(&chunk);
-    }
-    Ok(document)
-}
-
-/// Streams `url` into `path` within `limit` bytes and the deadline; returns its sha256 (hex).
-async fn download_to(
-    client: &reqwest::Client,
-    url: &str,
-    path: &Path,
-    limit: u64,
-    deadline: tokio::time::Instant,
-) -> Result<String, InstallError> {
-    let mut file = tokio::fs::File::create(path)
-        .await
-        .map_err(|err| transient(format!("cannot write {}: {err}", path.display())))?;
-    let mut hasher = Sha256::new();
-    let mut body = BoundedBody::open(client, url, limit, deadline).await?;
-    while let Some(chunk) = body.next().await? {
-        hasher.update(&chunk);
-        file.write_all(&chunk)
-            .await
-            .map_err(|err| transient(format!("cannot write the download: {err}")))?;
-    }
-    file.sync_all()
-        .await
-        .map_err(|err| transient(err.to_string()))?;
-    Ok(hex::encode(hasher.finalize()))
 }
 
 fn unpack(archive: &Path, into: &Path) -> std::io::Result<()> {
