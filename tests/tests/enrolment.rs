@@ -213,7 +213,6 @@ async fn join_tokens_that_are_unknown_expired_revoked_used_up_or_for_another_gro
         "the one-second token expires",
         Duration::from_secs(20),
         async || {
-            tokio::time::sleep(Duration::from_millis(200)).await;
             let key = format!("late-{}", rand_suffix());
             match enrol::enrol_in_memory_with(&url, &key, "prod", &brief).await {
                 Err(status) if status.message().contains("expired") => Some(status),
