@@ -35,8 +35,13 @@ pub struct EnrolmentApi {
     fleet: Arc<Fleet>,
     calls: RateLimiter<NotKeyed, InMemoryState, DefaultClock>,
     per_token: DefaultKeyedRateLimiter<String>,
+    /// Every so many calls the per-token buckets that have refilled are dropped, so a
+    /// stream of made-up tokens cannot grow that map without bound.
+    calls_seen: std::sync::atomic::AtomicU64,
     refusals: RateLimiter<NotKeyed, InMemoryState, DefaultClock>,
 }
+
+const FORGET_EVERY: u64 = 4096;
 
 fn quota(per_second: u32, burst: u32) -> Quota {
     let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
@@ -55,6 +60,7 @@ impl EnrolmentApi {
             fleet,
             calls: RateLimiter::direct(quota(CALLS_PER_SECOND, CALLS_BURST)),
             per_token: RateLimiter::keyed(quota(PER_TOKEN_PER_SECOND, PER_TOKEN_BURST)),
+            calls_seen: std::sync::atomic::AtomicU64::new(0),
             refusals: RateLimiter::direct(quota(REFUSAL_RECORDS_PER_SECOND, REFUSAL_RECORDS_BURST)),
         }
     }
@@ -100,6 +106,13 @@ impl EnrolmentService for EnrolmentApi {
         let request = request.into_inner();
         // The token's secret is its own rate-limit key (hashed in memory only, never logged).
         let key = hex::encode(&Sha256::digest(request.token.as_bytes())[..16]);
+        let seen = self
+            .calls_seen
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if seen % FORGET_EVERY == FORGET_EVERY - 1 {
+            self.per_token.retain_recent();
+            self.per_token.shrink_to_fit();
+        }
         if self.per_token.check_key(&key).is_err() {
             return Err(too_many());
         }
