@@ -107,12 +107,34 @@ impl Fleet {
 }
 
 /// The listener task: applies what other replicas announce; resynchronises after a gap.
+/// A lost or failed listener (the database restarted, its connection was terminated, a
+/// read failed) is not the task's failure: it logs, waits a moment, listens again and
+/// resynchronises, while the periodic re-read keeps serving meanwhile.
 pub async fn run(fleet: Arc<Fleet>, shutdown: CancellationToken) -> Result<()> {
+    loop {
+        match listen(&fleet, &shutdown).await {
+            Ok(()) => return Ok(()),
+            Err(err) => tracing::warn!(
+                error = %err,
+                "the change feed's listener failed; listening again and resynchronising"
+            ),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(RELISTEN_AFTER) => {}
+        }
+    }
+}
+
+const RELISTEN_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Listens until shutdown (Ok) or until the listener fails (Err).
+async fn listen(fleet: &Fleet, shutdown: &CancellationToken) -> Result<()> {
     let Some(mut listener) = fleet.store().listen().await? else {
         shutdown.cancelled().await;
         return Ok(());
     };
-    // Changes made between this replica's start-up reads and the subscription.
+    // Changes made before the subscription (at start-up, or while it was lost).
     fleet.resync().await?;
     tracing::info!("listening for other replicas' changes");
     loop {
