@@ -70,6 +70,23 @@ fn updaters(
     started
 }
 
+/// Rolls `edge` from 1.0.0 to 1.1.0 over dev then prod (one canary each, windows
+/// ignored) and waits until the rollout shows `status`.
+async fn roll_out_until(url: &str, status: &str) {
+    let groups = ["dev:canaries=1", "prod:canaries=1"];
+    assert!(
+        create_rollout(url, "edge", &groups, &["--immediate"])
+            .await
+            .0,
+        "rollout create failed"
+    );
+    eventually(&format!("the rollout is {status}"), WAIT, async || {
+        let s = droverctl_json(url, &["rollout", "status", "--channel", "edge"]).await;
+        (s["status"] == status).then_some(())
+    })
+    .await;
+}
+
 fn find<'a>(spans: &'a [ReceivedSpan], name: &str, parent: &str) -> Vec<&'a ReceivedSpan> {
     spans
         .iter()
@@ -95,17 +112,7 @@ async fn a_rollout_is_one_trace_from_the_coordinator_down_to_each_updaters_steps
     let url = c.grpc_url();
     let updaters = updaters(&c, root.path(), Some(&endpoint), None);
     wait_connected(&url, 4).await;
-    let groups = ["dev:canaries=1", "prod:canaries=1"];
-    assert!(
-        create_rollout(&url, "edge", &groups, &["--immediate"])
-            .await
-            .0
-    );
-    eventually("the rollout is done", WAIT, async || {
-        let s = droverctl_json(&url, &["rollout", "status", "--channel", "edge"]).await;
-        (s["status"] == "done").then_some(())
-    })
-    .await;
+    roll_out_until(&url, "done").await;
     let trace = rollout_trace_id(&url).await;
     // JSON log lines written inside the attempt carry its trace id.
     let logged = updaters.iter().any(|u| {
@@ -171,17 +178,7 @@ async fn a_halted_rollout_ends_its_spans_with_an_error_and_the_reason() {
     let url = c.grpc_url();
     let _updaters = updaters(&c, root.path(), Some(&endpoint), Some("1.1.0"));
     wait_connected(&url, 4).await;
-    let groups = ["dev:canaries=1", "prod:canaries=1"];
-    assert!(
-        create_rollout(&url, "edge", &groups, &["--immediate"])
-            .await
-            .0
-    );
-    eventually("the rollout halts", WAIT, async || {
-        let s = droverctl_json(&url, &["rollout", "status", "--channel", "edge"]).await;
-        (s["status"] == "halted").then_some(())
-    })
-    .await;
+    roll_out_until(&url, "halted").await;
     let trace = rollout_trace_id(&url).await;
     let spans = eventually("the halted spans arrive", WAIT, async || {
         let spans: Vec<ReceivedSpan> = receiver
@@ -228,17 +225,7 @@ async fn rollout_seconds(endpoint: Option<&str>, drops: bool) -> f64 {
     let _updaters = updaters(&c, root.path(), endpoint, None);
     wait_connected(&url, 4).await;
     let started = Instant::now();
-    let groups = ["dev:canaries=1", "prod:canaries=1"];
-    assert!(
-        create_rollout(&url, "edge", &groups, &["--immediate"])
-            .await
-            .0
-    );
-    eventually("the rollout is done", WAIT, async || {
-        let s = droverctl_json(&url, &["rollout", "status", "--channel", "edge"]).await;
-        (s["status"] == "done").then_some(())
-    })
-    .await;
+    roll_out_until(&url, "done").await;
     let took = started.elapsed().as_secs_f64();
     if drops {
         eventually("/metrics counts the dropped spans", WAIT, async || {
