@@ -88,6 +88,7 @@ pub struct Metrics {
     http: Family<HttpLabels, Histogram>,
     webhook_deliveries: Family<ResultLabels, Counter>,
     webhook_dropped: Counter,
+    reconciler_leader: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// Latency buckets, 1 ms to ~8 s: each bucket is one more series per label set, so few.
@@ -117,6 +118,7 @@ impl Metrics {
             http: histograms(),
             webhook_deliveries: Family::default(),
             webhook_dropped: Counter::default(),
+            reconciler_leader: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -159,6 +161,11 @@ impl Metrics {
             "Webhook alerts dropped unsent because the queue was full (the oldest goes first)",
             m.webhook_dropped.clone(),
         );
+        registry.register(
+            "drover_reconciler_leader",
+            "1 while this replica runs the rollout engine's transitions (it holds the reconciler lease, or it is the only replica), else 0",
+            m.reconciler_leader.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -171,6 +178,10 @@ impl Metrics {
         self.reports
             .get_or_create(&ReportLabels { outcome, reason })
             .inc();
+    }
+
+    pub fn reconciler_leader(&self, leader: bool) {
+        self.reconciler_leader.set(i64::from(leader));
     }
 
     pub fn reconcile_pass(&self, took: Duration) {

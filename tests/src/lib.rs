@@ -9,6 +9,7 @@ mod postgres;
 mod process;
 mod receiver;
 mod release;
+mod replicas;
 mod trust;
 
 pub use chaos::ChaosProxy;

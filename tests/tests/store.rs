@@ -370,6 +370,7 @@ async fn rollout_commits_are_compare_and_set(store: &Store) {
         now_ms: 2,
         events: vec![event(text)],
         channel_switch: Some(("beta".into(), "9.9.9".into())),
+        fence: None,
     };
     assert_eq!(
         store.commit_rollout(&finish("finished")).await.unwrap(),
@@ -404,11 +405,13 @@ async fn batches_write_many_agents_at_once(store: &Store) {
     let mut writes = vec![AgentWrite::Hello {
         identity: Box::new(hello.clone()),
         now_ms: 50_000,
+        replica: None,
     }];
     hello.agent_id = "b-2".into();
     writes.push(AgentWrite::Hello {
         identity: Box::new(hello),
         now_ms: 50_000,
+        replica: None,
     });
     let outcomes = store.write_agent_batch(&writes).await.unwrap();
     assert_eq!(outcomes, [None, None]);

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 use drover_coordinator::{
-    fleet::FleetConfig,
+    fleet::{FleetConfig, replicas::LeaseConfig},
     listener::ListenerLimits,
     retention::RetentionConfig,
     server::{CoordinatorConfig, run},
@@ -48,6 +48,10 @@ struct Args {
     /// the safety net behind the change feed between replicas on PostgreSQL.
     #[arg(long, default_value_t = 5)]
     view_refresh_secs: u64,
+    /// Replicas on PostgreSQL: seconds the reconciler's lease lasts (renewed every third).
+    /// If its holder dies, another replica moves rollouts within this time. 2 to 300.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=300))]
+    reconciler_lease_secs: u64,
     /// Write the bound addresses as JSON to this file once serving.
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -213,6 +217,9 @@ async fn main() -> std::process::ExitCode {
             view_refresh_interval: Duration::from_secs(args.view_refresh_secs.max(1)),
             reconcile_interval: Duration::from_millis(args.reconcile_ms.max(50)),
             manual_clock_start_ms: args.manual_clock_start_ms,
+            lease: LeaseConfig {
+                ttl: Duration::from_secs(args.reconciler_lease_secs),
+            },
             ..FleetConfig::default()
         },
         ready_file: args.ready_file,

@@ -231,6 +231,7 @@ mod tests {
                 health: Health::Healthy,
             }),
             now_ms: 1,
+            replica: None,
         }
     }
 

@@ -6,11 +6,8 @@
 //! know what it missed, so it resynchronises everything from the tables before it trusts
 //! the feed again. SQLite serves one replica: nothing is announced or heard.
 //!
-//! Rollouts are not on the feed yet: a replica's rollout engine sees only the agents its
-//! own memory knows, so letting every replica run a rollout it merely heard about could
-//! move a group on a partial view. That needs one reconciler (a lease with fencing) that
-//! reads the whole fleet from the store; until then a rollout is driven by the replica it
-//! was loaded on (at start, or where it was created).
+//! Rollouts are on the feed too: one replica moves them (`replicas.rs`), and the others
+//! reload a rollout's committed state when they hear it changed.
 
 use std::sync::Arc;
 
@@ -32,6 +29,8 @@ pub enum Change {
     Credentials,
     /// An agent's identity was revoked: cut its session wherever it is.
     Revoked(String),
+    /// A rollout was created, moved by the reconciler or steered by an admin.
+    Rollouts,
 }
 
 impl Change {
@@ -40,6 +39,7 @@ impl Change {
             Self::Settings => "settings".into(),
             Self::Pins => "pins".into(),
             Self::Credentials => "credentials".into(),
+            Self::Rollouts => "rollouts".into(),
             Self::Revoked(agent) => format!("revoked {agent}"),
         }
     }
@@ -52,6 +52,7 @@ impl Change {
                 "settings" => Self::Settings,
                 "pins" => Self::Pins,
                 "credentials" => Self::Credentials,
+                "rollouts" => Self::Rollouts,
                 _ => return None,
             },
         })
@@ -91,6 +92,8 @@ impl Fleet {
             Change::Revoked(agent) => {
                 self.enrolment_revoked(&agent);
             }
+            // Reloads, decides again and pushes.
+            Change::Rollouts => return self.reload_rollouts().await,
         }
         self.push_all();
         Ok(())
@@ -98,11 +101,9 @@ impl Fleet {
 
     /// Re-reads everything a replica keeps in memory from the tables.
     pub async fn resync(&self) -> Result<()> {
-        self.refresh_settings().await?;
         self.reload_credentials().await?;
         *self.pins.write() = self.store().pinned_agents().await?;
-        self.push_all();
-        Ok(())
+        self.reload_rollouts().await
     }
 }
 
@@ -144,7 +145,7 @@ async fn listen(fleet: &Fleet, shutdown: &CancellationToken) -> Result<()> {
         };
         match heard {
             Heard::Change(text) => match parse(&text) {
-                Some((replica, _)) if replica == fleet.replica_id => {}
+                Some((replica, _)) if replica == &*fleet.replica_id => {}
                 Some((_, change)) => {
                     tracing::debug!(?change, "another replica's change");
                     fleet.apply(change).await?;
@@ -176,6 +177,7 @@ mod tests {
             Change::Pins,
             Change::Credentials,
             Change::Revoked("web-01".into()),
+            Change::Rollouts,
         ] {
             let text = payload("r1", &change);
             assert_eq!(parse(&text), Some(("r1", change)));

@@ -1,13 +1,17 @@
 //! What the rollout engine needs to know of every agent, in memory: group, version, health
 //! and last report, by channel. Kept current by the same calls that write these facts to the
 //! store (after the write commits), so a reconcile pass never reads the store and costs time
-//! linear in the channel's agents. Loaded once at start-up.
+//! linear in the channel's agents. Loaded once at start-up; with several replicas, what the
+//! others wrote is merged in before each pass (`replicas.rs`).
 
 use std::collections::HashMap;
 
 use parking_lot::RwLock;
 
-use crate::domain::{AgentRecord, Health, UpdateReport};
+use crate::{
+    domain::{AgentRecord, Health, UpdateReport},
+    store::ChangedAgent,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct InventoryEntry {
@@ -15,6 +19,9 @@ pub struct InventoryEntry {
     pub version: Option<String>,
     pub health: Health,
     pub last_report: Option<UpdateReport>,
+    /// The replica holding the agent's session, as another replica wrote it (several
+    /// replicas); `None` here for agents whose session this replica holds or none holds.
+    pub connected_on: Option<String>,
 }
 
 #[derive(Default)]
@@ -41,6 +48,7 @@ impl Inventory {
                     version: record.agent_version,
                     health: record.health,
                     last_report: record.last_report,
+                    connected_on: None,
                 },
             );
         }
@@ -69,8 +77,32 @@ impl Inventory {
                 version,
                 health,
                 last_report,
+                connected_on: None,
             },
         );
+    }
+
+    /// Applies agent facts other replicas wrote (several replicas), except for the agents
+    /// whose session this replica holds: its own memory is newer for those.
+    pub fn merge_remote(&self, rows: Vec<ChangedAgent>, is_local: impl Fn(&str) -> bool) {
+        let mut maps = self.maps.write();
+        for row in rows {
+            if is_local(&row.agent_id) {
+                continue;
+            }
+            maps.take(&row.agent_id);
+            maps.put(
+                &row.agent_id,
+                &row.channel,
+                InventoryEntry {
+                    group: row.group,
+                    version: row.version,
+                    health: row.health,
+                    last_report: row.last_report,
+                    connected_on: row.connected_on,
+                },
+            );
+        }
     }
 
     pub fn set_status(&self, agent_id: &str, health: Health, version: Option<&str>) {

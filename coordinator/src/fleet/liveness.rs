@@ -34,6 +34,10 @@ pub fn run_background_tasks(fleet: &Arc<Fleet>, supervisor: &Supervisor) {
         }
     });
     let f = fleet.clone();
+    supervisor.spawn("reconciler-lease", Policy::Restart, move |shutdown| {
+        super::replicas::run_lease(f.clone(), shutdown)
+    });
+    let f = fleet.clone();
     supervisor.spawn("settings-refresh", Policy::Restart, move |shutdown| {
         refresh_loop(f.clone(), shutdown)
     });
@@ -96,6 +100,10 @@ async fn refresh_loop(fleet: Arc<Fleet>, shutdown: CancellationToken) {
             }
             Ok(false) => {}
             Err(err) => tracing::warn!(error = %err, "could not refresh channels from the store"),
+        }
+        // Rollouts another replica changed, if its announcement was lost.
+        if let Err(err) = fleet.check_rollouts_current().await {
+            tracing::warn!(error = %err, "could not check rollouts against the store");
         }
         // Credentials created or revoked by another replica.
         if let Err(err) = fleet.reload_credentials().await {

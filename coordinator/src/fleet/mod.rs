@@ -22,6 +22,7 @@ mod push;
 mod queries;
 mod reconcile;
 pub mod registry;
+pub mod replicas;
 pub mod rollout_trace;
 mod rollouts;
 mod search;
@@ -87,6 +88,8 @@ pub struct FleetConfig {
     pub reconcile_interval: Duration,
     /// Start the rollout clock here and move it only by hand (tests); `None`: the wall clock.
     pub manual_clock_start_ms: Option<i64>,
+    /// The reconciler lease, when several replicas share PostgreSQL.
+    pub lease: replicas::LeaseConfig,
 }
 
 impl Default for FleetConfig {
@@ -99,6 +102,7 @@ impl Default for FleetConfig {
             schedule_validity: Duration::from_secs(7 * 24 * 3600),
             reconcile_interval: Duration::from_secs(2),
             manual_clock_start_ms: None,
+            lease: replicas::LeaseConfig::default(),
         }
     }
 }
@@ -147,7 +151,9 @@ pub struct Fleet {
     /// Who signs agent certificates (unset with `--insecure`; `enrolment.rs`).
     enrolment: Enrolment,
     /// This process's id in the change feed, so it skips its own announcements.
-    replica_id: String,
+    replica_id: Arc<str>,
+    /// Who reconciles, and what this replica knows of the others' agents (`replicas.rs`).
+    replication: replicas::Replication,
     /// What `/metrics` shows of this process's work (`crate::metrics`).
     metrics: Arc<crate::metrics::Metrics>,
     /// Rollout transitions for the webhooks, enqueued after their commit (`crate::webhook`).
@@ -181,7 +187,8 @@ impl Fleet {
             shutdown: tokio_util::sync::CancellationToken::new(),
             admins: AdminCredentials::default(),
             enrolment: Enrolment::default(),
-            replica_id: uuid::Uuid::new_v4().simple().to_string(),
+            replica_id: uuid::Uuid::new_v4().simple().to_string().into(),
+            replication: replicas::Replication::default(),
             alerts: Arc::new(crate::webhook::AlertQueue::new(metrics.clone())),
             metrics,
         });
@@ -288,6 +295,7 @@ impl Fleet {
             .write(AgentWrite::Hello {
                 identity: Box::new(identity.clone()),
                 now_ms: now,
+                replica: Some(self.replica_id.clone()),
             })
             .await?;
         let version = identity.agent_version.as_ref().map(ToString::to_string);
@@ -338,8 +346,19 @@ impl Fleet {
         Ok((session, outbox))
     }
 
-    pub fn close_session(&self, session: &Session) {
-        self.sessions.remove(&session.agent_id, &session.session_id);
+    /// With several replicas, the store learns the agent left this one (others count it
+    /// as disconnected until it reconnects somewhere).
+    pub async fn close_session(&self, session: &Session) {
+        let was_current = self.sessions.remove(&session.agent_id, &session.session_id);
+        if was_current && self.store().shared() {
+            let write = AgentWrite::Disconnected {
+                agent_id: session.agent_id.clone(),
+                replica: self.replica_id.clone(),
+            };
+            if let Err(err) = self.writer.write(write).await {
+                tracing::debug!(error = %err, agent_id = %session.agent_id, "could not record the session's end");
+            }
+        }
     }
 
     /// A heartbeat costs no store write unless health, updater state or version changed.

@@ -10,6 +10,7 @@ use semver::Version;
 use super::{
     Fleet,
     effects::group_counts,
+    replicas::Role,
     rollout_trace,
     rollouts::{ActiveRollout, state_json},
 };
@@ -31,6 +32,8 @@ impl Fleet {
             .into_iter()
             .map(|(agent_id, entry)| {
                 let session = self.sessions.get(&agent_id);
+                let connected =
+                    session.is_some() || self.connected_elsewhere(entry.connected_on.as_deref());
                 let (health, version) = match &session {
                     Some(s) => {
                         let live = s.live.lock();
@@ -44,7 +47,7 @@ impl Fleet {
                     .is_some_and(|r| failed_this_rollout(spec, created_ms, r));
                 AgentSnapshot {
                     pinned: pins.contains(&agent_id),
-                    connected: session.is_some(),
+                    connected,
                     version: version.and_then(|v| Version::parse(&v).ok()),
                     health,
                     failed_target,
@@ -81,13 +84,26 @@ impl Fleet {
         Ok(())
     }
 
-    /// One pass of the reconcile loop over every active rollout; pushes what changed.
+    /// One pass of the reconcile loop over every active rollout; pushes what changed. Only
+    /// the reconciler (the only replica, or the lease holder) moves rollouts; another
+    /// replica decides for its own updaters from the committed state.
     pub async fn reconcile_rollouts(&self) -> Result<()> {
         let _serialized = self.rollout_lock.lock().await;
         let active = self.rollouts();
         if active.is_empty() {
             return Ok(());
         }
+        self.merge_shared_facts().await?;
+        let fence = match self.role() {
+            Role::Sole => None,
+            Role::Leader(fence) => Some(fence),
+            Role::Follower => {
+                self.decide_as_follower(active);
+                drop(_serialized);
+                self.push_all();
+                return Ok(());
+            }
+        };
         let started = std::time::Instant::now();
         let control_plane = self.view().control_plane.clone();
         for current in active {
@@ -156,6 +172,7 @@ impl Fleet {
                         now_ms: now_ms(),
                         events,
                         channel_switch,
+                        fence: fence.as_ref(),
                     })
                     .await?;
                 let Some(revision) = committed else {
@@ -167,6 +184,7 @@ impl Fleet {
                     continue;
                 };
                 crash_point!("rollout.commit.after");
+                self.announce(super::change_feed::Change::Rollouts).await;
                 if status != RolloutStatus::Active {
                     crash_point!("rollout.finish.after_commit");
                 }
@@ -216,6 +234,32 @@ impl Fleet {
         drop(_serialized);
         self.push_all();
         Ok(())
+    }
+
+    /// A follower's pass: every agent's decision under the committed state, no transition
+    /// and no commit (the reconciler's commits reach this replica through the feed).
+    fn decide_as_follower(&self, active: Vec<Arc<ActiveRollout>>) {
+        let control_plane = self.view().control_plane.clone();
+        let now = self.clock.now_ms();
+        for current in active {
+            let snapshot = self.snapshot(&current.spec, current.created_ms);
+            let decisions = crate::rollout::decisions(
+                now,
+                &current.spec,
+                &current.state,
+                &snapshot,
+                control_plane.as_ref(),
+            );
+            let mut rollout = ActiveRollout {
+                counts: group_counts(&current.spec, &snapshot),
+                decisions,
+                ..(*current).clone()
+            };
+            count_in_flight(&mut rollout, &snapshot);
+            self.rollouts
+                .write()
+                .insert(current.spec.channel.clone(), Arc::new(rollout));
+        }
     }
 
     /// A pass right after an admin change committed. A failure does not undo the change,

@@ -126,15 +126,17 @@ impl SessionRegistry {
         }
     }
 
-    /// Removes the agent's session only if it is still `session_id` (a newer one may exist).
-    pub fn remove(&self, agent_id: &str, session_id: &str) {
+    /// Removes the agent's session only if it is still `session_id` (a newer one may
+    /// exist); says whether it was.
+    pub fn remove(&self, agent_id: &str, session_id: &str) -> bool {
         let mut sessions = self.sessions.write();
-        if sessions
+        let current = sessions
             .get(agent_id)
-            .is_some_and(|s| s.session_id == session_id)
-        {
+            .is_some_and(|s| s.session_id == session_id);
+        if current {
             sessions.remove(agent_id);
         }
+        current
     }
 
     /// Cuts the agent's session, if it has one here: its stream ends with "revoked".

@@ -187,6 +187,8 @@ impl Fleet {
     ) -> Result<(Arc<ActiveRollout>, Effect)> {
         let _serialized = self.rollout_lock.lock().await;
         spec.rollout_id = format!("r-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        // Other replicas' agents count too (several replicas): their groups, their effect.
+        self.merge_shared_facts().await?;
         self.check_spec(&spec)?;
         if let Some(existing) = self.rollout_for(&spec.channel) {
             return Err(DroverError::FailedPrecondition(format!(
@@ -255,6 +257,7 @@ impl Fleet {
         self.alert_transition(None, &active, Some(format!("created by {}", caller.actor)));
         drop(_serialized);
         crash_point!("create_rollout.after_commit");
+        self.announce(super::change_feed::Change::Rollouts).await;
         // Decide for every agent at once, so directives and `agents why` reflect the rollout.
         self.reconcile_after_commit().await;
         Ok((self.rollout_for(&spec.channel).unwrap_or(active), effect))
@@ -262,6 +265,7 @@ impl Fleet {
 
     /// Runs the engine forward over today's inventory; changes nothing.
     pub async fn plan_rollout(&self, spec: RolloutSpec) -> Result<Vec<GroupPlan>> {
+        self.merge_shared_facts().await?;
         self.check_spec(&spec)?;
         let state = RolloutState::new(&spec);
         let snapshot = self.snapshot(&spec, now_ms());
@@ -366,6 +370,7 @@ impl Fleet {
                 now_ms: now_ms(),
                 events: vec![event],
                 channel_switch: None,
+                fence: None,
             })
             .await?;
         let Some(revision) = committed else {
@@ -377,6 +382,7 @@ impl Fleet {
             )));
         };
         crash_point!("steer.after_commit");
+        self.announce(super::change_feed::Change::Rollouts).await;
         if let Some(trace) = &current.trace {
             let states = (&current.state, &steered.state);
             let times = (current.created_ms, now_ms());

@@ -286,7 +286,7 @@ async fn read_inbound(
             break Err(status);
         }
     };
-    fleet.close_session(&session);
+    fleet.close_session(&session).await;
     match outcome {
         Ok(()) => tracing::debug!(agent_id = %session.agent_id, "session closed"),
         Err(status) => {

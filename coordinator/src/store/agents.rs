@@ -98,6 +98,7 @@ impl Store {
         let write = AgentWrite::Hello {
             identity: Box::new(agent.clone()),
             now_ms,
+            replica: None,
         };
         self.write_agent_batch(&[write]).await?;
         Ok(())

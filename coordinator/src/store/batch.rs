@@ -26,6 +26,14 @@ pub enum AgentWrite {
         /// Boxed, like a report: much larger than a status change.
         identity: Box<AgentIdentity>,
         now_ms: i64,
+        /// The replica that holds the session (`agents.connected_on`); `None` outside one.
+        replica: Option<std::sync::Arc<str>>,
+    },
+    /// A session ended on `replica`: the agent is no longer connected there (unless a newer
+    /// session, here or on another replica, already said otherwise).
+    Disconnected {
+        agent_id: String,
+        replica: std::sync::Arc<str>,
     },
     /// A heartbeat changed health, updater state or version.
     Status {
@@ -58,7 +66,9 @@ impl AgentWrite {
     pub fn agent_id(&self) -> &str {
         match self {
             Self::Hello { identity, .. } => &identity.agent_id,
-            Self::Status { agent_id, .. } | Self::Report { agent_id, .. } => agent_id,
+            Self::Status { agent_id, .. }
+            | Self::Report { agent_id, .. }
+            | Self::Disconnected { agent_id, .. } => agent_id,
         }
     }
 }
@@ -78,6 +88,13 @@ struct HelloRow<'a> {
     labels_json: String,
     health: &'a str,
     now_ms: i64,
+    connected_on: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct DisconnectRow<'a> {
+    agent_id: &'a str,
+    replica: &'a str,
 }
 
 #[derive(Serialize)]
@@ -126,30 +143,43 @@ mod sql {
         group_name = excluded.group_name, channel = excluded.channel, \
         installer = excluded.installer, agent_version = excluded.agent_version, \
         updater_version = excluded.updater_version, labels_json = excluded.labels_json, \
-        health = excluded.health, last_seen_ms = excluded.last_seen_ms"
+        health = excluded.health, last_seen_ms = excluded.last_seen_ms, \
+        connected_on = excluded.connected_on"
         };
     }
     pub const PG_HELLO: &str = concat!(
         "INSERT INTO agents (agent_id, hostname, group_name, channel, installer, agent_version, \
-        updater_version, labels_json, health, updater_state, first_seen_ms, last_seen_ms) \
+        updater_version, labels_json, health, updater_state, first_seen_ms, last_seen_ms, \
+        connected_on) \
         SELECT agent_id, hostname, group_name, channel, installer, agent_version, updater_version, \
-        labels_json, health, 'idle', now_ms, now_ms \
+        labels_json, health, 'idle', now_ms, now_ms, connected_on \
         FROM jsonb_to_recordset($1::jsonb) AS r(agent_id text, hostname text, group_name text, \
         channel text, installer text, agent_version text, updater_version text, labels_json text, \
-        health text, now_ms bigint)",
+        health text, now_ms bigint, connected_on text)",
         hello_upsert!()
     );
     pub const SQLITE_HELLO: &str = concat!(
         "INSERT INTO agents (agent_id, hostname, group_name, channel, installer, agent_version, \
-        updater_version, labels_json, health, updater_state, first_seen_ms, last_seen_ms) \
+        updater_version, labels_json, health, updater_state, first_seen_ms, last_seen_ms, \
+        connected_on) \
         SELECT json_extract(value, '$.agent_id'), json_extract(value, '$.hostname'), \
         json_extract(value, '$.group_name'), json_extract(value, '$.channel'), \
         json_extract(value, '$.installer'), json_extract(value, '$.agent_version'), \
         json_extract(value, '$.updater_version'), json_extract(value, '$.labels_json'), \
         json_extract(value, '$.health'), 'idle', json_extract(value, '$.now_ms'), \
-        json_extract(value, '$.now_ms') FROM json_each($1) WHERE true",
+        json_extract(value, '$.now_ms'), json_extract(value, '$.connected_on') \
+        FROM json_each($1) WHERE true",
         hello_upsert!()
     );
+
+    /// Only the replica that holds the session clears it: a newer session elsewhere stays.
+    pub const PG_DISCONNECT: &str = "UPDATE agents SET connected_on = NULL \
+        FROM jsonb_to_recordset($1::jsonb) AS r(agent_id text, replica text) \
+        WHERE agents.agent_id = r.agent_id AND agents.connected_on = r.replica";
+    pub const SQLITE_DISCONNECT: &str = "UPDATE agents SET connected_on = NULL \
+        FROM (SELECT json_extract(value, '$.agent_id') AS agent_id, \
+        json_extract(value, '$.replica') AS replica FROM json_each($1)) AS r \
+        WHERE agents.agent_id = r.agent_id AND agents.connected_on = r.replica";
 
     pub const PG_STATUS: &str = "UPDATE agents SET health = r.health, updater_state = r.updater_state, \
         agent_version = r.agent_version, last_seen_ms = r.now_ms \
@@ -241,9 +271,17 @@ impl Store {
         let mut hellos = Vec::new();
         let mut statuses = Vec::new();
         let mut reports = Vec::new();
+        let mut gone = Vec::new();
         for write in writes {
             match write {
-                AgentWrite::Hello { identity, now_ms } => hellos.push(HelloRow {
+                AgentWrite::Disconnected { agent_id, replica } => {
+                    gone.push(DisconnectRow { agent_id, replica })
+                }
+                AgentWrite::Hello {
+                    identity,
+                    now_ms,
+                    replica,
+                } => hellos.push(HelloRow {
                     agent_id: &identity.agent_id,
                     hostname: &identity.hostname,
                     group_name: &identity.group,
@@ -254,6 +292,7 @@ impl Store {
                     labels_json: json(&identity.labels)?,
                     health: identity.health.as_str(),
                     now_ms: *now_ms,
+                    connected_on: replica.as_deref(),
                 }),
                 AgentWrite::Status {
                     agent_id,
@@ -294,6 +333,7 @@ impl Store {
         let hellos_json = json(&hellos)?;
         let statuses_json = json(&statuses)?;
         let reports_json = json(&reports)?;
+        let gone_json = json(&gone)?;
         let _write = self.agent_rows_gate().await;
         let (new_agents, moved_agents, statements) = on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -301,6 +341,13 @@ impl Store {
             if !hellos.is_empty() {
                 sqlx::query(pick(sql::PG_HELLO, sql::SQLITE_HELLO))
                     .bind(&hellos_json)
+                    .execute(&mut *tx)
+                    .await?;
+                statements += 1;
+            }
+            if !gone.is_empty() {
+                sqlx::query(pick(sql::PG_DISCONNECT, sql::SQLITE_DISCONNECT))
+                    .bind(&gone_json)
                     .execute(&mut *tx)
                     .await?;
                 statements += 1;
@@ -354,7 +401,9 @@ impl Store {
         Ok(writes
             .iter()
             .map(|write| match write {
-                AgentWrite::Hello { .. } | AgentWrite::Status { .. } => None,
+                AgentWrite::Hello { .. }
+                | AgentWrite::Status { .. }
+                | AgentWrite::Disconnected { .. } => None,
                 AgentWrite::Report { agent_id, .. } => Some(ReportRecorded {
                     new: new_agents.contains(agent_id),
                     version_moved: moved_agents.contains(agent_id),

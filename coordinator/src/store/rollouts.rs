@@ -37,6 +37,9 @@ pub struct RolloutCommit<'a> {
     pub events: Vec<NewEvent>,
     /// `(channel, version)`: the channel serves the target from the same commit on.
     pub channel_switch: Option<(String, String)>,
+    /// The reconciler's lease (several replicas): the commit is refused unless it is still
+    /// the current one. `None`: the only replica (SQLite) or an admin's verb.
+    pub fence: Option<&'a super::lease::Fence>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -231,6 +234,23 @@ impl Store {
         let _write = self.write_gate().await;
         let applied = on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
+            let fenced = match change.fence {
+                Some(fence) => sqlx::query(super::lease::FENCE_CHECK)
+                    .bind(super::lease::RECONCILER)
+                    .bind(&fence.holder)
+                    .bind(fence.token)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_none(),
+                None => false,
+            };
+            if fenced {
+                tracing::warn!(
+                    rollout = change.rollout_id,
+                    "this replica's reconciler lease is gone; its transition is not written"
+                );
+                return Ok(None);
+            }
             let updated = sqlx::query(
                 "UPDATE rollouts SET state_json = $3, status = $4, updated_ms = $5, \
                  revision = revision + 1 WHERE rollout_id = $1 AND revision = $2",
