@@ -21,7 +21,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
 pub struct Shared {
-    pub url: String,
+    /// Updater `i` connects to `urls[(offset + i) % len]`.
+    pub urls: Vec<String>,
+    /// This process's first updater index (several loader processes share one fleet).
+    pub offset: usize,
     pub sources: u8,
     pub heartbeat: Duration,
     /// Sessions currently open (welcomed and not yet broken).
@@ -31,12 +34,26 @@ pub struct Shared {
     /// The version a push is expected to carry, and when each updater first held it.
     pub push_target: parking_lot::Mutex<String>,
     pub push_seen: Vec<OnceLock<Instant>>,
+    /// The same moment on the Unix clock, comparable across processes.
+    pub push_seen_unix_ms: Vec<OnceLock<i64>>,
 }
 
 impl Shared {
     pub fn new(url: String, sources: u8, heartbeat: Duration, count: usize) -> Arc<Self> {
+        Self::spread(vec![url], sources, heartbeat, count, 0)
+    }
+
+    /// `count` updaters from index `offset` on, spread over `urls`.
+    pub fn spread(
+        urls: Vec<String>,
+        sources: u8,
+        heartbeat: Duration,
+        count: usize,
+        offset: usize,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            url,
+            urls,
+            offset,
             sources: sources.max(1),
             heartbeat,
             live: AtomicU64::new(0),
@@ -44,6 +61,7 @@ impl Shared {
             heartbeats: AtomicU64::new(0),
             push_target: parking_lot::Mutex::new(String::new()),
             push_seen: (0..count).map(|_| OnceLock::new()).collect(),
+            push_seen_unix_ms: (0..count).map(|_| OnceLock::new()).collect(),
         })
     }
 }
@@ -68,7 +86,7 @@ pub fn source_address(sources: u8, index: usize) -> IpAddr {
 }
 
 fn source(shared: &Shared, index: usize) -> IpAddr {
-    source_address(shared.sources, index)
+    source_address(shared.sources, shared.offset + index)
 }
 
 fn hello(agent_id: String, index: usize) -> pb::UpdaterMessage {
@@ -115,10 +133,11 @@ pub async fn updater(shared: Arc<Shared>, index: usize) {
 }
 
 async fn session(shared: &Shared, index: usize, attempt: &mut u32) -> anyhow::Result<()> {
-    let mut client =
-        UpdaterServiceClient::new(connect(&shared.url, Some(source(shared, index))).await?);
+    let global = shared.offset + index;
+    let url = &shared.urls[global % shared.urls.len()];
+    let mut client = UpdaterServiceClient::new(connect(url, Some(source(shared, index))).await?);
     let (tx, rx) = mpsc::channel(8);
-    tx.send(hello(format!("load-{index:06}"), index)).await?;
+    tx.send(hello(format!("load-{global:06}"), global)).await?;
     let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
     let mut welcomed: Option<LiveGuard> = None;
     let mut sequence = 0;
@@ -139,6 +158,7 @@ async fn session(shared: &Shared, index: usize, attempt: &mut u32) -> anyhow::Re
                         if !d.target_version.is_empty() && *shared.push_target.lock() == d.target_version =>
                     {
                         let _ = shared.push_seen[index].set(Instant::now());
+                        let _ = shared.push_seen_unix_ms[index].set(crate::loader::unix_ms());
                     }
                     _ => {}
                 }

@@ -5,6 +5,8 @@
 mod churn;
 mod echo;
 mod load;
+mod loader;
+mod replicas;
 mod stats;
 mod storm;
 
@@ -190,6 +192,13 @@ async fn main() -> anyhow::Result<()> {
         }
         Some("churn") => {
             return churn::run(churn::ChurnArgs::parse_from(std::env::args().skip(1))).await;
+        }
+        Some("loader") => {
+            return loader::run(loader::LoaderArgs::parse_from(std::env::args().skip(1))).await;
+        }
+        Some("replicas") => {
+            return replicas::run(replicas::ReplicasArgs::parse_from(std::env::args().skip(1)))
+                .await;
         }
         _ => {}
     }

@@ -1,0 +1,358 @@
+//! `drover-loadgen replicas`: many updaters across several coordinator replicas on one
+//! PostgreSQL, from several loader processes (`loader.rs`). Measures, each with a baseline
+//! from the same run: memory per connected updater (against a bare tonic echo server
+//! holding one replica's share of the same streams), an admin change on one replica until
+//! 99 % and 100 % of the fleet hold it, every replica SIGKILLed and restarted until all
+//! updaters are back, and store writes per steady heartbeat (the sum over replicas).
+
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use clap::Parser;
+use drover_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    process::{Child, ChildStdin, Command},
+};
+
+use crate::{Coordinator, coordinator_args, load, loader::unix_ms, ms, stats};
+
+#[derive(Parser, Debug)]
+pub struct ReplicasArgs {
+    #[arg(long, default_value_t = 100_000)]
+    updaters: usize,
+    #[arg(long, default_value_t = 6)]
+    replicas: usize,
+    #[arg(long, default_value_t = 6)]
+    loaders: usize,
+    /// A PostgreSQL database the benchmark may fill (replicas need PostgreSQL).
+    #[arg(long)]
+    database: String,
+    #[arg(long, default_value_t = 8)]
+    sources: u8,
+    #[arg(long, default_value_t = 10)]
+    heartbeat_secs: u64,
+    /// Longer than the 15 s liveness flush, so flushes are counted.
+    #[arg(long, default_value_t = 35)]
+    steady_secs: u64,
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+}
+
+/// One loader process: its stdin for commands, its latest counters.
+struct Loader {
+    child: Child,
+    stdin: ChildStdin,
+    latest: Arc<Mutex<Value>>,
+    latencies: Arc<Mutex<Option<Vec<i64>>>>,
+}
+
+impl Loader {
+    async fn start(
+        args: &ReplicasArgs,
+        urls: &str,
+        offset: usize,
+        count: usize,
+    ) -> anyhow::Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["loader", "--urls", urls])
+            .args([
+                "--offset",
+                &offset.to_string(),
+                "--count",
+                &count.to_string(),
+            ])
+            .args(["--sources", &args.sources.to_string()])
+            .args(["--heartbeat-secs", &args.heartbeat_secs.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdin = child.stdin.take().context("loader stdin")?;
+        let stdout = child.stdout.take().context("loader stdout")?;
+        let latest = Arc::new(Mutex::new(json!({})));
+        let latencies = Arc::new(Mutex::new(None));
+        let (l, lat) = (latest.clone(), latencies.clone());
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(value) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if let Some(list) = value["latencies_ms"].as_array() {
+                    *lat.lock() = Some(list.iter().filter_map(Value::as_i64).collect());
+                } else {
+                    *l.lock() = value;
+                }
+            }
+        });
+        Ok(Self {
+            child,
+            stdin,
+            latest,
+            latencies,
+        })
+    }
+
+    fn counter(&self, key: &str) -> u64 {
+        self.latest.lock()[key].as_u64().unwrap_or(0)
+    }
+
+    async fn send(&mut self, line: &str) -> anyhow::Result<()> {
+        self.stdin.write_all(format!("{line}\n").as_bytes()).await?;
+        Ok(self.stdin.flush().await?)
+    }
+}
+
+fn total(loaders: &[Loader], key: &str) -> u64 {
+    loaders.iter().map(|l| l.counter(key)).sum()
+}
+
+async fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    while !done() {
+        anyhow::ensure!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(started.elapsed())
+}
+
+type Replica = (Coordinator, PathBuf);
+
+fn rss_sum(replicas: &[Replica]) -> anyhow::Result<u64> {
+    replicas.iter().map(|(r, _)| stats::rss_kib(r.pid())).sum()
+}
+
+pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
+    let fd_limit = stats::raise_fd_limit()?;
+    let n = args.updaters as u64;
+    let work = std::env::temp_dir().join(format!("drover-loadgen-replicas-{}", std::process::id()));
+    println!(
+        "drover-loadgen replicas: {n} updaters, {} replicas on PostgreSQL, {} loader processes, fd limit {fd_limit}",
+        args.replicas, args.loaders
+    );
+    let bin = args.bin_dir.join("drover-coordinator");
+    let mut replicas = Vec::new();
+    for r in 0..args.replicas {
+        let dir = work.join(format!("replica-{r}"));
+        std::fs::create_dir_all(&dir)?;
+        let mut flags = coordinator_args(&args.database, args.heartbeat_secs);
+        flags.extend(["--reconcile-ms".into(), "2000".into()]);
+        replicas.push((Coordinator::start(&bin, flags, &dir).await?, dir));
+    }
+    let mut admin = AdminServiceClient::new(load::connect(&replicas[0].0.grpc, None).await?);
+    admin
+        .set_channel_version(pb::SetChannelVersionRequest {
+            name: "bench".into(),
+            version: "1.0.0".into(),
+            ..Default::default()
+        })
+        .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_idle = rss_sum(&replicas)?;
+    let urls: Vec<String> = replicas.iter().map(|(c, _)| c.grpc.clone()).collect();
+    let joined = urls.join(",");
+
+    // 1. Connect everyone.
+    let per_loader = args.updaters.div_ceil(args.loaders);
+    let mut loaders = Vec::new();
+    let connect_started = Instant::now();
+    for l in 0..args.loaders {
+        let offset = l * per_loader;
+        let count = per_loader.min(args.updaters.saturating_sub(offset));
+        loaders.push(Loader::start(&args, &joined, offset, count).await?);
+    }
+    wait_for("every updater connected", Duration::from_secs(900), || {
+        total(&loaders, "live") >= n
+    })
+    .await?;
+    let connect_time = connect_started.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_loaded = rss_sum(&replicas)?;
+    let per_updater = rss_loaded.saturating_sub(rss_idle) as f64 / n as f64;
+    println!(
+        "1. connected: {n} in {:.1} s; replicas' RSS {rss_idle} KiB idle → {rss_loaded} KiB: {per_updater:.1} KiB per updater",
+        connect_time.as_secs_f64()
+    );
+
+    // 4. Store writes per steady heartbeat, over every replica.
+    let before = stats_sum(&replicas).await?;
+    tokio::time::sleep(Duration::from_secs(args.steady_secs)).await;
+    let after = stats_sum(&replicas).await?;
+    let (beats, writes) = (after.0 - before.0, after.1 - before.1);
+    let writes_per_heartbeat = writes as f64 / beats.max(1) as f64;
+    println!(
+        "4. steady state over {} s: {beats} heartbeats, {writes} write statements over {} replicas: {writes_per_heartbeat:.5} writes per heartbeat",
+        args.steady_secs, args.replicas
+    );
+
+    // 3. An admin change on replica 0 → every updater, wherever it is connected.
+    let at = unix_ms();
+    for loader in &mut loaders {
+        loader.send(&format!("push 1.0.1 {at}")).await?;
+    }
+    admin
+        .set_channel_version(pb::SetChannelVersionRequest {
+            name: "bench".into(),
+            version: "1.0.1".into(),
+            ..Default::default()
+        })
+        .await?;
+    let need99 = (n as f64 * 0.99).ceil() as u64;
+    let _ = wait_for("99 % hold the change", Duration::from_secs(120), || {
+        total(&loaders, "push_seen") >= need99
+    })
+    .await;
+    let _ = wait_for("all hold the change", Duration::from_secs(60), || {
+        total(&loaders, "push_seen") >= n
+    })
+    .await;
+    for loader in &mut loaders {
+        *loader.latencies.lock() = None;
+        loader.send("latencies").await?;
+    }
+    wait_for("every loader's latencies", Duration::from_secs(60), || {
+        loaders.iter().all(|l| l.latencies.lock().is_some())
+    })
+    .await?;
+    let mut delays: Vec<Duration> = loaders
+        .iter()
+        .flat_map(|l| l.latencies.lock().clone().unwrap_or_default())
+        .map(|d| Duration::from_millis(d.max(0) as u64))
+        .collect();
+    let held = delays.len();
+    let (p50, p99, p100) = (
+        stats::percentile(&mut delays, 50.0),
+        stats::percentile(&mut delays, 99.0),
+        stats::percentile(&mut delays, 100.0),
+    );
+    println!(
+        "3. admin change on replica 0: {held}/{n} updaters across {} replicas held it; p50 {:.0} ms, p99 {:.0} ms, 100% {:.0} ms",
+        args.replicas,
+        ms(p50),
+        ms(p99),
+        ms(p100)
+    );
+
+    // 5. Every replica SIGKILLed, then restarted on the same ports.
+    for (replica, _) in &mut replicas {
+        replica.child.start_kill()?;
+    }
+    for (replica, _) in &mut replicas {
+        replica.child.wait().await?;
+    }
+    wait_for(
+        "every session noticed the kills",
+        Duration::from_secs(300),
+        || total(&loaders, "live") == 0,
+    )
+    .await?;
+    let restarted = Instant::now();
+    let mut fresh = Vec::new();
+    for (replica, dir) in replicas.drain(..) {
+        let mut flags = replica.args.clone();
+        flags[3] = replica.grpc.trim_start_matches("http://").to_string();
+        flags[5] = replica.http.clone();
+        drop(replica);
+        fresh.push((Coordinator::start(&bin, flags, &dir).await?, dir));
+    }
+    replicas = fresh;
+    let back = wait_for(
+        "every updater reconnected",
+        Duration::from_secs(900),
+        || total(&loaders, "live") >= n,
+    )
+    .await;
+    let back_s = back
+        .as_ref()
+        .map(|_| restarted.elapsed().as_secs_f64())
+        .ok();
+    println!(
+        "5. all {} replicas SIGKILLed and restarted: {} updaters back after {}",
+        args.replicas,
+        total(&loaders, "live"),
+        back_s.map_or("(not all within 900 s)".into(), |s| format!("{s:.1} s"))
+    );
+
+    // 2. Baseline: a bare tonic echo server holding one replica's share of the streams.
+    for loader in &mut loaders {
+        loader.child.start_kill()?;
+    }
+    drop(loaders);
+    drop(replicas);
+    let share = args.updaters / args.replicas;
+    let echo_kib = echo_per_stream(&args, share).await?;
+    let ratio = per_updater / echo_kib.max(0.001);
+    println!(
+        "2. memory: {per_updater:.1} KiB per updater on the replicas; bare tonic echo holding {share} streams: {echo_kib:.1} KiB per stream; ratio {ratio:.2}"
+    );
+    println!(
+        "{}",
+        json!({
+            "updaters": n,
+            "replicas": args.replicas,
+            "loaders": args.loaders,
+            "connect_s": connect_time.as_secs_f64(),
+            "kib_per_updater": per_updater,
+            "echo_kib_per_stream": echo_kib,
+            "memory_ratio": ratio,
+            "writes_per_heartbeat": writes_per_heartbeat,
+            "push_ms": { "p50": ms(p50), "p99": ms(p99), "p100": ms(p100), "held": held },
+            "all_back_s": back_s,
+        })
+    );
+    Ok(())
+}
+
+/// Heartbeats and write statements, summed over the replicas' `/api/v1/stats`.
+async fn stats_sum(replicas: &[Replica]) -> anyhow::Result<(u64, u64)> {
+    let mut sum = (0, 0);
+    for (replica, _) in replicas {
+        let stats = replica.stats().await?;
+        sum.0 += stats["heartbeats"].as_u64().unwrap_or(0);
+        sum.1 += stats["store_write_statements"].as_u64().unwrap_or(0);
+    }
+    Ok(sum)
+}
+
+/// RSS per stream of a bare echo server (its own process) holding `count` streams from one
+/// loader process.
+async fn echo_per_stream(args: &ReplicasArgs, count: usize) -> anyhow::Result<f64> {
+    let mut echo = Command::new(std::env::current_exe()?)
+        .arg("echo-server")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(echo.stdout.take().context("echo stdout")?).lines();
+    let addr = lines
+        .next_line()
+        .await?
+        .context("the echo server's address")?;
+    let pid = echo.id().unwrap_or_default();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = stats::rss_kib(pid)?;
+    let loader = Loader::start(args, &format!("http://{addr}"), 0, count).await?;
+    wait_for(
+        "the echo server's streams",
+        Duration::from_secs(600),
+        || loader.counter("live") >= count as u64,
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let loaded = stats::rss_kib(pid)?;
+    Ok(loaded.saturating_sub(idle) as f64 / count as f64)
+}
