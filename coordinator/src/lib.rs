@@ -22,6 +22,7 @@ pub mod readiness;
 pub mod retention;
 pub mod rollout;
 pub mod server;
+pub mod service_manager;
 pub mod store;
 pub mod supervisor;
 pub mod tls;

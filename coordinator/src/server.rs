@@ -217,6 +217,10 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         std::time::Duration::from_secs(1),
         config.version_sample_interval,
     );
+    let service_manager = tokio::spawn(crate::service_manager::notify_readiness(
+        verdict.clone(),
+        shutdown.clone(),
+    ));
     let router = http::router(fleet.clone(), verdict, connections.clone(), live);
     let http_listener = LimitedListener::new(http_listener, connections, "HTTP");
     let handshake_timeout = config.listener.handshake_timeout;
@@ -298,7 +302,7 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     }
 
     shutdown.cancelled().await;
-    let _ = tokio::join!(grpc, http, supervisor.join());
+    let _ = tokio::join!(grpc, http, supervisor.join(), service_manager);
     store.close().await;
     if let Some(server) = *stopped_server.lock() {
         return Err(DroverError::Internal(format!(
