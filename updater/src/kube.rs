@@ -1,6 +1,6 @@
 //! A thin client of the Kubernetes API for one workload (a Deployment or StatefulSet):
 //! read it, patch it (JSON patch, with a `test` of the image read, so a concurrent change
-//! makes the patch fail instead of being overwritten), list its pods, read a ConfigMap.
+//! makes the patch fail instead of being overwritten), list its pods.
 //! Below `health` and `installers`, which both use it; it knows nothing of installs.
 //!
 //! Only the fields the updater reads are modelled (`workload.rs`); answers are bounded in
@@ -163,32 +163,6 @@ impl KubeApi {
             .map_err(|err| format!("bad pods URL: {err}"))?;
         let list: PodList = self.call(reqwest::Method::GET, url.as_str(), None).await?;
         Ok(list.items)
-    }
-
-    /// One key of a ConfigMap; `None` when the ConfigMap or the key does not exist.
-    pub async fn config_map_value(
-        &self,
-        namespace: &str,
-        name: &str,
-        key: &str,
-    ) -> Result<Option<String>, String> {
-        #[derive(serde::Deserialize)]
-        struct ConfigMap {
-            #[serde(default)]
-            data: std::collections::BTreeMap<String, String>,
-        }
-        let url = format!(
-            "{}/api/v1/namespaces/{namespace}/configmaps/{name}",
-            self.base
-        );
-        match self
-            .call::<ConfigMap>(reqwest::Method::GET, &url, None)
-            .await
-        {
-            Ok(mut map) => Ok(map.data.remove(key)),
-            Err(err) if err.contains("answered 404") => Ok(None),
-            Err(err) => Err(err),
-        }
     }
 
     async fn call<T: DeserializeOwned>(
