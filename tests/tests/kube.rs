@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use drover_tests::{
     CoordinatorBuilder, CoordinatorProcess, UpdaterBuilder, UpdaterProcess, cosign_key::CosignKey,
-    droverctl_json, eventually, kube_api::FakeApiServer, registry::TestRegistry,
+    droverctl, droverctl_json, eventually, kube_api::FakeApiServer, registry::TestRegistry,
 };
 use drover_updater::installers::kube::{PREVIOUS_IMAGE_ANNOTATION, VERSION_ANNOTATION};
 use serde_json::Value;
@@ -90,14 +90,18 @@ impl Setup {
         .await;
     }
 
+    /// The agent as the coordinator knows it; `None` before its first hello.
+    async fn agent(&self) -> Option<Value> {
+        let url = self.coordinator.grpc_url();
+        let args = ["agents", "show", "kube-agent", "-o", "json"];
+        let (ok, stdout, _) = droverctl(&url, &args).await;
+        ok.then(|| serde_json::from_str(&stdout).expect("droverctl prints JSON"))
+    }
+
     /// The agent as the coordinator knows it, once its last report has `outcome`.
     async fn report(&self, outcome: &str, to: &str) -> Value {
         eventually(&format!("a {outcome} report for {to}"), WAIT, async || {
-            let agent = droverctl_json(
-                &self.coordinator.grpc_url(),
-                &["agents", "show", "kube-agent"],
-            )
-            .await;
+            let agent = self.agent().await?;
             let report = &agent["last_report"];
             (report["outcome"] == outcome && report["to_version"] == to).then_some(agent)
         })
@@ -110,12 +114,8 @@ impl Setup {
             "the kube updater reports 1.0.0, healthy",
             WAIT,
             async || {
-                let agent = droverctl_json(
-                    &self.coordinator.grpc_url(),
-                    &["agents", "show", "kube-agent"],
-                )
-                .await;
-                (agent["version"] == "1.0.0" && agent["health"] == "healthy").then_some(())
+                let agent = self.agent().await?;
+                (agent["agent_version"] == "1.0.0" && agent["health"] == "healthy").then_some(())
             },
         )
         .await;
@@ -144,9 +144,8 @@ async fn a_rollout_to_a_signed_tag_patches_the_workload_to_its_digest() {
     );
     assert_eq!(s.api.patches().len(), 1, "one patch: {:?}", s.api.patches());
     eventually("the coordinator sees 1.1.0", WAIT, async || {
-        let agent =
-            droverctl_json(&s.coordinator.grpc_url(), &["agents", "show", "kube-agent"]).await;
-        (agent["version"] == "1.1.0").then_some(())
+        let agent = s.agent().await?;
+        (agent["agent_version"] == "1.1.0").then_some(())
     })
     .await;
     assert_eq!(agent["health"], "healthy", "{agent}");
@@ -217,9 +216,8 @@ async fn a_target_whose_pods_never_become_ready_is_reverted() {
     assert_eq!(patched.len(), 2, "to the bad image and back: {patched:?}");
     assert!(patched[0].contains(&bad), "{patched:?}");
     eventually("the workload is healthy again on 1.0.0", WAIT, async || {
-        let agent =
-            droverctl_json(&s.coordinator.grpc_url(), &["agents", "show", "kube-agent"]).await;
-        (agent["version"] == "1.0.0" && agent["health"] == "healthy").then_some(())
+        let agent = s.agent().await?;
+        (agent["agent_version"] == "1.0.0" && agent["health"] == "healthy").then_some(())
     })
     .await;
 }
