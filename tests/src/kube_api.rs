@@ -247,32 +247,24 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Response {
     (code, Json(body)).into_response()
 }
 
-fn authorized(headers: &HeaderMap) -> Result<(), Response> {
+/// The 401 for a request without the service account's token; `None` when it has it.
+fn unauthorized(headers: &HeaderMap) -> Option<Response> {
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if bearer == Some(TOKEN) {
-        Ok(())
-    } else {
-        Err(status(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "Unauthorized",
-        ))
-    }
+    (bearer != Some(TOKEN))
+        .then(|| status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized"))
 }
 
 type Shared = State<Arc<Mutex<Cluster>>>;
 
-fn find(cluster: &Cluster, namespace: &str, name: &str) -> Result<(), Response> {
+/// The 404 for any Deployment but the one served; `None` for that one.
+fn not_found(cluster: &Cluster, namespace: &str, name: &str) -> Option<Response> {
     let meta = &cluster.deployment.metadata;
-    if meta.namespace.as_deref() == Some(namespace) && meta.name.as_deref() == Some(name) {
-        Ok(())
-    } else {
-        let message = format!("deployments.apps \"{name}\" not found");
-        Err(status(StatusCode::NOT_FOUND, "NotFound", &message))
-    }
+    let served = meta.namespace.as_deref() == Some(namespace) && meta.name.as_deref() == Some(name);
+    let message = format!("deployments.apps \"{name}\" not found");
+    (!served).then(|| status(StatusCode::NOT_FOUND, "NotFound", &message))
 }
 
 async fn get_deployment(
@@ -280,14 +272,12 @@ async fn get_deployment(
     Path((namespace, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = authorized(&headers) {
+    if let Some(refused) = unauthorized(&headers) {
         return refused;
     }
     let cluster = cluster.lock();
-    match find(&cluster, &namespace, &name) {
-        Ok(()) => Json(cluster.deployment.clone()).into_response(),
-        Err(missing) => missing,
-    }
+    not_found(&cluster, &namespace, &name)
+        .unwrap_or_else(|| Json(cluster.deployment.clone()).into_response())
 }
 
 async fn patch_deployment(
@@ -296,7 +286,7 @@ async fn patch_deployment(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = authorized(&headers) {
+    if let Some(refused) = unauthorized(&headers) {
         return refused;
     }
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
@@ -316,7 +306,7 @@ async fn patch_deployment(
         );
     };
     let mut cluster = cluster.lock();
-    if let Err(missing) = find(&cluster, &namespace, &name) {
+    if let Some(missing) = not_found(&cluster, &namespace, &name) {
         return missing;
     }
     let mut document = serde_json::to_value(&cluster.deployment).unwrap();
@@ -350,7 +340,7 @@ async fn list_pods(
     Query(query): Query<std::collections::BTreeMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = authorized(&headers) {
+    if let Some(refused) = unauthorized(&headers) {
         return refused;
     }
     let cluster = cluster.lock();
