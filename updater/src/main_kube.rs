@@ -27,6 +27,7 @@ pub enum KindArg {
 pub struct KubeArgs {
     #[command(flatten)]
     pub run: crate::RunArgs,
+    /// The kind of workload the agent runs as.
     #[arg(long, value_enum, default_value = "deployment")]
     pub kind: KindArg,
     #[arg(long, env = "DROVER_KUBE_NAMESPACE")]
