@@ -3,11 +3,15 @@
 #![forbid(unsafe_code)]
 
 mod chaos;
+pub mod cosign_key;
 pub mod enrol;
+mod json_patch;
+pub mod kube_api;
 pub mod otlp;
 mod postgres;
 mod process;
 mod receiver;
+pub mod registry;
 mod release;
 mod replicas;
 mod trust;

@@ -313,6 +313,8 @@ impl CoordinatorProcess {
 }
 
 pub struct UpdaterBuilder {
+    /// `run`, or `kube` for the Kubernetes updater.
+    subcommand: &'static str,
     coordinator: String,
     state_dir: PathBuf,
     args: Vec<String>,
@@ -325,6 +327,7 @@ impl UpdaterBuilder {
     pub fn new(coordinator: &str, state_dir: &Path, agent_id: &str) -> Self {
         let args = vec!["--agent-id".into(), agent_id.into()];
         Self {
+            subcommand: "run",
             coordinator: coordinator.into(),
             state_dir: state_dir.to_path_buf(),
             args,
@@ -335,6 +338,12 @@ impl UpdaterBuilder {
     /// Sets an environment variable for the updater (e.g. the OTLP exporter's).
     pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
         self.env.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// Runs `drover-updater kube` instead of `run`.
+    pub fn kube(mut self) -> Self {
+        self.subcommand = "kube";
         self
     }
 
@@ -363,7 +372,7 @@ impl UpdaterBuilder {
             assert!(enrolled, "drover-updater enroll failed: {stderr}");
         }
         let mut command = Command::new(bin("drover-updater"));
-        command.arg("run");
+        command.arg(self.subcommand);
         if let Some(ca) = crate::trust::ca_file_for(first) {
             command.arg("--ca-file").arg(ca);
         }

@@ -18,6 +18,7 @@ pub fn installer_kind_to_proto(kind: InstallerKind) -> pb::InstallerKind {
         InstallerKind::Command => pb::InstallerKind::Command,
         InstallerKind::Tarball => pb::InstallerKind::Tarball,
         InstallerKind::Simulated => pb::InstallerKind::Simulated,
+        InstallerKind::Kubernetes => pb::InstallerKind::Kubernetes,
     }
 }
 

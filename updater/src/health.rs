@@ -15,9 +15,20 @@ pub enum Health {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
-    Http { url: String },
-    Command { command: String },
-    SystemdUnit { unit: String },
+    Http {
+        url: String,
+    },
+    Command {
+        command: String,
+    },
+    SystemdUnit {
+        unit: String,
+    },
+    /// A Kubernetes workload: rolled out, every replica ready on its current image.
+    Workload {
+        api: crate::kube::KubeApi,
+        workload: crate::kube::WorkloadRef,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -41,12 +52,24 @@ impl Probe {
                 Self::SystemdUnit { unit } => run_ok("systemctl", &["is-active", "--quiet", unit])
                     .await
                     .map_err(|err| format!("unit {unit} is not active ({err})")),
+                Self::Workload { api, workload } => workload_ready(api, workload).await,
             }
         };
         tokio::time::timeout(timeout, run)
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {} ms", timeout.as_millis())))
     }
+}
+
+async fn workload_ready(
+    api: &crate::kube::KubeApi,
+    workload: &crate::kube::WorkloadRef,
+) -> Result<(), String> {
+    let current = api.workload(workload).await?;
+    let pods = api
+        .pods(&workload.namespace, &current.label_selector())
+        .await?;
+    crate::kube::rollout_progress(&current, &pods, &workload.container)
 }
 
 async fn http_get(url: &str) -> Result<(), String> {

@@ -30,6 +30,7 @@ mod health_task;
 pub mod http;
 pub mod identity;
 pub mod installers;
+pub mod kube;
 pub mod manager;
 pub mod pin;
 pub mod policy;

@@ -1,6 +1,8 @@
 //! drover-updater: keeps one agent on its target version. See `drover-updater --help`.
 #![forbid(unsafe_code)]
 
+mod main_kube;
+
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
@@ -63,6 +65,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Keep one container of a Kubernetes Deployment or StatefulSet on its target: each
+    /// version is a tag of --image-repository, verified with --cosign-public-key and run by
+    /// digest; health is the workload's rollout and pods' readiness.
+    Kube(Box<main_kube::KubeArgs>),
     /// Simulate a fleet of updaters (one real gRPC connection each) for demos and load.
     Simulate(SimulateArgs),
 }
@@ -383,40 +389,12 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => {
-            let hostname = hostname::get()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let who = RunIdentity::resolve(
-                &args.state_dir,
-                &args.coordinator,
-                args.ca_file.as_deref(),
-                args.agent_id.clone(),
-                args.group.clone(),
-            )?;
-            let config = UpdaterConfig {
-                installer: installer(&args)?,
-                health: health_config(&args),
-                coordinator_ca: who.ca,
-                identity: who.identity,
-                coordinator: args.coordinator,
-                hostname,
-                group: who.group,
-                channel: args.channel,
-                labels: args.labels,
-                initial_agent_version: args.agent_version,
-                recheck_interval: args.recheck_secs.map(Duration::from_secs),
-                backoff: Backoff::default(),
-                initial_health: Health::Unknown,
-                health_grace: Duration::from_secs(args.health_grace_secs),
-                clock: Clock {
-                    offset_ms: args.clock_offset_ms,
-                },
-            };
-            let store = StateStore::Dir {
-                path: args.state_dir,
-                agent_id: who.agent_id,
-            };
-            drover_updater::run(config, store, shutdown).await
+            let (installer, health) = (installer(&args)?, health_config(&args));
+            run(*args, installer, health, shutdown).await
+        }
+        Command::Kube(args) => {
+            let (installer, health) = main_kube::kube_backend(&args)?;
+            run(args.run, installer, Some(health), shutdown).await
         }
         Command::Status { state_dir, json } => {
             let state = read_dir_state(&state_dir)
@@ -461,6 +439,49 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs an updater with `installer` and `health` and the rest of `args`.
+async fn run(
+    args: RunArgs,
+    installer: Backend,
+    health: Option<HealthConfig>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let hostname = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let who = RunIdentity::resolve(
+        &args.state_dir,
+        &args.coordinator,
+        args.ca_file.as_deref(),
+        args.agent_id.clone(),
+        args.group.clone(),
+    )?;
+    let config = UpdaterConfig {
+        installer,
+        health,
+        coordinator_ca: who.ca,
+        identity: who.identity,
+        coordinator: args.coordinator,
+        hostname,
+        group: who.group,
+        channel: args.channel,
+        labels: args.labels,
+        initial_agent_version: args.agent_version,
+        recheck_interval: args.recheck_secs.map(Duration::from_secs),
+        backoff: Backoff::default(),
+        initial_health: Health::Unknown,
+        health_grace: Duration::from_secs(args.health_grace_secs),
+        clock: Clock {
+            offset_ms: args.clock_offset_ms,
+        },
+    };
+    let store = StateStore::Dir {
+        path: args.state_dir,
+        agent_id: who.agent_id,
+    };
+    drover_updater::run(config, store, shutdown).await
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

@@ -4,7 +4,7 @@
 
 use super::{
     InstallContext, InstallError, Installer, InstallerKind, command::CommandInstaller,
-    simulated::SimulatedInstaller, tarball::TarballInstaller,
+    kube::KubeInstaller, simulated::SimulatedInstaller, tarball::TarballInstaller,
 };
 
 #[derive(Debug, Clone)]
@@ -12,6 +12,7 @@ pub enum Backend {
     Command(CommandInstaller),
     Tarball(TarballInstaller),
     Simulated(SimulatedInstaller),
+    Kube(Box<KubeInstaller>),
 }
 
 /// Runs `$call` on whichever backend `$self` holds.
@@ -21,6 +22,7 @@ macro_rules! each {
             Backend::Command($b) => $call,
             Backend::Tarball($b) => $call,
             Backend::Simulated($b) => $call,
+            Backend::Kube($b) => $call,
         }
     };
 }

@@ -9,13 +9,16 @@
 //! Dependency direction: backends import this module (the trait, `InstallContext`,
 //! `InstallError`) and shared helpers (`download`, `crate::shell`, `crate::trace`); only
 //! `backend.rs` names every backend, and nothing here imports the attempt or the manager.
-//! A package manager (apt, dnf, zypper) or Kubernetes is a new module plus a `Backend`
-//! variant.
+//! A package manager (apt, dnf, zypper) is a new module plus a `Backend` variant, as
+//! Kubernetes is (`kube.rs`, verifying images with `cosign.rs` over `oci.rs`).
 
 pub mod backend;
 pub mod command;
+pub mod cosign;
 pub mod download;
 mod error;
+pub mod kube;
+pub mod oci;
 pub mod simulated;
 pub mod tarball;
 
@@ -29,6 +32,7 @@ pub enum InstallerKind {
     Command,
     Tarball,
     Simulated,
+    Kubernetes,
 }
 
 /// Who installs and from what: what a backend may pass on to the agent's tooling.

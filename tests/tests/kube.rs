@@ -1,0 +1,223 @@
+//! The Kubernetes updater end to end: a real coordinator, a real `drover-updater kube`, a
+//! real OCI registry (Debian's docker-registry) holding images pushed and signed by skopeo,
+//! and — there being no cluster here — the fake API server of `drover_tests::kube_api`
+//! standing in for Kubernetes (its Deployment controller simulated).
+
+use std::time::Duration;
+
+use drover_tests::{
+    CoordinatorBuilder, CoordinatorProcess, UpdaterBuilder, UpdaterProcess, cosign_key::CosignKey,
+    droverctl, droverctl_json, eventually, kube_api::FakeApiServer, registry::TestRegistry,
+};
+use drover_updater::installers::kube::{PREVIOUS_IMAGE_ANNOTATION, VERSION_ANNOTATION};
+use serde_json::Value;
+use tempfile::TempDir;
+
+const WAIT: Duration = Duration::from_secs(60);
+const PATH: &str = "drover/agent";
+
+struct Setup {
+    root: TempDir,
+    coordinator: CoordinatorProcess,
+    registry: TestRegistry,
+    key: CosignKey,
+    api: FakeApiServer,
+}
+
+/// Signed 1.0.0, 1.1.0 and 1.3.0, unsigned 1.2.0; the Deployment `fleet/agent` runs 1.0.0
+/// by tag; channel `beta` at 1.0.0.
+async fn setup() -> Setup {
+    let root = tempfile::tempdir().unwrap();
+    let coordinator = CoordinatorBuilder::sqlite(root.path())
+        .control_plane("2.0.0")
+        .start()
+        .await;
+    let registry = TestRegistry::start(root.path()).await;
+    let key = CosignKey::generate(&root.path().join("keys"), "release");
+    for version in ["1.0.0", "1.1.0", "1.3.0"] {
+        registry.push(PATH, version, version, Some(&key)).await;
+    }
+    registry.push(PATH, "1.2.0", "1.2.0", None).await;
+    let image = format!("{}:1.0.0", registry.repository(PATH));
+    let api = FakeApiServer::start("fleet", "agent", 2, &image).await;
+    droverctl_json(
+        &coordinator.grpc_url(),
+        &["channels", "set", "beta", "1.0.0"],
+    )
+    .await;
+    Setup {
+        root,
+        coordinator,
+        registry,
+        key,
+        api,
+    }
+}
+
+impl Setup {
+    fn updater(&self) -> UpdaterProcess {
+        let token = self.root.path().join("token");
+        std::fs::write(&token, self.api.token()).unwrap();
+        UpdaterBuilder::new(
+            &self.coordinator.grpc_url(),
+            &self.root.path().join("updater"),
+            "kube-agent",
+        )
+        .kube()
+        .arg("--group", "prod")
+        .arg("--channel", "beta")
+        .arg("--namespace", "fleet")
+        .arg("--workload", "agent")
+        .arg("--container", "agent")
+        .arg("--image-repository", self.registry.repository(PATH))
+        .arg(
+            "--cosign-public-key",
+            self.key.public_key.display().to_string(),
+        )
+        .arg("--api-server", self.api.url.clone())
+        .arg("--api-token-file", token.display().to_string())
+        .arg("--health-interval-ms", "200")
+        .arg("--health-grace-secs", "4")
+        .arg("--recheck-secs", "3600")
+        .start()
+    }
+
+    async fn set_channel(&self, version: &str) {
+        droverctl_json(
+            &self.coordinator.grpc_url(),
+            &["channels", "set", "beta", version],
+        )
+        .await;
+    }
+
+    /// The agent as the coordinator knows it; `None` before its first hello.
+    async fn agent(&self) -> Option<Value> {
+        let url = self.coordinator.grpc_url();
+        let args = ["agents", "show", "kube-agent", "-o", "json"];
+        let (ok, stdout, _) = droverctl(&url, &args).await;
+        ok.then(|| serde_json::from_str(&stdout).expect("droverctl prints JSON"))
+    }
+
+    /// The agent as the coordinator knows it, once its last report has `outcome`.
+    async fn report(&self, outcome: &str, to: &str) -> Value {
+        eventually(&format!("a {outcome} report for {to}"), WAIT, async || {
+            let agent = self.agent().await?;
+            let report = &agent["last_report"];
+            (report["outcome"] == outcome && report["to_version"] == to).then_some(agent)
+        })
+        .await
+    }
+
+    /// Waits until the updater is connected, healthy on 1.0.0 (read from the workload).
+    async fn running_first_version(&self) {
+        eventually(
+            "the kube updater reports 1.0.0, healthy",
+            WAIT,
+            async || {
+                let agent = self.agent().await?;
+                (agent["agent_version"] == "1.0.0" && agent["health"] == "healthy").then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_to_a_signed_tag_patches_the_workload_to_its_digest() {
+    let s = setup().await;
+    let updater = s.updater();
+    s.running_first_version().await;
+    s.set_channel("1.1.0").await;
+    let agent = s.report("succeeded", "1.1.0").await;
+    let digest = s.registry.digest(PATH, "1.1.0").await;
+    assert_eq!(
+        s.api.image(),
+        format!("{}@{digest}", s.registry.repository(PATH))
+    );
+    assert_eq!(
+        s.api.annotation(VERSION_ANNOTATION).as_deref(),
+        Some("1.1.0")
+    );
+    assert_eq!(
+        s.api.annotation(PREVIOUS_IMAGE_ANNOTATION),
+        Some(format!("{}:1.0.0", s.registry.repository(PATH)))
+    );
+    assert_eq!(s.api.patches().len(), 1, "one patch: {:?}", s.api.patches());
+    eventually("the coordinator sees 1.1.0", WAIT, async || {
+        let agent = s.agent().await?;
+        (agent["agent_version"] == "1.1.0").then_some(())
+    })
+    .await;
+    assert_eq!(agent["health"], "healthy", "{agent}");
+    drop(updater);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsigned_target_is_refused_and_the_workload_untouched() {
+    let s = setup().await;
+    let _updater = s.updater();
+    s.running_first_version().await;
+    let before = s.api.deployment();
+    s.set_channel("1.2.0").await;
+    let agent = s.report("refused", "1.2.0").await;
+    let error = agent["last_report"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains("is not signed"), "{error}");
+    assert!(
+        s.api.patches().is_empty(),
+        "nothing patched: {:?}",
+        s.api.patches()
+    );
+    assert_eq!(s.api.deployment(), before, "the workload is untouched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_whose_pods_never_become_ready_is_reverted() {
+    let s = setup().await;
+    let _updater = s.updater();
+    s.running_first_version().await;
+    let bad = format!(
+        "{}@{}",
+        s.registry.repository(PATH),
+        s.registry.digest(PATH, "1.3.0").await
+    );
+    s.api.mark_bad(&bad);
+    s.set_channel("1.3.0").await;
+    let agent = s.report("reverted", "1.3.0").await;
+    let error = agent["last_report"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains("did not roll out within 4 s"), "{error}");
+    assert!(error.contains("reverted to 1.0.0"), "{error}");
+    assert_eq!(
+        s.api.image(),
+        format!("{}:1.0.0", s.registry.repository(PATH))
+    );
+    assert_eq!(
+        s.api.annotation(VERSION_ANNOTATION).as_deref(),
+        Some("1.0.0")
+    );
+    let patched: Vec<String> = s
+        .api
+        .patches()
+        .iter()
+        .map(|ops| {
+            ops.as_array()
+                .unwrap()
+                .iter()
+                .find(|op| op["op"] == "replace")
+                .unwrap()["value"]
+                .to_string()
+        })
+        .collect();
+    assert_eq!(patched.len(), 2, "to the bad image and back: {patched:?}");
+    assert!(patched[0].contains(&bad), "{patched:?}");
+    eventually("the workload is healthy again on 1.0.0", WAIT, async || {
+        let agent = s.agent().await?;
+        (agent["agent_version"] == "1.0.0" && agent["health"] == "healthy").then_some(())
+    })
+    .await;
+}
