@@ -18,6 +18,9 @@ pub fn installer_kind_to_proto(kind: InstallerKind) -> pb::InstallerKind {
         InstallerKind::Command => pb::InstallerKind::Command,
         InstallerKind::Tarball => pb::InstallerKind::Tarball,
         InstallerKind::Simulated => pb::InstallerKind::Simulated,
+        InstallerKind::Apt => pb::InstallerKind::Apt,
+        InstallerKind::Dnf => pb::InstallerKind::Dnf,
+        InstallerKind::Zypper => pb::InstallerKind::Zypper,
     }
 }
 

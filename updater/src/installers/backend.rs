@@ -3,8 +3,9 @@
 //! object-safe, so dispatch by `match` costs no boxing and no extra crate.
 
 use super::{
-    InstallContext, InstallError, Installer, InstallerKind, command::CommandInstaller,
-    simulated::SimulatedInstaller, tarball::TarballInstaller,
+    InstallContext, InstallError, Installer, InstallerKind, apt::AptInstaller,
+    command::CommandInstaller, dnf::DnfInstaller, simulated::SimulatedInstaller,
+    tarball::TarballInstaller, zypper::ZypperInstaller,
 };
 
 #[derive(Debug, Clone)]
@@ -12,6 +13,9 @@ pub enum Backend {
     Command(CommandInstaller),
     Tarball(TarballInstaller),
     Simulated(SimulatedInstaller),
+    Apt(AptInstaller),
+    Dnf(DnfInstaller),
+    Zypper(ZypperInstaller),
 }
 
 /// Runs `$call` on whichever backend `$self` holds.
@@ -21,6 +25,9 @@ macro_rules! each {
             Backend::Command($b) => $call,
             Backend::Tarball($b) => $call,
             Backend::Simulated($b) => $call,
+            Backend::Apt($b) => $call,
+            Backend::Dnf($b) => $call,
+            Backend::Zypper($b) => $call,
         }
     };
 }

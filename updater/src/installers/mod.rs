@@ -9,15 +9,19 @@
 //! Dependency direction: backends import this module (the trait, `InstallContext`,
 //! `InstallError`) and shared helpers (`download`, `crate::shell`, `crate::trace`); only
 //! `backend.rs` names every backend, and nothing here imports the attempt or the manager.
-//! A package manager (apt, dnf, zypper) or Kubernetes is a new module plus a `Backend`
-//! variant.
+//! The package managers (apt, dnf, zypper) share `package` (running and reading their
+//! commands); a new backend is a new module plus a `Backend` variant.
 
+pub mod apt;
 pub mod backend;
 pub mod command;
+pub mod dnf;
 pub mod download;
 mod error;
+pub mod package;
 pub mod simulated;
 pub mod tarball;
+pub mod zypper;
 
 use std::future::Future;
 
@@ -29,6 +33,9 @@ pub enum InstallerKind {
     Command,
     Tarball,
     Simulated,
+    Apt,
+    Dnf,
+    Zypper,
 }
 
 /// Who installs and from what: what a backend may pass on to the agent's tooling.
