@@ -9,6 +9,8 @@ mod postgres;
 mod process;
 mod receiver;
 mod release;
+pub mod repos;
+pub mod roots;
 mod trust;
 
 pub use chaos::ChaosProxy;

@@ -200,6 +200,7 @@ const REFUSED: &[&str] = &[
     "digest: BAD",
     "NOKEY",
     "not signed",
+    "no longer signed",
 ];
 /// ... that the version (or the package) is not in any repository.
 const NOT_FOUND: &[&str] = &[

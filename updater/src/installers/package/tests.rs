@@ -25,6 +25,10 @@ fn real_messages_get_their_reasons() {
             |e| matches!(e, InstallError::Refused(_)),
         ),
         (
+            "Ign:3 http://127.0.0.1:1/apt stable Release.gpg\nE: The repository 'http://127.0.0.1:1/apt stable Release' is no longer signed.",
+            |e| matches!(e, InstallError::Refused(_)),
+        ),
+        (
             "Error: Failed to download metadata for repo 't': repomd.xml GPG signature verification error: Bad GPG signature",
             |e| matches!(e, InstallError::Refused(_)),
         ),
