@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use drover_rules::ReasonCode;
+
 use super::*;
 
 fn failed(text: &str) -> Output {
@@ -15,80 +17,77 @@ fn failed(text: &str) -> Output {
 
 #[test]
 fn real_messages_get_their_reasons() {
-    let cases: &[(&str, fn(&InstallError) -> bool)] = &[
+    let cases: &[(&str, ReasonCode)] = &[
         (
             "W: GPG error: http://127.0.0.1 stable InRelease: The following signatures couldn't be verified because the public key is not available: NO_PUBKEY 4A8DFA4CAA57B0FA\nE: The repository 'http://127.0.0.1 stable InRelease' is not signed.",
-            |e| matches!(e, InstallError::Refused(_)),
+            ReasonCode::InstallRefused,
         ),
         (
             "E: The repository 'http://127.0.0.1:1/ stable Release' is not signed.",
-            |e| matches!(e, InstallError::Refused(_)),
+            ReasonCode::InstallRefused,
         ),
         (
             "Ign:3 http://127.0.0.1:1/apt stable Release.gpg\nE: The repository 'http://127.0.0.1:1/apt stable Release' is no longer signed.",
-            |e| matches!(e, InstallError::Refused(_)),
+            ReasonCode::InstallRefused,
         ),
         (
             "Error: Failed to download metadata for repo 't': repomd.xml GPG signature verification error: Bad GPG signature",
-            |e| matches!(e, InstallError::Refused(_)),
+            ReasonCode::InstallRefused,
         ),
         (
             "Error: Failed to download metadata for repo 't': GPG verification is enabled, but GPG signature is not available.",
-            |e| matches!(e, InstallError::Refused(_)),
+            ReasonCode::InstallRefused,
         ),
-        ("Error: GPG check FAILED", |e| {
-            matches!(e, InstallError::Refused(_))
-        }),
+        ("Error: GPG check FAILED", ReasonCode::InstallRefused),
         (
             "Warning: File 'repomd.xml' from repository 't' is signed with an unknown key '4A8DFA4CAA57B0FA'.",
-            |e| matches!(e, InstallError::Refused(_)),
+            ReasonCode::InstallRefused,
         ),
         (
             "Warning: File 'repomd.xml' from repository 't' is unsigned.",
-            |e| matches!(e, InstallError::Refused(_)),
+            ReasonCode::InstallRefused,
         ),
         (
             "drover-demo-agent-1.1.0-1.noarch (t): Signature verification failed [2-Signature does not verify]",
-            |e| matches!(e, InstallError::Refused(_)),
+            ReasonCode::InstallRefused,
         ),
         (
             "E: Failed to fetch http://127.0.0.1/pool/a.deb  Hash Sum mismatch",
-            |e| matches!(e, InstallError::Refused(_)),
+            ReasonCode::InstallRefused,
         ),
         (
             "E: Version '9.9' for 'drover-demo-agent' was not found",
-            |e| matches!(e, InstallError::NotFound(_)),
+            ReasonCode::VersionNotFound,
         ),
         (
             "Error: Unable to find a match: drover-demo-agent-9.9",
-            |e| matches!(e, InstallError::NotFound(_)),
+            ReasonCode::VersionNotFound,
         ),
-        ("No provider of 'drover-demo-agent=9.9' found.", |e| {
-            matches!(e, InstallError::NotFound(_))
-        }),
+        (
+            "No provider of 'drover-demo-agent=9.9' found.",
+            ReasonCode::VersionNotFound,
+        ),
         (
             "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 (apt-get)",
-            |e| matches!(e, InstallError::Busy(_)),
+            ReasonCode::PackageManagerBusy,
         ),
         (
             "System management is locked by the application with pid 4242 (zypper).",
-            |e| matches!(e, InstallError::Busy(_)),
+            ReasonCode::PackageManagerBusy,
         ),
         (
             "The following packages have unmet dependencies:\n agent : Breaks: other (< 2)",
-            |e| matches!(e, InstallError::Conflict(_)),
+            ReasonCode::PackageConflict,
         ),
         (
             "Error:\n Problem: package agent-1.1.0-1.noarch conflicts with other provided by other-1-1.noarch",
-            |e| matches!(e, InstallError::Conflict(_)),
+            ReasonCode::PackageConflict,
         ),
-        ("dpkg: error: disk full", |e| {
-            matches!(e, InstallError::Failed(_))
-        }),
+        ("dpkg: error: disk full", ReasonCode::UpdateFailed),
     ];
     for (text, expected) in cases {
         let err = classify("install", &failed(text));
-        assert!(expected(&err), "{text:?} was read as {err:?}");
+        assert_eq!(err.reason(), *expected, "{text:?} was read as {err:?}");
         assert!(err.message().contains("exit 100"), "{err}");
     }
 }
@@ -137,5 +136,5 @@ async fn output_is_bounded_and_time_is_bounded() {
     let err = run("sleep", &["30".into()], &[], Duration::from_millis(300))
         .await
         .unwrap_err();
-    assert_eq!(err.reason(), drover_rules::ReasonCode::InstallTimedOut);
+    assert_eq!(err.reason(), ReasonCode::InstallTimedOut);
 }
