@@ -14,6 +14,8 @@ mod receiver;
 pub mod registry;
 mod release;
 mod replicas;
+pub mod repos;
+pub mod roots;
 mod trust;
 
 pub use chaos::ChaosProxy;

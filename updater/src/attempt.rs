@@ -72,9 +72,15 @@ async fn attempt(shared: &Shared, in_flight: InFlight) {
     if let Err(err) = shared.config.installer.prepare(target).await {
         tracing::warn!(version = %target, error = %err.message(), reason = err.reason().as_str(), "install refused or failed before touching the agent");
         // A refusal is final for this directive; anything else is retried later.
-        let (kind, outcome) = match err.reason() {
-            ReasonCode::InstallRefused => (FailureKind::Refused, Outcome::Refused),
-            _ => (FailureKind::Transient, Outcome::Failed),
+        let (kind, outcome) = if err.is_refusal() {
+            (FailureKind::Refused, Outcome::Refused)
+        } else {
+            (FailureKind::Transient, Outcome::Failed)
+        };
+        // Waiting for a retry says why (a missing version, a busy lock), not just "failed".
+        let reason = match err.reason() {
+            ReasonCode::UpdateFailed => ReasonCode::RetryPending,
+            specific => specific,
         };
         let mut state = shared.state.lock().await;
         let attempts = match &state.install_failure {
@@ -89,6 +95,7 @@ async fn attempt(shared: &Shared, in_flight: InFlight) {
             kind,
             attempts,
             retry_at_ms: shared.now_ms() + retry_delay_ms(attempts),
+            reason: Some(reason),
         });
         let report = report_for(shared, &in_flight, outcome, err.message().to_string());
         push_report(shared, &mut state, report).await;

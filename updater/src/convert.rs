@@ -19,6 +19,9 @@ pub fn installer_kind_to_proto(kind: InstallerKind) -> pb::InstallerKind {
         InstallerKind::Tarball => pb::InstallerKind::Tarball,
         InstallerKind::Simulated => pb::InstallerKind::Simulated,
         InstallerKind::Kubernetes => pb::InstallerKind::Kubernetes,
+        InstallerKind::Apt => pb::InstallerKind::Apt,
+        InstallerKind::Dnf => pb::InstallerKind::Dnf,
+        InstallerKind::Zypper => pb::InstallerKind::Zypper,
     }
 }
 

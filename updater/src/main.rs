@@ -16,8 +16,9 @@ use drover_updater::{
     health::{HealthConfig, Probe},
     identity::identity_dir,
     installers::{
-        backend::Backend, command::CommandInstaller, download::DownloadLimits,
-        tarball::TarballInstaller,
+        apt::AptInstaller, backend::Backend, command::CommandInstaller, dnf::DnfInstaller,
+        download::DownloadLimits, package::PackageConfig, tarball::TarballInstaller,
+        zypper::ZypperInstaller,
     },
     pin::CaPin,
     simulate::{SimulationConfig, run_enrolled as simulate, simulation_tls},
@@ -148,9 +149,36 @@ struct RunArgs {
     #[arg(long, env = "DROVER_AGENT_VERSION")]
     agent_version: Option<String>,
     /// Install with a command: `sh -c` runs it with $DROVER_TARGET_VERSION; exit 0 means
-    /// installed. (Give this or --tarball-root.)
-    #[arg(long, env = "DROVER_INSTALL_COMMAND", conflicts_with = "tarball_root")]
+    /// installed. (Give this, --tarball-root, or --installer with --package.)
+    #[arg(long, env = "DROVER_INSTALL_COMMAND", conflicts_with_all = ["tarball_root", "installer"])]
     install_command: Option<String>,
+    /// Install the agent as a system package with this package manager, from the host's
+    /// configured (signed) repositories: exactly the target version, held/locked between
+    /// updates.
+    #[arg(
+        long,
+        env = "DROVER_INSTALLER",
+        value_enum,
+        requires = "package",
+        conflicts_with = "tarball_root"
+    )]
+    installer: Option<PackageManager>,
+    /// The agent's package name (with --installer).
+    #[arg(long, env = "DROVER_PACKAGE")]
+    package: Option<String>,
+    /// With --installer: work on the system under this directory instead of / (apt: its
+    /// Dir and dpkg --root; dnf --installroot; zypper --root), e.g. an image being built.
+    #[arg(long, env = "DROVER_PACKAGE_ROOT", requires = "installer")]
+    package_root: Option<PathBuf>,
+    /// With --installer: one more global option for the package manager, repeatable, e.g.
+    /// `--package-option=--setopt=reposdir=/etc/agent.repos.d` (dnf) or
+    /// `--package-option=-oAcquire::http::Proxy=…` (apt).
+    #[arg(
+        long = "package-option",
+        requires = "installer",
+        allow_hyphen_values = true
+    )]
+    package_options: Vec<String>,
     /// Install signed tarballs under this directory (versions/<v>/ and a `current` symlink).
     #[arg(long, env = "DROVER_TARBALL_ROOT", requires_all = ["release_url", "release_public_key"])]
     tarball_root: Option<PathBuf>,
@@ -262,8 +290,30 @@ struct SimulateArgs {
     seed: u64,
 }
 
+/// The package managers `--installer` can drive.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum PackageManager {
+    Apt,
+    Dnf,
+    Zypper,
+}
+
 fn installer(args: &RunArgs) -> anyhow::Result<Backend> {
     let timeout = Duration::from_secs(args.install_timeout_secs);
+    if let Some(manager) = args.installer {
+        let config = PackageConfig {
+            package: args.package.clone().context("--package is required")?,
+            root: args.package_root.clone(),
+            options: args.package_options.clone(),
+            timeout,
+        };
+        config.validate().map_err(anyhow::Error::msg)?;
+        return Ok(match manager {
+            PackageManager::Apt => Backend::Apt(AptInstaller { config }),
+            PackageManager::Dnf => Backend::Dnf(DnfInstaller { config }),
+            PackageManager::Zypper => Backend::Zypper(ZypperInstaller { config }),
+        });
+    }
     if let Some(command) = &args.install_command {
         return Ok(Backend::Command(CommandInstaller {
             command: command.clone(),
@@ -272,7 +322,7 @@ fn installer(args: &RunArgs) -> anyhow::Result<Backend> {
     }
     let Some(root) = &args.tarball_root else {
         anyhow::bail!(
-            "say how to install: --install-command CMD, or --tarball-root DIR with --release-url and --release-public-key"
+            "say how to install: --install-command CMD, --tarball-root DIR with --release-url and --release-public-key, or --installer apt|dnf|zypper with --package NAME"
         );
     };
     let key_path = args

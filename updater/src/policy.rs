@@ -144,7 +144,7 @@ pub fn decide(now_ms: i64, state: &PersistedState, health: Health) -> Decision {
             }
             FailureKind::Transient if now_ms < failure.retry_at_ms => {
                 return wait(
-                    ReasonCode::RetryPending,
+                    failure.reason.unwrap_or(ReasonCode::RetryPending),
                     format!(
                         "the install of {target} failed {} time(s); retrying later",
                         failure.attempts
@@ -358,10 +358,17 @@ mod tests {
             kind: FailureKind::Transient,
             attempts: 1,
             retry_at_ms: MONDAY + HOUR,
+            reason: None,
         });
         assert_eq!(
             decide(MONDAY, &s, Health::Healthy).reason(),
             ReasonCode::RetryPending
+        );
+        s.install_failure.as_mut().unwrap().reason = Some(ReasonCode::PackageManagerBusy);
+        assert_eq!(
+            decide(MONDAY, &s, Health::Healthy).reason(),
+            ReasonCode::PackageManagerBusy,
+            "the wait says why the last attempt failed"
         );
         assert_eq!(
             decide(MONDAY + HOUR, &s, Health::Healthy).reason(),

@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::Context;
-use drover_rules::time::rfc3339;
+use drover_rules::{ReasonCode, time::rfc3339};
 use serde::{Deserialize, Serialize};
 
 const STATE_FILE: &str = "state.json";
@@ -82,6 +82,9 @@ pub struct InstallFailure {
     pub kind: FailureKind,
     pub attempts: u32,
     pub retry_at_ms: i64,
+    /// Why it failed, shown while waiting (e.g. `version_not_found`); absent in older state.
+    #[serde(default)]
+    pub reason: Option<ReasonCode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,8 +3,9 @@
 //! object-safe, so dispatch by `match` costs no boxing and no extra crate.
 
 use super::{
-    InstallContext, InstallError, Installer, InstallerKind, command::CommandInstaller,
-    kube::KubeInstaller, simulated::SimulatedInstaller, tarball::TarballInstaller,
+    InstallContext, InstallError, Installer, InstallerKind, apt::AptInstaller,
+    command::CommandInstaller, dnf::DnfInstaller, kube::KubeInstaller,
+    simulated::SimulatedInstaller, tarball::TarballInstaller, zypper::ZypperInstaller,
 };
 
 #[derive(Debug, Clone)]
@@ -13,6 +14,9 @@ pub enum Backend {
     Tarball(TarballInstaller),
     Simulated(SimulatedInstaller),
     Kube(Box<KubeInstaller>),
+    Apt(AptInstaller),
+    Dnf(DnfInstaller),
+    Zypper(ZypperInstaller),
 }
 
 /// Runs `$call` on whichever backend `$self` holds.
@@ -23,6 +27,9 @@ macro_rules! each {
             Backend::Tarball($b) => $call,
             Backend::Simulated($b) => $call,
             Backend::Kube($b) => $call,
+            Backend::Apt($b) => $call,
+            Backend::Dnf($b) => $call,
+            Backend::Zypper($b) => $call,
         }
     };
 }

@@ -14,21 +14,42 @@ pub enum InstallError {
     NotFound(String),
     /// Installing or reverting on the agent failed (a command, a switch, a restart).
     Failed(String),
+    /// The package manager refused: the version conflicts with the host's packages.
+    Conflict(String),
+    /// Another process holds the package manager's lock.
+    Busy(String),
+    /// A step did not finish within its timeout.
+    TimedOut(String),
 }
 
 impl InstallError {
     pub fn message(&self) -> &str {
         match self {
-            Self::Transient(m) | Self::Refused(m) | Self::NotFound(m) | Self::Failed(m) => m,
+            Self::Transient(m)
+            | Self::Refused(m)
+            | Self::NotFound(m)
+            | Self::Failed(m)
+            | Self::Conflict(m)
+            | Self::Busy(m)
+            | Self::TimedOut(m) => m,
         }
+    }
+
+    /// A refusal is final for its directive; everything else may be retried later.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Refused(_))
     }
 
     /// The code the policy gives the next decision after this failure.
     pub fn reason(&self) -> ReasonCode {
         match self {
             Self::Refused(_) => ReasonCode::InstallRefused,
-            Self::Transient(_) | Self::NotFound(_) => ReasonCode::RetryPending,
+            Self::Transient(_) => ReasonCode::RetryPending,
+            Self::NotFound(_) => ReasonCode::VersionNotFound,
             Self::Failed(_) => ReasonCode::UpdateFailed,
+            Self::Conflict(_) => ReasonCode::PackageConflict,
+            Self::Busy(_) => ReasonCode::PackageManagerBusy,
+            Self::TimedOut(_) => ReasonCode::InstallTimedOut,
         }
     }
 }
@@ -49,11 +70,31 @@ mod tests {
     fn only_refusals_are_never_retried() {
         let refused = InstallError::Refused("bad signature".into());
         assert_eq!(refused.reason(), ReasonCode::InstallRefused);
-        for retried in [
-            InstallError::Transient("503".into()),
-            InstallError::NotFound("404".into()),
+        assert!(refused.is_refusal());
+        for (retried, reason) in [
+            (
+                InstallError::Transient("503".into()),
+                ReasonCode::RetryPending,
+            ),
+            (
+                InstallError::NotFound("404".into()),
+                ReasonCode::VersionNotFound,
+            ),
+            (
+                InstallError::Conflict("breaks".into()),
+                ReasonCode::PackageConflict,
+            ),
+            (
+                InstallError::Busy("lock".into()),
+                ReasonCode::PackageManagerBusy,
+            ),
+            (
+                InstallError::TimedOut("600 s".into()),
+                ReasonCode::InstallTimedOut,
+            ),
         ] {
-            assert_eq!(retried.reason(), ReasonCode::RetryPending);
+            assert_eq!(retried.reason(), reason);
+            assert!(!retried.is_refusal());
         }
         let failed = InstallError::Failed("exit 3".into());
         assert_eq!(

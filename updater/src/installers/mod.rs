@@ -9,18 +9,23 @@
 //! Dependency direction: backends import this module (the trait, `InstallContext`,
 //! `InstallError`) and shared helpers (`download`, `crate::shell`, `crate::trace`); only
 //! `backend.rs` names every backend, and nothing here imports the attempt or the manager.
-//! A package manager (apt, dnf, zypper) is a new module plus a `Backend` variant, as
-//! Kubernetes is (`kube.rs`, verifying images with `cosign.rs` over `oci.rs`).
+//! The package managers (apt, dnf, zypper) share `package` (running and reading their
+//! commands); Kubernetes is `kube.rs`, verifying images with `cosign.rs` over `oci.rs`. A
+//! new backend is a new module plus a `Backend` variant.
 
+pub mod apt;
 pub mod backend;
 pub mod command;
 pub mod cosign;
+pub mod dnf;
 pub mod download;
 mod error;
 pub mod kube;
 pub mod oci;
+pub mod package;
 pub mod simulated;
 pub mod tarball;
+pub mod zypper;
 
 use std::future::Future;
 
@@ -33,6 +38,9 @@ pub enum InstallerKind {
     Tarball,
     Simulated,
     Kubernetes,
+    Apt,
+    Dnf,
+    Zypper,
 }
 
 /// Who installs and from what: what a backend may pass on to the agent's tooling.
