@@ -119,7 +119,7 @@ async fn a_signature_replayed_onto_another_image_is_refused() {
 }
 
 #[tokio::test]
-async fn a_missing_tag_is_not_found_and_retried_later() {
+async fn a_missing_tag_is_a_version_not_found() {
     let dir = tempfile::tempdir().unwrap();
     let registry = TestRegistry::start(dir.path()).await;
     let key = CosignKey::generate(&dir.path().join("keys"), "release");
@@ -130,6 +130,6 @@ async fn a_missing_tag_is_not_found_and_retried_later() {
     )
     .await
     .expect_err("no such tag");
-    assert_eq!(err.reason(), ReasonCode::RetryPending, "{err}");
+    assert_eq!(err.reason(), ReasonCode::VersionNotFound, "{err}");
     assert!(err.message().contains("is not in the registry"), "{err}");
 }
