@@ -4,9 +4,16 @@
 //! API's own types (k8s-openapi) for its JSON and a Status body for errors, and it plays
 //! the Deployment controller: a new generation is observed on the next tick, its pods are
 //! created, and they turn Ready a tick later unless their image is marked bad, in which case
-//! they never do (the old pods stay, as a rolling update with surge leaves them).
+//! they never do (the old pods stay, as a rolling update with surge leaves them). It also
+//! serves ConfigMaps (`config_maps.rs`), where the updater mirrors its directive.
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+mod config_maps;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use axum::{
     Json, Router,
@@ -19,7 +26,7 @@ use axum::{
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStatus},
-        core::v1::{Container, Pod, PodCondition, PodSpec, PodStatus, PodTemplateSpec},
+        core::v1::{ConfigMap, Container, Pod, PodCondition, PodSpec, PodStatus, PodTemplateSpec},
     },
     apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
 };
@@ -36,6 +43,9 @@ struct Cluster {
     bad_images: BTreeSet<String>,
     patches: Vec<Value>,
     tick: u32,
+    /// By (namespace, name).
+    config_maps: BTreeMap<(String, String), ConfigMap>,
+    resource_version: u64,
 }
 
 pub struct FakeApiServer {
@@ -86,6 +96,8 @@ impl FakeApiServer {
             bad_images: BTreeSet::new(),
             patches: Vec::new(),
             tick: 0,
+            config_maps: BTreeMap::new(),
+            resource_version: 0,
         }));
         {
             // The starting pods exist and are Ready.
@@ -100,6 +112,7 @@ impl FakeApiServer {
                 get(get_deployment).patch(patch_deployment),
             )
             .route("/api/v1/namespaces/{namespace}/pods", get(list_pods))
+            .merge(config_maps::routes())
             .with_state(cluster.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -149,7 +162,31 @@ impl FakeApiServer {
             .and_then(|mut a| a.remove(key))
     }
 
-    /// Every patch accepted so far, as the updater sent it.
+    /// Creates an empty ConfigMap `namespace/name`, as a manifest applied beforehand would.
+    pub fn create_config_map(&self, namespace: &str, name: &str) {
+        let map = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(namespace.into()),
+                resource_version: Some("1".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let key = (namespace.to_string(), name.to_string());
+        self.cluster.lock().config_maps.insert(key, map);
+    }
+
+    /// The value of `key` in ConfigMap `namespace/name`, if both exist.
+    pub fn config_map_value(&self, namespace: &str, name: &str, key: &str) -> Option<String> {
+        let cluster = self.cluster.lock();
+        let map = cluster
+            .config_maps
+            .get(&(namespace.to_string(), name.to_string()))?;
+        map.data.as_ref()?.get(key).cloned()
+    }
+
+    /// Every patch of the Deployment accepted so far, as the updater sent it.
     pub fn patches(&self) -> Vec<Value> {
         self.cluster.lock().patches.clone()
     }

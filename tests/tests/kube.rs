@@ -56,11 +56,16 @@ async fn setup() -> Setup {
 
 impl Setup {
     fn updater(&self) -> UpdaterProcess {
+        self.updater_in("updater")
+    }
+
+    /// A kube updater with its state in `root/state_dir`.
+    fn updater_in(&self, state_dir: &str) -> UpdaterProcess {
         let token = self.root.path().join("token");
         std::fs::write(&token, self.api.token()).unwrap();
         UpdaterBuilder::new(
             &self.coordinator.grpc_url(),
-            &self.root.path().join("updater"),
+            &self.root.path().join(state_dir),
             "kube-agent",
         )
         .kube()
@@ -220,4 +225,116 @@ async fn a_target_whose_pods_never_become_ready_is_reverted() {
         (agent["agent_version"] == "1.0.0" && agent["health"] == "healthy").then_some(())
     })
     .await;
+}
+
+/// The ConfigMap the updater mirrors its directive to (`--schedule-config-map`'s default).
+const MIRROR: &str = "agent-drover";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_pod_restores_the_schedule_from_the_config_map_and_honours_the_window() {
+    let mut s = setup().await;
+    // As deploy/kubernetes/updater/updater.yaml does: the ConfigMap exists, empty.
+    s.api.create_config_map("fleet", MIRROR);
+    let first = s.updater();
+    s.running_first_version().await;
+    // A window six hours away: a healthy agent waits for it.
+    let minute = (now_ms().rem_euclid(86_400_000) / 60_000 + 360) % 1440;
+    let start = format!("{:02}:{:02}", minute / 60, minute % 60);
+    droverctl_json(
+        &s.coordinator.grpc_url(),
+        &[
+            "schedule",
+            "set",
+            "--group",
+            "prod",
+            "--days",
+            "daily",
+            "--start",
+            &start,
+            "--duration",
+            "1h",
+        ],
+    )
+    .await;
+    s.set_channel("1.1.0").await;
+    let held = eventually("the first updater waits for the window", WAIT, async || {
+        let state = first.state();
+        (state["last_decision"]["reason"] == "outside_window"
+            && state["directive"]["schedule"].is_object())
+        .then_some(state["directive"].clone())
+    })
+    .await;
+    let mirrored: Value = eventually("the ConfigMap holds the directive", WAIT, async || {
+        let value = s.api.config_map_value("fleet", MIRROR, "directive.json")?;
+        let mirrored: Value = serde_json::from_str(&value).expect("the mirror is JSON");
+        (mirrored["directive_id"] == held["directive_id"]).then_some(mirrored)
+    })
+    .await;
+    assert_eq!(mirrored["schedule"], held["schedule"], "{mirrored}");
+    assert_eq!(mirrored["target_version"], "1.1.0", "{mirrored}");
+    assert!(
+        mirrored["schedule"]["valid_until_ms"].as_i64() > Some(now_ms()),
+        "{mirrored}"
+    );
+
+    // The pod is rescheduled: its state dir is empty but for the enrolled identity (the
+    // manifest's init container copies it from a Secret), and the coordinator is unreachable.
+    drop(first);
+    s.coordinator.kill9().await;
+    let identity = s.root.path().join("fresh-pod/identity");
+    std::fs::create_dir_all(&identity).unwrap();
+    for file in std::fs::read_dir(s.root.path().join("updater/identity")).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), identity.join(file.file_name())).unwrap();
+    }
+    assert!(!s.root.path().join("fresh-pod/state.json").exists());
+    let second = s.updater_in("fresh-pod");
+    let restored = eventually(
+        "the fresh updater restores the directive and waits for the window",
+        WAIT,
+        async || {
+            let state = second.state();
+            (state["last_decision"]["reason"] == "outside_window").then_some(state)
+        },
+    )
+    .await;
+    assert_eq!(restored["directive"]["source"], "restored", "{restored}");
+    assert_eq!(
+        restored["directive"]["schedule"], held["schedule"],
+        "{restored}"
+    );
+    assert_eq!(
+        restored["directive"]["directive_id"], held["directive_id"],
+        "{restored}"
+    );
+    assert!(
+        second
+            .log()
+            .contains("restored the directive and its maintenance schedule from the ConfigMap"),
+        "{}",
+        second.log()
+    );
+    let status = tokio::process::Command::new(drover_tests::bin("drover-updater"))
+        .args(["status", "--state-dir"])
+        .arg(&second.state_dir)
+        .output()
+        .await
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("(by restored)") && status.contains("wait (outside_window)"),
+        "{status}"
+    );
+    assert!(
+        s.api.patches().is_empty(),
+        "nothing installed outside the window: {:?}",
+        s.api.patches()
+    );
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }

@@ -1,12 +1,14 @@
 //! A thin client of the Kubernetes API for one workload (a Deployment or StatefulSet):
 //! read it, patch it (JSON patch, with a `test` of the image read, so a concurrent change
-//! makes the patch fail instead of being overwritten), list its pods.
+//! makes the patch fail instead of being overwritten), list its pods; read and write one
+//! key of a ConfigMap (`config_map.rs`, where the updater mirrors its directive).
 //! Below `health` and `installers`, which both use it; it knows nothing of installs.
 //!
 //! Only the fields the updater reads are modelled (`workload.rs`); answers are bounded in
 //! size and time. In a cluster it uses the service account's token and CA; plain HTTP is
 //! allowed only to a loopback API server (the tests' substitute).
 
+mod config_map;
 mod workload;
 
 use std::{path::PathBuf, time::Duration};
@@ -18,6 +20,7 @@ pub use workload::{Pod, Workload, rollout_progress};
 /// The most an API answer may be (a pod list of a large workload stays far below).
 const MAX_ANSWER_BYTES: usize = 8 << 20;
 const SERVICE_ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+const JSON_PATCH: &str = "application/json-patch+json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkloadKind {
@@ -172,6 +175,23 @@ impl KubeApi {
         patch: Option<serde_json::Value>,
     ) -> Result<T, String> {
         let what = format!("{method} {url}");
+        let body = patch.map(|patch| (JSON_PATCH, patch.to_string()));
+        let (status, body) = self.send(method, url, body).await?;
+        if !(200..300).contains(&status) {
+            return Err(format!("{what} answered {status}: {}", api_message(&body)));
+        }
+        serde_json::from_slice(&body).map_err(|err| format!("{what}: unexpected answer ({err})"))
+    }
+
+    /// One request with an optional `(content type, body)`; the answer's status and body,
+    /// bounded in size and time. Errors say which request failed.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<(&'static str, String)>,
+    ) -> Result<(u16, Vec<u8>), String> {
+        let what = format!("{method} {url}");
         let mut request = self.client.request(method, url);
         if let Some(token_file) = &self.token_file {
             let token = tokio::fs::read_to_string(token_file).await.map_err(|err| {
@@ -179,10 +199,8 @@ impl KubeApi {
             })?;
             request = request.bearer_auth(token.trim());
         }
-        if let Some(patch) = patch {
-            request = request
-                .header("Content-Type", "application/json-patch+json")
-                .body(patch.to_string());
+        if let Some((content_type, body)) = body {
+            request = request.header("Content-Type", content_type).body(body);
         }
         let run = async {
             let mut response = request
@@ -203,15 +221,7 @@ impl KubeApi {
                 }
                 body.extend_from_slice(&chunk);
             }
-            if !status.is_success() {
-                return Err(format!(
-                    "{what} answered {}: {}",
-                    status.as_u16(),
-                    api_message(&body)
-                ));
-            }
-            serde_json::from_slice(&body)
-                .map_err(|err| format!("{what}: unexpected answer ({err})"))
+            Ok((status.as_u16(), body))
         };
         tokio::time::timeout(self.timeout, run)
             .await

@@ -32,6 +32,7 @@ pub mod identity;
 pub mod installers;
 pub mod kube;
 pub mod manager;
+pub mod mirror;
 pub mod pin;
 pub mod policy;
 pub mod recheck;
@@ -63,6 +64,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut state = store.load(config.initial_agent_version.clone()).await?;
+    if let Some(mirror) = &config.directive_mirror
+        && state.directive.is_none()
+        && let Some(directive) = mirror.restore().await
+    {
+        // A fresh state dir (a rescheduled pod): act on the last directive and honour its
+        // schedule until the coordinator sends it again.
+        state.directive = Some(directive);
+        store.save(&state).await?;
+    }
     if let Some(active) = config.installer.installed_version().await? {
         // The installed files are the truth about what runs, whatever a crash left in the state.
         state.agent_version = Some(active);

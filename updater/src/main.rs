@@ -20,6 +20,7 @@ use drover_updater::{
         download::DownloadLimits, package::PackageConfig, tarball::TarballInstaller,
         zypper::ZypperInstaller,
     },
+    mirror::DirectiveMirror,
     pin::CaPin,
     simulate::{SimulationConfig, run_enrolled as simulate, simulation_tls},
     state::read_dir_state,
@@ -440,11 +441,11 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Run(args) => {
             let (installer, health) = (installer(&args)?, health_config(&args));
-            run(*args, installer, health, shutdown).await
+            run(*args, installer, health, None, shutdown).await
         }
         Command::Kube(args) => {
-            let (installer, health) = main_kube::kube_backend(&args)?;
-            run(args.run, installer, Some(health), shutdown).await
+            let (installer, health, mirror) = main_kube::kube_backend(&args)?;
+            run(args.run, installer, Some(health), Some(mirror), shutdown).await
         }
         Command::Status { state_dir, json } => {
             let state = read_dir_state(&state_dir)
@@ -496,6 +497,7 @@ async fn run(
     args: RunArgs,
     installer: Backend,
     health: Option<HealthConfig>,
+    directive_mirror: Option<DirectiveMirror>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let hostname = hostname::get()
@@ -526,6 +528,7 @@ async fn run(
         clock: Clock {
             offset_ms: args.clock_offset_ms,
         },
+        directive_mirror,
     };
     let store = StateStore::Dir {
         path: args.state_dir,

@@ -14,6 +14,7 @@ use drover_updater::{
         oci::{Registry, Repository},
     },
     kube::{KubeApi, WorkloadKind, WorkloadRef},
+    mirror::DirectiveMirror,
 };
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -54,10 +55,15 @@ pub struct KubeArgs {
     pub api_ca_file: Option<PathBuf>,
     #[arg(long, env = "DROVER_KUBE_TOKEN_FILE")]
     pub api_token_file: Option<PathBuf>,
+    /// The ConfigMap (in --namespace) the directive and its maintenance schedule are
+    /// mirrored to, and restored from when the state dir is empty; default WORKLOAD-drover.
+    #[arg(long, env = "DROVER_KUBE_SCHEDULE_CONFIG_MAP")]
+    pub schedule_config_map: Option<String>,
 }
 
-/// The Kubernetes installer and the workload health probe the flags describe.
-pub fn kube_backend(args: &KubeArgs) -> anyhow::Result<(Backend, HealthConfig)> {
+/// The Kubernetes installer, the workload health probe and the ConfigMap mirror of the
+/// directive the flags describe.
+pub fn kube_backend(args: &KubeArgs) -> anyhow::Result<(Backend, HealthConfig, DirectiveMirror)> {
     let run = &args.run;
     anyhow::ensure!(
         run.install_command.is_none() && run.tarball_root.is_none(),
@@ -109,6 +115,14 @@ pub fn kube_backend(args: &KubeArgs) -> anyhow::Result<(Backend, HealthConfig)> 
         failure_threshold: run.health_failure_threshold,
         success_threshold: run.health_success_threshold,
     };
+    let mirror = DirectiveMirror {
+        api: api.clone(),
+        namespace: args.namespace.clone(),
+        name: args
+            .schedule_config_map
+            .clone()
+            .unwrap_or_else(|| format!("{}-drover", args.workload)),
+    };
     let installer = KubeInstaller {
         api,
         workload,
@@ -116,5 +130,5 @@ pub fn kube_backend(args: &KubeArgs) -> anyhow::Result<(Backend, HealthConfig)> 
         key,
         rollout_timeout: Duration::from_secs(run.health_grace_secs.max(1)),
     };
-    Ok((Backend::Kube(Box::new(installer)), health))
+    Ok((Backend::Kube(Box::new(installer)), health, mirror))
 }

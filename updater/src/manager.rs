@@ -15,7 +15,7 @@ use crate::{
     attempt,
     policy::{Decision, decide},
     shared::{Activity, Shared},
-    state::{DecisionRecord, DirectiveRecord},
+    state::{DecisionRecord, DirectiveRecord, DirectiveSource},
 };
 
 /// Even with nothing scheduled, decide again this often (cheap, and a safety net).
@@ -52,8 +52,17 @@ pub async fn run(
     }
 }
 
-/// Saves a new directive, or refreshes the validity of the held one's schedule.
+/// Saves a new directive, or refreshes the validity of the held one's schedule; then
+/// mirrors what changed (outside the state lock: the mirror is a network call).
 async fn accept(shared: &Shared, directive: DirectiveRecord) {
+    let changed = keep(shared, directive).await;
+    if let (Some(mirror), Some(changed)) = (&shared.config.directive_mirror, changed) {
+        mirror.save(&changed).await;
+    }
+}
+
+/// The held directive after `directive` arrived, when that changed it.
+async fn keep(shared: &Shared, directive: DirectiveRecord) -> Option<DirectiveRecord> {
     let mut state = shared.state.lock().await;
     let held = state.directive.as_mut();
     if let Some(held) = held
@@ -66,17 +75,24 @@ async fn accept(shared: &Shared, directive: DirectiveRecord) {
             }
             _ => false,
         };
-        if fresher {
+        // The coordinator confirmed a restored directive: say where it came from now.
+        let confirmed = held.source == DirectiveSource::Restored;
+        if confirmed {
+            held.source = directive.source;
+        }
+        let held = held.clone();
+        if fresher || confirmed {
             shared.save_state(&state).await;
         }
-        return;
+        return fresher.then_some(held);
     }
     tracing::info!(
         target_version = ?directive.target_version, reason = %directive.reason,
         source = ?directive.source, "new directive"
     );
-    state.directive = Some(directive);
+    state.directive = Some(directive.clone());
     shared.save_state(&state).await;
+    Some(directive)
 }
 
 /// Decides and acts once; returns when the decision may next change by the clock alone.

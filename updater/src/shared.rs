@@ -9,7 +9,7 @@ use tokio::sync::{Mutex, Notify, watch};
 use crate::{
     address, backoff,
     health::{self, Health},
-    identity, installers,
+    identity, installers, mirror,
     state::{PersistedState, StateStore},
 };
 
@@ -69,6 +69,8 @@ pub struct UpdaterConfig {
     /// How long a new version has to become healthy before it is reverted.
     pub health_grace: Duration,
     pub clock: Clock,
+    /// Where the held directive is mirrored and restored from (Kubernetes: a ConfigMap).
+    pub directive_mirror: Option<mirror::DirectiveMirror>,
 }
 
 /// State shared by the updater's tasks.
@@ -154,5 +156,6 @@ pub(crate) fn test_config(coordinator: &str, broken: &[&str]) -> UpdaterConfig {
         initial_health: Health::Healthy,
         health_grace: Duration::from_secs(30),
         clock: Clock::default(),
+        directive_mirror: None,
     }
 }

@@ -201,6 +201,7 @@ fn updater_config(
         initial_health: health,
         health_grace: Duration::from_secs(30),
         clock: Clock::default(),
+        directive_mirror: None,
     }
 }
 

@@ -22,6 +22,8 @@ pub enum DirectiveSource {
     Push,
     /// Found by the periodic re-check.
     Poll,
+    /// Restored at start from the mirror outside the state dir (`mirror`), not yet re-sent.
+    Restored,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
