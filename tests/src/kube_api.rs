@@ -46,6 +46,8 @@ struct Cluster {
     /// By (namespace, name).
     config_maps: BTreeMap<(String, String), ConfigMap>,
     resource_version: u64,
+    /// Every ConfigMap request is answered 403, as for a Role without the grant.
+    config_maps_forbidden: bool,
 }
 
 pub struct FakeApiServer {
@@ -98,6 +100,7 @@ impl FakeApiServer {
             tick: 0,
             config_maps: BTreeMap::new(),
             resource_version: 0,
+            config_maps_forbidden: false,
         }));
         {
             // The starting pods exist and are Ready.
@@ -160,6 +163,11 @@ impl FakeApiServer {
             .metadata
             .annotations
             .and_then(|mut a| a.remove(key))
+    }
+
+    /// From now on every ConfigMap request is answered 403 Forbidden.
+    pub fn forbid_config_maps(&self) {
+        self.cluster.lock().config_maps_forbidden = true;
     }
 
     /// Creates an empty ConfigMap `namespace/name`, as a manifest applied beforehand would.

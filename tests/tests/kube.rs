@@ -148,6 +148,14 @@ async fn a_rollout_to_a_signed_tag_patches_the_workload_to_its_digest() {
         Some(format!("{}:1.0.0", s.registry.repository(PATH)))
     );
     assert_eq!(s.api.patches().len(), 1, "one patch: {:?}", s.api.patches());
+    let mirrored = s
+        .api
+        .config_map_value("fleet", MIRROR, "directive.json")
+        .expect("the missing ConfigMap was created with the directive");
+    assert!(
+        mirrored.contains("\"target_version\": \"1.1.0\""),
+        "{mirrored}"
+    );
     eventually("the coordinator sees 1.1.0", WAIT, async || {
         let agent = s.agent().await?;
         (agent["agent_version"] == "1.1.0").then_some(())
@@ -329,6 +337,29 @@ async fn a_fresh_pod_restores_the_schedule_from_the_config_map_and_honours_the_w
         s.api.patches().is_empty(),
         "nothing installed outside the window: {:?}",
         s.api.patches()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forbidden_config_map_is_logged_and_updates_go_on() {
+    let s = setup().await;
+    s.api.forbid_config_maps();
+    let updater = s.updater();
+    s.running_first_version().await;
+    s.set_channel("1.1.0").await;
+    s.report("succeeded", "1.1.0").await;
+    let log = updater.log();
+    assert!(
+        log.contains("cannot read the mirrored directive") && log.contains("403"),
+        "{log}"
+    );
+    assert!(
+        log.contains("cannot mirror the directive to the ConfigMap"),
+        "{log}"
+    );
+    assert_eq!(
+        s.api.config_map_value("fleet", MIRROR, "directive.json"),
+        None
     );
 }
 

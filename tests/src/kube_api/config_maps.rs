@@ -1,6 +1,7 @@
 //! The fake API server's ConfigMaps, as a real API server serves them: GET, POST (create;
 //! 409 when it exists), PUT (replace) and PATCH (JSON merge patch) of one by name, with a
-//! `Status` body (404 `NotFound`, …) for errors.
+//! `Status` body (404 `NotFound`, 409 `AlreadyExists`, 403 `Forbidden` when told to
+//! refuse them) for errors.
 
 use std::sync::Arc;
 
@@ -34,6 +35,14 @@ pub(super) fn routes() -> Router<Arc<Mutex<Cluster>>> {
         )
 }
 
+/// The 403 a Role without the grant gets; `None` when ConfigMaps are allowed.
+fn forbidden(cluster: &Arc<Mutex<Cluster>>) -> Option<Response> {
+    cluster.lock().config_maps_forbidden.then(|| {
+        let message = "configmaps is forbidden: User \"system:serviceaccount:fleet:drover-updater\" cannot access configmaps";
+        status(StatusCode::FORBIDDEN, "Forbidden", message)
+    })
+}
+
 fn not_found(name: &str) -> Response {
     let message = format!("configmaps \"{name}\" not found");
     status(StatusCode::NOT_FOUND, "NotFound", &message)
@@ -59,7 +68,7 @@ async fn get_config_map(
     Path((namespace, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = unauthorized(&headers) {
+    if let Some(refused) = unauthorized(&headers).or_else(|| forbidden(&cluster)) {
         return refused;
     }
     let cluster = cluster.lock();
@@ -75,7 +84,7 @@ async fn create_config_map(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = unauthorized(&headers) {
+    if let Some(refused) = unauthorized(&headers).or_else(|| forbidden(&cluster)) {
         return refused;
     }
     let map: ConfigMap = match serde_json::from_slice(&body) {
@@ -115,7 +124,7 @@ async fn replace_config_map(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = unauthorized(&headers) {
+    if let Some(refused) = unauthorized(&headers).or_else(|| forbidden(&cluster)) {
         return refused;
     }
     let map: ConfigMap = match serde_json::from_slice(&body) {
@@ -141,7 +150,7 @@ async fn patch_config_map(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = unauthorized(&headers) {
+    if let Some(refused) = unauthorized(&headers).or_else(|| forbidden(&cluster)) {
         return refused;
     }
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
