@@ -5,8 +5,8 @@
 //!
 //! - stdin `push VERSION AT_MS`: from now on, note when each updater first holds a
 //!   directive for VERSION; `AT_MS` is when the change was sent (Unix ms).
-//! - stdin `latencies`: print `{"latencies_ms": [...]}` (Unix-clock delay of each updater
-//!   that holds the pushed version), then carry on.
+//! - stdin `latencies`: print `{"latencies_ms": [...]}` (Unix-clock delay of each updater,
+//!   in order, `null` for one that does not hold the pushed version), then carry on.
 
 use std::{
     sync::{Arc, atomic::Ordering},
@@ -83,10 +83,12 @@ pub async fn run(args: LoaderArgs) -> anyhow::Result<()> {
                     }
                     ["latencies"] => {
                         let at = *pushed_at.lock();
-                        let delays: Vec<i64> = shared
+                        // In updater order (`null`: not held), so the parent can tell which
+                        // replica each updater was on.
+                        let delays: Vec<Option<i64>> = shared
                             .push_seen_unix_ms
                             .iter()
-                            .filter_map(|s| s.get().map(|seen| seen - at))
+                            .map(|s| s.get().map(|seen| seen - at))
                             .collect();
                         println!("{}", serde_json::json!({ "latencies_ms": delays }));
                     }

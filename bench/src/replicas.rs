@@ -51,7 +51,9 @@ struct Loader {
     child: Child,
     stdin: ChildStdin,
     latest: Arc<Mutex<Value>>,
-    latencies: Arc<Mutex<Option<Vec<i64>>>>,
+    /// When the last push reached each of this loader's updaters (ms; `None`: not yet).
+    latencies: Arc<Mutex<Option<Vec<Option<i64>>>>>,
+    offset: usize,
 }
 
 impl Loader {
@@ -87,7 +89,7 @@ impl Loader {
                     continue;
                 };
                 if let Some(list) = value["latencies_ms"].as_array() {
-                    *lat.lock() = Some(list.iter().filter_map(Value::as_i64).collect());
+                    *lat.lock() = Some(list.iter().map(Value::as_i64).collect());
                 } else {
                     *l.lock() = value;
                 }
@@ -98,6 +100,7 @@ impl Loader {
             stdin,
             latest,
             latencies,
+            offset,
         })
     }
 
@@ -229,23 +232,42 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
         loaders.iter().all(|l| l.latencies.lock().is_some())
     })
     .await?;
-    let mut delays: Vec<Duration> = loaders
-        .iter()
-        .flat_map(|l| l.latencies.lock().clone().unwrap_or_default())
-        .map(|d| Duration::from_millis(d.max(0) as u64))
-        .collect();
+    // Updater `i` is on replica `i mod R`: replica 0's own updaters get the change without
+    // the feed (the same-run baseline); the others hear it through the feed.
+    let (mut direct, mut via_feed) = (Vec::new(), Vec::new());
+    for loader in &loaders {
+        let list = loader.latencies.lock().clone().unwrap_or_default();
+        for (local, delay) in list.into_iter().enumerate() {
+            let Some(delay) = delay else { continue };
+            let delay = Duration::from_millis(delay.max(0) as u64);
+            if (loader.offset + local) % args.replicas == 0 {
+                direct.push(delay);
+            } else {
+                via_feed.push(delay);
+            }
+        }
+    }
+    let mut delays: Vec<Duration> = direct.iter().chain(&via_feed).copied().collect();
     let held = delays.len();
     let (p50, p99, p100) = (
         stats::percentile(&mut delays, 50.0),
         stats::percentile(&mut delays, 99.0),
         stats::percentile(&mut delays, 100.0),
     );
+    let (d99, f99) = (
+        stats::percentile(&mut direct, 99.0),
+        stats::percentile(&mut via_feed, 99.0),
+    );
     println!(
-        "3. admin change on replica 0: {held}/{n} updaters across {} replicas held it; p50 {:.0} ms, p99 {:.0} ms, 100% {:.0} ms",
+        "3. admin change on replica 0: {held}/{n} updaters across {} replicas held it; p50 {:.0} ms, p99 {:.0} ms, 100% {:.0} ms; \
+         p99 on replica 0 itself (no feed) {:.0} ms, on the others (through the feed) {:.0} ms: ratio {:.2}",
         args.replicas,
         ms(p50),
         ms(p99),
-        ms(p100)
+        ms(p100),
+        ms(d99),
+        ms(f99),
+        f99.as_secs_f64() / d99.as_secs_f64().max(0.001)
     );
 
     // 5. Every replica SIGKILLed, then restarted on the same ports.
@@ -262,19 +284,32 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
     )
     .await?;
     let restarted = Instant::now();
-    let mut fresh = Vec::new();
-    for (replica, dir) in replicas.drain(..) {
+    // All at once, as an operator's service manager restarts them.
+    let starts = replicas.drain(..).map(|(replica, dir)| {
         let mut flags = replica.args.clone();
         flags[3] = replica.grpc.trim_start_matches("http://").to_string();
         flags[5] = replica.http.clone();
         drop(replica);
-        fresh.push((Coordinator::start(&bin, flags, &dir).await?, dir));
-    }
-    replicas = fresh;
+        let bin = bin.clone();
+        async move { anyhow::Ok((Coordinator::start(&bin, flags, &dir).await?, dir)) }
+    });
+    replicas = futures::future::try_join_all(starts).await?;
+    let mut said = Instant::now();
     let back = wait_for(
         "every updater reconnected",
         Duration::from_secs(900),
-        || total(&loaders, "live") >= n,
+        || {
+            let live = total(&loaders, "live");
+            if said.elapsed() >= Duration::from_secs(10) {
+                said = Instant::now();
+                let each: Vec<u64> = loaders.iter().map(|l| l.counter("live")).collect();
+                println!(
+                    "   … {live} of {n} back after {:.0} s (per loader: {each:?})",
+                    restarted.elapsed().as_secs_f64()
+                );
+            }
+            live >= n
+        },
     )
     .await;
     let back_s = back
@@ -311,7 +346,8 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
             "echo_kib_per_stream": echo_kib,
             "memory_ratio": ratio,
             "writes_per_heartbeat": writes_per_heartbeat,
-            "push_ms": { "p50": ms(p50), "p99": ms(p99), "p100": ms(p100), "held": held },
+            "push_ms": { "p50": ms(p50), "p99": ms(p99), "p100": ms(p100), "held": held,
+                "p99_replica0": ms(d99), "p99_others": ms(f99) },
             "all_back_s": back_s,
         })
     );

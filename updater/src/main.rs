@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod main_kube;
+mod main_simulate;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -22,7 +23,6 @@ use drover_updater::{
     },
     mirror::DirectiveMirror,
     pin::CaPin,
-    simulate::{SimulationConfig, run_enrolled as simulate, simulation_tls},
     state::read_dir_state,
 };
 use tokio_util::sync::CancellationToken;
@@ -72,7 +72,7 @@ enum Command {
     /// digest; health is the workload's rollout and pods' readiness.
     Kube(Box<main_kube::KubeArgs>),
     /// Simulate a fleet of updaters (one real gRPC connection each) for demos and load.
-    Simulate(SimulateArgs),
+    Simulate(main_simulate::SimulateArgs),
 }
 
 #[derive(Parser, Debug)]
@@ -232,63 +232,6 @@ struct RunArgs {
     /// Override the coordinator's re-check interval (seconds).
     #[arg(long)]
     recheck_secs: Option<u64>,
-}
-
-#[derive(Parser, Debug)]
-struct SimulateArgs {
-    /// The coordinator's gRPC address: https:// (with --token and --ca-pin or --ca-file:
-    /// each simulated agent enrols itself), or http:// for a coordinator started with
-    /// --insecure. Several replicas: comma-separated; agents enrol through the first and
-    /// fail over between all of them.
-    #[arg(
-        long,
-        env = "DROVER_COORDINATOR",
-        default_value = "https://127.0.0.1:7400",
-        value_parser = parse_coordinators,
-        value_name = "URL[,URL…]"
-    )]
-    coordinator: Coordinators,
-    /// The CA certificate (PEM) to trust for an https:// coordinator: its data directory's
-    /// tls/ca.pem, or the CA its operator gave it.
-    #[arg(
-        long,
-        env = "DROVER_CA_FILE",
-        value_name = "PATH",
-        conflicts_with = "ca_pin"
-    )]
-    ca_file: Option<PathBuf>,
-    /// Instead of --ca-file: the coordinator's CA pin, sha256:HEX, as the coordinator
-    /// prints it; the CA is fetched and trusted only if its SHA-256 matches.
-    #[arg(long, env = "DROVER_CA_PIN", value_name = "sha256:HEX")]
-    ca_pin: Option<CaPin>,
-    /// The join token every simulated agent enrols with (required for https://). The
-    /// agents' keys and certificates stay in memory unless --identity-dir is given.
-    #[arg(long, env = "DROVER_JOIN_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// Keep each simulated agent's certificate and key here (ID.pem, mode 0600), so a
-    /// restarted simulation is the same fleet: an agent id is enrolled only once.
-    #[arg(long, value_name = "DIR")]
-    identity_dir: Option<PathBuf>,
-    #[arg(long, default_value_t = 300)]
-    count: usize,
-    #[arg(long, value_delimiter = ',', default_value = "dev,staging,prod")]
-    groups: Vec<String>,
-    #[arg(long, default_value = "stable/rolling")]
-    channel: String,
-    #[arg(long, value_delimiter = ',', default_value = "1.0.0")]
-    versions: Vec<String>,
-    #[arg(long, default_value_t = 0.05)]
-    unhealthy_fraction: f64,
-    #[arg(long, value_delimiter = ',')]
-    broken_versions: Vec<String>,
-    #[arg(long, default_value = "sim")]
-    id_prefix: String,
-    #[arg(long, default_value_t = 2)]
-    ramp_up_secs: u64,
-    #[arg(long)]
-    recheck_secs: Option<u64>,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
 }
 
 /// The package managers `--installer` can drive.
@@ -460,35 +403,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Simulate(args) => {
-            let (coordinator_ca, mut enrolment) = simulation_tls(
-                &args.coordinator,
-                args.ca_file.as_deref(),
-                args.ca_pin,
-                args.token.clone(),
-            )
-            .await?;
-            if let Some(enrolment) = &mut enrolment {
-                enrolment.keep_in = args.identity_dir.clone();
-            }
-            let config = SimulationConfig {
-                coordinator_ca,
-                coordinator: args.coordinator,
-                count: args.count,
-                groups: args.groups,
-                channel: args.channel,
-                versions: args.versions,
-                unhealthy_fraction: args.unhealthy_fraction,
-                broken_versions: args.broken_versions,
-                id_prefix: args.id_prefix,
-                ramp_up: Duration::from_secs(args.ramp_up_secs),
-                recheck_interval: args.recheck_secs.map(Duration::from_secs),
-                seed: args.seed,
-            };
-            tracing::info!(count = config.count, "starting a simulated fleet");
-            simulate(config, enrolment, shutdown).await;
-            Ok(())
-        }
+        Command::Simulate(args) => main_simulate::run(args, shutdown).await,
     }
 }
 

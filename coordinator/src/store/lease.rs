@@ -96,6 +96,7 @@ impl Store {
         .bind(ttl_ms)
         .fetch_optional(pool)
         .await?;
+        self.count_writes(1);
         Ok(token.map(|(token,)| token))
     }
 
@@ -111,6 +112,7 @@ impl Store {
         .bind(holder)
         .execute(pool)
         .await?;
+        self.count_writes(1);
         Ok(())
     }
 
@@ -134,6 +136,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.count_writes(2);
         Ok(())
     }
 
