@@ -158,7 +158,7 @@ async fn session(shared: &Shared, index: usize, attempt: &mut u32) -> anyhow::Re
                         if !d.target_version.is_empty() && *shared.push_target.lock() == d.target_version =>
                     {
                         let _ = shared.push_seen[index].set(Instant::now());
-                        let _ = shared.push_seen_unix_ms[index].set(crate::loader::unix_ms());
+                        let _ = shared.push_seen_unix_ms[index].set(crate::stats::unix_ms());
                     }
                     _ => {}
                 }

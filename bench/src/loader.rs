@@ -10,7 +10,7 @@
 
 use std::{
     sync::{Arc, atomic::Ordering},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use clap::Parser;
@@ -32,13 +32,6 @@ pub struct LoaderArgs {
     sources: u8,
     #[arg(long, default_value_t = 10)]
     heartbeat_secs: u64,
-}
-
-pub fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 pub async fn run(args: LoaderArgs) -> anyhow::Result<()> {

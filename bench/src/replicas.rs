@@ -22,7 +22,7 @@ use tokio::{
     process::{Child, ChildStdin, Command},
 };
 
-use crate::{Coordinator, coordinator_args, load, loader::unix_ms, ms, stats};
+use crate::{Coordinator, coordinator_args, load, ms, stats};
 
 #[derive(Parser, Debug)]
 pub struct ReplicasArgs {
@@ -204,7 +204,7 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
     );
 
     // 3. An admin change on replica 0 → every updater, wherever it is connected.
-    let at = unix_ms();
+    let at = stats::unix_ms();
     for loader in &mut loaders {
         loader.send(&format!("push 1.0.1 {at}")).await?;
     }

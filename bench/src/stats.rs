@@ -52,6 +52,14 @@ pub fn raise_fd_limit() -> anyhow::Result<u64> {
     Ok(hard)
 }
 
+/// Now on the Unix clock in milliseconds: comparable across the loader processes.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
