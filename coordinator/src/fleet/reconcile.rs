@@ -250,10 +250,16 @@ impl Fleet {
                 &snapshot,
                 control_plane.as_ref(),
             );
+            // Built afresh, not cloned: the old decisions (one per agent) are replaced.
             let mut rollout = ActiveRollout {
+                spec: current.spec.clone(),
+                state: current.state.clone(),
+                created_ms: current.created_ms,
+                status: current.status,
+                revision: current.revision,
                 counts: group_counts(&current.spec, &snapshot),
                 decisions,
-                ..(*current).clone()
+                trace: current.trace,
             };
             count_in_flight(&mut rollout, &snapshot);
             self.rollouts

@@ -70,8 +70,8 @@ pub(super) struct Replication {
 
 #[derive(Default)]
 struct FactsCursor {
-    /// Read changes from here on (database clock); `None`: read everything.
-    since_ms: Option<i64>,
+    /// The newest change read so far (database clock); `None`: read everything next.
+    newest_ms: Option<i64>,
     last_full: Option<std::time::Instant>,
     live_replicas: HashSet<String>,
 }
@@ -107,22 +107,22 @@ impl Fleet {
         if !self.store().shared() {
             return Ok(());
         }
-        let since = {
+        let newest_before = {
             let mut cursor = self.replication.facts.lock();
             let stale = cursor
                 .last_full
                 .is_none_or(|at| at.elapsed() >= FULL_READ_EVERY);
             if stale {
-                cursor.since_ms = None;
+                cursor.newest_ms = None;
             }
-            cursor.since_ms
+            cursor.newest_ms
         };
         let live = self
             .store()
             .live_replicas(self.config.lease.replica_silence_ms())
             .await?;
-        let mut from = since.unwrap_or(0);
-        let mut newest = from;
+        let mut from = newest_before.map_or(0, |newest| newest - OVERLAP_MS);
+        let mut newest = newest_before.unwrap_or(0);
         loop {
             let rows = self.store().agents_changed_since(from).await?;
             let full_page = rows.len() >= crate::store::CHANGED_PAGE;
@@ -138,10 +138,10 @@ impl Fleet {
             from = last;
         }
         let mut cursor = self.replication.facts.lock();
-        if since.is_none() {
+        if newest_before.is_none() {
             cursor.last_full = Some(std::time::Instant::now());
         }
-        cursor.since_ms = Some(newest - OVERLAP_MS);
+        cursor.newest_ms = Some(newest);
         cursor.live_replicas = live;
         Ok(())
     }
