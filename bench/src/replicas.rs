@@ -22,7 +22,7 @@ use tokio::{
     process::{Child, ChildStdin, Command},
 };
 
-use crate::{Coordinator, coordinator_args, load, ms, stats};
+use crate::{Coordinator, coordinator_args, load, ms, stats, wait_until};
 
 #[derive(Parser, Debug)]
 pub struct ReplicasArgs {
@@ -118,22 +118,6 @@ fn total(loaders: &[Loader], key: &str) -> u64 {
     loaders.iter().map(|l| l.counter(key)).sum()
 }
 
-async fn wait_for(
-    what: &str,
-    timeout: Duration,
-    mut done: impl FnMut() -> bool,
-) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    while !done() {
-        anyhow::ensure!(
-            started.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(started.elapsed())
-}
-
 type Replica = (Coordinator, PathBuf);
 
 fn rss_sum(replicas: &[Replica]) -> anyhow::Result<u64> {
@@ -179,7 +163,7 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
         let count = per_loader.min(args.updaters.saturating_sub(offset));
         loaders.push(Loader::start(&args, &joined, offset, count).await?);
     }
-    wait_for("every updater connected", Duration::from_secs(900), || {
+    wait_until("every updater connected", Duration::from_secs(900), || {
         total(&loaders, "live") >= n
     })
     .await?;
@@ -216,11 +200,11 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
         })
         .await?;
     let need99 = (n as f64 * 0.99).ceil() as u64;
-    let _ = wait_for("99 % hold the change", Duration::from_secs(120), || {
+    let _ = wait_until("99 % hold the change", Duration::from_secs(120), || {
         total(&loaders, "push_seen") >= need99
     })
     .await;
-    let _ = wait_for("all hold the change", Duration::from_secs(60), || {
+    let _ = wait_until("all hold the change", Duration::from_secs(60), || {
         total(&loaders, "push_seen") >= n
     })
     .await;
@@ -228,7 +212,7 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
         *loader.latencies.lock() = None;
         loader.send("latencies").await?;
     }
-    wait_for("every loader's latencies", Duration::from_secs(60), || {
+    wait_until("every loader's latencies", Duration::from_secs(60), || {
         loaders.iter().all(|l| l.latencies.lock().is_some())
     })
     .await?;
@@ -277,7 +261,7 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
     for (replica, _) in &mut replicas {
         replica.child.wait().await?;
     }
-    wait_for(
+    wait_until(
         "every session noticed the kills",
         Duration::from_secs(300),
         || total(&loaders, "live") == 0,
@@ -295,7 +279,7 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
     });
     replicas = futures::future::try_join_all(starts).await?;
     let mut said = Instant::now();
-    let back = wait_for(
+    let back = wait_until(
         "every updater reconnected",
         Duration::from_secs(900),
         || {
@@ -382,7 +366,7 @@ async fn echo_per_stream(args: &ReplicasArgs, count: usize) -> anyhow::Result<f6
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = stats::rss_kib(pid)?;
     let loader = Loader::start(args, &format!("http://{addr}"), 0, count).await?;
-    wait_for(
+    wait_until(
         "the echo server's streams",
         Duration::from_secs(600),
         || loader.counter("live") >= count as u64,
