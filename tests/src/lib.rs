@@ -37,7 +37,17 @@ use std::time::{Duration, Instant};
 pub async fn eventually<T>(
     what: &str,
     timeout: Duration,
+    check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    eventually_explained(what, timeout, check, String::new).await
+}
+
+/// [`eventually`], whose failure also shows `explain()` (the state it saw, a log tail).
+pub async fn eventually_explained<T>(
+    what: &str,
+    timeout: Duration,
     mut check: impl AsyncFnMut() -> Option<T>,
+    explain: impl Fn() -> String,
 ) -> T {
     let deadline = Instant::now() + timeout;
     loop {
@@ -46,7 +56,8 @@ pub async fn eventually<T>(
         }
         assert!(
             Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
+            "timed out after {timeout:?} waiting for: {what}\n{}",
+            explain()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

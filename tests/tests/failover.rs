@@ -6,7 +6,7 @@
 use std::{path::Path, time::Duration};
 
 use drover_tests::{
-    CoordinatorBuilder, CoordinatorProcess, TestPostgres, UpdaterBuilder, UpdaterProcess, bin,
+    CoordinatorBuilder, CoordinatorProcess, TestPostgres, UpdaterBuilder, UpdaterProcess,
     eventually, token_for,
 };
 use serde_json::Value;
@@ -16,60 +16,10 @@ const AGENT: &str = "roamer-1";
 /// and the other address is tried without waiting for a backoff.
 const FAILOVER: Duration = Duration::from_secs(20);
 
-/// `droverctl -o json` against `c` with the bootstrap admin's token (made by the first
-/// replica, valid on both: credentials live in the shared store).
-async fn ctl(c: &CoordinatorProcess, root: &Path, token: &str, args: &[&str]) -> Value {
-    let tls = c.tls.as_ref().expect("a TLS coordinator");
-    let profile = serde_json::json!({
-        "coordinator": c.grpc_url(),
-        "ca_file": tls.ca_file,
-        "credentials": { "token": token },
-    });
-    let path = root.join(format!("profile-{}.json", c.addresses.grpc.port()));
-    std::fs::write(&path, serde_json::to_vec(&profile).unwrap()).unwrap();
-    let output = tokio::process::Command::new(bin("droverctl"))
-        .arg("--profile")
-        .arg(&path)
-        .args(args)
-        .args(["-o", "json"])
-        .env_remove("DROVER_TOKEN")
-        .output()
-        .await
-        .expect("run droverctl");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "droverctl {args:?} against {} failed: {}",
-        c.grpc_url(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("{args:?}: {err}: {stdout}"))
-}
-
 async fn connected(c: &CoordinatorProcess, root: &Path, token: &str) -> u64 {
-    ctl(c, root, token, &["fleet", "summary"]).await["connected_agents"]
+    c.ctl(root, token, &["fleet", "summary"]).await["connected_agents"]
         .as_u64()
         .unwrap_or(0)
-}
-
-/// The second replica: its own data directory holding a copy of the first's CA (it signs
-/// and verifies agents' certificates with it), and the first's server certificate.
-fn second_replica(first: &Path, dir: &Path, database: &str) -> CoordinatorBuilder {
-    let tls = first.join("drover-data/tls");
-    let builder = CoordinatorBuilder::with_database(dir, database);
-    let own = builder.data_dir().join("tls");
-    std::fs::create_dir_all(&own).unwrap();
-    for file in ["ca.pem", "ca-key.pem"] {
-        std::fs::copy(tls.join(file), own.join(file)).unwrap();
-    }
-    let path = |file: &str| tls.join(file).display().to_string();
-    builder
-        .arg("--tls-cert")
-        .arg(path("server.pem"))
-        .arg("--tls-key")
-        .arg(path("server-key.pem"))
-        .arg("--tls-ca")
-        .arg(path("ca.pem"))
 }
 
 /// Waits until exactly one report to `version` and one update event for it are stored
@@ -85,7 +35,7 @@ async fn recorded_once(
         &format!("the report of {version} recorded and acknowledged"),
         Duration::from_secs(60),
         async || {
-            let history = ctl(c, root, token, &["agents", "history", AGENT]).await;
+            let history = c.ctl(root, token, &["agents", "history", AGENT]).await;
             let acked = updater.state()["pending_reports"]
                 .as_array()
                 .is_some_and(|p| p.is_empty());
@@ -122,9 +72,13 @@ async fn an_updater_fails_over_between_replicas_and_no_report_is_lost_or_doubled
         .start()
         .await;
     let token = token_for(&a.grpc_url()).expect("the first replica's bootstrap token");
-    ctl(&a, root, &token, &["control-plane", "set", "2.0.0"]).await;
-    ctl(&a, root, &token, &["channels", "set", "beta", "1.0.0"]).await;
-    let b = second_replica(&dir_a, &dir_b, &db.url).start().await;
+    a.ctl(root, &token, &["control-plane", "set", "2.0.0"])
+        .await;
+    a.ctl(root, &token, &["channels", "set", "beta", "1.0.0"])
+        .await;
+    let b = CoordinatorBuilder::replica_of(&dir_a, &dir_b, &db.url)
+        .start()
+        .await;
     assert_eq!(
         a.tls.as_ref().unwrap().ca_pin,
         b.tls.as_ref().unwrap().ca_pin,
@@ -191,13 +145,9 @@ async fn an_updater_fails_over_between_replicas_and_no_report_is_lost_or_doubled
     // 2. A report made while failing over: the install runs, its replica dies meanwhile,
     // and the report reaches the other replica once.
     let (on, other) = (other, on);
-    ctl(
-        &replicas[on],
-        root,
-        &token,
-        &["channels", "set", "beta", "1.1.0"],
-    )
-    .await;
+    replicas[on]
+        .ctl(root, &token, &["channels", "set", "beta", "1.1.0"])
+        .await;
     eventually("the install of 1.1.0 started", FAILOVER, async || {
         started("1.1.0").exists().then_some(())
     })
@@ -205,7 +155,9 @@ async fn an_updater_fails_over_between_replicas_and_no_report_is_lost_or_doubled
     // Replicas re-read each other's channel changes every 5 s; until then the other would
     // still serve 1.0.0.
     eventually("the other replica knows 1.1.0", FAILOVER, async || {
-        let channels = ctl(&replicas[other], root, &token, &["channels", "list"]).await;
+        let channels = replicas[other]
+            .ctl(root, &token, &["channels", "list"])
+            .await;
         channels
             .as_array()?
             .iter()
@@ -231,13 +183,9 @@ async fn an_updater_fails_over_between_replicas_and_no_report_is_lost_or_doubled
         (connected(&replicas[on], root, &token).await == 1).then_some(())
     })
     .await;
-    ctl(
-        &replicas[on],
-        root,
-        &token,
-        &["channels", "set", "beta", "1.2.0"],
-    )
-    .await;
+    replicas[on]
+        .ctl(root, &token, &["channels", "set", "beta", "1.2.0"])
+        .await;
     eventually("the install of 1.2.0 started", FAILOVER, async || {
         started("1.2.0").exists().then_some(())
     })

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use drover_tests::{
     CoordinatorBuilder, CoordinatorProcess, UpdaterBuilder, UpdaterProcess, droverctl,
-    droverctl_json, eventually,
+    droverctl_json, eventually, eventually_explained,
     repos::{Flaw, PackageRepos},
     roots::{Manager, PackageHost},
 };
@@ -83,16 +83,19 @@ impl Setup {
 
     /// The updater's last decision has `reason`, and the coordinator shows it too.
     async fn decision(&self, reason: &str) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while self.updater.state()["last_decision"]["reason"] != reason {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the updater never decided {reason}: {}\n{}",
-                self.updater.state()["last_decision"],
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually_explained(
+            &format!("the updater decides {reason}"),
+            WAIT,
+            async || (self.updater.state()["last_decision"]["reason"] == reason).then_some(()),
+            || {
+                format!(
+                    "its last decision: {}\n{}",
+                    self.updater.state()["last_decision"],
+                    self.log_tail()
+                )
+            },
+        )
+        .await;
         eventually(
             &format!("the coordinator shows {reason}"),
             WAIT,

@@ -1,8 +1,8 @@
 //! Replicas on one PostgreSQL share their changes through the change feed (LISTEN/NOTIFY):
 //! an admin change made on replica A reaches the updaters connected to replica B at once —
 //! B's periodic re-read is turned off here (`--view-refresh-secs 3600`), so only the feed
-//! can carry it — and a revocation on A cuts the agent's live stream on B. (Rollouts are
-//! not shared between replicas yet: see the change feed's module docs.)
+//! can carry it — and a revocation on A cuts the agent's live stream on B. Rollouts shared
+//! between replicas, with one reconciler, are in `reconciler.rs`.
 
 use std::{
     path::Path,
@@ -13,36 +13,8 @@ use drover_tests::{
     CoordinatorBuilder, CoordinatorProcess, TestPostgres, bin, droverctl_json, enrol, eventually,
     token_for,
 };
-use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// droverctl against `c` with `token` (replica B has no bootstrap token of its own).
-async fn ctl_json(c: &CoordinatorProcess, dir: &Path, token: &str, args: &[&str]) -> Value {
-    let tls = c.tls.as_ref().expect("a TLS coordinator");
-    let profile = serde_json::json!({
-        "coordinator": c.grpc_url(),
-        "ca_file": tls.ca_file,
-        "credentials": { "token": token },
-    });
-    let path = dir.join("profile-b.json");
-    std::fs::write(&path, serde_json::to_vec(&profile).unwrap()).unwrap();
-    let output = tokio::process::Command::new(bin("droverctl"))
-        .arg("--profile")
-        .arg(&path)
-        .args(args)
-        .args(["-o", "json"])
-        .env_remove("DROVER_TOKEN")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
 
 async fn replica(dir: &Path, db: &str) -> CoordinatorProcess {
     std::fs::create_dir_all(dir).unwrap();
@@ -89,7 +61,7 @@ async fn a_change_on_one_replica_reaches_updaters_on_another_at_once() {
         .spawn()
         .unwrap();
     eventually("five updaters connected to B", WAIT, async || {
-        let s = ctl_json(&b, root.path(), &token, &["fleet", "summary"]).await;
+        let s = b.ctl(root.path(), &token, &["fleet", "summary"]).await;
         (s["connected_agents"] == 5).then_some(())
     })
     .await;
@@ -112,7 +84,7 @@ async fn a_change_on_one_replica_reaches_updaters_on_another_at_once() {
     // A revocation on A cuts the agent's live stream on B.
     droverctl_json(&url_a, &["agents", "revoke", "onb-00000"]).await;
     eventually("B cut the revoked agent", WAIT, async || {
-        let s = ctl_json(&b, root.path(), &token, &["fleet", "summary"]).await;
+        let s = b.ctl(root.path(), &token, &["fleet", "summary"]).await;
         (s["connected_agents"] == 4).then_some(())
     })
     .await;

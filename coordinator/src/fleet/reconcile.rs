@@ -116,18 +116,7 @@ impl Fleet {
                 &snapshot,
                 control_plane.as_ref(),
             );
-            // Built afresh, not cloned: the old decisions (one per agent) are replaced anyway.
-            let mut rollout = ActiveRollout {
-                spec: current.spec.clone(),
-                state: current.state.clone(),
-                created_ms: current.created_ms,
-                status: current.status,
-                revision: current.revision,
-                counts: group_counts(&current.spec, &snapshot),
-                decisions: out.decisions,
-                trace: current.trace,
-            };
-            count_in_flight(&mut rollout, &snapshot);
+            let mut rollout = with_decisions(&current, &snapshot, out.decisions);
             let status = crate::rollout::status_after(&current.spec, &out.state, &snapshot);
             let mut committed_change = None;
             if out.state != current.state || status != RolloutStatus::Active {
@@ -250,18 +239,7 @@ impl Fleet {
                 &snapshot,
                 control_plane.as_ref(),
             );
-            // Built afresh, not cloned: the old decisions (one per agent) are replaced.
-            let mut rollout = ActiveRollout {
-                spec: current.spec.clone(),
-                state: current.state.clone(),
-                created_ms: current.created_ms,
-                status: current.status,
-                revision: current.revision,
-                counts: group_counts(&current.spec, &snapshot),
-                decisions,
-                trace: current.trace,
-            };
-            count_in_flight(&mut rollout, &snapshot);
+            let rollout = with_decisions(&current, &snapshot, decisions);
             self.rollouts
                 .write()
                 .insert(current.spec.channel.clone(), Arc::new(rollout));
@@ -288,6 +266,27 @@ fn failed_this_rollout(spec: &RolloutSpec, created_ms: i64, report: &UpdateRepor
     };
     ours && report.to_version == spec.target_version.to_string()
         && report.outcome != UpdateOutcome::Succeeded
+}
+
+/// `current` with new decisions and the counts of `snapshot`. Built afresh, not cloned: the
+/// old decisions (one per agent) are replaced anyway.
+fn with_decisions(
+    current: &ActiveRollout,
+    snapshot: &[AgentSnapshot],
+    decisions: std::collections::HashMap<String, crate::rollout::AgentDecision>,
+) -> ActiveRollout {
+    let mut rollout = ActiveRollout {
+        spec: current.spec.clone(),
+        state: current.state.clone(),
+        created_ms: current.created_ms,
+        status: current.status,
+        revision: current.revision,
+        counts: group_counts(&current.spec, snapshot),
+        decisions,
+        trace: current.trace,
+    };
+    count_in_flight(&mut rollout, snapshot);
+    rollout
 }
 
 /// Per group, the agents the engine sends the target that neither run it nor failed it:
