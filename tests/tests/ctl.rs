@@ -115,11 +115,11 @@ async fn server_text_reaches_stderr_without_control_characters() {
 /// 0 success, 1 the request failed, 2 the command line is wrong; no colour off a terminal.
 #[tokio::test]
 async fn exit_codes_say_what_went_wrong() {
-    // A port nobody listens on: the connection is refused at once.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
+    // A port nobody listens on: the connection is refused at once. The socket stays bound
+    // (never listening) for the whole test, so no other test's server can take the port.
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = reserved.local_addr().unwrap().port();
     let run = |args: &[&str]| {
         Command::new(bin("droverctl"))
             .args(["--coordinator", &format!("http://127.0.0.1:{port}")])
