@@ -10,11 +10,22 @@ use std::{
 use drover_coordinator::server::{BoundAddresses, ReadyFile, ReadyTls};
 use tokio::process::{Child, Command};
 
+static BIN_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Takes the binaries from `dir` (e.g. `target/release` for `drover-loadgen`), before any
+/// [`bin`] call; the first call wins.
+pub fn use_bin_dir(dir: &Path) {
+    let _ = BIN_DIR.set(dir.to_path_buf());
+}
+
 /// A built binary of this workspace (`cargo build --workspace --bins` puts them beside the
-/// test executables' parent directory).
+/// test executables' parent directory), or in the directory [`use_bin_dir`] or
+/// `DROVER_BIN_DIR` names.
 pub fn bin(name: &str) -> PathBuf {
-    let dir = std::env::var_os("DROVER_BIN_DIR")
-        .map(PathBuf::from)
+    let dir = BIN_DIR
+        .get()
+        .cloned()
+        .or_else(|| std::env::var_os("DROVER_BIN_DIR").map(PathBuf::from))
         .unwrap_or_else(|| {
             let exe = std::env::current_exe().expect("test executable path");
             exe.parent()
@@ -43,6 +54,37 @@ pub fn testing_bin() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Ends a process and everything it started: the test starts it as the leader of its own
+/// process group, and dropping the guard (the test ending, passed or panicking) SIGKILLs the
+/// whole group, so an agent a restart script left running goes with its updater.
+pub struct ProcessGroup(i32);
+
+impl ProcessGroup {
+    /// Makes `command` lead a new process group once spawned (see [`ProcessGroup::of`]).
+    pub fn lead(command: &mut Command) -> &mut Command {
+        command.process_group(0).kill_on_drop(true)
+    }
+
+    /// The guard for `child`, spawned from a command [`ProcessGroup::lead`] prepared.
+    pub fn of(child: &Child) -> Self {
+        Self(child.id().expect("a child just spawned has a pid") as i32)
+    }
+
+    /// SIGKILLs the group now (idempotent: a group already gone is no error).
+    pub fn kill(&self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 fn log_file(dir: &Path, name: &str) -> std::fs::File {
@@ -138,6 +180,8 @@ impl CoordinatorBuilder {
 
 pub struct CoordinatorProcess {
     child: Child,
+    /// Declared after `child`, so the group is killed once the child is.
+    _group: ProcessGroup,
     builder: CoordinatorBuilder,
     pub addresses: BoundAddresses,
     /// The CA, its pin and the admin profile, from the ready file; `None` with `--insecure`.
@@ -162,7 +206,7 @@ impl CoordinatorProcess {
         } else {
             command.arg("--data-dir").arg(builder.data_dir());
         }
-        let child = command
+        let child = ProcessGroup::lead(&mut command)
             .arg("--database")
             .arg(&builder.database)
             .arg("--grpc-listen")
@@ -176,10 +220,10 @@ impl CoordinatorProcess {
             .envs(builder.env.iter().map(|(k, v)| (k, v)))
             .stdout(log_file(&builder.work_dir, "coordinator.log"))
             .stderr(log_file(&builder.work_dir, "coordinator.log"))
-            .kill_on_drop(true)
             .spawn()
             .expect("start drover-coordinator");
         let mut process = Self {
+            _group: ProcessGroup::of(&child),
             child,
             builder,
             addresses: BoundAddresses { grpc, http },
@@ -376,7 +420,7 @@ impl UpdaterBuilder {
         if let Some(ca) = crate::trust::ca_file_for(first) {
             command.arg("--ca-file").arg(ca);
         }
-        let child = command
+        let child = ProcessGroup::lead(&mut command)
             .arg("--coordinator")
             .arg(&self.coordinator)
             .arg("--state-dir")
@@ -386,10 +430,10 @@ impl UpdaterBuilder {
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log_file(&self.state_dir, "updater.log"))
             .stderr(log_file(&self.state_dir, "updater.log"))
-            .kill_on_drop(true)
             .spawn()
             .expect("start drover-updater");
         UpdaterProcess {
+            _group: ProcessGroup::of(&child),
             child,
             state_dir: self.state_dir,
         }
@@ -398,6 +442,8 @@ impl UpdaterBuilder {
 
 pub struct UpdaterProcess {
     child: Child,
+    /// The updater and what it started (restart scripts, the agents they run).
+    _group: ProcessGroup,
     pub state_dir: PathBuf,
 }
 

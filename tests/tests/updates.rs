@@ -12,11 +12,12 @@ use tempfile::TempDir;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Fields drop in this order: the agent and the coordinator before their directory.
 struct Setup {
-    root: TempDir,
+    host: AgentHost,
     coordinator: CoordinatorProcess,
     repo: ReleaseRepo,
-    host: AgentHost,
+    root: TempDir,
 }
 
 /// A coordinator (control plane 2.0.0, channel `beta` at 1.0.0), signed releases of the demo
