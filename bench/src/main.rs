@@ -7,6 +7,7 @@ mod echo;
 mod load;
 mod loader;
 mod replicas;
+mod scale;
 mod stats;
 mod storm;
 
@@ -195,6 +196,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Some("loader") => {
             return loader::run(loader::LoaderArgs::parse_from(std::env::args().skip(1))).await;
+        }
+        Some("dashboard") => {
+            return scale::dashboard(scale::ScaleArgs::parse_from(std::env::args().skip(1))).await;
+        }
+        Some("fence") => {
+            return scale::fence(scale::ScaleArgs::parse_from(std::env::args().skip(1))).await;
         }
         Some("replicas") => {
             return replicas::run(replicas::ReplicasArgs::parse_from(std::env::args().skip(1)))

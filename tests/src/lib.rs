@@ -2,8 +2,10 @@
 //! droverctl and gRPC, and give each test its own SQLite file or PostgreSQL database.
 #![forbid(unsafe_code)]
 
+mod browser;
 mod chaos;
 pub mod cosign_key;
+mod directives;
 pub mod enrol;
 mod json_patch;
 pub mod kube_api;
@@ -18,11 +20,13 @@ pub mod repos;
 pub mod roots;
 mod trust;
 
+pub use browser::dashboard_script;
 pub use chaos::ChaosProxy;
+pub use directives::{Fencing, directives_by_agent, fencing};
 pub use postgres::TestPostgres;
 pub use process::{
-    CoordinatorBuilder, CoordinatorProcess, UpdaterBuilder, UpdaterProcess, bin, droverctl,
-    droverctl_json, testing_bin,
+    CoordinatorBuilder, CoordinatorProcess, ProcessGroup, UpdaterBuilder, UpdaterProcess, bin,
+    droverctl, droverctl_json, testing_bin, use_bin_dir,
 };
 pub use receiver::{Behaviour, Receiver, https_receiver};
 pub use release::{AgentHost, ReleaseRepo, SigningKey};
@@ -63,14 +67,30 @@ pub async fn eventually_explained<T>(
     }
 }
 
-/// Waits (up to a minute) until the coordinator at `url` counts `count` connected updaters.
+/// How long to wait for `count` updaters to connect: half a minute plus 50 ms for each
+/// (TLS enrolment is rate-limited, and a busy machine is slow), never a fixed guess.
+pub fn fleet_deadline(count: u64) -> Duration {
+    Duration::from_secs(30) + Duration::from_millis(50) * count as u32
+}
+
+/// Waits (see [`fleet_deadline`]) until the coordinator at `url` counts `count` connected
+/// updaters; a timeout names how many it saw.
 pub async fn wait_connected(url: &str, count: u64) {
-    eventually(
+    let seen = std::sync::atomic::AtomicU64::new(0);
+    eventually_explained(
         &format!("{count} updaters connected"),
-        Duration::from_secs(60),
+        fleet_deadline(count),
         async || {
             let summary = droverctl_json(url, &["fleet", "summary"]).await;
-            (summary["connected_agents"] == count).then_some(())
+            let connected = summary["connected_agents"].as_u64().unwrap_or_default();
+            seen.store(connected, std::sync::atomic::Ordering::Relaxed);
+            (connected == count).then_some(())
+        },
+        || {
+            format!(
+                "{} were connected",
+                seen.load(std::sync::atomic::Ordering::Relaxed)
+            )
         },
     )
     .await;

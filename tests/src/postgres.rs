@@ -1,6 +1,12 @@
 //! A fresh PostgreSQL database per test, on the server this machine runs (see .ci/run).
 
+use std::time::{Duration, Instant};
+
 use sqlx::{Connection, Executor, PgConnection};
+
+/// How long a test waits for a PostgreSQL that is (re)starting, or busy copying template1
+/// for another test's CREATE DATABASE, before it fails.
+const SERVER_WAIT: Duration = Duration::from_secs(60);
 
 /// Where the admin connection goes; override with DROVER_TEST_POSTGRES_URL.
 fn admin_url() -> String {
@@ -16,18 +22,12 @@ pub struct TestPostgres {
 impl TestPostgres {
     /// Creates an empty database. Fails loudly if PostgreSQL is not reachable: the suite
     /// promises to cover both backends, so a silent skip would be a lie.
+    /// A server that is restarting (refusing connections, or "starting up") is waited for,
+    /// up to a minute.
     pub async fn create() -> Self {
         let admin = admin_url();
-        let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|err| {
-            panic!(
-                "cannot reach PostgreSQL at {admin} ({err}); start it (see .ci/run) or point \
-                 DROVER_TEST_POSTGRES_URL at a server where this user may create databases"
-            )
-        });
         let name = format!("drover_test_{}", uuid::Uuid::new_v4().simple());
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .expect("create test database");
+        admin_statement(&format!("CREATE DATABASE {name}")).await;
         let (base, _) = admin.rsplit_once('/').expect("URL has a database part");
         Self {
             url: format!("{base}/{name}"),
@@ -64,17 +64,55 @@ impl TestPostgres {
 
     /// Runs one statement on the server's admin database (ALTER DATABASE and the like).
     pub async fn admin(&self, sql: &str) {
-        let mut conn = PgConnection::connect(&admin_url())
-            .await
-            .expect("connect to the admin database");
-        conn.execute(sqlx::AssertSqlSafe(sql.to_string()))
-            .await
-            .unwrap_or_else(|err| panic!("{sql}: {err}"));
+        admin_statement(sql).await;
     }
 
     pub async fn drop_database(self) {
         // Drop does it; this name stays for readability at the end of a test.
         drop(self);
+    }
+}
+
+/// Runs `sql` on the admin database, retrying (bounded by [`SERVER_WAIT`]) while the
+/// server refuses connections, is starting or stopping, or the statement fails for a reason
+/// a moment cures (template1 in use by a concurrent CREATE DATABASE).
+async fn admin_statement(sql: &str) {
+    let admin = admin_url();
+    let deadline = Instant::now() + SERVER_WAIT;
+    loop {
+        let attempt = async {
+            let mut conn = PgConnection::connect(&admin).await?;
+            conn.execute(sqlx::AssertSqlSafe(sql.to_string())).await?;
+            conn.close().await
+        };
+        let err = match attempt.await {
+            Ok(()) => return,
+            Err(err) => err,
+        };
+        assert!(
+            transient(&err),
+            "`{sql}` failed on PostgreSQL at {admin}: {err}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "PostgreSQL at {admin} did not run `{sql}` within {SERVER_WAIT:?}, last error: \
+             {err}; start it (scripts/setup) or point DROVER_TEST_POSTGRES_URL at a server \
+             where this user may create databases"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// An error a restarting or busy server gives: refused or cut connections, "the database
+/// system is starting up / shutting down", too many connections, template1 in use.
+fn transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            Some("57P01" | "57P02" | "57P03" | "53300" | "55006")
+        ),
+        _ => false,
     }
 }
 

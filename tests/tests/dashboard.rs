@@ -5,8 +5,8 @@
 use std::{path::Path, time::Duration};
 
 use drover_tests::{
-    CoordinatorBuilder, CoordinatorProcess, create_rollout, droverctl_json, eventually, simulate,
-    token_for, wait_connected,
+    CoordinatorBuilder, CoordinatorProcess, create_rollout, dashboard_script, droverctl_json,
+    eventually, simulate, wait_connected,
 };
 use serde_json::Value;
 
@@ -70,51 +70,7 @@ fn fleet(
 
 /// Runs the browser script in `mode`; returns its JSON report (asserting it passed).
 async fn browser(c: &CoordinatorProcess, mode: &str, viewer: &str) -> Value {
-    let shots = workspace().join("target/screenshots");
-    std::fs::create_dir_all(&shots).expect("target/screenshots");
-    let script = workspace().join("tests/browser/dashboard.mjs");
-    assert!(
-        workspace()
-            .join("tests/browser/node_modules/playwright-core")
-            .exists(),
-        "playwright-core is missing: run scripts/setup (npm ci in tests/browser)"
-    );
-    let output = tokio::process::Command::new("node")
-        .arg(&script)
-        .env("DROVER_URL", c.http_url(""))
-        // `--insecure` takes no token; any will do.
-        .env(
-            "DROVER_ADMIN_TOKEN",
-            token_for(&c.grpc_url()).unwrap_or_else(|| "insecure".into()),
-        )
-        .env("DROVER_VIEWER_TOKEN", viewer)
-        .env("DROVER_SCREENSHOTS", &shots)
-        .env("DROVER_MODE", mode)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(240), output)
-        .await
-        .expect("the browser script finishes within 4 minutes")
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let report: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|line| serde_json::from_str(line).ok())
-        .unwrap_or_else(|| panic!("no JSON report from the browser script:\n{stdout}\n{stderr}"));
-    assert!(
-        output.status.success() && report["ok"] == true,
-        "the browser script failed ({}):\n{report:#}\n{stderr}\n{}",
-        output.status,
-        c.log()
-            .lines()
-            .rev()
-            .take(30)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    eprintln!("browser report: {report:#}");
-    report
+    dashboard_script(c, mode, viewer, &[]).await
 }
 
 /// Overview counts move live while a rollout advances; a pause from the page (dry run
@@ -181,34 +137,31 @@ async fn the_dashboard_follows_a_rollout_live_and_pauses_it_by_role() {
     }
 }
 
-/// The agent table filters 10,000 agents by version in under a second, measured in the
-/// page from the filter's change to the rendered rows. Plaintext on loopback
-/// (`--insecure`): enrolling 10,000 agents is rate-limited to 100 a second per join token,
-/// which would make this test about enrolment.
+/// The agent table's version filter shows exactly the agents on that version, and together
+/// the filters cover the fleet: 300 agents over TLS with enrolled identities. How fast it
+/// filters 10,000 agents is a measurement, not a test: `drover-loadgen dashboard` (see
+/// BENCHMARKS.md); here the times are only printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_agent_table_filters_ten_thousand_agents_in_under_a_second() {
+async fn the_agent_table_filters_by_version_and_reason() {
+    const AGENTS: u64 = 300;
     let root = tempfile::tempdir().unwrap();
-    let c = coordinator(root.path(), true).await;
+    let c = coordinator(root.path(), false).await;
     let url = c.grpc_url();
     // No version on the channel: the agents keep the three versions they start with.
-    let _fleet = fleet(&c, root.path(), "10000", "1.0.0,1.1.0,0.9.0");
-    eventually(
-        "10,000 updaters connected",
-        Duration::from_secs(180),
-        async || {
-            let summary = droverctl_json(&url, &["fleet", "summary"]).await;
-            (summary["connected_agents"] == 10_000).then_some(())
-        },
-    )
-    .await;
-    let report = browser(&c, "filter", "").await;
-    assert_eq!(report["total_agents"], 10_000, "{report}");
-    let slowest = report["filter_max_ms"].as_u64().unwrap();
-    eprintln!(
-        "filtering 10,000 agents by version: slowest {slowest} ms; by reason: slowest {} ms",
-        report["reason_max_ms"]
+    let _fleet = fleet(&c, root.path(), &AGENTS.to_string(), "1.0.0,1.1.0,0.9.0");
+    wait_connected(&url, AGENTS).await;
+    let report = dashboard_script(&c, "filter", "", &[("DROVER_EXPECT_AGENTS", "300")]).await;
+    assert_eq!(report["total_agents"], AGENTS, "{report}");
+    let runs = report["filter_runs"].as_array().expect("filter runs");
+    assert_eq!(
+        runs.len(),
+        7,
+        "three versions, none, three again: {report:#}"
     );
-    assert!(slowest < 1000, "{report:#}");
+    eprintln!(
+        "filtering {AGENTS} agents by version: slowest {} ms; by reason: slowest {} ms",
+        report["filter_max_ms"], report["reason_max_ms"]
+    );
 }
 
 /// Sends `GET /api/v1/stream` on `stream` with `token`; returns the stream and what came

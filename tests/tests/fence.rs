@@ -1,11 +1,13 @@
 //! Pause and rollback fenced against the reconciler (#10): once the call returns, no group
-//! starts and no agent is sent the abandoned target, with 2,000 simulated agents reporting.
+//! starts and no agent is sent the abandoned target, with 200 simulated agents reporting.
+//! The same at 2,000 agents, with the verbs' latency, is `drover-loadgen fence` (see
+//! BENCHMARKS.md): scale and speed are measurements, not tests.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use drover_tests::{
-    CoordinatorBuilder, create_rollout, droverctl_json, eventually, simulate_logging,
-    wait_connected,
+    CoordinatorBuilder, create_rollout, directives_by_agent, droverctl_json, eventually, fencing,
+    simulate_logging, wait_connected,
 };
 use serde_json::Value;
 
@@ -20,53 +22,19 @@ fn group<'a>(status: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no group {name}: {status}"))
 }
 
-/// One agent's accepted directives in `log` (a `simulate_logging` log): (target, reason).
-fn directives_by_agent(log: &str) -> HashMap<String, Vec<(String, String)>> {
-    let mut by_agent: HashMap<String, Vec<(String, String)>> = HashMap::new();
-    for line in log.lines().filter(|l| l.contains("new directive")) {
-        let field = |name: &str| -> Option<String> {
-            let at = line.find(name)? + name.len();
-            let rest = &line[at..];
-            Some(
-                rest.split_whitespace()
-                    .next()?
-                    .trim_end_matches(':')
-                    .to_string(),
-            )
-        };
-        let (Some(agent), Some(target), Some(reason)) = (
-            field("sim{agent="),
-            field("target_version="),
-            field("reason="),
-        ) else {
-            continue;
-        };
-        by_agent
-            .entry(agent.trim_end_matches('}').to_string())
-            .or_default()
-            .push((target, reason));
-    }
-    by_agent
-}
-
 /// Once the first directive with `reason` reached an agent, every later one is `allowed`
 /// (target, reason): no directive computed before the verb arrived after its own.
 fn fenced(log: &str, reason: &str, agents: usize, allowed: impl Fn(&str, &str) -> bool) {
-    let by_agent = directives_by_agent(log);
-    let mut reached = 0;
-    for (agent, directives) in &by_agent {
-        let Some(first) = directives.iter().position(|(_, r)| r == reason) else {
-            continue;
-        };
-        reached += 1;
-        for (target, r) in &directives[first..] {
-            assert!(
-                allowed(target, r),
-                "{agent} was sent {target} ({r}) after its {reason} directive: {directives:?}"
-            );
-        }
-    }
-    assert_eq!(reached, agents, "agents that got a {reason} directive");
+    let fencing = fencing(log, reason, allowed);
+    assert!(
+        fencing.violations.is_empty(),
+        "{}",
+        fencing.violations.join("\n")
+    );
+    assert_eq!(
+        fencing.reached, agents,
+        "agents that got a {reason} directive"
+    );
 }
 
 async fn timed_verb(url: &str, args: &[&str]) -> Duration {
@@ -75,11 +43,13 @@ async fn timed_verb(url: &str, args: &[&str]) -> Duration {
     started.elapsed()
 }
 
-/// 2,000 simulated agents mid-rollout, reporting: once `pause` returns no group starts and
+/// 200 simulated agents mid-rollout, reporting: once `pause` returns no group starts and
 /// no agent is sent the target; the same for `rollback`. Prints both calls' latency.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pause_and_rollback_are_fenced_against_the_reconciler_at_2000_agents() {
-    const AGENTS: usize = 2000;
+async fn pause_and_rollback_are_fenced_against_the_reconciler() {
+    const AGENTS: usize = 200;
+    /// On the target before each verb: mid-way through dev's ~100 agents.
+    const MOVED: u64 = 20;
     let root = tempfile::tempdir().unwrap();
     let c = CoordinatorBuilder::sqlite(root.path())
         .control_plane("2.0.0")
@@ -93,7 +63,7 @@ async fn pause_and_rollback_are_fenced_against_the_reconciler_at_2000_agents() {
     droverctl_json(&url, &["channels", "set", "edge", "1.0.0"]).await;
     let args = [
         "--count",
-        "2000",
+        &AGENTS.to_string(),
         "--groups",
         "dev,prod",
         "--channel",
@@ -114,21 +84,21 @@ async fn pause_and_rollback_are_fenced_against_the_reconciler_at_2000_agents() {
         "warn,drover_updater::manager=info,drover_updater::simulate=info",
     );
     wait_connected(&url, AGENTS as u64).await;
-    // Immediate, 20 agents of a group at a time: slow enough to pause mid-way.
+    // Immediate, 5 agents of a group at a time: slow enough to pause mid-way.
     let (ok, _, err) = create_rollout(
         &url,
         "edge",
         &["dev:canaries=2", "prod:canaries=2"],
-        &["--immediate", "--max-in-flight", "20"],
+        &["--immediate", "--max-in-flight", "5"],
     )
     .await;
     assert!(ok, "{err}");
     let status = |url: String| async move {
         droverctl_json(&url, &["rollout", "status", "--channel", "edge"]).await
     };
-    eventually("100 agents on the target", WAIT, async || {
+    eventually(&format!("{MOVED} agents on the target"), WAIT, async || {
         let s = status(url.clone()).await;
-        (group(&s, "dev")["on_target"].as_u64()? >= 100).then_some(())
+        (group(&s, "dev")["on_target"].as_u64()? >= MOVED).then_some(())
     })
     .await;
     let log_path = root.path().join("simulate.log");
@@ -176,7 +146,7 @@ async fn pause_and_rollback_are_fenced_against_the_reconciler_at_2000_agents() {
     droverctl_json(&url, &["rollout", "resume", "--channel", "edge"]).await;
     eventually("more agents on the target", WAIT, async || {
         let s = status(url.clone()).await;
-        (on_target(&s) >= on_target(&held) + 100).then_some(())
+        (on_target(&s) >= on_target(&held) + MOVED).then_some(())
     })
     .await;
     let rollback = timed_verb(&url, &["rollout", "rollback", "--channel", "edge"]).await;
@@ -203,5 +173,4 @@ async fn pause_and_rollback_are_fenced_against_the_reconciler_at_2000_agents() {
         "verb latency with {AGENTS} agents reporting (droverctl process included): \
          pause {pause:?}, rollback {rollback:?}"
     );
-    assert!(pause < Duration::from_secs(2) && rollback < Duration::from_secs(2));
 }

@@ -1,0 +1,246 @@
+//! `drover-loadgen dashboard` and `drover-loadgen fence`: the claims the black-box tests
+//! prove at small scale (tests/tests/dashboard.rs, tests/tests/fence.rs), measured at the
+//! fleet sizes they are about, with the same harness, in the default mode (TLS, enrolled
+//! identities; `--insecure` for a labelled comparison). Prints what it measured and a JSON
+//! summary on the last line; asserts nothing.
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use drover_tests::{
+    CoordinatorBuilder, CoordinatorProcess, create_rollout, dashboard_script, directives_by_agent,
+    droverctl_json, fencing, simulate, simulate_logging, use_bin_dir, wait_connected,
+};
+use serde_json::{Value, json};
+
+#[derive(Parser, Debug)]
+pub struct ScaleArgs {
+    #[arg(long)]
+    agents: Option<u64>,
+    /// Plaintext on loopback, for comparison with earlier plaintext figures.
+    #[arg(long)]
+    insecure: bool,
+    /// Where the built binaries are (the debug build is what the tests run).
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+}
+
+async fn coordinator(args: &ScaleArgs, dir: &std::path::Path) -> CoordinatorProcess {
+    use_bin_dir(&args.bin_dir);
+    let builder = CoordinatorBuilder::sqlite(dir)
+        .control_plane("2.0.0")
+        .arg("--reconcile-ms")
+        .arg("100")
+        .arg("--heartbeat-secs")
+        .arg("2");
+    let builder = if args.insecure {
+        builder.insecure()
+    } else {
+        builder
+    };
+    builder.start().await
+}
+
+fn mode(args: &ScaleArgs) -> &'static str {
+    if args.insecure {
+        "plaintext (--insecure)"
+    } else {
+        "TLS, enrolled identities"
+    }
+}
+
+/// The agent table's filters over a fleet of three versions (default 10,000 agents), timed
+/// in the page from the filter's change to the rendered rows.
+pub async fn dashboard(args: ScaleArgs) -> anyhow::Result<()> {
+    let agents = args.agents.unwrap_or(10_000);
+    let dir = tempfile::tempdir()?;
+    let c = coordinator(&args, dir.path()).await;
+    let url = c.grpc_url();
+    let started = Instant::now();
+    let count = agents.to_string();
+    let _fleet = simulate(
+        &url,
+        dir.path(),
+        &[
+            "--count",
+            &count,
+            "--groups",
+            "dev,staging,prod",
+            "--channel",
+            "edge",
+            "--versions",
+            "1.0.0,1.1.0,0.9.0",
+            "--ramp-up-secs",
+            "5",
+            "--recheck-secs",
+            "3600",
+        ],
+    );
+    wait_connected(&url, agents).await;
+    println!(
+        "{agents} agents connected in {:.1} s ({})",
+        started.elapsed().as_secs_f64(),
+        mode(&args)
+    );
+    let report = dashboard_script(&c, "filter", "", &[("DROVER_EXPECT_AGENTS", &count)]).await;
+    let version_ms = report["filter_max_ms"].as_u64().unwrap_or_default();
+    let reason_ms = report["reason_max_ms"].as_u64().unwrap_or_default();
+    println!("version filter, slowest of 7: {version_ms} ms (goal: under 1000 ms)");
+    println!("reason filter, slowest of 3: {reason_ms} ms");
+    println!(
+        "{}",
+        json!({
+            "bench": "dashboard", "agents": agents, "mode": mode(&args),
+            "version_filter_max_ms": version_ms, "reason_filter_max_ms": reason_ms,
+            "runs": report["filter_runs"],
+        })
+    );
+    Ok(())
+}
+
+fn group_on_target(status: &Value, name: &str) -> u64 {
+    status["groups"]
+        .as_array()
+        .and_then(|groups| groups.iter().find(|g| g["name"] == name))
+        .and_then(|g| g["on_target"].as_u64())
+        .unwrap_or_default()
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !done().await {
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn timed(url: &str, verb: &str) -> Duration {
+    let started = Instant::now();
+    droverctl_json(url, &["rollout", verb, "--channel", "edge"]).await;
+    started.elapsed()
+}
+
+/// Pause and rollback mid-rollout with every agent reporting (default 2,000): the verbs'
+/// latency (droverctl process included), how long until every agent heard, and how many
+/// directives computed before a verb reached an agent after it (should be 0).
+pub async fn fence(args: ScaleArgs) -> anyhow::Result<()> {
+    let agents = args.agents.unwrap_or(2000);
+    let wait = Duration::from_secs(60) + Duration::from_millis(50) * agents as u32;
+    let dir = tempfile::tempdir()?;
+    let c = coordinator(&args, dir.path()).await;
+    let url = c.grpc_url();
+    droverctl_json(&url, &["channels", "set", "edge", "1.0.0"]).await;
+    let count = agents.to_string();
+    let _fleet = simulate_logging(
+        &url,
+        dir.path(),
+        &[
+            "--count",
+            &count,
+            "--groups",
+            "dev,prod",
+            "--channel",
+            "edge",
+            "--versions",
+            "1.0.0",
+            "--unhealthy-fraction",
+            "0",
+            "--ramp-up-secs",
+            "2",
+            "--recheck-secs",
+            "3600",
+        ],
+        "warn,drover_updater::manager=info,drover_updater::simulate=info",
+    );
+    wait_connected(&url, agents).await;
+    let (ok, _, err) = create_rollout(
+        &url,
+        "edge",
+        &["dev:canaries=2", "prod:canaries=2"],
+        &["--immediate", "--max-in-flight", "20"],
+    )
+    .await;
+    anyhow::ensure!(ok, "rollout create failed: {err}");
+    let status = async || droverctl_json(&url, &["rollout", "status", "--channel", "edge"]).await;
+    let moved = agents / 20;
+    wait_for("agents on the target", wait, async || {
+        group_on_target(&status().await, "dev") >= moved
+    })
+    .await;
+    let log_path = dir.path().join("simulate.log");
+    let heard = async |reason: &str, from: usize| {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        directives_by_agent(log.get(from..).unwrap_or_default())
+            .values()
+            .filter(|d| d.iter().any(|(_, r)| r == reason))
+            .count() as u64
+    };
+
+    let pause = timed(&url, "pause").await;
+    let asked = Instant::now();
+    wait_for("every agent paused", wait, async || {
+        heard("rollout_paused", 0).await == agents
+    })
+    .await;
+    let pause_heard = asked.elapsed();
+    let log = std::fs::read_to_string(&log_path)?;
+    let paused = fencing(&log, "rollout_paused", |_, r| r == "rollout_paused");
+
+    let resumed_at = std::fs::metadata(&log_path)?.len() as usize;
+    droverctl_json(&url, &["rollout", "resume", "--channel", "edge"]).await;
+    let held = group_on_target(&status().await, "dev") + group_on_target(&status().await, "prod");
+    wait_for("more agents on the target", wait, async || {
+        let s = status().await;
+        group_on_target(&s, "dev") + group_on_target(&s, "prod") >= held + moved
+    })
+    .await;
+    let rollback = timed(&url, "rollback").await;
+    let asked = Instant::now();
+    wait_for("every agent rolled back", wait, async || {
+        heard("rolledback", resumed_at).await == agents
+    })
+    .await;
+    let rollback_heard = asked.elapsed();
+    let log = std::fs::read_to_string(&log_path)?;
+    let rolledback = fencing(&log[resumed_at..], "rolledback", |t, _| {
+        t == "Some(\"1.0.0\")"
+    });
+    for violation in paused
+        .violations
+        .iter()
+        .chain(&rolledback.violations)
+        .take(5)
+    {
+        println!("violation: {violation}");
+    }
+    println!("{agents} agents reporting ({}):", mode(&args));
+    println!(
+        "  pause: call {:.0} ms, every agent heard after {:.0} ms, {} late directives",
+        crate::ms(pause),
+        crate::ms(pause_heard),
+        paused.violations.len()
+    );
+    println!(
+        "  rollback: call {:.0} ms, every agent heard after {:.0} ms, {} late directives",
+        crate::ms(rollback),
+        crate::ms(rollback_heard),
+        rolledback.violations.len()
+    );
+    println!(
+        "{}",
+        json!({
+            "bench": "fence", "agents": agents, "mode": mode(&args),
+            "pause_ms": crate::ms(pause), "pause_heard_ms": crate::ms(pause_heard),
+            "pause_late_directives": paused.violations.len(),
+            "rollback_ms": crate::ms(rollback), "rollback_heard_ms": crate::ms(rollback_heard),
+            "rollback_late_directives": rolledback.violations.len(),
+        })
+    );
+    Ok(())
+}
