@@ -7,7 +7,9 @@
 //! - `crash`: log the point's name and abort the process there (no clean-up, like a kill);
 //!   `crash@N`: pass the first N-1 times, crash the Nth;
 //! - `error` / `error*N`: return a store error (every time / the first N times), as a
-//!   transient database failure would.
+//!   transient database failure would;
+//! - `delay(MS)`: wait MS milliseconds there, at a [`pause_point!`] (state that is slow to
+//!   load, so clients arrive before it is).
 //!
 //! Points inside a transaction use [`failpoint!`]: an error returns from the enclosing
 //! function, so the transaction rolls back. Points after a commit use [`crash_point!`],
@@ -29,6 +31,9 @@ mod armed {
         Error {
             remaining: Option<u32>,
         },
+        Delay {
+            ms: u64,
+        },
     }
 
     fn points() -> &'static Mutex<HashMap<String, Action>> {
@@ -41,6 +46,16 @@ mod armed {
                 let action = match action.trim() {
                     "crash" => Action::Crash { pass: 0 },
                     "error" => Action::Error { remaining: None },
+                    other if other.starts_with("delay(") && other.ends_with(')') => {
+                        let ms = other["delay(".len()..other.len() - 1]
+                            .parse()
+                            .unwrap_or_else(|_| {
+                                panic!(
+                                    "DROVER_FAILPOINTS: delay(MS) needs milliseconds, got '{other}'"
+                                )
+                            });
+                        Action::Delay { ms }
+                    }
                     other => {
                         let count = |prefix: &str| other.strip_prefix(prefix)?.parse::<u32>().ok();
                         match (count("crash@"), count("error*")) {
@@ -63,10 +78,19 @@ mod armed {
         }
     }
 
+    /// How long the pause point named `name` waits (`delay(MS)`), if armed so.
+    pub fn delay(name: &str) -> Option<std::time::Duration> {
+        match points().lock().get(name)? {
+            Action::Delay { ms } => Some(std::time::Duration::from_millis(*ms)),
+            _ => panic!("failpoint {name} is a pause point and may only delay"),
+        }
+    }
+
     /// What the point named `name` does now: `Some(error)` to fail, `None` to go on.
     pub fn hit(name: &str) -> Option<DroverError> {
         let mut points = points().lock();
         match points.get_mut(name)? {
+            Action::Delay { .. } => panic!("failpoint {name} may crash or fail, not delay"),
             Action::Crash { pass } if *pass > 0 => {
                 *pass -= 1;
                 None
@@ -94,7 +118,7 @@ mod armed {
 }
 
 #[cfg(feature = "failpoints")]
-pub use armed::{crash_only, hit};
+pub use armed::{crash_only, delay, hit};
 
 /// `failpoint!("name")`: with the `failpoints` feature, crash or fail here as armed;
 /// without it, nothing at all.
@@ -119,3 +143,16 @@ macro_rules! crash_point {
     };
 }
 pub(crate) use crash_point;
+
+/// `pause_point!("name")`, in async code: with the `failpoints` feature, waits here as
+/// armed (`delay(MS)`); without it, nothing at all.
+macro_rules! pause_point {
+    ($name:literal) => {
+        #[cfg(feature = "failpoints")]
+        if let Some(wait) = crate::failpoint::delay($name) {
+            tracing::warn!(failpoint = $name, ?wait, "failpoint: pausing here");
+            tokio::time::sleep(wait).await;
+        }
+    };
+}
+pub(crate) use pause_point;

@@ -58,6 +58,9 @@ pub struct SimulateArgs {
     unhealthy_fraction: f64,
     #[arg(long, value_delimiter = ',')]
     broken_versions: Vec<String>,
+    /// How long each simulated install takes, in milliseconds (default: a random 50–400).
+    #[arg(long, value_name = "MS")]
+    install_ms: Option<u64>,
     #[arg(long, default_value = "sim")]
     id_prefix: String,
     #[arg(long, default_value_t = 2)]
@@ -89,6 +92,7 @@ pub async fn run(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Res
         versions: args.versions,
         unhealthy_fraction: args.unhealthy_fraction,
         broken_versions: args.broken_versions,
+        install_time: args.install_ms.map(Duration::from_millis),
         id_prefix: args.id_prefix,
         ramp_up: Duration::from_secs(args.ramp_up_secs),
         recheck_interval: args.recheck_secs.map(Duration::from_secs),

@@ -147,6 +147,7 @@ pub(crate) fn test_config(coordinator: &str, broken: &[&str]) -> UpdaterConfig {
         installer: installers::backend::Backend::Simulated(
             installers::simulated::SimulatedInstaller {
                 broken_versions: broken.iter().map(ToString::to_string).collect(),
+                install_time: None,
             },
         ),
         initial_agent_version: Some("1.0.0".into()),

@@ -38,6 +38,8 @@ pub struct SimulationConfig {
     pub versions: Vec<String>,
     pub unhealthy_fraction: f64,
     pub broken_versions: Vec<String>,
+    /// How long each install takes; `None`: a random 50–400 ms.
+    pub install_time: Option<Duration>,
     pub id_prefix: String,
     /// Connections are opened over this span, so the coordinator is not hit all at once.
     pub ramp_up: Duration,
@@ -193,6 +195,7 @@ fn updater_config(
         labels: vec![("simulated".into(), "true".into())],
         installer: Backend::Simulated(SimulatedInstaller {
             broken_versions: config.broken_versions.clone(),
+            install_time: config.install_time,
         }),
         initial_agent_version: Some(version),
         recheck_interval: config.recheck_interval,

@@ -62,6 +62,8 @@ fn every(period: Duration) -> Interval {
 }
 
 async fn reconcile_loop(fleet: Arc<Fleet>, shutdown: CancellationToken) {
+    // Tests hold the first pass back, so updaters reconnect before any decision is made.
+    crate::failpoint::pause_point!("reconcile.first_pass");
     let mut reconcile = every(fleet.config.reconcile_interval);
     loop {
         tokio::select! {

@@ -11,6 +11,8 @@ use crate::trace::{step_span, traced};
 #[derive(Debug, Clone, Default)]
 pub struct SimulatedInstaller {
     pub broken_versions: Vec<String>,
+    /// How long an install takes; `None`: a random 50–400 ms.
+    pub install_time: Option<Duration>,
 }
 
 impl Installer for SimulatedInstaller {
@@ -30,8 +32,10 @@ impl Installer for SimulatedInstaller {
         // A span like a real install's, so load tests can trace.
         let step = step_span!("install", drover.installer = "simulated", drover.version = %version);
         let run = async {
-            let millis = rand::rng().random_range(50..400);
-            tokio::time::sleep(Duration::from_millis(millis)).await;
+            let took = self
+                .install_time
+                .unwrap_or_else(|| Duration::from_millis(rand::rng().random_range(50..400)));
+            tokio::time::sleep(took).await;
             Ok(())
         };
         traced(step, run).await
