@@ -62,9 +62,8 @@ impl Fleet {
             if !matches(&channel, &entry.group) {
                 continue;
             }
-            let version = entry.version.as_deref();
-            let before = self.directive_in(&current, &agent_id, &channel, &entry.group, version);
-            let after = self.directive_in(next, &agent_id, &channel, &entry.group, version);
+            let before = self.directive_in(&current, &agent_id, &channel, &entry.group);
+            let after = self.directive_in(next, &agent_id, &channel, &entry.group);
             affected += u64::from(seen(&before) != seen(&after));
         }
         affected

@@ -50,7 +50,6 @@ use crate::{
         AgentIdentity, AgentStatus, UpdateReport, UpdaterState,
         directive::{Directive, directive_from_rollout},
         now_ms, validate,
-        version::check_constraints,
     },
     error::Result,
     failpoint::crash_point,
@@ -220,14 +219,8 @@ impl Fleet {
 
     /// What one agent should run now: the rollout's decision while a rollout governs its
     /// channel, else its channel's version (with its group's maintenance window).
-    pub fn directive_for(
-        &self,
-        agent_id: &str,
-        channel: &str,
-        group: &str,
-        version: Option<&str>,
-    ) -> Directive {
-        self.directive_in(&self.view(), agent_id, channel, group, version)
+    pub fn directive_for(&self, agent_id: &str, channel: &str, group: &str) -> Directive {
+        self.directive_in(&self.view(), agent_id, channel, group)
     }
 
     /// `directive_for` under the given settings (a dry run's would-be view).
@@ -237,23 +230,13 @@ impl Fleet {
         agent_id: &str,
         channel: &str,
         group: &str,
-        version: Option<&str>,
     ) -> Directive {
         let cp = view.control_plane.as_ref();
         let critical = view.channels.get(channel).is_some_and(|c| c.critical);
-        // Holding: stay on the current version, if it is itself within the constraints.
+        // Holding: keep what you have. No version is named, so what this process has not
+        // learnt yet (an install finishing, a report in flight) cannot send anyone back.
         let hold = |rollout_id: &str, reason: ReasonCode, detail: &str| {
-            let current = version
-                .and_then(|v| Version::parse(v).ok())
-                .filter(|v| cp.is_some_and(|cp| check_constraints(v, cp).is_ok()));
-            directive_from_rollout(
-                rollout_id,
-                current.as_ref(),
-                critical,
-                reason,
-                detail.to_string(),
-                cp,
-            )
+            directive_from_rollout(rollout_id, None, critical, reason, detail.to_string(), cp)
         };
         if self.pins.read().contains(agent_id) {
             return hold(
@@ -307,12 +290,7 @@ impl Fleet {
             identity.health,
         );
         let epoch = self.directive_epoch.load(Ordering::SeqCst);
-        let directive = self.directive_for(
-            &identity.agent_id,
-            &identity.channel,
-            &identity.group,
-            version.as_deref(),
-        );
+        let directive = self.directive_for(&identity.agent_id, &identity.channel, &identity.group);
         let live = LiveStatus {
             health: identity.health,
             updater_state: UpdaterState::Idle,
@@ -333,12 +311,7 @@ impl Fleet {
         self.sessions.insert(session.clone());
         if self.directive_epoch.load(Ordering::SeqCst) != epoch {
             // Decisions changed while this session was not yet listed for pushes.
-            session.push(&self.directive_for(
-                &session.agent_id,
-                &session.channel,
-                &session.group,
-                session.live.lock().agent_version.clone().as_deref(),
-            ));
+            session.push(&self.directive_for(&session.agent_id, &session.channel, &session.group));
         }
         if self.rollout_for(&session.channel).is_some() {
             self.reconcile_now.notify_one();
@@ -458,20 +431,13 @@ impl Fleet {
     }
 
     /// The directive for a polling updater (or a streaming one re-checking).
-    pub fn target_for(
-        &self,
-        agent_id: &str,
-        channel: &str,
-        group: &str,
-        version: &str,
-    ) -> Result<Directive> {
+    pub fn target_for(&self, agent_id: &str, channel: &str, group: &str) -> Result<Directive> {
         validate::name("channel", channel)?;
         validate::name("group", group)?;
         if !agent_id.is_empty() {
             validate::identifier("agent_id", agent_id)?;
         }
-        let version = (!version.is_empty()).then_some(version);
-        Ok(self.directive_for(agent_id, channel, group, version))
+        Ok(self.directive_for(agent_id, channel, group))
     }
 
     /// Re-reads settings from the store and pushes every directive that changed.

@@ -74,12 +74,12 @@ impl Fleet {
         let Some((channel, entry)) = self.inventory.get(agent_id) else {
             return false;
         };
-        let version = entry.version.as_deref();
         let before = self
-            .directive_for(agent_id, &channel, &entry.group, version)
+            .directive_for(agent_id, &channel, &entry.group)
             .target_version;
+        // A pinned agent holds what it has: no target.
         let after: Option<Version> = if pinned {
-            version.and_then(|v| Version::parse(v).ok())
+            None
         } else if let Some(rollout) = self.rollout_for(&channel) {
             let mut snapshot = self.snapshot(&rollout.spec, rollout.created_ms);
             for agent in snapshot.iter_mut().filter(|a| a.agent_id == agent_id) {

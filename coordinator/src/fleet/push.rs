@@ -23,12 +23,10 @@ impl Fleet {
         let mut pushed = 0;
         for session in &sessions {
             let sent = if governed.contains(&session.channel) || pins.contains(&session.agent_id) {
-                let version = session.live.lock().agent_version.clone();
                 session.push(&self.directive_for(
                     &session.agent_id,
                     &session.channel,
                     &session.group,
-                    version.as_deref(),
                 ))
             } else {
                 let directive = shared

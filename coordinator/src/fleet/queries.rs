@@ -161,12 +161,7 @@ impl Fleet {
                     Some((live.decision_reason.clone(), live.decision_detail.clone()));
             }
         }
-        let directive = self.directive_for(
-            &record.agent_id,
-            &record.channel,
-            &record.group,
-            record.agent_version.as_deref(),
-        );
+        let directive = self.directive_for(&record.agent_id, &record.channel, &record.group);
         AgentView {
             pinned: self.pins.read().contains(&record.agent_id),
             connected: session.is_some(),

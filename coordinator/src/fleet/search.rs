@@ -32,12 +32,7 @@ impl Fleet {
         let matching: Vec<_> = records
             .into_iter()
             .filter(|r| {
-                let directive = self.directive_for(
-                    &r.agent_id,
-                    &r.channel,
-                    &r.group,
-                    r.agent_version.as_deref(),
-                );
+                let directive = self.directive_for(&r.agent_id, &r.channel, &r.group);
                 directive.reason == reason
             })
             .collect();
@@ -66,8 +61,7 @@ impl Fleet {
     pub fn reason_counts(&self, channel: &str) -> BTreeMap<String, BTreeMap<String, u64>> {
         let mut counts = BTreeMap::<String, BTreeMap<String, u64>>::new();
         for (agent_id, entry) in self.inventory.channel(channel) {
-            let directive =
-                self.directive_for(&agent_id, channel, &entry.group, entry.version.as_deref());
+            let directive = self.directive_for(&agent_id, channel, &entry.group);
             *counts
                 .entry(entry.group)
                 .or_default()

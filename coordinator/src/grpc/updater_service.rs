@@ -192,7 +192,6 @@ impl UpdaterService for UpdaterApi {
             &request.agent_id,
             &or_default(&request.channel),
             &or_default(&request.group),
-            &request.agent_version,
         )?;
         let valid_until = self.fleet.schedule_valid_until();
         let mut answer = convert::directive_to_proto(&directive, valid_until);

@@ -338,9 +338,11 @@ fn decide(
     let group = &state.groups[index];
     let allowed =
         |version: &Version| control_plane.is_some_and(|cp| check_constraints(version, cp).is_ok());
-    // Holding means: stay on the current version (if it is itself within the constraints).
+    // Holding means "keep what you have": no target at all. Never the version this snapshot
+    // last saw: the agent may have moved since (an install finishing, a report not yet
+    // stored), and naming the old version would send it back.
     let hold = |reason: ReasonCode, detail: String| AgentDecision {
-        target: agent.version.clone().filter(|v| allowed(v)),
+        target: None,
         reason,
         detail,
         urgent: false,

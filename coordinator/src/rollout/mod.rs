@@ -193,7 +193,8 @@ pub struct AgentSnapshot {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentDecision {
-    /// `None`: serve no target (e.g. the agent's version is unknown or out of bounds).
+    /// `None`: hold what you have (install nothing, revert nothing). A hold never names a
+    /// version, so a decision made from stale facts can never send an agent back.
     pub target: Option<Version>,
     pub reason: drover_rules::ReasonCode,
     pub detail: String,

@@ -88,7 +88,7 @@ fn a_good_release_moves_group_by_group_honouring_windows_and_waits() {
     let out = reconcile(MONDAY + HOUR_MS, &spec, &state, &fleet, Some(&cp));
     assert_eq!(out.state.groups[0].phase, Phase::Unstarted);
     assert_eq!(out.decisions["d0"].reason, ReasonCode::GroupUnstarted);
-    assert_eq!(out.decisions["d0"].target, Some(v("1.0.0")));
+    assert_eq!(out.decisions["d0"].target, None, "held: keep what you have");
 
     let mut now = MONDAY + 2 * HOUR_MS;
     for _ in 0..6 {
@@ -198,7 +198,7 @@ fn a_group_waits_for_connected_healthy_canaries_and_never_skips_them() {
     assert!(out.events.is_empty());
     for decision in out.decisions.values() {
         assert_eq!(decision.reason, ReasonCode::CanaryWaiting);
-        assert_eq!(decision.target, Some(v("1.0.0")));
+        assert_eq!(decision.target, None, "held: keep what you have");
         assert!(
             decision.detail.contains("2 connected healthy"),
             "{}",
@@ -304,12 +304,7 @@ fn pins_caps_and_pauses() {
     paused.paused = true;
     let still = reconcile(MONDAY + 30 * HOUR_MS, &spec, &paused, &fleet, Some(&cp));
     assert_eq!(still.state, paused);
-    assert!(
-        still
-            .decisions
-            .values()
-            .all(|d| d.target == Some(v("1.0.0")))
-    );
+    assert!(still.decisions.values().all(|d| d.target.is_none()));
 }
 
 /// A random rollout over a random fleet, stepped through random time with random outcomes.
@@ -401,6 +396,13 @@ proptest! {
                 // 1. Never a version that breaks the constraints.
                 if let Some(target) = &decision.target {
                     prop_assert!(check_constraints(target, &sim.cp).is_ok(), "{id} served {target} with cp {}", sim.cp);
+                    // 1b. Only the target, or the start version of a rollback: a decision
+                    //     made from a stale snapshot can never send an agent back.
+                    prop_assert!(
+                        *target == spec.target_version
+                            || (decision.reason == ReasonCode::Rolledback && *target == spec.start_version),
+                        "{id} was sent {target} ({})", decision.reason
+                    );
                 }
             }
             if state.paused {
