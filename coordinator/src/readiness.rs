@@ -4,8 +4,11 @@
 //! Ready means: the store accepts a write (an upsert of the one `readiness_probe` row, every
 //! `interval`) and every supervised task is running. Only the ready → not-ready transition
 //! is dampened, and only for the store: one failed probe may be a blip, two in a row are
-//! not. A task that is down, and the first good sample after a failure, take effect at
-//! once. The coordinator is not ready until the first sample and from shutdown on.
+//! not. The second probe runs at once, not a whole interval later, so an outage shows within
+//! `interval` + the pool's acquire timeout + [`CONFIRM_DEADLINE`] (under two seconds by
+//! default; README promises three). A task that is down, and the first good sample after a
+//! failure, take effect at once. The coordinator is not ready until the first sample and
+//! from shutdown on.
 
 use std::{sync::Arc, time::Duration};
 
@@ -25,6 +28,26 @@ use crate::{
 
 /// Failed store probes in a row before a ready coordinator turns not ready.
 const STORE_FAILURES_TO_FLIP: u32 = 2;
+
+/// The bound on the probe that confirms a failure (a blip answers well within it).
+const CONFIRM_DEADLINE: Duration = Duration::from_millis(500);
+
+/// Why a store probe failed.
+enum Probe {
+    /// The store answered with an error (its client-safe message).
+    Failed(String),
+    /// No answer within the deadline.
+    NoAnswer(Duration),
+}
+
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Failed(message) => f.write_str(message),
+            Self::NoAnswer(deadline) => write!(f, "no answer within {deadline:?}"),
+        }
+    }
+}
 
 /// The verdict, as `/readyz` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -67,12 +90,23 @@ impl ReadinessTask {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = timer.tick() => {
-                    match self.probe_store().await {
-                        Ok(()) => store_failures = 0,
-                        Err(reason) => {
-                            store_failures += 1;
-                            store_reason = reason;
+                    let mut deadline = self.interval.max(Duration::from_secs(2));
+                    loop {
+                        match self.probe_store(deadline).await {
+                            Ok(()) => store_failures = 0,
+                            // A confirmation that only timed out keeps the first failure's
+                            // reason (it says what happened; a timeout says nothing new).
+                            Err(Probe::NoAnswer(_)) if store_failures == 1 => store_failures += 1,
+                            Err(failure) => {
+                                store_failures += 1;
+                                store_reason = failure.to_string();
+                            }
                         }
+                        // A first failure is confirmed at once rather than a tick later.
+                        if store_failures != 1 {
+                            break;
+                        }
+                        deadline = CONFIRM_DEADLINE;
                     }
                 }
                 changed = tasks_changed.changed() => {
@@ -99,14 +133,14 @@ impl ReadinessTask {
         self.publish(Verdict::not_ready("shutting down")).await;
     }
 
-    async fn probe_store(&self) -> Result<(), String> {
-        // The pool bounds each call already; this bounds a probe stuck on a half-open socket.
-        let deadline = self.interval.max(Duration::from_secs(2));
+    /// One probe write; `deadline` bounds a probe stuck on a half-open socket (the pool
+    /// bounds each call already).
+    async fn probe_store(&self, deadline: Duration) -> Result<(), Probe> {
         match tokio::time::timeout(deadline, self.store.probe_write(now_ms())).await {
             Ok(Ok(())) => Ok(()),
             // Client-safe by the error policy: a class and an error id, no SQL.
-            Ok(Err(err)) => Err(err.client_message()),
-            Err(_) => Err(format!("no answer within {deadline:?}")),
+            Ok(Err(err)) => Err(Probe::Failed(err.client_message())),
+            Err(_) => Err(Probe::NoAnswer(deadline)),
         }
     }
 

@@ -11,6 +11,7 @@ mod json_patch;
 pub mod kube_api;
 pub mod otlp;
 mod postgres;
+mod private_postgres;
 mod process;
 mod receiver;
 pub mod registry;
@@ -24,6 +25,7 @@ pub use browser::dashboard_script;
 pub use chaos::ChaosProxy;
 pub use directives::{Fencing, directives_by_agent, fencing};
 pub use postgres::TestPostgres;
+pub use private_postgres::PrivatePostgres;
 pub use process::{
     CoordinatorBuilder, CoordinatorProcess, ProcessGroup, UpdaterBuilder, UpdaterProcess, bin,
     droverctl, droverctl_json, testing_bin, use_bin_dir,

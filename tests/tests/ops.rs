@@ -8,8 +8,8 @@ use std::{
 
 use drover_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
 use drover_tests::{
-    ChaosProxy, CoordinatorBuilder, CoordinatorProcess, TestPostgres, droverctl, droverctl_json,
-    eventually,
+    ChaosProxy, CoordinatorBuilder, CoordinatorProcess, PrivatePostgres, TestPostgres, droverctl,
+    droverctl_json, eventually,
 };
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -292,6 +292,68 @@ async fn a_postgres_outage_fails_calls_fast_and_clean_and_heals_by_itself() {
     drop(coordinator);
     drop(proxy);
     db.drop_database().await;
+}
+
+/// What the readiness contract promises (README, Operations): not ready within this of a
+/// database outage, ready again within this of its return.
+const READINESS_REACTS: Duration = Duration::from_secs(3);
+
+/// Samples `/readyz` every 200 ms until `stop`; returns when each status was first seen
+/// after `since` (the instant of the outage or the recovery).
+async fn first_status(c: &CoordinatorProcess, want: u16, since: Instant) -> Duration {
+    eventually(
+        &format!("/readyz {want}"),
+        Duration::from_secs(30),
+        async || {
+            let (status, _) = readyz(c).await;
+            (status == want).then(|| since.elapsed())
+        },
+    )
+    .await
+}
+
+/// A real PostgreSQL (the test's own server) stopped and started again: `/readyz` turns 503
+/// within three seconds of the stop and 200 within three seconds of the start, and writes
+/// succeed again without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_postgres_turns_readiness_off_and_its_return_on_within_three_seconds() {
+    let server = tokio::task::spawn_blocking(PrivatePostgres::start)
+        .await
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let coordinator = CoordinatorBuilder::with_database(root.path(), &server.url())
+        .control_plane("2.0.0")
+        .start()
+        .await;
+    let url = coordinator.grpc_url();
+    wait_readiness(&coordinator, true, Duration::from_secs(10)).await;
+
+    let server = std::sync::Arc::new(server);
+    let stopping = server.clone();
+    tokio::task::spawn_blocking(move || stopping.stop())
+        .await
+        .unwrap();
+    let stopped = Instant::now();
+    let off = first_status(&coordinator, 503, stopped).await;
+    let body = wait_readiness(&coordinator, false, Duration::from_secs(10)).await;
+    eprintln!("not ready {off:?} after PostgreSQL stopped: {body}");
+    assert!(body.contains("store write"), "{body}");
+    assert_clean("/readyz", &body);
+    let (ok, _, stderr) = droverctl(&url, &["channels", "set", "beta", "1.5.0"]).await;
+    eprintln!("droverctl channels set during the outage: {stderr}");
+    assert!(!ok && stderr.contains("unreachable"), "{stderr}");
+
+    let starting = server.clone();
+    tokio::task::spawn_blocking(move || starting.start_again())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let on = first_status(&coordinator, 200, started).await;
+    eprintln!("ready again {on:?} after PostgreSQL started");
+    droverctl_json(&url, &["channels", "set", "beta", "1.5.0"]).await;
+    assert!(off <= READINESS_REACTS, "not ready only after {off:?}");
+    assert!(on <= READINESS_REACTS, "ready again only after {on:?}");
+    drop(coordinator);
 }
 
 // ---- supervised tasks ---------------------------------------------------------------

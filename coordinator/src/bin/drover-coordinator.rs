@@ -108,7 +108,7 @@ struct Args {
     #[arg(long, default_value_t = 600)]
     retention_interval_secs: u64,
     /// Milliseconds between readiness samples (each a one-row write to the store).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 500)]
     readiness_interval_ms: u64,
     /// Seconds between samples of agents by version for the dashboard's timeline (each a
     /// few rows; samples older than 31 days are deleted).
