@@ -19,6 +19,7 @@ mod release;
 mod replicas;
 pub mod repos;
 pub mod roots;
+mod tmpfs;
 mod trust;
 
 pub use browser::dashboard_script;
@@ -32,6 +33,7 @@ pub use process::{
 };
 pub use receiver::{Behaviour, Receiver, https_receiver};
 pub use release::{AgentHost, ReleaseRepo, SigningKey};
+pub use tmpfs::Tmpfs;
 pub use trust::{
     admin_request, ca_file_for, grpc_channel, lookup as trust_for, profile_for, tls_connector,
     token_for,

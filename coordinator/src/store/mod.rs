@@ -231,6 +231,7 @@ async fn open_sqlite(url: &str) -> Result<SqlitePool> {
         .max_connections(SQLITE_MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .after_connect(|conn, _| Box::pin(async move { refuse_read_only_connection(conn).await }))
+        .after_release(|conn, _| Box::pin(async move { Ok(no_transaction_left(conn)) }))
         .connect_with(options)
         .await
         .map_err(|err| open_failed(&err, StoreProblem::CannotOpenSqlite))?;
@@ -250,11 +251,33 @@ async fn refuse_read_only_connection(conn: &mut sqlx::SqliteConnection) -> sqlx:
     let (version,): (i64,) = sqlx::query_as("PRAGMA user_version")
         .fetch_one(&mut *conn)
         .await?;
-    conn.execute(sqlx::AssertSqlSafe(format!(
-        "PRAGMA user_version = {version}"
-    )))
-    .await?;
-    Ok(())
+    let written = conn
+        .execute(sqlx::AssertSqlSafe(format!(
+            "PRAGMA user_version = {version}"
+        )))
+        .await;
+    match written {
+        // A full disk is not a read-only file: keep the connection, so calls fail with
+        // "disk full" (what the operator must fix) rather than "unreachable".
+        Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some("13") => Ok(()),
+        Err(err) => Err(err),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Whether a connection coming back to the pool holds no transaction, so it may be reused.
+/// A COMMIT that fails on a full disk may leave one open (SQLite rolls some back by itself,
+/// sqlx's rollback then fails and its count stays up): reused, that connection would keep
+/// the write lock ("database is locked" for every other writer, long after the disk is
+/// freed) and turn later transactions into savepoints of the stuck one, acknowledged but
+/// never committed. Such a connection is closed instead.
+fn no_transaction_left(conn: &mut sqlx::SqliteConnection) -> bool {
+    use sqlx::Connection;
+    let clean = !conn.is_in_transaction();
+    if !clean {
+        tracing::warn!("closing a store connection that still holds a transaction");
+    }
+    clean
 }
 
 async fn open_postgres(url: &str) -> Result<PgPool> {
