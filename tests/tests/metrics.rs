@@ -164,8 +164,12 @@ async fn metrics_follow_the_fleet_and_a_rollout_and_pass_promtool() {
             .then_some(body)
     })
     .await;
-    let succeeded = [("outcome", "succeeded"), ("reason", "rollout")];
+    // Every agent reported success; most under the rollout, and on a slow machine the last
+    // few may update under the channel once the rollout is done (90 % on the target).
+    let succeeded = [("outcome", "succeeded")];
+    let under_rollout = [("outcome", "succeeded"), ("reason", "rollout")];
     assert!(sum(&body, "drover_update_reports_total", &succeeded) >= FLEET as f64);
+    assert!(sum(&body, "drover_update_reports_total", &under_rollout) > 0.0);
     for name in [
         "drover_heartbeats_total",
         "drover_directives_pushed_total",
