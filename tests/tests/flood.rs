@@ -9,7 +9,7 @@ use drover_proto::v1::{
     self as pb, coordinator_message::Kind as Down, updater_message::Kind as Up,
     updater_service_client::UpdaterServiceClient,
 };
-use drover_tests::{CoordinatorBuilder, CoordinatorProcess, droverctl_json};
+use drover_tests::{CoordinatorBuilder, CoordinatorProcess, droverctl_json, eventually};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Streaming};
@@ -138,6 +138,25 @@ async fn a_flooding_agent_costs_bounded_writes_and_its_neighbour_is_served() {
     assert!(
         acks >= 50 && rows <= 50 + 2 * 3 + 4,
         "{acks} acks, {rows} rows"
+    );
+    // Once the flooder is gone its session closes at once, and nothing more it sent is
+    // committed (#24 item 6): observed over two seconds, four reports' worth of budget.
+    eventually("the flooder's session closed", WAIT, async || {
+        let summary = droverctl_json(&url, &["fleet", "summary"]).await;
+        (summary["connected_agents"] == 0).then_some(())
+    })
+    .await;
+    let stored = async || {
+        let events =
+            droverctl_json(&url, &["events", "--agent", "flooder", "--limit", "1000"]).await;
+        events.as_array().unwrap().len()
+    };
+    let gone = stored().await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // an observation window, not a wait
+    assert_eq!(
+        stored().await,
+        gone,
+        "reports committed after the flooder left"
     );
 
     let writes_before = stat(&coordinator, "store_write_statements").await;

@@ -243,12 +243,15 @@ async fn read_inbound(
     session: Arc<Session>,
     mut inbound: Streaming<pb::UpdaterMessage>,
     idle_timeout: Duration,
-    end: oneshot::Sender<Status>,
+    mut end: oneshot::Sender<Status>,
 ) {
     let outcome = loop {
         let next = tokio::select! {
             _ = session.closed.cancelled() => break Ok(()),
             _ = fleet.shutdown.cancelled() => break Ok(()),
+            // The updater is gone (its response stream dropped): what it sent and we have not
+            // read yet is not ours to commit; it resends what was never acknowledged.
+            _ = end.closed() => break Ok(()),
             next = tokio::time::timeout(idle_timeout, inbound.message()) => next,
         };
         let message = match next {
@@ -274,10 +277,11 @@ async fn read_inbound(
                 tokio::select! {
                     _ = session.closed.cancelled() => break,
                     _ = fleet.shutdown.cancelled() => break,
+                    _ = end.closed() => break,
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
-            if session.closed.is_cancelled() || fleet.shutdown.is_cancelled() {
+            if session.closed.is_cancelled() || fleet.shutdown.is_cancelled() || end.is_closed() {
                 break Ok(());
             }
         }
