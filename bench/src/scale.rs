@@ -20,6 +20,10 @@ use serde_json::{Value, json};
 pub struct ScaleArgs {
     #[arg(long)]
     agents: Option<u64>,
+    /// The same measurement at this many agents first, in the same run: the baseline the
+    /// large fleet's numbers are divided by.
+    #[arg(long, default_value_t = 300)]
+    baseline_agents: u64,
     /// Plaintext on loopback, for comparison with earlier plaintext figures.
     #[arg(long)]
     insecure: bool,
@@ -53,11 +57,36 @@ fn mode(args: &ScaleArgs) -> &'static str {
 }
 
 /// The agent table's filters over a fleet of three versions (default 10,000 agents), timed
-/// in the page from the filter's change to the rendered rows.
+/// in the page from the filter's change to the rendered rows; first at the baseline's size.
 pub async fn dashboard(args: ScaleArgs) -> anyhow::Result<()> {
     let agents = args.agents.unwrap_or(10_000);
+    let base = dashboard_once(&args, args.baseline_agents).await?;
+    let big = dashboard_once(&args, agents).await?;
+    let ratio = big.0 as f64 / base.0.max(1) as f64;
+    println!(
+        "version filter, slowest of 7: {} ms at {agents} agents, {} ms at {} (ratio {ratio:.1}); goal under 1000 ms",
+        big.0, base.0, args.baseline_agents
+    );
+    println!(
+        "reason filter, slowest of 3: {} ms at {agents} agents, {} ms at {}",
+        big.1, base.1, args.baseline_agents
+    );
+    println!(
+        "{}",
+        json!({
+            "bench": "dashboard", "agents": agents, "mode": mode(&args),
+            "version_filter_max_ms": big.0, "reason_filter_max_ms": big.1,
+            "baseline_agents": args.baseline_agents,
+            "baseline_version_filter_max_ms": base.0, "baseline_reason_filter_max_ms": base.1,
+        })
+    );
+    Ok(())
+}
+
+/// One fleet of `agents`: (slowest version filter, slowest reason filter), in ms.
+async fn dashboard_once(args: &ScaleArgs, agents: u64) -> anyhow::Result<(u64, u64)> {
     let dir = tempfile::tempdir()?;
-    let c = coordinator(&args, dir.path()).await;
+    let c = coordinator(args, dir.path()).await;
     let url = c.grpc_url();
     let started = Instant::now();
     let count = agents.to_string();
@@ -83,22 +112,13 @@ pub async fn dashboard(args: ScaleArgs) -> anyhow::Result<()> {
     println!(
         "{agents} agents connected in {:.1} s ({})",
         started.elapsed().as_secs_f64(),
-        mode(&args)
+        mode(args)
     );
     let report = dashboard_script(&c, "filter", "", &[("DROVER_EXPECT_AGENTS", &count)]).await;
-    let version_ms = report["filter_max_ms"].as_u64().unwrap_or_default();
-    let reason_ms = report["reason_max_ms"].as_u64().unwrap_or_default();
-    println!("version filter, slowest of 7: {version_ms} ms (goal: under 1000 ms)");
-    println!("reason filter, slowest of 3: {reason_ms} ms");
-    println!(
-        "{}",
-        json!({
-            "bench": "dashboard", "agents": agents, "mode": mode(&args),
-            "version_filter_max_ms": version_ms, "reason_filter_max_ms": reason_ms,
-            "runs": report["filter_runs"],
-        })
-    );
-    Ok(())
+    Ok((
+        report["filter_max_ms"].as_u64().unwrap_or_default(),
+        report["reason_max_ms"].as_u64().unwrap_or_default(),
+    ))
 }
 
 fn group_on_target(status: &Value, name: &str) -> u64 {
@@ -126,14 +146,57 @@ async fn timed(url: &str, verb: &str) -> Duration {
     started.elapsed()
 }
 
-/// Pause and rollback mid-rollout with every agent reporting (default 2,000): the verbs'
-/// latency (droverctl process included), how long until every agent heard, and how many
-/// directives computed before a verb reached an agent after it (should be 0).
+/// Pause and rollback mid-rollout with every agent reporting (default 2,000), first at the
+/// baseline's size: the verbs' latency (droverctl process included), how long until every
+/// agent heard, and how many directives computed before a verb reached an agent after it
+/// (should be 0).
 pub async fn fence(args: ScaleArgs) -> anyhow::Result<()> {
     let agents = args.agents.unwrap_or(2000);
+    let base = fence_once(&args, args.baseline_agents).await?;
+    let big = fence_once(&args, agents).await?;
+    for (n, f) in [(args.baseline_agents, &base), (agents, &big)] {
+        println!("{n} agents reporting ({}):", mode(&args));
+        println!(
+            "  pause: call {:.0} ms, every agent heard after {:.0} ms, {} late directives",
+            f.pause_ms, f.pause_heard_ms, f.pause_late
+        );
+        println!(
+            "  rollback: call {:.0} ms, every agent heard after {:.0} ms, {} late directives",
+            f.rollback_ms, f.rollback_heard_ms, f.rollback_late
+        );
+    }
+    println!(
+        "ratio {agents} / {} agents: pause call {:.2}, rollback call {:.2}, every agent paused {:.2}, rolled back {:.2}",
+        args.baseline_agents,
+        big.pause_ms / base.pause_ms,
+        big.rollback_ms / base.rollback_ms,
+        big.pause_heard_ms / base.pause_heard_ms,
+        big.rollback_heard_ms / base.rollback_heard_ms,
+    );
+    println!(
+        "{}",
+        json!({
+            "bench": "fence", "agents": agents, "mode": mode(&args),
+            "baseline_agents": args.baseline_agents, "run": big, "baseline": base,
+        })
+    );
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct FenceNumbers {
+    pause_ms: f64,
+    pause_heard_ms: f64,
+    pause_late: usize,
+    rollback_ms: f64,
+    rollback_heard_ms: f64,
+    rollback_late: usize,
+}
+
+async fn fence_once(args: &ScaleArgs, agents: u64) -> anyhow::Result<FenceNumbers> {
     let wait = Duration::from_secs(60) + Duration::from_millis(50) * agents as u32;
     let dir = tempfile::tempdir()?;
-    let c = coordinator(&args, dir.path()).await;
+    let c = coordinator(args, dir.path()).await;
     let url = c.grpc_url();
     droverctl_json(&url, &["channels", "set", "edge", "1.0.0"]).await;
     let count = agents.to_string();
@@ -219,28 +282,12 @@ pub async fn fence(args: ScaleArgs) -> anyhow::Result<()> {
     {
         println!("violation: {violation}");
     }
-    println!("{agents} agents reporting ({}):", mode(&args));
-    println!(
-        "  pause: call {:.0} ms, every agent heard after {:.0} ms, {} late directives",
-        crate::ms(pause),
-        crate::ms(pause_heard),
-        paused.violations.len()
-    );
-    println!(
-        "  rollback: call {:.0} ms, every agent heard after {:.0} ms, {} late directives",
-        crate::ms(rollback),
-        crate::ms(rollback_heard),
-        rolledback.violations.len()
-    );
-    println!(
-        "{}",
-        json!({
-            "bench": "fence", "agents": agents, "mode": mode(&args),
-            "pause_ms": crate::ms(pause), "pause_heard_ms": crate::ms(pause_heard),
-            "pause_late_directives": paused.violations.len(),
-            "rollback_ms": crate::ms(rollback), "rollback_heard_ms": crate::ms(rollback_heard),
-            "rollback_late_directives": rolledback.violations.len(),
-        })
-    );
-    Ok(())
+    Ok(FenceNumbers {
+        pause_ms: crate::ms(pause),
+        pause_heard_ms: crate::ms(pause_heard),
+        pause_late: paused.violations.len(),
+        rollback_ms: crate::ms(rollback),
+        rollback_heard_ms: crate::ms(rollback_heard),
+        rollback_late: rolledback.violations.len(),
+    })
 }
