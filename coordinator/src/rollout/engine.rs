@@ -60,11 +60,12 @@ pub fn reconcile(
             None => {
                 for (index, group_members) in members.iter().enumerate() {
                     transition(now_ms, spec, &mut next, index, group_members, &mut events);
+                    assign_slots(now_ms, spec, &mut next, index, group_members);
                 }
             }
         }
     }
-    let decisions = decide_each(now_ms, spec, &next, fleet, &members, control_plane);
+    let decisions = decide_each(now_ms, spec, &next, fleet, control_plane);
     Reconciled {
         state: next,
         events,
@@ -81,8 +82,7 @@ pub fn decisions(
     fleet: &[AgentSnapshot],
     control_plane: Option<&Version>,
 ) -> HashMap<String, AgentDecision> {
-    let members = members_of(spec, fleet);
-    decide_each(now_ms, spec, state, fleet, &members, control_plane)
+    decide_each(now_ms, spec, state, fleet, control_plane)
 }
 
 fn decide_each(
@@ -90,22 +90,13 @@ fn decide_each(
     spec: &RolloutSpec,
     state: &RolloutState,
     fleet: &[AgentSnapshot],
-    members: &[Vec<&AgentSnapshot>],
     control_plane: Option<&Version>,
 ) -> HashMap<String, AgentDecision> {
     fleet
         .iter()
         .map(|agent| {
             let index = spec.group_of(&agent.group);
-            let decision = decide(
-                now_ms,
-                spec,
-                state,
-                index,
-                agent,
-                &members[index],
-                control_plane,
-            );
+            let decision = decide(now_ms, spec, state, index, agent, control_plane);
             (agent.agent_id.clone(), decision)
         })
         .collect()
@@ -137,6 +128,39 @@ fn halt_unfinished(
             });
         }
     }
+}
+
+/// Gives back the slots of agents that are done with them (on the target, failed, pinned,
+/// gone) and grants free ones to the next agents in the group's order. Only a group with a
+/// cap that is active (or done, its last agents catching up) holds slots, and new ones are
+/// granted only while it may update (a done group catches up whatever its window says).
+fn assign_slots(
+    now_ms: i64,
+    spec: &RolloutSpec,
+    state: &mut RolloutState,
+    index: usize,
+    members: &[&AgentSnapshot],
+) {
+    let group = &mut state.groups[index];
+    if !matches!(group.phase, Phase::Active | Phase::Done) || spec.max_in_flight == 0 {
+        group.in_flight.clear();
+        return;
+    }
+    let needs_slot = |a: &AgentSnapshot| !a.pinned && !on_target(spec, a) && !a.failed_target;
+    group
+        .in_flight
+        .retain(|id| members.iter().any(|a| a.agent_id == *id && needs_slot(a)));
+    if group.phase == Phase::Active && !group.ignore_window && !window_open(now_ms, spec, index) {
+        return;
+    }
+    let free = (spec.max_in_flight as usize).saturating_sub(group.in_flight.len());
+    let next: Vec<String> = members
+        .iter()
+        .filter(|a| needs_slot(a) && !group.in_flight.contains(&a.agent_id))
+        .take(free)
+        .map(|a| a.agent_id.clone())
+        .collect();
+    group.in_flight.extend(next);
 }
 
 fn on_target(spec: &RolloutSpec, agent: &AgentSnapshot) -> bool {
@@ -331,7 +355,6 @@ fn decide(
     state: &RolloutState,
     index: usize,
     agent: &AgentSnapshot,
-    members: &[&AgentSnapshot],
     control_plane: Option<&Version>,
 ) -> AgentDecision {
     let group_spec = &spec.groups[index];
@@ -445,6 +468,21 @@ fn decide(
             ReasonCode::UpdateFailed,
             format!("the update to {target} failed on this agent"),
         ),
+        // A done group's stragglers catch up under the same cap while the rollout runs; once
+        // it has finished the channel serves the target to all of them, as it will then.
+        Phase::Done
+            if spec.max_in_flight > 0
+                && !state.finished()
+                && !group.in_flight.contains(&agent.agent_id) =>
+        {
+            hold(
+                ReasonCode::MaxInFlight,
+                format!(
+                    "group {} is done; its last agents catch up {} at a time",
+                    group_spec.name, spec.max_in_flight
+                ),
+            )
+        }
         Phase::Done => serve(
             target,
             ReasonCode::GroupDone,
@@ -459,21 +497,15 @@ fn decide(
             ),
         ),
         Phase::Active => {
-            if spec.max_in_flight > 0 {
-                let slot = members
-                    .iter()
-                    .filter(|a| !a.pinned && !on_target(spec, a) && !a.failed_target)
-                    .position(|a| a.agent_id == agent.agent_id)
-                    .unwrap_or(usize::MAX);
-                if slot >= spec.max_in_flight as usize {
-                    return hold(
-                        ReasonCode::MaxInFlight,
-                        format!(
-                            "{} agents of the group update at a time",
-                            spec.max_in_flight
-                        ),
-                    );
-                }
+            // Only a committed slot lets an agent go: never a guess from this snapshot.
+            if spec.max_in_flight > 0 && !group.in_flight.contains(&agent.agent_id) {
+                return hold(
+                    ReasonCode::MaxInFlight,
+                    format!(
+                        "{} agents of the group update at a time",
+                        spec.max_in_flight
+                    ),
+                );
             }
             serve(
                 target,
@@ -485,6 +517,8 @@ fn decide(
     }
 }
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod liveness_tests;
 #[cfg(test)]

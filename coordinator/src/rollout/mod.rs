@@ -138,6 +138,13 @@ pub struct GroupState {
     /// window too.
     #[serde(default)]
     pub ignore_window: bool,
+    /// The agents holding one of the group's `max_in_flight` install slots: granted by the
+    /// reconciler and committed with this state before anyone is sent the target, so every
+    /// replica serves the same few and the cap holds across replicas and restarts. A slot is
+    /// given back once its agent is on the target, failed, pinned or gone. Empty without a
+    /// cap, and outside the active phase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_flight: Vec<String>,
 }
 
 impl Default for GroupState {
@@ -153,6 +160,7 @@ impl Default for GroupState {
             initial_count: 0,
             rollback_urgent: false,
             ignore_window: false,
+            in_flight: Vec::new(),
         }
     }
 }

@@ -405,6 +405,20 @@ proptest! {
                     );
                 }
             }
+            // 1c. An active group with a cap sends no more than the cap toward the target,
+            //     and only to agents holding one of its committed slots.
+            if spec.max_in_flight > 0 {
+                for (i, group) in out.state.groups.iter().enumerate() {
+                    let going: Vec<&AgentSnapshot> = sim.fleet.iter().filter(|a| {
+                        spec.group_of(&a.group) == i
+                            && a.version.as_ref() != Some(&spec.target_version)
+                            && out.decisions[&a.agent_id].target.as_ref() == Some(&spec.target_version)
+                            && out.decisions[&a.agent_id].reason == ReasonCode::GroupActive
+                    }).collect();
+                    prop_assert!(going.len() <= spec.max_in_flight as usize, "{} going at once in group {i}", going.len());
+                    prop_assert!(going.iter().all(|a| group.in_flight.contains(&a.agent_id)));
+                }
+            }
             if state.paused {
                 // 2. A paused rollout changes nothing and moves nobody.
                 prop_assert_eq!(&out.state, &state);
