@@ -302,7 +302,9 @@ impl Fleet {
     }
 
     /// Applies an admin verb. A dry run checks and computes the same, and returns the
-    /// rollout as the call's own pass would leave it, committing nothing.
+    /// rollout as the call's own pass would leave it, committing nothing. A verb that finds
+    /// the rollout changed under it (another replica's reconciler committed a transition or
+    /// an install slot) is applied again to the fresh state, a few times.
     pub async fn steer_rollout(
         &self,
         channel: &str,
@@ -310,6 +312,31 @@ impl Fleet {
         caller: &Caller,
         dry_run: bool,
     ) -> Result<(Arc<ActiveRollout>, Effect)> {
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            if let Some(done) = self
+                .steer_rollout_once(channel, verb.clone(), caller, dry_run)
+                .await?
+            {
+                return Ok(done);
+            }
+        }
+        Err(DroverError::FailedPrecondition(format!(
+            "the rollout on channel '{channel}' kept changing while this request was made \
+             ({ATTEMPTS} tries); nothing was changed; look at `droverctl rollout status \
+             --channel {channel}` and retry"
+        )))
+    }
+
+    /// One try of [`Self::steer_rollout`]; `None`: the rollout changed since it was read
+    /// (it has been reloaded, nothing was written).
+    async fn steer_rollout_once(
+        &self,
+        channel: &str,
+        verb: RolloutVerb,
+        caller: &Caller,
+        dry_run: bool,
+    ) -> Result<Option<(Arc<ActiveRollout>, Effect)>> {
         let _serialized = self.rollout_lock.lock().await;
         let current = self.rollout_for(channel).ok_or_else(|| {
             DroverError::NotFound(format!(
@@ -321,7 +348,7 @@ impl Fleet {
         if steered.state == current.state {
             // Pausing a paused rollout (a retry, a second admin): nothing to write.
             let text = format!("{} already; nothing changed", steered.text);
-            return Ok((current, Effect::new(dry_run, text, 0)));
+            return Ok(Some((current, Effect::new(dry_run, text, 0))));
         }
         let snapshot = self.snapshot(&current.spec, current.created_ms);
         let cp = self.view().control_plane.clone();
@@ -352,7 +379,7 @@ impl Fleet {
                 decisions: out.decisions,
                 ..(*current).clone()
             };
-            return Ok((Arc::new(would), effect));
+            return Ok(Some((Arc::new(would), effect)));
         }
         let event_text = steered.text.clone();
         let event = NewEvent {
@@ -375,11 +402,7 @@ impl Fleet {
             .await?;
         let Some(revision) = committed else {
             self.reload_rollout(&current).await?;
-            return Err(DroverError::FailedPrecondition(format!(
-                "rollout {} changed while this request was made; nothing was changed; look at \
-                 `droverctl rollout status --channel {channel}` and retry",
-                current.spec.rollout_id
-            )));
+            return Ok(None);
         };
         crash_point!("steer.after_commit");
         self.announce(super::change_feed::Change::Rollouts).await;
@@ -413,7 +436,10 @@ impl Fleet {
         self.push_all();
         self.reconcile_after_commit().await;
         // After the pass the rollout may have finished (e.g. everything rolled back).
-        Ok((self.rollout_status(channel).unwrap_or(rollout), effect))
+        Ok(Some((
+            self.rollout_status(channel).unwrap_or(rollout),
+            effect,
+        )))
     }
 }
 
