@@ -59,7 +59,19 @@ pub fn testing_bin() -> PathBuf {
 /// Ends a process and everything it started: the test starts it as the leader of its own
 /// process group, and dropping the guard (the test ending, passed or panicking) SIGKILLs the
 /// whole group, so an agent a restart script left running goes with its updater.
-pub struct ProcessGroup(i32);
+pub struct ProcessGroup {
+    id: i32,
+    /// The leader's start time (`/proc/PID/stat`), to tell it from a later process that was
+    /// given the same number once it had gone (pids wrap at 32,768 here).
+    started: Option<u64>,
+}
+
+/// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks since boot.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
 
 impl ProcessGroup {
     /// Makes `command` lead a new process group once spawned (see [`ProcessGroup::of`]).
@@ -69,13 +81,24 @@ impl ProcessGroup {
 
     /// The guard for `child`, spawned from a command [`ProcessGroup::lead`] prepared.
     pub fn of(child: &Child) -> Self {
-        Self(child.id().expect("a child just spawned has a pid") as i32)
+        let id = child.id().expect("a child just spawned has a pid") as i32;
+        Self {
+            id,
+            started: start_time(id),
+        }
     }
 
-    /// SIGKILLs the group now (idempotent: a group already gone is no error).
+    /// SIGKILLs the group now (idempotent: a group already gone is no error). A process
+    /// numbered like the group but started at another time leads someone else's group
+    /// (ours had emptied, so its number was free again): then nothing is sent.
     pub fn kill(&self) {
+        if let Some(now) = start_time(self.id)
+            && Some(now) != self.started
+        {
+            return;
+        }
         let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(self.0),
+            nix::unistd::Pid::from_raw(self.id),
             nix::sys::signal::Signal::SIGKILL,
         );
     }

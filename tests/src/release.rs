@@ -163,9 +163,6 @@ pub struct AgentHost {
     pub port: u16,
     pub restart_script: PathBuf,
     dir: PathBuf,
-    /// The process groups of the agents this host started itself (see [`Self::restart`]),
-    /// ended on drop even when the directory holding `agent.pid` is already gone.
-    groups: parking_lot::Mutex<Vec<i32>>,
 }
 
 impl AgentHost {
@@ -203,26 +200,13 @@ impl AgentHost {
             port,
             restart_script,
             dir: dir.to_path_buf(),
-            groups: parking_lot::Mutex::new(Vec::new()),
         };
         host.restart();
         host
     }
 
-    /// Runs the restart script in a process group of its own, which the agent it starts
-    /// keeps: dropping the host ends that group (see `Drop`).
     pub fn restart(&self) {
-        use std::os::unix::process::CommandExt;
-        let child = Command::new("sh")
-            .arg(&self.restart_script)
-            .process_group(0)
-            .spawn()
-            .expect("run the restart script");
-        self.groups.lock().push(child.id() as i32);
-        let output = child
-            .wait_with_output()
-            .expect("wait for the restart script");
-        assert!(output.status.success(), "the restart script failed");
+        run(Command::new("sh").arg(&self.restart_script));
     }
 
     /// Stops the agent process, as a crash would.
@@ -275,26 +259,30 @@ impl AgentHost {
 }
 
 impl Drop for AgentHost {
-    /// Ends the agent and its process group (the test's own restart script's, or the
-    /// updater's that restarted it), so no agent outlives its test.
+    /// Ends every process running from this host's directory (its agents, whoever started
+    /// them, and restart scripts still sleeping), found by their command lines: the
+    /// directory is the test's own, so nothing else matches, and no pid or group number is
+    /// trusted after its process may have gone.
     fn drop(&mut self) {
-        use nix::{sys::signal, unistd};
-        let own = std::mem::take(self.groups.get_mut());
-        for group in own {
-            let _ = signal::killpg(unistd::Pid::from_raw(group), signal::Signal::SIGKILL);
-        }
-        if let Some(pid) = std::fs::read_to_string(self.dir.join("agent.pid"))
-            .ok()
-            .and_then(|pid| pid.trim().parse::<i32>().ok())
-            .map(unistd::Pid::from_raw)
-        {
-            // Never our own group: that would end the test run itself.
-            if let Ok(group) = unistd::getpgid(Some(pid))
-                && group != unistd::getpgrp()
-            {
-                let _ = signal::killpg(group, signal::Signal::SIGKILL);
+        let mine = self.dir.to_string_lossy().into_owned();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&mine) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
-            let _ = signal::kill(pid, signal::Signal::SIGKILL);
         }
     }
 }

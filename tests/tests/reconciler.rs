@@ -253,7 +253,10 @@ async fn killing_the_reconcilers_replica_mid_rollout_loses_and_repeats_nothing()
     // to the target: across a leader kill, a hold used to name the version last seen, which
     // sent agents still installing back (#24); a hold now names no version.
     let twice: Vec<&(String, i64)> = reports.iter().filter(|(_, n)| *n > 1).collect();
-    assert!(twice.is_empty(), "agents that updated to the target more than once: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "agents that updated to the target more than once: {twice:?}"
+    );
     let repeated: Vec<(String, i64)> = sqlx::query_as(
         "SELECT text, count(*) FROM events WHERE rollout_id = $1 AND actor = 'engine' \
          GROUP BY text HAVING count(*) > 1",

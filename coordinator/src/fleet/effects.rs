@@ -70,7 +70,8 @@ impl Fleet {
     }
 }
 
-/// Agents per group whose target or urgency moves from `before` to `after`.
+/// Agents per group whose target or urgency moves from `before` to `after`. A target equal
+/// to the agent's own version is a hold, like no target at all.
 pub(super) fn rollout_effect(
     spec: &RolloutSpec,
     snapshot: &[AgentSnapshot],
@@ -79,19 +80,22 @@ pub(super) fn rollout_effect(
 ) -> Vec<u64> {
     let mut groups = vec![0; spec.groups.len()];
     for agent in snapshot {
+        let moving = |(target, urgent): (Option<Version>, bool)| {
+            (target.filter(|v| Some(v) != agent.version.as_ref()), urgent)
+        };
         let next = after
             .get(&agent.agent_id)
-            .map(|d| (d.target.clone(), d.urgent));
-        if next.is_some_and(|next| next != before(agent)) {
+            .map(|d| moving((d.target.clone(), d.urgent)));
+        if next.is_some_and(|next| next != moving(before(agent))) {
             groups[spec.group_of(&agent.group)] += 1;
         }
     }
     groups
 }
 
-/// What an agent held before the engine looked at it: its own version, not urgent.
-pub(super) fn held(agent: &AgentSnapshot) -> (Option<Version>, bool) {
-    (agent.version.clone(), false)
+/// What an agent was sent before the engine looked at it: a hold, which names no version.
+pub(super) fn held(_agent: &AgentSnapshot) -> (Option<Version>, bool) {
+    (None, false)
 }
 
 /// How many of a group's agents are where (counted from the inventory after each pass).

@@ -95,7 +95,13 @@ impl Fleet {
                 .directive_for(&channel, &entry.group)
                 .target_version
         };
-        before != after
+        // A target equal to the agent's own version is a hold, like no target at all.
+        let own = entry
+            .version
+            .as_deref()
+            .and_then(|v| Version::parse(v).ok());
+        let moving = |target: Option<Version>| target.filter(|v| Some(v) != own.as_ref());
+        moving(before) != moving(after)
     }
 }
 

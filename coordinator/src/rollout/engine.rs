@@ -131,9 +131,8 @@ fn halt_unfinished(
 }
 
 /// Gives back the slots of agents that are done with them (on the target, failed, pinned,
-/// gone) and grants free ones to the next agents in the group's order. Only a group with a
-/// cap that is active (or done, its last agents catching up) holds slots, and new ones are
-/// granted only while it may update (a done group catches up whatever its window says).
+/// gone) and grants free ones to the next connected agents in the group's order, while the
+/// group may update: active in its window, or done (its last agents catching up).
 fn assign_slots(
     now_ms: i64,
     spec: &RolloutSpec,
@@ -142,21 +141,28 @@ fn assign_slots(
     members: &[&AgentSnapshot],
 ) {
     let group = &mut state.groups[index];
-    if !matches!(group.phase, Phase::Active | Phase::Done) || spec.max_in_flight == 0 {
+    if spec.max_in_flight == 0 || group.phase == Phase::Rolledback {
         group.in_flight.clear();
         return;
     }
+    // Slots outlive a halt: their agents may still be installing when the group restarts.
     let needs_slot = |a: &AgentSnapshot| !a.pinned && !on_target(spec, a) && !a.failed_target;
     group
         .in_flight
         .retain(|id| members.iter().any(|a| a.agent_id == *id && needs_slot(a)));
-    if group.phase == Phase::Active && !group.ignore_window && !window_open(now_ms, spec, index) {
+    let may_grant = match group.phase {
+        Phase::Active => group.ignore_window || window_open(now_ms, spec, index),
+        Phase::Done => true,
+        _ => false,
+    };
+    if !may_grant {
         return;
     }
+    // Only to agents that can hear it now: a slot held by one that is away holds up others.
     let free = (spec.max_in_flight as usize).saturating_sub(group.in_flight.len());
     let next: Vec<String> = members
         .iter()
-        .filter(|a| needs_slot(a) && !group.in_flight.contains(&a.agent_id))
+        .filter(|a| a.connected && needs_slot(a) && !group.in_flight.contains(&a.agent_id))
         .take(free)
         .map(|a| a.agent_id.clone())
         .collect();
@@ -472,7 +478,7 @@ fn decide(
         // it has finished the channel serves the target to all of them, as it will then.
         Phase::Done
             if spec.max_in_flight > 0
-                && !state.finished()
+                && !state.groups.iter().all(|g| g.phase == Phase::Done)
                 && !group.in_flight.contains(&agent.agent_id) =>
         {
             hold(

@@ -231,7 +231,7 @@ async fn open_sqlite(url: &str) -> Result<SqlitePool> {
         .max_connections(SQLITE_MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .after_connect(|conn, _| Box::pin(async move { refuse_read_only_connection(conn).await }))
-        .after_release(|conn, _| Box::pin(async move { Ok(no_transaction_left(conn)) }))
+        .after_release(|conn, _| Box::pin(async move { no_transaction_left(conn).await }))
         .connect_with(options)
         .await
         .map_err(|err| open_failed(&err, StoreProblem::CannotOpenSqlite))?;
@@ -271,13 +271,15 @@ async fn refuse_read_only_connection(conn: &mut sqlx::SqliteConnection) -> sqlx:
 /// the write lock ("database is locked" for every other writer, long after the disk is
 /// freed) and turn later transactions into savepoints of the stuck one, acknowledged but
 /// never committed. Such a connection is closed instead.
-fn no_transaction_left(conn: &mut sqlx::SqliteConnection) -> bool {
+async fn no_transaction_left(conn: &mut sqlx::SqliteConnection) -> sqlx::Result<bool> {
     use sqlx::Connection;
+    // A transaction dropped without commit only queues its rollback; the ping runs after it.
+    conn.ping().await?;
     let clean = !conn.is_in_transaction();
     if !clean {
         tracing::warn!("closing a store connection that still holds a transaction");
     }
-    clean
+    Ok(clean)
 }
 
 async fn open_postgres(url: &str) -> Result<PgPool> {
