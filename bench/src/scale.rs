@@ -12,7 +12,7 @@ use std::{
 use clap::Parser;
 use drover_tests::{
     CoordinatorBuilder, CoordinatorProcess, create_rollout, dashboard_script, directives_by_agent,
-    droverctl_json, fencing, simulate, simulate_logging, use_bin_dir, wait_connected,
+    droverctl_json, eventually, fencing, simulate, simulate_logging, use_bin_dir, wait_connected,
 };
 use serde_json::{Value, json};
 
@@ -129,17 +129,6 @@ fn group_on_target(status: &Value, name: &str) -> u64 {
         .unwrap_or_default()
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !done().await {
-        assert!(
-            started.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn timed(url: &str, verb: &str) -> Duration {
     let started = Instant::now();
     droverctl_json(url, &["rollout", verb, "--channel", "edge"]).await;
@@ -232,8 +221,8 @@ async fn fence_once(args: &ScaleArgs, agents: u64) -> anyhow::Result<FenceNumber
     anyhow::ensure!(ok, "rollout create failed: {err}");
     let status = async || droverctl_json(&url, &["rollout", "status", "--channel", "edge"]).await;
     let moved = agents / 20;
-    wait_for("agents on the target", wait, async || {
-        group_on_target(&status().await, "dev") >= moved
+    eventually("agents on the target", wait, async || {
+        (group_on_target(&status().await, "dev") >= moved).then_some(())
     })
     .await;
     let log_path = dir.path().join("simulate.log");
@@ -247,8 +236,8 @@ async fn fence_once(args: &ScaleArgs, agents: u64) -> anyhow::Result<FenceNumber
 
     let pause = timed(&url, "pause").await;
     let asked = Instant::now();
-    wait_for("every agent paused", wait, async || {
-        heard("rollout_paused", 0).await == agents
+    eventually("every agent paused", wait, async || {
+        (heard("rollout_paused", 0).await == agents).then_some(())
     })
     .await;
     let pause_heard = asked.elapsed();
@@ -258,15 +247,15 @@ async fn fence_once(args: &ScaleArgs, agents: u64) -> anyhow::Result<FenceNumber
     let resumed_at = std::fs::metadata(&log_path)?.len() as usize;
     droverctl_json(&url, &["rollout", "resume", "--channel", "edge"]).await;
     let held = group_on_target(&status().await, "dev") + group_on_target(&status().await, "prod");
-    wait_for("more agents on the target", wait, async || {
+    eventually("more agents on the target", wait, async || {
         let s = status().await;
-        group_on_target(&s, "dev") + group_on_target(&s, "prod") >= held + moved
+        (group_on_target(&s, "dev") + group_on_target(&s, "prod") >= held + moved).then_some(())
     })
     .await;
     let rollback = timed(&url, "rollback").await;
     let asked = Instant::now();
-    wait_for("every agent rolled back", wait, async || {
-        heard("rolledback", resumed_at).await == agents
+    eventually("every agent rolled back", wait, async || {
+        (heard("rolledback", resumed_at).await == agents).then_some(())
     })
     .await;
     let rollback_heard = asked.elapsed();

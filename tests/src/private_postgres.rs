@@ -7,6 +7,8 @@ use std::{
     process::Command,
 };
 
+use crate::repos::run;
+
 pub struct PrivatePostgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
@@ -35,18 +37,6 @@ fn as_server_user(program: &Path) -> Command {
     } else {
         Command::new(program)
     }
-}
-
-fn run(command: &mut Command) {
-    let output = command
-        .output()
-        .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 impl PrivatePostgres {

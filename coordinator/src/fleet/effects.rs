@@ -93,11 +93,6 @@ pub(super) fn rollout_effect(
     groups
 }
 
-/// What an agent was sent before the engine looked at it: a hold, which names no version.
-pub(super) fn held(_agent: &AgentSnapshot) -> (Option<Version>, bool) {
-    (None, false)
-}
-
 /// How many of a group's agents are where (counted from the inventory after each pass).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GroupCounts {

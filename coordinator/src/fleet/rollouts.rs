@@ -7,7 +7,7 @@ use drover_rules::{EventKind, RolloutStatus};
 
 use super::{
     Caller, Fleet,
-    effects::{Effect, GroupCounts, group_counts, held, rollout_effect},
+    effects::{Effect, GroupCounts, group_counts, rollout_effect},
     rollout_trace::{self, RolloutTrace},
 };
 use crate::{
@@ -359,7 +359,8 @@ impl Fleet {
             &snapshot,
             |a| match current.decisions.get(&a.agent_id) {
                 Some(d) => (d.target.clone(), d.urgent),
-                None => held(a),
+                // Not looked at yet: it was sent a hold, which names no version.
+                None => (None, false),
             },
             &out.decisions,
         );

@@ -273,6 +273,9 @@ async fn refuse_read_only_connection(conn: &mut sqlx::SqliteConnection) -> sqlx:
 /// never committed. Such a connection is closed instead.
 async fn no_transaction_left(conn: &mut sqlx::SqliteConnection) -> sqlx::Result<bool> {
     use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
     // A transaction dropped without commit only queues its rollback; the ping runs after it.
     conn.ping().await?;
     let clean = !conn.is_in_transaction();
