@@ -153,6 +153,11 @@ pub async fn fence(args: ScaleArgs) -> anyhow::Result<()> {
             "  rollback: call {:.0} ms, every agent heard after {:.0} ms, {} late directives",
             f.rollback_ms, f.rollback_heard_ms, f.rollback_late
         );
+        println!(
+            "  after the rollback: every agent listed on 1.0.0 after {:.0} ms ({} last reports \
+             still older then), every last report settled after {:.0} ms",
+            f.versions_back_ms, f.stale_when_back, f.reports_settled_ms
+        );
     }
     println!(
         "ratio {agents} / {} agents: pause call {:.2}, rollback call {:.2}, every agent paused {:.2}, rolled back {:.2}",
@@ -180,6 +185,9 @@ struct FenceNumbers {
     rollback_ms: f64,
     rollback_heard_ms: f64,
     rollback_late: usize,
+    versions_back_ms: f64,
+    stale_when_back: usize,
+    reports_settled_ms: f64,
 }
 
 async fn fence_once(args: &ScaleArgs, agents: u64) -> anyhow::Result<FenceNumbers> {
@@ -259,6 +267,20 @@ async fn fence_once(args: &ScaleArgs, agents: u64) -> anyhow::Result<FenceNumber
     })
     .await;
     let rollback_heard = asked.elapsed();
+    eventually("every agent back on 1.0.0", wait, async || {
+        let s = droverctl_json(&url, &["fleet", "summary"]).await;
+        (s["by_version"]["1.0.0"] == agents).then_some(())
+    })
+    .await;
+    let versions_back = asked.elapsed();
+    let stale_when_back = stale_last_reports(&url).await;
+    eventually(
+        "every agent's last report names its version",
+        wait,
+        async || (stale_last_reports(&url).await == 0).then_some(()),
+    )
+    .await;
+    let reports_settled = asked.elapsed();
     let log = std::fs::read_to_string(&log_path)?;
     let rolledback = fencing(&log[resumed_at..], "rolledback", |t, _| {
         t == "Some(\"1.0.0\")"
@@ -278,5 +300,22 @@ async fn fence_once(args: &ScaleArgs, agents: u64) -> anyhow::Result<FenceNumber
         rollback_ms: crate::ms(rollback),
         rollback_heard_ms: crate::ms(rollback_heard),
         rollback_late: rolledback.violations.len(),
+        versions_back_ms: crate::ms(versions_back),
+        stale_when_back,
+        reports_settled_ms: crate::ms(reports_settled),
+    })
+}
+
+/// Agents whose last report names another version than the one they are listed on: a
+/// heartbeat carried the version before the report landed (#20 item 5, #23's report lag).
+async fn stale_last_reports(url: &str) -> usize {
+    let list = droverctl_json(url, &["agents", "list", "--all"]).await;
+    list["agents"].as_array().map_or(usize::MAX, |agents| {
+        agents
+            .iter()
+            .filter(|a| {
+                !a["last_report"].is_null() && a["last_report"]["to_version"] != a["agent_version"]
+            })
+            .count()
     })
 }

@@ -169,8 +169,43 @@ async fn pause_and_rollback_are_fenced_against_the_reconciler() {
         (s["by_version"]["1.0.0"] == AGENTS as u64).then_some(())
     })
     .await;
+    views_agree_once_reports_settle(&url, AGENTS).await;
     println!(
         "verb latency with {AGENTS} agents reporting (droverctl process included): \
          pause {pause:?}, rollback {rollback:?}"
     );
+}
+
+/// #20 item 5: after a rollback, the agent list shows each agent's newest report (by the
+/// updater's finish time), whatever order reports and heartbeats arrived in. A heartbeat can
+/// carry the version back before its report lands, so this waits for the reports first.
+async fn views_agree_once_reports_settle(url: &str, agents: usize) {
+    let list = eventually(
+        "every reporting agent's last report names its version",
+        WAIT,
+        async || {
+            let list = droverctl_json(url, &["agents", "list", "--limit", "1000"]).await;
+            let list = list["agents"].as_array()?.clone();
+            (list.len() == agents
+                && list.iter().all(|a| {
+                    a["last_report"].is_null()
+                        || a["last_report"]["to_version"] == a["agent_version"]
+                }))
+            .then_some(list)
+        },
+    )
+    .await;
+    let rolled_back: Vec<&Value> = list
+        .iter()
+        .filter(|a| a["last_report"]["from_version"] == "1.1.0")
+        .collect();
+    assert!(!rolled_back.is_empty(), "no agent reported a rollback");
+    for agent in rolled_back.iter().take(10) {
+        let id = agent["agent_id"].as_str().unwrap();
+        let history = droverctl_json(url, &["agents", "history", id]).await;
+        assert_eq!(
+            history["reports"][0]["attempt_id"], agent["last_report"]["attempt_id"],
+            "the list's last report is not the newest stored one: {history}"
+        );
+    }
 }
