@@ -11,6 +11,7 @@ pub mod codes;
 #[cfg(test)]
 mod fuzz;
 pub mod schedule;
+pub mod text;
 pub mod time;
 pub mod version;
 

@@ -248,29 +248,60 @@ async fn reports_are_acknowledged_after_commit_and_deduplicated_by_attempt() {
             panic!("expected an ack")
         };
         assert_eq!(ack.attempt_id, "attempt-1");
+        assert_eq!(ack.refused, "", "stored");
     }
     let agent = droverctl_json(&coordinator.grpc_url(), &["agents", "show", "rep-1"]).await;
     assert_eq!(agent["agent_version"], "1.2.0");
     assert_eq!(agent["last_report"]["attempt_id"], "attempt-1");
 
+    // A report that can never be stored is refused by its ack, and the session goes on
+    // (#21: dpkg's `\r` in an error locked an agent out when this ended the session).
     let mut bad = report.clone();
     bad.attempt_id = "attempt-2".into();
     bad.to_version = "latest".into();
-    session.up.send(msg(Up::Report(bad))).await.unwrap();
-    let status = next(&mut session)
-        .await
-        .expect_err("a malformed report ends the session");
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().contains("to_version"),
-        "{}",
-        status.message()
-    );
+    let why = refused(&mut session, bad).await;
+    assert!(why.contains("to_version"), "{why}");
+    let mut progress = report.clone();
+    progress.attempt_id = "attempt-3".into();
+    progress.outcome = pb::UpdateOutcome::Failed as i32;
+    progress.error = "Reading database ... 5%\rReading database ... 100%".into();
+    let why = refused(&mut session, progress).await;
+    assert!(why.contains("U+000D"), "{why}");
     let agent = droverctl_json(&coordinator.grpc_url(), &["agents", "show", "rep-1"]).await;
     assert_eq!(
         agent["last_report"]["attempt_id"], "attempt-1",
-        "the bad report changed nothing"
+        "the bad reports changed nothing"
     );
+    let mut good = report.clone();
+    good.attempt_id = "attempt-4".into();
+    good.from_version = "1.2.0".into();
+    good.to_version = "1.3.0".into();
+    good.finished_at = Some(seconds_ago(5));
+    let Down::ReportAck(ack) = send_report(&mut session, good).await.unwrap() else {
+        panic!("expected an ack")
+    };
+    assert_eq!(
+        (ack.attempt_id.as_str(), ack.refused.as_str()),
+        ("attempt-4", "")
+    );
+    let agent = droverctl_json(&coordinator.grpc_url(), &["agents", "show", "rep-1"]).await;
+    assert_eq!(
+        agent["agent_version"], "1.3.0",
+        "the same session stored it"
+    );
+}
+
+/// Sends `report` and expects it refused by its ack; returns why.
+async fn refused(session: &mut Session, report: pb::UpdateReport) -> String {
+    let attempt_id = report.attempt_id.clone();
+    match send_report(session, report).await {
+        Ok(Down::ReportAck(ack)) => {
+            assert_eq!(ack.attempt_id, attempt_id);
+            assert!(!ack.refused.is_empty(), "{attempt_id} was stored");
+            ack.refused
+        }
+        other => panic!("{attempt_id}: expected a refusing ack, got {other:?}"),
+    }
 }
 
 fn seconds_ago(seconds: i64) -> prost_types::Timestamp {
@@ -348,7 +379,13 @@ async fn reports_are_per_agent_never_move_an_agent_back_and_have_sane_times() {
     );
     assert_eq!(agent["last_report"]["attempt_id"], "attempt-2");
 
-    // Times far in the future, negative, overflowing or missing are refused.
+    // Times far in the future, negative, overflowing or missing are refused, each by its
+    // ack in one session.
+    let mut session = open(&coordinator, msg(Up::Hello(hello("ord-3"))))
+        .await
+        .unwrap();
+    next(&mut session).await.unwrap();
+    next(&mut session).await.unwrap();
     for (what, started, finished) in [
         ("future", seconds_ago(10), seconds_ago(-3 * 86_400)),
         (
@@ -368,42 +405,21 @@ async fn reports_are_per_agent_never_move_an_agent_back_and_have_sane_times() {
             },
         ),
     ] {
-        let mut session = open(&coordinator, msg(Up::Hello(hello("ord-3"))))
-            .await
-            .unwrap();
-        next(&mut session).await.unwrap();
-        next(&mut session).await.unwrap();
         let bad = pb::UpdateReport {
             attempt_id: format!("bad-{what}"),
             started_at: Some(started),
             finished_at: Some(finished),
             ..newer.clone()
         };
-        let status = send_report(&mut session, bad).await.expect_err(what);
-        assert_eq!(status.code(), Code::InvalidArgument, "{what}");
-        assert!(
-            status.message().contains("_at"),
-            "{what}: {}",
-            status.message()
-        );
+        let why = refused(&mut session, bad).await;
+        assert!(why.contains("_at"), "{what}: {why}");
     }
-    let mut session = open(&coordinator, msg(Up::Hello(hello("ord-3"))))
-        .await
-        .unwrap();
-    next(&mut session).await.unwrap();
-    next(&mut session).await.unwrap();
     let missing = pb::UpdateReport {
         attempt_id: "bad-missing".into(),
         started_at: None,
         ..newer.clone()
     };
-    assert_eq!(
-        send_report(&mut session, missing)
-            .await
-            .expect_err("missing")
-            .code(),
-        Code::InvalidArgument
-    );
+    refused(&mut session, missing).await;
     let agent = droverctl_json(&url, &["agents", "show", "ord-3"]).await;
     assert!(
         agent["last_report"].is_null(),
@@ -485,4 +501,55 @@ async fn polling_for_an_unknown_channel_says_how_to_fix_it() {
             .reason_detail
             .contains("droverctl channels set nightly")
     );
+}
+
+/// A heartbeat's decision text is the updater's own words: control characters are cleaned,
+/// and a status the coordinator cannot read (a malformed version) is ignored; neither costs
+/// the session.
+#[tokio::test]
+async fn a_heartbeat_with_unreadable_parts_keeps_the_session() {
+    let (_root, coordinator) = start().await;
+    let url = coordinator.grpc_url();
+    let mut session = open(&coordinator, msg(Up::Hello(hello("hb-1"))))
+        .await
+        .unwrap();
+    next(&mut session).await.unwrap();
+    next(&mut session).await.unwrap();
+    let beat = |version: &str, detail: &str, sequence| {
+        msg(Up::Heartbeat(pb::Heartbeat {
+            health: pb::AgentHealth::Healthy as i32,
+            agent_version: version.into(),
+            sequence,
+            decision_reason: "outside_window".into(),
+            decision_detail: detail.into(),
+            want_ack: true,
+            ..Default::default()
+        }))
+    };
+    session
+        .up
+        .send(beat("not a version", "ignored", 1))
+        .await
+        .unwrap();
+    session
+        .up
+        .send(beat("1.0.0", "apt: 5%\r100%\u{1b}[0m done", 2))
+        .await
+        .unwrap();
+    let Down::HeartbeatAck(ack) = next(&mut session).await.unwrap() else {
+        panic!("expected the second heartbeat's ack")
+    };
+    assert_eq!(ack.sequence, 2, "the unreadable one is not acknowledged");
+    let agent = eventually(
+        "the decision is recorded",
+        Duration::from_secs(30),
+        async || {
+            let agent = droverctl_json(&url, &["agents", "show", "hb-1"]).await;
+            (agent["updater_decision"] == "outside_window").then_some(agent)
+        },
+    )
+    .await;
+    assert_eq!(agent["updater_decision_detail"], "100% done", "{agent}");
+    assert_eq!(agent["agent_version"], "1.0.0", "{agent}");
+    assert_eq!(agent["connected"], true, "{agent}");
 }

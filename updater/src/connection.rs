@@ -13,6 +13,7 @@ use drover_proto::v1::{
     self as pb, coordinator_message::Kind as Down, updater_message::Kind as Up,
     updater_service_client::UpdaterServiceClient,
 };
+use drover_rules::text::{MAX_REPORT_TEXT, clean_text};
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -26,7 +27,7 @@ use crate::{
     identity::ClientIdentity,
     installers::Installer as _,
     shared::{Shared, UpdaterConfig},
-    state::{DirectiveRecord, DirectiveSource},
+    state::{DirectiveRecord, DirectiveSource, RefusedReport},
 };
 
 /// A session that lasted this long resets the backoff.
@@ -244,7 +245,7 @@ async fn heartbeat(shared: &Shared, sequence: u64) -> pb::UpdaterMessage {
         progress: None,
         sequence,
         decision_reason,
-        decision_detail,
+        decision_detail: clean_text(&decision_detail, MAX_REPORT_TEXT),
         want_ack: false,
     }))
 }
@@ -307,7 +308,7 @@ async fn session(
                     Some(Down::Directive(directive)) => {
                         directives.send(convert::directive_record(directive, DirectiveSource::Push)).await?;
                     }
-                    Some(Down::ReportAck(ack)) => acknowledge(shared, &ack.attempt_id).await?,
+                    Some(Down::ReportAck(ack)) => acknowledge(shared, ack).await?,
                     Some(Down::Welcome(_)) | Some(Down::HeartbeatAck(_)) | None => {}
                 }
             }
@@ -343,13 +344,27 @@ async fn send_pending_reports(
     Ok(())
 }
 
-async fn acknowledge(shared: &Shared, attempt_id: &str) -> anyhow::Result<()> {
+/// Drops an acknowledged report: stored, or refused for good (resending it could only be
+/// refused again), in which case the refusal is kept for `status` and logged.
+async fn acknowledge(shared: &Shared, ack: pb::ReportAck) -> anyhow::Result<()> {
     let mut state = shared.state.lock().await;
     let before = state.pending_reports.len();
-    state.pending_reports.retain(|r| r.attempt_id != attempt_id);
-    if state.pending_reports.len() != before {
-        shared.store.save(&state).await?;
+    state
+        .pending_reports
+        .retain(|r| r.attempt_id != ack.attempt_id);
+    if state.pending_reports.len() == before {
+        return Ok(());
     }
+    if !ack.refused.is_empty() {
+        let why = clean_text(&ack.refused, MAX_REPORT_TEXT);
+        tracing::warn!(attempt_id = %ack.attempt_id, %why, "the coordinator refused a report; it is dropped");
+        state.refused_report = Some(RefusedReport {
+            attempt_id: ack.attempt_id,
+            why,
+            at_ms: shared.now_ms(),
+        });
+    }
+    shared.store.save(&state).await?;
     Ok(())
 }
 

@@ -27,15 +27,8 @@ pub async fn run_shell(
     if output.status.success() {
         return Ok(());
     }
+    // As a terminal shows it (a progress bar's last state), its tail.
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let tail: String = stderr
-        .trim()
-        .chars()
-        .rev()
-        .take(500)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    let tail = drover_rules::text::terminal_text(stderr.trim(), 500);
     Err(format!("exited with {}: {tail}", output.status))
 }

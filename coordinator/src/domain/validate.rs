@@ -12,7 +12,7 @@ pub const MAX_LABELS: usize = 32;
 pub const MAX_LABEL_KEY_LEN: usize = 63;
 pub const MAX_LABEL_VALUE_LEN: usize = 256;
 pub const MAX_VERSION_LEN: usize = 64;
-pub const MAX_ERROR_TEXT_LEN: usize = 4096;
+pub const MAX_ERROR_TEXT_LEN: usize = drover_rules::text::MAX_REPORT_TEXT;
 
 fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')
@@ -73,7 +73,7 @@ pub fn bounded_text(field: &str, value: &str, max: usize) -> Result<()> {
     }
     if let Some(c) = value
         .chars()
-        .find(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+        .find(|c| !drover_rules::text::allowed_char(*c))
     {
         return Err(DroverError::invalid(format!(
             "{field} contains the control character U+{:04X}; send plain text",

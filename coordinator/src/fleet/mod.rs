@@ -372,6 +372,19 @@ impl Fleet {
         Ok(())
     }
 
+    /// Tells the updater a report will never be stored, so it stops resending it. Nothing is
+    /// written: the report's text is what could not be accepted.
+    pub async fn refuse_report(&self, session: &Session, attempt_id: String, why: String) {
+        let why = drover_rules::text::clean_text(&why, drover_rules::text::MAX_REPORT_TEXT);
+        tracing::warn!(agent_id = %session.agent_id, %why, "report refused");
+        self.metrics.report("invalid", false);
+        // An id that is not one (too long, control characters) is echoed only in part.
+        let attempt_id = drover_rules::text::clean_text(&attempt_id, validate::MAX_ID_LEN);
+        session
+            .ack(registry::Ack::ReportRefused { attempt_id, why })
+            .await;
+    }
+
     /// Commits the report with its event, then acknowledges it; a resent report is
     /// acknowledged again and writes nothing. A stale report never moves the agent back.
     pub async fn report(&self, session: &Session, report: UpdateReport) -> Result<()> {

@@ -17,6 +17,8 @@ use crate::domain::{Health, UpdaterState, directive::Directive};
 pub enum Ack {
     /// A report, by attempt id, once committed.
     Report(String),
+    /// A report that can never be stored (by attempt id, as sent), and why.
+    ReportRefused { attempt_id: String, why: String },
     /// A heartbeat, by sequence, once processed (only when asked for).
     Heartbeat(u64),
 }

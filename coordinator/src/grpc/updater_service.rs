@@ -10,6 +10,7 @@ use drover_proto::v1::{
     self as pb, coordinator_message::Kind as Down, updater_message::Kind as Up,
     updater_service_server::UpdaterService,
 };
+use drover_rules::text::{MAX_REPORT_TEXT, clean_text};
 use futures::{Stream, StreamExt};
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::{ReceiverStream, WatchStream};
@@ -18,6 +19,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{convert, identity_refusals::IdentityRefusals, inbound_budget::AgentBudgets};
 use crate::{
     domain::{AgentStatus, validate},
+    error::DroverError,
     fleet::Fleet,
     fleet::registry::{Ack, Session},
 };
@@ -126,7 +128,14 @@ impl UpdaterService for UpdaterApi {
         });
         let acks = ReceiverStream::new(outbox.acks).map(|ack| {
             Ok(down(match ack {
-                Ack::Report(attempt_id) => Down::ReportAck(pb::ReportAck { attempt_id }),
+                Ack::Report(attempt_id) => Down::ReportAck(pb::ReportAck {
+                    attempt_id,
+                    refused: String::new(),
+                }),
+                Ack::ReportRefused { attempt_id, why } => Down::ReportAck(pb::ReportAck {
+                    attempt_id,
+                    refused: why,
+                }),
                 Ack::Heartbeat(sequence) => Down::HeartbeatAck(pb::HeartbeatAck { sequence }),
             }))
         });
@@ -306,34 +315,46 @@ async fn handle(
 ) -> Result<(), Status> {
     match message.kind {
         Some(Up::Heartbeat(heartbeat)) => {
-            let (health, updater_state, version) = convert::status_from_heartbeat(&heartbeat)?;
+            // A heartbeat the coordinator cannot read still proves the session alive; its
+            // status is not believed, and the session goes on (the updater hears nothing back
+            // for a heartbeat, so the log says it).
+            let (health, updater_state, version) = match convert::status_from_heartbeat(&heartbeat)
+            {
+                Ok(status) => status,
+                Err(DroverError::InvalidArgument(why)) => {
+                    let why = clean_text(&why, MAX_REPORT_TEXT);
+                    tracing::warn!(agent_id = %session.agent_id, %why, "heartbeat status ignored");
+                    return Ok(());
+                }
+                Err(other) => return Err(other.into()),
+            };
             let status = AgentStatus {
                 health,
                 updater_state,
                 agent_version: version.as_deref(),
             };
-            validate::bounded_text(
-                "decision_detail",
-                &heartbeat.decision_detail,
-                validate::MAX_ERROR_TEXT_LEN,
-            )?;
-            validate::bounded_text(
-                "decision_reason",
-                &heartbeat.decision_reason,
-                validate::MAX_NAME_LEN,
-            )?;
-            let decision = (
-                heartbeat.decision_reason.as_str(),
-                heartbeat.decision_detail.as_str(),
-            );
-            fleet.heartbeat(session, status, decision).await?;
+            // The decision is the updater's own words: cleaned here, never a reason to refuse.
+            let reason = if validate::name("decision_reason", &heartbeat.decision_reason).is_ok() {
+                heartbeat.decision_reason.as_str()
+            } else {
+                ""
+            };
+            let detail = clean_text(&heartbeat.decision_detail, MAX_REPORT_TEXT);
+            fleet.heartbeat(session, status, (reason, &detail)).await?;
             if heartbeat.want_ack {
                 session.ack(Ack::Heartbeat(heartbeat.sequence)).await;
             }
         }
         Some(Up::Report(report)) => {
-            let report = convert::report_from_proto(report)?;
-            fleet.report(session, report).await?;
+            let attempt_id = report.attempt_id.clone();
+            match convert::report_from_proto(report) {
+                Ok(report) => fleet.report(session, report).await?,
+                // One bad report never costs the session: the updater is told, and drops it.
+                Err(DroverError::InvalidArgument(why)) => {
+                    fleet.refuse_report(session, attempt_id, why).await;
+                }
+                Err(other) => return Err(other.into()),
+            }
         }
         Some(Up::Hello(_)) => {
             return Err(Status::failed_precondition(

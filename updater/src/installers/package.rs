@@ -74,14 +74,10 @@ impl Output {
     }
 }
 
+/// The tail of a command's output as a terminal shows it (dpkg's progress lines use `\r`),
+/// on one line.
 fn quote_tail(text: &str) -> String {
-    let text = text.trim();
-    let start = text
-        .char_indices()
-        .rev()
-        .nth(MAX_QUOTED)
-        .map_or(0, |(i, _)| i);
-    text[start..].replace('\n', " | ")
+    drover_rules::text::terminal_text(text.trim(), MAX_QUOTED).replace('\n', " | ")
 }
 
 /// Runs `program args` with `env`; a timeout is `TimedOut` (or `Busy` when the partial output
