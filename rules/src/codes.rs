@@ -119,6 +119,8 @@ codes! {
         ScheduleExpired => "schedule_expired": "the saved schedule expired: it installs as soon as it can",
         VersionBroken => "version_broken": "this version failed its health gate here and is not retried",
         CurrentVersionBroken => "current_version_broken": "the running version failed its health gate: it reverts",
+        RevertFailed => "revert_failed": "going back to the previous version failed; it retries with backoff, and an operator should look at the host",
+        DiskFull => "disk_full": "the host's disk is full; it retries when space returns",
         InstallRefused => "install_refused": "the release failed its authenticity checks; nothing was installed",
         RetryPending => "retry_pending": "the last attempt failed; it retries later",
         VersionNotFound => "version_not_found": "the release or package repository has no such version (yet); it retries later",

@@ -26,6 +26,9 @@ async fn setup(extra: &[&str]) -> Setup {
     let root = tempfile::tempdir().unwrap();
     let coordinator = CoordinatorBuilder::sqlite(root.path())
         .control_plane("2.0.0")
+        // Heartbeats every second: "nothing happened for a while" is counted in them.
+        .arg("--heartbeat-secs")
+        .arg("1")
         .start()
         .await;
     let repo = ReleaseRepo::create(root.path()).await;
@@ -59,6 +62,10 @@ impl Setup {
     }
 
     fn updater(&self) -> UpdaterBuilder {
+        self.updater_restarting_with(format!("sh {}", self.host.restart_script.display()))
+    }
+
+    fn updater_restarting_with(&self, restart_command: String) -> UpdaterBuilder {
         UpdaterBuilder::new(&self.url(), &self.root.path().join("updater"), "agent-1")
             .arg("--group", "prod")
             .arg("--channel", "beta")
@@ -68,10 +75,7 @@ impl Setup {
                 "--release-public-key",
                 self.repo.key.public.display().to_string(),
             )
-            .arg(
-                "--restart-command",
-                format!("sh {}", self.host.restart_script.display()),
-            )
+            .arg("--restart-command", restart_command)
             .arg("--health-http", self.host.health_url())
             .arg("--health-interval-ms", "200")
             .arg("--health-failure-threshold", "2")
@@ -354,6 +358,73 @@ async fn a_broken_release_is_reverted_and_not_retried() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(updater.state()["last_report"]["attempt_id"], attempt);
     assert_eq!(s.host.running_version().await.as_deref(), Some("1.0.0"));
+}
+
+/// #21 items 1 and 2: a restart command that fails for every version, printing a progress
+/// bar (`\r`) first. The install is reverted, the revert fails too, and then the updater
+/// waits with backoff (it looped 544 times in 20 s); its report arrives clean (a `\r` used to
+/// cost the session for good), the agent stays connected, and the version it is listed on
+/// is the one its files hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revert_that_fails_waits_with_backoff_and_the_agent_stays_connected() {
+    let s = setup(&[]).await;
+    let failing = "printf 'restarting 5%%\rrestarting 100%%\n' >&2; exit 3".to_string();
+    let updater = s.updater_restarting_with(failing).start();
+    decision(&updater, "up_to_date").await;
+    s.set_channel(&["1.1.0"]).await;
+
+    let agent = eventually(
+        "the failed revert reaches the coordinator",
+        WAIT,
+        async || {
+            let agent = s.agent().await;
+            (agent["last_report"]["outcome"] == "failed").then_some(agent)
+        },
+    )
+    .await;
+    let error = agent["last_report"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("the revert failed too") && error.contains("restarting 100%"),
+        "{error}"
+    );
+    assert!(!error.contains('\r') && !error.contains("5%"), "{error:?}");
+    let state = decision(&updater, "revert_failed").await;
+    assert_eq!(state["revert_failure"]["attempts"], 1, "{state}");
+    // Listed on what the files hold (the revert switched back before its restart failed).
+    let active = s.host.active_version().expect("an active version");
+    assert_eq!(state["agent_version"], active.as_str(), "{state}");
+    eventually(
+        "the coordinator lists the installed version",
+        WAIT,
+        async || (s.agent().await["agent_version"] == active.as_str()).then_some(()),
+    )
+    .await;
+
+    // Three more heartbeats (one a second; this is the only updater) with no new attempt,
+    // in the same session.
+    let beats = async || {
+        let (_, body) =
+            drover_tests::http(s.coordinator.addresses.http, "GET", "/api/v1/stats").await;
+        serde_json::from_str::<Value>(&body).unwrap()["heartbeats"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = beats().await;
+    eventually("three more heartbeats", WAIT, async || {
+        (beats().await >= before + 3).then_some(())
+    })
+    .await;
+    assert_eq!(s.agent().await["connected"], true);
+    let history = droverctl_json(&s.url(), &["agents", "history", "agent-1"]).await;
+    let reports = history["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 1, "one attempt, no loop: {history}");
+    assert_eq!(updater.state()["revert_failure"]["attempts"], 1);
+    assert!(
+        updater.state()["pending_reports"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use tracing::{Instrument, Span};
 
-use drover_rules::ReasonCode;
+use drover_rules::{
+    ReasonCode,
+    text::{MAX_REPORT_TEXT, clean_text},
+};
 
 use crate::{
     health::Health,
@@ -17,10 +20,13 @@ use crate::{
     shared::{Activity, Shared},
     state::{
         BrokenVersion, FailureKind, InFlight, InstallFailure, Outcome, PersistedState, Phase,
-        ReportRecord,
+        ReportRecord, RevertFailure,
     },
     trace::{self, step_span, traced},
 };
+
+/// Unacknowledged reports kept for resending.
+const MAX_PENDING_REPORTS: usize = 100;
 
 /// Transient failures are retried after 30 s, doubling up to an hour.
 fn retry_delay_ms(attempts: u32) -> i64 {
@@ -146,6 +152,9 @@ async fn finish(shared: &Shared, mut in_flight: InFlight) {
             state.agent_version = Some(in_flight.to.clone());
             state.install_failure = None;
             state.in_flight = None;
+            // Asked again and good now: no longer broken here.
+            state.broken_versions.remove(&in_flight.to);
+            state.revert_failure = None;
             let report = report_for(shared, &in_flight, Outcome::Succeeded, String::new());
             push_report(shared, &mut state, report).await;
             tracing::info!(version = %in_flight.to, "installed and healthy");
@@ -158,8 +167,11 @@ async fn finish(shared: &Shared, mut in_flight: InFlight) {
     }
 }
 
-/// Puts the previous version back, marks the failed one broken and reports it.
+/// Puts the previous version back, marks the failed one broken and reports it. A revert
+/// that fails is retried with backoff (`revert_failure`), never in a loop.
 async fn revert(shared: &Shared, mut in_flight: InFlight) {
+    // Whether the failed version was switched to; unknown after a crash mid-revert.
+    let switched = in_flight.phase != Phase::Activating;
     in_flight.phase = Phase::Reverting;
     set_in_flight(shared, Some(&in_flight)).await;
     shared.set_activity(Activity::Reverting);
@@ -186,20 +198,35 @@ async fn revert(shared: &Shared, mut in_flight: InFlight) {
         drover.to = in_flight.from.as_deref().unwrap_or("")
     );
     let back = traced(step, going_back).await;
+    // What runs now is read from the installed files where the backend can tell.
+    let installed = shared
+        .config
+        .installer
+        .installed_version()
+        .await
+        .ok()
+        .flatten();
     let mut state = shared.state.lock().await;
-    state.broken_versions.insert(
-        in_flight.to.clone(),
-        BrokenVersion {
-            reason: in_flight.failure.clone(),
-            attempt_id: in_flight.attempt_id.clone(),
-            directive_attempt_id: in_flight.directive_attempt_id.clone(),
-            at_ms: shared.now_ms(),
-        },
-    );
+    // A revert the policy retries keeps the first failure's reason (its own text quotes that
+    // reason: nesting it again on every retry grew the state file without bound).
+    let retried = in_flight.directive_attempt_id.is_empty()
+        && state.broken_versions.contains_key(&in_flight.to);
+    if !retried {
+        state.broken_versions.insert(
+            in_flight.to.clone(),
+            BrokenVersion {
+                reason: clean_text(&in_flight.failure, MAX_REPORT_TEXT),
+                attempt_id: in_flight.attempt_id.clone(),
+                directive_attempt_id: in_flight.directive_attempt_id.clone(),
+                at_ms: shared.now_ms(),
+            },
+        );
+    }
     state.in_flight = None;
     let (outcome, error) = match back {
         Ok(()) => {
-            state.agent_version = in_flight.from.clone();
+            state.agent_version = installed.or_else(|| in_flight.from.clone());
+            state.revert_failure = None;
             (
                 Outcome::Reverted,
                 format!(
@@ -210,10 +237,27 @@ async fn revert(shared: &Shared, mut in_flight: InFlight) {
             )
         }
         Err(err) => {
-            // The new version stays active but is marked broken; the policy keeps trying to
-            // go back (Decision::Revert) while a previous version is known.
-            state.agent_version = Some(in_flight.to.clone());
+            // The failed version may stay active, marked broken; the policy goes back again
+            // (Decision::Revert) once the backoff is over, while a previous version is known.
+            let assumed = if switched {
+                Some(in_flight.to.clone())
+            } else {
+                in_flight.from.clone()
+            };
+            state.agent_version = installed.or(assumed);
             state.previous_version = in_flight.from.clone();
+            let attempts = match &state.revert_failure {
+                Some(f) if f.version == in_flight.to => f.attempts + 1,
+                _ => 1,
+            };
+            state.revert_failure = Some(RevertFailure {
+                version: in_flight.to.clone(),
+                back_to: in_flight.from.clone(),
+                attempts,
+                retry_at_ms: shared.now_ms() + retry_delay_ms(attempts),
+                why: clean_text(&err, MAX_REPORT_TEXT),
+            });
+            tracing::error!(version = %in_flight.to, attempts, error = %err, "the revert failed; it is retried with backoff");
             (
                 Outcome::Failed,
                 format!("{}; the revert failed too: {err}", in_flight.failure),
@@ -225,18 +269,13 @@ async fn revert(shared: &Shared, mut in_flight: InFlight) {
     shared.set_activity(Activity::Idle);
 }
 
-/// A revert decided by the policy (an earlier revert did not complete).
-pub async fn revert_to(shared: &Shared, to: &str, why: &str) {
-    let (from, directive, agent_id) = {
+/// A revert decided by the policy (an earlier revert did not complete or failed): from the
+/// broken version `from` back to `to`.
+pub async fn revert_to(shared: &Shared, from: &str, to: &str, why: &str) {
+    let (directive, agent_id) = {
         let state = shared.state.lock().await;
-        let agent_id = state.agent_id.clone();
-        (
-            state.agent_version.clone(),
-            state.directive.clone(),
-            agent_id,
-        )
+        (state.directive.clone(), state.agent_id.clone())
     };
-    let Some(from) = from else { return };
     let (directive_id, rollout_id, reason, trace_context) = directive
         .map(|d| (d.directive_id, d.rollout_id, d.reason, d.trace_context))
         .unwrap_or_default();
@@ -246,7 +285,7 @@ pub async fn revert_to(shared: &Shared, to: &str, why: &str) {
         rollout_id,
         directive_attempt_id: String::new(),
         from: Some(to.to_string()),
-        to: from,
+        to: from.to_string(),
         phase: Phase::Reverting,
         started_ms: shared.now_ms(),
         failure: why.to_string(),
@@ -310,7 +349,9 @@ fn report_for(
         from_version: in_flight.from.clone(),
         to_version: in_flight.to.clone(),
         outcome,
-        error,
+        // Installers and probes quote the outside world (progress bars, colours): cleaned
+        // here, where their text enters the report.
+        error: clean_text(&error, MAX_REPORT_TEXT),
         started_ms: in_flight.started_ms,
         finished_ms: shared.now_ms(),
         directive_id: in_flight.directive_id.clone(),
@@ -329,6 +370,15 @@ async fn set_in_flight(shared: &Shared, in_flight: Option<&InFlight>) {
 async fn push_report(shared: &Shared, state: &mut PersistedState, report: ReportRecord) {
     trace::conclude(&Span::current(), &report);
     state.pending_reports.push(report.clone());
+    // Bounded: an updater cut off for long keeps its newest reports, not a growing file.
+    if state.pending_reports.len() > MAX_PENDING_REPORTS {
+        let dropped = state.pending_reports.len() - MAX_PENDING_REPORTS;
+        state.pending_reports.drain(..dropped);
+        tracing::warn!(
+            dropped,
+            "too many unacknowledged reports; the oldest are dropped"
+        );
+    }
     state.last_report = Some(report);
     shared.save_state(state).await;
     shared.wake_connection.notify_one();

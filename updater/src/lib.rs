@@ -77,6 +77,10 @@ pub async fn run(
         // The installed files are the truth about what runs, whatever a crash left in the state.
         state.agent_version = Some(active);
     }
+    if let Some(failure) = &mut state.revert_failure {
+        // An operator who repaired the host restarts the updater: try going back at once.
+        failure.retry_at_ms = 0;
+    }
     tracing::info!(agent_id = %state.agent_id, version = ?state.agent_version, "updater starting");
     let shared = Arc::new(Shared::new(config, store, state));
     let (directives_tx, directives_rx) = mpsc::channel(16);

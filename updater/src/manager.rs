@@ -125,8 +125,13 @@ async fn act(shared: &Shared) -> Option<i64> {
             attempt::install(shared, &target).await;
             Some(shared.now_ms())
         }
-        Decision::Revert { to, reason, detail } => {
-            attempt::revert_to(shared, &to, &format!("{reason}: {detail}")).await;
+        Decision::Revert {
+            from,
+            to,
+            reason,
+            detail,
+        } => {
+            attempt::revert_to(shared, &from, &to, &format!("{reason}: {detail}")).await;
             Some(shared.now_ms())
         }
     }

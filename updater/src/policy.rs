@@ -29,6 +29,8 @@ pub enum Decision {
         detail: String,
     },
     Revert {
+        /// The broken version being left.
+        from: String,
         to: String,
         reason: ReasonCode,
         detail: String,
@@ -54,12 +56,38 @@ fn wait(reason: ReasonCode, detail: impl Into<String>, recheck_at_ms: Option<i64
 }
 
 pub fn decide(now_ms: i64, state: &PersistedState, health: Health) -> Decision {
+    // A revert that failed is tried again once its backoff is over, never in a loop.
+    if let Some(failure) = &state.revert_failure
+        && let Some(back_to) = &failure.back_to
+    {
+        if failure.retry_at_ms > now_ms {
+            return wait(
+                ReasonCode::RevertFailed,
+                format!(
+                    "going back from {} to {back_to} failed {} time(s) ({}); it tries again \
+                     later, or at once when the updater restarts",
+                    failure.version, failure.attempts, failure.why
+                ),
+                Some(failure.retry_at_ms),
+            );
+        }
+        return Decision::Revert {
+            from: failure.version.clone(),
+            to: back_to.clone(),
+            reason: ReasonCode::RevertFailed,
+            detail: format!(
+                "trying again to go back from {} to {back_to}",
+                failure.version
+            ),
+        };
+    }
     // A current version marked broken (a revert was interrupted) goes back to the previous one.
     if let (Some(current), Some(previous)) = (&state.agent_version, &state.previous_version)
         && let Some(broken) = state.broken_versions.get(current)
         && !state.broken_versions.contains_key(previous)
     {
         return Decision::Revert {
+            from: current.clone(),
             to: previous.clone(),
             reason: ReasonCode::CurrentVersionBroken,
             detail: format!(
@@ -96,6 +124,18 @@ pub fn decide(now_ms: i64, state: &PersistedState, health: Health) -> Decision {
         .as_ref()
         == Some(&target)
     {
+        // Running a broken target with nothing to go back to is not "up to date".
+        if let Some(broken) = state.broken_versions.get(target_text) {
+            return wait(
+                ReasonCode::RevertFailed,
+                format!(
+                    "running {target}, which failed here ({}), with no working version to go \
+                     back to; an operator must repair the host or serve another version",
+                    broken.reason
+                ),
+                None,
+            );
+        }
         return wait(
             ReasonCode::UpToDate,
             format!("running the target {target}"),
@@ -402,6 +442,77 @@ mod tests {
         assert!(
             matches!(decide(MONDAY, &s, Health::Healthy), Decision::Revert { to, .. } if to == "1.0.0")
         );
+    }
+
+    fn broken(s: &mut PersistedState, version: &str) {
+        s.broken_versions.insert(
+            version.into(),
+            BrokenVersion {
+                reason: "unhealthy".into(),
+                attempt_id: "x".into(),
+                directive_attempt_id: String::new(),
+                at_ms: 0,
+            },
+        );
+    }
+
+    /// #21 item 2: a failed revert waits out its backoff (it looped 544 times in 20 s).
+    #[test]
+    fn a_failed_revert_is_retried_after_its_backoff_only() {
+        let mut s = state("1.1.0", "1.1.0", "1.1.0");
+        s.previous_version = Some("1.0.0".into());
+        broken(&mut s, "1.1.0");
+        s.revert_failure = Some(crate::state::RevertFailure {
+            version: "1.1.0".into(),
+            back_to: Some("1.0.0".into()),
+            attempts: 1,
+            retry_at_ms: MONDAY + 30_000,
+            why: "restart failed".into(),
+        });
+        let waiting = decide(MONDAY, &s, Health::Unhealthy);
+        // Also when the files went back but the restart failed (the current version is the
+        // one to go back to): the revert is retried, not forgotten.
+        let mut restarted = s.clone();
+        restarted.agent_version = Some("1.0.0".into());
+        assert!(matches!(
+            decide(MONDAY + 30_000, &restarted, Health::Unhealthy),
+            Decision::Revert { from, to, .. } if from == "1.1.0" && to == "1.0.0"
+        ));
+        assert!(
+            matches!(&waiting, Decision::Wait { reason: ReasonCode::RevertFailed, recheck_at_ms: Some(at), .. } if *at == MONDAY + 30_000),
+            "{waiting:?}"
+        );
+        assert!(matches!(
+            decide(MONDAY + 30_000, &s, Health::Unhealthy),
+            Decision::Revert { to, .. } if to == "1.0.0"
+        ));
+    }
+
+    /// #21 item 2: a fresh host whose first install failed runs a broken version with
+    /// nothing to go back to; that is not "up to date".
+    #[test]
+    fn a_broken_target_with_nothing_to_go_back_to_needs_an_operator() {
+        let mut s = state("1.4.0", "1.4.0", "1.4.0");
+        broken(&mut s, "1.4.0");
+        let decision = decide(MONDAY, &s, Health::Unhealthy);
+        assert!(
+            matches!(
+                &decision,
+                Decision::Wait {
+                    reason: ReasonCode::RevertFailed,
+                    recheck_at_ms: None,
+                    ..
+                }
+            ),
+            "{decision:?}"
+        );
+        // A fix served as another version installs.
+        directive(&mut s).target_version = Some("1.4.1".into());
+        directive(&mut s).control_plane_version = Some("1.4.1".into());
+        assert!(matches!(
+            decide(MONDAY, &s, Health::Unhealthy),
+            Decision::Install { target, .. } if target == "1.4.1"
+        ));
     }
 
     fn health() -> impl Strategy<Value = Health> {

@@ -141,6 +141,31 @@ pub struct PersistedState {
     /// The install or revert under way; a restart after a crash finishes or undoes it.
     #[serde(default)]
     pub in_flight: Option<InFlight>,
+    /// The last report the coordinator refused for good (and so was dropped), for
+    /// `drover-updater status`.
+    #[serde(default)]
+    pub refused_report: Option<RefusedReport>,
+    /// Going back from a broken version failed: retried with backoff, not in a loop.
+    #[serde(default)]
+    pub revert_failure: Option<RevertFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevertFailure {
+    /// The broken version that stayed.
+    pub version: String,
+    /// The version a revert goes back to; `None` when there is none (a fresh host).
+    pub back_to: Option<String>,
+    pub attempts: u32,
+    pub retry_at_ms: i64,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedReport {
+    pub attempt_id: String,
+    pub why: String,
+    pub at_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -383,6 +408,12 @@ pub fn describe(state: &PersistedState, now_ms: i64) -> String {
         ));
     }
     out.push(format!("unacked reports:  {}", state.pending_reports.len()));
+    if let Some(r) = &state.refused_report {
+        out.push(format!(
+            "refused report:   {} (dropped; the coordinator said: {})",
+            r.attempt_id, r.why
+        ));
+    }
     out.join("\n") + "\n"
 }
 
