@@ -4,8 +4,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use drover_tests::{
-    AgentHost, CoordinatorBuilder, CoordinatorProcess, ReleaseRepo, UpdaterBuilder, UpdaterProcess,
-    droverctl_json, eventually,
+    AgentHost, CoordinatorBuilder, CoordinatorProcess, ReleaseRepo, Tmpfs, UpdaterBuilder,
+    UpdaterProcess, droverctl_json, eventually,
 };
 use serde_json::Value;
 use tempfile::TempDir;
@@ -23,6 +23,11 @@ struct Setup {
 /// A coordinator (control plane 2.0.0, channel `beta` at 1.0.0), signed releases of the demo
 /// agent (1.0.0, 1.1.0 good; 1.2.0 broken; plus `extra`), and an agent host running 1.0.0.
 async fn setup(extra: &[&str]) -> Setup {
+    setup_with_host_in(extra, None).await
+}
+
+/// As `setup`, with the agent host's files in `host_dir` (a small file system, say).
+async fn setup_with_host_in(extra: &[&str], host_dir: Option<&std::path::Path>) -> Setup {
     let root = tempfile::tempdir().unwrap();
     let coordinator = CoordinatorBuilder::sqlite(root.path())
         .control_plane("2.0.0")
@@ -38,7 +43,7 @@ async fn setup(extra: &[&str]) -> Setup {
     for version in extra {
         repo.publish(version, false);
     }
-    let host = AgentHost::bootstrap(root.path(), &repo, "1.0.0");
+    let host = AgentHost::bootstrap(host_dir.unwrap_or(root.path()), &repo, "1.0.0");
     droverctl_json(
         &coordinator.grpc_url(),
         &["channels", "set", "beta", "1.0.0"],
@@ -425,6 +430,56 @@ async fn a_revert_that_fails_waits_with_backoff_and_the_agent_stays_connected() 
             .unwrap()
             .is_empty()
     );
+}
+
+/// #21 item 4: the disk fills while a release unpacks (the download fits, the unpacked files
+/// do not). It was reported as a bad artifact, never retried, and a staging directory stayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_while_unpacking_is_disk_full_cleaned_up_and_retried() {
+    let disk = Tmpfs::mount(64);
+    let s = setup_with_host_in(&[], Some(disk.path())).await;
+    let updater = s.updater().start();
+    decision(&updater, "up_to_date").await;
+    // Leave room for the download and a little more, not for what it unpacks to.
+    let filler = disk.fill();
+    let artifact = std::fs::metadata(s.repo.artifact("1.1.0")).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .unwrap();
+    let full = file.metadata().unwrap().len();
+    file.set_len(full.saturating_sub(artifact + 256 * 1024))
+        .unwrap();
+    drop(file);
+    s.set_channel(&["1.1.0"]).await;
+
+    let state = decision(&updater, "disk_full").await;
+    assert_eq!(state["agent_version"], "1.0.0", "{state}");
+    let report = &state["last_report"];
+    assert_eq!(report["outcome"], "failed", "{state}");
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("disk is full") && error.contains("unpacking"),
+        "{error}"
+    );
+    assert!(state["broken_versions"]["1.1.0"].is_null(), "{state}");
+    let leftovers: Vec<String> = std::fs::read_dir(s.host.root.join("versions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "half-made files left: {leftovers:?}");
+    s.expect_running("1.0.0").await;
+
+    // Space returns: the retry (30 s after the first failure) installs it.
+    std::fs::remove_file(&filler).unwrap();
+    eventually(
+        "the retry installs 1.1.0",
+        Duration::from_secs(90),
+        async || (s.host.active_version().as_deref() == Some("1.1.0")).then_some(()),
+    )
+    .await;
+    s.expect_running("1.1.0").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

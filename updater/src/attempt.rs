@@ -64,6 +64,7 @@ pub async fn install(shared: &Shared, target: &str) {
         phase: Phase::Activating,
         started_ms: shared.now_ms(),
         failure: String::new(),
+        host_failure: None,
         reason,
         trace_context,
     };
@@ -137,6 +138,9 @@ async fn finish(shared: &Shared, mut in_flight: InFlight) {
     };
     if let Err(err) = shared.config.installer.install(&ctx, &in_flight.to).await {
         in_flight.failure = err.to_string();
+        if err.reason() == ReasonCode::DiskFull {
+            in_flight.host_failure = Some(ReasonCode::DiskFull);
+        }
         return revert(shared, in_flight).await;
     }
     in_flight.phase = Phase::Verifying;
@@ -211,7 +215,23 @@ async fn revert(shared: &Shared, mut in_flight: InFlight) {
     // reason: nesting it again on every retry grew the state file without bound).
     let retried = in_flight.directive_attempt_id.is_empty()
         && state.broken_versions.contains_key(&in_flight.to);
-    if !retried {
+    if let Some(reason) = in_flight.host_failure {
+        // Not the version's fault: try it again later rather than marking it broken.
+        let attempts = match &state.install_failure {
+            Some(f) if f.directive_id == in_flight.directive_id && f.target == in_flight.to => {
+                f.attempts + 1
+            }
+            _ => 1,
+        };
+        state.install_failure = Some(InstallFailure {
+            directive_id: in_flight.directive_id.clone(),
+            target: in_flight.to.clone(),
+            kind: FailureKind::Transient,
+            attempts,
+            retry_at_ms: shared.now_ms() + retry_delay_ms(attempts),
+            reason: Some(reason),
+        });
+    } else if !retried {
         state.broken_versions.insert(
             in_flight.to.clone(),
             BrokenVersion {
@@ -289,6 +309,7 @@ pub async fn revert_to(shared: &Shared, from: &str, to: &str, why: &str) {
         phase: Phase::Reverting,
         started_ms: shared.now_ms(),
         failure: why.to_string(),
+        host_failure: None,
         reason,
         trace_context,
     };

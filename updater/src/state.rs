@@ -193,6 +193,10 @@ pub struct InFlight {
     /// Why the revert happens, once `phase` is `Reverting`.
     #[serde(default)]
     pub failure: String,
+    /// Set when the failure is the host's (a full disk), not the version's: the revert does
+    /// not mark the version broken, and the install is retried later.
+    #[serde(default)]
+    pub host_failure: Option<ReasonCode>,
     /// The directive's reason code, for the attempt's trace.
     #[serde(default)]
     pub reason: String,
@@ -507,6 +511,7 @@ mod tests {
                 phase: Phase::Verifying,
                 started_ms: 3,
                 failure: String::new(),
+                host_failure: None,
                 reason: String::new(),
                 trace_context: BTreeMap::new(),
             }),

@@ -86,6 +86,7 @@ async fn an_attempt_resumed_after_a_crash_still_names_its_rollout() {
         phase: Phase::Verifying,
         started_ms: 1,
         failure: String::new(),
+        host_failure: None,
         reason: "group_active".into(),
         // Kept in the journal, so the resumed attempt continues the directive's trace.
         trace_context: [(

@@ -132,20 +132,20 @@ pub(super) async fn download_to(
     limit: u64,
     deadline: Instant,
 ) -> Result<String, InstallError> {
-    let mut file = tokio::fs::File::create(path).await.map_err(|err| {
-        InstallError::Transient(format!("cannot write {}: {err}", path.display()))
-    })?;
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|err| InstallError::io(&format!("creating {}", path.display()), &err))?;
     let mut hasher = Sha256::new();
     let mut body = BoundedBody::open(client, url, limit, deadline).await?;
     while let Some(chunk) = body.next().await? {
         hasher.update(&chunk);
         file.write_all(&chunk)
             .await
-            .map_err(|err| InstallError::Transient(format!("cannot write the download: {err}")))?;
+            .map_err(|err| InstallError::io("writing the download", &err))?;
     }
     file.sync_all()
         .await
-        .map_err(|err| InstallError::Transient(err.to_string()))?;
+        .map_err(|err| InstallError::io("writing the download", &err))?;
     Ok(hex::encode(hasher.finalize()))
 }
 

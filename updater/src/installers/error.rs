@@ -20,6 +20,8 @@ pub enum InstallError {
     Busy(String),
     /// A step did not finish within its timeout.
     TimedOut(String),
+    /// The host's disk (or quota) is full; retried later, when space may have returned.
+    DiskFull(String),
 }
 
 impl InstallError {
@@ -31,7 +33,8 @@ impl InstallError {
             | Self::Failed(m)
             | Self::Conflict(m)
             | Self::Busy(m)
-            | Self::TimedOut(m) => m,
+            | Self::TimedOut(m)
+            | Self::DiskFull(m) => m,
         }
     }
 
@@ -50,8 +53,29 @@ impl InstallError {
             Self::Conflict(_) => ReasonCode::PackageConflict,
             Self::Busy(_) => ReasonCode::PackageManagerBusy,
             Self::TimedOut(_) => ReasonCode::InstallTimedOut,
+            Self::DiskFull(_) => ReasonCode::DiskFull,
         }
     }
+
+    /// A local I/O failure while `doing` something: a full disk says so (it is neither a bad
+    /// artifact nor a network problem); anything else is retried later.
+    pub fn io(doing: &str, err: &std::io::Error) -> Self {
+        if is_disk_full(err) {
+            Self::DiskFull(format!(
+                "the disk is full while {doing} ({err}); it retries later: free space on the host"
+            ))
+        } else {
+            Self::Transient(format!("{doing} failed: {err}"))
+        }
+    }
+}
+
+pub fn is_disk_full(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        err.kind(),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded
+    )
 }
 
 impl std::fmt::Display for InstallError {

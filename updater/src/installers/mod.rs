@@ -19,7 +19,7 @@ pub mod command;
 pub mod cosign;
 pub mod dnf;
 pub mod download;
-mod error;
+pub mod error;
 pub mod kube;
 pub mod oci;
 pub mod package;

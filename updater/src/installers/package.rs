@@ -227,6 +227,15 @@ const CONFLICT: &[&str] = &[
     "conflicting requests",
 ];
 
+/// ... that the disk is full (apt: "You don't have enough free space", dpkg and rpm: the
+/// errno text; dnf and zypper: "needs … more space").
+const DISK_FULL: &[&str] = &[
+    "No space left on device",
+    "enough free space",
+    "more space on the",
+    "Disk quota exceeded",
+];
+
 fn is_waiting_for_lock(text: &str) -> bool {
     BUSY.iter().any(|p| text.contains(p))
 }
@@ -246,6 +255,8 @@ pub fn classify(step: &str, output: &Output) -> InstallError {
         InstallError::Refused(format!("signature or checksum check: {what}"))
     } else if is_waiting_for_lock(text) {
         InstallError::Busy(what)
+    } else if DISK_FULL.iter().any(|p| text.contains(p)) {
+        InstallError::DiskFull(format!("{what}; free space on the host (it retries later)"))
     } else if NOT_FOUND.iter().any(|p| text.contains(p)) {
         InstallError::NotFound(what)
     } else if CONFLICT.iter().any(|p| text.contains(p)) {

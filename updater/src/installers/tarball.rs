@@ -20,6 +20,7 @@ use serde::Deserialize;
 use super::{
     InstallContext, InstallError, Installer, InstallerKind,
     download::{DownloadLimits, download_to, fetch},
+    error::is_disk_full,
 };
 use crate::trace::{step_span, traced};
 
@@ -264,14 +265,20 @@ impl TarballInstaller {
         let staging = self.versions().join(format!(".staging-{version}-{token}"));
         let final_dir = self.versions().join(version);
         let (archive, staging_dir) = (download.to_path_buf(), staging.clone());
-        tokio::task::spawn_blocking(move || unpack(&archive, &staging_dir))
+        let unpacked = tokio::task::spawn_blocking(move || unpack(&archive, &staging_dir))
             .await
-            .map_err(|err| transient(err.to_string()))?
-            .map_err(|err| {
+            .map_err(|err| transient(err.to_string()))?;
+        if let Err(err) = unpacked {
+            // Nothing half-unpacked stays behind, least of all on a full disk.
+            let _ = tokio::fs::remove_dir_all(&staging).await;
+            return Err(if is_disk_full(&err) {
+                InstallError::io(&format!("unpacking {url}"), &err)
+            } else {
                 refused(format!(
                     "the artifact {url} is not a readable .tar.gz ({err})"
                 ))
-            })?;
+            });
+        }
         if final_dir.exists() {
             // A leftover from an earlier attempt; never the active version (the target differs).
             tokio::fs::remove_dir_all(&final_dir)

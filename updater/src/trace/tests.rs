@@ -236,6 +236,7 @@ async fn a_resumed_attempt_continues_the_same_trace() {
         phase: crate::state::Phase::Verifying,
         started_ms: 1,
         failure: String::new(),
+        host_failure: None,
         reason: directive.reason,
         trace_context: directive.trace_context,
     };
