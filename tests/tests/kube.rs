@@ -83,6 +83,7 @@ impl Setup {
         .arg("--api-token-file", token.display().to_string())
         .arg("--health-interval-ms", "200")
         .arg("--health-grace-secs", "4")
+        .arg("--health-stable-secs", "1")
         .arg("--recheck-secs", "3600")
         .start()
     }

@@ -58,7 +58,8 @@ fn updaters(
             .arg("--install-command", install.clone())
             .arg("--health-command", "true")
             .arg("--health-interval-ms", "200")
-            .arg("--health-grace-secs", "5");
+            .arg("--health-grace-secs", "5")
+            .arg("--health-stable-secs", "1");
         for (key, value) in endpoint.map(otel).unwrap_or_default() {
             builder = builder.env(key, value);
         }

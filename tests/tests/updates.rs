@@ -71,6 +71,11 @@ impl Setup {
     }
 
     fn updater_restarting_with(&self, restart_command: String) -> UpdaterBuilder {
+        self.updater_with(restart_command, ("--health-http", self.host.health_url()))
+    }
+
+    /// The agent restarted by `restart_command`, its health probed by `probe` (flag, value).
+    fn updater_with(&self, restart_command: String, probe: (&str, String)) -> UpdaterBuilder {
         UpdaterBuilder::new(&self.url(), &self.root.path().join("updater"), "agent-1")
             .arg("--group", "prod")
             .arg("--channel", "beta")
@@ -81,10 +86,11 @@ impl Setup {
                 self.repo.key.public.display().to_string(),
             )
             .arg("--restart-command", restart_command)
-            .arg("--health-http", self.host.health_url())
+            .arg(probe.0, probe.1)
             .arg("--health-interval-ms", "200")
             .arg("--health-failure-threshold", "2")
             .arg("--health-grace-secs", "5")
+            .arg("--health-stable-secs", "2")
             .arg("--recheck-secs", "3600")
     }
 
@@ -430,6 +436,46 @@ async fn a_revert_that_fails_waits_with_backoff_and_the_agent_stays_connected() 
             .unwrap()
             .is_empty()
     );
+}
+
+/// #21 item 3: a release that passes its first probes and fails soon after (as one that
+/// crash-loops under a unit with `RestartSec=1` looks to a single probe) is reverted: the
+/// gate watches it for a stability period, not once. (The restart counters of a real unit
+/// are proven under systemd in host.rs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_fails_soon_after_install_is_reverted() {
+    let s = setup(&[]).await;
+    let probe = s.root.path().join("probe.sh");
+    // 1.1.0 answers its first two probes and then fails; other versions are fine.
+    let script = format!(
+        "#!/bin/sh\n\
+         grep -qx 1.1.0 {root}/current/VERSION || exit 0\n\
+         n=$(cat {count} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {count}\n\
+         [ $n -le 2 ] || {{ echo 'crashed: exit status 1, restarting' >&2; exit 1; }}\n",
+        root = s.host.root.display(),
+        count = s.root.path().join("probe.count").display(),
+    );
+    std::fs::write(&probe, script).unwrap();
+    let updater = s
+        .updater_with(
+            format!("sh {}", s.host.restart_script.display()),
+            ("--health-command", format!("sh {}", probe.display())),
+        )
+        .start();
+    decision(&updater, "up_to_date").await;
+    s.set_channel(&["1.1.0"]).await;
+    let agent = eventually("the revert reaches the coordinator", WAIT, async || {
+        let agent = s.agent().await;
+        (agent["last_report"]["outcome"] == "reverted").then_some(agent)
+    })
+    .await;
+    let error = agent["last_report"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("became unhealthy") && error.contains("after the install"),
+        "{error}"
+    );
+    s.expect_running("1.0.0").await;
+    decision(&updater, "version_broken").await;
 }
 
 /// #21 item 4: the disk fills while a release unpacks (the download fits, the unpacked files

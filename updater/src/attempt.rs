@@ -23,6 +23,7 @@ use crate::{
         ReportRecord, RevertFailure,
     },
     trace::{self, step_span, traced},
+    unit_watch,
 };
 
 /// Unacknowledged reports kept for resending.
@@ -317,8 +318,9 @@ pub async fn revert_to(shared: &Shared, from: &str, to: &str, why: &str) {
     revert(shared, in_flight).instrument(span).await;
 }
 
-/// Waits for `version` to prove healthy within the grace period. Without a probe there is
-/// nothing to wait for; a simulated agent says its health itself.
+/// Waits for `version` to prove healthy within the grace period, then to stay healthy and
+/// unrestarted for the stability period. Without a probe there is nothing to wait for; a
+/// simulated agent says its health itself.
 async fn health_gate(shared: &Shared, version: &str) -> Result<(), String> {
     if let Some(healthy) = shared.config.installer.own_health(version) {
         return if healthy {
@@ -330,17 +332,34 @@ async fn health_gate(shared: &Shared, version: &str) -> Result<(), String> {
     let Some(config) = &shared.config.health else {
         return Ok(());
     };
-    let grace = shared.config.health_grace;
-    let deadline = tokio::time::Instant::now() + grace;
+    let started = tokio::time::Instant::now();
+    let first_run = match &config.agent_unit {
+        Some(unit) => Some((unit.as_str(), unit_watch::read(unit).await?)),
+        None => None,
+    };
+    let restarted = async || -> Result<(), String> {
+        let Some((unit, first)) = &first_run else {
+            return Ok(());
+        };
+        match first.restarted_in(&unit_watch::read(unit).await?) {
+            Some(what) => Err(format!(
+                "{version} is not stable: {what} ({unit}) within {} s of the install",
+                started.elapsed().as_secs()
+            )),
+            None => Ok(()),
+        }
+    };
+    let every = config.interval.min(Duration::from_secs(1));
+    let grace_ends = started + shared.config.health_grace;
     let mut successes = 0;
     let mut last_error = String::from("no probe result yet");
     loop {
+        restarted().await?;
         match config.probe.check(config.timeout).await {
             Ok(()) => {
                 successes += 1;
                 if successes >= config.success_threshold.max(1) {
-                    shared.health.send_replace(Health::Healthy);
-                    return Ok(());
+                    break;
                 }
             }
             Err(err) => {
@@ -348,15 +367,37 @@ async fn health_gate(shared: &Shared, version: &str) -> Result<(), String> {
                 last_error = err;
             }
         }
-        if tokio::time::Instant::now() >= deadline {
+        if tokio::time::Instant::now() >= grace_ends {
             shared.health.send_replace(Health::Unhealthy);
             return Err(format!(
                 "{version} did not become healthy within {} s ({last_error})",
-                grace.as_secs()
+                shared.config.health_grace.as_secs()
             ));
         }
-        tokio::time::sleep(config.interval.min(Duration::from_secs(1))).await;
+        tokio::time::sleep(every).await;
     }
+    shared.health.send_replace(Health::Healthy);
+    // Healthy once is not enough: a crash-looping release is often "up" when probed.
+    let stable_until = tokio::time::Instant::now() + config.stable_for;
+    let mut failures = 0;
+    while tokio::time::Instant::now() < stable_until {
+        tokio::time::sleep(every).await;
+        restarted().await?;
+        match config.probe.check(config.timeout).await {
+            Ok(()) => failures = 0,
+            Err(err) => {
+                failures += 1;
+                if failures >= config.failure_threshold.max(1) {
+                    shared.health.send_replace(Health::Unhealthy);
+                    return Err(format!(
+                        "{version} became unhealthy {} s after the install ({err})",
+                        started.elapsed().as_secs()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn report_for(

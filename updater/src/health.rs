@@ -40,6 +40,11 @@ pub struct HealthConfig {
     pub failure_threshold: u32,
     /// Consecutive successes before it counts as healthy again.
     pub success_threshold: u32,
+    /// After a new version first proves healthy, how long it must stay so (no failed probes
+    /// past the threshold, no restart of `agent_unit`) before the install counts.
+    pub stable_for: Duration,
+    /// The agent's systemd unit, watched for restarts while a new version proves itself.
+    pub agent_unit: Option<String>,
 }
 
 impl Probe {

@@ -42,6 +42,7 @@ pub mod shell;
 pub mod simulate;
 pub mod state;
 mod trace;
+pub mod unit_watch;
 
 use std::sync::Arc;
 

@@ -223,6 +223,14 @@ struct RunArgs {
     /// How long a new version has to become healthy before it is reverted.
     #[arg(long, default_value_t = 60)]
     health_grace_secs: u64,
+    /// Once healthy, how long a new version must stay healthy (and its unit unrestarted)
+    /// before the install counts; a failure or a restart inside it reverts.
+    #[arg(long, default_value_t = 30)]
+    health_stable_secs: u64,
+    /// The agent's systemd unit, watched for restarts (NRestarts, main PID, activation time)
+    /// while a new version proves itself; defaults to --health-systemd-unit.
+    #[arg(long)]
+    agent_unit: Option<String>,
     /// Shift the updater's clock (testing only: puts it just before a window).
     #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
     clock_offset_ms: i64,
@@ -306,7 +314,10 @@ fn health_config(args: &RunArgs) -> Option<HealthConfig> {
         }
     } else {
         Probe::SystemdUnit {
-            unit: args.health_systemd_unit.clone()?,
+            unit: args
+                .health_systemd_unit
+                .clone()
+                .or_else(|| args.agent_unit.clone())?,
         }
     };
     Some(HealthConfig {
@@ -315,6 +326,11 @@ fn health_config(args: &RunArgs) -> Option<HealthConfig> {
         timeout: Duration::from_millis(args.health_timeout_ms.max(10)),
         failure_threshold: args.health_failure_threshold,
         success_threshold: args.health_success_threshold,
+        stable_for: Duration::from_secs(args.health_stable_secs),
+        agent_unit: args
+            .agent_unit
+            .clone()
+            .or_else(|| args.health_systemd_unit.clone()),
     })
 }
 

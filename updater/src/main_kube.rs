@@ -114,6 +114,9 @@ pub fn kube_backend(args: &KubeArgs) -> anyhow::Result<(Backend, HealthConfig, D
         timeout: Duration::from_millis(run.health_timeout_ms.max(10)),
         failure_threshold: run.health_failure_threshold,
         success_threshold: run.health_success_threshold,
+        stable_for: Duration::from_secs(run.health_stable_secs),
+        // Pods restart under the workload's own controller; its readiness is the probe.
+        agent_unit: None,
     };
     let mirror = DirectiveMirror {
         api: api.clone(),
