@@ -8,7 +8,7 @@
 //! starts keep whatever `credentials` holds. The token is never logged.
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
 };
 
@@ -25,7 +25,7 @@ pub const FILE_NAME: &str = "admin-profile.json";
 /// The profile's shape; droverctl reads the same keys.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AdminProfile {
-    /// The gRPC address, `https://HOST:PORT`.
+    /// The gRPC address, `https://HOST:PORT`, with a HOST the server certificate covers.
     pub coordinator: String,
     /// The CA certificate (PEM) that signed the coordinator's certificate.
     pub ca_file: std::path::PathBuf,
@@ -39,12 +39,49 @@ pub struct AdminProfile {
 /// A client's address for a listen address: an unspecified one (`0.0.0.0`, `[::]`) is
 /// reached on loopback, which the generated certificate always names.
 pub fn client_url(listen: SocketAddr) -> String {
-    let ip = match listen.ip() {
+    format!(
+        "https://{}",
+        SocketAddr::new(client_ip(listen), listen.port())
+    )
+}
+
+fn client_ip(listen: SocketAddr) -> IpAddr {
+    match listen.ip() {
         ip if !ip.is_unspecified() => ip,
-        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    }
+}
+
+/// The address the profile names for the gRPC listener `listen`, as the server
+/// certificate covers it (`names`: its DNS and IP subjectAltNames; droverctl checks the
+/// URL's host against them): the listener's own address (loopback for an unspecified
+/// one) when the certificate lists it, as the generated one always does; else
+/// `localhost` for a loopback listener; else the certificate's first DNS name (an
+/// operator's `--tls-cert` names the host as clients reach it); else, on an unspecified
+/// listener, one of its IP addresses. `None`: the certificate covers none of these.
+pub fn covered_url(listen: SocketAddr, names: &[String]) -> Option<String> {
+    let port = listen.port();
+    let ip = client_ip(listen);
+    let ips: Vec<IpAddr> = names.iter().filter_map(|name| name.parse().ok()).collect();
+    // A wildcard (`*.example.com`) names no host droverctl could connect to.
+    let dns = || {
+        names
+            .iter()
+            .filter(|name| name.parse::<IpAddr>().is_err() && !name.contains('*'))
     };
-    format!("https://{}", SocketAddr::new(ip, listen.port()))
+    if ips.contains(&ip) {
+        return Some(format!("https://{}", SocketAddr::new(ip, port)));
+    }
+    if ip.is_loopback() && dns().any(|name| name.eq_ignore_ascii_case("localhost")) {
+        return Some(format!("https://localhost:{port}"));
+    }
+    if let Some(name) = dns().next() {
+        return Some(format!("https://{name}:{port}"));
+    }
+    ips.iter()
+        .find(|_| listen.ip().is_unspecified())
+        .map(|ip| format!("https://{}", SocketAddr::new(*ip, port)))
 }
 
 /// Writes the profile, and on a first start the bootstrap credential: the token goes into
@@ -126,8 +163,19 @@ pub fn write(
         None => read(&path).map(|old| old.credentials).unwrap_or_default(),
     };
     let ca_file = std::path::absolute(&tls.ca_file).unwrap_or_else(|_| tls.ca_file.clone());
+    let coordinator = covered_url(grpc, &tls.server_names).unwrap_or_else(|| {
+        tracing::warn!(
+            names = ?tls.server_names,
+            listen = %grpc,
+            "the server certificate names no address of the gRPC listener, so droverctl \
+             cannot verify it; the admin profile names {}: add that name to the certificate, \
+             or set the profile's coordinator to a name the certificate covers",
+            client_url(grpc)
+        );
+        client_url(grpc)
+    });
     let profile = AdminProfile {
-        coordinator: client_url(grpc),
+        coordinator,
         ca_file,
         ca_pin: tls.ca_pin.clone(),
         credentials,
@@ -136,4 +184,55 @@ pub fn write(
         .map_err(|err| DroverError::Internal(err.to_string()))?;
     crate::key_files::write_file(&path, &json, 0o600)?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|name| name.to_string()).collect()
+    }
+
+    #[test]
+    fn the_profile_names_an_address_the_certificate_covers() {
+        let generated = names(&["127.0.0.1", "::1", "localhost"]);
+        let url = |listen: &str, names: &[String]| covered_url(listen.parse().unwrap(), names);
+        // The generated certificate: the listener's own address, loopback for 0.0.0.0.
+        assert_eq!(
+            url("127.0.0.1:7400", &generated).as_deref(),
+            Some("https://127.0.0.1:7400")
+        );
+        assert_eq!(
+            url("0.0.0.0:7400", &generated).as_deref(),
+            Some("https://127.0.0.1:7400")
+        );
+        assert_eq!(
+            url("[::]:7400", &generated).as_deref(),
+            Some("https://[::1]:7400")
+        );
+        // An operator's certificate for its DNS names: the first one it lists.
+        let operator = names(&["*.fleet.example", "drover.example", "10.0.0.5"]);
+        assert_eq!(
+            url("127.0.0.1:7400", &operator).as_deref(),
+            Some("https://drover.example:7400")
+        );
+        assert_eq!(
+            url("10.0.0.5:7400", &operator).as_deref(),
+            Some("https://10.0.0.5:7400")
+        );
+        // localhost before other names for a loopback listener.
+        assert_eq!(
+            url("127.0.0.1:7400", &names(&["drover.example", "localhost"])).as_deref(),
+            Some("https://localhost:7400")
+        );
+        // Only IP addresses: one of them when the listener takes every address.
+        let ips = names(&["10.0.0.5"]);
+        assert_eq!(
+            url("0.0.0.0:7400", &ips).as_deref(),
+            Some("https://10.0.0.5:7400")
+        );
+        assert_eq!(url("127.0.0.1:7400", &ips), None);
+        assert_eq!(url("127.0.0.1:7400", &names(&["*.fleet.example"])), None);
+    }
 }

@@ -26,6 +26,9 @@ use crate::{
     supervisor::{Supervisor, TaskState},
 };
 
+/// The verdict's reason once the coordinator stops (logged at info, not as a warning).
+const SHUTTING_DOWN: &str = "shutting down";
+
 /// Failed store probes in a row before a ready coordinator turns not ready.
 const STORE_FAILURES_TO_FLIP: u32 = 2;
 
@@ -131,7 +134,7 @@ impl ReadinessTask {
             })
             .await;
         }
-        self.publish(Verdict::not_ready("shutting down")).await;
+        self.publish(Verdict::not_ready(SHUTTING_DOWN)).await;
     }
 
     /// One probe write; `deadline` bounds a probe stuck on a half-open socket (the pool
@@ -152,6 +155,10 @@ impl ReadinessTask {
         }
         if verdict.ready {
             tracing::info!("ready");
+        } else if verdict.failed == [SHUTTING_DOWN] {
+            // A stop is not a fault: each clean stop would otherwise put a warning in the
+            // journal (`journalctl -p warning`).
+            tracing::info!("not ready: shutting down");
         } else {
             tracing::warn!(failed = ?verdict.failed, "not ready");
         }

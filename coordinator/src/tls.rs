@@ -66,6 +66,9 @@ pub struct Tls {
     pub ca_pin: String,
     /// The CA file's text, for enrolling updaters.
     pub ca_pem: String,
+    /// The DNS names and IP addresses (as text) the server certificate covers, for the
+    /// address the admin profile names.
+    pub server_names: Vec<String>,
     /// Signs and checks agents' client certificates (always the generated CA in
     /// `DATA_DIR/tls`, even when the operator brings the server certificate).
     pub agents: Arc<AgentAuthority>,
@@ -146,8 +149,38 @@ pub fn load_or_create(settings: &TlsSettings, listen: &[SocketAddr]) -> Result<T
         ca_file,
         ca_pin,
         ca_pem,
+        server_names: subject_alt_names(&chain[0]),
         agents,
     })
+}
+
+/// The DNS names and IP addresses a certificate's subjectAltName lists (clients check the
+/// host they connect to against these; the subject's common name does not count).
+pub fn subject_alt_names(cert_der: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert_der) else {
+        return Vec::new();
+    };
+    let Ok(Some(names)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    let ip = |bytes: &[u8]| -> Option<IpAddr> {
+        match bytes.len() {
+            4 => Some(IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
+            16 => Some(IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
+            _ => None,
+        }
+    };
+    names
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => Some(dns.to_string()),
+            GeneralName::IPAddress(bytes) => ip(bytes).map(|ip| ip.to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The generated CA and server certificate in `DATA_DIR/tls`, created or reused.
@@ -427,6 +460,12 @@ mod tests {
         };
         let third = load_or_create(&more, &listen).unwrap();
         assert_eq!(first.ca_pin, third.ca_pin);
+        // What the admin profile picks its address from: the certificate's own names.
+        assert_eq!(
+            third.server_names,
+            ["127.0.0.1", "::1", "drover.example", "localhost"].map(String::from),
+            "in the certificate's order"
+        );
         assert_ne!(
             server,
             std::fs::read(dir.path().join("data/tls/server.pem")).unwrap()

@@ -37,7 +37,7 @@ use crate::{
         droverctl channels set stable/cloud --critical true\n  \
         droverctl rollout create --channel stable/cloud --from 15.1.3 --to 15.2.0 \\\n      \
           --group dev:canaries=1 --group prod:canaries=2,wait=24,start=2,window=4\n  \
-        export DROVER_PROFILE=/var/lib/drover/drover-data/admin-profile.json\n  \
+        export DROVER_PROFILE=/var/lib/drover/data/admin-profile.json\n  \
         droverctl agents why web-01\n  \
         droverctl tokens create --group prod --ttl 1h --uses 10\n  \
         droverctl agents revoke web-01\n  \

@@ -3,7 +3,7 @@
 //! data directory (`admin-profile.json`):
 //!
 //! ```json
-//! { "coordinator": "https://127.0.0.1:7400", "ca_file": "/var/lib/drover/drover-data/tls/ca.pem" }
+//! { "coordinator": "https://127.0.0.1:7400", "ca_file": "/var/lib/drover/data/tls/ca.pem" }
 //! ```
 //!
 //! `ca_pem` (the CA certificate itself) may stand instead of `ca_file`; a relative

@@ -2,6 +2,9 @@
 //!
 //! - Logs go to stderr as text (coloured only on a terminal, never with `NO_COLOR`) or as
 //!   JSON lines carrying `trace_id`/`span_id`; `RUST_LOG` filters them (default `info`).
+//!   When stderr is the systemd journal (`JOURNAL_STREAM`), each line starts with its
+//!   level's sd-daemon priority (`<3>` error … `<7>` debug), so journald files warnings
+//!   and errors at their priority ([`journal`]).
 //! - Spans (info and above, whatever `RUST_LOG` says) become OpenTelemetry spans. They
 //!   leave the process only when the standard variables ask for it
 //!   (`OTEL_EXPORTER_OTLP_ENDPOINT` or `..._TRACES_ENDPOINT`, `OTEL_TRACES_EXPORTER` not
@@ -14,6 +17,7 @@
 
 mod export;
 pub mod ids;
+pub mod journal;
 pub mod json;
 mod queue;
 
@@ -169,7 +173,8 @@ pub fn init(default_service_name: &str, format: LogFormat) -> Result<Telemetry, 
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let tracer = provider.tracer("drover");
-    subscriber(format, filter, ansi, tracer, std::io::stderr)
+    let writer = journal::JournalPriority::new(std::io::stderr, journal::stderr_is_journal());
+    subscriber(format, filter, ansi, tracer, writer)
         .try_init()
         .map_err(|err| Error::Subscriber(err.to_string()))?;
     global::set_text_map_propagator(TraceContextPropagator::new());

@@ -222,3 +222,73 @@ fn log_formats_parse() {
             .contains("use text or json")
     );
 }
+
+#[test]
+fn journal_lines_start_with_their_levels_priority() {
+    let lines = Lines::default();
+    let provider = SdkTracerProvider::builder().build();
+    for (format, on) in [
+        (LogFormat::Text, true),
+        (LogFormat::Json, true),
+        (LogFormat::Text, false),
+    ] {
+        lines.0.lock().clear();
+        let subscriber = subscriber(
+            format,
+            EnvFilter::new("debug"),
+            false,
+            provider.tracer("test"),
+            journal::JournalPriority::new(lines.clone(), on),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!("broke");
+            tracing::warn!("careful");
+            tracing::info!("fine\nsecond line");
+            tracing::debug!("detail");
+        });
+        let text = String::from_utf8(lines.0.lock().clone()).unwrap();
+        let got: Vec<&str> = text.lines().collect();
+        if !on {
+            assert!(got.iter().all(|line| !line.starts_with('<')), "{text}");
+            continue;
+        }
+        let expect = [
+            ("<3>", "broke"),
+            ("<4>", "careful"),
+            ("<6>", "fine"),
+            ("<7>", "detail"),
+        ];
+        let firsts: Vec<&str> = got
+            .iter()
+            .copied()
+            .filter(|line| !line.contains("second line") || format == LogFormat::Json)
+            .collect();
+        assert_eq!(firsts.len(), 4, "{format}: {text}");
+        for (line, (prefix, word)) in firsts.iter().zip(expect) {
+            assert!(
+                line.starts_with(prefix) && line.contains(word),
+                "{format}: {line}"
+            );
+        }
+        if format == LogFormat::Json {
+            // The prefix comes off before the JSON: what follows it parses.
+            for line in &got {
+                serde_json::from_str::<Value>(&line[3..]).unwrap();
+            }
+        } else {
+            // A line break inside a message: its later line keeps the event's priority.
+            assert!(got.contains(&"<6>second line"), "{text}");
+        }
+    }
+}
+
+#[test]
+fn journal_stream_must_name_stderr_exactly() {
+    assert!(journal::names_stream("29:4711", 29, 4711));
+    assert!(journal::names_stream("29:4711\n", 29, 4711));
+    assert!(!journal::names_stream("29:4712", 29, 4711));
+    assert!(!journal::names_stream("28:4711", 29, 4711));
+    assert!(!journal::names_stream("", 29, 4711));
+    assert!(!journal::names_stream("29", 29, 4711));
+    assert!(!journal::names_stream("x:4711", 29, 4711));
+}

@@ -127,9 +127,17 @@ async fn connect(target: &Target) -> Result<Client, String> {
             format!("cannot use the profile's CA ({err}); check its ca_file or ca_pem")
         })?;
     }
+    let host = endpoint.uri().host().unwrap_or(address).to_string();
     let channel = endpoint.connect().await.map_err(|err| {
         let chain = error_chain(&err);
         match &target.ca_source {
+            // The CA signed it, but for other names: say so rather than blame the CA.
+            Some(_) if https && is_name_mismatch(&chain) => format!(
+                "the coordinator at {address} presented a certificate that does not cover the \
+                 name {host} ({chain}); connect with a name the certificate lists (--coordinator \
+                 https://NAME:PORT, DROVER_COORDINATOR or the profile's coordinator), or add \
+                 {host} to the certificate (--tls-san for the coordinator's generated one)"
+            ),
             Some(source) if https && is_certificate_error(&chain) => format!(
                 "the coordinator at {address} presented a certificate that the CA in {source} \
                  did not sign ({chain}); check the profile's CA: it must be the coordinator's \
@@ -180,6 +188,11 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// rustls's NotValidForName (and, with context, "certificate not valid for name").
+fn is_name_mismatch(chain: &str) -> bool {
+    chain.contains("NotValidForName") || chain.contains("not valid for name")
 }
 
 fn is_certificate_error(chain: &str) -> bool {

@@ -53,10 +53,17 @@ fn http_listen_port(objects: &[Value]) -> u64 {
 /// What every overlay must keep; returns the coordinator container.
 fn check_coordinator(objects: &[Value]) -> Value {
     for o in objects {
-        if o["kind"] != "PersistentVolume" {
+        if o["kind"] != "PersistentVolume" && o["kind"] != "Namespace" {
             assert_eq!(o["metadata"]["namespace"], "drover", "{}", o["metadata"]);
         }
     }
+    // The overlay creates its namespace (`kubectl apply -k` on a fresh cluster), which
+    // enforces the restricted Pod Security Standard the pods meet.
+    let namespace = object(objects, "Namespace", "drover");
+    assert_eq!(
+        namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
     let set = object(objects, "StatefulSet", "drover-coordinator");
     let pod = &set["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
@@ -297,4 +304,115 @@ fn containerfiles_are_pinned_non_root_and_need_no_shell() {
         .collect();
     assert_eq!(exposed, ["7400", "7401"], "the ports the manifests use");
     lint_containerfile("Containerfile.updater", "drover-updater");
+
+    // The state directory is the service's alone (0700, uid 65532). COPY of a directory
+    // copies its contents into a destination it makes 0755, so the image copies the
+    // parent, whose entry keeps the build stage's mode (checked by building both files
+    // with buildah against stand-in bases: 0755 before, 0700 after).
+    for (name, state) in [
+        ("Containerfile.coordinator", "drover"),
+        ("Containerfile.updater", "drover-updater"),
+    ] {
+        let all = instructions(name);
+        assert!(
+            all.iter().any(|(op, rest)| op == "RUN"
+                && rest.contains(&format!("install -d -m 0700 /out/var/lib/{state}"))),
+            "{name}: the build stage makes /var/lib/{state} 0700"
+        );
+        let copies: Vec<&String> = all
+            .iter()
+            .filter(|(op, rest)| op == "COPY" && rest.contains("/var/lib"))
+            .map(|(_, rest)| rest)
+            .collect();
+        assert_eq!(
+            copies,
+            ["--from=build --chown=65532:65532 /out/var/lib/ /var/lib/"],
+            "{name}"
+        );
+    }
+}
+
+/// The YAML documents of deploy/kubernetes/updater/NAME.
+fn updater_manifest(name: &str) -> Vec<Value> {
+    let path = deploy_dir().join("kubernetes/updater").join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_norway::Deserializer::from_str(&text)
+        .map(|document| Value::deserialize(document).expect("YAML"))
+        .filter(|value| !value.is_null())
+        .collect()
+}
+
+/// The in-cluster updater's pods run the distroless image (no shell, no coreutils): every
+/// container runs the image's entrypoint, drover-updater, with a subcommand and flags the
+/// real binary accepts (`--help` after them parses them all and runs nothing), as the
+/// restricted security context allows.
+#[test]
+fn updater_manifests_run_only_drover_updater_and_enrol_on_its_volume() {
+    let mut objects = updater_manifest("enrol.yaml");
+    objects.extend(updater_manifest("updater.yaml"));
+    objects.extend(updater_manifest("rbac.yaml"));
+    let mut claims = Vec::new();
+    let mut subcommands = Vec::new();
+    for o in objects
+        .iter()
+        .filter(|o| o["kind"] == "Deployment" || o["kind"] == "Job")
+    {
+        let name = o["metadata"]["name"].as_str().unwrap();
+        let pod = &o["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+        let containers = pod["containers"].as_array().unwrap().iter();
+        let init = pod["initContainers"].as_array().into_iter().flatten();
+        for container in containers.chain(init) {
+            let what = format!("{name}/{}", container["name"]);
+            assert_eq!(
+                container["image"], "registry.example/drover/drover-updater:0.1.0",
+                "{what}"
+            );
+            assert!(
+                container.get("command").is_none(),
+                "{what}: the image has no shell or tools; run drover-updater's own \
+                 subcommands (args) instead of {}",
+                container["command"]
+            );
+            let security = &container["securityContext"];
+            assert_eq!(security["readOnlyRootFilesystem"], true, "{what}");
+            assert_eq!(security["allowPrivilegeEscalation"], false, "{what}");
+            assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+            let args: Vec<&str> = container["args"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{what}: no args"))
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect();
+            let output = Command::new(drover_tests::bin("drover-updater"))
+                .args(&args)
+                .arg("--help")
+                .env_clear()
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{what}: drover-updater {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            subcommands.push(args[0].to_string());
+            for volume in pod["volumes"].as_array().unwrap() {
+                if let Some(claim) = volume["persistentVolumeClaim"]["claimName"].as_str() {
+                    claims.push((args[0].to_string(), claim.to_string()));
+                }
+            }
+        }
+    }
+    subcommands.sort();
+    assert_eq!(subcommands, ["enroll", "kube"]);
+    // Enrolment writes the identity where `kube` reads and renews it.
+    assert_eq!(claims.len(), 2, "{claims:?}");
+    assert_eq!(claims[0].1, claims[1].1, "{claims:?}");
+    assert!(
+        objects
+            .iter()
+            .any(|o| o["kind"] == "PersistentVolumeClaim" && o["metadata"]["name"] == claims[0].1),
+        "no PersistentVolumeClaim {}",
+        claims[0].1
+    );
 }

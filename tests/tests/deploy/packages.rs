@@ -163,6 +163,19 @@ fn check_installed_root(root: &Path) {
     // The packaged binary runs (it is the real one, not a placeholder).
     let version = run(Command::new(root.join("usr/bin/droverctl")).arg("--version"));
     assert!(stdout(&version).contains(VERSION), "{}", stdout(&version));
+    // Stripped, as distributions ship binaries: no symbol table, no debug info (the
+    // allocated .debug_gdb_scripts, which rustc loads at run time, stays).
+    for binary in ["drover-coordinator", "droverctl", "drover-updater"] {
+        let sections = stdout(&run(Command::new("readelf")
+            .args(["--section-headers", "--wide"])
+            .arg(root.join("usr/bin").join(binary))));
+        assert!(
+            !sections.contains(" .symtab ")
+                && !sections.contains(" .debug_info ")
+                && !sections.contains(" .debug_line "),
+            "{binary} is not stripped:\n{sections}"
+        );
+    }
 
     // The user, made by systemd-sysusers in this root only.
     let passwd = fs::read_to_string(root.join("etc/passwd")).expect("the root's /etc/passwd");
@@ -322,6 +335,60 @@ fn check_debs(packages: &Packages, gnupg: &Path, key: &str, dir: &Path) {
     check_installed_root(&root);
     // The scripts ran chrootless, yet changed only the root (DPKG_ROOT).
     assert_eq!(fs::read_to_string("/etc/passwd").unwrap(), host_users);
+    check_debian_docs(&root);
+    check_lintian(packages);
+}
+
+/// What Debian asks of every binary package's /usr/share/doc/PKG: a machine-readable
+/// copyright file naming the workspace's license, and the changelog (`changelog.gz`, as
+/// the packages are native) whose latest entry is this version.
+fn check_debian_docs(root: &Path) {
+    let manifest = fs::read_to_string(repo_root().join("Cargo.toml")).unwrap();
+    let license = manifest
+        .lines()
+        .find_map(|line| line.strip_prefix("license = "))
+        .expect("the workspace's license")
+        .trim_matches('"');
+    for pkg in ["drover-coordinator", "drover-updater"] {
+        let doc = root.join("usr/share/doc").join(pkg);
+        let copyright = fs::read_to_string(doc.join("copyright")).expect("copyright");
+        assert!(
+            copyright.starts_with(
+                "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/"
+            ),
+            "{pkg}: {copyright}"
+        );
+        assert!(
+            copyright.contains(&format!("\nLicense: {license}\n")),
+            "{pkg}: {copyright}"
+        );
+        assert_eq!(mode_and_owner(&doc.join("changelog.gz")), (0o644, 0));
+        let changelog = stdout(&run(Command::new("zcat").arg(doc.join("changelog.gz"))));
+        assert!(
+            changelog.starts_with(&format!("{pkg} ({VERSION}) ")),
+            "{pkg}: {changelog}"
+        );
+    }
+}
+
+/// `lintian` (Debian's package checker) finds no error in either .deb: copyright and
+/// changelog present, binaries stripped, control fields well-formed, … (Its warnings are
+/// deliberate choices: 0600 env files, systemctl in maintainer scripts, no man pages.)
+fn check_lintian(packages: &Packages) {
+    let output = Command::new("lintian")
+        .args(["--no-cfg", "--fail-on", "error"])
+        .args(&packages.debs)
+        .output()
+        .expect("lintian is missing: scripts/setup installs it");
+    let text = stdout(&output);
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("E:")).collect();
+    assert!(
+        errors.is_empty() && output.status.success(),
+        "lintian ({}) reports errors:\n{}\n{}",
+        output.status,
+        errors.join("\n"),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// `rpm -K`, then both .rpms into an empty root with signatures enforced.
