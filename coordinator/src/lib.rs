@@ -17,6 +17,7 @@ pub mod listener;
 pub mod live;
 pub mod metrics;
 pub mod pki;
+mod pki_grace;
 pub mod profile;
 pub mod readiness;
 pub mod retention;

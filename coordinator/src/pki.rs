@@ -53,11 +53,13 @@ pub struct AgentAuthority {
     issuer: Issuer<'static, KeyPair>,
     ca_der: CertificateDer<'static>,
     validity: Duration,
+    /// How long after expiry an unrevoked certificate may still renew itself.
+    expired_grace: Duration,
 }
 
 impl AgentAuthority {
     /// The CA in `tls_dir` (`ca.pem`, `ca-key.pem`), issuing certificates valid `validity`.
-    pub fn load(tls_dir: &Path, validity: Duration) -> Result<Self> {
+    pub fn load(tls_dir: &Path, validity: Duration, expired_grace: Duration) -> Result<Self> {
         let key = crate::key_files::read_key(&tls_dir.join("ca-key.pem"))?;
         let ca = crate::key_files::read_certs(&tls_dir.join("ca.pem"))?;
         let ca_der = ca
@@ -68,24 +70,31 @@ impl AgentAuthority {
             issuer: Issuer::new(ca_params(&key), key),
             ca_der,
             validity,
+            expired_grace,
         })
     }
 
     /// Verifies client certificates against this CA. A connection without one is let
     /// through the handshake: enrolment and the admin API (bearer tokens) need none, and
-    /// every updater call checks for one itself.
+    /// every updater call checks for one itself. A certificate expired less than the grace
+    /// period ago passes too, so its agent can renew; every other call refuses it
+    /// (`expired_at`).
     pub fn client_verifier(&self) -> Result<Arc<dyn ClientCertVerifier>> {
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(self.ca_der.clone())
             .map_err(|err| DroverError::Internal(format!("the CA as a trust root: {err}")))?;
-        WebPkiClientVerifier::builder_with_provider(
+        let inner = WebPkiClientVerifier::builder_with_provider(
             Arc::new(roots),
             Arc::new(rustls::crypto::ring::default_provider()),
         )
         .allow_unauthenticated()
         .build()
-        .map_err(|err| DroverError::Internal(format!("the client certificate verifier: {err}")))
+        .map_err(|err| DroverError::Internal(format!("the client certificate verifier: {err}")))?;
+        Ok(Arc::new(crate::pki_grace::GraceVerifier::new(
+            inner,
+            self.expired_grace,
+        )))
     }
 
     /// A certificate for `agent_id` and the key of `csr_der`, valid from now.
@@ -128,6 +137,13 @@ impl AgentAuthority {
 }
 
 /// The agent id a client certificate (already verified by the TLS handshake) names.
+/// When `cert_der` expired (ms since the epoch), if it has by `now_ms`.
+pub fn expired_at(cert_der: &[u8], now_ms: i64) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let not_after_ms = cert.validity().not_after.timestamp().saturating_mul(1000);
+    (not_after_ms < now_ms).then_some(not_after_ms)
+}
+
 pub fn agent_id_of(cert_der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
     let names = cert.subject_alternative_name().ok()??;
@@ -158,9 +174,15 @@ mod tests {
             key: None,
             ca: None,
             agent_cert_validity: Duration::from_secs(3600),
+            expired_renewal_grace: Duration::from_secs(3600),
         };
         crate::tls::load_or_create(&settings, &["127.0.0.1:0".parse().unwrap()]).unwrap();
-        AgentAuthority::load(&dir.join("tls"), Duration::from_secs(3600)).unwrap()
+        AgentAuthority::load(
+            &dir.join("tls"),
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+        )
+        .unwrap()
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct TlsSettings {
     pub ca: Option<PathBuf>,
     /// How long an agent's client certificate is valid (renewed after two thirds of it).
     pub agent_cert_validity: Duration,
+    /// How long after expiry an unrevoked agent certificate may still renew.
+    pub expired_renewal_grace: Duration,
 }
 
 /// Ready-to-use TLS: one acceptor per listener and what clients must trust.
@@ -90,6 +92,7 @@ pub fn load_or_create(settings: &TlsSettings, listen: &[SocketAddr]) -> Result<T
     let agents = Arc::new(AgentAuthority::load(
         &tls_dir,
         settings.agent_cert_validity,
+        settings.expired_renewal_grace,
     )?);
     let client_verifier = agents.client_verifier()?;
     let (chain, key, ca_file) = match (&settings.cert, &settings.key) {
@@ -430,6 +433,7 @@ mod tests {
             key: None,
             ca: None,
             agent_cert_validity: Duration::from_secs(3600),
+            expired_renewal_grace: Duration::from_secs(3600),
         };
         let listen = ["127.0.0.1:0".parse().unwrap()];
         let first = load_or_create(&settings, &listen).unwrap();
@@ -482,6 +486,7 @@ mod tests {
             key: None,
             ca: None,
             agent_cert_validity: Duration::from_secs(3600),
+            expired_renewal_grace: Duration::from_secs(3600),
         };
         let listen = ["127.0.0.1:0".parse().unwrap()];
         let tls = load_or_create(&settings, &listen).unwrap();

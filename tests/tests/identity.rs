@@ -68,6 +68,62 @@ async fn an_updater_renews_its_certificate_before_expiry_and_stays_connected() {
     );
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// #21 item 5: the certificate expires while the coordinator is down. Within the grace
+/// period it renews itself when the coordinator is back (audited), and the agent reconnects
+/// without an operator; an expired certificate opens no session.
+#[tokio::test]
+async fn a_certificate_that_expired_while_the_coordinator_was_down_renews_within_the_grace() {
+    let root = tempfile::tempdir().unwrap();
+    let mut c = CoordinatorBuilder::sqlite(root.path())
+        .control_plane("1.0.0")
+        .arg("--agent-cert-validity-secs")
+        .arg("10")
+        .start()
+        .await;
+    let url = c.grpc_url();
+    let state = root.path().join("u");
+    let _updater = UpdaterBuilder::new(&url, &state, "late-1")
+        .arg("--group", "prod")
+        .arg("--agent-version", "1.0.0")
+        .arg("--install-command", "true")
+        .start();
+    wait_connected(&url, 1).await;
+    let first_expiry = identity_record(&state)["not_after_ms"].as_i64().unwrap();
+    c.kill9().await;
+    eventually(
+        "the certificate expired while the coordinator was down",
+        Duration::from_secs(30),
+        async || (now_ms() > first_expiry + 1000).then_some(()),
+    )
+    .await;
+    c.restart().await;
+    let renewed = eventually(
+        "the expired certificate is renewed",
+        Duration::from_secs(60),
+        async || {
+            let record = identity_record(&state);
+            (record["not_after_ms"].as_i64().unwrap() > first_expiry).then_some(record)
+        },
+    )
+    .await;
+    assert_eq!(renewed["agent_id"], "late-1");
+    wait_connected(&url, 1).await;
+    let audit = droverctl_json(&url, &["audit", "--since", "1h"]).await;
+    assert!(
+        audit
+            .to_string()
+            .contains("renewed a certificate that had expired"),
+        "{audit}"
+    );
+}
+
 #[tokio::test]
 async fn revoking_a_connected_updater_cuts_it_off_and_it_cannot_come_back() {
     let root = tempfile::tempdir().unwrap();

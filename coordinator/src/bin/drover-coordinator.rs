@@ -150,6 +150,11 @@ struct Args {
     /// year); updaters renew theirs after two thirds of it.
     #[arg(long, default_value_t = 30 * 24 * 3600)]
     agent_cert_validity_secs: u64,
+    /// How long after its expiry an unrevoked agent certificate may still renew itself
+    /// (audited), e.g. when it expired while the coordinator was down; later, the agent
+    /// enrols again. 0 turns this off.
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    expired_cert_renewal_grace_secs: u64,
     /// Post a JSON alert here when a rollout starts, halts, finishes or rolls back (http or
     /// https; repeatable). Delivery is retried in the background and never slows a rollout.
     #[arg(long = "webhook", value_name = "URL")]
@@ -203,6 +208,9 @@ async fn main() -> std::process::ExitCode {
         ca: args.tls_ca.clone(),
         agent_cert_validity: Duration::from_secs(
             args.agent_cert_validity_secs.clamp(10, 365 * 24 * 3600),
+        ),
+        expired_renewal_grace: Duration::from_secs(
+            args.expired_cert_renewal_grace_secs.min(365 * 24 * 3600),
         ),
     });
     let config = CoordinatorConfig {

@@ -340,7 +340,14 @@ impl Fleet {
     }
 
     /// A new certificate for the live agent `agent_id` (from its current certificate).
-    pub async fn renew(&self, agent_id: &str, csr_der: &[u8]) -> Result<IssuedCertificate> {
+    /// Renews a live identity's certificate; one that had expired (within the grace period
+    /// the handshake allows) is renewed with an audit record saying so.
+    pub async fn renew(
+        &self,
+        agent_id: &str,
+        csr_der: &[u8],
+        expired_ms: Option<i64>,
+    ) -> Result<IssuedCertificate> {
         let authority = self.authority()?;
         if csr_der.is_empty() || csr_der.len() > MAX_CSR_BYTES {
             return Err(DroverError::invalid(format!(
@@ -349,9 +356,26 @@ impl Fleet {
         }
         self.live_identity(agent_id).await?;
         let certificate = authority.agents.issue(csr_der, agent_id, now_ms())?;
+        let audit = expired_ms.map(|expired_ms| {
+            super::updater_audit(
+                &format!("agent {agent_id}"),
+                "Renew",
+                agent_id,
+                AuditResult::Ok,
+                &format!(
+                    "renewed a certificate that had expired at {}",
+                    drover_rules::time::rfc3339(expired_ms)
+                ),
+            )
+        });
         if !self
             .store()
-            .renew_identity(agent_id, &certificate.serial, certificate.not_after_ms)
+            .renew_identity(
+                agent_id,
+                &certificate.serial,
+                certificate.not_after_ms,
+                audit.as_ref(),
+            )
             .await?
         {
             return Err(revoked_agent(agent_id));

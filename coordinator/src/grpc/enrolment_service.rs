@@ -159,6 +159,9 @@ impl EnrolmentService for EnrolmentApi {
             return Err(too_many());
         }
         let certified = certified_agent(&request);
+        let expired_ms = request
+            .peer_certs()
+            .and_then(|certs| crate::pki::expired_at(certs.first()?, crate::domain::now_ms()));
         let request = request.into_inner();
         let Some(agent_id) = certified else {
             return Err(DroverError::Unauthenticated(
@@ -168,9 +171,16 @@ impl EnrolmentService for EnrolmentApi {
             )
             .into());
         };
-        match self.fleet.renew(&agent_id, &request.csr_der).await {
+        match self
+            .fleet
+            .renew(&agent_id, &request.csr_der, expired_ms)
+            .await
+        {
             Ok(certificate) => {
                 tracing::info!(%agent_id, serial = %certificate.serial, "agent certificate renewed");
+                if let Some(expired_ms) = expired_ms {
+                    tracing::warn!(%agent_id, expired = %drover_rules::time::rfc3339(expired_ms), "renewed an expired agent certificate (within the grace period)");
+                }
                 Ok(Response::new(pb::RenewResponse {
                     certificate_pem: certificate.pem,
                     not_after: convert::timestamp(certificate.not_after_ms),

@@ -57,6 +57,7 @@ impl UpdaterService for UpdaterApi {
         &self,
         request: Request<Streaming<pb::UpdaterMessage>>,
     ) -> Result<Response<Outbound>, Status> {
+        refuse_expired(&request)?;
         let certified = certified_agent(&request);
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
@@ -176,6 +177,7 @@ impl UpdaterService for UpdaterApi {
         &self,
         request: Request<pb::GetTargetRequest>,
     ) -> Result<Response<pb::GetTargetResponse>, Status> {
+        refuse_expired(&request)?;
         let certified = certified_agent(&request);
         let request = request.into_inner();
         let checked = self
@@ -220,6 +222,25 @@ impl UpdaterService for UpdaterApi {
 pub(super) fn certified_agent<T>(request: &Request<T>) -> Option<String> {
     let certs = request.peer_certs()?;
     crate::pki::agent_id_of(certs.first()?)
+}
+
+/// Refuses a certificate the handshake let through only so that it can renew (expired
+/// within the grace period): every call but `Renew` needs a current one.
+pub(super) fn refuse_expired<T>(request: &Request<T>) -> Result<(), Status> {
+    let Some(certs) = request.peer_certs() else {
+        return Ok(());
+    };
+    let Some(expired_ms) = certs
+        .first()
+        .and_then(|cert| crate::pki::expired_at(cert, crate::domain::now_ms()))
+    else {
+        return Ok(());
+    };
+    Err(Status::unauthenticated(format!(
+        "this client certificate expired at {}; the updater renews it by itself (Renew \
+         accepts it for a grace period), or enrol again with `drover-updater enroll --force`",
+        drover_rules::time::rfc3339(expired_ms)
+    )))
 }
 
 /// Merges a stream with a one-item terminal stream whose item ends everything.

@@ -2,7 +2,7 @@
 //! is one transaction, compare-and-set on the token still being live, unexpired and not
 //! used up, so two updaters racing for a token's last use cannot both get it.
 
-use super::{NewEvent, Store, insert_events, on_backend};
+use super::{AuditRecord, NewEvent, Store, audit::insert_audit, insert_events, on_backend};
 use crate::error::Result;
 
 /// One stored join token (never its secret: only its hash).
@@ -261,28 +261,38 @@ impl Store {
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
-    /// Records a renewed certificate for a live identity; false (nothing written) when the
-    /// identity is missing or revoked.
+    /// Records a renewed certificate for a live identity, with its audit record if it has
+    /// one, in one transaction; false (nothing written) when the identity is missing or
+    /// revoked.
     pub async fn renew_identity(
         &self,
         agent_id: &str,
         serial: &str,
         not_after_ms: i64,
+        audit: Option<&AuditRecord>,
     ) -> Result<bool> {
         let _write = self.write_gate().await;
         let done = on_backend!(self, pool => {
-            sqlx::query(
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(
                 "UPDATE agent_identities SET certificate_serial = $1, not_after_ms = $2 \
                  WHERE agent_id = $3 AND revoked_at_ms IS NULL",
             )
             .bind(serial)
             .bind(not_after_ms)
             .bind(agent_id)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            if done > 0 {
+                if let Some(record) = audit {
+                    insert_audit!(&mut *tx, record);
+                }
+                tx.commit().await?;
+            }
+            done
         });
-        self.count_writes(u64::from(done > 0));
+        self.count_writes(u64::from(done > 0) * (1 + u64::from(audit.is_some())));
         Ok(done > 0)
     }
 
