@@ -44,7 +44,6 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// The coordinator built with its test-only features (`failpoints,testing`: crash points,
 /// the manual clock and its route), kept beside the normal binary by scripts/test.
-/// The coordinator built with the test-only hooks (`failpoints`, `testing`).
 pub fn testing_bin() -> PathBuf {
     let path = bin("drover-coordinator").with_file_name("drover-coordinator-testing");
     assert!(
