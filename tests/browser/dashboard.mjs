@@ -35,6 +35,12 @@ try {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 850 } });
   const page = await context.newPage();
   page.on('pageerror', (err) => { result.page_errors = [...(result.page_errors ?? []), String(err)]; });
+  // The Content-Security-Policy blocks anything inline or foreign: each refusal is an error.
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && msg.text().includes('Content Security Policy')) {
+      result.page_errors = [...(result.page_errors ?? []), msg.text()];
+    }
+  });
 
   const shot = async (p, name) => {
     const path = `${shots}/${name}.png`;

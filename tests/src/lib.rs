@@ -7,6 +7,7 @@ mod chaos;
 pub mod cosign_key;
 mod directives;
 pub mod enrol;
+pub mod hostbed;
 mod json_patch;
 pub mod kube_api;
 pub mod otlp;
@@ -171,6 +172,31 @@ pub async fn http_body_as(
     token: Option<&str>,
     body: &str,
 ) -> (u16, String) {
+    let (status, _, body) = http_exchange(addr, method, path, token, body).await;
+    (status, body)
+}
+
+/// A GET of `path` with the coordinator's admin token: (status, headers with lower-case
+/// names).
+pub async fn http_headers(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<(String, String)>) {
+    let token = token_for(&addr.to_string());
+    let (status, head, _) = http_exchange(addr, "GET", path, token.as_deref(), "").await;
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    (status, headers)
+}
+
+async fn http_exchange(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String, String) {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     match trust::lookup(&addr.to_string()) {
         Some(tls) => {
@@ -188,7 +214,8 @@ pub async fn http_body_as(
 /// [`http`] in plaintext whatever the coordinator serves (0: no HTTP answer came).
 pub async fn http_plaintext(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    http_on(stream, "GET", path, None, "").await
+    let (status, _, body) = http_on(stream, "GET", path, None, "").await;
+    (status, body)
 }
 
 async fn http_on(
@@ -197,7 +224,7 @@ async fn http_on(
     path: &str,
     token: Option<&str>,
     body: &str,
-) -> (u16, String) {
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let authorization = token
         .map(|token| format!("Authorization: Bearer {token}\r\n"))
@@ -223,7 +250,7 @@ async fn http_on(
         .filter(|_| head.starts_with("HTTP/"))
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    (status, body.to_string())
+    (status, head.to_string(), body.to_string())
 }
 
 /// The value after `name` in `args`.
