@@ -101,9 +101,13 @@ impl AgentAuthority {
     pub fn issue(&self, csr_der: &[u8], agent_id: &str, now_ms: i64) -> Result<IssuedCertificate> {
         let request = CertificateSigningRequestDer::from(csr_der.to_vec());
         let mut csr = CertificateSigningRequestParams::from_der(&request).map_err(|err| {
+            let key = csr_key_kind(csr_der)
+                .map(|kind| format!("its key is {kind}; "))
+                .unwrap_or_default();
             DroverError::invalid(format!(
-                "the certificate signing request is unusable ({err}); send a PKCS#10 request \
-                 (DER) signed by the new key, as drover-updater enroll makes"
+                "the certificate signing request is unusable ({err}); {key}send a PKCS#10 \
+                 request (DER) signed by a new ECDSA P-256 or P-384, Ed25519 or RSA (2048 bits \
+                 or more) key, as drover-updater enroll makes (P-256)"
             ))
         })?;
         let uri = format!("{AGENT_URI_PREFIX}{agent_id}");
@@ -137,6 +141,36 @@ impl AgentAuthority {
 }
 
 /// The agent id a client certificate (already verified by the TLS handshake) names.
+/// The key type a CSR names, in words, to say why it was refused (a P-521 or a 1024-bit RSA
+/// key fails as "invalid signature" otherwise).
+fn csr_key_kind(csr_der: &[u8]) -> Option<String> {
+    use x509_parser::{prelude::FromDer, public_key::PublicKey};
+    let (_, csr) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(csr_der).ok()?;
+    let info = &csr.certification_request_info.subject_pki;
+    let curve = info
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|oid| match oid.to_id_string().as_str() {
+            "1.2.840.10045.3.1.7" => "P-256".to_string(),
+            "1.3.132.0.34" => "P-384".to_string(),
+            "1.3.132.0.35" => "P-521".to_string(),
+            other => format!("curve {other}"),
+        });
+    Some(match info.parsed().ok()? {
+        PublicKey::RSA(rsa) => format!("RSA of {} bits", rsa.key_size()),
+        PublicKey::EC(_) => format!(
+            "ECDSA on {}",
+            curve.unwrap_or_else(|| "an unnamed curve".into())
+        ),
+        PublicKey::DSA(_) => "DSA".to_string(),
+        PublicKey::GostR3410(_) | PublicKey::GostR3410_2012(_) => "GOST".to_string(),
+        PublicKey::Unknown(_) => "of an unknown type".to_string(),
+    })
+}
+
 /// When `cert_der` expired (ms since the epoch), if it has by `now_ms`.
 pub fn expired_at(cert_der: &[u8], now_ms: i64) -> Option<i64> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
@@ -183,6 +217,38 @@ mod tests {
             Duration::from_secs(3600),
         )
         .unwrap()
+    }
+
+    /// #22 item 7: keys Drover cannot verify (P-521, RSA-1024) are refused naming the key,
+    /// not as "invalid signature".
+    #[test]
+    fn an_unsupported_key_is_named_in_the_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = authority(dir.path());
+        for (newkey, named) in [
+            (vec!["-newkey", "rsa:1024"], "RSA of 1024 bits"),
+            (
+                vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-521"],
+                "ECDSA on P-521",
+            ),
+        ] {
+            let key_file = dir.path().join("key.pem");
+            let out = std::process::Command::new("openssl")
+                .args(["req", "-new", "-nodes", "-outform", "DER", "-subj", "/CN=x"])
+                .args(&newkey)
+                .arg("-keyout")
+                .arg(&key_file)
+                .output()
+                .expect("openssl (Debian package openssl)");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let err = ca.issue(&out.stdout, "a-1", 1_800_000_000_000).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(named) && text.contains("P-256"), "{text}");
+        }
     }
 
     #[test]

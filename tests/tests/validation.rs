@@ -125,3 +125,49 @@ async fn out_of_compliance_pages_are_never_empty_before_the_end() {
     assert_eq!(ids, ["z-00000", "z-00001", "z-00002"], "{page}");
     assert_eq!(page["total_matching"], 3);
 }
+
+/// #22 item 7: weekdays outside 1–7 are refused (they were taken as other days), and an
+/// unknown channel's error does not echo a 10,000-character name back.
+#[tokio::test]
+async fn impossible_weekdays_and_huge_names_are_refused_plainly() {
+    use drover_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
+    use drover_tests::{admin_request, grpc_channel};
+    let root = tempfile::tempdir().unwrap();
+    let coordinator = CoordinatorBuilder::sqlite(root.path())
+        .control_plane("2.0.0")
+        .start()
+        .await;
+    let url = coordinator.grpc_url();
+    droverctl_json(&url, &["channels", "set", "edge", "1.0.0"]).await;
+    let mut admin = AdminServiceClient::new(grpc_channel(&url).await.unwrap());
+    for days in [vec![0], vec![1, 99, 8]] {
+        let request = pb::CreateRolloutRequest {
+            channel: "edge".into(),
+            start_version: "1.0.0".into(),
+            target_version: "1.1.0".into(),
+            groups: vec![pb::RolloutGroupSpec {
+                name: "dev".into(),
+                days: days.clone(),
+                ..Default::default()
+            }],
+            dry_run: true,
+            ..Default::default()
+        };
+        let status = admin
+            .create_rollout(admin_request(&url, request))
+            .await
+            .expect_err("an impossible weekday");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{days:?}");
+        assert!(
+            status.message().contains("is not a weekday"),
+            "{}",
+            status.message()
+        );
+    }
+    let huge = "c".repeat(10_000);
+    let status = admin
+        .get_rollout_status(admin_request(&url, pb::RolloutRef { channel: huge }))
+        .await
+        .expect_err("no such channel");
+    assert!(status.message().len() < 400, "{}", status.message().len());
+}

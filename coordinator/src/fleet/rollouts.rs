@@ -97,6 +97,8 @@ impl Fleet {
 
     /// The channel's active rollout, or else the last one that finished.
     pub fn rollout_status(&self, channel: &str) -> Result<Arc<ActiveRollout>> {
+        // First, so an unknown channel's error never echoes an unbounded name.
+        validate::name("channel", channel)?;
         self.rollout_for(channel)
             .or_else(|| self.finished_rollouts.read().get(channel).cloned())
             .ok_or_else(|| {

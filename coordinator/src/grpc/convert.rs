@@ -226,18 +226,20 @@ pub fn schedule_to_proto(
     }
 }
 
+/// Proto weekdays (1 = Monday … 7 = Sunday) as day numbers from 0; anything else refused.
+pub fn weekdays_from_proto(days: &[i32]) -> Result<Vec<u32>> {
+    days.iter()
+        .map(|day| match pb::Weekday::try_from(*day) {
+            Ok(pb::Weekday::Unspecified) | Err(_) => Err(DroverError::invalid(format!(
+                "{day} is not a weekday (1 = Monday … 7 = Sunday)"
+            ))),
+            Ok(day) => Ok(day as u32 - 1),
+        })
+        .collect()
+}
+
 pub fn schedule_from_request(request: &pb::SetScheduleRequest) -> Result<MaintenanceSchedule> {
-    let mut days = Vec::new();
-    for day in &request.days {
-        match pb::Weekday::try_from(*day) {
-            Ok(pb::Weekday::Unspecified) | Err(_) => {
-                return Err(DroverError::invalid(format!(
-                    "{day} is not a weekday (1 = Monday … 7 = Sunday)"
-                )));
-            }
-            Ok(day) => days.push(day as u32 - 1),
-        }
-    }
+    let days = weekdays_from_proto(&request.days)?;
     let seconds = request
         .duration
         .as_ref()

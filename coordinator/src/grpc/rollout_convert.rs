@@ -32,9 +32,16 @@ pub fn spec_from_proto(request: pb::CreateRolloutRequest) -> Result<RolloutSpec>
             let days = if g.days.is_empty() {
                 Weekdays::ALL
             } else {
-                Weekdays::from_days(g.days.iter().map(|d| (*d as u32).saturating_sub(1)))
+                Weekdays::from_days(super::convert::weekdays_from_proto(&g.days).map_err(
+                    |err| {
+                        DroverError::invalid(format!(
+                            "group '{}': {err}",
+                            crate::domain::validate::truncate_for_message(&g.name)
+                        ))
+                    },
+                )?)
             };
-            GroupSpec {
+            Ok(GroupSpec {
                 name: g.name,
                 days,
                 start_hour: g.start_hour_utc,
@@ -45,9 +52,9 @@ pub fn spec_from_proto(request: pb::CreateRolloutRequest) -> Result<RolloutSpec>
                 },
                 wait_hours: g.wait_hours,
                 canary_count: g.canary_count,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     Ok(RolloutSpec {
         rollout_id: String::new(),
         channel: request.channel,
