@@ -361,6 +361,25 @@ async fn reports_are_per_agent_never_move_an_agent_back_and_have_sane_times() {
     let agent = droverctl_json(&url, &["agents", "show", "ord-1"]).await;
     assert_eq!(agent["agent_version"], "1.2.0");
     assert_eq!(agent["last_report"]["attempt_id"], "attempt-2");
+    // #22 item 1: an hour-old report that starts from the recorded version (1.2.0 → 1.1.0)
+    // is stored, but an older attempt never moves the version: attempt order, not arrival.
+    let stale = pb::UpdateReport {
+        attempt_id: "attempt-0".into(),
+        from_version: "1.2.0".into(),
+        to_version: "1.1.0".into(),
+        started_at: Some(seconds_ago(3_700)),
+        finished_at: Some(seconds_ago(3_600)),
+        ..newer.clone()
+    };
+    assert!(matches!(
+        send_report(&mut one, stale).await,
+        Ok(Down::ReportAck(_))
+    ));
+    let agent = droverctl_json(&url, &["agents", "show", "ord-1"]).await;
+    assert_eq!(agent["agent_version"], "1.2.0", "{agent}");
+    assert_eq!(agent["last_report"]["attempt_id"], "attempt-2");
+    let history = droverctl_json(&url, &["agents", "history", "ord-1"]).await;
+    assert_eq!(history["reports"].as_array().unwrap().len(), 3, "{history}");
 
     // Another agent using the same attempt id is recorded as its own report.
     let mut two = open(&coordinator, msg(Up::Hello(hello("ord-2"))))
@@ -549,7 +568,10 @@ async fn a_heartbeat_with_unreadable_parts_keeps_the_session() {
         },
     )
     .await;
-    assert_eq!(agent["updater_decision_detail"], "100% done", "{agent}");
+    assert_eq!(
+        agent["updater_decision_detail"], "apt: 5% 100% done",
+        "{agent}"
+    );
     assert_eq!(agent["agent_version"], "1.0.0", "{agent}");
     assert_eq!(agent["connected"], true, "{agent}");
 }

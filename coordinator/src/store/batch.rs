@@ -234,18 +234,25 @@ mod sql {
         json_extract(value, '$.finished_ms') AS finished_ms FROM json_each($1)) AS r \
         WHERE agents.agent_id = r.agent_id AND agents.last_report_finished_ms <= r.finished_ms";
 
-    /// A success moves the version only from the version the agent is recorded on.
+    /// A success moves the version only from the version the agent is recorded on, and only
+    /// when it is the agent's newest report (the updater's finish time, not arrival order:
+    /// runs after LAST_REPORT, so a newest report finds its own time there). An old report
+    /// resent after a reconnect never moves an agent back.
     pub const PG_VERSION: &str = "UPDATE agents SET agent_version = r.to_version \
-        FROM jsonb_to_recordset($1::jsonb) AS r(agent_id text, from_version text, to_version text) \
+        FROM jsonb_to_recordset($1::jsonb) AS r(agent_id text, from_version text, \
+        to_version text, finished_ms bigint) \
         WHERE agents.agent_id = r.agent_id \
         AND agents.agent_version IS NOT DISTINCT FROM NULLIF(r.from_version, '') \
+        AND agents.last_report_finished_ms <= r.finished_ms \
         RETURNING agents.agent_id";
     pub const SQLITE_VERSION: &str = "UPDATE agents SET agent_version = r.to_version \
         FROM (SELECT json_extract(value, '$.agent_id') AS agent_id, \
         json_extract(value, '$.from_version') AS from_version, \
-        json_extract(value, '$.to_version') AS to_version FROM json_each($1)) AS r \
+        json_extract(value, '$.to_version') AS to_version, \
+        json_extract(value, '$.finished_ms') AS finished_ms FROM json_each($1)) AS r \
         WHERE agents.agent_id = r.agent_id \
         AND agents.agent_version IS NOT DISTINCT FROM NULLIF(r.from_version, '') \
+        AND agents.last_report_finished_ms <= r.finished_ms \
         RETURNING agents.agent_id";
 }
 
@@ -425,6 +432,7 @@ struct MoveRow<'a> {
     agent_id: &'a str,
     from_version: &'a str,
     to_version: &'a str,
+    finished_ms: i64,
 }
 
 /// The rows the newly stored reports add: their events, last-report candidates and version
@@ -464,6 +472,7 @@ fn fresh_rows<'a>(
                 agent_id,
                 from_version: &report.from_version,
                 to_version: &report.to_version,
+                finished_ms: report.finished_ms,
             });
         }
     }
