@@ -294,7 +294,7 @@ fn tamper(file: &Path) {
     std::fs::write(file, bytes).unwrap();
 }
 
-fn apt_repo(repo: &Path, debs: &[PathBuf], signer: Option<&GpgKey>, flaw: Flaw) {
+pub(crate) fn apt_repo(repo: &Path, debs: &[PathBuf], signer: Option<&GpgKey>, flaw: Flaw) {
     let pool = repo.join("pool");
     std::fs::create_dir_all(&pool).unwrap();
     for deb in debs {
