@@ -116,7 +116,7 @@ pub(super) fn group_counts(spec: &RolloutSpec, snapshot: &[AgentSnapshot]) -> Ve
                 c.healthy += 1;
             }
         }
-        if agent.failed_target {
+        if agent.failed_at_ms.is_some() {
             c.failed += 1;
         }
     }

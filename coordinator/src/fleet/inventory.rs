@@ -19,9 +19,16 @@ pub struct InventoryEntry {
     pub version: Option<String>,
     pub health: Health,
     pub last_report: Option<UpdateReport>,
+    /// When the last report arrived here (our clock); for a report loaded from the store or
+    /// another replica, its finish time (the store keeps no arrival time with it).
+    pub report_received_ms: i64,
     /// The replica holding the agent's session, as another replica wrote it (several
     /// replicas); `None` here for agents whose session this replica holds or none holds.
     pub connected_on: Option<String>,
+}
+
+fn finished(report: Option<&UpdateReport>) -> i64 {
+    report.map_or(0, |r| r.finished_ms)
 }
 
 #[derive(Default)]
@@ -47,6 +54,7 @@ impl Inventory {
                     group: record.group,
                     version: record.agent_version,
                     health: record.health,
+                    report_received_ms: finished(record.last_report.as_ref()),
                     last_report: record.last_report,
                     connected_on: None,
                 },
@@ -68,7 +76,10 @@ impl Inventory {
     ) {
         // One write lock: a pass never sees the agent on neither or both channels.
         let mut maps = self.maps.write();
-        let last_report = maps.take(agent_id).and_then(|e| e.last_report);
+        let (last_report, report_received_ms) = maps
+            .take(agent_id)
+            .map(|e| (e.last_report, e.report_received_ms))
+            .unwrap_or_default();
         maps.put(
             agent_id,
             channel,
@@ -77,6 +88,7 @@ impl Inventory {
                 version,
                 health,
                 last_report,
+                report_received_ms,
                 connected_on: None,
             },
         );
@@ -98,6 +110,7 @@ impl Inventory {
                     group: row.group,
                     version: row.version,
                     health: row.health,
+                    report_received_ms: finished(row.last_report.as_ref()),
                     last_report: row.last_report,
                     connected_on: row.connected_on,
                 },
@@ -113,8 +126,15 @@ impl Inventory {
     }
 
     /// Mirrors `Store::record_report`: the last report only moves forward in time, and a
-    /// success moves the version only when the store moved it.
-    pub fn record_report(&self, agent_id: &str, report: &UpdateReport, version_moved: bool) {
+    /// success moves the version only when the store moved it. `received_ms` is the fleet's
+    /// clock (the engine's, which a test build may drive by hand).
+    pub fn record_report(
+        &self,
+        agent_id: &str,
+        report: &UpdateReport,
+        version_moved: bool,
+        received_ms: i64,
+    ) {
         self.update(agent_id, |entry| {
             let newer = entry
                 .last_report
@@ -122,6 +142,7 @@ impl Inventory {
                 .is_none_or(|last| last.finished_ms <= report.finished_ms);
             if newer {
                 entry.last_report = Some(report.clone());
+                entry.report_received_ms = received_ms;
             }
             if version_moved {
                 entry.version = Some(report.to_version.clone());
@@ -267,8 +288,8 @@ mod tests {
     fn agents_move_between_channels_and_reports_only_go_forward() {
         let inventory = Inventory::default();
         inventory.identify("a", "edge", "dev", Some("1.0.0".into()), Health::Healthy);
-        inventory.record_report("a", &report("1.1.0", 20), false);
-        inventory.record_report("a", &report("1.2.0", 10), false);
+        inventory.record_report("a", &report("1.1.0", 20), false, 30);
+        inventory.record_report("a", &report("1.2.0", 10), false, 40);
         let edge = inventory.channel("edge");
         assert_eq!(edge.len(), 1);
         let last = edge[0].1.last_report.as_ref().expect("a report");

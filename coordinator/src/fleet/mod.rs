@@ -431,8 +431,12 @@ impl Fleet {
         }
         // Also for a resend: its first delivery may have committed while its caller saw an
         // error, and the engine must still see the report (recording it twice is harmless).
-        self.inventory
-            .record_report(&session.agent_id, &report, recorded.version_moved);
+        self.inventory.record_report(
+            &session.agent_id,
+            &report,
+            recorded.version_moved,
+            self.clock.now_ms(),
+        );
         if recorded.new && self.rollout_for(&session.channel).is_some() {
             self.reconcile_now.notify_one();
         }

@@ -41,16 +41,17 @@ impl Fleet {
                     }
                     None => (entry.health, entry.version),
                 };
-                let failed_target = entry
+                let failed_at_ms = entry
                     .last_report
                     .as_ref()
-                    .is_some_and(|r| failed_this_rollout(spec, created_ms, r));
+                    .filter(|r| failed_this_rollout(spec, created_ms, r))
+                    .map(|_| entry.report_received_ms);
                 AgentSnapshot {
                     pinned: pins.contains(&agent_id),
                     connected,
                     version: version.and_then(|v| Version::parse(&v).ok()),
                     health,
-                    failed_target,
+                    failed_at_ms,
                     group: entry.group,
                     agent_id,
                 }
@@ -298,7 +299,7 @@ fn count_in_flight(rollout: &mut ActiveRollout, snapshot: &[crate::rollout::Agen
             .decisions
             .get(&agent.agent_id)
             .is_some_and(|d| d.target.as_ref() == Some(target));
-        if sent && agent.version.as_ref() != Some(target) && !agent.failed_target {
+        if sent && agent.version.as_ref() != Some(target) && agent.failed_at_ms.is_none() {
             let group = rollout.spec.group_of(&agent.group);
             if let Some(counts) = rollout.counts.get_mut(group) {
                 counts.in_flight += 1;

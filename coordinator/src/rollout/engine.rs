@@ -146,7 +146,8 @@ fn assign_slots(
         return;
     }
     // Slots outlive a halt: their agents may still be installing when the group restarts.
-    let needs_slot = |a: &AgentSnapshot| !a.pinned && !on_target(spec, a) && !a.failed_target;
+    let needs_slot =
+        |a: &AgentSnapshot| !a.pinned && !on_target(spec, a) && a.failed_at_ms.is_none();
     group
         .in_flight
         .retain(|id| members.iter().any(|a| a.agent_id == *id && needs_slot(a)));
@@ -173,18 +174,25 @@ fn on_target(spec: &RolloutSpec, agent: &AgentSnapshot) -> bool {
     agent.version.as_ref() == Some(&spec.target_version)
 }
 
-fn counts(spec: &RolloutSpec, members: &[&AgentSnapshot]) -> Counts {
+/// A group's counts; failures only those reported after the group started (`started_ms`),
+/// when its agents could have been sent the target.
+fn counts(spec: &RolloutSpec, members: &[&AgentSnapshot], started_ms: Option<i64>) -> Counts {
     let mut counts = Counts::default();
     for agent in members.iter().filter(|a| !a.pinned) {
         counts.present += 1;
         if on_target(spec, agent) && agent.health != Health::Unhealthy {
             counts.on_target_healthy += 1;
         }
-        if agent.failed_target {
+        if failed_since(agent, started_ms) {
             counts.failed += 1;
         }
     }
     counts
+}
+
+/// Whether `agent` reported failing the target after `started_ms` (never before a start).
+fn failed_since(agent: &AgentSnapshot, started_ms: Option<i64>) -> bool {
+    matches!((agent.failed_at_ms, started_ms), (Some(at), Some(start)) if at >= start)
 }
 
 pub(super) fn window_open(now_ms: i64, spec: &RolloutSpec, index: usize) -> bool {
@@ -267,7 +275,7 @@ fn transition(
     events: &mut Vec<RolloutEvent>,
 ) {
     let group_spec = &spec.groups[index];
-    let counts = counts(spec, members);
+    let counts = counts(spec, members, state.groups[index].started_ms);
     let startable = startable(now_ms, spec, state, index);
     let group = &mut state.groups[index];
     let before = group.phase;
@@ -303,7 +311,8 @@ fn transition(
                 .iter()
                 .filter(|a| group.canaries.contains(&a.agent_id))
                 .collect();
-            if let Some(failed) = canaries.iter().find(|a| a.failed_target) {
+            let started_ms = group.started_ms;
+            if let Some(failed) = canaries.iter().find(|a| failed_since(a, started_ms)) {
                 group.phase = Phase::Halted;
                 group.note = format!(
                     "canary {} failed to update to {}",
@@ -470,7 +479,7 @@ fn decide(
             ReasonCode::GroupHalted,
             format!("group {} halted: {}", group_spec.name, group.note),
         ),
-        Phase::Done | Phase::Active if agent.failed_target => hold(
+        Phase::Done | Phase::Active if agent.failed_at_ms.is_some() => hold(
             ReasonCode::UpdateFailed,
             format!("the update to {target} failed on this agent"),
         ),

@@ -195,8 +195,10 @@ pub struct AgentSnapshot {
     pub health: Health,
     pub connected: bool,
     pub pinned: bool,
-    /// The agent reported a failed, reverted or refused update to the rollout's target.
-    pub failed_target: bool,
+    /// When (our clock) the agent's report of a failed, reverted or refused update to the
+    /// rollout's target arrived. It counts against a group only if it arrived after the
+    /// group started: a report that predates the group names a target never sent.
+    pub failed_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -171,7 +171,7 @@ mod tests {
                 health: Health::Healthy,
                 connected: true,
                 pinned: false,
-                failed_target: false,
+                failed_at_ms: None,
             })
             .collect();
         let monday = 1_795_392_000_000;
@@ -266,7 +266,7 @@ mod tests {
                         },
                         connected: connected || kind > 5,
                         pinned: kind == 2,
-                        failed_target: false,
+                        failed_at_ms: None,
                     })
                     .collect();
                 let spec = RolloutSpec {

@@ -118,7 +118,7 @@ impl World {
                 health: Health::Healthy,
                 connected: true,
                 pinned: false,
-                failed_target: false,
+                failed_at_ms: None,
             })
             .collect()
     }

@@ -24,7 +24,7 @@ fn healthy_fleet(rng: &mut StdRng) -> Vec<AgentSnapshot> {
             health: Health::Healthy,
             connected: true,
             pinned: i > 0 && rng.random_bool(0.1),
-            failed_target: false,
+            failed_at_ms: None,
         })
         .collect()
 }
@@ -87,7 +87,7 @@ proptest! {
             prop_assert!(now - start <= bound, "not finished after {} h (bound {} h): {:?}",
                 (now - start) / HOUR_MS, bound / HOUR_MS, state.groups);
             let out = reconcile(now, &spec, &state, &fleet, Some(&cp));
-            apply(&mut fleet, &out.decisions, &HashSet::new());
+            apply(now, &mut fleet, &out.decisions, &HashSet::new());
             state = out.state;
             now += STEP_MS;
         }
@@ -101,7 +101,7 @@ proptest! {
         }
         // Once done, every unpinned agent is served the target and takes it.
         let out = reconcile(now, &spec, &state, &fleet, Some(&cp));
-        apply(&mut fleet, &out.decisions, &HashSet::new());
+        apply(now, &mut fleet, &out.decisions, &HashSet::new());
         for agent in fleet.iter().filter(|a| !a.pinned) {
             prop_assert_eq!(agent.version.as_ref(), Some(&spec.target_version));
         }
@@ -139,7 +139,7 @@ proptest! {
                     served.insert(agent.agent_id.clone());
                 }
             }
-            apply(&mut fleet, &out.decisions, &failing);
+            apply(now, &mut fleet, &out.decisions, &failing);
             state = out.state;
             if halted_at.is_none() && state.groups[0].phase == Phase::Halted {
                 halted_at = Some(now);

@@ -51,12 +51,13 @@ fn agent(id: &str, group: &str) -> AgentSnapshot {
         health: Health::Healthy,
         connected: true,
         pinned: false,
-        failed_target: false,
+        failed_at_ms: None,
     }
 }
 
 /// Agents served the target move to it (or fail, if their id is in `failing`).
 pub(super) fn apply(
+    now_ms: i64,
     fleet: &mut [AgentSnapshot],
     decisions: &HashMap<String, AgentDecision>,
     failing: &HashSet<String>,
@@ -67,12 +68,31 @@ pub(super) fn apply(
         };
         if agent.version.as_ref() != Some(&target) {
             if failing.contains(&agent.agent_id) {
-                agent.failed_target = true;
+                agent.failed_at_ms = Some(now_ms);
             } else {
                 agent.version = Some(target);
             }
         }
     }
+}
+
+/// #22 item 2: a failure report that arrived before its group started names a target the
+/// agent was never sent: it halts nothing (it used to halt the group at its start).
+#[test]
+fn a_failure_reported_before_the_group_started_halts_nothing() {
+    let spec = spec(vec![group("dev", 0, 0)]);
+    let cp = v("2.0.0");
+    let mut fleet: Vec<AgentSnapshot> = (0..4).map(|i| agent(&format!("a{i}"), "dev")).collect();
+    fleet[3].failed_at_ms = Some(MONDAY);
+    let now = MONDAY + 2 * HOUR_MS;
+    let out = reconcile(now, &spec, &RolloutState::new(&spec), &fleet, Some(&cp));
+    assert_eq!(out.state.groups[0].phase, Phase::Active);
+    let again = reconcile(now + 1000, &spec, &out.state, &fleet, Some(&cp));
+    assert_eq!(again.state.groups[0].phase, Phase::Active, "{:?}", again.state);
+    // The same failure arriving after the start counts.
+    fleet[3].failed_at_ms = Some(now + 500);
+    let halted = reconcile(now + 1000, &spec, &out.state, &fleet, Some(&cp));
+    assert_eq!(halted.state.groups[0].phase, Phase::Halted);
 }
 
 #[test]
@@ -94,7 +114,7 @@ fn a_good_release_moves_group_by_group_honouring_windows_and_waits() {
     for _ in 0..6 {
         let out = reconcile(now, &spec, &state, &fleet, Some(&cp));
         state = out.state;
-        apply(&mut fleet, &out.decisions, &HashSet::new());
+        apply(now, &mut fleet, &out.decisions, &HashSet::new());
     }
     assert_eq!(state.groups[0].phase, Phase::Done);
     let dev_done = state.groups[0].done_ms.unwrap();
@@ -111,7 +131,7 @@ fn a_good_release_moves_group_by_group_honouring_windows_and_waits() {
     for _ in 0..6 {
         let out = reconcile(now, &spec, &state, &fleet, Some(&cp));
         state = out.state;
-        apply(&mut fleet, &out.decisions, &HashSet::new());
+        apply(now, &mut fleet, &out.decisions, &HashSet::new());
     }
     assert!(state.finished());
     assert!(
@@ -153,6 +173,7 @@ fn a_failing_canary_halts_the_group_and_nobody_else_is_touched() {
 
     let mut fleet = fleet;
     apply(
+        MONDAY + 3 * HOUR_MS,
         &mut fleet,
         &out.decisions,
         &canaries.iter().take(1).cloned().collect(),
@@ -360,7 +381,7 @@ fn random_sim(rng: &mut StdRng) -> Sim {
             },
             connected: rng.random_bool(0.9),
             pinned: rng.random_bool(0.1),
-            failed_target: false,
+            failed_at_ms: None,
         })
         .collect();
     let failing = fleet
@@ -453,7 +474,7 @@ proptest! {
                     ever_served.insert(agent.agent_id.clone());
                 }
             }
-            apply(&mut sim.fleet, &out.decisions, &sim.failing);
+            apply(now, &mut sim.fleet, &out.decisions, &sim.failing);
             state = out.state;
             now += rng.random_range(0..6) * HOUR_MS + rng.random_range(0..60) * 60_000;
         }

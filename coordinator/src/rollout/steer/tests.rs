@@ -86,7 +86,7 @@ fn fleet(spec: &RolloutSpec) -> Vec<AgentSnapshot> {
             health: Health::Healthy,
             connected: true,
             pinned: false,
-            failed_target: false,
+            failed_at_ms: None,
         })
         .collect()
 }
