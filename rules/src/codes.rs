@@ -102,6 +102,7 @@ codes! {
         CanaryPending => "canary_pending": "the group waits for its canaries to be healthy on the target",
         CanaryWaiting => "canary_waiting": "the group waits for enough connected, healthy agents to pick canaries",
         GroupActive => "group_active": "the agent's group is updating",
+        JoinedAfterStart => "joined_after_start": "the agent enrolled after its group started; it follows once the group is done",
         MaxInFlight => "max_in_flight": "the group updates a limited number of agents at a time",
         OutsideWindow => "outside_window": "outside the maintenance window; it waits for the window",
         GroupHalted => "group_halted": "the group halted after failures; nobody new is updated",

@@ -22,6 +22,8 @@ pub struct InventoryEntry {
     /// When the last report arrived here (our clock); for a report loaded from the store or
     /// another replica, its finish time (the store keeps no arrival time with it).
     pub report_received_ms: i64,
+    /// When the agent was first seen (a group's gates count only agents there at its start).
+    pub first_seen_ms: i64,
     /// The replica holding the agent's session, as another replica wrote it (several
     /// replicas); `None` here for agents whose session this replica holds or none holds.
     pub connected_on: Option<String>,
@@ -55,6 +57,7 @@ impl Inventory {
                     version: record.agent_version,
                     health: record.health,
                     report_received_ms: finished(record.last_report.as_ref()),
+                    first_seen_ms: record.first_seen_ms,
                     last_report: record.last_report,
                     connected_on: None,
                 },
@@ -66,6 +69,7 @@ impl Inventory {
     }
 
     /// An agent said who it is (a new session): its group or channel may have changed.
+    /// `now_ms` (the fleet's clock) is its first-seen time if it is new.
     pub fn identify(
         &self,
         agent_id: &str,
@@ -73,13 +77,14 @@ impl Inventory {
         group: &str,
         version: Option<String>,
         health: Health,
+        now_ms: i64,
     ) {
         // One write lock: a pass never sees the agent on neither or both channels.
         let mut maps = self.maps.write();
-        let (last_report, report_received_ms) = maps
+        let (last_report, report_received_ms, first_seen_ms) = maps
             .take(agent_id)
-            .map(|e| (e.last_report, e.report_received_ms))
-            .unwrap_or_default();
+            .map(|e| (e.last_report, e.report_received_ms, e.first_seen_ms))
+            .unwrap_or((None, 0, now_ms));
         maps.put(
             agent_id,
             channel,
@@ -89,6 +94,7 @@ impl Inventory {
                 health,
                 last_report,
                 report_received_ms,
+                first_seen_ms,
                 connected_on: None,
             },
         );
@@ -111,6 +117,7 @@ impl Inventory {
                     version: row.version,
                     health: row.health,
                     report_received_ms: finished(row.last_report.as_ref()),
+                    first_seen_ms: row.first_seen_ms,
                     last_report: row.last_report,
                     connected_on: row.connected_on,
                 },
@@ -287,7 +294,7 @@ mod tests {
     #[test]
     fn agents_move_between_channels_and_reports_only_go_forward() {
         let inventory = Inventory::default();
-        inventory.identify("a", "edge", "dev", Some("1.0.0".into()), Health::Healthy);
+        inventory.identify("a", "edge", "dev", Some("1.0.0".into()), Health::Healthy, 5);
         inventory.record_report("a", &report("1.1.0", 20), false, 30);
         inventory.record_report("a", &report("1.2.0", 10), false, 40);
         let edge = inventory.channel("edge");
@@ -298,7 +305,14 @@ mod tests {
             "an older report must not replace a newer one"
         );
 
-        inventory.identify("a", "stable", "prod", Some("1.0.0".into()), Health::Unknown);
+        inventory.identify(
+            "a",
+            "stable",
+            "prod",
+            Some("1.0.0".into()),
+            Health::Unknown,
+            6,
+        );
         assert!(inventory.channel("edge").is_empty());
         let stable = inventory.channel("stable");
         assert_eq!(stable[0].1.group, "prod");

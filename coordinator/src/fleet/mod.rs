@@ -288,6 +288,7 @@ impl Fleet {
             &identity.group,
             version.clone(),
             identity.health,
+            self.clock.now_ms(),
         );
         let epoch = self.directive_epoch.load(Ordering::SeqCst);
         let directive = self.directive_for(&identity.agent_id, &identity.channel, &identity.group);

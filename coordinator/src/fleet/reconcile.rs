@@ -52,6 +52,7 @@ impl Fleet {
                     version: version.and_then(|v| Version::parse(&v).ok()),
                     health,
                     failed_at_ms,
+                    joined_ms: entry.first_seen_ms,
                     group: entry.group,
                     agent_id,
                 }

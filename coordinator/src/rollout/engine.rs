@@ -146,8 +146,13 @@ fn assign_slots(
         return;
     }
     // Slots outlive a halt: their agents may still be installing when the group restarts.
-    let needs_slot =
-        |a: &AgentSnapshot| !a.pinned && !on_target(spec, a) && a.failed_at_ms.is_none();
+    let started_ms = group.started_ms;
+    let needs_slot = |a: &AgentSnapshot| {
+        !a.pinned
+            && !on_target(spec, a)
+            && a.failed_at_ms.is_none()
+            && (group.phase == Phase::Done || there_at_start(a, started_ms))
+    };
     group
         .in_flight
         .retain(|id| members.iter().any(|a| a.agent_id == *id && needs_slot(a)));
@@ -174,11 +179,14 @@ fn on_target(spec: &RolloutSpec, agent: &AgentSnapshot) -> bool {
     agent.version.as_ref() == Some(&spec.target_version)
 }
 
-/// A group's counts; failures only those reported after the group started (`started_ms`),
-/// when its agents could have been sent the target.
+/// A group's counts over the agents there when it started (all, before it starts); failures
+/// only those reported after the start, when its agents could have been sent the target.
 fn counts(spec: &RolloutSpec, members: &[&AgentSnapshot], started_ms: Option<i64>) -> Counts {
     let mut counts = Counts::default();
-    for agent in members.iter().filter(|a| !a.pinned) {
+    for agent in members
+        .iter()
+        .filter(|a| !a.pinned && there_at_start(a, started_ms))
+    {
         counts.present += 1;
         if on_target(spec, agent) && agent.health != Health::Unhealthy {
             counts.on_target_healthy += 1;
@@ -188,6 +196,11 @@ fn counts(spec: &RolloutSpec, members: &[&AgentSnapshot], started_ms: Option<i64
         }
     }
     counts
+}
+
+/// Whether `agent` was there when its group started (or the group has not started).
+fn there_at_start(agent: &AgentSnapshot, started_ms: Option<i64>) -> bool {
+    started_ms.is_none_or(|start| agent.joined_ms <= start)
 }
 
 /// Whether `agent` reported failing the target after `started_ms` (never before a start).
@@ -478,6 +491,13 @@ fn decide(
         Phase::Halted => hold(
             ReasonCode::GroupHalted,
             format!("group {} halted: {}", group_spec.name, group.note),
+        ),
+        Phase::Active if !there_at_start(agent, group.started_ms) => hold(
+            ReasonCode::JoinedAfterStart,
+            format!(
+                "enrolled after group {} started; it updates once the group is done",
+                group_spec.name
+            ),
         ),
         Phase::Done | Phase::Active if agent.failed_at_ms.is_some() => hold(
             ReasonCode::UpdateFailed,

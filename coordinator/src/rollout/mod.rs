@@ -199,6 +199,10 @@ pub struct AgentSnapshot {
     /// rollout's target arrived. It counts against a group only if it arrived after the
     /// group started: a report that predates the group names a target never sent.
     pub failed_at_ms: Option<i64>,
+    /// When the agent was first seen (our clock; 0: unknown, as old as any group). A group's
+    /// gates count only the agents that were there when it started: agents enrolled later
+    /// (with a leaked join token, say) follow once it is done and cannot complete it.
+    pub joined_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -172,6 +172,7 @@ mod tests {
                 connected: true,
                 pinned: false,
                 failed_at_ms: None,
+                joined_ms: 0,
             })
             .collect();
         let monday = 1_795_392_000_000;
@@ -267,6 +268,7 @@ mod tests {
                         connected: connected || kind > 5,
                         pinned: kind == 2,
                         failed_at_ms: None,
+                        joined_ms: 0,
                     })
                     .collect();
                 let spec = RolloutSpec {

@@ -43,6 +43,7 @@ pub struct ChangedAgent {
     /// The replica holding its session, if any.
     pub connected_on: Option<String>,
     pub changed_ms: i64,
+    pub first_seen_ms: i64,
 }
 
 type ChangedTuple = (
@@ -53,6 +54,7 @@ type ChangedTuple = (
     String,
     Option<String>,
     Option<String>,
+    i64,
     i64,
 );
 
@@ -160,7 +162,7 @@ impl Store {
         let pool = self.shared_pool()?;
         let rows: Vec<ChangedTuple> = sqlx::query_as(
             "SELECT agent_id, group_name, channel, agent_version, health, last_report_json, \
-             connected_on, changed_ms FROM agents WHERE changed_ms >= $1 \
+             connected_on, changed_ms, first_seen_ms FROM agents WHERE changed_ms >= $1 \
              ORDER BY changed_ms, agent_id LIMIT $2",
         )
         .bind(since_ms)
@@ -170,7 +172,17 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(
-                |(agent_id, group, channel, version, health, report, connected_on, changed_ms)| {
+                |(
+                    agent_id,
+                    group,
+                    channel,
+                    version,
+                    health,
+                    report,
+                    connected_on,
+                    changed_ms,
+                    first_seen_ms,
+                )| {
                     ChangedAgent {
                         agent_id,
                         group,
@@ -180,6 +192,7 @@ impl Store {
                         last_report: report.and_then(|json| serde_json::from_str(&json).ok()),
                         connected_on,
                         changed_ms,
+                        first_seen_ms,
                     }
                 },
             )

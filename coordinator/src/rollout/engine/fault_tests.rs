@@ -119,6 +119,7 @@ impl World {
                 connected: true,
                 pinned: false,
                 failed_at_ms: None,
+                joined_ms: 0,
             })
             .collect()
     }

@@ -25,6 +25,7 @@ fn healthy_fleet(rng: &mut StdRng) -> Vec<AgentSnapshot> {
             connected: true,
             pinned: i > 0 && rng.random_bool(0.1),
             failed_at_ms: None,
+            joined_ms: 0,
         })
         .collect()
 }

@@ -87,6 +87,7 @@ fn fleet(spec: &RolloutSpec) -> Vec<AgentSnapshot> {
             connected: true,
             pinned: false,
             failed_at_ms: None,
+            joined_ms: 0,
         })
         .collect()
 }
