@@ -481,14 +481,26 @@ fn leader_of(nspawn: u32, pid: &str) -> bool {
         && field("NSpid:").len() == 2
 }
 
-/// A .deb of `name` at `version` (files: /opt/NAME/VERSION) with these maintainer
-/// `scripts` (file name, body), built into `dir`.
-pub fn deb(dir: &Path, name: &str, version: &str, scripts: &[(&str, String)]) -> PathBuf {
+/// A .deb of `name` at `version` (files: /opt/NAME/VERSION and `files`, each an absolute
+/// path and its contents) with these maintainer `scripts` (file name, body), built into
+/// `dir`.
+pub fn deb(
+    dir: &Path,
+    name: &str,
+    version: &str,
+    scripts: &[(&str, String)],
+    files: &[(&str, String)],
+) -> PathBuf {
     let staging = dir.join(format!("{name}-{version}"));
     let control = staging.join("DEBIAN");
     std::fs::create_dir_all(&control).unwrap();
     std::fs::create_dir_all(staging.join("opt").join(name)).unwrap();
     std::fs::write(staging.join("opt").join(name).join("VERSION"), version).unwrap();
+    for (path, contents) in files {
+        let path = staging.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, contents).unwrap();
+    }
     let arch = run(Command::new("dpkg").arg("--print-architecture"));
     std::fs::write(
         control.join("control"),
