@@ -36,6 +36,11 @@ impl UnitRun {
                 "the unit restarted {} time(s)",
                 now.restarts - self.restarts
             ))
+        } else if now.main_pid == 0 && self.main_pid != 0 {
+            Some(format!(
+                "the unit's main process ({}) exited",
+                self.main_pid
+            ))
         } else if now.main_pid != self.main_pid {
             Some(format!(
                 "the unit's main process changed ({} → {})",
