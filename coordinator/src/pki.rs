@@ -171,6 +171,25 @@ fn csr_key_kind(csr_der: &[u8]) -> Option<String> {
     })
 }
 
+/// A certificate's serial number in hex, as `IssuedCertificate::serial` (leading zero bytes
+/// dropped on both sides by `same_serial`).
+pub fn serial_of(cert_der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    Some(hex::encode(cert.raw_serial()))
+}
+
+/// Whether two hex serials name the same number (DER drops leading zero bytes).
+pub fn same_serial(a: &str, b: &str) -> bool {
+    let digits = |s: &str| {
+        let mut s = s.to_ascii_lowercase();
+        while s.len() > 2 && s.starts_with("00") {
+            s.drain(..2);
+        }
+        s
+    };
+    digits(a) == digits(b)
+}
+
 /// When `cert_der` expired (ms since the epoch), if it has by `now_ms`.
 pub fn expired_at(cert_der: &[u8], now_ms: i64) -> Option<i64> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;

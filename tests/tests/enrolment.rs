@@ -384,3 +384,59 @@ async fn a_revoked_agent_is_cut_off_at_once_and_refused_after() {
     let (ok, _, stderr) = droverctl(&url, &["agents", "revoke", "gone-1"]).await;
     assert!(!ok && stderr.contains("revoked"), "{stderr}");
 }
+
+/// Renews `cert` with a new key over mutual TLS, as the updater does.
+async fn renew(url: &str, cert: &AgentCert) -> Result<AgentCert, tonic::Status> {
+    use drover_proto::v1::enrolment_service_client::EnrolmentServiceClient;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap();
+    let renewed = EnrolmentServiceClient::new(enrol::channel_as(url, cert).await.unwrap())
+        .renew(pb::RenewRequest {
+            csr_der: csr.der().to_vec(),
+        })
+        .await?
+        .into_inner();
+    Ok(AgentCert {
+        cert_pem: renewed.certificate_pem,
+        key_pem: key.serialize_pem(),
+        ..cert.clone()
+    })
+}
+
+/// #22 item 6: after Renew the replaced certificate works only until the new one is first
+/// used (an updater that crashed before saving the new one still gets in); then it is
+/// refused for sessions and for renewals, so a stolen old key is worth nothing.
+#[tokio::test]
+async fn a_renewal_retires_the_certificate_it_replaces_once_the_new_one_is_used() {
+    let root = tempfile::tempdir().unwrap();
+    let c = CoordinatorBuilder::sqlite(root.path()).start().await;
+    let url = c.grpc_url();
+    let old = enrol::enrol_in_memory(&url, "ren-1", "prod").await;
+    let new = renew(&url, &old).await.expect("renewed");
+    let connects = async |cert: &AgentCert| {
+        open(
+            enrol::channel_as(&url, cert).await.unwrap(),
+            hello("ren-1", "prod"),
+        )
+        .await
+        .map(|_| ())
+    };
+    connects(&old)
+        .await
+        .expect("the old certificate until the new one is used");
+    connects(&new).await.expect("the new certificate");
+    let refused = connects(&old).await.expect_err("retired");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("replaced by a renewal"),
+        "{refused:?}"
+    );
+    let renewal = renew(&url, &old)
+        .await
+        .expect_err("a retired certificate renews nothing");
+    assert_eq!(renewal.code(), Code::PermissionDenied, "{renewal:?}");
+    connects(&new).await.expect("the new certificate still");
+}

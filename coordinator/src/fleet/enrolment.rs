@@ -300,6 +300,7 @@ impl Fleet {
             certificate_serial: certificate.serial.clone(),
             not_after_ms: certificate.not_after_ms,
             revoked_at_ms: None,
+            previous_serial: None,
         };
         let text = format!(
             "agent {agent_id} enrolled into group {group} with join token {}",
@@ -339,12 +340,13 @@ impl Fleet {
         }
     }
 
-    /// A new certificate for the live agent `agent_id` (from its current certificate).
-    /// Renews a live identity's certificate; one that had expired (within the grace period
-    /// the handshake allows) is renewed with an audit record saying so.
+    /// A new certificate for the live agent `agent_id`, asked for with its current
+    /// certificate (`serial`; a retired one is refused). One that had expired (within the
+    /// grace period the handshake allows) is renewed with an audit record saying so.
     pub async fn renew(
         &self,
         agent_id: &str,
+        serial: Option<&str>,
         csr_der: &[u8],
         expired_ms: Option<i64>,
     ) -> Result<IssuedCertificate> {
@@ -354,7 +356,8 @@ impl Fleet {
                 "the certificate signing request must be 1 to {MAX_CSR_BYTES} bytes of DER"
             )));
         }
-        self.live_identity(agent_id).await?;
+        let identity = self.live_identity(agent_id).await?;
+        self.current_certificate(&identity, serial).await?;
         let certificate = authority.agents.issue(csr_der, agent_id, now_ms())?;
         let audit = expired_ms.map(|expired_ms| {
             super::updater_audit(
@@ -388,6 +391,7 @@ impl Fleet {
     pub async fn check_agent(
         &self,
         certified: Option<&str>,
+        serial: Option<&str>,
         agent_id: &str,
         group: &str,
     ) -> Result<()> {
@@ -410,6 +414,7 @@ impl Fleet {
             )));
         }
         let identity = self.live_identity(agent_id).await?;
+        self.current_certificate(&identity, serial).await?;
         if !group.is_empty() && group != identity.group {
             return Err(DroverError::PermissionDenied(format!(
                 "agent '{agent_id}' enrolled into group '{}', not '{}'; to move it, enrol \
@@ -433,6 +438,38 @@ impl Fleet {
     /// Whether this process revoked `agent_id` (checked after a session registers).
     pub fn revoked_here(&self, agent_id: &str) -> bool {
         self.enrolment.revoked_here.read().contains(agent_id)
+    }
+
+    /// Only the identity's current certificate speaks for it, and the one a renewal replaced
+    /// until the new one is first used (then it is retired for good).
+    async fn current_certificate(
+        &self,
+        identity: &IdentityRow,
+        serial: Option<&str>,
+    ) -> Result<()> {
+        let Some(serial) = serial else {
+            return Ok(());
+        };
+        if crate::pki::same_serial(serial, &identity.certificate_serial) {
+            if identity.previous_serial.is_some() {
+                self.store()
+                    .retire_previous_serial(&identity.agent_id, &identity.certificate_serial)
+                    .await?;
+            }
+            return Ok(());
+        }
+        if identity
+            .previous_serial
+            .as_deref()
+            .is_some_and(|previous| crate::pki::same_serial(serial, previous))
+        {
+            return Ok(());
+        }
+        Err(DroverError::PermissionDenied(format!(
+            "this certificate of agent '{}' was replaced by a renewal; the updater uses its \
+             newest one (identity/ in its state directory), or enrol it again",
+            identity.agent_id
+        )))
     }
 
     async fn live_identity(&self, agent_id: &str) -> Result<IdentityRow> {

@@ -159,6 +159,7 @@ impl EnrolmentService for EnrolmentApi {
             return Err(too_many());
         }
         let certified = certified_agent(&request);
+        let serial = super::updater_service::certified_serial(&request);
         let expired_ms = request
             .peer_certs()
             .and_then(|certs| crate::pki::expired_at(certs.first()?, crate::domain::now_ms()));
@@ -173,7 +174,7 @@ impl EnrolmentService for EnrolmentApi {
         };
         match self
             .fleet
-            .renew(&agent_id, &request.csr_der, expired_ms)
+            .renew(&agent_id, serial.as_deref(), &request.csr_der, expired_ms)
             .await
         {
             Ok(certificate) => {

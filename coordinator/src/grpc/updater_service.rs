@@ -59,6 +59,7 @@ impl UpdaterService for UpdaterApi {
     ) -> Result<Response<Outbound>, Status> {
         refuse_expired(&request)?;
         let certified = certified_agent(&request);
+        let serial = certified_serial(&request);
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
@@ -75,7 +76,12 @@ impl UpdaterService for UpdaterApi {
         let identity = convert::identity_from_hello(hello)?;
         let checked = self
             .fleet
-            .check_agent(certified.as_deref(), &identity.agent_id, &identity.group)
+            .check_agent(
+                certified.as_deref(),
+                serial.as_deref(),
+                &identity.agent_id,
+                &identity.group,
+            )
             .await;
         self.refusals
             .audit(certified.as_deref(), "Hello", &identity.agent_id, checked)
@@ -179,10 +185,16 @@ impl UpdaterService for UpdaterApi {
     ) -> Result<Response<pb::GetTargetResponse>, Status> {
         refuse_expired(&request)?;
         let certified = certified_agent(&request);
+        let serial = certified_serial(&request);
         let request = request.into_inner();
         let checked = self
             .fleet
-            .check_agent(certified.as_deref(), &request.agent_id, &request.group)
+            .check_agent(
+                certified.as_deref(),
+                serial.as_deref(),
+                &request.agent_id,
+                &request.group,
+            )
             .await;
         self.refusals
             .audit(
@@ -222,6 +234,11 @@ impl UpdaterService for UpdaterApi {
 pub(super) fn certified_agent<T>(request: &Request<T>) -> Option<String> {
     let certs = request.peer_certs()?;
     crate::pki::agent_id_of(certs.first()?)
+}
+
+/// The serial of the caller's client certificate, if it sent one.
+pub(super) fn certified_serial<T>(request: &Request<T>) -> Option<String> {
+    crate::pki::serial_of(request.peer_certs()?.first()?)
 }
 
 /// Refuses a certificate the handshake let through only so that it can renew (expired

@@ -30,6 +30,8 @@ pub struct IdentityRow {
     pub certificate_serial: String,
     pub not_after_ms: i64,
     pub revoked_at_ms: Option<i64>,
+    /// The certificate a renewal replaced, accepted until the new one is first used.
+    pub previous_serial: Option<String>,
 }
 
 /// Why an enrolment wrote nothing.
@@ -52,7 +54,16 @@ type TokenTuple = (
     Option<i64>,
     String,
 );
-type IdentityTuple = (String, String, String, i64, String, i64, Option<i64>);
+type IdentityTuple = (
+    String,
+    String,
+    String,
+    i64,
+    String,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
 
 // Macros, not constants: sqlx takes only static SQL, and `concat!` only literals.
 macro_rules! token_columns {
@@ -64,7 +75,7 @@ macro_rules! token_columns {
 macro_rules! identity_columns {
     () => {
         "agent_id, group_name, token_id, enrolled_at_ms, certificate_serial, not_after_ms, \
-         revoked_at_ms"
+         revoked_at_ms, previous_serial"
     };
 }
 
@@ -91,6 +102,7 @@ fn identity_row(t: IdentityTuple) -> IdentityRow {
         certificate_serial: t.4,
         not_after_ms: t.5,
         revoked_at_ms: t.6,
+        previous_serial: t.7,
     }
 }
 
@@ -197,7 +209,7 @@ impl Store {
                 let inserted = sqlx::query(concat!(
                     "INSERT INTO agent_identities (",
                     identity_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, NULL)"
+                    ") VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL)"
                 ))
                 .bind(&identity.agent_id)
                 .bind(&identity.group)
@@ -275,7 +287,8 @@ impl Store {
         let done = on_backend!(self, pool => {
             let mut tx = pool.begin().await?;
             let done = sqlx::query(
-                "UPDATE agent_identities SET certificate_serial = $1, not_after_ms = $2 \
+                "UPDATE agent_identities SET previous_serial = certificate_serial, \
+                 certificate_serial = $1, not_after_ms = $2 \
                  WHERE agent_id = $3 AND revoked_at_ms IS NULL",
             )
             .bind(serial)
@@ -294,6 +307,24 @@ impl Store {
         });
         self.count_writes(u64::from(done > 0) * (1 + u64::from(audit.is_some())));
         Ok(done > 0)
+    }
+
+    /// The renewed certificate was used: the one it replaced is refused from now on.
+    pub async fn retire_previous_serial(&self, agent_id: &str, serial: &str) -> Result<()> {
+        let _write = self.write_gate().await;
+        let done = on_backend!(self, pool => {
+            sqlx::query(
+                "UPDATE agent_identities SET previous_serial = NULL \
+                 WHERE agent_id = $1 AND certificate_serial = $2 AND previous_serial IS NOT NULL",
+            )
+            .bind(agent_id)
+            .bind(serial)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        self.count_writes(done);
+        Ok(())
     }
 
     /// Revokes a live identity with its events; false (nothing written) when there is no
