@@ -130,9 +130,11 @@ async fn a_rollout_is_one_trace_from_the_coordinator_down_to_each_updaters_steps
             .into_iter()
             .filter(|s| s.trace_id == trace)
             .collect();
-        let installs = spans.iter().filter(|s| s.name == "install").count();
+        // An updater's attempt ends (and is exported) after its steps: after the health
+        // gate's stability period, so wait for the attempts, not only their installs.
+        let count = |name: &str| spans.iter().filter(|s| s.name == name).count();
         let root = spans.iter().any(|s| s.name == "rollout");
-        (root && installs >= 4).then_some(spans)
+        (root && count("install") >= 4 && count("update_attempt") >= 4).then_some(spans)
     })
     .await;
     let rollout = find(&spans, "rollout", "")[0];
@@ -188,10 +190,8 @@ async fn a_halted_rollout_ends_its_spans_with_an_error_and_the_reason() {
             .filter(|s| s.trace_id == trace)
             .collect();
         let root = spans.iter().any(|s| s.name == "rollout");
-        let failed_install = spans
-            .iter()
-            .any(|s| s.name == "install" && s.status_code == 2);
-        (root && failed_install).then_some(spans)
+        let failed = |name: &str| spans.iter().any(|s| s.name == name && s.status_code == 2);
+        (root && failed("install") && failed("update_attempt")).then_some(spans)
     })
     .await;
     let rollout = find(&spans, "rollout", "")[0];
