@@ -20,9 +20,14 @@ const PROFILE: &str = "DROVER_PROFILE=/var/lib/drover/data/admin-profile.json";
 pub const WAIT: Duration = Duration::from_secs(120);
 
 /// The agent's versions in the repository (see [`scripts`] and [`unit`]).
-const VERSIONS: &[&str] = &["1.0.0", "1.1.0", "1.2.0", "1.3.0"];
+const VERSIONS: &[&str] = &["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"];
 /// The release whose agent exits a second after every start (and systemd restarts it).
 pub const CRASH_LOOPING: &str = "1.3.0";
+/// The release whose postinst leaves [`REVERT_BLOCKER`] behind and fails, so that going
+/// back to 1.0.0 (whose postinst fails while the file exists) fails too.
+pub const REVERT_FAILS: &str = "1.4.0";
+/// While this file exists, 1.0.0's postinst fails.
+pub const REVERT_BLOCKER: &str = "/var/lib/demo-agent-blocks-1.0.0";
 
 /// Progress the way terminals draw it: each step overwrites the line with `\r`.
 const PROGRESS: &str = "printf 'Configuring demo-agent 10%%\\rConfiguring demo-agent 100%%\\n'";
@@ -43,6 +48,15 @@ fn scripts(version: &str) -> Vec<(&'static str, String)> {
         "1.2.0" => format!(
             "#!/bin/sh\n{PROGRESS}\n\
              printf 'Migrating 10%%\\rMigrating 50%%\\rmigration failed at 50%%\\n' >&2\nexit 1\n"
+        ),
+        "1.0.0" => format!(
+            "#!/bin/sh\nset -e\n{PROGRESS}\n\
+             if [ -e {REVERT_BLOCKER} ]; then echo 'demo-agent 1.0.0 cannot configure: \
+             {REVERT_BLOCKER} exists' >&2; exit 1; fi\n{START_UNIT}"
+        ),
+        REVERT_FAILS => format!(
+            "#!/bin/sh\n{PROGRESS}\ntouch {REVERT_BLOCKER}\n\
+             echo 'demo-agent {REVERT_FAILS} postinst failed' >&2\nexit 1\n"
         ),
         _ => format!("#!/bin/sh\nset -e\n{PROGRESS}\n{START_UNIT}"),
     };
@@ -109,15 +123,22 @@ impl Host {
 
     /// Installs both Drover packages and starts the coordinator's service.
     pub async fn start_coordinator(&self) {
+        self.start_coordinator_with("").await;
+    }
+
+    /// [`Host::start_coordinator`] with `coordinator_args` added to its usual ones.
+    pub async fn start_coordinator_with(&self, coordinator_args: &str) {
         let m = &self.machine;
         m.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
               /hostbed/debs/drover-coordinator_*.deb /hostbed/debs/drover-updater_*.deb")
             .await;
         // Fast heartbeats and last-seen writes, so "two heartbeats" is seconds.
-        m.sh("printf '%s\\n' DROVER_CONTROL_PLANE_VERSION=2.0.0 \
-              'DROVER_COORDINATOR_ARGS=--heartbeat-secs 2 --liveness-flush-secs 1' \
-              >> /etc/drover/coordinator.env && systemctl enable --now drover-coordinator")
-            .await;
+        m.sh(&format!(
+            "printf '%s\\n' DROVER_CONTROL_PLANE_VERSION=2.0.0 \
+              'DROVER_COORDINATOR_ARGS=--heartbeat-secs 2 --liveness-flush-secs 1 {coordinator_args}' \
+              >> /etc/drover/coordinator.env && systemctl enable --now drover-coordinator"
+        ))
+        .await;
     }
 
     /// Installs demo-agent `version` by hand with apt (as an operator would before the
@@ -183,6 +204,60 @@ impl Host {
         serde_json::from_str(&out.stdout).unwrap_or_else(|err| {
             panic!("droverctl {args:?} printed no JSON ({err}): {}", out.stdout)
         })
+    }
+
+    /// The updater's own state (`drover-updater status --json`).
+    pub async fn updater_state(&self) -> Value {
+        let out = self
+            .machine
+            .exec(&["drover-updater", "status", "--json"])
+            .await;
+        assert!(out.success, "drover-updater status failed: {}", out.stderr);
+        serde_json::from_str(&out.stdout).unwrap_or_else(|err| {
+            panic!(
+                "drover-updater status printed no JSON ({err}): {}",
+                out.stdout
+            )
+        })
+    }
+
+    /// The updater's state once its last decision's reason is `reason`.
+    pub async fn decision(&self, reason: &str) -> Value {
+        eventually_explained(
+            &format!("the updater's decision {reason}"),
+            WAIT,
+            async || {
+                let state = self.updater_state().await;
+                (state["last_decision"]["reason"] == reason).then_some(state)
+            },
+            || self.explain(),
+        )
+        .await
+    }
+
+    /// Waits for `beats` more heartbeats (last-seen moving on each time); every look in
+    /// between must find the agent connected and pass `check`.
+    pub async fn stays_connected(&self, beats: usize, after: &str, check: impl Fn(&Value)) {
+        let mut seen = self.agent().await["last_seen"].clone();
+        for beat in 1..=beats {
+            seen = eventually_explained(
+                &format!("heartbeat {beat} after {after}"),
+                std::time::Duration::from_secs(30),
+                async || {
+                    let now = self.agent().await;
+                    assert_eq!(
+                        now["connected"],
+                        true,
+                        "disconnected after {after}: {now:#}\n{}",
+                        self.explain()
+                    );
+                    check(&now);
+                    (now["last_seen"] != seen).then(|| now["last_seen"].clone())
+                },
+                || self.explain(),
+            )
+            .await;
+        }
     }
 
     pub async fn agent(&self) -> Value {
