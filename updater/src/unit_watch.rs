@@ -87,6 +87,7 @@ mod tests {
             "NRestarts=2\nMainPID=900\nActiveEnterTimestampMonotonic=7000000",
             "NRestarts=0\nMainPID=901\nActiveEnterTimestampMonotonic=5000000",
             "NRestarts=0\nMainPID=812\nActiveEnterTimestampMonotonic=6000000",
+            "NRestarts=0\nMainPID=0\nActiveEnterTimestampMonotonic=5000000",
         ] {
             let later = UnitRun::parse(later).unwrap();
             assert!(run.restarted_in(&later).is_some(), "{later:?}");
