@@ -5,7 +5,9 @@
 //!   (`server-key.pem`), all at once (built in a temporary directory, then renamed, so two
 //!   replicas starting together never mix two CAs). The server certificate (`server.pem`) is
 //!   signed by that CA for the listen addresses, `localhost`, `127.0.0.1`, `::1` and every
-//!   `--tls-san`; it is reissued (same key, same CA) only when those names change. Keys are
+//!   `--tls-san`; it is reissued (same key, same CA) when those names change or at a start
+//!   when less than `SERVER_RENEW_BEFORE` of its `SERVER_VALIDITY` is left (restart a
+//!   coordinator at least once a year). The CA lasts `CA_VALIDITY`. Keys are
 //!   mode 0600, the directory 0700. Clients pin the CA: its SHA-256 over the DER, printed
 //!   as `sha256:HEX` in the log and the ready file.
 //! - **Acceptor.** Each accepted connection (already under the listener's limits) makes its
@@ -186,6 +188,40 @@ pub fn subject_alt_names(cert_der: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// The generated CA's lifetime. Rotating it means enrolling the updaters again (they pin
+/// it); a rotation without that is not built.
+const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// The generated server certificate's lifetime (what browsers accept at most) …
+const SERVER_VALIDITY: Duration = Duration::from_secs(397 * 24 * 3600);
+/// … reissued at a start when less than this is left.
+const SERVER_RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Clocks drift: certificates are valid from a little before they are made.
+const BACKDATE: Duration = Duration::from_secs(3600);
+
+/// `now .. now + validity`, backdated a little.
+fn validity(params: &mut CertificateParams, lasts: Duration) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - BACKDATE;
+    params.not_after = now + lasts;
+}
+
+/// Whether the PEM certificate at `path` expires within `SERVER_RENEW_BEFORE` (or cannot
+/// be read: then it is made again).
+fn expires_soon(path: &Path) -> bool {
+    let Ok(certs) = read_certs(path) else {
+        return true;
+    };
+    let Some(Ok((_, cert))) = certs
+        .first()
+        .map(|c| x509_parser::parse_x509_certificate(c))
+    else {
+        return true;
+    };
+    let not_after = cert.validity().not_after.timestamp();
+    let renew_at = time::OffsetDateTime::now_utc() + SERVER_RENEW_BEFORE;
+    not_after < renew_at.unix_timestamp()
+}
+
 /// The generated CA and server certificate in `DATA_DIR/tls`, created or reused.
 fn generated(
     settings: &TlsSettings,
@@ -202,7 +238,10 @@ fn generated(
     let sans_file = dir.join("server-sans.txt");
     let wanted = sans.join("\n");
     let current = std::fs::read_to_string(&sans_file).ok();
-    if current.as_deref() != Some(wanted.as_str()) || !dir.join("server.pem").exists() {
+    if current.as_deref() != Some(wanted.as_str())
+        || !dir.join("server.pem").exists()
+        || expires_soon(&dir.join("server.pem"))
+    {
         let mut params = CertificateParams::new(sans.clone()).map_err(|err| {
             DroverError::invalid(format!(
                 "cannot put these names in a certificate ({err}): {sans:?}; check --tls-san"
@@ -215,6 +254,7 @@ fn generated(
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
+        validity(&mut params, SERVER_VALIDITY);
         let issuer = Issuer::new(ca_params(&ca_key), &ca_key);
         let cert = params.signed_by(&server_key, &issuer).map_err(|err| {
             DroverError::Internal(format!("signing the server certificate: {err}"))
@@ -242,7 +282,9 @@ fn create_ca(data_dir: &Path, dir: &Path) -> Result<()> {
         .map_err(fs_error(&tmp))?;
     let ca_key = KeyPair::generate().map_err(|err| DroverError::Internal(err.to_string()))?;
     let server_key = KeyPair::generate().map_err(|err| DroverError::Internal(err.to_string()))?;
-    let ca = ca_params(&ca_key)
+    let mut params = ca_params(&ca_key);
+    validity(&mut params, CA_VALIDITY);
+    let ca = params
         .self_signed(&ca_key)
         .map_err(|err| DroverError::Internal(format!("creating the CA: {err}")))?;
     write_file(
@@ -421,6 +463,46 @@ mod tests {
                 "localhost"
             ]
         );
+    }
+
+    /// #22 item 7: the generated certificates have bounded lifetimes (they ran from 1975 to
+    /// 4096), and a server certificate near its end is reissued at start.
+    #[test]
+    fn generated_certificates_have_bounded_lifetimes_and_are_renewed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = TlsSettings {
+            data_dir: dir.path().join("data"),
+            extra_sans: vec![],
+            cert: None,
+            key: None,
+            ca: None,
+            agent_cert_validity: Duration::from_secs(3600),
+            expired_renewal_grace: Duration::from_secs(3600),
+        };
+        let listen = ["127.0.0.1:0".parse().unwrap()];
+        load_or_create(&settings, &listen).unwrap();
+        let tls = dir.path().join("data/tls");
+        let days_left = |file: &str| {
+            let certs = read_certs(&tls.join(file)).unwrap();
+            let (_, cert) = x509_parser::parse_x509_certificate(&certs[0]).unwrap();
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            assert!(cert.validity().not_before.timestamp() > now - 2 * 3600);
+            (cert.validity().not_after.timestamp() - now) / 86_400
+        };
+        assert!(
+            (3640..=3650).contains(&days_left("ca.pem")),
+            "{}",
+            days_left("ca.pem")
+        );
+        assert!((396..=397).contains(&days_left("server.pem")));
+        // One that runs out within 30 days is made again at the next start.
+        let server = std::fs::read(tls.join("server.pem")).unwrap();
+        assert!(!expires_soon(&tls.join("server.pem")));
+        std::fs::write(tls.join("server.pem"), b"not a certificate").unwrap();
+        assert!(expires_soon(&tls.join("server.pem")));
+        load_or_create(&settings, &listen).unwrap();
+        assert_ne!(std::fs::read(tls.join("server.pem")).unwrap(), server);
+        assert!((396..=397).contains(&days_left("server.pem")));
     }
 
     #[test]
