@@ -370,7 +370,7 @@ function setChannelVersion(channel) {
 // ---- agents ----
 async function loadReasons() {
   const reasons = ['channel_target', 'follows_control_plane', 'group_unstarted', 'canary', 'canary_pending', 'canary_waiting',
-    'group_active', 'max_in_flight', 'group_halted', 'update_failed', 'group_done', 'on_target', 'rolledback', 'rollout_paused', 'pinned',
+    'group_active', 'joined_after_start', 'max_in_flight', 'group_halted', 'update_failed', 'group_done', 'on_target', 'rolledback', 'rollout_paused', 'pinned',
     'unknown_channel', 'channel_has_no_version', 'constraint_above_control_plane', 'constraint_below_control_plane'];
   fillSelect($('f-reason'), reasons, 'any reason');
 }
