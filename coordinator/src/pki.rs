@@ -220,15 +220,7 @@ mod tests {
     use super::*;
 
     fn authority(dir: &Path) -> AgentAuthority {
-        let settings = crate::tls::TlsSettings {
-            data_dir: dir.to_path_buf(),
-            extra_sans: vec![],
-            cert: None,
-            key: None,
-            ca: None,
-            agent_cert_validity: Duration::from_secs(3600),
-            expired_renewal_grace: Duration::from_secs(3600),
-        };
+        let settings = crate::tls::TlsSettings::generated_in(dir.to_path_buf());
         crate::tls::load_or_create(&settings, &["127.0.0.1:0".parse().unwrap()]).unwrap();
         AgentAuthority::load(
             &dir.join("tls"),

@@ -8,6 +8,7 @@
 //! - `queries.rs` — what admins read: agents, summary, explanations, events.
 
 mod admins;
+mod agent_certificates;
 mod agent_writer;
 mod caller;
 pub mod change_feed;

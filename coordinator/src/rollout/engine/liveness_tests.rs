@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use super::tests::{MONDAY, apply, random_spec};
+use super::property_tests::random_spec;
+use super::tests::{MONDAY, apply};
 use super::*;
 use crate::rollout::Strategy;
 
