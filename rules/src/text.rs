@@ -2,6 +2,8 @@
 //! travel: what a terminal would show, without control characters, within a byte budget.
 //! The updater cleans where such text enters; the coordinator refuses what is not clean.
 
+use std::borrow::Cow;
+
 /// The most bytes of free text a report or a heartbeat's detail may carry.
 pub const MAX_REPORT_TEXT: usize = 4096;
 
@@ -22,14 +24,18 @@ pub fn terminal_text(raw: &str, max_bytes: usize) -> String {
                 .unwrap_or("")
         })
         .collect();
-    clean_text(&shown.join("\n"), max_bytes)
+    clean_text(&shown.join("\n"), max_bytes).into_owned()
 }
 
 /// `raw` made plain: ANSI escape sequences are dropped and any other control character but a
 /// newline or a tab becomes a space. Longer than `max_bytes`, the tail is kept (where
-/// commands put their verdict) behind a leading `…`.
-pub fn clean_text(raw: &str, max_bytes: usize) -> String {
-    tail(&plain(raw), max_bytes)
+/// commands put their verdict) behind a leading `…`. Text that is clean already (the usual
+/// case, on every heartbeat) is borrowed, not copied.
+pub fn clean_text(raw: &str, max_bytes: usize) -> Cow<'_, str> {
+    if raw.len() <= max_bytes && raw.chars().all(allowed_char) {
+        return Cow::Borrowed(raw);
+    }
+    Cow::Owned(tail(&plain(raw), max_bytes))
 }
 
 /// Drops ANSI escape sequences (ESC [ … final byte, or ESC and one character) and turns
@@ -121,7 +127,7 @@ mod tests {
     proptest! {
         #[test]
         fn anything_comes_out_acceptable(raw in any::<String>(), max in 4usize..600) {
-            for cleaned in [clean_text(&raw, max), terminal_text(&raw, max)] {
+            for cleaned in [clean_text(&raw, max).into_owned(), terminal_text(&raw, max)] {
                 prop_assert!(cleaned.len() <= max);
                 prop_assert!(cleaned.chars().all(allowed_char));
             }

@@ -236,7 +236,7 @@ async fn revert(shared: &Shared, mut in_flight: InFlight) {
         state.broken_versions.insert(
             in_flight.to.clone(),
             BrokenVersion {
-                reason: clean_text(&in_flight.failure, MAX_REPORT_TEXT),
+                reason: clean_text(&in_flight.failure, MAX_REPORT_TEXT).into_owned(),
                 attempt_id: in_flight.attempt_id.clone(),
                 directive_attempt_id: in_flight.directive_attempt_id.clone(),
                 at_ms: shared.now_ms(),
@@ -276,7 +276,7 @@ async fn revert(shared: &Shared, mut in_flight: InFlight) {
                 back_to: in_flight.from.clone(),
                 attempts,
                 retry_at_ms: shared.now_ms() + retry_delay_ms(attempts),
-                why: clean_text(&err, MAX_REPORT_TEXT),
+                why: clean_text(&err, MAX_REPORT_TEXT).into_owned(),
             });
             tracing::error!(version = %in_flight.to, attempts, error = %err, "the revert failed; it is retried with backoff");
             (
@@ -413,7 +413,7 @@ fn report_for(
         outcome,
         // Installers and probes quote the outside world (progress bars, colours): cleaned
         // here, where their text enters the report.
-        error: clean_text(&error, MAX_REPORT_TEXT),
+        error: clean_text(&error, MAX_REPORT_TEXT).into_owned(),
         started_ms: in_flight.started_ms,
         finished_ms: shared.now_ms(),
         directive_id: in_flight.directive_id.clone(),

@@ -245,7 +245,7 @@ async fn heartbeat(shared: &Shared, sequence: u64) -> pb::UpdaterMessage {
         progress: None,
         sequence,
         decision_reason,
-        decision_detail: clean_text(&decision_detail, MAX_REPORT_TEXT),
+        decision_detail: clean_text(&decision_detail, MAX_REPORT_TEXT).into_owned(),
         want_ack: false,
     }))
 }
@@ -356,7 +356,7 @@ async fn acknowledge(shared: &Shared, ack: pb::ReportAck) -> anyhow::Result<()> 
         return Ok(());
     }
     if !ack.refused.is_empty() {
-        let why = clean_text(&ack.refused, MAX_REPORT_TEXT);
+        let why = clean_text(&ack.refused, MAX_REPORT_TEXT).into_owned();
         tracing::warn!(attempt_id = %ack.attempt_id, %why, "the coordinator refused a report; it is dropped");
         state.refused_report = Some(RefusedReport {
             attempt_id: ack.attempt_id,

@@ -76,7 +76,8 @@ pub fn report_to_proto(report: &ReportRecord) -> pb::UpdateReport {
         to_version: report.to_version.clone(),
         outcome: outcome as i32,
         // Already clean when made; a state file from an older updater may not be.
-        error: drover_rules::text::clean_text(&report.error, drover_rules::text::MAX_REPORT_TEXT),
+        error: drover_rules::text::clean_text(&report.error, drover_rules::text::MAX_REPORT_TEXT)
+            .into_owned(),
         started_at: timestamp(report.started_ms),
         finished_at: timestamp(report.finished_ms),
         directive_id: report.directive_id.clone(),

@@ -377,11 +377,13 @@ impl Fleet {
     /// Tells the updater a report will never be stored, so it stops resending it. Nothing is
     /// written: the report's text is what could not be accepted.
     pub async fn refuse_report(&self, session: &Session, attempt_id: String, why: String) {
-        let why = drover_rules::text::clean_text(&why, drover_rules::text::MAX_REPORT_TEXT);
+        let why =
+            drover_rules::text::clean_text(&why, drover_rules::text::MAX_REPORT_TEXT).into_owned();
         tracing::warn!(agent_id = %session.agent_id, %why, "report refused");
         self.metrics.report("invalid", false);
         // An id that is not one (too long, control characters) is echoed only in part.
-        let attempt_id = drover_rules::text::clean_text(&attempt_id, validate::MAX_ID_LEN);
+        let attempt_id =
+            drover_rules::text::clean_text(&attempt_id, validate::MAX_ID_LEN).into_owned();
         session
             .ack(registry::Ack::ReportRefused { attempt_id, why })
             .await;
