@@ -78,7 +78,7 @@ impl AgentAuthority {
     /// through the handshake: enrolment and the admin API (bearer tokens) need none, and
     /// every updater call checks for one itself. A certificate expired less than the grace
     /// period ago passes too, so its agent can renew; every other call refuses it
-    /// (`expired_at`).
+    /// (`PeerCertificate::expired_at`).
     pub fn client_verifier(&self) -> Result<Arc<dyn ClientCertVerifier>> {
         let mut roots = rustls::RootCertStore::empty();
         roots
@@ -171,11 +171,47 @@ fn csr_key_kind(csr_der: &[u8]) -> Option<String> {
     })
 }
 
-/// A certificate's serial number in hex, as `IssuedCertificate::serial` (leading zero bytes
-/// dropped on both sides by `same_serial`).
-pub fn serial_of(cert_der: &[u8]) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
-    Some(hex::encode(cert.raw_serial()))
+/// What a caller's (already verified) client certificate says, read once per call.
+#[derive(Debug, Clone)]
+pub struct PeerCertificate {
+    /// From the URI name `urn:drover:agent:ID`; `None` if it names no agent.
+    pub agent_id: Option<String>,
+    /// Hex, as `IssuedCertificate::serial` (compare with `same_serial`).
+    pub serial: String,
+    pub not_after_ms: i64,
+}
+
+impl PeerCertificate {
+    pub fn parse(cert_der: &[u8]) -> Option<Self> {
+        let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+        let agent_id = cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .and_then(|names| {
+                names
+                    .value
+                    .general_names
+                    .iter()
+                    .find_map(|name| match name {
+                        x509_parser::extensions::GeneralName::URI(uri) => uri
+                            .strip_prefix(AGENT_URI_PREFIX)
+                            .filter(|id| !id.is_empty())
+                            .map(str::to_string),
+                        _ => None,
+                    })
+            });
+        Some(Self {
+            agent_id,
+            serial: hex::encode(cert.raw_serial()),
+            not_after_ms: cert.validity().not_after.timestamp().saturating_mul(1000),
+        })
+    }
+
+    /// When it expired, if it has by `now_ms`.
+    pub fn expired_at(&self, now_ms: i64) -> Option<i64> {
+        (self.not_after_ms < now_ms).then_some(self.not_after_ms)
+    }
 }
 
 /// Whether two hex serials name the same number (DER drops leading zero bytes).
@@ -190,27 +226,9 @@ pub fn same_serial(a: &str, b: &str) -> bool {
     digits(a) == digits(b)
 }
 
-/// When `cert_der` expired (ms since the epoch), if it has by `now_ms`.
-pub fn expired_at(cert_der: &[u8], now_ms: i64) -> Option<i64> {
-    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
-    let not_after_ms = cert.validity().not_after.timestamp().saturating_mul(1000);
-    (not_after_ms < now_ms).then_some(not_after_ms)
-}
-
+/// The agent id a client certificate names.
 pub fn agent_id_of(cert_der: &[u8]) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
-    let names = cert.subject_alternative_name().ok()??;
-    names
-        .value
-        .general_names
-        .iter()
-        .find_map(|name| match name {
-            x509_parser::extensions::GeneralName::URI(uri) => uri
-                .strip_prefix(AGENT_URI_PREFIX)
-                .filter(|id| !id.is_empty())
-                .map(str::to_string),
-            _ => None,
-        })
+    PeerCertificate::parse(cert_der)?.agent_id
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! A client certificate that expired while its agent could not reach the coordinator (the
 //! coordinator was down, the host was off) may still renew for a grace period: the
 //! handshake accepts it when it verifies as of its own last valid moment. Which calls such
-//! a certificate may make is decided per call (`pki::expired_at`): only `Renew`.
+//! a certificate may make is decided per call (`PeerCertificate::expired_at`): only `Renew`.
 
 use std::{sync::Arc, time::Duration};
 

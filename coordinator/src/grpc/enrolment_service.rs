@@ -16,7 +16,7 @@ use governor::{
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
-use super::{convert, updater_service::certified_agent};
+use super::{convert, updater_service::peer_certificate};
 use crate::{
     error::{DroverError, ErrorCode},
     fleet::{EnrolRequest, Fleet, updater_audit},
@@ -158,11 +158,12 @@ impl EnrolmentService for EnrolmentApi {
         if self.calls.check().is_err() {
             return Err(too_many());
         }
-        let certified = certified_agent(&request);
-        let serial = super::updater_service::certified_serial(&request);
-        let expired_ms = request
-            .peer_certs()
-            .and_then(|certs| crate::pki::expired_at(certs.first()?, crate::domain::now_ms()));
+        let peer = peer_certificate(&request);
+        let certified = peer.as_ref().and_then(|p| p.agent_id.clone());
+        let expired_ms = peer
+            .as_ref()
+            .and_then(|p| p.expired_at(crate::domain::now_ms()));
+        let serial = peer.map(|p| p.serial);
         let request = request.into_inner();
         let Some(agent_id) = certified else {
             return Err(DroverError::Unauthenticated(

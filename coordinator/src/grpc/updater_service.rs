@@ -22,6 +22,7 @@ use crate::{
     error::DroverError,
     fleet::Fleet,
     fleet::registry::{Ack, Session},
+    pki::PeerCertificate,
 };
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,9 +58,10 @@ impl UpdaterService for UpdaterApi {
         &self,
         request: Request<Streaming<pb::UpdaterMessage>>,
     ) -> Result<Response<Outbound>, Status> {
-        refuse_expired(&request)?;
-        let certified = certified_agent(&request);
-        let serial = certified_serial(&request);
+        let peer = peer_certificate(&request);
+        refuse_expired(peer.as_ref())?;
+        let certified = peer.as_ref().and_then(|p| p.agent_id.clone());
+        let serial = peer.map(|p| p.serial);
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
@@ -183,9 +185,10 @@ impl UpdaterService for UpdaterApi {
         &self,
         request: Request<pb::GetTargetRequest>,
     ) -> Result<Response<pb::GetTargetResponse>, Status> {
-        refuse_expired(&request)?;
-        let certified = certified_agent(&request);
-        let serial = certified_serial(&request);
+        let peer = peer_certificate(&request);
+        refuse_expired(peer.as_ref())?;
+        let certified = peer.as_ref().and_then(|p| p.agent_id.clone());
+        let serial = peer.map(|p| p.serial);
         let request = request.into_inner();
         let checked = self
             .fleet
@@ -230,27 +233,15 @@ impl UpdaterService for UpdaterApi {
     }
 }
 
-/// The agent id in the caller's verified client certificate, if it sent one.
-pub(super) fn certified_agent<T>(request: &Request<T>) -> Option<String> {
-    let certs = request.peer_certs()?;
-    crate::pki::agent_id_of(certs.first()?)
-}
-
-/// The serial of the caller's client certificate, if it sent one.
-pub(super) fn certified_serial<T>(request: &Request<T>) -> Option<String> {
-    crate::pki::serial_of(request.peer_certs()?.first()?)
+/// The caller's verified client certificate, if it sent one.
+pub(super) fn peer_certificate<T>(request: &Request<T>) -> Option<PeerCertificate> {
+    PeerCertificate::parse(request.peer_certs()?.first()?)
 }
 
 /// Refuses a certificate the handshake let through only so that it can renew (expired
 /// within the grace period): every call but `Renew` needs a current one.
-pub(super) fn refuse_expired<T>(request: &Request<T>) -> Result<(), Status> {
-    let Some(certs) = request.peer_certs() else {
-        return Ok(());
-    };
-    let Some(expired_ms) = certs
-        .first()
-        .and_then(|cert| crate::pki::expired_at(cert, crate::domain::now_ms()))
-    else {
+fn refuse_expired(peer: Option<&PeerCertificate>) -> Result<(), Status> {
+    let Some(expired_ms) = peer.and_then(|p| p.expired_at(crate::domain::now_ms())) else {
         return Ok(());
     };
     Err(Status::unauthenticated(format!(
