@@ -17,7 +17,12 @@ use std::{
 
 use nix::{sys::signal, unistd::Pid};
 
-use crate::repos::{GpgKey, run};
+mod cgroups;
+mod packages;
+use cgroups::{remove_cgroup, tracking_cgroups};
+pub use packages::{deb, signed_apt_repo};
+
+use crate::repos::run;
 
 const SUITE: &str = "bookworm";
 const MIRROR: &str = "http://deb.debian.org/debian";
@@ -412,58 +417,6 @@ fn host_runs_systemd() -> bool {
     Path::new("/run/systemd/system").exists()
 }
 
-/// A new cgroup `name` under ours in each hierarchy systemd tracks processes in (cgroup2, and
-/// v1's name=systemd on a hybrid host), created.
-fn tracking_cgroups(name: &str) -> Vec<PathBuf> {
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let own_path = |controllers: &str| {
-        own.lines()
-            .find_map(|l| {
-                l.split_once(':')?
-                    .1
-                    .split_once(':')
-                    .filter(|(c, _)| *c == controllers)
-            })
-            .map(|(_, path)| path.trim_start_matches('/').to_string())
-    };
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut cgroups = Vec::new();
-    for line in mounts.lines() {
-        let Some((before, after)) = line.split_once(" - ") else {
-            continue;
-        };
-        let Some(mount) = before.split_whitespace().nth(4) else {
-            continue;
-        };
-        let after: Vec<&str> = after.split_whitespace().collect();
-        let own = match after.as_slice() {
-            ["cgroup2", ..] => own_path(""),
-            ["cgroup", _, options] if options.split(',').any(|o| o == "name=systemd") => {
-                own_path("name=systemd")
-            }
-            _ => None,
-        };
-        if let Some(own) = own {
-            let cgroup = Path::new(mount).join(own).join(name);
-            std::fs::create_dir_all(&cgroup).expect("create the machine's cgroup");
-            cgroups.push(cgroup);
-        }
-    }
-    cgroups
-}
-
-/// Removes an emptied cgroup and those the machine's systemd made under it (rmdir only).
-fn remove_cgroup(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_cgroup(&entry.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
-}
-
 /// Whether `pid` is a child of nspawn `nspawn` and PID 1 of its own namespace.
 fn leader_of(nspawn: u32, pid: &str) -> bool {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
@@ -479,61 +432,4 @@ fn leader_of(nspawn: u32, pid: &str) -> bool {
     field("PPid:") == [nspawn.to_string().as_str()]
         && field("NSpid:").ends_with(&["1"])
         && field("NSpid:").len() == 2
-}
-
-/// A .deb of `name` at `version` (files: /opt/NAME/VERSION and `files`, each an absolute
-/// path and its contents) with these maintainer `scripts` (file name, body), built into
-/// `dir`.
-pub fn deb(
-    dir: &Path,
-    name: &str,
-    version: &str,
-    scripts: &[(&str, String)],
-    files: &[(&str, String)],
-) -> PathBuf {
-    let staging = dir.join(format!("{name}-{version}"));
-    let control = staging.join("DEBIAN");
-    std::fs::create_dir_all(&control).unwrap();
-    std::fs::create_dir_all(staging.join("opt").join(name)).unwrap();
-    std::fs::write(staging.join("opt").join(name).join("VERSION"), version).unwrap();
-    for (path, contents) in files {
-        let path = staging.join(path.trim_start_matches('/'));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, contents).unwrap();
-    }
-    let arch = run(Command::new("dpkg").arg("--print-architecture"));
-    std::fs::write(
-        control.join("control"),
-        format!(
-            "Package: {name}\nVersion: {version}\nArchitecture: {}\n\
-             Maintainer: Drover tests <tests@drover.invalid>\nDescription: test agent\n",
-            arch.trim()
-        ),
-    )
-    .unwrap();
-    for (script, body) in scripts {
-        let path = control.join(script);
-        std::fs::write(&path, body).unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-    }
-    let deb = dir.join(format!("{name}_{version}_{}.deb", arch.trim()));
-    run(Command::new("dpkg-deb")
-        .args(["--root-owner-group", "-Zgzip", "-z1", "-b"])
-        .arg(&staging)
-        .arg(&deb));
-    deb
-}
-
-/// An apt repository of `debs` in `dir/repo` (suite `stable`, component `main`), signed by
-/// a new key whose armored public half is `dir/repo.asc`.
-pub fn signed_apt_repo(dir: &Path, debs: &[PathBuf]) -> (PathBuf, PathBuf) {
-    let keys = dir.join("keys");
-    std::fs::create_dir_all(&keys).unwrap();
-    let key = GpgKey::generate(&keys, "hostbed");
-    let repo = dir.join("repo");
-    crate::repos::apt_repo(&repo, debs, Some(&key), crate::repos::Flaw::None);
-    let public = dir.join("repo.asc");
-    std::fs::copy(&key.public, &public).unwrap();
-    (repo, public)
 }
