@@ -263,7 +263,7 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
                 bound.http,
             );
             let accept_loop = incoming.stopped();
-            let serve = serve_http(incoming, router, shutdown.clone());
+            let serve = http::serve::serve(incoming, router, handshake_timeout, shutdown.clone());
             async move {
                 tokio::select! {
                     () = serve => {}
@@ -275,7 +275,9 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
             }
             .boxed()
         }
-        None => serve_http(http_listener, router, shutdown.clone()).boxed(),
+        None => {
+            http::serve::serve(http_listener, router, handshake_timeout, shutdown.clone()).boxed()
+        }
     };
     let grpc = tokio::spawn(stop_if_it_ends(
         "gRPC server",
@@ -332,19 +334,6 @@ async fn stop_if_it_ends(
     }
 }
 
-async fn serve_http<L>(listener: L, router: axum::Router, shutdown: CancellationToken)
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-    if let Err(err) = served {
-        tracing::error!(error = %err, "HTTP server failed");
-    }
-}
-
 async fn serve_grpc<S, IO>(
     fleet: Arc<Fleet>,
     incoming: S,
@@ -385,6 +374,7 @@ async fn serve_grpc<S, IO>(
         .layer(crate::grpc::timing::TimingLayer::new(
             fleet.metrics().clone(),
         ))
+        .layer(crate::grpc::peer::RequestArrivedLayer)
         .max_concurrent_streams(max_concurrent_streams)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))

@@ -226,17 +226,15 @@ pub fn accept_tls(
     tokio::spawn(async move {
         let _stopped_when_this_ends = guard;
         loop {
-            let (mut stream, peer) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = listener.accept_limited() => accepted,
                 () = tx.closed() => return,
             };
-            stream.defer_start();
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             let last_warning = last_warning.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => {
-                        tls.get_ref().0.mark_started();
                         let _ = tx.send((tls, peer)).await;
                     }
                     Ok(Err(err)) => handshake_failed(&last_warning, peer, &err),

@@ -60,12 +60,13 @@ struct Args {
     max_concurrent_streams: u32,
     /// Open connections allowed on the gRPC and HTTP listeners together (default: the
     /// open-file limit minus 256, kept for the store and logs). At the cap, the oldest
-    /// connection that has sent nothing yet is closed for a new one; if all have spoken,
-    /// new connections are closed at once.
+    /// connection that has made no request yet is closed for a new one; connections without
+    /// credentials may hold at most three quarters of it.
     #[arg(long, env = "DROVER_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
-    /// Seconds a new connection has to send its first bytes and finish its TLS handshake
-    /// (with --insecure: the HTTP/2 preface or an HTTP/1.1 request) before it is closed.
+    /// Seconds a new connection has to finish its TLS handshake and make its first request
+    /// (an updater: its Hello) before it is closed, whatever it sends meanwhile; also the
+    /// time the headers of each HTTP/1.1 request may take.
     #[arg(long, default_value_t = 10)]
     handshake_timeout_secs: u64,
     /// Seconds a connection may send nothing before it is closed (the gRPC server pings

@@ -27,6 +27,9 @@ pub fn interceptor(
             .get("authorization")
             .map(|value| value.as_bytes());
         let identity = fleet.admins().authenticate(header)?;
+        if let Some(conn) = super::peer::conn(&request) {
+            conn.trusted();
+        }
         request.extensions_mut().insert(identity);
         Ok(request)
     }

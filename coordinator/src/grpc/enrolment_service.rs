@@ -99,8 +99,7 @@ impl EnrolmentService for EnrolmentApi {
         if self.calls.check().is_err() {
             return Err(too_many());
         }
-        let peer = request
-            .remote_addr()
+        let peer = super::peer::remote_addr(&request)
             .map(|a| a.ip().to_string())
             .unwrap_or_default();
         let request = request.into_inner();
@@ -164,6 +163,7 @@ impl EnrolmentService for EnrolmentApi {
             .as_ref()
             .and_then(|p| p.expired_at(crate::domain::now_ms()));
         let serial = peer.map(|p| p.serial);
+        let conn = super::peer::conn(&request);
         let request = request.into_inner();
         let Some(agent_id) = certified else {
             return Err(DroverError::Unauthenticated(
@@ -179,6 +179,9 @@ impl EnrolmentService for EnrolmentApi {
             .await
         {
             Ok(certificate) => {
+                if let Some(conn) = conn {
+                    conn.trusted();
+                }
                 tracing::info!(%agent_id, serial = %certificate.serial, "agent certificate renewed");
                 if let Some(expired_ms) = expired_ms {
                     tracing::warn!(%agent_id, expired = %drover_rules::time::rfc3339(expired_ms), "renewed an expired agent certificate (within the grace period)");

@@ -11,6 +11,7 @@ mod enrolment_service;
 mod fuzz;
 mod identity_refusals;
 mod inbound_budget;
+pub mod peer;
 pub mod rollout_convert;
 pub mod timing;
 mod updater_service;

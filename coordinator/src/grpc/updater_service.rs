@@ -62,6 +62,7 @@ impl UpdaterService for UpdaterApi {
         refuse_expired(peer.as_ref())?;
         let certified = peer.as_ref().and_then(|p| p.agent_id.clone());
         let serial = peer.map(|p| p.serial);
+        let conn = super::peer::conn(&request);
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
@@ -74,6 +75,10 @@ impl UpdaterService for UpdaterApi {
                 "the first message of a session must be Hello",
             ));
         };
+        // The connection has made its request; it is trusted once the Hello is accepted.
+        if let Some(conn) = &conn {
+            conn.request_arrived();
+        }
         let held = hello.last_directive_id.clone();
         let identity = convert::identity_from_hello(hello)?;
         let checked = self
@@ -90,6 +95,9 @@ impl UpdaterService for UpdaterApi {
             .await?;
         self.budgets.spend_hello(&identity.agent_id)?;
         let (session, outbox) = self.fleet.open_session(identity, &held).await?;
+        if let Some(conn) = &conn {
+            conn.trusted();
+        }
         if self.fleet.revoked_here(&session.agent_id) {
             // Revoked between the check and the registration: the revoke's cut may have
             // missed this session.
@@ -189,6 +197,7 @@ impl UpdaterService for UpdaterApi {
         refuse_expired(peer.as_ref())?;
         let certified = peer.as_ref().and_then(|p| p.agent_id.clone());
         let serial = peer.map(|p| p.serial);
+        let conn = super::peer::conn(&request);
         let request = request.into_inner();
         let checked = self
             .fleet
@@ -207,6 +216,9 @@ impl UpdaterService for UpdaterApi {
                 checked,
             )
             .await?;
+        if let Some(conn) = conn {
+            conn.trusted();
+        }
         let or_default = |text: &str| {
             if text.is_empty() {
                 "default".to_string()
@@ -235,7 +247,7 @@ impl UpdaterService for UpdaterApi {
 
 /// The caller's verified client certificate, if it sent one.
 pub(super) fn peer_certificate<T>(request: &Request<T>) -> Option<PeerCertificate> {
-    PeerCertificate::parse(request.peer_certs()?.first()?)
+    PeerCertificate::parse(super::peer::peer_certs(request)?.first()?)
 }
 
 /// Refuses a certificate the handshake let through only so that it can renew (expired

@@ -38,6 +38,10 @@ async fn check(State((fleet, needed)): State<Needs>, mut request: Request, next:
         .map(|value| value.as_bytes());
     match fleet.admins().authenticate(header) {
         Ok(identity) if identity.role.allows(needed) => {
+            // A valid token: this connection keeps its place in the reserved share.
+            if let Some(conn) = request.extensions().get::<crate::listener::Conn>() {
+                conn.trusted();
+            }
             request.extensions_mut().insert(identity);
             next.run(request).await
         }

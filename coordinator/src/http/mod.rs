@@ -11,6 +11,7 @@ mod auth;
 mod metrics;
 mod openapi;
 mod query;
+pub mod serve;
 mod stream;
 
 use std::sync::{Arc, atomic::Ordering};

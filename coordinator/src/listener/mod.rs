@@ -1,49 +1,52 @@
 //! Limits on both listeners (gRPC and HTTP): a cap on open connections kept below the
-//! process's open-file limit, a deadline for a new connection's first bytes, an idle
+//! process's open-file limit, a deadline for a new connection's first request, an idle
 //! timeout, TCP keepalive and no-delay on every accepted socket, and an accept loop that
 //! backs off on errors (EMFILE, ENFILE, …) instead of spinning.
 //!
+//! - **Classes** (`conn.rs`). The servers mark a connection when a request arrives on it
+//!   (anonymous) and when its caller proves who it is (trusted: a Hello accepted, a valid
+//!   admin token or agent certificate). Until then it is pending, whatever bytes it sends:
+//!   answering pings or trickling headers proves nothing.
 //! - **Cap.** At most `max_connections` are open across both listeners. At the cap, the
-//!   oldest connection that has not yet sent its first bytes (`HANDSHAKE_BYTES`) is closed
-//!   to make room: a silent connection cannot keep a live client out, and a client that
-//!   has spoken is never pushed out by newcomers. If every connection has spoken, a new
-//!   one is accepted and closed at once. While evicted connections close, the count may
-//!   exceed the cap by at most `max / 16` (at most 64).
-//! - **Deadlines.** A connection must send its first `HANDSHAKE_BYTES` within
-//!   `handshake_timeout`, and afterwards something at least every `idle_timeout`; else it
-//!   is closed. The gRPC server pings every 30 s, so a live gRPC client always answers
-//!   within that.
+//!   oldest pending connection is closed to make room, so a silent connection cannot keep
+//!   a live client out. Anonymous connections may hold at most `max - reserved` places
+//!   (a quarter is reserved): past that, a new one stays pending, so the reserve is
+//!   always reachable by evicting. If no connection is pending, a new one is accepted and
+//!   closed at once. While evicted connections close, the count may exceed the cap by at
+//!   most `max / 16` (at most 64).
+//! - **Deadlines.** A connection must make its first request within `handshake_timeout`
+//!   of its acceptance (TLS handshake included), and afterwards read something at least
+//!   every `idle_timeout`; else it is closed. HTTP/1.1 headers of a later request must
+//!   arrive within `handshake_timeout` too (`http_serve.rs`).
 //! - Warnings about refused connections and accept errors are logged at most every 10 s.
-//! - **TLS** (`tls.rs`) wraps these streams: a connection counts as started only once its
-//!   TLS handshake completed (a ClientHello alone keeps it evictable), and the whole
-//!   handshake must finish within `handshake_timeout`.
+
+mod conn;
+mod stream;
 
 use std::{
     collections::VecDeque,
     io,
     net::SocketAddr,
-    pin::Pin,
     sync::{
         Arc, Weak,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering},
     },
-    task::{Context, Poll},
     time::Duration,
 };
 
-use futures::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
-    time::{Instant, Sleep},
+    time::Instant,
 };
 
+use self::conn::ConnState;
+pub use self::{
+    conn::{Conn, PeerInfo},
+    stream::LimitedStream,
+};
 use crate::error::{DroverError, Result};
 
-/// Bytes a connection must send before it counts as started: the length of the HTTP/2
-/// client preface (any HTTP/1.1 request line and headers are longer).
-pub const HANDSHAKE_BYTES: u64 = 24;
 /// Open files kept for the store, logs and everything else besides connections.
 pub const FILE_HEADROOM: u64 = 256;
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -98,14 +101,19 @@ pub fn resolve_max_connections(asked: Option<usize>, file_limit: u64) -> Result<
 /// Counts shared by both listeners (and shown in `/api/v1/stats`).
 pub struct Connections {
     max: usize,
+    /// Places anonymous connections may not take.
+    reserved: usize,
     limits: ListenerLimits,
     open: AtomicUsize,
+    anonymous: AtomicUsize,
+    trusted: AtomicI64,
     refused: AtomicU64,
     evicted: AtomicU64,
     timed_out: AtomicU64,
     accept_errors: AtomicU64,
-    /// Connections that have not yet sent their first bytes, oldest first (lazily pruned).
-    silent: Mutex<VecDeque<Weak<ConnState>>>,
+    /// Connections in the order they were accepted, for eviction of the oldest pending
+    /// one (lazily pruned).
+    accepted: Mutex<VecDeque<Weak<ConnState>>>,
     last_warning: Mutex<Option<Instant>>,
 }
 
@@ -113,11 +121,17 @@ pub struct Connections {
 pub struct ConnectionStats {
     pub open: usize,
     pub max: usize,
-    /// Accepted and closed at once: the cap was reached and every connection had spoken.
+    /// Places only trusted (or pending) connections may take.
+    pub reserved: usize,
+    /// Open connections that made a request without credentials.
+    pub anonymous: usize,
+    /// Open connections whose caller proved who it is.
+    pub trusted: u64,
+    /// Accepted and closed at once: the cap was reached and no connection was pending.
     pub refused: u64,
-    /// Closed to make room, before they had sent their first bytes.
+    /// Closed to make room, before they had made a request.
     pub evicted: u64,
-    /// Closed for saying nothing within the handshake or idle timeout.
+    /// Closed for no request within the handshake timeout, or nothing within the idle one.
     pub timed_out: u64,
     pub accept_errors: u64,
 }
@@ -126,13 +140,16 @@ impl Connections {
     pub fn new(max: usize, limits: ListenerLimits) -> Arc<Self> {
         Arc::new(Self {
             max,
+            reserved: max / 4,
             limits,
             open: AtomicUsize::new(0),
+            anonymous: AtomicUsize::new(0),
+            trusted: AtomicI64::new(0),
             refused: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
-            silent: Mutex::new(VecDeque::new()),
+            accepted: Mutex::new(VecDeque::new()),
             last_warning: Mutex::new(None),
         })
     }
@@ -141,6 +158,9 @@ impl Connections {
         ConnectionStats {
             open: self.open.load(Ordering::Relaxed),
             max: self.max,
+            reserved: self.reserved,
+            anonymous: self.anonymous.load(Ordering::Relaxed),
+            trusted: self.trusted.load(Ordering::Relaxed).max(0) as u64,
             refused: self.refused.load(Ordering::Relaxed),
             evicted: self.evicted.load(Ordering::Relaxed),
             timed_out: self.timed_out.load(Ordering::Relaxed),
@@ -148,30 +168,47 @@ impl Connections {
         }
     }
 
-    /// Takes a place for a new connection, evicting the oldest silent one at the cap;
+    /// Takes a place for a new connection, evicting the oldest pending one at the cap;
     /// `None`: no place.
     fn admit(self: &Arc<Self>) -> Option<Arc<ConnState>> {
-        let mut silent = self.silent.lock();
+        let mut accepted = self.accepted.lock();
         let open = self.open.load(Ordering::Acquire);
         if open >= self.max {
             let slack = (self.max / 16).clamp(1, 64);
-            if open >= self.max + slack || !evict_oldest(&mut silent) {
+            if open >= self.max + slack || !evict_oldest(&mut accepted) {
                 return None;
             }
             self.evicted.fetch_add(1, Ordering::Relaxed);
         }
-        if silent.len() > 2 * self.max.max(16) {
-            silent.retain(|weak| weak.upgrade().is_some_and(|state| state.is_silent()));
+        if accepted.len() > 2 * self.max.max(16) {
+            accepted.retain(|weak| weak.upgrade().is_some_and(|state| state.is_evictable()));
         }
-        let state = Arc::new(ConnState {
-            connections: self.clone(),
-            spoken: AtomicBool::new(false),
-            evicted: AtomicBool::new(false),
-            waker: AtomicWaker::new(),
-        });
-        silent.push_back(Arc::downgrade(&state));
+        let state = Arc::new(ConnState::new(self.clone()));
+        accepted.push_back(Arc::downgrade(&state));
         self.open.fetch_add(1, Ordering::AcqRel);
         Some(state)
+    }
+
+    /// An anonymous place, if fewer than `max - reserved` are taken.
+    fn take_anonymous_place(&self) -> bool {
+        let limit = self.max.saturating_sub(self.reserved).max(1);
+        self.anonymous
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn release_anonymous_place(&self) {
+        self.anonymous.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn add_trusted(&self, delta: i64) {
+        self.trusted.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    fn closed(&self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Logs at most every [`WARN_EVERY`].
@@ -186,10 +223,10 @@ impl Connections {
     }
 }
 
-fn evict_oldest(silent: &mut VecDeque<Weak<ConnState>>) -> bool {
-    while let Some(weak) = silent.pop_front() {
+fn evict_oldest(accepted: &mut VecDeque<Weak<ConnState>>) -> bool {
+    while let Some(weak) = accepted.pop_front() {
         if let Some(state) = weak.upgrade()
-            && state.is_silent()
+            && state.is_evictable()
         {
             state.evicted.store(true, Ordering::Release);
             state.waker.wake();
@@ -197,26 +234,6 @@ fn evict_oldest(silent: &mut VecDeque<Weak<ConnState>>) -> bool {
         }
     }
     false
-}
-
-/// One accepted connection's place; dropping the last reference frees it.
-struct ConnState {
-    connections: Arc<Connections>,
-    spoken: AtomicBool,
-    evicted: AtomicBool,
-    waker: AtomicWaker,
-}
-
-impl ConnState {
-    fn is_silent(&self) -> bool {
-        !self.spoken.load(Ordering::Acquire) && !self.evicted.load(Ordering::Acquire)
-    }
-}
-
-impl Drop for ConnState {
-    fn drop(&mut self) {
-        self.connections.open.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// A listener that applies [`Connections`]' limits; used by both servers.
@@ -256,7 +273,7 @@ impl LimitedListener {
                     tracing::warn!(
                         listener = what, open = stats.open, max = stats.max,
                         refused_total = stats.refused,
-                        "connection limit reached: closing new connections (raise --max-connections or the open-file limit)"
+                        "connection limit reached and no connection is waiting for its first request: closing new connections (raise --max-connections or the open-file limit)"
                     );
                 });
                 drop(stream);
@@ -327,161 +344,6 @@ fn configure(stream: &TcpStream, limits: &ListenerLimits) {
     }
 }
 
-/// An accepted connection that ends with an error when it says nothing in time or is
-/// evicted, and frees its place when dropped.
-pub struct LimitedStream {
-    io: TcpStream,
-    state: Arc<ConnState>,
-    received: u64,
-    accepted_at: Instant,
-    last_read: Instant,
-    deadline: Pin<Box<Sleep>>,
-    /// Counted as started only by [`Self::mark_started`] (after a TLS handshake), not by
-    /// its first bytes: a ClientHello alone must not make a connection unevictable.
-    start_marked_by_caller: bool,
-}
-
-impl LimitedStream {
-    fn new(io: TcpStream, state: Arc<ConnState>) -> Self {
-        let now = Instant::now();
-        let deadline = now + state.connections.limits.handshake_timeout;
-        Self {
-            io,
-            state,
-            received: 0,
-            accepted_at: now,
-            last_read: now,
-            deadline: Box::pin(tokio::time::sleep_until(deadline)),
-            start_marked_by_caller: false,
-        }
-    }
-
-    /// The connection counts as started only when [`Self::mark_started`] says so.
-    pub fn defer_start(&mut self) {
-        self.start_marked_by_caller = true;
-    }
-
-    /// From now on the connection is never evicted to make room (see `defer_start`).
-    pub fn mark_started(&self) {
-        self.state.spoken.store(true, Ordering::Release);
-    }
-
-    fn due(&self) -> Instant {
-        let limits = &self.state.connections.limits;
-        if self.received < HANDSHAKE_BYTES {
-            self.accepted_at + limits.handshake_timeout
-        } else {
-            self.last_read + limits.idle_timeout
-        }
-    }
-
-    /// Ready when the connection has been silent too long (checked only while reading).
-    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            let due = self.due();
-            if self.deadline.deadline() != due {
-                self.deadline.as_mut().reset(due);
-            }
-            if self.deadline.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            if Instant::now() >= self.due() {
-                return Poll::Ready(());
-            }
-        }
-    }
-}
-
-impl AsyncRead for LimitedStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if this.state.evicted.load(Ordering::Acquire) {
-            return Poll::Ready(Err(evicted()));
-        }
-        let before = buf.filled().len();
-        match Pin::new(&mut this.io).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let read = (buf.filled().len() - before) as u64;
-                if read > 0 {
-                    this.last_read = Instant::now();
-                    this.received = this.received.saturating_add(read);
-                    if this.received >= HANDSHAKE_BYTES && !this.start_marked_by_caller {
-                        this.state.spoken.store(true, Ordering::Release);
-                    }
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => {
-                this.state.waker.register(cx.waker());
-                if this.state.evicted.load(Ordering::Acquire) {
-                    return Poll::Ready(Err(evicted()));
-                }
-                if this.poll_deadline(cx).is_ready() {
-                    this.state
-                        .connections
-                        .timed_out
-                        .fetch_add(1, Ordering::Relaxed);
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the connection said nothing within its handshake or idle timeout",
-                    )));
-                }
-                Poll::Pending
-            }
-        }
-    }
-}
-
-fn evicted() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionAborted,
-        "closed to make room: the connection limit was reached and it had said nothing",
-    )
-}
-
-impl AsyncWrite for LimitedStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-impl tonic::transport::server::Connected for LimitedStream {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.connect_info()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,5 +356,43 @@ mod tests {
         let err = resolve_max_connections(Some(900), 1024).unwrap_err();
         assert!(err.to_string().contains("at most 768"), "{err}");
         assert!(resolve_max_connections(Some(0), 1024).is_err());
+    }
+
+    /// Anonymous connections fill at most `max - reserved` places; the rest stay pending,
+    /// so a trusted newcomer always finds one to evict; trusted ones are never evicted.
+    #[test]
+    fn anonymous_connections_leave_the_reserve_reachable() {
+        let connections = Connections::new(8, ListenerLimits::default());
+        let held: Vec<_> = (0..8)
+            .map(|_| connections.admit().expect("a place"))
+            .collect();
+        for state in &held {
+            Conn::new(state).request_arrived();
+        }
+        let stats = connections.stats();
+        assert_eq!((stats.open, stats.reserved, stats.anonymous), (8, 2, 6));
+        assert_eq!(held.iter().filter(|s| s.is_evictable()).count(), 2);
+
+        // A newcomer at the cap evicts the oldest connection still pending.
+        let newcomer = connections.admit().expect("a pending one is evicted");
+        assert!(held[6].evicted.load(Ordering::Acquire));
+        Conn::new(&newcomer).trusted();
+        Conn::new(&held[7]).trusted();
+        drop(held);
+        let stats = connections.stats();
+        assert_eq!((stats.open, stats.anonymous, stats.trusted), (1, 0, 1));
+    }
+
+    #[test]
+    fn with_nothing_pending_a_newcomer_is_refused() {
+        let connections = Connections::new(4, ListenerLimits::default());
+        let held: Vec<_> = (0..4)
+            .map(|_| connections.admit().expect("a place"))
+            .collect();
+        for state in &held {
+            Conn::new(state).trusted();
+        }
+        assert!(connections.admit().is_none());
+        assert_eq!(connections.stats().trusted, 4);
     }
 }
