@@ -88,6 +88,7 @@ pub struct Metrics {
     http: Family<HttpLabels, Histogram>,
     webhook_deliveries: Family<ResultLabels, Counter>,
     webhook_dropped: Counter,
+    enrolments_during_rollout: Counter,
     reconciler_leader: prometheus_client::metrics::gauge::Gauge,
 }
 
@@ -118,6 +119,7 @@ impl Metrics {
             http: histograms(),
             webhook_deliveries: Family::default(),
             webhook_dropped: Counter::default(),
+            enrolments_during_rollout: Counter::default(),
             reconciler_leader: Default::default(),
             registry: Registry::default(),
         };
@@ -160,6 +162,11 @@ impl Metrics {
             "drover_webhook_dropped",
             "Webhook alerts dropped unsent because the queue was full (the oldest goes first)",
             m.webhook_dropped.clone(),
+        );
+        registry.register(
+            "drover_enrolments_during_rollout",
+            "Agents that enrolled into a group while a rollout was updating it (held until the group is done; a burst can mean a leaked join token)",
+            m.enrolments_during_rollout.clone(),
         );
         registry.register(
             "drover_reconciler_leader",
@@ -214,6 +221,10 @@ impl Metrics {
 
     pub fn webhook_dropped(&self) {
         self.webhook_dropped.inc();
+    }
+
+    pub fn enrolment_during_rollout(&self) {
+        self.enrolments_during_rollout.inc();
     }
 }
 

@@ -133,6 +133,7 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     let fleet = Fleet::new(store.clone(), config.fleet.clone()).await?;
     if let Some((tls, _)) = &tls {
         fleet.enable_enrolment(tls.agents.clone(), tls.ca_pem.clone());
+        fleet.remember_live_join_tokens().await?;
     }
     if let Some(version) = &config.control_plane_version {
         fleet

@@ -1,5 +1,5 @@
 //! Webhook alerts: a JSON post to every `--webhook URL` when a rollout starts, halts,
-//! finishes or rolls back.
+//! finishes or rolls back, and when an agent enrols into a group a rollout is updating.
 //!
 //! The fleet only enqueues, after the transition committed ([`AlertQueue::push`]: a lock and
 //! a push, never I/O), so a slow or failing receiver can never slow a rollout. One
@@ -34,6 +34,8 @@ pub enum AlertKind {
     RolloutHalted,
     RolloutDone,
     RolloutRolledBack,
+    /// An agent enrolled into a group the rollout was updating (`joined_after_start`).
+    EnrolledDuringRollout,
 }
 
 /// The JSON body of one post.

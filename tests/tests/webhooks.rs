@@ -291,3 +291,72 @@ async fn bad_webhook_flags_are_refused_at_start_saying_what_to_give() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+/// #22 item 3: an agent enrolling into a group a rollout is updating is visible — in its
+/// enrolment event, a metric and a webhook alert — and is held, not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrolment_into_an_updating_group_is_announced() {
+    let root = tempfile::tempdir().unwrap();
+    let (receiver, hook) = Receiver::start(Behaviour::Answer).await;
+    let c = CoordinatorBuilder::sqlite(root.path())
+        .control_plane("2.0.0")
+        .arg("--reconcile-ms")
+        .arg("200")
+        .arg("--webhook")
+        .arg(&hook)
+        .start()
+        .await;
+    let url = c.grpc_url();
+    droverctl_json(&url, &["channels", "set", "stable", "1.0.0"]).await;
+    // One member whose install never ends within the test: the group stays active.
+    let _fleet = simulate(
+        &url,
+        root.path(),
+        &[
+            "--count",
+            "1",
+            "--groups",
+            "dev",
+            "--channel",
+            "stable",
+            "--versions",
+            "1.0.0",
+            "--install-ms",
+            "600000",
+            "--unhealthy-fraction",
+            "0",
+            "--ramp-up-secs",
+            "0",
+        ],
+    );
+    wait_connected(&url, 1).await;
+    let (ok, _, stderr) = create_rollout(&url, "stable", &["dev"], &["--immediate"]).await;
+    assert!(ok, "{stderr}");
+    let started = receiver.wait_for("rollout_started").await;
+
+    let token = drover_tests::enrol::join_token(&url, &["dev"], 1).expect("TLS");
+    drover_tests::enrol::enrol_in_memory_with(&url, "latecomer", "dev", &token)
+        .await
+        .expect("the enrolment itself is honest");
+
+    let alert = receiver.wait_for("enrolled_during_rollout").await;
+    assert_eq!(alert["rollout_id"], started["rollout_id"], "{alert}");
+    assert_eq!(alert["reason"], "joined_after_start", "{alert}");
+    let detail = alert["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("agent latecomer enrolled into group dev") && detail.contains("waits"),
+        "{detail}"
+    );
+    let events = droverctl_json(&url, &["events", "--limit", "20"]).await;
+    assert!(
+        events.to_string().contains("joined_after_start"),
+        "the enrolment event says so: {events}"
+    );
+    let metrics = drover_tests::http(c.addresses.http, "GET", "/metrics")
+        .await
+        .1;
+    assert!(
+        metrics.contains("drover_enrolments_during_rollout_total 1"),
+        "{metrics}"
+    );
+}

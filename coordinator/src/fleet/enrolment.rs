@@ -14,7 +14,10 @@ use std::sync::{Arc, OnceLock};
 use drover_rules::{AuditResult, EventKind};
 use sha2::{Digest, Sha256};
 
-use super::{Caller, Fleet, caller::updater_audit, effects::Effect};
+use super::{
+    Caller, Fleet, caller::updater_audit, effects::Effect, known_tokens::KnownTokens,
+    known_tokens::MAX_KNOWN_TOKENS, late_enrolment::late_note,
+};
 use crate::{
     domain::{now_ms, validate},
     error::{DroverError, Result},
@@ -43,6 +46,7 @@ pub struct Enrolment {
     /// Agents revoked by this process: a session that registered while its agent was being
     /// revoked finds itself here and ends (the store refuses every later hello).
     pub(super) revoked_here: parking_lot::RwLock<std::collections::HashSet<String>>,
+    known_tokens: KnownTokens,
 }
 
 /// What an updater asks for when it enrols.
@@ -93,6 +97,26 @@ impl Fleet {
     /// updaters trust for the server.
     pub fn enable_enrolment(&self, agents: Arc<AgentAuthority>, ca_pem: String) {
         let _ = self.enrolment.authority.set(Authority { agents, ca_pem });
+    }
+
+    /// Learns the live join tokens, so calls with them are told from guesses (see
+    /// `known_tokens`) from the first call after a start.
+    pub async fn remember_live_join_tokens(&self) -> Result<()> {
+        let now = now_ms();
+        for row in self
+            .store()
+            .list_join_tokens(MAX_KNOWN_TOKENS as i64)
+            .await?
+        {
+            self.enrolment.known_tokens.learn(&row, now);
+        }
+        Ok(())
+    }
+
+    /// Whether `secret` is a join token this process knows to be live (a hint for rate
+    /// limits only).
+    pub fn join_token_known(&self, secret: &str) -> bool {
+        self.enrolment.known_tokens.contains(&secret_hash(secret))
     }
 
     /// Whether updaters must present an enrolled certificate (false only with `--insecure`).
@@ -169,6 +193,7 @@ impl Fleet {
         }
         let event = self.admin_event(caller, text);
         self.store().create_join_token(&row, &[event]).await?;
+        self.enrolment.known_tokens.learn(&row, now);
         Ok((row, Some(secret), effect))
     }
 
@@ -210,6 +235,7 @@ impl Fleet {
         {
             return Err(not_live());
         }
+        self.enrolment.known_tokens.forget(&row.secret_hash);
         Ok((row, effect))
     }
 
@@ -254,6 +280,7 @@ impl Fleet {
             })?;
         *token_id = Some(token.token_id.clone());
         let now = now_ms();
+        self.enrolment.known_tokens.learn(&token, now);
         if token.revoked_at_ms.is_some() {
             return Err(refused(format!(
                 "join token {} was revoked",
@@ -302,9 +329,11 @@ impl Fleet {
             revoked_at_ms: None,
             previous_serial: None,
         };
+        let updating = self.rollouts_updating(&group);
         let text = format!(
-            "agent {agent_id} enrolled into group {group} with join token {}",
-            token.token_id
+            "agent {agent_id} enrolled into group {group} with join token {}{}",
+            token.token_id,
+            late_note(&updating, &group).unwrap_or_default()
         );
         let event = NewEvent {
             at_ms: now,
@@ -319,16 +348,19 @@ impl Fleet {
                 AuditResult::Ok,
                 &text,
             ))),
-            text,
+            text: text.clone(),
             ..NewEvent::default()
         };
         match self.store().enrol(&identity, now, &[event]).await? {
-            Ok(()) => Ok(Enrolled {
-                agent_id,
-                group,
-                certificate,
-                ca_pem: authority.ca_pem.clone(),
-            }),
+            Ok(()) => {
+                self.announce_late_enrolment(&updating, &text, now);
+                Ok(Enrolled {
+                    agent_id,
+                    group,
+                    certificate,
+                    ca_pem: authority.ca_pem.clone(),
+                })
+            }
             Err(EnrolRefusal::TokenSpent) => Err(refused(format!(
                 "join token {} was used up, revoked or expired just now",
                 token.token_id

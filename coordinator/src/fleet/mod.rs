@@ -17,6 +17,8 @@ mod effects;
 mod enrolment;
 mod history;
 mod inventory;
+mod known_tokens;
+mod late_enrolment;
 mod liveness;
 mod pins;
 mod push;

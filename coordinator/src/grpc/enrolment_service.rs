@@ -1,11 +1,14 @@
 //! `drover.v1.EnrolmentService`: updaters get their client certificate with a join token
 //! (`Enroll`, no certificate yet) and renew it with the current one (`Renew`).
 //!
-//! Bounded: a request is small (`MAX_ENROLMENT_MESSAGE_BYTES`), calls are rate-limited as a
-//! whole and per join token, and refused attempts are audited within their own budget, so
-//! a flood of bad tokens costs the database a bounded number of writes.
+//! Bounded: a request is small (`MAX_ENROLMENT_MESSAGE_BYTES`), and calls are rate-limited
+//! before they cost a store lookup. A call with a join token this process knows to be live
+//! spends from its token's budget and the overall one; any other call is a possible guess
+//! and spends from its source address's budget and a separate, smaller one for guesses,
+//! so guessing cannot starve honest enrolments. Refused attempts are audited within their
+//! own budget, so a flood of bad tokens costs the database a bounded number of writes.
 
-use std::{num::NonZeroU32, sync::Arc};
+use std::{net::IpAddr, num::NonZeroU32, sync::Arc};
 
 use drover_proto::v1::{self as pb, enrolment_service_server::EnrolmentService};
 use drover_rules::AuditResult;
@@ -24,10 +27,14 @@ use crate::{
 
 /// A signing request and a token fit in a few KiB.
 pub const MAX_ENROLMENT_MESSAGE_BYTES: usize = 16 * 1024;
+/// Enrolments with known tokens and renewals, overall (README: 200/s).
 const CALLS_PER_SECOND: u32 = 200;
-const CALLS_BURST: u32 = 2000;
+/// Enrolments per known token (README: 100/s).
 const PER_TOKEN_PER_SECOND: u32 = 100;
-const PER_TOKEN_BURST: u32 = 1000;
+/// Calls with a token this process does not know: overall, and per source address.
+const GUESSES_PER_SECOND: u32 = 20;
+const GUESSES_PER_SOURCE_PER_SECOND: u32 = 2;
+const GUESSES_PER_SOURCE_BURST: u32 = 5;
 const REFUSAL_RECORDS_PER_SECOND: u32 = 20;
 const REFUSAL_RECORDS_BURST: u32 = 200;
 
@@ -35,8 +42,10 @@ pub struct EnrolmentApi {
     fleet: Arc<Fleet>,
     calls: RateLimiter<NotKeyed, InMemoryState, DefaultClock>,
     per_token: DefaultKeyedRateLimiter<String>,
-    /// Every so many calls the per-token buckets that have refilled are dropped, so a
-    /// stream of made-up tokens cannot grow that map without bound.
+    guesses: RateLimiter<NotKeyed, InMemoryState, DefaultClock>,
+    guesses_per_source: DefaultKeyedRateLimiter<Option<IpAddr>>,
+    /// Every so many calls the keyed buckets that have refilled are dropped, so a stream
+    /// of made-up tokens or addresses cannot grow those maps without bound.
     calls_seen: std::sync::atomic::AtomicU64,
     refusals: RateLimiter<NotKeyed, InMemoryState, DefaultClock>,
 }
@@ -54,15 +63,53 @@ fn too_many() -> Status {
     )
 }
 
+fn too_many_guesses() -> Status {
+    Status::resource_exhausted(
+        "too many enrolment calls with join tokens this coordinator does not know, from this \
+         address or overall; check the token (`droverctl tokens list`) and retry with backoff",
+    )
+}
+
 impl EnrolmentApi {
     pub fn new(fleet: Arc<Fleet>) -> Self {
         Self {
             fleet,
-            calls: RateLimiter::direct(quota(CALLS_PER_SECOND, CALLS_BURST)),
-            per_token: RateLimiter::keyed(quota(PER_TOKEN_PER_SECOND, PER_TOKEN_BURST)),
+            calls: RateLimiter::direct(quota(CALLS_PER_SECOND, CALLS_PER_SECOND)),
+            per_token: RateLimiter::keyed(quota(PER_TOKEN_PER_SECOND, PER_TOKEN_PER_SECOND)),
+            guesses: RateLimiter::direct(quota(GUESSES_PER_SECOND, GUESSES_PER_SECOND)),
+            guesses_per_source: RateLimiter::keyed(quota(
+                GUESSES_PER_SOURCE_PER_SECOND,
+                GUESSES_PER_SOURCE_BURST,
+            )),
             calls_seen: std::sync::atomic::AtomicU64::new(0),
             refusals: RateLimiter::direct(quota(REFUSAL_RECORDS_PER_SECOND, REFUSAL_RECORDS_BURST)),
         }
+    }
+
+    /// Spends one call from the budgets that apply to it (see the module's comment).
+    fn spend_enrolment_budget(&self, secret: &str, source: Option<IpAddr>) -> Result<(), Status> {
+        let seen = self
+            .calls_seen
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if seen % FORGET_EVERY == FORGET_EVERY - 1 {
+            self.per_token.retain_recent();
+            self.per_token.shrink_to_fit();
+            self.guesses_per_source.retain_recent();
+            self.guesses_per_source.shrink_to_fit();
+        }
+        if !self.fleet.join_token_known(secret) {
+            if self.guesses_per_source.check_key(&source).is_err() || self.guesses.check().is_err()
+            {
+                return Err(too_many_guesses());
+            }
+            return Ok(());
+        }
+        // The token's secret is its own rate-limit key (hashed in memory only, never logged).
+        let key = hex::encode(&Sha256::digest(secret.as_bytes())[..16]);
+        if self.per_token.check_key(&key).is_err() || self.calls.check().is_err() {
+            return Err(too_many());
+        }
+        Ok(())
     }
 
     /// Audits a refusal (within its budget; a store failure is logged, not audited).
@@ -96,25 +143,10 @@ impl EnrolmentService for EnrolmentApi {
         &self,
         request: Request<pb::EnrollRequest>,
     ) -> Result<Response<pb::EnrollResponse>, Status> {
-        if self.calls.check().is_err() {
-            return Err(too_many());
-        }
-        let peer = super::peer::remote_addr(&request)
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
+        let source = super::peer::remote_addr(&request).map(|a| a.ip());
         let request = request.into_inner();
-        // The token's secret is its own rate-limit key (hashed in memory only, never logged).
-        let key = hex::encode(&Sha256::digest(request.token.as_bytes())[..16]);
-        let seen = self
-            .calls_seen
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if seen % FORGET_EVERY == FORGET_EVERY - 1 {
-            self.per_token.retain_recent();
-            self.per_token.shrink_to_fit();
-        }
-        if self.per_token.check_key(&key).is_err() {
-            return Err(too_many());
-        }
+        self.spend_enrolment_budget(&request.token, source)?;
+        let peer = source.map(|ip| ip.to_string()).unwrap_or_default();
         let ask = EnrolRequest {
             secret: request.token,
             csr_der: request.csr_der,
