@@ -71,7 +71,9 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
     )
     .await?;
     let mut admin = AdminServiceClient::new(load::connect(&coordinator.grpc, None).await?);
-    set_channel(&mut admin, "bench", "1.0.0").await?;
+    // The channel targets what the storm's reports claim (the coordinator believes a report
+    // only for a target it sent); the simulated updaters do not follow it until phase 2.
+    set_channel(&mut admin, "bench", "1.1.0").await?;
     set_channel(&mut admin, "other", "1.0.0").await?;
 
     let (wave, _) = watch::channel(None);

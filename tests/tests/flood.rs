@@ -39,7 +39,7 @@ fn report(i: usize) -> pb::UpdaterMessage {
     msg(Up::Report(pb::UpdateReport {
         attempt_id: format!("flood-{i}"),
         from_version: "1.0.0".into(),
-        to_version: "1.0.1".into(),
+        to_version: "1.2.0".into(),
         outcome: pb::UpdateOutcome::Failed as i32,
         error: "flooded".into(),
         started_at: Some(now),

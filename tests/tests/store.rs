@@ -173,6 +173,19 @@ async fn store_contract(store: Store) {
     let a1 = store.get_agent("a-1").await.unwrap().unwrap();
     assert_eq!(a1.agent_version.as_deref(), Some("1.1.0"));
     assert_eq!(a1.last_report.unwrap().attempt_id, "r-1");
+    // #22 item 1: an older attempt that starts from the recorded version (1.1.0 → 1.0.9)
+    // is stored too, and moves nothing back either: attempt order, not arrival order.
+    let mut from_recorded = report("r-00", "1.0.9", UpdateOutcome::Succeeded);
+    from_recorded.from_version = "1.1.0".into();
+    from_recorded.finished_ms = 1;
+    let late = store
+        .record_report("a-1", &from_recorded, 11_700, &event("a-1 r-00"))
+        .await
+        .unwrap();
+    assert!(late.new && !late.version_moved);
+    let a1 = store.get_agent("a-1").await.unwrap().unwrap();
+    assert_eq!(a1.agent_version.as_deref(), Some("1.1.0"));
+    assert_eq!(a1.last_report.unwrap().attempt_id, "r-1");
     let failed = store
         .record_report(
             "a-2",

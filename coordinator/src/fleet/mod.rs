@@ -12,6 +12,7 @@ mod agent_certificates;
 mod agent_writer;
 mod caller;
 pub mod change_feed;
+mod claims;
 mod clock;
 mod effects;
 mod enrolment;
@@ -392,9 +393,13 @@ impl Fleet {
     }
 
     /// Commits the report with its event, then acknowledges it; a resent report is
-    /// acknowledged again and writes nothing. A stale report never moves the agent back.
+    /// acknowledged again and writes nothing. A stale report never moves the agent back, and
+    /// one for a target this coordinator never sent the agent is only a claim (`claims`).
     pub async fn report(&self, session: &Session, report: UpdateReport) -> Result<()> {
         self.counters.reports.fetch_add(1, Ordering::Relaxed);
+        if let Some(why) = self.unissued(session, &report) {
+            return self.record_claim(session, &report, why).await;
+        }
         let error = if report.error.is_empty() {
             String::new()
         } else {

@@ -246,6 +246,20 @@ impl Fleet {
                 }
             ));
         }
+        // The newest claim not believed, if any of the agent's recent events (oldest first) is one.
+        let recent = self.store().recent_events(agent_id, 50).await?;
+        if let Some(claim) = recent
+            .iter()
+            .rev()
+            .find(|event| event.text.starts_with(super::claims::CLAIM_PREFIX))
+        {
+            text.push_str(&format!(
+                " Its updater reported something this coordinator never sent it, at {}, kept as \
+                 a claim that moves nothing: {}.",
+                drover_rules::time::rfc3339(claim.at_ms),
+                &claim.text[super::claims::CLAIM_PREFIX.len()..]
+            ));
+        }
         Ok(Explanation {
             agent_id: agent_id.to_string(),
             current_version: current,

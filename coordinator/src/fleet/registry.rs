@@ -60,6 +60,11 @@ pub struct SessionOutbox {
 }
 
 impl Session {
+    /// The target of the directive this session serves now, if it names one.
+    pub fn current_target(&self) -> Option<semver::Version> {
+        self.directive.borrow().target_version.clone()
+    }
+
     pub fn new(
         agent_id: String,
         group: String,

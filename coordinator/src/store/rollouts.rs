@@ -171,6 +171,18 @@ macro_rules! insert_events {
 pub(super) use insert_events;
 
 impl Store {
+    /// Events (with their audit records) that change no other state, in one transaction.
+    pub async fn record_events(&self, events: &[NewEvent]) -> Result<()> {
+        let _write = self.write_gate().await;
+        on_backend!(self, pool => {
+            let mut tx = pool.begin().await?;
+            insert_events!(tx, events);
+            tx.commit().await?;
+        });
+        self.count_writes(events.len() as u64 * 2);
+        Ok(())
+    }
+
     /// Creates a rollout and its creation event in one transaction. A second active rollout
     /// on the same channel is refused by the database itself.
     pub async fn create_rollout(&self, rollout: &RolloutRow, events: &[NewEvent]) -> Result<()> {

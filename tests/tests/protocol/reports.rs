@@ -60,7 +60,6 @@ async fn reports_are_acknowledged_after_commit_and_deduplicated_by_attempt() {
     let mut good = report.clone();
     good.attempt_id = "attempt-4".into();
     good.from_version = "1.2.0".into();
-    good.to_version = "1.3.0".into();
     good.finished_at = Some(seconds_ago(5));
     let Down::ReportAck(ack) = send_report(&mut session, good).await.unwrap() else {
         panic!("expected an ack")
@@ -71,7 +70,7 @@ async fn reports_are_acknowledged_after_commit_and_deduplicated_by_attempt() {
     );
     let agent = droverctl_json(&coordinator.grpc_url(), &["agents", "show", "rep-1"]).await;
     assert_eq!(
-        agent["agent_version"], "1.3.0",
+        agent["last_report"]["attempt_id"], "attempt-4",
         "the same session stored it"
     );
 }
@@ -130,8 +129,11 @@ async fn reports_are_per_agent_never_move_an_agent_back_and_have_sane_times() {
         send_report(&mut one, newer.clone()).await,
         Ok(Down::ReportAck(_))
     ));
-    // An older attempt (1.0.0 → 1.1.0, finished earlier) arriving late is stored and
-    // acknowledged, but moves neither the version nor the last report back.
+    // An older attempt (1.0.0 → 1.1.0) arriving late, and an hour-old one from the
+    // recorded version (1.2.0 → 1.1.0, #22 item 1): this coordinator never sent 1.1.0
+    // (the channel follows the control plane at 1.2.0), so both are claims — refused to
+    // the updater, kept as audited events — and move nothing back. (tests/tests/store.rs
+    // checks that an older attempt for a target that was sent moves nothing back either.)
     let older = pb::UpdateReport {
         attempt_id: "attempt-1".into(),
         to_version: "1.1.0".into(),
@@ -139,15 +141,8 @@ async fn reports_are_per_agent_never_move_an_agent_back_and_have_sane_times() {
         finished_at: Some(seconds_ago(50)),
         ..newer.clone()
     };
-    assert!(matches!(
-        send_report(&mut one, older).await,
-        Ok(Down::ReportAck(_))
-    ));
-    let agent = droverctl_json(&url, &["agents", "show", "ord-1"]).await;
-    assert_eq!(agent["agent_version"], "1.2.0");
-    assert_eq!(agent["last_report"]["attempt_id"], "attempt-2");
-    // #22 item 1: an hour-old report that starts from the recorded version (1.2.0 → 1.1.0)
-    // is stored, but an older attempt never moves the version: attempt order, not arrival.
+    let why = refused(&mut one, older).await;
+    assert!(why.contains("claim") && why.contains("1.1.0"), "{why}");
     let stale = pb::UpdateReport {
         attempt_id: "attempt-0".into(),
         from_version: "1.2.0".into(),
@@ -156,15 +151,12 @@ async fn reports_are_per_agent_never_move_an_agent_back_and_have_sane_times() {
         finished_at: Some(seconds_ago(3_600)),
         ..newer.clone()
     };
-    assert!(matches!(
-        send_report(&mut one, stale).await,
-        Ok(Down::ReportAck(_))
-    ));
+    refused(&mut one, stale).await;
     let agent = droverctl_json(&url, &["agents", "show", "ord-1"]).await;
     assert_eq!(agent["agent_version"], "1.2.0", "{agent}");
     assert_eq!(agent["last_report"]["attempt_id"], "attempt-2");
     let history = droverctl_json(&url, &["agents", "history", "ord-1"]).await;
-    assert_eq!(history["reports"].as_array().unwrap().len(), 3, "{history}");
+    assert_eq!(history["reports"].as_array().unwrap().len(), 1, "{history}");
 
     // Another agent using the same attempt id is recorded as its own report.
     let mut two = open(&coordinator, msg(Up::Hello(hello("ord-2"))))
@@ -229,4 +221,64 @@ async fn reports_are_per_agent_never_move_an_agent_back_and_have_sane_times() {
         agent["last_report"].is_null(),
         "no refused report was stored: {agent}"
     );
+}
+
+/// #22 item 2: a report for a target this coordinator never sent the agent is a claim:
+/// refused to the updater, kept as an audited event that `agents why` shows, and it moves
+/// no version, report or gate.
+#[tokio::test]
+async fn a_report_for_a_target_never_sent_is_kept_as_a_claim() {
+    let (_root, coordinator) = start().await;
+    let url = coordinator.grpc_url();
+    let mut session = open(&coordinator, msg(Up::Hello(hello("claim-1"))))
+        .await
+        .unwrap();
+    next(&mut session).await.unwrap();
+    next(&mut session).await.unwrap();
+    let unsent = pb::UpdateReport {
+        attempt_id: "made-up".into(),
+        from_version: "1.0.0".into(),
+        to_version: "99.0.0".into(),
+        outcome: pb::UpdateOutcome::Succeeded as i32,
+        started_at: Some(seconds_ago(20)),
+        finished_at: Some(seconds_ago(10)),
+        ..Default::default()
+    };
+    let why = refused(&mut session, unsent.clone()).await;
+    assert!(
+        why.contains("claim") && why.contains("targets 1.2.0"),
+        "{why}"
+    );
+    // A failure for a rollout that never governed its channel cannot halt anything.
+    let no_such_rollout = pb::UpdateReport {
+        attempt_id: "made-up-failure".into(),
+        to_version: "1.2.0".into(),
+        outcome: pb::UpdateOutcome::Failed as i32,
+        error: "it broke".into(),
+        rollout_id: "r-000000000000".into(),
+        ..unsent
+    };
+    let why = refused(&mut session, no_such_rollout).await;
+    assert!(why.contains("does not govern"), "{why}");
+
+    let agent = droverctl_json(&url, &["agents", "show", "claim-1"]).await;
+    assert_eq!(agent["agent_version"], "1.0.0", "{agent}");
+    assert!(agent["last_report"].is_null(), "{agent}");
+    // `agents why` names the newest claim.
+    let why = droverctl_json(&url, &["agents", "why", "claim-1"]).await;
+    let text = why["explanation"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{why}"));
+    assert!(
+        text.contains("never sent it") && text.contains("does not govern"),
+        "{text}"
+    );
+    let audit = droverctl_json(&url, &["audit", "--limit", "50"]).await;
+    let claims = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["action"] == "ReportUpdate" && entry["result"] == "refused")
+        .count();
+    assert_eq!(claims, 2, "{audit}");
 }
