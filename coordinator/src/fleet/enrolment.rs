@@ -67,7 +67,8 @@ pub struct Enrolled {
     pub ca_pem: String,
 }
 
-fn secret_hash(secret: &str) -> String {
+/// The hex SHA-256 a join token's secret is stored and looked up by.
+pub fn secret_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
@@ -113,10 +114,10 @@ impl Fleet {
         Ok(())
     }
 
-    /// Whether `secret` is a join token this process knows to be live (a hint for rate
-    /// limits only).
-    pub fn join_token_known(&self, secret: &str) -> bool {
-        self.enrolment.known_tokens.contains(&secret_hash(secret))
+    /// Whether the secret hashing to `secret_hash` ([`secret_hash`]) is a join token this
+    /// process knows to be live (a hint for rate limits only).
+    pub fn join_token_known(&self, secret_hash: &str) -> bool {
+        self.enrolment.known_tokens.contains(secret_hash)
     }
 
     /// Whether updaters must present an enrolled certificate (false only with `--insecure`).

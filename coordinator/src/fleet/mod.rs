@@ -65,7 +65,7 @@ pub use caller::{Caller, updater_audit};
 pub use clock::FleetClock;
 pub use effects::Effect;
 pub use effects::GroupCounts;
-pub use enrolment::{EnrolRequest, Enrolled, Enrolment, MAX_CSR_BYTES};
+pub use enrolment::{EnrolRequest, Enrolled, Enrolment, MAX_CSR_BYTES, secret_hash};
 pub use history::{AgentHistory, GroupTimeline, RolloutDetail, RolloutPage};
 use inventory::Inventory;
 pub use liveness::run_background_tasks;

@@ -16,13 +16,12 @@ use governor::{
     DefaultKeyedRateLimiter, Quota, RateLimiter, clock::DefaultClock, state::InMemoryState,
     state::NotKeyed,
 };
-use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use super::{convert, updater_service::peer_certificate};
 use crate::{
     error::{DroverError, ErrorCode},
-    fleet::{EnrolRequest, Fleet, updater_audit},
+    fleet::{EnrolRequest, Fleet, secret_hash, updater_audit},
 };
 
 /// A signing request and a token fit in a few KiB.
@@ -97,16 +96,16 @@ impl EnrolmentApi {
             self.guesses_per_source.retain_recent();
             self.guesses_per_source.shrink_to_fit();
         }
-        if !self.fleet.join_token_known(secret) {
+        // Hashed once, in memory only, never logged: the token's key in both checks.
+        let hash = secret_hash(secret);
+        if !self.fleet.join_token_known(&hash) {
             if self.guesses_per_source.check_key(&source).is_err() || self.guesses.check().is_err()
             {
                 return Err(too_many_guesses());
             }
             return Ok(());
         }
-        // The token's secret is its own rate-limit key (hashed in memory only, never logged).
-        let key = hex::encode(&Sha256::digest(secret.as_bytes())[..16]);
-        if self.per_token.check_key(&key).is_err() || self.calls.check().is_err() {
+        if self.per_token.check_key(&hash).is_err() || self.calls.check().is_err() {
             return Err(too_many());
         }
         Ok(())

@@ -55,6 +55,16 @@ async fn open(
     Ok(Session { up, down })
 }
 
+/// A session for `agent_id` past its Welcome and first directive.
+async fn welcomed(coordinator: &CoordinatorProcess, agent_id: &str) -> Session {
+    let mut session = open(coordinator, msg(Up::Hello(hello(agent_id))))
+        .await
+        .unwrap();
+    next(&mut session).await.unwrap();
+    next(&mut session).await.unwrap();
+    session
+}
+
 fn enrollable(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64

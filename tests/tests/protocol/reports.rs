@@ -9,11 +9,7 @@ use super::*;
 #[tokio::test]
 async fn reports_are_acknowledged_after_commit_and_deduplicated_by_attempt() {
     let (_root, coordinator) = start().await;
-    let mut session = open(&coordinator, msg(Up::Hello(hello("rep-1"))))
-        .await
-        .unwrap();
-    next(&mut session).await.unwrap();
-    next(&mut session).await.unwrap();
+    let mut session = welcomed(&coordinator, "rep-1").await;
     let report = pb::UpdateReport {
         attempt_id: "attempt-1".into(),
         from_version: "1.0.0".into(),
@@ -111,11 +107,7 @@ async fn send_report(
 async fn reports_are_per_agent_never_move_an_agent_back_and_have_sane_times() {
     let (_root, coordinator) = start().await;
     let url = coordinator.grpc_url();
-    let mut one = open(&coordinator, msg(Up::Hello(hello("ord-1"))))
-        .await
-        .unwrap();
-    next(&mut one).await.unwrap();
-    next(&mut one).await.unwrap();
+    let mut one = welcomed(&coordinator, "ord-1").await;
     let newer = pb::UpdateReport {
         attempt_id: "attempt-2".into(),
         from_version: "1.0.0".into(),
@@ -159,11 +151,7 @@ async fn reports_are_per_agent_never_move_an_agent_back_and_have_sane_times() {
     assert_eq!(history["reports"].as_array().unwrap().len(), 1, "{history}");
 
     // Another agent using the same attempt id is recorded as its own report.
-    let mut two = open(&coordinator, msg(Up::Hello(hello("ord-2"))))
-        .await
-        .unwrap();
-    next(&mut two).await.unwrap();
-    next(&mut two).await.unwrap();
+    let mut two = welcomed(&coordinator, "ord-2").await;
     assert!(matches!(
         send_report(&mut two, newer.clone()).await,
         Ok(Down::ReportAck(_))
@@ -177,11 +165,7 @@ async fn reports_are_per_agent_never_move_an_agent_back_and_have_sane_times() {
 
     // Times far in the future, negative, overflowing or missing are refused, each by its
     // ack in one session.
-    let mut session = open(&coordinator, msg(Up::Hello(hello("ord-3"))))
-        .await
-        .unwrap();
-    next(&mut session).await.unwrap();
-    next(&mut session).await.unwrap();
+    let mut session = welcomed(&coordinator, "ord-3").await;
     for (what, started, finished) in [
         ("future", seconds_ago(10), seconds_ago(-3 * 86_400)),
         (
@@ -230,11 +214,7 @@ async fn reports_are_per_agent_never_move_an_agent_back_and_have_sane_times() {
 async fn a_report_for_a_target_never_sent_is_kept_as_a_claim() {
     let (_root, coordinator) = start().await;
     let url = coordinator.grpc_url();
-    let mut session = open(&coordinator, msg(Up::Hello(hello("claim-1"))))
-        .await
-        .unwrap();
-    next(&mut session).await.unwrap();
-    next(&mut session).await.unwrap();
+    let mut session = welcomed(&coordinator, "claim-1").await;
     let unsent = pb::UpdateReport {
         attempt_id: "made-up".into(),
         from_version: "1.0.0".into(),
