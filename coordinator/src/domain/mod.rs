@@ -144,6 +144,18 @@ pub struct UpdateReport {
     pub rollout_id: String,
 }
 
+impl UpdateReport {
+    /// `1.0.0 → 1.1.0: succeeded` (`-` for an unknown start), as events and `why` say it.
+    pub fn transition(&self) -> String {
+        let from = if self.from_version.is_empty() {
+            "-"
+        } else {
+            &self.from_version
+        };
+        format!("{from} → {}: {}", self.to_version, self.outcome)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Channel {
     pub name: String,

@@ -18,13 +18,19 @@ impl Fleet {
     pub(super) fn unissued(&self, session: &Session, report: &UpdateReport) -> Option<String> {
         let to = report.to_version.as_str();
         if report.rollout_id.is_empty() {
-            let served = session.current_target().map(|v| v.to_string());
+            // Usually the directive the session holds; the channel's only if not.
+            if session
+                .current_target()
+                .is_some_and(|v| v.to_string() == to)
+            {
+                return None;
+            }
             let channel = self
                 .view()
                 .directive_for(&session.channel, &session.group)
                 .target_version
                 .map(|v| v.to_string());
-            if served.as_deref() == Some(to) || channel.as_deref() == Some(to) {
+            if channel.as_deref() == Some(to) {
                 return None;
             }
             return Some(format!(
@@ -84,14 +90,8 @@ impl Fleet {
         why: String,
     ) -> Result<()> {
         let text = format!(
-            "{CLAIM_PREFIX}{} → {} {} ({}): {why}",
-            if report.from_version.is_empty() {
-                "-"
-            } else {
-                &report.from_version
-            },
-            report.to_version,
-            report.outcome,
+            "{CLAIM_PREFIX}{} ({}): {why}",
+            report.transition(),
             report.attempt_id
         );
         let event = NewEvent {

@@ -231,14 +231,8 @@ impl Fleet {
         }
         if let Some(report) = &agent.record.last_report {
             text.push_str(&format!(
-                " Last update attempt: {} → {}: {}{}.",
-                if report.from_version.is_empty() {
-                    "-"
-                } else {
-                    &report.from_version
-                },
-                report.to_version,
-                report.outcome,
+                " Last update attempt: {}{}.",
+                report.transition(),
                 if report.error.is_empty() {
                     String::new()
                 } else {

@@ -51,16 +51,7 @@ impl Fleet {
             agent_id: session.agent_id.clone(),
             actor: "updater".into(),
             audit: None,
-            text: format!(
-                "{} → {}: {}{error}",
-                if report.from_version.is_empty() {
-                    "-"
-                } else {
-                    &report.from_version
-                },
-                report.to_version,
-                report.outcome
-            ),
+            text: format!("{}{error}", report.transition()),
         };
         let recorded = self
             .writer
