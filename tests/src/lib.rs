@@ -197,18 +197,42 @@ async fn http_exchange(
     token: Option<&str>,
     body: &str,
 ) -> (u16, String, String) {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    match trust::lookup(&addr.to_string()) {
+    try_http_exchange(addr, method, path, token, body)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// [`http`] that returns `None` when the coordinator refuses or resets the connection
+/// (at its connection cap, say) instead of failing the test.
+pub async fn try_http(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    let token = token_for(&addr.to_string());
+    let (status, _, body) = try_http_exchange(addr, "GET", path, token.as_deref(), "")
+        .await
+        .ok()?;
+    (status != 0).then_some((status, body))
+}
+
+async fn try_http_exchange(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Result<(u16, String, String), String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|err| format!("connect to {addr}: {err}"))?;
+    Ok(match trust::lookup(&addr.to_string()) {
         Some(tls) => {
             let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
             let stream = tls_connector(&tls.ca_file)
                 .connect(name, stream)
                 .await
-                .expect("TLS handshake with the coordinator");
+                .map_err(|err| format!("TLS handshake with the coordinator: {err}"))?;
             http_on(stream, method, path, token, body).await
         }
         None => http_on(stream, method, path, token, body).await,
-    }
+    })
 }
 
 /// [`http`] in plaintext whatever the coordinator serves (0: no HTTP answer came).
@@ -238,7 +262,13 @@ async fn http_on(
         "{method} {path} HTTP/1.1\r\nHost: test\r\n{authorization}{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(request.as_bytes()).await.expect("send");
+    if let Err(err) = stream.write_all(request.as_bytes()).await {
+        return (
+            0,
+            format!("sending the request failed: {err}"),
+            String::new(),
+        );
+    }
     let mut bytes = Vec::new();
     // A peer that closes without close_notify (or refuses TLS) ends the read with an error.
     let _ = stream.read_to_end(&mut bytes).await;
