@@ -36,13 +36,60 @@ pub fn http_status(code: ErrorCode) -> StatusCode {
 
 impl From<DroverError> for tonic::Status {
     fn from(err: DroverError) -> Self {
-        tonic::Status::new(grpc_code(err.code()), err.client_message())
+        let mut status = tonic::Status::new(grpc_code(err.code()), err.client_message());
+        if let Some(after) = err.retry_after() {
+            let ms = tonic::metadata::MetadataValue::from(after.as_millis() as u64);
+            status
+                .metadata_mut()
+                .insert(drover_rules::retry::PUSHBACK_METADATA, ms);
+        }
+        status
     }
 }
 
 impl axum::response::IntoResponse for DroverError {
     fn into_response(self) -> axum::response::Response {
         let body = axum::Json(serde_json::json!({ "error": self.client_message() }));
-        (http_status(self.code()), body).into_response()
+        let mut response = (http_status(self.code()), body).into_response();
+        if let Some(after) = self.retry_after() {
+            let secs = axum::http::HeaderValue::from(after.as_secs().max(1));
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs);
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ErrorId, StoreProblem};
+
+    fn busy() -> DroverError {
+        DroverError::StoreUnavailable {
+            error_id: ErrorId::new(),
+            problem: StoreProblem::Busy,
+        }
+    }
+
+    #[test]
+    fn busy_is_unavailable_with_a_pushback_on_both_transports() {
+        let status = tonic::Status::from(busy());
+        assert_eq!(status.code(), Code::Unavailable);
+        let pushback = status
+            .metadata()
+            .get(drover_rules::retry::PUSHBACK_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .and_then(drover_rules::retry::parse_pushback);
+        assert_eq!(pushback, Some(drover_rules::retry::BUSY_RETRY_AFTER));
+
+        use axum::response::IntoResponse;
+        let response = busy().into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers()[axum::http::header::RETRY_AFTER],
+            drover_rules::retry::BUSY_RETRY_AFTER.as_secs().to_string()
+        );
     }
 }

@@ -101,9 +101,10 @@ impl StoreProblem {
                  SQLite file and its directory are writable, then retry"
             }
             Self::DiskFull => "free disk space on the database host, then retry",
+            // The figure is drover_rules::retry::BUSY_RETRY_AFTER (a test holds them equal).
             Self::Busy => {
-                "retry shortly; if it persists, look for long transactions or other \
-                 processes holding the database"
+                "retry in 2 s; if it persists, look for long transactions or other processes \
+                 holding the database, or give the coordinator more CPU or replicas"
             }
             Self::DiskError => {
                 "check the disk, the database file's permissions and attributes, and the \
@@ -182,6 +183,18 @@ impl DroverError {
         }
     }
 
+    /// How long the client should wait before retrying, when the answer is "busy".
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        matches!(
+            self,
+            Self::StoreUnavailable {
+                problem: StoreProblem::Busy,
+                ..
+            }
+        )
+        .then_some(drover_rules::retry::BUSY_RETRY_AFTER)
+    }
+
     /// What a client may be told. `Internal` is logged here with a fresh error id and only
     /// that id leaves the process; every other message is already client-safe.
     pub fn client_message(&self) -> String {
@@ -216,6 +229,25 @@ mod tests {
             text.contains("check that the database server is running"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn busy_says_when_to_retry() {
+        let err = DroverError::StoreUnavailable {
+            error_id: ErrorId::new(),
+            problem: StoreProblem::Busy,
+        };
+        let after = err.retry_after().expect("busy has a retry hint");
+        let text = err.client_message();
+        assert!(
+            text.contains(&format!("retry in {} s", after.as_secs())),
+            "{text}"
+        );
+        let unreachable = DroverError::StoreUnavailable {
+            error_id: ErrorId::new(),
+            problem: StoreProblem::Unreachable,
+        };
+        assert_eq!(unreachable.retry_after(), None);
     }
 
     #[test]

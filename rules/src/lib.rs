@@ -10,6 +10,7 @@
 pub mod codes;
 #[cfg(test)]
 mod fuzz;
+pub mod retry;
 pub mod schedule;
 pub mod text;
 pub mod time;

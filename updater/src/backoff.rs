@@ -29,6 +29,27 @@ impl Backoff {
     }
 }
 
+/// The wait before reconnecting when the coordinator said "busy, retry in `pushback`": at
+/// least what it asked (spread over half as much again, so the refused do not come back
+/// together) and never less than the backoff would have waited anyway.
+pub fn honouring(backoff: Duration, pushback: Option<Duration>, random: f64) -> Duration {
+    match pushback {
+        Some(pushback) => backoff.max(jittered(pushback, 0.25, random).max(pushback)),
+        None => backoff,
+    }
+}
+
+/// The wait a refusal asked for ("busy, retry in N s"), if the coordinator sent one.
+pub fn pushback(err: &anyhow::Error) -> Option<Duration> {
+    let status = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<tonic::Status>())?;
+    let value = status
+        .metadata()
+        .get(drover_rules::retry::PUSHBACK_METADATA)?;
+    drover_rules::retry::parse_pushback(value.to_str().ok()?)
+}
+
 /// `interval` scaled by a uniform factor in [1 - spread, 1 + spread].
 pub fn jittered(interval: Duration, spread: f64, random: f64) -> Duration {
     let factor = 1.0 - spread + 2.0 * spread * random.clamp(0.0, 1.0);
@@ -41,6 +62,22 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn a_pushback_is_honoured_and_bounded(
+            backoff_ms in 0u64..60_000, pushback_ms in proptest::option::of(0u64..60_000), r in 0.0f64..1.0,
+        ) {
+            let backoff = Duration::from_millis(backoff_ms);
+            let pushback = pushback_ms.map(Duration::from_millis);
+            let wait = honouring(backoff, pushback, r);
+            prop_assert!(wait >= backoff);
+            if let Some(pushback) = pushback {
+                prop_assert!(wait >= pushback);
+                prop_assert!(wait <= backoff.max(pushback.mul_f64(1.5)));
+            } else {
+                prop_assert_eq!(wait, backoff);
+            }
+        }
+
         #[test]
         fn delay_is_never_above_the_cap_or_the_exponential_ceiling(attempt in 0u32..100, r in 0.0f64..1.0) {
             let b = Backoff::default();

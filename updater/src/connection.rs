@@ -22,7 +22,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::{
     address::{Coordinators, Rounds, Target, next_address},
-    backoff::jittered,
+    backoff::{self, jittered},
     convert,
     identity::ClientIdentity,
     installers::Installer as _,
@@ -57,18 +57,25 @@ pub async fn run(
             last = Some(target);
             (tried, outcome)
         };
-        match outcome {
+        let pushback = match outcome {
             Ok(()) => return,
-            Err(err) => tracing::warn!(
-                coordinator = %tried,
-                error = format!("{err:#}"),
-                "coordinator session ended; will reconnect (to another coordinator if there is one)"
-            ),
-        }
+            Err(err) => {
+                tracing::warn!(
+                    coordinator = %tried,
+                    error = format!("{err:#}"),
+                    "coordinator session ended; will reconnect (to another coordinator if there is one)"
+                );
+                backoff::pushback(&err)
+            }
+        };
         let Some(attempt) = rounds.ended(targets.len(), started.elapsed() > STABLE_SESSION) else {
             continue; // the next endpoint at once
         };
-        let delay = shared.config.backoff.delay(attempt, rand::rng().random());
+        let delay = backoff::honouring(
+            shared.config.backoff.delay(attempt, rand::rng().random()),
+            pushback,
+            rand::rng().random(),
+        );
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}

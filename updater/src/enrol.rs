@@ -132,7 +132,10 @@ pub fn refusal(err: &anyhow::Error) -> String {
             "; ask the coordinator's operator for a valid join token (droverctl tokens create)"
         }
         tonic::Code::Unimplemented => "; this coordinator does not support enrolment yet",
-        tonic::Code::Unavailable => "; check the coordinator is running and reachable",
+        // A busy coordinator's message says when to retry.
+        tonic::Code::Unavailable if crate::backoff::pushback(err).is_none() => {
+            "; check the coordinator is running and reachable"
+        }
         _ => "",
     };
     format!("{} ({:?}){advice}", status.message(), status.code())

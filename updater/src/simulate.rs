@@ -303,7 +303,11 @@ impl Enroller {
                 }
                 Err(err) if enrol::is_transient(&err) => {
                     tracing::debug!(error = enrol::refusal(&err), "enrolment failed; retrying");
-                    let delay = backoff.delay(attempt, rand::rng().random());
+                    let delay = crate::backoff::honouring(
+                        backoff.delay(attempt, rand::rng().random()),
+                        crate::backoff::pushback(&err),
+                        rand::rng().random(),
+                    );
                     tokio::select! {
                         _ = stop.cancelled() => return Ok(None),
                         _ = tokio::time::sleep(delay) => {}

@@ -67,13 +67,25 @@ fn refusal(status: &tonic::Status) -> Response {
         Code::Unavailable | Code::ResourceExhausted => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    (
+    let mut response = (
         http,
         Json(api::ErrorBody {
             error: status.message().to_string(),
         }),
     )
-        .into_response()
+        .into_response();
+    let pushback = status
+        .metadata()
+        .get(drover_rules::retry::PUSHBACK_METADATA)
+        .and_then(|value| value.to_str().ok())
+        .and_then(drover_rules::retry::parse_pushback);
+    if let Some(after) = pushback {
+        let secs = axum::http::HeaderValue::from(after.as_secs().max(1));
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, secs);
+    }
+    response
 }
 
 /// The reply as its `drover-api` type `A`, or the refusal.

@@ -23,6 +23,9 @@ fn classify(err: sqlx::Error) -> DroverError {
     use sqlx::Error as E;
     let class = match &err {
         E::RowNotFound => return DroverError::NotFound("no such record".into()),
+        E::PoolTimedOut if super::answered::pool_was_busy(super::ACQUIRE_TIMEOUT) => {
+            Class::Problem(StoreProblem::Busy)
+        }
         E::PoolTimedOut
         | E::PoolClosed
         | E::Io(_)
@@ -146,12 +149,13 @@ mod tests {
 
     #[test]
     fn pool_timeouts_are_unavailable_and_say_nothing_of_the_driver() {
+        // Busy or unreachable depending on when the database last answered (answered.rs).
         let err = DroverError::from(sqlx::Error::PoolTimedOut);
         let text = err.client_message();
         assert!(matches!(
             err,
             DroverError::StoreUnavailable {
-                problem: StoreProblem::Unreachable,
+                problem: StoreProblem::Unreachable | StoreProblem::Busy,
                 ..
             }
         ));

@@ -6,6 +6,7 @@
 //! benchmarks and `/metrics` can show database writes per heartbeat.
 
 mod agents;
+mod answered;
 pub(crate) mod audit;
 mod batch;
 mod channels;
@@ -230,11 +231,19 @@ async fn open_sqlite(url: &str) -> Result<SqlitePool> {
     let pool = SqlitePoolOptions::new()
         .max_connections(SQLITE_MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .after_connect(|conn, _| Box::pin(async move { refuse_read_only_connection(conn).await }))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                refuse_read_only_connection(conn).await?;
+                answered::answered();
+                Ok(())
+            })
+        })
+        .before_acquire(|_, _| Box::pin(async { answered_ok() }))
         .after_release(|conn, _| Box::pin(async move { no_transaction_left(conn).await }))
         .connect_with(options)
         .await
         .map_err(|err| open_failed(&err, StoreProblem::CannotOpenSqlite))?;
+    answered::store_is_local_file();
     SQLITE_MIGRATIONS
         .run(&pool)
         .await
@@ -291,6 +300,8 @@ async fn open_postgres(url: &str) -> Result<PgPool> {
     let pool = PgPoolOptions::new()
         .max_connections(POSTGRES_MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_connect(|_, _| Box::pin(async { answered_ok().map(drop) }))
+        .before_acquire(|_, _| Box::pin(async { answered_ok() }))
         .connect(url)
         .await
         .map_err(|err| open_failed(&err, StoreProblem::CannotConnectPostgres))?;
@@ -299,6 +310,13 @@ async fn open_postgres(url: &str) -> Result<PgPool> {
         .await
         .map_err(migration_error)?;
     Ok(pool)
+}
+
+/// A pool hook's verdict on a connection that was just opened or passed its ping (see
+/// `answered.rs`): the database answered, keep the connection.
+fn answered_ok() -> sqlx::Result<bool> {
+    answered::answered();
+    Ok(true)
 }
 
 /// Start-up failures: the returned error says what to check; the cause goes to the log
