@@ -5,8 +5,10 @@
 //!   When stderr is the systemd journal (`JOURNAL_STREAM`), each line starts with its
 //!   level's sd-daemon priority (`<3>` error … `<7>` debug), so journald files warnings
 //!   and errors at their priority ([`journal`]).
-//! - Spans (info and above, whatever `RUST_LOG` says) become OpenTelemetry spans. They
-//!   leave the process only when the standard variables ask for it
+//! - Spans (info and above, whatever `RUST_LOG` says) become OpenTelemetry spans when
+//!   something listens: an exporter, or JSON log lines (which carry their ids); with
+//!   neither, no span is made beyond what `RUST_LOG` asks for. They leave the process only
+//!   when the standard variables ask for it
 //!   (`OTEL_EXPORTER_OTLP_ENDPOINT` or `..._TRACES_ENDPOINT`, `OTEL_TRACES_EXPORTER` not
 //!   `none`, `OTEL_SDK_DISABLED` not `true`; `OTEL_EXPORTER_OTLP_PROTOCOL` `grpc` or
 //!   `http/protobuf`; `OTEL_BSP_*` tune the queue); the SDK reads
@@ -172,7 +174,11 @@ pub fn init(default_service_name: &str, format: LogFormat) -> Result<Telemetry, 
     // Colours only on a terminal, never with NO_COLOR: log files get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let tracer = provider.tracer("drover");
+    // Spans are made only for someone: the exporter, or JSON lines that carry their ids.
+    // Otherwise every span the code opens would be built and closed for nothing (15 % of
+    // the coordinator's CPU on the heartbeat path, measured in #23).
+    let tracer =
+        (transport.is_some() || format == LogFormat::Json).then(|| provider.tracer("drover"));
     let writer = journal::JournalPriority::new(std::io::stderr, journal::stderr_is_journal());
     subscriber(format, filter, ansi, tracer, writer)
         .try_init()
@@ -188,12 +194,13 @@ pub fn init(default_service_name: &str, format: LogFormat) -> Result<Telemetry, 
 }
 
 /// The subscriber [`init`] installs, for tests that set it locally
-/// (`tracing::subscriber::with_default`) with a tracer of their own.
+/// (`tracing::subscriber::with_default`) with a tracer of their own. Without a `tracer`
+/// no OpenTelemetry span is made.
 pub fn subscriber<W>(
     format: LogFormat,
     filter: EnvFilter,
     ansi: bool,
-    tracer: Tracer,
+    tracer: Option<Tracer>,
     writer: W,
 ) -> impl tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync
 where
@@ -201,8 +208,10 @@ where
 {
     // A line that cannot be written (stderr closed) is dropped, never a panic.
     let lines = JsonLines::default();
-    // Not optional: `Option<Layer>` does not pass the dispatch on.
-    let capture = lines.dispatch_capture();
+    // Not optional: `Option<Layer>` does not pass the dispatch on. Filtered off, so that it
+    // enables no span or event by itself (an unfiltered layer enables every callsite,
+    // hyper's and h2's trace spans included); the filter still passes the dispatch on.
+    let capture = lines.dispatch_capture().with_filter(LevelFilter::OFF);
     let (text, json) = match format {
         LogFormat::Text => {
             let text = tracing_subscriber::fmt::layer()
@@ -224,11 +233,11 @@ where
         }
     };
     tracing_subscriber::registry()
-        .with(
+        .with(tracer.map(|tracer| {
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
-                .with_filter(LevelFilter::INFO),
-        )
+                .with_filter(LevelFilter::INFO)
+        }))
         .with(text)
         .with(json)
         .with(capture)

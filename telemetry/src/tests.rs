@@ -70,7 +70,7 @@ fn json_lines_carry_trace_ids_inside_a_span_and_not_outside() {
         LogFormat::Json,
         EnvFilter::new("info"),
         false,
-        provider.tracer("test"),
+        Some(provider.tracer("test")),
         lines.clone(),
     );
     tracing::subscriber::with_default(subscriber, || {
@@ -128,7 +128,7 @@ fn text_lines_are_written_too() {
         LogFormat::Text,
         EnvFilter::new("info"),
         false,
-        provider.tracer("test"),
+        Some(provider.tracer("test")),
         lines.clone(),
     );
     tracing::subscriber::with_default(subscriber, || tracing::info!(n = 1, "hello"));
@@ -195,7 +195,7 @@ fn mark_error_sets_the_status_and_the_fields() {
         LogFormat::Json,
         EnvFilter::new("info"),
         false,
-        provider.tracer("test"),
+        Some(provider.tracer("test")),
         lines,
     );
     tracing::subscriber::with_default(subscriber, || {
@@ -237,7 +237,7 @@ fn journal_lines_start_with_their_levels_priority() {
             format,
             EnvFilter::new("debug"),
             false,
-            provider.tracer("test"),
+            Some(provider.tracer("test")),
             journal::JournalPriority::new(lines.clone(), on),
         );
         tracing::subscriber::with_default(subscriber, || {
@@ -291,4 +291,35 @@ fn journal_stream_must_name_stderr_exactly() {
     assert!(!journal::names_stream("", 29, 4711));
     assert!(!journal::names_stream("29", 29, 4711));
     assert!(!journal::names_stream("x:4711", 29, 4711));
+}
+
+/// #23: with nothing listening, no span is made: neither the capture layer (which only
+/// needs the dispatch) nor an absent tracer may enable what `RUST_LOG` filters out.
+#[test]
+fn spans_are_made_only_when_something_listens() {
+    let quiet = subscriber(
+        LogFormat::Text,
+        EnvFilter::new("warn"),
+        false,
+        None,
+        Lines::default(),
+    );
+    tracing::subscriber::with_default(quiet, || {
+        assert!(!tracing::span_enabled!(tracing::Level::INFO));
+        assert!(!tracing::span_enabled!(tracing::Level::TRACE));
+        assert!(tracing::event_enabled!(tracing::Level::WARN));
+    });
+    // With a tracer, info spans are made for it; trace-level ones still are not.
+    let provider = SdkTracerProvider::builder().build();
+    let exporting = subscriber(
+        LogFormat::Text,
+        EnvFilter::new("warn"),
+        false,
+        Some(provider.tracer("test")),
+        Lines::default(),
+    );
+    tracing::subscriber::with_default(exporting, || {
+        assert!(tracing::span_enabled!(tracing::Level::INFO));
+        assert!(!tracing::span_enabled!(tracing::Level::TRACE));
+    });
 }

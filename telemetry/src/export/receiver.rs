@@ -77,7 +77,7 @@ async fn spans_reach_an_otlp_grpc_receiver_with_their_service_and_parents() {
         crate::LogFormat::Text,
         EnvFilter::new("off"),
         false,
-        provider.tracer("test"),
+        Some(provider.tracer("test")),
         std::io::sink,
     );
     tracing::subscriber::with_default(subscriber, || {

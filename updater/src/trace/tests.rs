@@ -46,7 +46,7 @@ impl Capture {
             drover_telemetry::LogFormat::Text,
             EnvFilter::new("off"),
             false,
-            provider.tracer("test"),
+            Some(provider.tracer("test")),
             std::io::sink,
         );
         let guard = tracing::subscriber::set_default(subscriber);
