@@ -117,7 +117,7 @@ pub async fn run(args: ChurnArgs) -> anyhow::Result<()> {
         &work,
     )
     .await?;
-    let mut admin = AdminServiceClient::new(load::connect(&coordinator.grpc, None).await?);
+    let mut admin = AdminServiceClient::new(load::connect(&coordinator.grpc, None, None).await?);
     admin
         .set_channel_version(pb::SetChannelVersionRequest {
             name: CHANNEL.into(),

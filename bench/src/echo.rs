@@ -1,8 +1,12 @@
 //! The baseline: a bare tonic bidirectional-stream server speaking the same messages, that
 //! answers Hello with Welcome and each heartbeat with its ack, and does nothing else. The
-//! coordinator's heartbeat path is compared with this in the same run.
+//! coordinator's heartbeat path is compared with this in the same run. In the default
+//! mode it speaks mutual TLS with the coordinator's own server certificate and CA (read
+//! from the coordinator's `tls/` directory), so the baseline pays the same TLS.
 
-use std::{net::SocketAddr, pin::Pin};
+use std::{net::SocketAddr, path::Path, pin::Pin};
+
+use anyhow::Context as _;
 
 use drover_proto::v1::{
     self as pb,
@@ -13,7 +17,10 @@ use drover_proto::v1::{
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{
+    Request, Response, Status, Streaming,
+    transport::{Certificate, Identity, ServerTlsConfig},
+};
 
 pub struct Echo;
 
@@ -58,13 +65,28 @@ impl UpdaterService for Echo {
     }
 }
 
-/// Serves the echo on an ephemeral loopback port; returns its address.
-pub async fn serve() -> anyhow::Result<SocketAddr> {
+/// Serves the echo on an ephemeral loopback port, over mutual TLS with the certificate,
+/// key and CA in `tls_dir` (a coordinator's `tls/`) if given; returns its address.
+pub async fn serve(tls_dir: Option<&Path>) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    let mut server = tonic::transport::Server::builder().tcp_nodelay(true);
+    if let Some(dir) = tls_dir {
+        let read = |name: &str| {
+            std::fs::read(dir.join(name))
+                .with_context(|| format!("reading {name} in {}", dir.display()))
+        };
+        server = server.tls_config(
+            ServerTlsConfig::new()
+                .identity(Identity::from_pem(
+                    read("server.pem")?,
+                    read("server-key.pem")?,
+                ))
+                .client_ca_root(Certificate::from_pem(read("ca.pem")?)),
+        )?;
+    }
     tokio::spawn(
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+        server
             .add_service(UpdaterServiceServer::new(Echo))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );

@@ -1,6 +1,7 @@
 //! Simulated updaters for load: each its own TCP connection (from one of several 127.0.0.x
 //! source addresses, past the per-address port limit) and one stream, speaking the real
 //! protocol. They reconnect with jittered backoff, so a coordinator restart can be timed.
+//! In the default mode each presents its own enrolled certificate over TLS.
 
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -15,18 +16,39 @@ use drover_proto::v1::{
     self as pb, coordinator_message::Kind as Down, updater_message::Kind as Up,
     updater_service_client::UpdaterServiceClient,
 };
+use drover_tests::enrol::AgentCert;
 use rand::Rng;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// TLS for a fleet: the CA its server's certificate chains to, and updater `i`'s enrolled
+/// certificate (`agents[i]`, whose id and group the Hello then names).
+#[derive(Clone)]
+pub struct FleetTls {
+    pub server_ca_pem: Arc<Vec<u8>>,
+    pub agents: Arc<Vec<AgentCert>>,
+}
+
+/// How often the fleet sends heartbeats, and whether it asks for (and times) acks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pace {
+    pub every: Duration,
+    pub timed: bool,
+}
 
 pub struct Shared {
     /// Updater `i` connects to `urls[(offset + i) % len]`.
     pub urls: Vec<String>,
+    /// `None`: plaintext, with ids `load-{index:06}`.
+    pub tls: Option<FleetTls>,
+    /// Changed while the fleet runs (see [`Shared::set_pace`]).
+    pace: watch::Sender<Pace>,
+    /// Heartbeat → ack times while the pace is `timed`.
+    pub ack_latencies: parking_lot::Mutex<Vec<Duration>>,
     /// This process's first updater index (several loader processes share one fleet).
     pub offset: usize,
     pub sources: u8,
-    pub heartbeat: Duration,
     /// Sessions currently open (welcomed and not yet broken).
     pub live: AtomicU64,
     pub errors: AtomicU64,
@@ -39,8 +61,23 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(url: String, sources: u8, heartbeat: Duration, count: usize) -> Arc<Self> {
-        Self::spread(vec![url], sources, heartbeat, count, 0)
+    /// One coordinator's fleet of `count`, speaking TLS with `tls`'s certificates (`None`:
+    /// plaintext).
+    pub fn with_tls(
+        url: String,
+        sources: u8,
+        heartbeat: Duration,
+        count: usize,
+        tls: Option<FleetTls>,
+    ) -> Arc<Self> {
+        let mut shared = Self::build(vec![url], sources, heartbeat, count, 0);
+        shared.tls = tls;
+        Arc::new(shared)
+    }
+
+    /// Every updater sends heartbeats at this pace from now on (re-armed at once).
+    pub fn set_pace(&self, pace: Pace) {
+        self.pace.send_replace(pace);
     }
 
     /// `count` updaters from index `offset` on, spread over `urls`.
@@ -51,28 +88,55 @@ impl Shared {
         count: usize,
         offset: usize,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new(Self::build(urls, sources, heartbeat, count, offset))
+    }
+
+    fn build(
+        urls: Vec<String>,
+        sources: u8,
+        heartbeat: Duration,
+        count: usize,
+        offset: usize,
+    ) -> Self {
+        Self {
             urls,
+            tls: None,
+            pace: watch::Sender::new(Pace {
+                every: heartbeat,
+                timed: false,
+            }),
+            ack_latencies: parking_lot::Mutex::new(Vec::new()),
             offset,
             sources: sources.max(1),
-            heartbeat,
             live: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             heartbeats: AtomicU64::new(0),
             push_target: parking_lot::Mutex::new(String::new()),
             push_seen: (0..count).map(|_| OnceLock::new()).collect(),
             push_seen_unix_ms: (0..count).map(|_| OnceLock::new()).collect(),
-        })
+        }
     }
 }
 
-pub async fn connect(url: &str, source: Option<IpAddr>) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_string())?
+/// A channel to `url` from `source`; over TLS when `tls` gives the server's CA and, for
+/// mutual TLS, this updater's certificate.
+pub async fn connect(
+    url: &str,
+    source: Option<IpAddr>,
+    tls: Option<(&[u8], Option<&AgentCert>)>,
+) -> anyhow::Result<Channel> {
+    let mut endpoint = Endpoint::from_shared(url.to_string())?
         .local_address(source)
         .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(20))
-        .connect()
-        .await?)
+        .connect_timeout(Duration::from_secs(20));
+    if let Some((ca, agent)) = tls {
+        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+        if let Some(agent) = agent {
+            config = config.identity(Identity::from_pem(&agent.cert_pem, &agent.key_pem));
+        }
+        endpoint = endpoint.tls_config(config)?;
+    }
+    Ok(endpoint.connect().await?)
 }
 
 /// The loopback source address of updater `index` (127.0.0.1 … 127.0.0.`sources`).
@@ -89,12 +153,21 @@ fn source(shared: &Shared, index: usize) -> IpAddr {
     source_address(shared.sources, shared.offset + index)
 }
 
-fn hello(agent_id: String, index: usize) -> pb::UpdaterMessage {
+/// Updater `index`'s agent id and group (`enrolled.rs` enrols them under these).
+pub fn agent(index: usize) -> (String, &'static str) {
+    (
+        format!("load-{index:06}"),
+        ["dev", "staging", "prod"][index % 3],
+    )
+}
+
+fn hello(index: usize) -> pb::UpdaterMessage {
+    let (agent_id, group) = agent(index);
     pb::UpdaterMessage {
         kind: Some(Up::Hello(pb::Hello {
             agent_id,
             hostname: "load".into(),
-            group: ["dev", "staging", "prod"][index % 3].into(),
+            group: group.into(),
             channel: "bench".into(),
             installer: pb::InstallerKind::Simulated as i32,
             agent_version: "1.0.0".into(),
@@ -135,15 +208,22 @@ pub async fn updater(shared: Arc<Shared>, index: usize) {
 async fn session(shared: &Shared, index: usize, attempt: &mut u32) -> anyhow::Result<()> {
     let global = shared.offset + index;
     let url = &shared.urls[global % shared.urls.len()];
-    let mut client = UpdaterServiceClient::new(connect(url, Some(source(shared, index))).await?);
+    let tls = shared
+        .tls
+        .as_ref()
+        .map(|tls| (tls.server_ca_pem.as_slice(), tls.agents.get(index)));
+    let mut client =
+        UpdaterServiceClient::new(connect(url, Some(source(shared, index)), tls).await?);
     let (tx, rx) = mpsc::channel(8);
-    tx.send(hello(format!("load-{global:06}"), global)).await?;
+    tx.send(hello(global)).await?;
     let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
     let mut welcomed: Option<LiveGuard> = None;
     let mut sequence = 0;
-    // Spread the first heartbeats over one interval.
-    let first = shared.heartbeat.mul_f64(rand::rng().random());
-    let mut next = tokio::time::Instant::now() + first;
+    let mut pace_changes = shared.pace.subscribe();
+    let mut pace = *pace_changes.borrow_and_update();
+    // Spread the first heartbeats over one interval (and again whenever the pace changes).
+    let mut next = tokio::time::Instant::now() + pace.every.mul_f64(rand::rng().random());
+    let mut unacked: Option<(u64, Instant)> = None;
     let result = loop {
         tokio::select! {
             message = inbound.message() => {
@@ -160,14 +240,29 @@ async fn session(shared: &Shared, index: usize, attempt: &mut u32) -> anyhow::Re
                         let _ = shared.push_seen[index].set(Instant::now());
                         let _ = shared.push_seen_unix_ms[index].set(crate::stats::unix_ms());
                     }
+                    Some(Down::HeartbeatAck(ack)) => {
+                        if let Some((sent_sequence, sent)) = unacked
+                            && sent_sequence == ack.sequence
+                        {
+                            shared.ack_latencies.lock().push(sent.elapsed());
+                            unacked = None;
+                        }
+                    }
                     _ => {}
                 }
             }
+            Ok(()) = pace_changes.changed() => {
+                pace = *pace_changes.borrow_and_update();
+                next = tokio::time::Instant::now() + pace.every.mul_f64(rand::rng().random());
+            }
             _ = tokio::time::sleep_until(next) => {
                 sequence += 1;
-                tx.send(heartbeat(sequence, false)).await?;
+                tx.send(heartbeat(sequence, pace.timed)).await?;
+                if pace.timed {
+                    unacked = Some((sequence, Instant::now()));
+                }
                 shared.heartbeats.fetch_add(1, Ordering::Relaxed);
-                next += shared.heartbeat;
+                next += pace.every;
             }
         }
     };
@@ -182,58 +277,4 @@ impl Drop for LiveGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// Closed loop on `streams` connections for `duration`: each sends a heartbeat asking for
-/// an ack and waits for it before the next. Returns (acks, latencies).
-pub async fn closed_loop(
-    url: &str,
-    streams: usize,
-    duration: Duration,
-    sources: u8,
-) -> anyhow::Result<(u64, Vec<Duration>)> {
-    let shared = Shared::new(url.to_string(), sources, Duration::from_secs(3600), 0);
-    // Every stream connects first; timing starts for all at once.
-    let barrier = Arc::new(tokio::sync::Barrier::new(streams));
-    let mut tasks = Vec::new();
-    for k in 0..streams {
-        let source = source(&shared, k);
-        let url = url.to_string();
-        let barrier = barrier.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut client = UpdaterServiceClient::new(connect(&url, Some(source)).await?);
-            let (tx, rx) = mpsc::channel(8);
-            tx.send(hello(format!("throughput-{k:05}"), k)).await?;
-            let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
-            let mut latencies = Vec::new();
-            let mut sequence = 0;
-            // Wait for Welcome (and skip the first directive) before timing.
-            while let Some(m) = inbound.message().await? {
-                if matches!(m.kind, Some(Down::Welcome(_))) {
-                    break;
-                }
-            }
-            barrier.wait().await;
-            let deadline = Instant::now() + duration;
-            while Instant::now() < deadline {
-                sequence += 1;
-                let sent = Instant::now();
-                tx.send(heartbeat(sequence, true)).await?;
-                loop {
-                    match inbound.message().await?.and_then(|m| m.kind) {
-                        Some(Down::HeartbeatAck(ack)) if ack.sequence == sequence => break,
-                        Some(_) => continue,
-                        None => anyhow::bail!("stream closed"),
-                    }
-                }
-                latencies.push(sent.elapsed());
-            }
-            anyhow::Ok(latencies)
-        }));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await??);
-    }
-    Ok((all.len() as u64, all))
 }

@@ -141,7 +141,7 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
         flags.extend(["--reconcile-ms".into(), "2000".into()]);
         replicas.push((Coordinator::start(&bin, flags, &dir).await?, dir));
     }
-    let mut admin = AdminServiceClient::new(load::connect(&replicas[0].0.grpc, None).await?);
+    let mut admin = AdminServiceClient::new(load::connect(&replicas[0].0.grpc, None, None).await?);
     admin
         .set_channel_version(pb::SetChannelVersionRequest {
             name: "bench".into(),

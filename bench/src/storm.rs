@@ -70,7 +70,7 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
         &work,
     )
     .await?;
-    let mut admin = AdminServiceClient::new(load::connect(&coordinator.grpc, None).await?);
+    let mut admin = AdminServiceClient::new(load::connect(&coordinator.grpc, None, None).await?);
     // The channel targets what the storm's reports claim (the coordinator believes a report
     // only for a target it sent); the simulated updaters do not follow it until phase 2.
     set_channel(&mut admin, "bench", "1.1.0").await?;
@@ -265,7 +265,7 @@ async fn session(
     welcomed: &mut bool,
 ) -> anyhow::Result<()> {
     let source = load::source_address(sources, index);
-    let mut client = UpdaterServiceClient::new(load::connect(url, Some(source)).await?);
+    let mut client = UpdaterServiceClient::new(load::connect(url, Some(source), None).await?);
     let (tx, rx) = mpsc::channel(8);
     let agent_id = format!("storm-{index:06}");
     tx.send(pb::UpdaterMessage {
