@@ -214,6 +214,10 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
         "idle_updater": idle,
     });
     println!("{summary}");
+    // The coordinator's log outlives the run's temporary directory, for what went wrong.
+    let kept = std::env::temp_dir().join("drover-loadgen-coordinator.log");
+    std::fs::write(&kept, coordinator.log())?;
+    println!("coordinator log: {}", kept.display());
     Ok(())
 }
 

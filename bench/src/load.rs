@@ -195,12 +195,21 @@ fn heartbeat(sequence: u64, want_ack: bool) -> pb::UpdaterMessage {
 pub async fn updater(shared: Arc<Shared>, index: usize) {
     let mut attempt = 0u32;
     loop {
-        if let Err(_err) = session(&shared, index, &mut attempt).await {
-            shared.errors.fetch_add(1, Ordering::Relaxed);
-        }
+        let pushback = match session(&shared, index, &mut attempt).await {
+            Ok(()) => None,
+            Err(err) => {
+                shared.errors.fetch_add(1, Ordering::Relaxed);
+                drover_updater::backoff::pushback(&err)
+            }
+        };
         let cap = Duration::from_millis(500 * 2u64.pow(attempt.min(4)));
         attempt += 1;
-        let delay = cap.mul_f64(rand::rng().random());
+        // As the real updater: at least what a busy coordinator asked for.
+        let delay = drover_updater::backoff::honouring(
+            cap.mul_f64(rand::rng().random()),
+            pushback,
+            rand::rng().random(),
+        );
         tokio::time::sleep(delay).await;
     }
 }

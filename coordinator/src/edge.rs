@@ -38,13 +38,26 @@ impl From<DroverError> for tonic::Status {
     fn from(err: DroverError) -> Self {
         let mut status = tonic::Status::new(grpc_code(err.code()), err.client_message());
         if let Some(after) = err.retry_after() {
-            let ms = tonic::metadata::MetadataValue::from(after.as_millis() as u64);
-            status
-                .metadata_mut()
-                .insert(drover_rules::retry::PUSHBACK_METADATA, ms);
+            with_pushback(&mut status, after);
         }
         status
     }
+}
+
+/// UNAVAILABLE "`what`; retry in 2 s", with the pushback the updater honours: the
+/// coordinator sheds work it cannot take now.
+pub fn busy(what: &str) -> tonic::Status {
+    let after = drover_rules::retry::BUSY_RETRY_AFTER;
+    let mut status = tonic::Status::unavailable(format!("{what}; retry in {} s", after.as_secs()));
+    with_pushback(&mut status, after);
+    status
+}
+
+fn with_pushback(status: &mut tonic::Status, after: std::time::Duration) {
+    let ms = tonic::metadata::MetadataValue::from(after.as_millis() as u64);
+    status
+        .metadata_mut()
+        .insert(drover_rules::retry::PUSHBACK_METADATA, ms);
 }
 
 impl axum::response::IntoResponse for DroverError {

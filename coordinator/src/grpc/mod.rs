@@ -9,6 +9,7 @@ pub mod convert;
 mod enrolment_service;
 #[cfg(test)]
 mod fuzz;
+mod hello_gate;
 mod identity_refusals;
 mod inbound_budget;
 pub mod peer;

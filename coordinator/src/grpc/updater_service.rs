@@ -16,7 +16,10 @@ use tokio::sync::oneshot;
 use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{convert, identity_refusals::IdentityRefusals, inbound_budget::AgentBudgets};
+use super::{
+    convert, hello_gate::HelloGate, identity_refusals::IdentityRefusals,
+    inbound_budget::AgentBudgets,
+};
 use crate::{
     domain::{AgentStatus, validate},
     error::DroverError,
@@ -31,6 +34,7 @@ pub struct UpdaterApi {
     fleet: Arc<Fleet>,
     budgets: Arc<AgentBudgets>,
     refusals: IdentityRefusals,
+    hellos: HelloGate,
 }
 
 impl UpdaterApi {
@@ -40,6 +44,7 @@ impl UpdaterApi {
             refusals: IdentityRefusals::new(fleet.clone()),
             fleet,
             budgets,
+            hellos: HelloGate::default(),
         }
     }
 }
@@ -81,6 +86,7 @@ impl UpdaterService for UpdaterApi {
         }
         let held = hello.last_directive_id.clone();
         let identity = convert::identity_from_hello(hello)?;
+        let turn = self.hellos.turn().await?;
         let checked = self
             .fleet
             .check_agent(
@@ -95,6 +101,7 @@ impl UpdaterService for UpdaterApi {
             .await?;
         self.budgets.spend_hello(&identity.agent_id)?;
         let (session, outbox) = self.fleet.open_session(identity, &held).await?;
+        drop(turn);
         if let Some(conn) = &conn {
             conn.trusted();
         }
