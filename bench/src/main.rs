@@ -22,17 +22,6 @@ use std::{
 use clap::Parser;
 pub(crate) use plain::{Coordinator, coordinator_args};
 
-/// The coordinator's `--database` for `--database sqlite` (a fresh file in `work`) or a
-/// PostgreSQL URL, and the backend's name.
-fn database(arg: &str, work: &Path) -> (String, &'static str) {
-    if arg == "sqlite" {
-        let url = format!("sqlite://{}", work.join("bench.db").display());
-        (url, "sqlite")
-    } else {
-        (arg.to_string(), "postgres")
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }

@@ -4,7 +4,9 @@
 //! 99% and 100% of the reports were durable and acknowledged; admin-command and API-read
 //! latency sampled during the storm; then an end-to-end change (an admin sets the channel,
 //! every updater "installs" at once and reports) until 99% / 100% have reported. Baseline,
-//! same run, same database: the raw rate of batched inserts of report-sized rows.
+//! same run, same database: the raw rate of batched inserts of report-sized rows. In the
+//! default mode (TLS, each updater enrolled before the clock starts); `--insecure` for the
+//! labelled plaintext comparison.
 
 use std::{
     sync::{
@@ -19,11 +21,17 @@ use drover_proto::v1::{
     self as pb, admin_service_client::AdminServiceClient, coordinator_message::Kind as Down,
     updater_message::Kind as Up, updater_service_client::UpdaterServiceClient,
 };
+use drover_tests::{CoordinatorBuilder, CoordinatorProcess, admin_request, use_bin_dir};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::{load, ms, stats};
+use crate::{
+    load::{self, FleetTls},
+    ms, stats,
+};
+
+type Admin = AdminServiceClient<tonic::transport::Channel>;
 
 #[derive(clap::Parser, Debug)]
 pub struct StormArgs {
@@ -36,6 +44,9 @@ pub struct StormArgs {
     pub database: String,
     #[arg(long, default_value = "target/release")]
     pub bin_dir: std::path::PathBuf,
+    /// Plaintext, no enrolment: a labelled comparison with the default mode.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// What the fleet does, shared with every simulated updater.
@@ -59,22 +70,60 @@ struct Wave {
 
 pub async fn run(args: StormArgs) -> anyhow::Result<()> {
     let fd_limit = stats::raise_fd_limit()?;
-    let work = std::env::temp_dir().join(format!("drover-storm-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
-    let (database, backend) = crate::database(&args.database, &work);
+    use_bin_dir(&args.bin_dir);
+    let work = tempfile::tempdir()?;
     let n = args.updaters;
-    println!("drover-loadgen storm: {n} updaters, {backend}, fd limit {fd_limit}");
-    let coordinator = crate::Coordinator::start(
-        &args.bin_dir.join("drover-coordinator"),
-        crate::coordinator_args(&database, 30),
-        &work,
-    )
-    .await?;
-    let mut admin = AdminServiceClient::new(load::connect(&coordinator.grpc, None, None).await?);
+    let (builder, database, backend) = if args.database == "sqlite" {
+        let file = work.path().join("drover.db");
+        let url = format!("sqlite://{}", file.display());
+        (CoordinatorBuilder::sqlite(work.path()), url, "sqlite")
+    } else {
+        let url = args.database.clone();
+        (
+            CoordinatorBuilder::with_database(work.path(), &url),
+            url,
+            "postgres",
+        )
+    };
+    let builder = builder
+        .control_plane("2.0.0")
+        .arg("--heartbeat-secs")
+        .arg("30")
+        .env("RUST_LOG", "warn");
+    let coordinator = if args.insecure {
+        builder.insecure()
+    } else {
+        builder
+    }
+    .start()
+    .await;
+    let mode = if args.insecure {
+        "plaintext (--insecure)"
+    } else {
+        "TLS, enrolled identities"
+    };
+    println!("drover-loadgen storm: {n} updaters, {backend}, {mode}, fd limit {fd_limit}");
+    let url = coordinator.grpc_url();
+    let mut admin = AdminServiceClient::new(drover_tests::grpc_channel(&url).await?);
     // The channel targets what the storm's reports claim (the coordinator believes a report
     // only for a target it sent); the simulated updaters do not follow it until phase 2.
-    set_channel(&mut admin, "bench", "1.1.0").await?;
-    set_channel(&mut admin, "other", "1.0.0").await?;
+    set_channel(&mut admin, &url, "bench", "1.1.0").await?;
+    set_channel(&mut admin, &url, "other", "1.0.0").await?;
+    let tls = match &coordinator.tls {
+        Some(ready) => {
+            let started = Instant::now();
+            let agents = crate::enrolled::enrol_fleet(&url, n).await?;
+            println!(
+                "enrolled {n} updaters in {:.1} s (before any clock)",
+                started.elapsed().as_secs_f64()
+            );
+            Some(FleetTls {
+                server_ca_pem: Arc::new(std::fs::read(&ready.ca_file)?),
+                agents: Arc::new(agents),
+            })
+        }
+        None => None,
+    };
 
     let (wave, _) = watch::channel(None);
     let fleet = Arc::new(Fleet {
@@ -88,7 +137,8 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
     for index in 0..n {
         tokio::spawn(updater(
             fleet.clone(),
-            coordinator.grpc.clone(),
+            url.clone(),
+            tls.clone(),
             args.sources,
             index,
         ));
@@ -103,9 +153,7 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // 1. The storm: everyone reports 1.0.0 → 1.1.0 at once.
-    let writes_before = coordinator.stats().await?["store_write_statements"]
-        .as_u64()
-        .unwrap_or(0);
+    let writes_before = write_statements(&coordinator).await?;
     let started = Instant::now();
     let sampler = Sampler::start(&coordinator, admin.clone());
     fleet.wave.send_replace(Some(Wave {
@@ -113,9 +161,8 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
         to: "1.1.0".into(),
     }));
     let (storm_p50, storm_p99, storm_all) = wait_acks(&fleet.storm_acked, started).await;
-    let storm_statements = coordinator.stats().await?["store_write_statements"]
-        .as_u64()
-        .unwrap_or(0)
+    let storm_statements = write_statements(&coordinator)
+        .await?
         .saturating_sub(writes_before);
     let storm_samples = sampler.stop().await;
     println!(
@@ -131,7 +178,7 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
     fleet.follow_directives.store(true, Ordering::Relaxed);
     let sampler = Sampler::start(&coordinator, admin.clone());
     let changed = Instant::now();
-    set_channel(&mut admin, "bench", "1.2.0").await?;
+    set_channel(&mut admin, &url, "bench", "1.2.0").await?;
     let (e2e_p50, e2e_p99, e2e_all) = wait_acks(&fleet.e2e_acked, changed).await;
     let e2e_samples = sampler.stop().await;
     println!(
@@ -151,6 +198,7 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
         storm_rate / baseline.max(1.0)
     );
     let summary = json!({
+        "mode": mode,
         "backend": backend,
         "updaters": n,
         "storm": { "p50_acked_ms": ms(storm_p50), "p99_acked_ms": ms(storm_p99),
@@ -165,21 +213,30 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
     });
     println!("{summary}");
     drop(coordinator);
-    let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
 
+async fn write_statements(coordinator: &CoordinatorProcess) -> anyhow::Result<u64> {
+    let (status, body) =
+        drover_tests::http(coordinator.addresses.http, "GET", "/api/v1/stats").await;
+    anyhow::ensure!(status == 200, "GET /api/v1/stats answered {status}: {body}");
+    let stats: serde_json::Value = serde_json::from_str(&body)?;
+    Ok(stats["store_write_statements"].as_u64().unwrap_or(0))
+}
+
 async fn set_channel(
-    admin: &mut AdminServiceClient<tonic::transport::Channel>,
+    admin: &mut Admin,
+    url: &str,
     name: &str,
     version: &str,
 ) -> anyhow::Result<()> {
+    let request = pb::SetChannelVersionRequest {
+        name: name.into(),
+        version: version.into(),
+        ..Default::default()
+    };
     admin
-        .set_channel_version(pb::SetChannelVersionRequest {
-            name: name.into(),
-            version: version.into(),
-            ..Default::default()
-        })
+        .set_channel_version(admin_request(url, request))
         .await
         .context("set the bench channel")?;
     Ok(())
@@ -239,10 +296,10 @@ fn heartbeat(version: &str) -> pb::UpdaterMessage {
 
 /// One updater; a failed session (a refused connect while 10k others connect, say) is
 /// retried after a random pause, and counted.
-async fn updater(fleet: Arc<Fleet>, url: String, sources: u8, index: usize) {
+async fn updater(fleet: Arc<Fleet>, url: String, tls: Option<FleetTls>, sources: u8, index: usize) {
     for _ in 0..30 {
         let mut welcomed = false;
-        let result = session(&fleet, &url, sources, index, &mut welcomed).await;
+        let result = session(&fleet, &url, tls.as_ref(), sources, index, &mut welcomed).await;
         if welcomed {
             fleet.live.fetch_sub(1, Ordering::Relaxed);
         }
@@ -260,19 +317,21 @@ async fn updater(fleet: Arc<Fleet>, url: String, sources: u8, index: usize) {
 async fn session(
     fleet: &Fleet,
     url: &str,
+    tls: Option<&FleetTls>,
     sources: u8,
     index: usize,
     welcomed: &mut bool,
 ) -> anyhow::Result<()> {
     let source = load::source_address(sources, index);
-    let mut client = UpdaterServiceClient::new(load::connect(url, Some(source), None).await?);
+    let tls = tls.map(|tls| (tls.server_ca_pem.as_slice(), tls.agents.get(index)));
+    let mut client = UpdaterServiceClient::new(load::connect(url, Some(source), tls).await?);
     let (tx, rx) = mpsc::channel(8);
-    let agent_id = format!("storm-{index:06}");
+    let (agent_id, group) = load::agent(index);
     tx.send(pb::UpdaterMessage {
         kind: Some(Up::Hello(pb::Hello {
             agent_id: agent_id.clone(),
             hostname: "storm".into(),
-            group: ["dev", "staging", "prod"][index % 3].into(),
+            group: group.into(),
             channel: "bench".into(),
             installer: pb::InstallerKind::Simulated as i32,
             agent_version: "1.0.0".into(),
@@ -338,10 +397,8 @@ struct Samples {
 }
 
 impl Sampler {
-    fn start(
-        coordinator: &crate::Coordinator,
-        mut admin: AdminServiceClient<tonic::transport::Channel>,
-    ) -> Self {
+    fn start(coordinator: &CoordinatorProcess, mut admin: Admin) -> Self {
+        let url = coordinator.grpc_url();
         let stop = Arc::new(AtomicBool::new(false));
         let admin_stop = stop.clone();
         let admin = tokio::spawn(async move {
@@ -351,25 +408,26 @@ impl Sampler {
                 critical = !critical;
                 let t = Instant::now();
                 // An admin write on another channel: it must not queue behind the storm.
+                let request = pb::SetChannelCriticalRequest {
+                    name: "other".into(),
+                    critical,
+                    ..Default::default()
+                };
                 let _ = admin
-                    .set_channel_critical(pb::SetChannelCriticalRequest {
-                        name: "other".into(),
-                        critical,
-                        ..Default::default()
-                    })
+                    .set_channel_critical(admin_request(&url, request))
                     .await;
                 samples.push(t.elapsed());
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             samples
         });
-        let http = coordinator.http.clone();
+        let http = coordinator.addresses.http;
         let read_stop = stop.clone();
         let read = tokio::spawn(async move {
             let mut samples = Vec::new();
             while !read_stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                let _ = get(&http, "/api/v1/agents?limit=50&group=prod").await;
+                let _ = drover_tests::http(http, "GET", "/api/v1/agents?limit=50&group=prod").await;
                 samples.push(t.elapsed());
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -419,19 +477,6 @@ impl Samples {
             ms(r99)
         )
     }
-}
-
-async fn get(addr: &str, path: &str) -> anyhow::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
-    Ok(())
 }
 
 /// Rows per second of batched inserts (1,000 report-sized rows per transaction) into a
