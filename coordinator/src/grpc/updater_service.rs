@@ -395,11 +395,13 @@ async fn handle(
         }
         Some(Up::Report(report)) => {
             let attempt_id = report.attempt_id.clone();
+            // Boxed: recording a report is a large future (16 KB), and inline it would sit
+            // in every session's reader task for the session's whole life, reports or not.
             match convert::report_from_proto(report) {
-                Ok(report) => fleet.report(session, report).await?,
+                Ok(report) => Box::pin(fleet.report(session, report)).await?,
                 // One bad report never costs the session: the updater is told, and drops it.
                 Err(DroverError::InvalidArgument(why)) => {
-                    fleet.refuse_report(session, attempt_id, why).await;
+                    Box::pin(fleet.refuse_report(session, attempt_id, why)).await;
                 }
                 Err(other) => return Err(other.into()),
             }
