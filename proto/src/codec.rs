@@ -5,13 +5,26 @@
 //! Set in `build.rs` with `codec_path`, so it applies to both sides: a coordinator answers
 //! a garbage request with `INVALID_ARGUMENT`, and a client reading a garbage response sees
 //! the same code and message.
+//!
+//! Its buffers start at 1 KiB instead of tonic's 8 KiB. Each stream holds one to encode and
+//! one to decode for its whole life, and a coordinator holds one stream per updater; the
+//! messages are small (a heartbeat is under 100 bytes), and a larger one grows its buffer.
 
 use prost::Message;
 use tonic::{
     Status,
-    codec::{BufferSettings, Codec, DecodeBuf, Decoder},
+    codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
 };
 use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
+
+/// A stream's encode and decode buffers start this big (see the module's text).
+const BUFFER_SIZE: usize = 1024;
+/// tonic's default: how much an encoder gathers before it yields.
+const YIELD_THRESHOLD: usize = 32 * 1024;
+
+fn buffer_settings() -> BufferSettings {
+    BufferSettings::new(BUFFER_SIZE, YIELD_THRESHOLD)
+}
 
 /// [`ProstCodec`] with decode errors reported as `INVALID_ARGUMENT`.
 #[derive(Debug, Clone)]
@@ -34,11 +47,11 @@ where
 {
     type Encode = T;
     type Decode = U;
-    type Encoder = ProstEncoder<T>;
+    type Encoder = DroverEncoder<T>;
     type Decoder = DroverDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        self.inner.encoder()
+        DroverEncoder(self.inner.encoder())
     }
 
     fn decoder(&mut self) -> Self::Decoder {
@@ -65,6 +78,23 @@ impl<U: Message + Default> Decoder for DroverDecoder<U> {
     }
 
     fn buffer_settings(&self) -> BufferSettings {
-        self.0.buffer_settings()
+        buffer_settings()
+    }
+}
+
+/// Encodes with prost, into a small buffer.
+#[derive(Debug, Clone)]
+pub struct DroverEncoder<T>(ProstEncoder<T>);
+
+impl<T: Message> Encoder for DroverEncoder<T> {
+    type Item = T;
+    type Error = Status;
+
+    fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        self.0.encode(item, buf)
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        buffer_settings()
     }
 }

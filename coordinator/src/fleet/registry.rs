@@ -44,7 +44,10 @@ pub struct Session {
     pub channel: String,
     pub live: Mutex<LiveStatus>,
     directive: watch::Sender<Directive>,
-    acks: mpsc::Sender<Ack>,
+    /// Boxed: the channel keeps a block of 32 slots per session whether used or not, and
+    /// 32 boxes are a quarter of the size of 32 acks (acks are rare: reports, and heartbeats
+    /// that ask).
+    acks: mpsc::Sender<Box<Ack>>,
     /// Cancelled when a newer session for the same agent replaces this one, or the agent
     /// is revoked (then `revoked` is set first).
     pub closed: CancellationToken,
@@ -56,7 +59,7 @@ pub struct SessionOutbox {
     pub directives: watch::Receiver<Directive>,
     /// False when the updater said it already holds the current directive.
     pub send_current_directive: bool,
-    pub acks: mpsc::Receiver<Ack>,
+    pub acks: mpsc::Receiver<Box<Ack>>,
 }
 
 impl Session {
@@ -112,7 +115,7 @@ impl Session {
     /// Queues an acknowledgement. A full queue means the updater stopped reading; waiting
     /// here pushes back on its stream, and an unacknowledged report is resent anyway.
     pub async fn ack(&self, ack: Ack) {
-        let _ = self.acks.send(ack).await;
+        let _ = self.acks.send(Box::new(ack)).await;
     }
 }
 

@@ -151,7 +151,7 @@ impl UpdaterService for UpdaterApi {
             }
         });
         let acks = ReceiverStream::new(outbox.acks).map(|ack| {
-            Ok(down(match ack {
+            Ok(down(match *ack {
                 Ack::Report(attempt_id) => Down::ReportAck(pb::ReportAck {
                     attempt_id,
                     refused: String::new(),
