@@ -10,6 +10,7 @@ mod load;
 mod loader;
 mod plain;
 mod replicas;
+mod sampler;
 mod scale;
 mod stats;
 mod storm;
