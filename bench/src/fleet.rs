@@ -175,9 +175,9 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
         let errors = shared.errors.load(Ordering::Relaxed) - errors_before;
         let refusals = refusal_counts(&coordinator.log());
         println!(
-            "5. restart: all {n} back {back:.1} s after the restart began (0: not all within 600 s); {errors} failed attempts on the way; refusals logged by the coordinator: {refusals}"
+            "5. restart: all {n} back {back:.1} s after the restart began (0: not all within 600 s); {errors} failed attempts on the way; store failures logged by the coordinator: {refusals}"
         );
-        restart = json!({ "all_back_s": back, "failed_attempts": errors, "refusals": refusals });
+        restart = json!({ "all_back_s": back, "failed_attempts": errors, "store_failures_logged": refusals });
     }
 
     // 6. An idle real updater.
@@ -382,7 +382,9 @@ async fn heartbeat_cost(
     })
 }
 
-/// Session refusals the coordinator logged, by what it said (busy vs unreachable).
+/// Store failures the coordinator logged, by class (busy vs unreachable). One line may
+/// stand for a whole failed batch of Hellos, and the Hello admission's own refusals are not
+/// logged: the loader's failed attempts count every refusal.
 fn refusal_counts(log: &str) -> Value {
     let count = |needle: &str| log.lines().filter(|line| line.contains(needle)).count();
     json!({

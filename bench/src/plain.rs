@@ -1,4 +1,4 @@
-//! The plaintext coordinator the older scenarios (`storm`, `churn`, `replicas`) start:
+//! The plaintext coordinator the older scenarios (`churn`, `replicas`) start:
 //! `--insecure` on loopback, so their figures stay comparable with earlier runs. The
 //! default run (`fleet.rs`) starts its coordinator through the test harness instead, in the
 //! default mode.

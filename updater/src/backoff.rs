@@ -34,7 +34,7 @@ impl Backoff {
 /// together) and never less than the backoff would have waited anyway.
 pub fn honouring(backoff: Duration, pushback: Option<Duration>, random: f64) -> Duration {
     match pushback {
-        Some(pushback) => backoff.max(jittered(pushback, 0.25, random).max(pushback)),
+        Some(pushback) => backoff.max(pushback.mul_f64(1.0 + 0.5 * random.clamp(0.0, 1.0))),
         None => backoff,
     }
 }
@@ -61,6 +61,18 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Refused together, updaters come back spread over the whole half-again, not bunched
+    /// at the wait asked for.
+    #[test]
+    fn a_pushback_is_spread_over_half_as_much_again() {
+        let pushback = Duration::from_secs(2);
+        let wait = |r| honouring(Duration::ZERO, Some(pushback), r);
+        assert_eq!(wait(0.0), pushback);
+        assert_eq!(wait(0.5), Duration::from_millis(2_500));
+        assert!(wait(0.999) > Duration::from_millis(2_990));
+        assert!(wait(0.25) < wait(0.26), "no two draws wait alike");
+    }
+
     proptest! {
         #[test]
         fn a_pushback_is_honoured_and_bounded(
@@ -77,6 +89,7 @@ mod tests {
                 prop_assert_eq!(wait, backoff);
             }
         }
+
 
         #[test]
         fn delay_is_never_above_the_cap_or_the_exponential_ceiling(attempt in 0u32..100, r in 0.0f64..1.0) {

@@ -4,6 +4,10 @@
 //! opened (the database is unreachable: an operator must look). sqlx reports both as
 //! `PoolTimedOut`.
 //!
+//! A connection the pool opened but our own check refused (a SQLite file that cannot be
+//! written, `store/mod.rs`) also ends in `PoolTimedOut`: sqlx retries it until the
+//! deadline. That refusal's own problem (read-only, disk error) is remembered and wins.
+//!
 //! Process-wide because the classification runs in `From<sqlx::Error>` (at every `?`),
 //! where no store is at hand; a coordinator has one store.
 
@@ -15,10 +19,17 @@ use std::{
     time::{Duration, Instant},
 };
 
+use parking_lot::Mutex;
+
+use crate::error::StoreProblem;
+
 /// Milliseconds since `epoch()` at which the database last answered; 0: never.
 static LAST_ANSWER_MS: AtomicU64 = AtomicU64::new(0);
-/// A local SQLite file never refuses a connection: its pool times out only when busy.
+/// A local SQLite file refuses no connection of its own accord (only our check does, see
+/// `CONNECT_REFUSED`): its pool times out only when busy.
 static LOCAL_FILE: AtomicBool = AtomicBool::new(false);
+/// The last connection our check refused: when (ms since `epoch()`), and why.
+static CONNECT_REFUSED: Mutex<Option<(u64, StoreProblem)>> = Mutex::new(None);
 
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -36,19 +47,35 @@ pub(super) fn answered() {
     LAST_ANSWER_MS.fetch_max(since_epoch_ms(), Ordering::Relaxed);
 }
 
+/// A new connection was refused by our own check, for `problem`.
+pub(super) fn connection_refused(problem: StoreProblem) {
+    *CONNECT_REFUSED.lock() = Some((since_epoch_ms(), problem));
+}
+
 pub(super) fn store_is_local_file() {
     LOCAL_FILE.store(true, Ordering::Relaxed);
 }
 
-/// Whether a call that waited `waited` for a connection and got none was kept out by a
-/// busy pool (the database answered other calls meanwhile) rather than an unreachable one.
-pub(super) fn pool_was_busy(waited: Duration) -> bool {
-    busy(
+/// What kept a call that waited `waited` for a connection from getting one: a refusal of
+/// our own check meanwhile, a busy pool (the database answered other calls meanwhile), or
+/// an unreachable database.
+pub(super) fn pool_timeout_problem(waited: Duration) -> StoreProblem {
+    let now = since_epoch_ms();
+    let within = |at: u64| at != 0 && now.saturating_sub(at) <= waited.as_millis() as u64;
+    if let Some((at, problem)) = *CONNECT_REFUSED.lock()
+        && within(at)
+    {
+        return problem;
+    }
+    let (local_file, last_answer) = (
         LOCAL_FILE.load(Ordering::Relaxed),
         LAST_ANSWER_MS.load(Ordering::Relaxed),
-        since_epoch_ms(),
-        waited,
-    )
+    );
+    if busy(local_file, last_answer, now, waited) {
+        StoreProblem::Busy
+    } else {
+        StoreProblem::Unreachable
+    }
 }
 
 fn busy(local_file: bool, last_answer_ms: u64, now_ms: u64, waited: Duration) -> bool {
@@ -76,8 +103,17 @@ mod tests {
     }
 
     #[test]
-    fn a_local_file_is_only_ever_busy() {
+    fn a_local_file_that_times_out_is_busy() {
         assert!(busy(true, 0, 60_000, WAITED));
+    }
+
+    #[test]
+    fn a_connection_our_check_refused_names_its_own_problem() {
+        connection_refused(StoreProblem::ReadOnly);
+        assert_eq!(
+            pool_timeout_problem(Duration::from_secs(60)),
+            StoreProblem::ReadOnly
+        );
     }
 
     #[test]

@@ -23,11 +23,10 @@ fn classify(err: sqlx::Error) -> DroverError {
     use sqlx::Error as E;
     let class = match &err {
         E::RowNotFound => return DroverError::NotFound("no such record".into()),
-        E::PoolTimedOut if super::answered::pool_was_busy(super::ACQUIRE_TIMEOUT) => {
-            Class::Problem(StoreProblem::Busy)
-        }
-        E::PoolTimedOut
-        | E::PoolClosed
+        E::PoolTimedOut => Class::Problem(super::answered::pool_timeout_problem(
+            super::ACQUIRE_TIMEOUT,
+        )),
+        E::PoolClosed
         | E::Io(_)
         | E::Tls(_)
         | E::Protocol(_)
@@ -51,6 +50,18 @@ fn classify(err: sqlx::Error) -> DroverError {
         }
         // Logged with an id where it reaches a client (`DroverError::client_message`).
         Class::Bug => DroverError::Internal(format!("store: {err}")),
+    }
+}
+
+/// The problem a failed connection check names, for `answered.rs` (not logged: the pool
+/// logs it, and the call that times out logs its own error).
+pub(super) fn problem_of(err: &sqlx::Error) -> StoreProblem {
+    match err {
+        sqlx::Error::Database(db) => match classify_database(db.as_ref()) {
+            Class::Problem(problem) => problem,
+            Class::Conflict | Class::Bug => StoreProblem::Refused,
+        },
+        _ => StoreProblem::DiskError,
     }
 }
 

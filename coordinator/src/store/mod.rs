@@ -233,7 +233,10 @@ async fn open_sqlite(url: &str) -> Result<SqlitePool> {
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .after_connect(|conn, _| {
             Box::pin(async move {
-                refuse_read_only_connection(conn).await?;
+                if let Err(err) = refuse_read_only_connection(conn).await {
+                    answered::connection_refused(error::problem_of(&err));
+                    return Err(err);
+                }
                 answered::answered();
                 Ok(())
             })
