@@ -60,28 +60,28 @@ pub(super) fn store_is_local_file() {
 /// our own check meanwhile, a busy pool (the database answered other calls meanwhile), or
 /// an unreachable database.
 pub(super) fn pool_timeout_problem(waited: Duration) -> StoreProblem {
-    let now = since_epoch_ms();
-    let within = |at: u64| at != 0 && now.saturating_sub(at) <= waited.as_millis() as u64;
-    if let Some((at, problem)) = *CONNECT_REFUSED.lock()
-        && within(at)
-    {
-        return problem;
-    }
-    let (local_file, last_answer) = (
+    problem(
+        *CONNECT_REFUSED.lock(),
         LOCAL_FILE.load(Ordering::Relaxed),
         LAST_ANSWER_MS.load(Ordering::Relaxed),
-    );
-    if busy(local_file, last_answer, now, waited) {
-        StoreProblem::Busy
-    } else {
-        StoreProblem::Unreachable
-    }
+        since_epoch_ms(),
+        waited,
+    )
 }
 
-fn busy(local_file: bool, last_answer_ms: u64, now_ms: u64, waited: Duration) -> bool {
-    local_file
-        || (last_answer_ms != 0
-            && now_ms.saturating_sub(last_answer_ms) <= waited.as_millis() as u64)
+fn problem(
+    refused: Option<(u64, StoreProblem)>,
+    local_file: bool,
+    last_answer_ms: u64,
+    now_ms: u64,
+    waited: Duration,
+) -> StoreProblem {
+    let within = |at: u64| at != 0 && now_ms.saturating_sub(at) <= waited.as_millis() as u64;
+    match refused {
+        Some((at, problem)) if within(at) => problem,
+        _ if local_file || within(last_answer_ms) => StoreProblem::Busy,
+        _ => StoreProblem::Unreachable,
+    }
 }
 
 #[cfg(test)]
@@ -92,27 +92,45 @@ mod tests {
 
     #[test]
     fn a_database_that_answered_while_the_call_waited_is_busy() {
-        assert!(busy(false, 10_000, 10_500, WAITED));
-        assert!(busy(false, 10_000, 10_800, WAITED));
+        assert_eq!(
+            problem(None, false, 10_000, 10_500, WAITED),
+            StoreProblem::Busy
+        );
+        assert_eq!(
+            problem(None, false, 10_000, 10_800, WAITED),
+            StoreProblem::Busy
+        );
     }
 
     #[test]
     fn a_database_silent_all_the_while_is_unreachable() {
-        assert!(!busy(false, 10_000, 10_801, WAITED));
-        assert!(!busy(false, 0, 500, WAITED), "never answered");
+        assert_eq!(
+            problem(None, false, 10_000, 10_801, WAITED),
+            StoreProblem::Unreachable
+        );
+        assert_eq!(
+            problem(None, false, 0, 500, WAITED),
+            StoreProblem::Unreachable,
+            "never answered"
+        );
     }
 
     #[test]
     fn a_local_file_that_times_out_is_busy() {
-        assert!(busy(true, 0, 60_000, WAITED));
+        assert_eq!(problem(None, true, 0, 60_000, WAITED), StoreProblem::Busy);
     }
 
     #[test]
     fn a_connection_our_check_refused_names_its_own_problem() {
-        connection_refused(StoreProblem::ReadOnly);
+        let refused = Some((10_000, StoreProblem::ReadOnly));
         assert_eq!(
-            pool_timeout_problem(Duration::from_secs(60)),
+            problem(refused, true, 10_400, 10_500, WAITED),
             StoreProblem::ReadOnly
+        );
+        // An old refusal no longer speaks for a timeout.
+        assert_eq!(
+            problem(refused, true, 0, 20_000, WAITED),
+            StoreProblem::Busy
         );
     }
 
