@@ -13,7 +13,10 @@ use drover_proto::v1 as pb;
 use drover_tests::{CoordinatorProcess, admin_request};
 use serde_json::json;
 
-use crate::{ms, stats, storm::Admin};
+use crate::{ms, stats};
+
+/// An admin client over the harness's channel.
+pub type Admin = pb::admin_service_client::AdminServiceClient<tonic::transport::Channel>;
 
 /// Admin-command and API-read latency, sampled back to back while a phase runs.
 pub struct Sampler {

@@ -29,11 +29,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::{
     load::{self, FleetTls},
     ms,
-    sampler::Sampler,
+    sampler::{Admin, Sampler},
     stats,
 };
-
-pub(crate) type Admin = AdminServiceClient<tonic::transport::Channel>;
 
 #[derive(clap::Parser, Debug)]
 pub struct StormArgs {
