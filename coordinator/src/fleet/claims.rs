@@ -5,7 +5,7 @@
 //! and `events`), refused to the updater so it stops resending, and it moves no version,
 //! gate or counter. An honest updater only reports what it was sent.
 
-use drover_rules::{AuditResult, EventKind};
+use drover_rules::AuditResult;
 
 use super::{Fleet, caller::updater_audit, registry::Session};
 use crate::{domain::UpdateReport, error::Result, store::NewEvent};
@@ -94,21 +94,16 @@ impl Fleet {
             report.transition(),
             report.attempt_id
         );
+        let audit = updater_audit(
+            &format!("agent {}", session.agent_id),
+            "ReportUpdate",
+            &session.agent_id,
+            AuditResult::Refused,
+            &text,
+        );
         let event = NewEvent {
-            at_ms: self.clock.now_ms(),
-            kind: EventKind::Update,
-            rollout_id: report.rollout_id.clone(),
-            group: session.group.clone(),
-            agent_id: session.agent_id.clone(),
-            actor: "updater".into(),
-            audit: Some(Box::new(updater_audit(
-                &format!("agent {}", session.agent_id),
-                "ReportUpdate",
-                &session.agent_id,
-                AuditResult::Refused,
-                &text,
-            ))),
-            text,
+            audit: Some(Box::new(audit)),
+            ..self.update_event(session, report, text)
         };
         self.store().record_events(&[event]).await?;
         self.metrics.report("claim", !report.rollout_id.is_empty());

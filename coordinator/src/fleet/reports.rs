@@ -15,6 +15,25 @@ use crate::{
 };
 
 impl Fleet {
+    /// The event of an update report from `session`'s agent, saying `text`.
+    pub(super) fn update_event(
+        &self,
+        session: &Session,
+        report: &UpdateReport,
+        text: String,
+    ) -> NewEvent {
+        NewEvent {
+            at_ms: self.clock.now_ms(),
+            kind: EventKind::Update,
+            rollout_id: report.rollout_id.clone(),
+            group: session.group.clone(),
+            agent_id: session.agent_id.clone(),
+            actor: "updater".into(),
+            audit: None,
+            text,
+        }
+    }
+
     /// Tells the updater a report will never be stored, so it stops resending it. Nothing is
     /// written: the report's text is what could not be accepted.
     pub async fn refuse_report(&self, session: &Session, attempt_id: String, why: String) {
@@ -43,16 +62,7 @@ impl Fleet {
         } else {
             format!(": {}", report.error)
         };
-        let event = NewEvent {
-            at_ms: self.clock.now_ms(),
-            kind: EventKind::Update,
-            rollout_id: report.rollout_id.clone(),
-            group: session.group.clone(),
-            agent_id: session.agent_id.clone(),
-            actor: "updater".into(),
-            audit: None,
-            text: format!("{}{error}", report.transition()),
-        };
+        let event = self.update_event(session, &report, format!("{}{error}", report.transition()));
         let recorded = self
             .writer
             .write(AgentWrite::Report {
