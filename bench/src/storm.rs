@@ -3,35 +3,34 @@
 //! the heartbeat that follows it, as a real updater does after an install. Measured: when
 //! 99% and 100% of the reports were durable and acknowledged; admin-command and API-read
 //! latency sampled during the storm; then an end-to-end change (an admin sets the channel,
-//! every updater "installs" at once and reports) until 99% / 100% have reported. Baseline,
+//! every updater "installs" at once and reports) until 99% / 100% have reported; then a
+//! rollback of a rollout that moved everyone (`storm/rollback.rs`), with each report's lag
+//! from the install finishing to its ack, and when the API shows the fleet back. Baseline,
 //! same run, same database: the raw rate of batched inserts of report-sized rows. In the
 //! default mode (TLS, each updater enrolled before the clock starts); `--insecure` for the
 //! labelled plaintext comparison.
 
+mod baseline;
+mod rollback;
+mod updater;
+
 use std::{
-    sync::{
-        Arc, OnceLock,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    sync::{Arc, OnceLock, atomic::Ordering},
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
-use drover_proto::v1::{
-    self as pb, admin_service_client::AdminServiceClient, coordinator_message::Kind as Down,
-    updater_message::Kind as Up, updater_service_client::UpdaterServiceClient,
-};
+use drover_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
 use drover_tests::{CoordinatorBuilder, CoordinatorProcess, admin_request, use_bin_dir};
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{
-    load::{self, FleetTls},
+    load::FleetTls,
     ms,
     sampler::{Admin, Sampler},
     stats,
 };
+use updater::{Fleet, Phase, Wave};
 
 #[derive(clap::Parser, Debug)]
 pub struct StormArgs {
@@ -47,25 +46,6 @@ pub struct StormArgs {
     /// Plaintext, no enrolment: a labelled comparison with the default mode.
     #[arg(long)]
     pub insecure: bool,
-}
-
-/// What the fleet does, shared with every simulated updater.
-struct Fleet {
-    /// Bumped to start a wave: every updater reports `from → to` of the wave.
-    wave: watch::Sender<Option<Wave>>,
-    live: AtomicU64,
-    /// When each updater's storm report, then its end-to-end report, was acknowledged.
-    storm_acked: Vec<OnceLock<Instant>>,
-    e2e_acked: Vec<OnceLock<Instant>>,
-    failed: AtomicU64,
-    /// The end-to-end phase: updaters "install" the target a directive names, at once.
-    follow_directives: AtomicBool,
-}
-
-#[derive(Clone, Debug)]
-struct Wave {
-    from: String,
-    to: String,
 }
 
 pub async fn run(args: StormArgs) -> anyhow::Result<()> {
@@ -125,17 +105,9 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    let (wave, _) = watch::channel(None);
-    let fleet = Arc::new(Fleet {
-        wave,
-        live: AtomicU64::new(0),
-        storm_acked: (0..n).map(|_| OnceLock::new()).collect(),
-        e2e_acked: (0..n).map(|_| OnceLock::new()).collect(),
-        failed: AtomicU64::new(0),
-        follow_directives: AtomicBool::new(false),
-    });
+    let fleet = Fleet::new(n);
     for index in 0..n {
-        tokio::spawn(updater(
+        tokio::spawn(updater::updater(
             fleet.clone(),
             url.clone(),
             tls.clone(),
@@ -160,7 +132,7 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
         from: "1.0.0".into(),
         to: "1.1.0".into(),
     }));
-    let (storm_p50, storm_p99, storm_all) = wait_acks(&fleet.storm_acked, started).await;
+    let (storm_p50, storm_p99, storm_all) = wait_acks(fleet.acked(Phase::Storm), n, started).await;
     let storm_statements = write_statements(&coordinator)
         .await?
         .saturating_sub(writes_before);
@@ -175,11 +147,11 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
     );
 
     // 2. End to end: an admin change; every updater installs at once and reports.
-    fleet.follow_directives.store(true, Ordering::Relaxed);
+    fleet.follow(Phase::EndToEnd);
     let sampler = Sampler::start(&coordinator, admin.clone());
     let changed = Instant::now();
     set_channel(&mut admin, &url, "bench", "1.2.0").await?;
-    let (e2e_p50, e2e_p99, e2e_all) = wait_acks(&fleet.e2e_acked, changed).await;
+    let (e2e_p50, e2e_p99, e2e_all) = wait_acks(fleet.acked(Phase::EndToEnd), n, changed).await;
     let e2e_samples = sampler.stop().await;
     println!(
         "end to end: admin change → 50% of {n} reported in {:.0} ms, 99% in {:.0} ms, 100% in {:.0} ms; {}",
@@ -189,8 +161,19 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
         e2e_samples.text()
     );
 
-    // 3. Baseline: the raw batched-insert rate on the same database.
-    let baseline = raw_insert_rate(&database, n).await?;
+    let e2e_lags = fleet.report_lags(Phase::EndToEnd);
+    println!(
+        "end to end: report lag (finished → acknowledged) {}",
+        text_percentiles(&e2e_lags)
+    );
+    let e2e_lags = lag_percentiles(e2e_lags);
+
+    // 3. A rollback of a rollout that moved everyone: how long each report takes to land.
+    let rollback = rollback::measure(&fleet, &mut admin, &url, n).await?;
+    println!("{}", rollback.text(n));
+
+    // 4. Baseline: the raw batched-insert rate on the same database.
+    let baseline = baseline::raw_insert_rate(&database, n).await?;
     let storm_rate = n as f64 / storm_all.as_secs_f64().max(1e-9);
     println!(
         "baseline: raw batched inserts {baseline:.0} rows/s; storm {storm_rate:.0} reports/s \
@@ -205,7 +188,9 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
                    "write_statements": storm_statements, "all_acked_ms": ms(storm_all),
                    "admin": storm_samples.admin_json(), "read": storm_samples.read_json() },
         "end_to_end": { "p50_reported_ms": ms(e2e_p50), "p99_reported_ms": ms(e2e_p99), "all_reported_ms": ms(e2e_all),
+                        "report_lag_ms": e2e_lags,
                         "admin": e2e_samples.admin_json(), "read": e2e_samples.read_json() },
+        "rollback": rollback.json(),
         "baseline_raw_insert_rows_per_s": baseline,
         "storm_reports_per_s": storm_rate,
         "storm_to_raw_ratio": storm_rate / baseline.max(1.0),
@@ -242,13 +227,17 @@ async fn set_channel(
     Ok(())
 }
 
-/// Waits until every report was acknowledged (or 120 s); returns (50%, 99%, 100%) from
-/// `start`.
-async fn wait_acks(acked: &[OnceLock<Instant>], start: Instant) -> (Duration, Duration, Duration) {
+/// Waits until `expected` reports were acknowledged (or 120 s); returns (50%, 99%, 100%)
+/// of those acknowledged, from `start`.
+async fn wait_acks(
+    acked: &[OnceLock<Instant>],
+    expected: usize,
+    start: Instant,
+) -> (Duration, Duration, Duration) {
     let _ = crate::wait_until(
         "every report acknowledged",
         Duration::from_secs(120),
-        || acked.iter().all(|a| a.get().is_some()),
+        || acked.iter().filter(|a| a.get().is_some()).count() >= expected,
     )
     .await;
     let mut latencies: Vec<Duration> = acked
@@ -262,169 +251,23 @@ async fn wait_acks(acked: &[OnceLock<Instant>], start: Instant) -> (Duration, Du
     )
 }
 
-fn report(attempt: String, from: &str, to: &str) -> pb::UpdaterMessage {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let at = prost_types::Timestamp {
-        seconds: now.as_secs() as i64,
-        nanos: 0,
-    };
-    pb::UpdaterMessage {
-        kind: Some(Up::Report(pb::UpdateReport {
-            attempt_id: attempt,
-            from_version: from.into(),
-            to_version: to.into(),
-            outcome: pb::UpdateOutcome::Succeeded as i32,
-            started_at: Some(at),
-            finished_at: Some(at),
-            ..Default::default()
-        })),
-    }
+/// A phase's report lags as "p50 … ms, p99 … ms, max … ms".
+fn text_percentiles(lags: &[Duration]) -> String {
+    let mut lags = lags.to_vec();
+    format!(
+        "p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} reports)",
+        ms(stats::percentile(&mut lags, 50.0)),
+        ms(stats::percentile(&mut lags, 99.0)),
+        ms(stats::percentile(&mut lags, 100.0)),
+        lags.len()
+    )
 }
 
-fn heartbeat(version: &str) -> pb::UpdaterMessage {
-    pb::UpdaterMessage {
-        kind: Some(Up::Heartbeat(pb::Heartbeat {
-            health: pb::AgentHealth::Healthy as i32,
-            state: pb::UpdaterState::Idle as i32,
-            agent_version: version.into(),
-            ..Default::default()
-        })),
-    }
-}
-
-/// One updater; a failed session (a refused connect while 10k others connect, say) is
-/// retried after a random pause, and counted.
-async fn updater(fleet: Arc<Fleet>, url: String, tls: Option<FleetTls>, sources: u8, index: usize) {
-    for _ in 0..30 {
-        let mut welcomed = false;
-        let result = session(&fleet, &url, tls.as_ref(), sources, index, &mut welcomed).await;
-        if welcomed {
-            fleet.live.fetch_sub(1, Ordering::Relaxed);
-        }
-        let Err(err) = result else { return };
-        fleet.failed.fetch_add(1, Ordering::Relaxed);
-        if welcomed {
-            eprintln!("updater {index}: session lost: {err:#}");
-        }
-        let pause = rand::random::<u64>() % 1_000;
-        tokio::time::sleep(Duration::from_millis(pause)).await;
-    }
-    eprintln!("updater {index}: gave up after 30 failed sessions");
-}
-
-async fn session(
-    fleet: &Fleet,
-    url: &str,
-    tls: Option<&FleetTls>,
-    sources: u8,
-    index: usize,
-    welcomed: &mut bool,
-) -> anyhow::Result<()> {
-    let source = load::source_address(sources, index);
-    let tls = tls.map(|tls| (tls.server_ca_pem.as_slice(), tls.agents.get(index)));
-    let mut client = UpdaterServiceClient::new(load::connect(url, Some(source), tls).await?);
-    let (tx, rx) = mpsc::channel(8);
-    let (agent_id, group) = load::agent(index);
-    tx.send(pb::UpdaterMessage {
-        kind: Some(Up::Hello(pb::Hello {
-            agent_id: agent_id.clone(),
-            hostname: "storm".into(),
-            group: group.into(),
-            channel: "bench".into(),
-            installer: pb::InstallerKind::Simulated as i32,
-            agent_version: "1.0.0".into(),
-            updater_version: "storm".into(),
-            health: pb::AgentHealth::Healthy as i32,
-            ..Default::default()
-        })),
+fn lag_percentiles(mut lags: Vec<Duration>) -> serde_json::Value {
+    json!({
+        "p50": ms(stats::percentile(&mut lags, 50.0)),
+        "p99": ms(stats::percentile(&mut lags, 99.0)),
+        "max": ms(stats::percentile(&mut lags, 100.0)),
+        "reports": lags.len(),
     })
-    .await?;
-    let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
-    let mut waves = fleet.wave.subscribe();
-    let mut version = "1.0.0".to_string();
-    loop {
-        tokio::select! {
-            message = inbound.message() => {
-                let Some(message) = message? else { anyhow::bail!("stream closed") };
-                match message.kind {
-                    Some(Down::Welcome(_)) => {
-                        fleet.live.fetch_add(1, Ordering::Relaxed);
-                        *welcomed = true;
-                    }
-                    Some(Down::ReportAck(ack)) => {
-                        let acked = if ack.attempt_id.starts_with("e2e-") {
-                            &fleet.e2e_acked
-                        } else {
-                            &fleet.storm_acked
-                        };
-                        let _ = acked[index].set(Instant::now());
-                    }
-                    Some(Down::Directive(d)) => {
-                        let follow = fleet.follow_directives.load(Ordering::Relaxed);
-                        if follow && !d.target_version.is_empty() && d.target_version != version {
-                            // An instant install: report it and the heartbeat after it.
-                            tx.send(report(format!("e2e-{agent_id}"), &version, &d.target_version)).await?;
-                            version = d.target_version.clone();
-                            tx.send(heartbeat(&version)).await?;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            changed = waves.changed() => {
-                changed?;
-                let Some(wave) = waves.borrow_and_update().clone() else { continue };
-                tx.send(report(format!("storm-{agent_id}"), &wave.from, &wave.to)).await?;
-                version = wave.to.clone();
-                tx.send(heartbeat(&version)).await?;
-            }
-        }
-    }
-}
-
-/// Rows per second of batched inserts (1,000 report-sized rows per transaction) into a
-/// scratch table of the same database: what the disk and the engine give at best.
-async fn raw_insert_rate(database: &str, rows: usize) -> anyhow::Result<f64> {
-    const CHUNK: usize = 1_000;
-    let values = |start: usize, end: usize| {
-        (start..end)
-            .map(|i| {
-                format!(
-                    "('agent-{i:06}', 'attempt-{i:06}', '1.0.0', '1.1.0', 'succeeded', '{}')",
-                    "x".repeat(200)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let create = "CREATE TABLE baseline_reports (agent_id TEXT, attempt_id TEXT, \
-        from_version TEXT, to_version TEXT, outcome TEXT, payload TEXT)";
-    let insert = "INSERT INTO baseline_reports VALUES ";
-    let started;
-    if database.starts_with("postgres") {
-        let pool = sqlx::PgPool::connect(database).await?;
-        sqlx::query(create).execute(&pool).await?;
-        started = Instant::now();
-        for start in (0..rows).step_by(CHUNK) {
-            let sql = format!("{insert}{}", values(start, (start + CHUNK).min(rows)));
-            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await?;
-        }
-    } else {
-        let options: sqlx::sqlite::SqliteConnectOptions = database.parse()?;
-        let pool = sqlx::SqlitePool::connect_with(
-            options
-                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Full),
-        )
-        .await?;
-        sqlx::query(create).execute(&pool).await?;
-        started = Instant::now();
-        for start in (0..rows).step_by(CHUNK) {
-            let sql = format!("{insert}{}", values(start, (start + CHUNK).min(rows)));
-            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await?;
-        }
-    }
-    Ok(rows as f64 / started.elapsed().as_secs_f64().max(1e-9))
 }
