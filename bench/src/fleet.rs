@@ -50,6 +50,10 @@ pub struct FleetArgs {
     budget_secs: u64,
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
+    /// The updater measured idle: as shipped, from its own profile
+    /// (`cargo build --profile updater -p drover-updater`).
+    #[arg(long, default_value = "target/updater/drover-updater")]
+    updater_bin: PathBuf,
     #[arg(long)]
     skip_restart: bool,
     /// Plaintext, no enrolment: a labelled comparison with the default mode.
@@ -398,7 +402,13 @@ async fn idle_updater(args: &FleetArgs, url: &str, work: &Path) -> anyhow::Resul
     if let Some((enrolled, stderr)) = drover_tests::enrol::enrol(url, &state, "idle-1", "default") {
         anyhow::ensure!(enrolled, "drover-updater enroll failed: {stderr}");
     }
-    let mut command = Command::new(args.bin_dir.join("drover-updater"));
+    anyhow::ensure!(
+        args.updater_bin.exists(),
+        "{} is missing; build it with `cargo build --profile updater -p drover-updater`, or \
+         name another with --updater-bin",
+        args.updater_bin.display()
+    );
+    let mut command = Command::new(&args.updater_bin);
     command.args([
         "run",
         "--coordinator",
@@ -426,12 +436,18 @@ async fn idle_updater(args: &FleetArgs, url: &str, work: &Path) -> anyhow::Resul
     tokio::time::sleep(Duration::from_secs(20)).await;
     let cpu = stats::cpu_time(pid)? - cpu_before;
     let rss_kib = stats::rss_kib(pid)?;
+    // Anonymous memory (heap, stacks) apart from the binary's and libraries' own pages.
+    let anon_kib = stats::status_kib(pid, "RssAnon")?;
+    let file_kib = stats::status_kib(pid, "RssFile")?;
+    let threads = stats::status_kib(pid, "Threads")?;
     idle.start_kill()?;
-    let size = |name: &str| std::fs::metadata(args.bin_dir.join(name)).map_or(0, |m| m.len());
+    let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
     Ok(json!({
-        "rss_kib": rss_kib, "cpu_percent": cpu.as_secs_f64() / 20.0 * 100.0,
-        "binary_bytes": { "drover-coordinator": size("drover-coordinator"),
-            "drover-updater": size("drover-updater"), "droverctl": size("droverctl") },
+        "rss_kib": rss_kib, "rss_anon_kib": anon_kib, "rss_file_kib": file_kib,
+        "threads": threads, "cpu_percent": cpu.as_secs_f64() / 20.0 * 100.0,
+        "binary_bytes": { "drover-coordinator": size(&args.bin_dir.join("drover-coordinator")),
+            "drover-updater (idle, as shipped)": size(&args.updater_bin),
+            "droverctl": size(&args.bin_dir.join("droverctl")) },
     }))
 }
 

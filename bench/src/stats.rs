@@ -14,11 +14,16 @@ pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 
 /// Resident memory of a process, in KiB (VmRSS).
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// One "<field>: N kB" line of /proc/<pid>/status (VmRSS, RssAnon, RssFile, Threads…).
+pub fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .ok_or_else(|| anyhow::anyhow!("no VmRSS for {pid}"))?;
+        .find(|l| l.split(':').next() == Some(field))
+        .ok_or_else(|| anyhow::anyhow!("no {field} for {pid}"))?;
     Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
 }
 
