@@ -108,12 +108,10 @@ impl Fleet {
         self.store().record_events(&[event]).await?;
         self.metrics.report("claim", !report.rollout_id.is_empty());
         tracing::warn!(agent_id = %session.agent_id, attempt_id = %report.attempt_id, %why, "update report kept as a claim");
-        session
-            .ack(super::registry::Ack::ReportRefused {
-                attempt_id: report.attempt_id.clone(),
-                why: format!("kept as a claim, not believed: {why}"),
-            })
-            .await;
+        session.ack(super::registry::Ack::ReportRefused {
+            attempt_id: report.attempt_id.clone(),
+            why: format!("kept as a claim, not believed: {why}"),
+        });
         Ok(())
     }
 }

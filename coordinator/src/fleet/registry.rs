@@ -7,7 +7,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{Health, UpdaterState, directive::Directive};
@@ -44,10 +44,10 @@ pub struct Session {
     pub channel: String,
     pub live: Mutex<LiveStatus>,
     directive: watch::Sender<Directive>,
-    /// Boxed: the channel keeps a block of 32 slots per session whether used or not, and
-    /// 32 boxes are a quarter of the size of 32 acks (acks are rare: reports, and heartbeats
-    /// that ask).
-    acks: mpsc::Sender<Box<Ack>>,
+    /// Acks decided while the session's stream handles one message; the stream sends them
+    /// before it reads the next, so this holds at most one message's (a report's, or a
+    /// heartbeat's that asked). No channel: acks only ever come from that handling.
+    acks: Mutex<Vec<Ack>>,
     /// Cancelled when a newer session for the same agent replaces this one, or the agent
     /// is revoked (then `revoked` is set first).
     pub closed: CancellationToken,
@@ -59,7 +59,6 @@ pub struct SessionOutbox {
     pub directives: watch::Receiver<Directive>,
     /// False when the updater said it already holds the current directive.
     pub send_current_directive: bool,
-    pub acks: mpsc::Receiver<Box<Ack>>,
 }
 
 impl Session {
@@ -78,7 +77,6 @@ impl Session {
     ) -> (Arc<Self>, SessionOutbox) {
         let send_current_directive = directive.directive_id != updater_holds;
         let (directive, directives) = watch::channel(directive);
-        let (acks_tx, acks) = mpsc::channel(64);
         let session = Arc::new(Self {
             session_id: uuid::Uuid::new_v4().to_string(),
             agent_id,
@@ -86,7 +84,7 @@ impl Session {
             channel,
             live: Mutex::new(live),
             directive,
-            acks: acks_tx,
+            acks: Mutex::new(Vec::new()),
             closed: CancellationToken::new(),
             revoked: std::sync::atomic::AtomicBool::new(false),
         });
@@ -95,7 +93,6 @@ impl Session {
             SessionOutbox {
                 directives,
                 send_current_directive,
-                acks,
             },
         )
     }
@@ -112,10 +109,14 @@ impl Session {
         })
     }
 
-    /// Queues an acknowledgement. A full queue means the updater stopped reading; waiting
-    /// here pushes back on its stream, and an unacknowledged report is resent anyway.
-    pub async fn ack(&self, ack: Ack) {
-        let _ = self.acks.send(Box::new(ack)).await;
+    /// Queues an acknowledgement for the stream to send once the message is handled.
+    pub fn ack(&self, ack: Ack) {
+        self.acks.lock().push(ack);
+    }
+
+    /// The acknowledgements queued since the last call, oldest first.
+    pub fn take_acks(&self) -> Vec<Ack> {
+        std::mem::take(&mut *self.acks.lock())
     }
 }
 

@@ -36,7 +36,7 @@ impl Fleet {
 
     /// Tells the updater a report will never be stored, so it stops resending it. Nothing is
     /// written: the report's text is what could not be accepted.
-    pub async fn refuse_report(&self, session: &Session, attempt_id: String, why: String) {
+    pub fn refuse_report(&self, session: &Session, attempt_id: String, why: String) {
         let why =
             drover_rules::text::clean_text(&why, drover_rules::text::MAX_REPORT_TEXT).into_owned();
         tracing::warn!(agent_id = %session.agent_id, %why, "report refused");
@@ -44,9 +44,7 @@ impl Fleet {
         // An id that is not one (too long, control characters) is echoed only in part.
         let attempt_id =
             drover_rules::text::clean_text(&attempt_id, validate::MAX_ID_LEN).into_owned();
-        session
-            .ack(registry::Ack::ReportRefused { attempt_id, why })
-            .await;
+        session.ack(registry::Ack::ReportRefused { attempt_id, why });
     }
 
     /// Commits the report with its event, then acknowledges it; a resent report is
@@ -93,7 +91,7 @@ impl Fleet {
         if recorded.new {
             self.trace_report(session, &report);
         }
-        session.ack(registry::Ack::Report(report.attempt_id)).await;
+        session.ack(registry::Ack::Report(report.attempt_id));
         Ok(())
     }
 }

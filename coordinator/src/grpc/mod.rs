@@ -14,6 +14,7 @@ mod identity_refusals;
 mod inbound_budget;
 pub mod peer;
 pub mod rollout_convert;
+mod session_stream;
 pub mod timing;
 mod updater_service;
 

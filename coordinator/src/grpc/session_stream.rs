@@ -1,0 +1,315 @@
+//! One updater session after its Hello: the response stream that reads the updater's
+//! messages, handles them, and sends the Welcome, directives, acks and the final status.
+//!
+//! Reading happens inside the response stream, on the task that sends it, rather than in
+//! a task of its own feeding a channel: at 10k sessions a second task, its channel and the
+//! signal between them cost more memory than everything else Drover keeps per session. A
+//! message is read only when the stream is polled, which hyper does while the updater's
+//! receive window is open; an updater that stops reading its acks is held back by HTTP/2
+//! flow control, as before.
+
+use std::{collections::VecDeque, sync::Arc, time::Duration};
+
+use drover_proto::v1::{
+    self as pb, coordinator_message::Kind as Down, updater_message::Kind as Up,
+};
+use drover_rules::text::{MAX_REPORT_TEXT, clean_text};
+use futures::Stream;
+use tokio::sync::watch;
+use tonic::{Status, Streaming};
+
+use super::{convert, inbound_budget::AgentBudgets};
+use crate::{
+    domain::{AgentStatus, directive::Directive, validate},
+    error::DroverError,
+    fleet::Fleet,
+    fleet::registry::{Ack, Session},
+};
+
+pub type Outbound =
+    std::pin::Pin<Box<dyn Stream<Item = Result<pb::CoordinatorMessage, Status>> + Send>>;
+
+fn down(kind: Down) -> pb::CoordinatorMessage {
+    pb::CoordinatorMessage { kind: Some(kind) }
+}
+
+/// Closes the session in the fleet when its stream is dropped, however it ended: the
+/// updater left, the stream failed, or the connection went away.
+struct Registered {
+    fleet: Arc<Fleet>,
+    session: Arc<Session>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let (fleet, session) = (self.fleet.clone(), self.session.clone());
+        // Closing may write (a shared store records the disconnect); dropping cannot wait.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { fleet.close_session(&session).await });
+        }
+    }
+}
+
+/// A session's state between two items of its stream.
+struct Serving {
+    registered: Registered,
+    budget: Arc<AgentBudgets>,
+    inbound: Streaming<pb::UpdaterMessage>,
+    directives: watch::Receiver<Directive>,
+    idle_timeout: Duration,
+    welcomed: bool,
+    /// Acks decided while handling the last message, sent before the next is read.
+    acks: VecDeque<Ack>,
+    ended: bool,
+}
+
+/// The response stream of a session that `fleet` has just opened.
+pub fn outbound(
+    fleet: Arc<Fleet>,
+    budget: Arc<AgentBudgets>,
+    session: Arc<Session>,
+    inbound: Streaming<pb::UpdaterMessage>,
+    mut directives: watch::Receiver<Directive>,
+    send_current_directive: bool,
+) -> Outbound {
+    if send_current_directive {
+        directives.mark_changed();
+    } else {
+        directives.mark_unchanged();
+    }
+    let idle_timeout = fleet.config.heartbeat_interval * 3 + Duration::from_secs(5);
+    let serving = Serving {
+        registered: Registered { fleet, session },
+        budget,
+        inbound,
+        directives,
+        idle_timeout,
+        welcomed: false,
+        acks: VecDeque::new(),
+        ended: false,
+    };
+    Box::pin(futures::stream::unfold(serving, |mut serving| async move {
+        let item = serving.next().await?;
+        Some((item, serving))
+    }))
+}
+
+/// What woke the session up.
+enum Event {
+    Closed,
+    ShuttingDown,
+    Directive,
+    Inbound(Result<Result<Option<pb::UpdaterMessage>, Status>, tokio::time::error::Elapsed>),
+}
+
+impl Serving {
+    async fn next(&mut self) -> Option<Result<pb::CoordinatorMessage, Status>> {
+        if self.ended {
+            return None;
+        }
+        if !self.welcomed {
+            self.welcomed = true;
+            return Some(Ok(self.welcome()));
+        }
+        loop {
+            if let Some(ack) = self.acks.pop_front() {
+                return Some(Ok(down(ack_message(ack))));
+            }
+            let Registered { fleet, session } = &self.registered;
+            let event = tokio::select! {
+                // Biased: when replaced, the inbound side also ends, and "replaced" is the
+                // truth.
+                biased;
+                _ = session.closed.cancelled() => Event::Closed,
+                _ = fleet.shutdown.cancelled() => Event::ShuttingDown,
+                changed = self.directives.changed() => match changed {
+                    Ok(()) => Event::Directive,
+                    // The session holds the sender; it cannot be gone while we run.
+                    Err(_) => Event::Closed,
+                },
+                next = tokio::time::timeout(self.idle_timeout, self.inbound.message()) => {
+                    Event::Inbound(next)
+                }
+            };
+            let outcome = match event {
+                Event::Closed => Err(self.closed_status()),
+                Event::ShuttingDown => Err(Status::unavailable(
+                    "the coordinator is shutting down; reconnect (with backoff) shortly",
+                )),
+                Event::Directive => return Some(Ok(self.directive())),
+                Event::Inbound(Err(_)) => Err(Status::deadline_exceeded(format!(
+                    "no message for {} s; send heartbeats at the interval given in Welcome",
+                    self.idle_timeout.as_secs()
+                ))),
+                Event::Inbound(Ok(Err(status))) => Err(status),
+                Event::Inbound(Ok(Ok(None))) => Ok(()),
+                Event::Inbound(Ok(Ok(Some(message)))) => match self.receive(message).await {
+                    Ok(true) => continue,
+                    Ok(false) => Ok(()),
+                    Err(status) => Err(status),
+                },
+            };
+            self.ended = true;
+            let agent_id = &self.registered.session.agent_id;
+            return Some(Err(match outcome {
+                Ok(()) => {
+                    tracing::debug!(%agent_id, "session closed");
+                    Status::cancelled("session ended")
+                }
+                Err(status) => {
+                    tracing::info!(%agent_id, code = ?status.code(), message = status.message(), "session ended with an error");
+                    status
+                }
+            }));
+        }
+    }
+
+    /// Handles one message; false when the session should end quietly (closed or shutting
+    /// down while a report waited for its budget).
+    async fn receive(&mut self, message: pb::UpdaterMessage) -> Result<bool, Status> {
+        let Registered { fleet, session } = &self.registered;
+        if matches!(message.kind, Some(Up::Heartbeat(_))) {
+            self.budget.spend_heartbeat(&session.agent_id)?;
+        }
+        if matches!(message.kind, Some(Up::Report(_))) {
+            // Past its budget a report waits: the stream is read no faster (HTTP/2 flow
+            // control holds the sender back).
+            while let Some(wait) = self.budget.report_wait(&session.agent_id) {
+                tokio::select! {
+                    _ = session.closed.cancelled() => break,
+                    _ = fleet.shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            if session.closed.is_cancelled() || fleet.shutdown.is_cancelled() {
+                return Ok(false);
+            }
+        }
+        // Boxed: inline, handling a message (2 KB of future) would sit in every session's
+        // stream for its whole life, idle or not; one allocation per message costs far less
+        // than that memory at 10k sessions.
+        Box::pin(handle(fleet, session, message)).await?;
+        self.acks.extend(session.take_acks());
+        Ok(true)
+    }
+
+    fn welcome(&self) -> pb::CoordinatorMessage {
+        let config = &self.registered.fleet.config;
+        down(Down::Welcome(pb::Welcome {
+            session_id: self.registered.session.session_id.clone(),
+            heartbeat_interval: prost_types::Duration::try_from(config.heartbeat_interval).ok(),
+            recheck_interval: prost_types::Duration::try_from(config.recheck_interval).ok(),
+            coordinator_version: env!("CARGO_PKG_VERSION").to_string(),
+        }))
+    }
+
+    fn directive(&mut self) -> pb::CoordinatorMessage {
+        let Registered { fleet, session } = &self.registered;
+        let d = self.directives.borrow_and_update().clone();
+        let mut directive = convert::directive_to_proto(&d, fleet.schedule_valid_until());
+        directive.trace_context = fleet.directive_trace_context(
+            &session.agent_id,
+            &session.channel,
+            &d.rollout_id,
+            &d.directive_id,
+        );
+        down(Down::Directive(directive))
+    }
+
+    fn closed_status(&self) -> Status {
+        if self
+            .registered
+            .session
+            .revoked
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            Status::permission_denied(
+                "this agent was revoked by an admin; its certificate is refused from now on. \
+                 To bring the host back, enrol it again with a new token",
+            )
+        } else {
+            Status::aborted(
+                "a newer session for this agent id replaced this one; if two updaters share \
+                 an agent id, give each its own",
+            )
+        }
+    }
+}
+
+fn ack_message(ack: Ack) -> Down {
+    match ack {
+        Ack::Report(attempt_id) => Down::ReportAck(pb::ReportAck {
+            attempt_id,
+            refused: String::new(),
+        }),
+        Ack::ReportRefused { attempt_id, why } => Down::ReportAck(pb::ReportAck {
+            attempt_id,
+            refused: why,
+        }),
+        Ack::Heartbeat(sequence) => Down::HeartbeatAck(pb::HeartbeatAck { sequence }),
+    }
+}
+
+async fn handle(
+    fleet: &Fleet,
+    session: &Session,
+    message: pb::UpdaterMessage,
+) -> Result<(), Status> {
+    match message.kind {
+        Some(Up::Heartbeat(heartbeat)) => {
+            // A heartbeat the coordinator cannot read still proves the session alive; its
+            // status is not believed, and the session goes on (the updater hears nothing back
+            // for a heartbeat, so the log says it).
+            let (health, updater_state, version) = match convert::status_from_heartbeat(&heartbeat)
+            {
+                Ok(status) => status,
+                Err(DroverError::InvalidArgument(why)) => {
+                    let why = clean_text(&why, MAX_REPORT_TEXT);
+                    tracing::warn!(agent_id = %session.agent_id, %why, "heartbeat status ignored");
+                    return Ok(());
+                }
+                Err(other) => return Err(other.into()),
+            };
+            let status = AgentStatus {
+                health,
+                updater_state,
+                agent_version: version.as_deref(),
+            };
+            // The decision is the updater's own words: cleaned here, never a reason to refuse.
+            let reason = if validate::name("decision_reason", &heartbeat.decision_reason).is_ok() {
+                heartbeat.decision_reason.as_str()
+            } else {
+                ""
+            };
+            let detail = clean_text(&heartbeat.decision_detail, MAX_REPORT_TEXT);
+            fleet.heartbeat(session, status, (reason, &detail)).await?;
+            if heartbeat.want_ack {
+                session.ack(Ack::Heartbeat(heartbeat.sequence));
+            }
+        }
+        Some(Up::Report(report)) => {
+            let attempt_id = report.attempt_id.clone();
+            match convert::report_from_proto(report) {
+                // Boxed: recording a report is a large future (16 KB), and inline it would
+                // make every message's future that large.
+                Ok(report) => Box::pin(fleet.report(session, report)).await?,
+                // One bad report never costs the session: the updater is told, and drops it.
+                Err(DroverError::InvalidArgument(why)) => {
+                    fleet.refuse_report(session, attempt_id, why);
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Some(Up::Hello(_)) => {
+            return Err(Status::failed_precondition(
+                "Hello was sent twice; open a new session to change identity",
+            ));
+        }
+        None => {
+            return Err(Status::invalid_argument(
+                "empty message; set heartbeat or report",
+            ));
+        }
+    }
+    Ok(())
+}
