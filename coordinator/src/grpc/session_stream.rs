@@ -8,7 +8,7 @@
 //! receive window is open; an updater that stops reading its acks is held back by HTTP/2
 //! flow control, as before.
 
-use std::{collections::VecDeque, sync::Arc, time::Duration};
+use std::{collections::VecDeque, pin::Pin, sync::Arc, time::Duration};
 
 use drover_proto::v1::{
     self as pb, coordinator_message::Kind as Down, updater_message::Kind as Up,
@@ -16,6 +16,7 @@ use drover_proto::v1::{
 use drover_rules::text::{MAX_REPORT_TEXT, clean_text};
 use futures::Stream;
 use tokio::sync::watch;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tonic::{Status, Streaming};
 
 use super::{convert, inbound_budget::AgentBudgets};
@@ -53,6 +54,12 @@ impl Drop for Registered {
 /// A session's state between two items of its stream.
 struct Serving {
     registered: Registered,
+    /// Waits that live as long as the session, made once: made anew for every item, each
+    /// would register with its token again (the shutdown token is shared by every session).
+    closed: Pin<Box<WaitForCancellationFutureOwned>>,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Fires when the updater has sent nothing for `idle_timeout`; reset by every message.
+    idle: Pin<Box<tokio::time::Sleep>>,
     budget: Arc<AgentBudgets>,
     inbound: Streaming<pb::UpdaterMessage>,
     directives: watch::Receiver<Directive>,
@@ -79,6 +86,9 @@ pub fn outbound(
     }
     let idle_timeout = fleet.config.heartbeat_interval * 3 + Duration::from_secs(5);
     let serving = Serving {
+        closed: Box::pin(session.closed.clone().cancelled_owned()),
+        shutdown: Box::pin(fleet.shutdown.clone().cancelled_owned()),
+        idle: Box::pin(tokio::time::sleep(idle_timeout)),
         registered: Registered { fleet, session },
         budget,
         inbound,
@@ -94,12 +104,15 @@ pub fn outbound(
     }))
 }
 
-/// What woke the session up.
+/// What woke the session up. Only ever a local, moved out at once: the size of a message
+/// in one variant costs nothing kept.
+#[allow(clippy::large_enum_variant)]
 enum Event {
     Closed,
     ShuttingDown,
     Directive,
-    Inbound(Result<Result<Option<pb::UpdaterMessage>, Status>, tokio::time::error::Elapsed>),
+    Idle,
+    Inbound(Result<Option<pb::UpdaterMessage>, Status>),
 }
 
 impl Serving {
@@ -115,21 +128,19 @@ impl Serving {
             if let Some(ack) = self.acks.pop_front() {
                 return Some(Ok(down(ack_message(ack))));
             }
-            let Registered { fleet, session } = &self.registered;
             let event = tokio::select! {
                 // Biased: when replaced, the inbound side also ends, and "replaced" is the
                 // truth.
                 biased;
-                _ = session.closed.cancelled() => Event::Closed,
-                _ = fleet.shutdown.cancelled() => Event::ShuttingDown,
+                _ = &mut self.closed => Event::Closed,
+                _ = &mut self.shutdown => Event::ShuttingDown,
                 changed = self.directives.changed() => match changed {
                     Ok(()) => Event::Directive,
                     // The session holds the sender; it cannot be gone while we run.
                     Err(_) => Event::Closed,
                 },
-                next = tokio::time::timeout(self.idle_timeout, self.inbound.message()) => {
-                    Event::Inbound(next)
-                }
+                _ = &mut self.idle => Event::Idle,
+                next = self.inbound.message() => Event::Inbound(next),
             };
             let outcome = match event {
                 Event::Closed => Err(self.closed_status()),
@@ -137,14 +148,19 @@ impl Serving {
                     "the coordinator is shutting down; reconnect (with backoff) shortly",
                 )),
                 Event::Directive => return Some(Ok(self.directive())),
-                Event::Inbound(Err(_)) => Err(Status::deadline_exceeded(format!(
+                Event::Idle => Err(Status::deadline_exceeded(format!(
                     "no message for {} s; send heartbeats at the interval given in Welcome",
                     self.idle_timeout.as_secs()
                 ))),
-                Event::Inbound(Ok(Err(status))) => Err(status),
-                Event::Inbound(Ok(Ok(None))) => Ok(()),
-                Event::Inbound(Ok(Ok(Some(message)))) => match self.receive(message).await {
-                    Ok(true) => continue,
+                Event::Inbound(Err(status)) => Err(status),
+                Event::Inbound(Ok(None)) => Ok(()),
+                Event::Inbound(Ok(Some(message))) => match self.receive(message).await {
+                    Ok(true) => {
+                        // From when the message is handled: a report may wait for its budget.
+                        let deadline = tokio::time::Instant::now() + self.idle_timeout;
+                        self.idle.as_mut().reset(deadline);
+                        continue;
+                    }
                     Ok(false) => Ok(()),
                     Err(status) => Err(status),
                 },
