@@ -22,7 +22,9 @@ use crate::{
 
 /// Writes per transaction: big enough that a 10k storm is a handful of commits, small
 /// enough that an admin's write waits at most one short batch for SQLite's write lock.
-const MAX_BATCH: usize = 1_000;
+/// (1,000 made a 10k rollback's report lag p99 1.8–2.3 s; 2,500 made it 1.4 s, with admin
+/// writes during the storm no slower: BENCHMARKS.md.)
+const MAX_BATCH: usize = 2_500;
 /// Writes waiting for the writer; past this, sessions wait to queue (backpressure).
 const QUEUE: usize = 20_000;
 /// A batch that has not committed by then is abandoned (its transaction rolls back) and its
