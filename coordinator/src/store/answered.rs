@@ -59,7 +59,7 @@ pub(super) fn store_is_local_file() {
 /// What kept a call that waited `waited` for a connection from getting one: a refusal of
 /// our own check meanwhile, a busy pool (the database answered other calls meanwhile), or
 /// an unreachable database.
-pub(super) fn pool_timeout_problem(waited: Duration) -> StoreProblem {
+pub(crate) fn pool_timeout_problem(waited: Duration) -> StoreProblem {
     problem(
         *CONNECT_REFUSED.lock(),
         LOCAL_FILE.load(Ordering::Relaxed),

@@ -37,6 +37,8 @@ use sqlx::{
 use crate::error::{DroverError, ErrorId, Result, StoreProblem};
 
 pub use agents::ReportRecorded;
+/// What kept callers waiting `waited` for the store: busy, unreachable, or a refusal.
+pub(crate) use answered::pool_timeout_problem as waiting_problem;
 pub use audit::{AuditEntry, AuditRecord};
 pub use batch::{AgentWrite, AgentWriteOutcome};
 pub use channels::ChannelRow;
