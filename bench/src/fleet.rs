@@ -185,7 +185,8 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
     }
 
     // 6. An idle real updater.
-    let idle = idle_updater(&args, &url, work.path()).await?;
+    let idle =
+        crate::idle::idle_updater(&args.updater_bin, &args.bin_dir, &url, work.path()).await?;
     println!("6. idle updater: {idle}");
 
     // 7. The baseline: a bare tonic echo server, same TLS, same connections, same pace.
@@ -395,60 +396,6 @@ fn refusal_counts(log: &str) -> Value {
         "busy": count("problem=Busy"),
         "unreachable": count("problem=Unreachable"),
     })
-}
-
-async fn idle_updater(args: &FleetArgs, url: &str, work: &Path) -> anyhow::Result<Value> {
-    let state = work.join("idle-updater");
-    if let Some((enrolled, stderr)) = drover_tests::enrol::enrol(url, &state, "idle-1", "default") {
-        anyhow::ensure!(enrolled, "drover-updater enroll failed: {stderr}");
-    }
-    anyhow::ensure!(
-        args.updater_bin.exists(),
-        "{} is missing; build it with `cargo build --profile updater -p drover-updater`, or \
-         name another with --updater-bin",
-        args.updater_bin.display()
-    );
-    let mut command = Command::new(&args.updater_bin);
-    command.args([
-        "run",
-        "--coordinator",
-        url,
-        "--agent-id",
-        "idle-1",
-        "--channel",
-        "bench",
-    ]);
-    if let Some(ca) = drover_tests::ca_file_for(url) {
-        command.arg("--ca-file").arg(ca);
-    }
-    let mut idle = command
-        .args(["--install-command", "true", "--agent-version", "1.0.1"])
-        .arg("--state-dir")
-        .arg(&state)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    tokio::time::sleep(Duration::from_secs(5)).await; // a fixed measurement window
-    let pid = idle.id().unwrap_or_default();
-    let cpu_before = stats::cpu_time(pid)?;
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    let cpu = stats::cpu_time(pid)? - cpu_before;
-    let rss_kib = stats::rss_kib(pid)?;
-    // Anonymous memory (heap, stacks) apart from the binary's and libraries' own pages.
-    let anon_kib = stats::status_kib(pid, "RssAnon")?;
-    let file_kib = stats::status_kib(pid, "RssFile")?;
-    let threads = stats::status_kib(pid, "Threads")?;
-    idle.start_kill()?;
-    let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
-    Ok(json!({
-        "rss_kib": rss_kib, "rss_anon_kib": anon_kib, "rss_file_kib": file_kib,
-        "threads": threads, "cpu_percent": cpu.as_secs_f64() / 20.0 * 100.0,
-        "binary_bytes": { "drover-coordinator": size(&args.bin_dir.join("drover-coordinator")),
-            "drover-updater (idle, as shipped)": size(&args.updater_bin),
-            "droverctl": size(&args.bin_dir.join("droverctl")) },
-    }))
 }
 
 /// The echo server in a process of its own, over the coordinator's TLS: memory per

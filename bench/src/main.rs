@@ -6,6 +6,7 @@ mod churn;
 mod echo;
 mod enrolled;
 mod fleet;
+mod idle;
 mod load;
 mod loader;
 mod plain;
