@@ -24,7 +24,7 @@ pub async fn idle_updater(
          name another with --updater-bin",
         updater_bin.display()
     );
-    let mut command = Command::new(&updater_bin);
+    let mut command = Command::new(updater_bin);
     command.args([
         "run",
         "--coordinator",
@@ -62,7 +62,7 @@ pub async fn idle_updater(
         "rss_kib": rss_kib, "rss_anon_kib": anon_kib, "rss_file_kib": file_kib,
         "threads": threads, "cpu_percent": cpu.as_secs_f64() / 20.0 * 100.0,
         "binary_bytes": { "drover-coordinator": size(&bin_dir.join("drover-coordinator")),
-            "drover-updater (idle, as shipped)": size(&updater_bin),
+            "drover-updater (idle, as shipped)": size(updater_bin),
             "droverctl": size(&bin_dir.join("droverctl")) },
     }))
 }
