@@ -287,11 +287,24 @@ fn lint_containerfile(name: &str, binary: &str) -> Vec<(String, String)> {
         .iter()
         .find(|(op, r)| op == "RUN" && r.contains("cargo build"));
     let build = &build.unwrap_or_else(|| panic!("{name}: no cargo build")).1;
-    assert!(
-        build.contains("--release") && build.contains("--locked"),
-        "{build}"
-    );
+    // Optimised: the release profile, or the updater's own, which inherits it.
+    let optimised = build.contains("--release")
+        || (build.contains("--profile updater") && updater_profile_inherits_release());
+    assert!(optimised && build.contains("--locked"), "{build}");
     runtime.to_vec()
+}
+
+/// Whether the workspace's `[profile.updater]` is an optimised build (inherits release).
+fn updater_profile_inherits_release() -> bool {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"))
+        .expect("read the workspace Cargo.toml");
+    let Some((_, profile)) = manifest.split_once("[profile.updater]") else {
+        return false;
+    };
+    let profile = profile.split("\n[").next().unwrap_or_default();
+    profile
+        .lines()
+        .any(|l| l.trim() == r#"inherits = "release""#)
 }
 
 #[test]
