@@ -356,9 +356,7 @@ impl Fleet {
                 live.decision_reason = decision.0.to_string();
                 live.decision_detail = decision.1.to_string();
             }
-            let changed = live.health != status.health
-                || live.updater_state != status.updater_state
-                || live.agent_version.as_deref() != status.agent_version;
+            let changed = live.differs(&status);
             if changed {
                 live.health = status.health;
                 live.updater_state = status.updater_state;

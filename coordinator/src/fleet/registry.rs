@@ -10,7 +10,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{Health, UpdaterState, directive::Directive};
+use crate::domain::{AgentStatus, Health, UpdaterState, directive::Directive};
 
 /// What a session acknowledges to its updater.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +59,15 @@ pub struct SessionOutbox {
     pub directives: watch::Receiver<Directive>,
     /// False when the updater said it already holds the current directive.
     pub send_current_directive: bool,
+}
+
+impl LiveStatus {
+    /// Whether `status` differs from this in what the store keeps of it.
+    pub fn differs(&self, status: &AgentStatus) -> bool {
+        self.health != status.health
+            || self.updater_state != status.updater_state
+            || self.agent_version.as_deref() != status.agent_version
+    }
 }
 
 impl Session {

@@ -6,7 +6,10 @@
 //! signal between them cost more memory than everything else Drover keeps per session. A
 //! message is read only when the stream is polled, which hyper does while the updater's
 //! receive window is open; an updater that stops reading its acks is held back by HTTP/2
-//! flow control, as before.
+//! flow control, as before. While a message is handled (a report waits for its commit)
+//! the session sends nothing else: a directive pushed meanwhile, or the news that the
+//! session was replaced, goes out once that commit is done. A message that may write runs
+//! to completion even if the stream is dropped meanwhile (`receive`).
 
 use std::{collections::VecDeque, pin::Pin, sync::Arc, time::Duration};
 
@@ -34,15 +37,29 @@ fn down(kind: Down) -> pb::CoordinatorMessage {
     pb::CoordinatorMessage { kind: Some(kind) }
 }
 
-/// Closes the session in the fleet when its stream is dropped, however it ended: the
-/// updater left, the stream failed, or the connection went away.
+/// The session as the fleet has it. The stream closes it before its final status, so the
+/// updater hears the end only once the session is gone (a reconnect cannot be taken for
+/// the old session); if the stream is dropped first (the connection went away), closing
+/// happens here.
 struct Registered {
     fleet: Arc<Fleet>,
     session: Arc<Session>,
+    closed: bool,
+}
+
+impl Registered {
+    async fn close(&mut self) {
+        if !std::mem::replace(&mut self.closed, true) {
+            Box::pin(self.fleet.close_session(&self.session)).await;
+        }
+    }
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
         let (fleet, session) = (self.fleet.clone(), self.session.clone());
         // Closing may write (a shared store records the disconnect); dropping cannot wait.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -89,7 +106,11 @@ pub fn outbound(
         closed: Box::pin(session.closed.clone().cancelled_owned()),
         shutdown: Box::pin(fleet.shutdown.clone().cancelled_owned()),
         idle: Box::pin(tokio::time::sleep(idle_timeout)),
-        registered: Registered { fleet, session },
+        registered: Registered {
+            fleet,
+            session,
+            closed: false,
+        },
         budget,
         inbound,
         directives,
@@ -139,14 +160,13 @@ impl Serving {
                     // The session holds the sender; it cannot be gone while we run.
                     Err(_) => Event::Closed,
                 },
-                _ = &mut self.idle => Event::Idle,
+                // Before the idle timer: a message that arrived is never timed out.
                 next = self.inbound.message() => Event::Inbound(next),
+                _ = &mut self.idle => Event::Idle,
             };
             let outcome = match event {
                 Event::Closed => Err(self.closed_status()),
-                Event::ShuttingDown => Err(Status::unavailable(
-                    "the coordinator is shutting down; reconnect (with backoff) shortly",
-                )),
+                Event::ShuttingDown => Err(shutting_down()),
                 Event::Directive => return Some(Ok(self.directive())),
                 Event::Idle => Err(Status::deadline_exceeded(format!(
                     "no message for {} s; send heartbeats at the interval given in Welcome",
@@ -161,11 +181,13 @@ impl Serving {
                         self.idle.as_mut().reset(deadline);
                         continue;
                     }
-                    Ok(false) => Ok(()),
+                    // Closed or shutting down while a report waited for its budget.
+                    Ok(false) => Err(self.ending_status()),
                     Err(status) => Err(status),
                 },
             };
             self.ended = true;
+            self.registered.close().await;
             let agent_id = &self.registered.session.agent_id;
             return Some(Err(match outcome {
                 Ok(()) => {
@@ -183,7 +205,7 @@ impl Serving {
     /// Handles one message; false when the session should end quietly (closed or shutting
     /// down while a report waited for its budget).
     async fn receive(&mut self, message: pb::UpdaterMessage) -> Result<bool, Status> {
-        let Registered { fleet, session } = &self.registered;
+        let Registered { fleet, session, .. } = &self.registered;
         if matches!(message.kind, Some(Up::Heartbeat(_))) {
             self.budget.spend_heartbeat(&session.agent_id)?;
         }
@@ -201,11 +223,25 @@ impl Serving {
                 return Ok(false);
             }
         }
-        // Boxed: inline, handling a message (2 KB of future) would sit in every session's
-        // stream for its whole life, idle or not; one allocation per message costs far less
-        // than that memory at 10k sessions.
-        Box::pin(handle(fleet, session, message)).await?;
-        self.acks.extend(session.take_acks());
+        let writes = may_write(session, &message);
+        let (fleet, session) = (fleet.clone(), session.clone());
+        let work = async move { handle(&fleet, &session, message).await };
+        if writes {
+            // Spawned, and awaited: if the stream is dropped (the updater went away) while
+            // this writes, the write and what follows it in memory still finish, as they did
+            // when every session had a reader task of its own.
+            let handled = tokio::spawn(work).await.map_err(|_| {
+                Status::from(DroverError::Internal(
+                    "handling an updater's message panicked".into(),
+                ))
+            })?;
+            handled?;
+        } else {
+            // Boxed: inline, handling a message (2 KB of future) would sit in every
+            // session's stream for its whole life; an allocation per message costs less.
+            Box::pin(work).await?;
+        }
+        self.acks.extend(self.registered.session.take_acks());
         Ok(true)
     }
 
@@ -220,7 +256,7 @@ impl Serving {
     }
 
     fn directive(&mut self) -> pb::CoordinatorMessage {
-        let Registered { fleet, session } = &self.registered;
+        let Registered { fleet, session, .. } = &self.registered;
         let d = self.directives.borrow_and_update().clone();
         let mut directive = convert::directive_to_proto(&d, fleet.schedule_valid_until());
         directive.trace_context = fleet.directive_trace_context(
@@ -230,6 +266,16 @@ impl Serving {
             &d.directive_id,
         );
         down(Down::Directive(directive))
+    }
+
+    /// The status for a session that ended because it was closed or the coordinator is
+    /// shutting down.
+    fn ending_status(&self) -> Status {
+        if self.registered.session.closed.is_cancelled() {
+            self.closed_status()
+        } else {
+            shutting_down()
+        }
     }
 
     fn closed_status(&self) -> Status {
@@ -250,6 +296,28 @@ impl Serving {
             )
         }
     }
+}
+
+/// Whether handling `message` may write: a report, or a heartbeat whose status differs from
+/// the live one (only this session's messages change it, one at a time).
+fn may_write(session: &Session, message: &pb::UpdaterMessage) -> bool {
+    match &message.kind {
+        Some(Up::Report(_)) => true,
+        Some(Up::Heartbeat(heartbeat)) => convert::status_from_heartbeat(heartbeat).is_ok_and(
+            |(health, updater_state, version)| {
+                session.live.lock().differs(&AgentStatus {
+                    health,
+                    updater_state,
+                    agent_version: version.as_deref(),
+                })
+            },
+        ),
+        _ => false,
+    }
+}
+
+fn shutting_down() -> Status {
+    Status::unavailable("the coordinator is shutting down; reconnect (with backoff) shortly")
 }
 
 fn ack_message(ack: Ack) -> Down {
