@@ -24,7 +24,7 @@ use tonic::{Status, Streaming};
 
 use super::{convert, inbound_budget::AgentBudgets};
 use crate::{
-    domain::{AgentStatus, directive::Directive, validate},
+    domain::{AgentStatus, Health, UpdaterState, directive::Directive, validate},
     error::DroverError,
     fleet::Fleet,
     fleet::registry::{Ack, Session},
@@ -175,14 +175,12 @@ impl Serving {
                 Event::Inbound(Err(status)) => Err(status),
                 Event::Inbound(Ok(None)) => Ok(()),
                 Event::Inbound(Ok(Some(message))) => match self.receive(message).await {
-                    Ok(true) => {
+                    Ok(()) => {
                         // From when the message is handled: a report may wait for its budget.
                         let deadline = tokio::time::Instant::now() + self.idle_timeout;
                         self.idle.as_mut().reset(deadline);
                         continue;
                     }
-                    // Closed or shutting down while a report waited for its budget.
-                    Ok(false) => Err(self.ending_status()),
                     Err(status) => Err(status),
                 },
             };
@@ -202,47 +200,56 @@ impl Serving {
         }
     }
 
-    /// Handles one message; false when the session should end quietly (closed or shutting
-    /// down while a report waited for its budget).
-    async fn receive(&mut self, message: pb::UpdaterMessage) -> Result<bool, Status> {
+    /// Handles one message; an error ends the session with it.
+    async fn receive(&mut self, message: pb::UpdaterMessage) -> Result<(), Status> {
         let Registered { fleet, session, .. } = &self.registered;
-        if matches!(message.kind, Some(Up::Heartbeat(_))) {
-            self.budget.spend_heartbeat(&session.agent_id)?;
-        }
-        if matches!(message.kind, Some(Up::Report(_))) {
-            // Past its budget a report waits: the stream is read no faster (HTTP/2 flow
-            // control holds the sender back).
-            while let Some(wait) = self.budget.report_wait(&session.agent_id) {
-                tokio::select! {
-                    _ = session.closed.cancelled() => break,
-                    _ = fleet.shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(wait) => {}
+        match message.kind {
+            Some(Up::Heartbeat(heartbeat)) => {
+                self.budget.spend_heartbeat(&session.agent_id)?;
+                let status = readable_status(session, &heartbeat)?;
+                // Only a status that changed is written.
+                let writes = status
+                    .as_ref()
+                    .is_some_and(|(health, updater_state, version)| {
+                        session.live.lock().differs(&AgentStatus {
+                            health: *health,
+                            updater_state: *updater_state,
+                            agent_version: version.as_deref(),
+                        })
+                    });
+                let (fleet, session) = (fleet.clone(), session.clone());
+                let work = async move { beat(&fleet, &session, heartbeat, status).await };
+                run(writes, work).await?;
+            }
+            Some(Up::Report(report)) => {
+                // Past its budget a report waits: the stream is read no faster (HTTP/2 flow
+                // control holds the sender back).
+                while let Some(wait) = self.budget.report_wait(&session.agent_id) {
+                    tokio::select! {
+                        _ = session.closed.cancelled() => break,
+                        _ = fleet.shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
                 }
+                if session.closed.is_cancelled() || fleet.shutdown.is_cancelled() {
+                    return Err(self.ending_status());
+                }
+                let (fleet, session) = (fleet.clone(), session.clone());
+                run(true, async move { record(&fleet, &session, report).await }).await?;
             }
-            if session.closed.is_cancelled() || fleet.shutdown.is_cancelled() {
-                return Ok(false);
+            Some(Up::Hello(_)) => {
+                return Err(Status::failed_precondition(
+                    "Hello was sent twice; open a new session to change identity",
+                ));
             }
-        }
-        let writes = may_write(session, &message);
-        let (fleet, session) = (fleet.clone(), session.clone());
-        let work = async move { handle(&fleet, &session, message).await };
-        if writes {
-            // Spawned, and awaited: if the stream is dropped (the updater went away) while
-            // this writes, the write and what follows it in memory still finish, as they did
-            // when every session had a reader task of its own.
-            let handled = tokio::spawn(work).await.map_err(|_| {
-                Status::from(DroverError::Internal(
-                    "handling an updater's message panicked".into(),
-                ))
-            })?;
-            handled?;
-        } else {
-            // Boxed: inline, handling a message (2 KB of future) would sit in every
-            // session's stream for its whole life; an allocation per message costs less.
-            Box::pin(work).await?;
+            None => {
+                return Err(Status::invalid_argument(
+                    "empty message; set heartbeat or report",
+                ));
+            }
         }
         self.acks.extend(self.registered.session.take_acks());
-        Ok(true)
+        Ok(())
     }
 
     fn welcome(&self) -> pb::CoordinatorMessage {
@@ -298,24 +305,6 @@ impl Serving {
     }
 }
 
-/// Whether handling `message` may write: a report, or a heartbeat whose status differs from
-/// the live one (only this session's messages change it, one at a time).
-fn may_write(session: &Session, message: &pb::UpdaterMessage) -> bool {
-    match &message.kind {
-        Some(Up::Report(_)) => true,
-        Some(Up::Heartbeat(heartbeat)) => convert::status_from_heartbeat(heartbeat).is_ok_and(
-            |(health, updater_state, version)| {
-                session.live.lock().differs(&AgentStatus {
-                    health,
-                    updater_state,
-                    agent_version: version.as_deref(),
-                })
-            },
-        ),
-        _ => false,
-    }
-}
-
 fn shutting_down() -> Status {
     Status::unavailable("the coordinator is shutting down; reconnect (with backoff) shortly")
 }
@@ -334,66 +323,78 @@ fn ack_message(ack: Ack) -> Down {
     }
 }
 
-async fn handle(
+/// Handles a message: one that writes in a task of its own, awaited, so that if the stream
+/// is dropped (the updater went away) mid-write, the write and what follows it in memory
+/// still finish, as they did when every session had a reader task of its own. The rest is
+/// boxed: inline, its future (2 KB) would sit in every session's stream for its whole life.
+async fn run(
+    writes: bool,
+    work: impl Future<Output = Result<(), Status>> + Send + 'static,
+) -> Result<(), Status> {
+    if !writes {
+        return Box::pin(work).await;
+    }
+    tokio::spawn(work).await.map_err(|_| {
+        Status::from(DroverError::Internal(
+            "handling an updater's message panicked".into(),
+        ))
+    })?
+}
+
+/// A heartbeat's status, or `None` when it cannot be read. Such a heartbeat still proves the
+/// session alive; its status is not believed, and the session goes on (the updater hears
+/// nothing back for a heartbeat, so the log says it).
+fn readable_status(
+    session: &Session,
+    heartbeat: &pb::Heartbeat,
+) -> Result<Option<(Health, UpdaterState, Option<String>)>, Status> {
+    match convert::status_from_heartbeat(heartbeat) {
+        Ok(status) => Ok(Some(status)),
+        Err(DroverError::InvalidArgument(why)) => {
+            let why = clean_text(&why, MAX_REPORT_TEXT);
+            tracing::warn!(agent_id = %session.agent_id, %why, "heartbeat status ignored");
+            Ok(None)
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+async fn beat(
     fleet: &Fleet,
     session: &Session,
-    message: pb::UpdaterMessage,
+    heartbeat: pb::Heartbeat,
+    status: Option<(Health, UpdaterState, Option<String>)>,
 ) -> Result<(), Status> {
-    match message.kind {
-        Some(Up::Heartbeat(heartbeat)) => {
-            // A heartbeat the coordinator cannot read still proves the session alive; its
-            // status is not believed, and the session goes on (the updater hears nothing back
-            // for a heartbeat, so the log says it).
-            let (health, updater_state, version) = match convert::status_from_heartbeat(&heartbeat)
-            {
-                Ok(status) => status,
-                Err(DroverError::InvalidArgument(why)) => {
-                    let why = clean_text(&why, MAX_REPORT_TEXT);
-                    tracing::warn!(agent_id = %session.agent_id, %why, "heartbeat status ignored");
-                    return Ok(());
-                }
-                Err(other) => return Err(other.into()),
-            };
-            let status = AgentStatus {
-                health,
-                updater_state,
-                agent_version: version.as_deref(),
-            };
-            // The decision is the updater's own words: cleaned here, never a reason to refuse.
-            let reason = if validate::name("decision_reason", &heartbeat.decision_reason).is_ok() {
-                heartbeat.decision_reason.as_str()
-            } else {
-                ""
-            };
-            let detail = clean_text(&heartbeat.decision_detail, MAX_REPORT_TEXT);
-            fleet.heartbeat(session, status, (reason, &detail)).await?;
-            if heartbeat.want_ack {
-                session.ack(Ack::Heartbeat(heartbeat.sequence));
-            }
-        }
-        Some(Up::Report(report)) => {
-            let attempt_id = report.attempt_id.clone();
-            match convert::report_from_proto(report) {
-                // Boxed: recording a report is a large future (16 KB), and inline it would
-                // make every message's future that large.
-                Ok(report) => Box::pin(fleet.report(session, report)).await?,
-                // One bad report never costs the session: the updater is told, and drops it.
-                Err(DroverError::InvalidArgument(why)) => {
-                    fleet.refuse_report(session, attempt_id, why);
-                }
-                Err(other) => return Err(other.into()),
-            }
-        }
-        Some(Up::Hello(_)) => {
-            return Err(Status::failed_precondition(
-                "Hello was sent twice; open a new session to change identity",
-            ));
-        }
-        None => {
-            return Err(Status::invalid_argument(
-                "empty message; set heartbeat or report",
-            ));
-        }
+    let Some((health, updater_state, version)) = status else {
+        return Ok(());
+    };
+    let status = AgentStatus {
+        health,
+        updater_state,
+        agent_version: version.as_deref(),
+    };
+    // The decision is the updater's own words: cleaned here, never a reason to refuse.
+    let reason = if validate::name("decision_reason", &heartbeat.decision_reason).is_ok() {
+        heartbeat.decision_reason.as_str()
+    } else {
+        ""
+    };
+    let detail = clean_text(&heartbeat.decision_detail, MAX_REPORT_TEXT);
+    fleet.heartbeat(session, status, (reason, &detail)).await?;
+    if heartbeat.want_ack {
+        session.ack(Ack::Heartbeat(heartbeat.sequence));
+    }
+    Ok(())
+}
+
+async fn record(fleet: &Fleet, session: &Session, report: pb::UpdateReport) -> Result<(), Status> {
+    let attempt_id = report.attempt_id.clone();
+    match convert::report_from_proto(report) {
+        // Boxed: recording a report is a large future (16 KB).
+        Ok(report) => Box::pin(fleet.report(session, report)).await?,
+        // One bad report never costs the session: the updater is told, and drops it.
+        Err(DroverError::InvalidArgument(why)) => fleet.refuse_report(session, attempt_id, why),
+        Err(other) => return Err(other.into()),
     }
     Ok(())
 }
