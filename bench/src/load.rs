@@ -161,17 +161,18 @@ pub fn agent(index: usize) -> (String, &'static str) {
     )
 }
 
-fn hello(index: usize) -> pb::UpdaterMessage {
+/// The Hello of simulated updater `index`; `who` names the benchmark that sends it.
+pub fn hello(index: usize, who: &str) -> pb::UpdaterMessage {
     let (agent_id, group) = agent(index);
     pb::UpdaterMessage {
         kind: Some(Up::Hello(pb::Hello {
             agent_id,
-            hostname: "load".into(),
+            hostname: who.into(),
             group: group.into(),
             channel: "bench".into(),
             installer: pb::InstallerKind::Simulated as i32,
             agent_version: "1.0.0".into(),
-            updater_version: "load".into(),
+            updater_version: who.into(),
             health: pb::AgentHealth::Healthy as i32,
             ..Default::default()
         })),
@@ -224,7 +225,7 @@ async fn session(shared: &Shared, index: usize, attempt: &mut u32) -> anyhow::Re
     let mut client =
         UpdaterServiceClient::new(connect(url, Some(source(shared, index)), tls).await?);
     let (tx, rx) = mpsc::channel(8);
-    tx.send(hello(global)).await?;
+    tx.send(hello(global, "load")).await?;
     let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
     let mut welcomed: Option<LiveGuard> = None;
     let mut sequence = 0;

@@ -182,21 +182,8 @@ async fn session(
     let tls = tls.map(|tls| (tls.server_ca_pem.as_slice(), tls.agents.get(index)));
     let mut client = UpdaterServiceClient::new(load::connect(url, Some(source), tls).await?);
     let (tx, rx) = mpsc::channel(8);
-    let (agent_id, group) = load::agent(index);
-    tx.send(pb::UpdaterMessage {
-        kind: Some(Up::Hello(pb::Hello {
-            agent_id: agent_id.clone(),
-            hostname: "storm".into(),
-            group: group.into(),
-            channel: "bench".into(),
-            installer: pb::InstallerKind::Simulated as i32,
-            agent_version: "1.0.0".into(),
-            updater_version: "storm".into(),
-            health: pb::AgentHealth::Healthy as i32,
-            ..Default::default()
-        })),
-    })
-    .await?;
+    let (agent_id, _) = load::agent(index);
+    tx.send(load::hello(index, "storm")).await?;
     let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
     let mut waves = fleet.wave.subscribe();
     let mut version = "1.0.0".to_string();
