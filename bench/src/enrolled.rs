@@ -1,56 +1,86 @@
 //! The default mode's fleet: every simulated updater enrolled with a join token, as
 //! `drover-updater enroll` does (its own key, a signing request, the certificate the
-//! coordinator issues), all before any measurement starts. The coordinator allows 100
-//! enrolments a second per token and 200 overall, so 10,000 take about 50 s.
+//! coordinator issues), all before any measurement starts. A coordinator allows 100
+//! enrolments a second per token and 200 overall, so 10,000 on one take about 50 s; across
+//! replicas each enrols its own share.
 
-use std::{sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
+use anyhow::Context;
 use drover_proto::v1::{EnrollRequest, enrolment_service_client::EnrolmentServiceClient};
 use drover_tests::enrol::AgentCert;
 use rand::Rng;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
 
 use crate::load;
 
-/// Enrolments in flight at once: enough to keep the coordinator at its limit.
-const IN_FLIGHT: usize = 32;
+/// Enrolments in flight at once from one process, whatever the coordinators: enough to
+/// keep one at its limit. More only queue on the token rows and the replicas' pools (at
+/// 192 per process, six loaders drove six PostgreSQL replicas into pool timeouts).
+const IN_FLIGHT: usize = 16;
 
-/// Enrols updaters `0..count` under their load ids and groups (`load::agent`).
-pub async fn enrol_fleet(url: &str, count: usize) -> anyhow::Result<Vec<AgentCert>> {
-    let groups = ["dev", "staging", "prod"];
+pub const GROUPS: [&str; 3] = ["dev", "staging", "prod"];
+
+/// One join token per group, each good for `count` agents' share, made with the admin
+/// profile the harness holds for the coordinator at `url`.
+pub async fn join_tokens(url: &str, count: usize) -> anyhow::Result<Vec<(String, String)>> {
     let mut tokens = Vec::new();
-    for group in groups {
-        let uses = count.div_ceil(groups.len()).max(1);
+    for group in GROUPS {
+        let uses = count.div_ceil(GROUPS.len()).max(1);
         let owned = url.to_string();
         let token = tokio::task::spawn_blocking(move || {
             drover_tests::enrol::join_token(&owned, &[group], uses)
         })
         .await?
         .ok_or_else(|| anyhow::anyhow!("{url} is not a TLS coordinator this run started"))?;
-        tokens.push((group, token));
+        tokens.push((group.to_string(), token));
     }
-    let tokens = Arc::new(tokens);
-    let channel = drover_tests::grpc_channel(url).await?;
+    Ok(tokens)
+}
+
+/// Enrols updaters `0..count` under their load ids and groups (`load::agent`) at the one
+/// coordinator this run started at `url`.
+pub async fn enrol_fleet(url: &str, count: usize) -> anyhow::Result<Vec<AgentCert>> {
+    let tokens = join_tokens(url, count).await?;
+    let ca = std::fs::read(drover_tests::ca_file_for(url).context("the coordinator's CA")?)?;
+    enrol_range(&[url.to_string()], &ca, &tokens, 0, count).await
+}
+
+/// Enrols updaters `offset..offset + count`, updater `i` at `urls[i % len]` (where it will
+/// connect), trusting `ca_pem`, with `tokens` (group, secret); returned in index order.
+pub async fn enrol_range(
+    urls: &[String],
+    ca_pem: &[u8],
+    tokens: &[(String, String)],
+    offset: usize,
+    count: usize,
+) -> anyhow::Result<Vec<AgentCert>> {
+    let tokens = Arc::new(tokens.to_vec());
+    let mut channels = Vec::new();
+    for url in urls {
+        channels.push(load::connect(url, None, Some((ca_pem, None))).await?);
+    }
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..IN_FLIGHT.min(count.max(1)) {
-        let (client, next, tokens) = (
-            EnrolmentServiceClient::new(channel.clone()),
-            next.clone(),
-            tokens.clone(),
-        );
+        let (channels, next, tokens) = (channels.clone(), next.clone(), tokens.clone());
         workers.push(tokio::spawn(async move {
             let mut enrolled = Vec::new();
             loop {
-                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if index >= count {
+                let local = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if local >= count {
                     return anyhow::Ok(enrolled);
                 }
+                let index = offset + local;
                 let (agent_id, group) = load::agent(index);
-                let token = &tokens.iter().find(|(g, _)| *g == group).expect("a token").1;
-                enrolled.push((
-                    index,
-                    enrol_one(client.clone(), &agent_id, group, token).await?,
-                ));
+                let token = &tokens
+                    .iter()
+                    .find(|(g, _)| g == group)
+                    .context("a token")?
+                    .1;
+                let client = EnrolmentServiceClient::new(channels[index % channels.len()].clone());
+                enrolled.push((local, enrol_one(client, &agent_id, group, token).await?));
             }
         }));
     }
@@ -58,13 +88,13 @@ pub async fn enrol_fleet(url: &str, count: usize) -> anyhow::Result<Vec<AgentCer
     for worker in workers {
         all.extend(worker.await??);
     }
-    all.sort_by_key(|(index, _)| *index);
+    all.sort_by_key(|(local, _)| *local);
     Ok(all.into_iter().map(|(_, cert)| cert).collect())
 }
 
 /// One enrolment, retried while the coordinator says "too many" or "busy".
-async fn enrol_one(
-    mut client: EnrolmentServiceClient<tonic::transport::Channel>,
+pub(crate) async fn enrol_one(
+    mut client: EnrolmentServiceClient<Channel>,
     agent_id: &str,
     group: &str,
     token: &str,
@@ -101,4 +131,31 @@ async fn enrol_one(
             Err(status) => anyhow::bail!("enrolling {agent_id}: {status}"),
         }
     }
+}
+
+/// Keeps enrolled credentials in a file (JSON), so a later process (the echo baseline's
+/// loader) presents the same identities without enrolling again.
+pub fn save(path: &Path, certs: &[AgentCert]) -> anyhow::Result<()> {
+    let list: Vec<Value> = certs
+        .iter()
+        .map(|c| {
+            json!({ "agent_id": c.agent_id, "group": c.group,
+                    "cert_pem": c.cert_pem, "key_pem": c.key_pem })
+        })
+        .collect();
+    Ok(std::fs::write(path, serde_json::to_vec(&list)?)?)
+}
+
+pub fn load(path: &Path) -> anyhow::Result<Vec<AgentCert>> {
+    let list: Vec<Value> = serde_json::from_slice(&std::fs::read(path)?)?;
+    let text = |v: &Value, key: &str| v[key].as_str().unwrap_or_default().to_string();
+    Ok(list
+        .iter()
+        .map(|v| AgentCert {
+            agent_id: text(v, "agent_id"),
+            group: text(v, "group"),
+            cert_pem: text(v, "cert_pem"),
+            key_pem: text(v, "key_pem"),
+        })
+        .collect())
 }

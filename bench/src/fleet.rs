@@ -245,7 +245,7 @@ async fn start(args: &FleetArgs, dir: &Path) -> CoordinatorProcess {
     .await
 }
 
-async fn set_channel(url: &str, version: &str) -> anyhow::Result<()> {
+pub(crate) async fn set_channel(url: &str, version: &str) -> anyhow::Result<()> {
     let mut admin = AdminServiceClient::new(drover_tests::grpc_channel(url).await?);
     let request = pb::SetChannelVersionRequest {
         name: "bench".into(),
@@ -286,9 +286,18 @@ async fn spawn_fleet(shared: &Arc<load::Shared>, count: usize) -> Vec<tokio::tas
     fleet
 }
 
-async fn coordinator_stats(coordinator: &CoordinatorProcess) -> anyhow::Result<Value> {
+pub(crate) async fn coordinator_stats(coordinator: &CoordinatorProcess) -> anyhow::Result<Value> {
+    let token = drover_tests::token_for(&coordinator.grpc_url());
+    stats_as(coordinator, token.as_deref()).await
+}
+
+/// `/api/v1/stats` with an admin `token` (replicas share the first one's admin).
+pub(crate) async fn stats_as(
+    coordinator: &CoordinatorProcess,
+    token: Option<&str>,
+) -> anyhow::Result<Value> {
     let (status, body) =
-        drover_tests::http(coordinator.addresses.http, "GET", "/api/v1/stats").await;
+        drover_tests::http_as(coordinator.addresses.http, "GET", "/api/v1/stats", token).await;
     anyhow::ensure!(status == 200, "GET /api/v1/stats answered {status}: {body}");
     Ok(serde_json::from_str(&body)?)
 }

@@ -58,7 +58,14 @@ pub struct Shared {
     pub push_seen: Vec<OnceLock<Instant>>,
     /// The same moment on the Unix clock, comparable across processes.
     pub push_seen_unix_ms: Vec<OnceLock<i64>>,
+    /// Connection attempts (TCP and TLS handshakes) in progress at once. Each real updater
+    /// has its host's CPU for its side of the handshake; thousands here share two cores,
+    /// and unbounded they all time out together (100k over TLS: 25 connected a second).
+    connecting: tokio::sync::Semaphore,
 }
+
+/// See [`Shared::connecting`]: enough to keep a server's handshakes busy.
+const CONNECTING_AT_ONCE: usize = 64;
 
 impl Shared {
     /// One coordinator's fleet of `count`, speaking TLS with `tls`'s certificates (`None`:
@@ -80,15 +87,19 @@ impl Shared {
         self.pace.send_replace(pace);
     }
 
-    /// `count` updaters from index `offset` on, spread over `urls`.
+    /// `count` updaters from index `offset` on, spread over `urls`; `tls.agents[i]` is
+    /// local updater `i`'s.
     pub fn spread(
         urls: Vec<String>,
         sources: u8,
         heartbeat: Duration,
         count: usize,
         offset: usize,
+        tls: Option<FleetTls>,
     ) -> Arc<Self> {
-        Arc::new(Self::build(urls, sources, heartbeat, count, offset))
+        let mut shared = Self::build(urls, sources, heartbeat, count, offset);
+        shared.tls = tls;
+        Arc::new(shared)
     }
 
     fn build(
@@ -114,6 +125,7 @@ impl Shared {
             push_target: parking_lot::Mutex::new(String::new()),
             push_seen: (0..count).map(|_| OnceLock::new()).collect(),
             push_seen_unix_ms: (0..count).map(|_| OnceLock::new()).collect(),
+            connecting: tokio::sync::Semaphore::new(CONNECTING_AT_ONCE),
         }
     }
 }
@@ -222,8 +234,10 @@ async fn session(shared: &Shared, index: usize, attempt: &mut u32) -> anyhow::Re
         .tls
         .as_ref()
         .map(|tls| (tls.server_ca_pem.as_slice(), tls.agents.get(index)));
-    let mut client =
-        UpdaterServiceClient::new(connect(url, Some(source(shared, index)), tls).await?);
+    let handshaking = shared.connecting.acquire().await?;
+    let channel = connect(url, Some(source(shared, index)), tls).await?;
+    drop(handshaking);
+    let mut client = UpdaterServiceClient::new(channel);
     let (tx, rx) = mpsc::channel(8);
     tx.send(hello(global, "load")).await?;
     let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();

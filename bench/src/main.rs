@@ -9,7 +9,6 @@ mod fleet;
 mod idle;
 mod load;
 mod loader;
-mod plain;
 mod replicas;
 mod sampler;
 mod scale;
@@ -22,7 +21,6 @@ use std::{
 };
 
 use clap::Parser;
-pub(crate) use plain::{Coordinator, coordinator_args};
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

@@ -1,6 +1,8 @@
 //! `drover-loadgen replicas`: many updaters across several coordinator replicas on one
-//! PostgreSQL, from several loader processes (`loader.rs`). Measures, each with a baseline
-//! from the same run: memory per connected updater (against a bare tonic echo server
+//! PostgreSQL, from several loader processes (`loader.rs`), in the default mode: TLS, the
+//! replicas sharing one CA (as `tests/src/replicas.rs` sets them up), every updater enrolled
+//! at its replica before any clock starts; `--insecure` as a labelled comparison. Measures,
+//! each with a baseline from the same run: memory per connected updater (against a bare tonic echo server
 //! holding one replica's share of the same streams), an admin change on one replica until
 //! 99 % and 100 % of the fleet hold it, every replica SIGKILLed and restarted until all
 //! updaters are back, and store writes per steady heartbeat (the sum over replicas).
@@ -14,7 +16,7 @@ use std::{
 
 use anyhow::Context;
 use clap::Parser;
-use drover_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
+use drover_tests::{CoordinatorBuilder, CoordinatorProcess, use_bin_dir};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::{
@@ -22,7 +24,7 @@ use tokio::{
     process::{Child, ChildStdin, Command},
 };
 
-use crate::{Coordinator, coordinator_args, load, ms, stats, wait_until};
+use crate::{enrolled, fleet, ms, stats, wait_until};
 
 #[derive(Parser, Debug)]
 pub struct ReplicasArgs {
@@ -44,6 +46,18 @@ pub struct ReplicasArgs {
     steady_secs: u64,
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
+    /// Plaintext, no enrolment: a labelled comparison with the default mode.
+    #[arg(long)]
+    insecure: bool,
+}
+
+/// How a loader's updaters speak to their replicas: plaintext, or TLS trusting `ca_file`
+/// with the credentials in `certs` (enrolled with `tokens` if the file is not there yet).
+#[derive(Clone, Default)]
+struct LoaderTls {
+    ca_file: Option<PathBuf>,
+    certs: Option<PathBuf>,
+    tokens: Vec<(String, String)>,
 }
 
 /// One loader process: its stdin for commands, its latest counters.
@@ -62,8 +76,10 @@ impl Loader {
         urls: &str,
         offset: usize,
         count: usize,
+        tls: &LoaderTls,
     ) -> anyhow::Result<Self> {
-        let mut child = Command::new(std::env::current_exe()?)
+        let mut command = Command::new(std::env::current_exe()?);
+        command
             .args(["loader", "--urls", urls])
             .args([
                 "--offset",
@@ -72,7 +88,15 @@ impl Loader {
                 &count.to_string(),
             ])
             .args(["--sources", &args.sources.to_string()])
-            .args(["--heartbeat-secs", &args.heartbeat_secs.to_string()])
+            .args(["--heartbeat-secs", &args.heartbeat_secs.to_string()]);
+        if let (Some(ca), Some(certs)) = (&tls.ca_file, &tls.certs) {
+            command.arg("--ca-file").arg(ca).arg("--certs").arg(certs);
+            let tokens: Vec<String> = tls.tokens.iter().map(|(g, t)| format!("{g}={t}")).collect();
+            if !tokens.is_empty() {
+                command.arg("--tokens").arg(tokens.join(","));
+            }
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -118,55 +142,130 @@ fn total(loaders: &[Loader], key: &str) -> u64 {
     loaders.iter().map(|l| l.counter(key)).sum()
 }
 
-type Replica = (Coordinator, PathBuf);
+/// Waits (up to 900 s) until all `n` updaters are live, saying every 10 s how many are
+/// and how many attempts failed.
+async fn wait_all_live(
+    loaders: &[Loader],
+    n: u64,
+    since: Instant,
+    what: &str,
+) -> anyhow::Result<Duration> {
+    let mut said = Instant::now();
+    wait_until(&format!("every updater {what}"), Duration::from_secs(900), || {
+        let live = total(loaders, "live");
+        if said.elapsed() >= Duration::from_secs(10) {
+            said = Instant::now();
+            let each: Vec<u64> = loaders.iter().map(|l| l.counter("live")).collect();
+            println!(
+                "   … {live} of {n} {what} after {:.0} s, {} failed attempts (per loader: {each:?})",
+                since.elapsed().as_secs_f64(),
+                total(loaders, "errors")
+            );
+        }
+        live >= n
+    })
+    .await
+}
 
-fn rss_sum(replicas: &[Replica]) -> anyhow::Result<u64> {
-    replicas.iter().map(|(r, _)| stats::rss_kib(r.pid())).sum()
+fn rss_sum(replicas: &[CoordinatorProcess]) -> anyhow::Result<u64> {
+    replicas.iter().map(|r| stats::rss_kib(r.pid())).sum()
+}
+
+/// Replica 0 makes the CA and the bootstrap admin; the others share its CA and server
+/// certificate, as an operator's replicas do.
+async fn start_replicas(
+    args: &ReplicasArgs,
+    work: &std::path::Path,
+) -> anyhow::Result<Vec<CoordinatorProcess>> {
+    use_bin_dir(&args.bin_dir);
+    let first = work.join("replica-0");
+    let mut replicas = Vec::new();
+    for r in 0..args.replicas {
+        let dir = work.join(format!("replica-{r}"));
+        std::fs::create_dir_all(&dir)?;
+        let builder = if r == 0 || args.insecure {
+            CoordinatorBuilder::with_database(&dir, &args.database)
+        } else {
+            CoordinatorBuilder::replica_of(&first, &dir, &args.database)
+        }
+        .control_plane("2.0.0")
+        .arg("--heartbeat-secs")
+        .arg(args.heartbeat_secs.to_string())
+        .arg("--reconcile-ms")
+        .arg("2000")
+        .env("RUST_LOG", "warn");
+        let builder = if args.insecure {
+            builder.insecure()
+        } else {
+            builder
+        };
+        replicas.push(builder.start().await);
+    }
+    Ok(replicas)
 }
 
 pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
     let fd_limit = stats::raise_fd_limit()?;
     let n = args.updaters as u64;
-    let work = std::env::temp_dir().join(format!("drover-loadgen-replicas-{}", std::process::id()));
+    let work = tempfile::tempdir()?;
+    let mode = if args.insecure {
+        "plaintext (--insecure)"
+    } else {
+        "TLS, enrolled identities"
+    };
     println!(
-        "drover-loadgen replicas: {n} updaters, {} replicas on PostgreSQL, {} loader processes, fd limit {fd_limit}",
+        "drover-loadgen replicas: {n} updaters, {} replicas on PostgreSQL, {} loader processes, {mode}, fd limit {fd_limit}",
         args.replicas, args.loaders
     );
-    let bin = args.bin_dir.join("drover-coordinator");
-    let mut replicas = Vec::new();
-    for r in 0..args.replicas {
-        let dir = work.join(format!("replica-{r}"));
-        std::fs::create_dir_all(&dir)?;
-        let mut flags = coordinator_args(&args.database, args.heartbeat_secs);
-        flags.extend(["--reconcile-ms".into(), "2000".into()]);
-        replicas.push((Coordinator::start(&bin, flags, &dir).await?, dir));
-    }
-    let mut admin = AdminServiceClient::new(load::connect(&replicas[0].0.grpc, None, None).await?);
-    admin
-        .set_channel_version(pb::SetChannelVersionRequest {
-            name: "bench".into(),
-            version: "1.0.0".into(),
-            ..Default::default()
-        })
-        .await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_idle = rss_sum(&replicas)?;
-    let urls: Vec<String> = replicas.iter().map(|(c, _)| c.grpc.clone()).collect();
+    let mut replicas = start_replicas(&args, work.path()).await?;
+    let admin_url = replicas[0].grpc_url();
+    fleet::set_channel(&admin_url, "1.0.0").await?;
+    let urls: Vec<String> = replicas.iter().map(CoordinatorProcess::grpc_url).collect();
     let joined = urls.join(",");
 
-    // 1. Connect everyone.
+    // 0. Enrol everyone, each loader its own share at the replicas it will use, with
+    // tokens made before any loader starts.
     let per_loader = args.updaters.div_ceil(args.loaders);
-    let mut loaders = Vec::new();
-    let connect_started = Instant::now();
+    let ca_file = replicas[0].tls.as_ref().map(|tls| tls.ca_file.clone());
+    let mut shares = Vec::new();
     for l in 0..args.loaders {
         let offset = l * per_loader;
         let count = per_loader.min(args.updaters.saturating_sub(offset));
-        loaders.push(Loader::start(&args, &joined, offset, count).await?);
+        let tls = match &ca_file {
+            Some(ca) => LoaderTls {
+                ca_file: Some(ca.clone()),
+                certs: Some(work.path().join(format!("certs-{l}.json"))),
+                tokens: enrolled::join_tokens(&admin_url, count).await?,
+            },
+            None => LoaderTls::default(),
+        };
+        shares.push((offset, count, tls));
     }
-    wait_until("every updater connected", Duration::from_secs(900), || {
-        total(&loaders, "live") >= n
+    let mut loaders = Vec::new();
+    let enrol_started = Instant::now();
+    for (offset, count, tls) in &shares {
+        loaders.push(Loader::start(&args, &joined, *offset, *count, tls).await?);
+    }
+    wait_until("every updater enrolled", Duration::from_secs(1800), || {
+        total(&loaders, "enrolled") >= n
     })
     .await?;
+    let enrol_s = enrol_started.elapsed().as_secs_f64();
+    if ca_file.is_some() {
+        println!(
+            "0. enrolled {n} updaters across {} replicas in {enrol_s:.1} s (before any clock)",
+            args.replicas
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_idle = rss_sum(&replicas)?;
+
+    // 1. Connect everyone.
+    let connect_started = Instant::now();
+    for loader in &mut loaders {
+        loader.send("connect").await?;
+    }
+    wait_all_live(&loaders, n, connect_started, "connected").await?;
     let connect_time = connect_started.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_loaded = rss_sum(&replicas)?;
@@ -192,13 +291,7 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
     for loader in &mut loaders {
         loader.send(&format!("push 1.0.1 {at}")).await?;
     }
-    admin
-        .set_channel_version(pb::SetChannelVersionRequest {
-            name: "bench".into(),
-            version: "1.0.1".into(),
-            ..Default::default()
-        })
-        .await?;
+    fleet::set_channel(&admin_url, "1.0.1").await?;
     let need99 = (n as f64 * 0.99).ceil() as u64;
     let _ = wait_until("99 % hold the change", Duration::from_secs(120), || {
         total(&loaders, "push_seen") >= need99
@@ -255,11 +348,8 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
     );
 
     // 5. Every replica SIGKILLed, then restarted on the same ports.
-    for (replica, _) in &mut replicas {
-        replica.child.start_kill()?;
-    }
-    for (replica, _) in &mut replicas {
-        replica.child.wait().await?;
+    for replica in &mut replicas {
+        replica.kill9().await;
     }
     wait_until(
         "every session noticed the kills",
@@ -269,33 +359,8 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
     .await?;
     let restarted = Instant::now();
     // All at once, as an operator's service manager restarts them.
-    let starts = replicas.drain(..).map(|(replica, dir)| {
-        let mut flags = replica.args.clone();
-        flags[3] = replica.grpc.trim_start_matches("http://").to_string();
-        flags[5] = replica.http.clone();
-        drop(replica);
-        let bin = bin.clone();
-        async move { anyhow::Ok((Coordinator::start(&bin, flags, &dir).await?, dir)) }
-    });
-    replicas = futures::future::try_join_all(starts).await?;
-    let mut said = Instant::now();
-    let back = wait_until(
-        "every updater reconnected",
-        Duration::from_secs(900),
-        || {
-            let live = total(&loaders, "live");
-            if said.elapsed() >= Duration::from_secs(10) {
-                said = Instant::now();
-                let each: Vec<u64> = loaders.iter().map(|l| l.counter("live")).collect();
-                println!(
-                    "   … {live} of {n} back after {:.0} s (per loader: {each:?})",
-                    restarted.elapsed().as_secs_f64()
-                );
-            }
-            live >= n
-        },
-    )
-    .await;
+    futures::future::join_all(replicas.iter_mut().map(CoordinatorProcess::restart)).await;
+    let back = wait_all_live(&loaders, n, restarted, "back").await;
     let back_s = back
         .as_ref()
         .map(|_| restarted.elapsed().as_secs_f64())
@@ -314,7 +379,16 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
     drop(loaders);
     drop(replicas);
     let share = args.updaters / args.replicas;
-    let echo_kib = echo_per_stream(&args, share).await?;
+    let echo_tls = match &ca_file {
+        Some(ca) => LoaderTls {
+            ca_file: Some(ca.clone()),
+            certs: Some(work.path().join("certs-0.json")),
+            tokens: Vec::new(),
+        },
+        None => LoaderTls::default(),
+    };
+    let tls_dir = ca_file.as_ref().and_then(|ca| ca.parent());
+    let echo_kib = echo_per_stream(&args, share, tls_dir, &echo_tls).await?;
     let ratio = per_updater / echo_kib.max(0.001);
     println!(
         "2. memory: {per_updater:.1} KiB per updater on the replicas; bare tonic echo holding {share} streams: {echo_kib:.1} KiB per stream; ratio {ratio:.2}"
@@ -323,6 +397,8 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
         "{}",
         json!({
             "updaters": n,
+            "mode": mode,
+            "enrol_s": enrol_s,
             "replicas": args.replicas,
             "loaders": args.loaders,
             "connect_s": connect_time.as_secs_f64(),
@@ -339,24 +415,31 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
 }
 
 /// Heartbeats and write statements, summed over the replicas' `/api/v1/stats`.
-async fn stats_sum(replicas: &[Replica]) -> anyhow::Result<(u64, u64)> {
+async fn stats_sum(replicas: &[CoordinatorProcess]) -> anyhow::Result<(u64, u64)> {
+    let token = drover_tests::token_for(&replicas[0].grpc_url());
     let mut sum = (0, 0);
-    for (replica, _) in replicas {
-        let stats = replica.stats().await?;
+    for replica in replicas {
+        let stats = fleet::stats_as(replica, token.as_deref()).await?;
         sum.0 += stats["heartbeats"].as_u64().unwrap_or(0);
         sum.1 += stats["store_write_statements"].as_u64().unwrap_or(0);
     }
     Ok(sum)
 }
 
-/// RSS per stream of a bare echo server (its own process) holding `count` streams from one
-/// loader process.
-async fn echo_per_stream(args: &ReplicasArgs, count: usize) -> anyhow::Result<f64> {
-    let mut echo = Command::new(std::env::current_exe()?)
-        .arg("echo-server")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
+/// RSS per stream of a bare echo server (its own process, over the replicas' TLS from
+/// `tls_dir` if given) holding `count` streams from one loader process.
+async fn echo_per_stream(
+    args: &ReplicasArgs,
+    count: usize,
+    tls_dir: Option<&std::path::Path>,
+    tls: &LoaderTls,
+) -> anyhow::Result<f64> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg("echo-server");
+    if let Some(dir) = tls_dir {
+        command.arg(dir);
+    }
+    let mut echo = command.stdout(Stdio::piped()).kill_on_drop(true).spawn()?;
     let mut lines = BufReader::new(echo.stdout.take().context("echo stdout")?).lines();
     let addr = lines
         .next_line()
@@ -365,7 +448,15 @@ async fn echo_per_stream(args: &ReplicasArgs, count: usize) -> anyhow::Result<f6
     let pid = echo.id().unwrap_or_default();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = stats::rss_kib(pid)?;
-    let loader = Loader::start(args, &format!("http://{addr}"), 0, count).await?;
+    let scheme = if tls_dir.is_some() { "https" } else { "http" };
+    let mut loader = Loader::start(args, &format!("{scheme}://{addr}"), 0, count, tls).await?;
+    wait_until(
+        "the echo loader's credentials",
+        Duration::from_secs(60),
+        || loader.counter("enrolled") >= count as u64,
+    )
+    .await?;
+    loader.send("connect").await?;
     wait_until(
         "the echo server's streams",
         Duration::from_secs(600),

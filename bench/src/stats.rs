@@ -57,6 +57,11 @@ pub fn raise_fd_limit() -> anyhow::Result<u64> {
     Ok(hard)
 }
 
+/// How many files a process holds open (a server's connections, plus a few).
+pub fn open_fds(pid: u32) -> anyhow::Result<u64> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64)
+}
+
 /// Now on the Unix clock in milliseconds: comparable across the loader processes.
 pub fn unix_ms() -> i64 {
     std::time::SystemTime::now()

@@ -166,7 +166,8 @@ pub fn replace_credentials(
     Ok(record)
 }
 
-pub(crate) fn credentials(cert_pem: &str, key_pem: &str) -> String {
+/// An identity file's text: the certificate, then its key (what [`split_credentials`] reads).
+pub fn credentials(cert_pem: &str, key_pem: &str) -> String {
     let mut text = cert_pem.trim_end().to_string();
     text.push('\n');
     text.push_str(key_pem.trim_end());
