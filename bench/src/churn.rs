@@ -138,11 +138,7 @@ pub async fn run(args: ChurnArgs) -> anyhow::Result<()> {
     let fd_limit = stats::raise_fd_limit()?;
     use_bin_dir(&args.bin_dir);
     let work = tempfile::tempdir()?;
-    let mode = if args.insecure {
-        "plaintext (--insecure)"
-    } else {
-        "TLS, enrolled identities"
-    };
+    let mode = crate::mode(args.insecure);
     println!(
         "drover-loadgen churn: {} real updaters, {mode}, heartbeat {} s, fd limit {fd_limit}",
         args.updaters, args.heartbeat_secs
@@ -152,13 +148,7 @@ pub async fn run(args: ChurnArgs) -> anyhow::Result<()> {
         .arg("--heartbeat-secs")
         .arg(args.heartbeat_secs.to_string())
         .env("RUST_LOG", "warn");
-    let mut coordinator = if args.insecure {
-        builder.insecure()
-    } else {
-        builder
-    }
-    .start()
-    .await;
+    let mut coordinator = crate::in_mode(builder, args.insecure).start().await;
     let url = coordinator.grpc_url();
     let mut admin = AdminServiceClient::new(drover_tests::grpc_channel(&url).await?);
     quiet_channel(&mut admin, &url).await?;

@@ -73,11 +73,7 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
     let fd_limit = stats::raise_fd_limit()?;
     use_bin_dir(&args.bin_dir);
     let work = tempfile::tempdir()?;
-    let mode = if args.insecure {
-        "plaintext (--insecure)"
-    } else {
-        "TLS, enrolled identities"
-    };
+    let mode = crate::mode(args.insecure);
     let backend = if args.database == "sqlite" {
         "sqlite"
     } else {
@@ -236,13 +232,7 @@ async fn start(args: &FleetArgs, dir: &Path) -> CoordinatorProcess {
     .arg("--heartbeat-secs")
     .arg(args.heartbeat_secs.to_string())
     .env("RUST_LOG", "warn");
-    if args.insecure {
-        builder.insecure()
-    } else {
-        builder
-    }
-    .start()
-    .await
+    crate::in_mode(builder, args.insecure).start().await
 }
 
 pub(crate) async fn set_channel(url: &str, version: &str) -> anyhow::Result<()> {

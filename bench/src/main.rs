@@ -22,6 +22,28 @@ use std::{
 
 use clap::Parser;
 
+/// How a scenario's coordinators are spoken to: the default mode, or plaintext
+/// (`--insecure`), which every scenario offers as a labelled comparison.
+fn mode(insecure: bool) -> &'static str {
+    if insecure {
+        "plaintext (--insecure)"
+    } else {
+        "TLS, enrolled identities"
+    }
+}
+
+/// `builder` in that mode.
+fn in_mode(
+    builder: drover_tests::CoordinatorBuilder,
+    insecure: bool,
+) -> drover_tests::CoordinatorBuilder {
+    if insecure {
+        builder.insecure()
+    } else {
+        builder
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }

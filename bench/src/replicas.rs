@@ -194,12 +194,7 @@ async fn start_replicas(
         .arg("--reconcile-ms")
         .arg("2000")
         .env("RUST_LOG", "warn");
-        let builder = if args.insecure {
-            builder.insecure()
-        } else {
-            builder
-        };
-        replicas.push(builder.start().await);
+        replicas.push(crate::in_mode(builder, args.insecure).start().await);
     }
     Ok(replicas)
 }
@@ -208,11 +203,7 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
     let fd_limit = stats::raise_fd_limit()?;
     let n = args.updaters as u64;
     let work = tempfile::tempdir()?;
-    let mode = if args.insecure {
-        "plaintext (--insecure)"
-    } else {
-        "TLS, enrolled identities"
-    };
+    let mode = crate::mode(args.insecure);
     println!(
         "drover-loadgen replicas: {n} updaters, {} replicas on PostgreSQL, {} loader processes, {mode}, fd limit {fd_limit}",
         args.replicas, args.loaders

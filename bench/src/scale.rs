@@ -40,20 +40,11 @@ async fn coordinator(args: &ScaleArgs, dir: &std::path::Path) -> CoordinatorProc
         .arg("100")
         .arg("--heartbeat-secs")
         .arg("2");
-    let builder = if args.insecure {
-        builder.insecure()
-    } else {
-        builder
-    };
-    builder.start().await
+    crate::in_mode(builder, args.insecure).start().await
 }
 
 fn mode(args: &ScaleArgs) -> &'static str {
-    if args.insecure {
-        "plaintext (--insecure)"
-    } else {
-        "TLS, enrolled identities"
-    }
+    crate::mode(args.insecure)
 }
 
 /// The agent table's filters over a fleet of three versions (default 10,000 agents), timed

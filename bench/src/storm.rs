@@ -70,18 +70,8 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
         .arg("--heartbeat-secs")
         .arg("30")
         .env("RUST_LOG", "warn");
-    let coordinator = if args.insecure {
-        builder.insecure()
-    } else {
-        builder
-    }
-    .start()
-    .await;
-    let mode = if args.insecure {
-        "plaintext (--insecure)"
-    } else {
-        "TLS, enrolled identities"
-    };
+    let coordinator = crate::in_mode(builder, args.insecure).start().await;
+    let mode = crate::mode(args.insecure);
     println!("drover-loadgen storm: {n} updaters, {backend}, {mode}, fd limit {fd_limit}");
     let url = coordinator.grpc_url();
     let mut admin = AdminServiceClient::new(drover_tests::grpc_channel(&url).await?);
