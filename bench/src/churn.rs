@@ -299,12 +299,7 @@ async fn tls(
         return Ok((None, None));
     };
     let url = coordinator.grpc_url();
-    let owned = url.clone();
-    let token = tokio::task::spawn_blocking(move || {
-        drover_tests::enrol::join_token(&owned, &[CHANNEL], count)
-    })
-    .await?
-    .ok_or_else(|| anyhow::anyhow!("no admin profile for the coordinator"))?;
+    let token = enrolled::join_token(&url, CHANNEL, count).await?;
     let keep_in = work.join("identities");
     std::fs::create_dir_all(&keep_in)?;
     let ca = std::fs::read(&ready.ca_file)?;

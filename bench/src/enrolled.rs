@@ -22,21 +22,23 @@ const IN_FLIGHT: usize = 16;
 
 pub const GROUPS: [&str; 3] = ["dev", "staging", "prod"];
 
-/// One join token per group, each good for `count` agents' share, made with the admin
-/// profile the harness holds for the coordinator at `url`.
+/// One join token per group, each good for `count` agents' share.
 pub async fn join_tokens(url: &str, count: usize) -> anyhow::Result<Vec<(String, String)>> {
     let mut tokens = Vec::new();
     for group in GROUPS {
-        let uses = count.div_ceil(GROUPS.len()).max(1);
-        let owned = url.to_string();
-        let token = tokio::task::spawn_blocking(move || {
-            drover_tests::enrol::join_token(&owned, &[group], uses)
-        })
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("{url} is not a TLS coordinator this run started"))?;
-        tokens.push((group.to_string(), token));
+        let uses = count.div_ceil(GROUPS.len());
+        tokens.push((group.to_string(), join_token(url, group, uses).await?));
     }
     Ok(tokens)
+}
+
+/// A join token for `group` good for `uses` enrolments, made (through droverctl) with the
+/// admin profile the harness holds for the coordinator at `url`.
+pub async fn join_token(url: &str, group: &str, uses: usize) -> anyhow::Result<String> {
+    let (owned, group) = (url.to_string(), group.to_string());
+    tokio::task::spawn_blocking(move || drover_tests::enrol::join_token(&owned, &[&group], uses))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("{url} is not a TLS coordinator this run started"))
 }
 
 /// Enrols updaters `0..count` under their load ids and groups (`load::agent`) at the one

@@ -122,7 +122,6 @@ pub async fn run(args: LoaderArgs) -> anyhow::Result<()> {
                 println!(
                     "{}",
                     serde_json::json!({
-                        "enrolled": args.count,
                         "live": shared.live.load(Ordering::Relaxed),
                         "errors": shared.errors.load(Ordering::Relaxed),
                         "heartbeats": shared.heartbeats.load(Ordering::Relaxed),

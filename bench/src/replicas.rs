@@ -51,12 +51,11 @@ pub struct ReplicasArgs {
     insecure: bool,
 }
 
-/// How a loader's updaters speak to their replicas: plaintext, or TLS trusting `ca_file`
-/// with the credentials in `certs` (enrolled with `tokens` if the file is not there yet).
-#[derive(Clone, Default)]
+/// A loader's TLS: trust `ca_file`, present the credentials in `certs` (enrolled with
+/// `tokens` if the file is not there yet). `None` where one is expected: plaintext.
 struct LoaderTls {
-    ca_file: Option<PathBuf>,
-    certs: Option<PathBuf>,
+    ca_file: PathBuf,
+    certs: PathBuf,
     tokens: Vec<(String, String)>,
 }
 
@@ -76,7 +75,7 @@ impl Loader {
         urls: &str,
         offset: usize,
         count: usize,
-        tls: &LoaderTls,
+        tls: Option<&LoaderTls>,
     ) -> anyhow::Result<Self> {
         let mut command = Command::new(std::env::current_exe()?);
         command
@@ -89,8 +88,12 @@ impl Loader {
             ])
             .args(["--sources", &args.sources.to_string()])
             .args(["--heartbeat-secs", &args.heartbeat_secs.to_string()]);
-        if let (Some(ca), Some(certs)) = (&tls.ca_file, &tls.certs) {
-            command.arg("--ca-file").arg(ca).arg("--certs").arg(certs);
+        if let Some(tls) = tls {
+            command
+                .arg("--ca-file")
+                .arg(&tls.ca_file)
+                .arg("--certs")
+                .arg(&tls.certs);
             let tokens: Vec<String> = tls.tokens.iter().map(|(g, t)| format!("{g}={t}")).collect();
             if !tokens.is_empty() {
                 command.arg("--tokens").arg(tokens.join(","));
@@ -223,19 +226,19 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
         let offset = l * per_loader;
         let count = per_loader.min(args.updaters.saturating_sub(offset));
         let tls = match &ca_file {
-            Some(ca) => LoaderTls {
-                ca_file: Some(ca.clone()),
-                certs: Some(work.path().join(format!("certs-{l}.json"))),
+            Some(ca) => Some(LoaderTls {
+                ca_file: ca.clone(),
+                certs: work.path().join(format!("certs-{l}.json")),
                 tokens: enrolled::join_tokens(&admin_url, count).await?,
-            },
-            None => LoaderTls::default(),
+            }),
+            None => None,
         };
         shares.push((offset, count, tls));
     }
     let mut loaders = Vec::new();
     let enrol_started = Instant::now();
     for (offset, count, tls) in &shares {
-        loaders.push(Loader::start(&args, &joined, *offset, *count, tls).await?);
+        loaders.push(Loader::start(&args, &joined, *offset, *count, tls.as_ref()).await?);
     }
     wait_until("every updater enrolled", Duration::from_secs(1800), || {
         total(&loaders, "enrolled") >= n
@@ -370,16 +373,8 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
     drop(loaders);
     drop(replicas);
     let share = args.updaters / args.replicas;
-    let echo_tls = match &ca_file {
-        Some(ca) => LoaderTls {
-            ca_file: Some(ca.clone()),
-            certs: Some(work.path().join("certs-0.json")),
-            tokens: Vec::new(),
-        },
-        None => LoaderTls::default(),
-    };
-    let tls_dir = ca_file.as_ref().and_then(|ca| ca.parent());
-    let echo_kib = echo_per_stream(&args, share, tls_dir, &echo_tls).await?;
+    // Loader 0's updaters again, with the credentials it kept.
+    let echo_kib = echo_per_stream(&args, share, shares[0].2.as_ref()).await?;
     let ratio = per_updater / echo_kib.max(0.001);
     println!(
         "2. memory: {per_updater:.1} KiB per updater on the replicas; bare tonic echo holding {share} streams: {echo_kib:.1} KiB per stream; ratio {ratio:.2}"
@@ -417,14 +412,15 @@ async fn stats_sum(replicas: &[CoordinatorProcess]) -> anyhow::Result<(u64, u64)
     Ok(sum)
 }
 
-/// RSS per stream of a bare echo server (its own process, over the replicas' TLS from
-/// `tls_dir` if given) holding `count` streams from one loader process.
+/// RSS per stream of a bare echo server (its own process, over the replicas' TLS if `tls`
+/// is given: their certificates are beside the CA) holding `count` streams from one loader
+/// process.
 async fn echo_per_stream(
     args: &ReplicasArgs,
     count: usize,
-    tls_dir: Option<&std::path::Path>,
-    tls: &LoaderTls,
+    tls: Option<&LoaderTls>,
 ) -> anyhow::Result<f64> {
+    let tls_dir = tls.and_then(|tls| tls.ca_file.parent());
     let mut command = Command::new(std::env::current_exe()?);
     command.arg("echo-server");
     if let Some(dir) = tls_dir {
