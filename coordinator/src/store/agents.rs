@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{AgentWrite, NewEvent, Store, on_backend};
+use super::{AgentWrite, NewEvent, Store, on_connection};
 use crate::{
     domain::{
         AgentFilter, AgentIdentity, AgentRecord, AgentStatus, Health, InstallerKind, SummaryRow,
@@ -131,28 +131,18 @@ impl Store {
         for chunk in agent_ids.chunks(TOUCH_CHUNK) {
             let ids = serde_json::to_string(chunk)
                 .map_err(|err| DroverError::Internal(err.to_string()))?;
-            match &self.backend {
-                super::Backend::Sqlite(pool) => {
-                    sqlx::query(
-                        "UPDATE agents SET last_seen_ms = $1 \
-                         WHERE agent_id IN (SELECT value FROM json_each($2))",
-                    )
+            let ids_in = match self.backend {
+                super::Backend::Sqlite(_) => "SELECT value FROM json_each($2)",
+                super::Backend::Postgres(_) => "SELECT jsonb_array_elements_text($2::jsonb)",
+            };
+            let sql = format!("UPDATE agents SET last_seen_ms = $1 WHERE agent_id IN ({ids_in})");
+            on_connection!(self, conn => {
+                sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
                     .bind(now_ms)
-                    .bind(ids)
-                    .execute(pool)
+                    .bind(&ids)
+                    .execute(conn)
                     .await?;
-                }
-                super::Backend::Postgres(pool) => {
-                    sqlx::query(
-                        "UPDATE agents SET last_seen_ms = $1 \
-                         WHERE agent_id IN (SELECT jsonb_array_elements_text($2::jsonb))",
-                    )
-                    .bind(now_ms)
-                    .bind(ids)
-                    .execute(pool)
-                    .await?;
-                }
-            }
+            });
             self.count_writes(1);
         }
         Ok(())
@@ -180,8 +170,8 @@ impl Store {
 
     pub async fn get_agent(&self, agent_id: &str) -> Result<Option<AgentRecord>> {
         let sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE agent_id = $1");
-        let row: Option<AgentRow> = on_backend!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(agent_id).fetch_optional(pool).await?
+        let row: Option<AgentRow> = on_connection!(self, conn => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(agent_id).fetch_optional(conn).await?
         });
         Ok(row.map(AgentRow::into_record))
     }
@@ -189,8 +179,8 @@ impl Store {
     /// Every agent: read once at start-up into the fleet's in-memory inventory.
     pub async fn all_agents(&self) -> Result<Vec<AgentRecord>> {
         let sql = format!("SELECT {AGENT_COLUMNS} FROM agents");
-        let rows: Vec<AgentRow> = on_backend!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?
+        let rows: Vec<AgentRow> = on_connection!(self, conn => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(conn).await?
         });
         Ok(rows.into_iter().map(AgentRow::into_record).collect())
     }
@@ -207,7 +197,7 @@ impl Store {
              ORDER BY agent_id LIMIT $6"
         );
         let binds = FilterBinds::from(filter);
-        let rows: Vec<AgentRow> = on_backend!(self, pool => {
+        let rows: Vec<AgentRow> = on_connection!(self, conn => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(&binds.group)
                 .bind(&binds.version)
@@ -215,7 +205,7 @@ impl Store {
                 .bind(&binds.channel)
                 .bind(after_id)
                 .bind(i64::from(limit))
-                .fetch_all(pool)
+                .fetch_all(conn)
                 .await?
         });
         Ok(rows.into_iter().map(AgentRow::into_record).collect())
@@ -224,13 +214,13 @@ impl Store {
     pub async fn count_agents(&self, filter: &AgentFilter) -> Result<u64> {
         let sql = format!("SELECT COUNT(*) FROM agents WHERE {FILTER}");
         let binds = FilterBinds::from(filter);
-        let (count,): (i64,) = on_backend!(self, pool => {
+        let (count,): (i64,) = on_connection!(self, conn => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(&binds.group)
                 .bind(&binds.version)
                 .bind(&binds.health)
                 .bind(&binds.channel)
-                .fetch_one(pool)
+                .fetch_one(conn)
                 .await?
         });
         Ok(count.max(0) as u64)
@@ -238,13 +228,13 @@ impl Store {
 
     /// Counts by version × group × health; agents with no known version count as "unknown".
     pub async fn fleet_summary(&self) -> Result<Vec<SummaryRow>> {
-        let rows: Vec<(Option<String>, String, String, i64)> = on_backend!(self, pool => {
+        let rows: Vec<(Option<String>, String, String, i64)> = on_connection!(self, conn => {
             sqlx::query_as(
                 "SELECT agent_version, group_name, health, COUNT(*) FROM agents \
                  GROUP BY agent_version, group_name, health \
                  ORDER BY agent_version, group_name, health",
             )
-            .fetch_all(pool)
+            .fetch_all(conn)
             .await?
         });
         Ok(rows
@@ -260,9 +250,9 @@ impl Store {
 
     /// Agents per channel, for `channels list`.
     pub async fn agents_per_channel(&self) -> Result<BTreeMap<String, u64>> {
-        let rows: Vec<(String, i64)> = on_backend!(self, pool => {
+        let rows: Vec<(String, i64)> = on_connection!(self, conn => {
             sqlx::query_as("SELECT channel, COUNT(*) FROM agents GROUP BY channel")
-                .fetch_all(pool)
+                .fetch_all(conn)
                 .await?
         });
         Ok(rows

@@ -6,7 +6,8 @@
 //!
 //! A connection the pool opened but our own check refused (a SQLite file that cannot be
 //! written, `store/mod.rs`) also ends in `PoolTimedOut`: sqlx retries it until the
-//! deadline. That refusal's own problem (read-only, disk error) is remembered and wins.
+//! deadline. That refusal's own problem (read-only, disk error) is remembered and wins
+//! until a connection is opened again.
 //!
 //! Process-wide because the classification runs in `From<sqlx::Error>` (at every `?`),
 //! where no store is at hand; a coordinator has one store.
@@ -47,6 +48,13 @@ pub(super) fn answered() {
     LAST_ANSWER_MS.fetch_max(since_epoch_ms(), Ordering::Relaxed);
 }
 
+/// A new connection was opened and passed our check: the database answered, and an earlier
+/// refusal no longer speaks for the store.
+pub(super) fn connected() {
+    *CONNECT_REFUSED.lock() = None;
+    answered();
+}
+
 /// A new connection was refused by our own check, for `problem`.
 pub(super) fn connection_refused(problem: StoreProblem) {
     *CONNECT_REFUSED.lock() = Some((since_epoch_ms(), problem));
@@ -76,10 +84,13 @@ fn problem(
     now_ms: u64,
     waited: Duration,
 ) -> StoreProblem {
-    let within = |at: u64| at != 0 && now_ms.saturating_sub(at) <= waited.as_millis() as u64;
+    let within =
+        |at: u64, span: Duration| at != 0 && now_ms.saturating_sub(at) <= span.as_millis() as u64;
+    // Refused connects are retried with a backoff that can outlast a call's wait; the last
+    // refusal speaks for as long as one connect may take.
     match refused {
-        Some((at, problem)) if within(at) => problem,
-        _ if local_file || within(last_answer_ms) => StoreProblem::Busy,
+        Some((at, problem)) if within(at, super::connection::CONNECT_TIMEOUT) => problem,
+        _ if local_file || within(last_answer_ms, waited) => StoreProblem::Busy,
         _ => StoreProblem::Unreachable,
     }
 }
@@ -127,11 +138,23 @@ mod tests {
             problem(refused, true, 10_400, 10_500, WAITED),
             StoreProblem::ReadOnly
         );
-        // An old refusal no longer speaks for a timeout.
+        // Nor does one older than a connect may take.
         assert_eq!(
             problem(refused, true, 0, 20_000, WAITED),
             StoreProblem::Busy
         );
+        // A refusal outlasts one call's wait: sqlx backs off between connects.
+        assert_eq!(
+            problem(refused, true, 0, 12_000, WAITED),
+            StoreProblem::ReadOnly
+        );
+    }
+
+    #[test]
+    fn a_connection_opened_clears_the_last_refusal() {
+        connection_refused(StoreProblem::ReadOnly);
+        connected();
+        assert!(CONNECT_REFUSED.lock().is_none());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use drover_rules::{AuditResult, AuditRole};
 
-use super::{Store, on_backend};
+use super::{Store, on_connection};
 use crate::error::Result;
 
 /// What the audit log keeps of one admin request.
@@ -56,21 +56,21 @@ impl Store {
     /// Records a request that changed nothing (refused, or a dry run).
     pub async fn record_audit(&self, record: &AuditRecord) -> Result<()> {
         let _write = self.write_gate().await;
-        on_backend!(self, pool => insert_audit!(pool, record));
+        on_connection!(self, conn => insert_audit!(conn, record));
         self.count_writes(1);
         Ok(())
     }
 
     /// Up to `limit` records at or after `since_ms`, newest first.
     pub async fn audit_since(&self, since_ms: i64, limit: u32) -> Result<Vec<AuditEntry>> {
-        let rows: Vec<AuditTuple> = on_backend!(self, pool => {
+        let rows: Vec<AuditTuple> = on_connection!(self, conn => {
             sqlx::query_as(
                 "SELECT audit_id, at_ms, actor, role, action, target, result, detail \
                  FROM audit_log WHERE at_ms >= $1 ORDER BY at_ms DESC, audit_id DESC LIMIT $2",
             )
             .bind(since_ms)
             .bind(i64::from(limit))
-            .fetch_all(pool)
+            .fetch_all(conn)
             .await?
         });
         Ok(rows

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use super::{NewEvent, ReportRecorded, Store, on_backend};
+use super::{NewEvent, ReportRecorded, Store, on_connection};
 use crate::{
     domain::{AgentIdentity, AgentStatus, UpdateOutcome, UpdateReport},
     error::{DroverError, Result},
@@ -342,8 +342,8 @@ impl Store {
         let reports_json = json(&reports)?;
         let gone_json = json(&gone)?;
         let _write = self.agent_rows_gate().await;
-        let (new_agents, moved_agents, statements) = on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
+        let (new_agents, moved_agents, statements) = on_connection!(self, conn => {
+            let mut tx = conn.begin().await?;
             let mut statements = 0;
             if !hellos.is_empty() {
                 sqlx::query(pick(sql::PG_HELLO, sql::SQLITE_HELLO))

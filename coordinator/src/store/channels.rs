@@ -2,7 +2,7 @@
 //! Following channels (`default`, `stable/rolling`) are resolved to the control plane's
 //! version by the fleet layer, not here.
 
-use super::{NewEvent, Store, insert_events, on_backend};
+use super::{NewEvent, Store, insert_events, on_connection};
 use crate::error::{DroverError, Result};
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -15,21 +15,21 @@ pub struct ChannelRow {
 
 impl Store {
     pub async fn list_channels(&self) -> Result<Vec<ChannelRow>> {
-        let rows = on_backend!(self, pool => {
+        let rows = on_connection!(self, conn => {
             sqlx::query_as("SELECT name, version, critical, updated_at_ms FROM channels ORDER BY name")
-                .fetch_all(pool)
+                .fetch_all(conn)
                 .await?
         });
         Ok(rows)
     }
 
     pub async fn get_channel(&self, name: &str) -> Result<Option<ChannelRow>> {
-        let row = on_backend!(self, pool => {
+        let row = on_connection!(self, conn => {
             sqlx::query_as(
                 "SELECT name, version, critical, updated_at_ms FROM channels WHERE name = $1",
             )
             .bind(name)
-            .fetch_optional(pool)
+            .fetch_optional(conn)
             .await?
         });
         Ok(row)
@@ -44,8 +44,8 @@ impl Store {
         event: &NewEvent,
     ) -> Result<()> {
         let _write = self.write_gate().await;
-        on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_connection!(self, conn => {
+            let mut tx = conn.begin().await?;
             sqlx::query(
                 "INSERT INTO channels (name, version, critical, updated_at_ms) VALUES ($1, $2, FALSE, $3) \
                  ON CONFLICT (name) DO UPDATE SET version = excluded.version, \
@@ -71,8 +71,8 @@ impl Store {
         event: &NewEvent,
     ) -> Result<()> {
         let _write = self.write_gate().await;
-        let changed = on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
+        let changed = on_connection!(self, conn => {
+            let mut tx = conn.begin().await?;
             let changed = sqlx::query(
                 "UPDATE channels SET critical = $2, updated_at_ms = $3 WHERE name = $1",
             )

@@ -3,7 +3,7 @@
 
 use drover_rules::AdminRole;
 
-use super::{NewEvent, Store, insert_events, on_backend};
+use super::{NewEvent, Store, insert_events, on_connection};
 use crate::error::{DroverError, Result};
 
 /// One stored credential (never its secret: only the token's hash).
@@ -32,12 +32,12 @@ fn taken(name: &str) -> DroverError {
 impl Store {
     /// Every credential, live and revoked, oldest first.
     pub async fn list_credentials(&self) -> Result<Vec<CredentialRow>> {
-        let rows: Vec<CredentialTuple> = on_backend!(self, pool => {
+        let rows: Vec<CredentialTuple> = on_connection!(self, conn => {
             sqlx::query_as(
                 "SELECT name, role, token_hash, created_at_ms, revoked_at_ms \
                  FROM admin_credentials ORDER BY created_at_ms, credential_id",
             )
-            .fetch_all(pool)
+            .fetch_all(conn)
             .await?
         });
         Ok(rows
@@ -60,8 +60,8 @@ impl Store {
     /// credential of the same name is a conflict.
     pub async fn create_credential(&self, row: &CredentialRow, events: &[NewEvent]) -> Result<()> {
         let _write = self.write_gate().await;
-        on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_connection!(self, conn => {
+            let mut tx = conn.begin().await?;
             let inserted = sqlx::query(INSERT)
                 .bind(&row.name)
                 .bind(row.role.as_str())
@@ -86,8 +86,8 @@ impl Store {
     /// start). Returns whether it was added.
     pub async fn create_first_credential(&self, row: &CredentialRow) -> Result<bool> {
         let _write = self.write_gate().await;
-        let added = on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
+        let added = on_connection!(self, conn => {
+            let mut tx = conn.begin().await?;
             let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM admin_credentials")
                 .fetch_one(&mut *tx)
                 .await?;
@@ -142,8 +142,8 @@ impl Store {
         events: &[NewEvent],
     ) -> Result<bool> {
         let _write = self.write_gate().await;
-        let revoked = on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
+        let revoked = on_connection!(self, conn => {
+            let mut tx = conn.begin().await?;
             let done = sqlx::query(sql)
                 .bind(at_ms)
                 .bind(key)

@@ -2,7 +2,7 @@
 //! is one transaction, compare-and-set on the token still being live, unexpired and not
 //! used up, so two updaters racing for a token's last use cannot both get it.
 
-use super::{AuditRecord, NewEvent, Store, audit::insert_audit, insert_events, on_backend};
+use super::{AuditRecord, NewEvent, Store, audit::insert_audit, insert_events, on_connection};
 use crate::error::Result;
 
 /// One stored join token (never its secret: only its hash).
@@ -110,8 +110,8 @@ impl Store {
     /// Adds a join token with its event (and audit record) in one transaction.
     pub async fn create_join_token(&self, row: &JoinTokenRow, events: &[NewEvent]) -> Result<()> {
         let _write = self.write_gate().await;
-        on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_connection!(self, conn => {
+            let mut tx = conn.begin().await?;
             sqlx::query(
                 "INSERT INTO join_tokens (token_id, secret_hash, groups, max_uses, uses, \
                  created_at_ms, expires_at_ms, created_by) VALUES ($1, $2, $3, $4, 0, $5, $6, $7)",
@@ -139,8 +139,8 @@ impl Store {
             token_columns!(),
             " FROM join_tokens ORDER BY created_at_ms DESC, token_id LIMIT $1"
         );
-        let rows: Vec<TokenTuple> = on_backend!(self, pool => {
-            sqlx::query_as(sql).bind(limit).fetch_all(pool).await?
+        let rows: Vec<TokenTuple> = on_connection!(self, conn => {
+            sqlx::query_as(sql).bind(limit).fetch_all(conn).await?
         });
         Ok(rows.into_iter().map(token_row).collect())
     }
@@ -152,8 +152,8 @@ impl Store {
             token_columns!(),
             " FROM join_tokens WHERE secret_hash = $1"
         );
-        let row: Option<TokenTuple> = on_backend!(self, pool => {
-            sqlx::query_as(sql).bind(secret_hash).fetch_optional(pool).await?
+        let row: Option<TokenTuple> = on_connection!(self, conn => {
+            sqlx::query_as(sql).bind(secret_hash).fetch_optional(conn).await?
         });
         Ok(row.map(token_row))
     }
@@ -164,8 +164,8 @@ impl Store {
             token_columns!(),
             " FROM join_tokens WHERE token_id = $1"
         );
-        let row: Option<TokenTuple> = on_backend!(self, pool => {
-            sqlx::query_as(sql).bind(token_id).fetch_optional(pool).await?
+        let row: Option<TokenTuple> = on_connection!(self, conn => {
+            sqlx::query_as(sql).bind(token_id).fetch_optional(conn).await?
         });
         Ok(row.map(token_row))
     }
@@ -192,8 +192,8 @@ impl Store {
         events: &[NewEvent],
     ) -> Result<std::result::Result<(), EnrolRefusal>> {
         let _write = self.write_gate().await;
-        let outcome = on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
+        let outcome = on_connection!(self, conn => {
+            let mut tx = conn.begin().await?;
             let spent = sqlx::query(
                 "UPDATE join_tokens SET uses = uses + 1 WHERE token_id = $1 \
                  AND revoked_at_ms IS NULL AND expires_at_ms > $2 AND uses < max_uses",
@@ -244,8 +244,8 @@ impl Store {
             identity_columns!(),
             " FROM agent_identities WHERE agent_id = $1"
         );
-        let row: Option<IdentityTuple> = on_backend!(self, pool => {
-            sqlx::query_as(sql).bind(agent_id).fetch_optional(pool).await?
+        let row: Option<IdentityTuple> = on_connection!(self, conn => {
+            sqlx::query_as(sql).bind(agent_id).fetch_optional(conn).await?
         });
         Ok(row.map(identity_row))
     }
@@ -257,17 +257,17 @@ impl Store {
             identity_columns!(),
             " FROM agent_identities WHERE agent_id > $1 ORDER BY agent_id LIMIT $2"
         );
-        let rows: Vec<IdentityTuple> = on_backend!(self, pool => {
-            sqlx::query_as(sql).bind(after).bind(limit).fetch_all(pool).await?
+        let rows: Vec<IdentityTuple> = on_connection!(self, conn => {
+            sqlx::query_as(sql).bind(after).bind(limit).fetch_all(conn).await?
         });
         Ok(rows.into_iter().map(identity_row).collect())
     }
 
     /// The ids of every revoked agent (for the in-memory refusal set).
     pub async fn revoked_agent_ids(&self) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> = on_backend!(self, pool => {
+        let rows: Vec<(String,)> = on_connection!(self, conn => {
             sqlx::query_as("SELECT agent_id FROM agent_identities WHERE revoked_at_ms IS NOT NULL")
-                .fetch_all(pool)
+                .fetch_all(conn)
                 .await?
         });
         Ok(rows.into_iter().map(|(id,)| id).collect())
@@ -284,8 +284,8 @@ impl Store {
         audit: Option<&AuditRecord>,
     ) -> Result<bool> {
         let _write = self.write_gate().await;
-        let done = on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
+        let done = on_connection!(self, conn => {
+            let mut tx = conn.begin().await?;
             let done = sqlx::query(
                 "UPDATE agent_identities SET previous_serial = certificate_serial, \
                  certificate_serial = $1, not_after_ms = $2 \
@@ -312,14 +312,14 @@ impl Store {
     /// The renewed certificate was used: the one it replaced is refused from now on.
     pub async fn retire_previous_serial(&self, agent_id: &str, serial: &str) -> Result<()> {
         let _write = self.write_gate().await;
-        let done = on_backend!(self, pool => {
+        let done = on_connection!(self, conn => {
             sqlx::query(
                 "UPDATE agent_identities SET previous_serial = NULL \
                  WHERE agent_id = $1 AND certificate_serial = $2 AND previous_serial IS NOT NULL",
             )
             .bind(agent_id)
             .bind(serial)
-            .execute(pool)
+            .execute(conn)
             .await?
             .rows_affected()
         });

@@ -32,11 +32,12 @@ impl Store {
     /// resynchronisation.
     pub async fn announce(&self, payload: &str) -> Result<()> {
         if let Backend::Postgres(pool) = &self.backend {
+            let mut conn = super::connection::connection(pool, super::ACQUIRE_TIMEOUT).await?;
             let payload: String = payload.chars().take(MAX_PAYLOAD).collect();
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHANNEL)
                 .bind(payload)
-                .execute(pool)
+                .execute(&mut *conn)
                 .await?;
         }
         Ok(())

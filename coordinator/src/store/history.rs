@@ -4,7 +4,7 @@
 use drover_rules::EventKind;
 
 use super::{
-    Store, on_backend,
+    Store, on_connection,
     rollouts::{EVENT_COLUMNS, EventTuple, ROLLOUT_COLUMNS, RolloutTuple, event, row},
 };
 use crate::{
@@ -48,12 +48,12 @@ impl Store {
              WHERE created_ms < $1 OR (created_ms = $1 AND rollout_id < $2) \
              ORDER BY created_ms DESC, rollout_id DESC LIMIT $3"
         );
-        let rows: Vec<RolloutTuple> = on_backend!(self, pool => {
+        let rows: Vec<RolloutTuple> = on_connection!(self, conn => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(after_ms)
                 .bind(after_id)
                 .bind(i64::from(limit))
-                .fetch_all(pool)
+                .fetch_all(conn)
                 .await?
         });
         Ok(rows.into_iter().map(row).collect())
@@ -66,12 +66,12 @@ impl Store {
             "SELECT {EVENT_COLUMNS} FROM events WHERE rollout_id = $1 AND kind <> $2 \
              ORDER BY event_id DESC LIMIT $3"
         );
-        let rows: Vec<EventTuple> = on_backend!(self, pool => {
+        let rows: Vec<EventTuple> = on_connection!(self, conn => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(rollout_id)
                 .bind(EventKind::Update.as_str())
                 .bind(i64::from(limit))
-                .fetch_all(pool)
+                .fetch_all(conn)
                 .await?
         });
         let mut events: Vec<Event> = rows.into_iter().map(event).collect();
@@ -81,7 +81,7 @@ impl Store {
 
     /// The agent's newest `limit` update reports, newest first (by the updater's finish time).
     pub async fn agent_reports(&self, agent_id: &str, limit: u32) -> Result<Vec<StoredReport>> {
-        let rows: Vec<ReportTuple> = on_backend!(self, pool => {
+        let rows: Vec<ReportTuple> = on_connection!(self, conn => {
             sqlx::query_as(
                 "SELECT attempt_id, from_version, to_version, outcome, error, started_ms, \
                  finished_ms, directive_id, rollout_id, received_ms FROM update_reports \
@@ -89,7 +89,7 @@ impl Store {
             )
             .bind(agent_id)
             .bind(i64::from(limit))
-            .fetch_all(pool)
+            .fetch_all(conn)
             .await?
         });
         rows.into_iter()

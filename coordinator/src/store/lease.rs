@@ -6,9 +6,9 @@
 
 use std::collections::HashSet;
 
-use sqlx::PgPool;
+use sqlx::{Connection, Postgres, pool::PoolConnection};
 
-use super::{Backend, Store};
+use super::{ACQUIRE_TIMEOUT, Backend, Store, connection::connection};
 use crate::{
     domain::{Health, UpdateReport},
     error::{DroverError, Result},
@@ -68,9 +68,9 @@ impl Store {
         matches!(self.backend, Backend::Postgres(_))
     }
 
-    fn shared_pool(&self) -> Result<&PgPool> {
+    async fn shared_connection(&self) -> Result<PoolConnection<Postgres>> {
         match &self.backend {
-            Backend::Postgres(pool) => Ok(pool),
+            Backend::Postgres(pool) => Ok(connection(pool, ACQUIRE_TIMEOUT).await?),
             Backend::Sqlite(_) => Err(DroverError::Internal(
                 "a replica lease was asked of SQLite, which serves one replica".into(),
             )),
@@ -81,7 +81,7 @@ impl Store {
     /// `None` while someone else's lease is unexpired. A new holder's token is one more
     /// than the last, so commits made under an older token are refused.
     pub async fn acquire_lease(&self, holder: &str, ttl_ms: i64) -> Result<Option<i64>> {
-        let pool = self.shared_pool()?;
+        let mut conn = self.shared_connection().await?;
         let token: Option<(i64,)> = sqlx::query_as(concat!(
             "INSERT INTO reconciler_lease (name, holder, token, expires_ms) VALUES ($1, $2, 1, ",
             db_now_ms!(),
@@ -96,7 +96,7 @@ impl Store {
         .bind(RECONCILER)
         .bind(holder)
         .bind(ttl_ms)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await?;
         self.count_writes(1);
         Ok(token.map(|(token,)| token))
@@ -104,7 +104,7 @@ impl Store {
 
     /// Gives the lease up at once (a clean shutdown), so another replica need not wait.
     pub async fn release_lease(&self, holder: &str) -> Result<()> {
-        let pool = self.shared_pool()?;
+        let mut conn = self.shared_connection().await?;
         sqlx::query(concat!(
             "UPDATE reconciler_lease SET expires_ms = ",
             db_now_ms!(),
@@ -112,7 +112,7 @@ impl Store {
         ))
         .bind(RECONCILER)
         .bind(holder)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
         self.count_writes(1);
         Ok(())
@@ -120,8 +120,8 @@ impl Store {
 
     /// Says this replica is alive; forgets replicas silent for an hour.
     pub async fn replica_alive(&self, replica: &str) -> Result<()> {
-        let pool = self.shared_pool()?;
-        let mut tx = pool.begin().await?;
+        let mut conn = self.shared_connection().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query(concat!(
             "INSERT INTO replicas (replica_id, seen_ms) VALUES ($1, ",
             db_now_ms!(),
@@ -144,14 +144,14 @@ impl Store {
 
     /// Replicas heard from within `within_ms`.
     pub async fn live_replicas(&self, within_ms: i64) -> Result<HashSet<String>> {
-        let pool = self.shared_pool()?;
+        let mut conn = self.shared_connection().await?;
         let rows: Vec<(String,)> = sqlx::query_as(concat!(
             "SELECT replica_id FROM replicas WHERE seen_ms >= ",
             db_now_ms!(),
             " - $1"
         ))
         .bind(within_ms)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
@@ -159,7 +159,7 @@ impl Store {
     /// Agents whose engine facts changed at or after `since_ms` (database clock), oldest
     /// first, at most a page; `since_ms = 0` reads them all, a page at a time.
     pub async fn agents_changed_since(&self, since_ms: i64) -> Result<Vec<ChangedAgent>> {
-        let pool = self.shared_pool()?;
+        let mut conn = self.shared_connection().await?;
         let rows: Vec<ChangedTuple> = sqlx::query_as(
             "SELECT agent_id, group_name, channel, agent_version, health, last_report_json, \
              connected_on, changed_ms, first_seen_ms FROM agents WHERE changed_ms >= $1 \
@@ -167,7 +167,7 @@ impl Store {
         )
         .bind(since_ms)
         .bind(CHANGED_PAGE as i64)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
         Ok(rows
             .into_iter()

@@ -10,6 +10,7 @@ mod answered;
 pub(crate) mod audit;
 mod batch;
 mod channels;
+mod connection;
 mod credentials;
 mod enrolment;
 mod error;
@@ -73,17 +74,34 @@ pub struct Store {
     metrics: std::sync::OnceLock<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
-/// Runs `$body` with `$pool` bound to the concrete pool of either backend; the body is
-/// type-checked once per backend, so the same query code serves both.
-macro_rules! on_backend {
-    ($store:expr, $pool:ident => $body:expr) => {
+/// Runs `$body` with `$conn` bound to a pooled connection of either backend (`&mut` its
+/// concrete connection type, got within `ACQUIRE_TIMEOUT`, see `connection.rs`); the body
+/// is type-checked once per backend, so the same query code serves both.
+macro_rules! on_connection {
+    ($store:expr, $conn:ident => $body:expr) => {
         match &$store.backend {
-            crate::store::Backend::Sqlite($pool) => $body,
-            crate::store::Backend::Postgres($pool) => $body,
+            crate::store::Backend::Sqlite(pool) => {
+                #[allow(unused_imports)]
+                use sqlx::Connection as _;
+                let mut held =
+                    crate::store::connection::connection(pool, crate::store::ACQUIRE_TIMEOUT)
+                        .await?;
+                let $conn = &mut *held;
+                $body
+            }
+            crate::store::Backend::Postgres(pool) => {
+                #[allow(unused_imports)]
+                use sqlx::Connection as _;
+                let mut held =
+                    crate::store::connection::connection(pool, crate::store::ACQUIRE_TIMEOUT)
+                        .await?;
+                let $conn = &mut *held;
+                $body
+            }
         }
     };
 }
-pub(crate) use on_backend;
+pub(crate) use on_connection;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -163,13 +181,16 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        on_backend!(self, pool => pool.close().await)
+        match &self.backend {
+            Backend::Sqlite(pool) => pool.close().await,
+            Backend::Postgres(pool) => pool.close().await,
+        }
     }
 
     pub async fn control_plane_version(&self) -> Result<Option<(String, i64)>> {
-        let row: Option<(String, i64)> = on_backend!(self, pool => {
+        let row: Option<(String, i64)> = on_connection!(self, conn => {
             sqlx::query_as("SELECT value, updated_at_ms FROM settings WHERE key = 'control_plane_version'")
-                .fetch_optional(pool)
+                .fetch_optional(conn)
                 .await?
         });
         Ok(row)
@@ -183,8 +204,8 @@ impl Store {
         event: &NewEvent,
     ) -> Result<()> {
         let _write = self.write_gate().await;
-        on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_connection!(self, conn => {
+            let mut tx = conn.begin().await?;
             sqlx::query(
                 "INSERT INTO settings (key, value, updated_at_ms) VALUES ('control_plane_version', $1, $2) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
@@ -201,10 +222,10 @@ impl Store {
     }
 }
 
-/// How long a call waits for a pooled connection (including connecting) before it fails
-/// with `Unavailable`: during an outage every call fails within a second (this plus the
-/// round trip) instead of queueing, and the pool reconnects by itself on the next call once
-/// the database is back.
+/// How long a call waits for a pooled connection before it fails with `Unavailable`:
+/// during an outage every call fails within a second (this plus the round trip) instead of
+/// queueing, and the pool reconnects by itself once the database is back. Opening a
+/// connection may take longer and is not cancelled by the wait (`connection.rs`).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// SQLite: one writer at a time whatever the pool size (WAL), readers alongside it. Writers
@@ -232,14 +253,14 @@ async fn open_sqlite(url: &str) -> Result<SqlitePool> {
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new()
         .max_connections(SQLITE_MAX_CONNECTIONS)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .acquire_timeout(connection::CONNECT_TIMEOUT)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 if let Err(err) = refuse_read_only_connection(conn).await {
                     answered::connection_refused(error::problem_of(&err));
                     return Err(err);
                 }
-                answered::answered();
+                answered::connected();
                 Ok(())
             })
         })
@@ -300,12 +321,17 @@ async fn no_transaction_left(conn: &mut sqlx::SqliteConnection) -> sqlx::Result<
 }
 
 async fn open_postgres(url: &str) -> Result<PgPool> {
-    // sqlx bounds each connection attempt by the acquire deadline, so this is also the
-    // connect timeout: an unreachable server fails a call within a second.
+    // sqlx bounds each connection attempt by the pool's acquire deadline: at start-up an
+    // unreachable server fails within `CONNECT_TIMEOUT`.
     let pool = PgPoolOptions::new()
         .max_connections(POSTGRES_MAX_CONNECTIONS)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .after_connect(|_, _| Box::pin(async { answered_ok().map(drop) }))
+        .acquire_timeout(connection::CONNECT_TIMEOUT)
+        .after_connect(|_, _| {
+            Box::pin(async {
+                answered::connected();
+                Ok(())
+            })
+        })
         .before_acquire(|_, _| Box::pin(async { answered_ok() }))
         .connect(url)
         .await

@@ -1,7 +1,7 @@
 //! Operations on the store itself rather than the fleet: the readiness write probe and
 //! retention (pruning old events and update reports in small batches).
 
-use super::{Store, on_backend};
+use super::{Store, on_connection};
 use crate::error::Result;
 
 /// A table kept by age and count.
@@ -69,13 +69,13 @@ impl Store {
 
     async fn probe_write_untimed(&self, now_ms: i64) -> Result<()> {
         let _write = self.write_gate().await;
-        on_backend!(self, pool => {
+        on_connection!(self, conn => {
             sqlx::query(
                 "INSERT INTO readiness_probe (probe, checked_at_ms) VALUES ('write', $1) \
                  ON CONFLICT (probe) DO UPDATE SET checked_at_ms = excluded.checked_at_ms",
             )
             .bind(now_ms)
-            .execute(pool)
+            .execute(conn)
             .await?;
         });
         Ok(())
@@ -102,8 +102,8 @@ impl Store {
                  ORDER BY audit_id DESC LIMIT 1 OFFSET $1"
             }
         };
-        let cutoff: Option<(i64,)> = on_backend!(self, pool => {
-            sqlx::query_as(sql).bind(offset).fetch_optional(pool).await?
+        let cutoff: Option<(i64,)> = on_connection!(self, conn => {
+            sqlx::query_as(sql).bind(offset).fetch_optional(conn).await?
         });
         let count_cutoff = cutoff.map_or(i64::MIN, |(position,)| position);
         Ok(Pruned {
@@ -129,12 +129,12 @@ impl Store {
             PruneTable::Audit => AUDIT_BATCH,
         };
         let _write = self.write_gate().await;
-        let deleted = on_backend!(self, pool => {
+        let deleted = on_connection!(self, conn => {
             sqlx::query(sql)
                 .bind(plan.older_than_ms)
                 .bind(plan.count_cutoff)
                 .bind(i64::from(batch))
-                .execute(pool)
+                .execute(conn)
                 .await?
                 .rows_affected()
         });

@@ -2,7 +2,7 @@
 
 use drover_rules::{EventKind, RolloutStatus};
 
-use super::{Store, on_backend};
+use super::{Store, on_connection};
 use crate::{
     error::{DroverError, Result},
     failpoint::failpoint,
@@ -174,8 +174,8 @@ impl Store {
     /// Events (with their audit records) that change no other state, in one transaction.
     pub async fn record_events(&self, events: &[NewEvent]) -> Result<()> {
         let _write = self.write_gate().await;
-        on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_connection!(self, conn => {
+            let mut tx = conn.begin().await?;
             insert_events!(tx, events);
             tx.commit().await?;
         });
@@ -199,8 +199,8 @@ impl Store {
         events: &[NewEvent],
     ) -> Result<()> {
         let _write = self.write_gate().await;
-        on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_connection!(self, conn => {
+            let mut tx = conn.begin().await?;
             let inserted = sqlx::query(
                 "INSERT INTO rollouts (rollout_id, channel, spec_json, state_json, status, \
                  created_ms, updated_ms, trace_parent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -244,8 +244,8 @@ impl Store {
 
     async fn commit_rollout_untimed(&self, change: &RolloutCommit<'_>) -> Result<Option<i64>> {
         let _write = self.write_gate().await;
-        let applied = on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
+        let applied = on_connection!(self, conn => {
+            let mut tx = conn.begin().await?;
             let fenced = match change.fence {
                 Some(fence) => sqlx::query(super::lease::FENCE_CHECK)
                     .bind(super::lease::RECONCILER)
@@ -309,8 +309,8 @@ impl Store {
             "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE status <> 'active' \
              ORDER BY updated_ms DESC LIMIT 1000"
         );
-        let rows: Vec<RolloutTuple> = on_backend!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?
+        let rows: Vec<RolloutTuple> = on_connection!(self, conn => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(conn).await?
         });
         let mut seen = std::collections::HashSet::new();
         Ok(rows
@@ -322,8 +322,8 @@ impl Store {
 
     pub async fn rollout(&self, rollout_id: &str) -> Result<Option<RolloutRow>> {
         let sql = format!("SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE rollout_id = $1");
-        let found: Option<RolloutTuple> = on_backend!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(rollout_id).fetch_optional(pool).await?
+        let found: Option<RolloutTuple> = on_connection!(self, conn => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(rollout_id).fetch_optional(conn).await?
         });
         Ok(found.map(row))
     }
@@ -332,22 +332,22 @@ impl Store {
         let sql = format!(
             "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE status = 'active' ORDER BY created_ms"
         );
-        let rows: Vec<RolloutTuple> = on_backend!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?
+        let rows: Vec<RolloutTuple> = on_connection!(self, conn => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(conn).await?
         });
         Ok(rows.into_iter().map(row).collect())
     }
 
     /// The newest `limit` events, oldest first; only the agent's when `agent_id` is not empty.
     pub async fn recent_events(&self, agent_id: &str, limit: u32) -> Result<Vec<Event>> {
-        let rows: Vec<EventTuple> = on_backend!(self, pool => {
+        let rows: Vec<EventTuple> = on_connection!(self, conn => {
             sqlx::query_as(
                 "SELECT event_id, at_ms, kind, rollout_id, group_name, agent_id, actor, text FROM events \
                  WHERE ($1 = '' OR agent_id = $1) ORDER BY event_id DESC LIMIT $2",
             )
             .bind(agent_id)
             .bind(i64::from(limit))
-            .fetch_all(pool)
+            .fetch_all(conn)
             .await?
         });
         let mut events: Vec<Event> = rows.into_iter().map(event).collect();
@@ -364,8 +364,8 @@ impl Store {
         event: &NewEvent,
     ) -> Result<()> {
         let _write = self.write_gate().await;
-        on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_connection!(self, conn => {
+            let mut tx = conn.begin().await?;
             sqlx::query(
                 "INSERT INTO agent_pins (agent_id, pinned_at_ms, note) VALUES ($1, $2, $3) \
                  ON CONFLICT (agent_id) DO UPDATE SET note = excluded.note",
@@ -386,8 +386,8 @@ impl Store {
     /// written).
     pub async fn unpin_agent(&self, agent_id: &str, event: &NewEvent) -> Result<bool> {
         let _write = self.write_gate().await;
-        let removed = on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
+        let removed = on_connection!(self, conn => {
+            let mut tx = conn.begin().await?;
             let removed = sqlx::query("DELETE FROM agent_pins WHERE agent_id = $1")
                 .bind(agent_id)
                 .execute(&mut *tx)
@@ -404,8 +404,8 @@ impl Store {
     }
 
     pub async fn pinned_agents(&self) -> Result<std::collections::HashSet<String>> {
-        let rows: Vec<(String,)> = on_backend!(self, pool => {
-            sqlx::query_as("SELECT agent_id FROM agent_pins").fetch_all(pool).await?
+        let rows: Vec<(String,)> = on_connection!(self, conn => {
+            sqlx::query_as("SELECT agent_id FROM agent_pins").fetch_all(conn).await?
         });
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }

@@ -1,6 +1,6 @@
 //! The version timeline: one sample of agents by version per minute, bounded by age.
 
-use super::{Store, on_backend};
+use super::{Store, on_connection};
 use crate::error::Result;
 
 /// Rows one timeline read returns at most (720 h of samples with a few versions each).
@@ -16,8 +16,8 @@ impl Store {
         delete_before_ms: i64,
     ) -> Result<()> {
         let _write = self.write_gate().await;
-        on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_connection!(self, conn => {
+            let mut tx = conn.begin().await?;
             for (version, agents) in counts {
                 sqlx::query(
                     "INSERT INTO version_samples (at_ms, agent_version, agents) VALUES ($1, $2, $3) \
@@ -41,14 +41,14 @@ impl Store {
 
     /// Samples at or after `since_ms`, oldest first: (at, version, agents).
     pub async fn version_samples(&self, since_ms: i64) -> Result<Vec<(i64, String, u64)>> {
-        let rows: Vec<(i64, String, i64)> = on_backend!(self, pool => {
+        let rows: Vec<(i64, String, i64)> = on_connection!(self, conn => {
             sqlx::query_as(
                 "SELECT at_ms, agent_version, agents FROM version_samples WHERE at_ms >= $1 \
                  ORDER BY at_ms, agent_version LIMIT $2",
             )
             .bind(since_ms)
             .bind(MAX_SAMPLE_ROWS)
-            .fetch_all(pool)
+            .fetch_all(conn)
             .await?
         });
         Ok(rows

@@ -2,7 +2,7 @@
 
 use drover_rules::{MaintenanceSchedule, Weekdays};
 
-use super::{NewEvent, Store, insert_events, on_backend};
+use super::{NewEvent, Store, insert_events, on_connection};
 use crate::error::Result;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -14,12 +14,12 @@ pub struct GroupSchedule {
 
 impl Store {
     pub async fn list_schedules(&self) -> Result<Vec<GroupSchedule>> {
-        let rows: Vec<(String, i64, i64, i64, i64)> = on_backend!(self, pool => {
+        let rows: Vec<(String, i64, i64, i64, i64)> = on_connection!(self, conn => {
             sqlx::query_as(
                 "SELECT group_name, days, start_minute_utc, duration_minutes, updated_at_ms \
                  FROM group_schedules ORDER BY group_name",
             )
-            .fetch_all(pool)
+            .fetch_all(conn)
             .await?
         });
         Ok(rows
@@ -46,8 +46,8 @@ impl Store {
         event: &NewEvent,
     ) -> Result<()> {
         let _write = self.write_gate().await;
-        on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_connection!(self, conn => {
+            let mut tx = conn.begin().await?;
             sqlx::query(
                 "INSERT INTO group_schedules (group_name, days, start_minute_utc, duration_minutes, updated_at_ms) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_name) DO UPDATE SET days = excluded.days, \
@@ -71,8 +71,8 @@ impl Store {
     /// Returns whether a schedule existed (only then is anything written, with its event).
     pub async fn clear_schedule(&self, group: &str, event: &NewEvent) -> Result<bool> {
         let _write = self.write_gate().await;
-        let removed = on_backend!(self, pool => {
-            let mut tx = pool.begin().await?;
+        let removed = on_connection!(self, conn => {
+            let mut tx = conn.begin().await?;
             let removed = sqlx::query("DELETE FROM group_schedules WHERE group_name = $1")
                 .bind(group)
                 .execute(&mut *tx)

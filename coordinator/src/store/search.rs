@@ -4,7 +4,7 @@
 use super::{
     Store,
     agents::{AGENT_COLUMNS, AgentRow, FILTER, FilterBinds},
-    on_backend,
+    on_connection,
 };
 use crate::{
     domain::{AgentFilter, AgentRecord},
@@ -86,7 +86,7 @@ impl Store {
         );
         let binds = FilterBinds::from(&search.filter);
         let text = pattern(&search.text);
-        let rows: Vec<AgentRow> = on_backend!(self, pool => {
+        let rows: Vec<AgentRow> = on_connection!(self, conn => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(&binds.group)
                 .bind(&binds.version)
@@ -95,7 +95,7 @@ impl Store {
                 .bind(&text)
                 .bind(i64::from(limit))
                 .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-                .fetch_all(pool)
+                .fetch_all(conn)
                 .await?
         });
         Ok(rows.into_iter().map(AgentRow::into_record).collect())
@@ -105,14 +105,14 @@ impl Store {
         let sql = format!("SELECT COUNT(*) FROM agents WHERE {FILTER} AND {SEARCH}");
         let binds = FilterBinds::from(&search.filter);
         let text = pattern(&search.text);
-        let (count,): (i64,) = on_backend!(self, pool => {
+        let (count,): (i64,) = on_connection!(self, conn => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(&binds.group)
                 .bind(&binds.version)
                 .bind(&binds.health)
                 .bind(&binds.channel)
                 .bind(&text)
-                .fetch_one(pool)
+                .fetch_one(conn)
                 .await?
         });
         Ok(count.max(0) as u64)
