@@ -342,8 +342,7 @@ async fn echo_per_connection(
 ) -> anyhow::Result<f64> {
     use anyhow::Context;
     use tokio::io::AsyncBufReadExt;
-    let mut command = tokio::process::Command::new(std::env::current_exe()?);
-    command.arg("echo-server");
+    let mut command = crate::echo_server()?;
     if let Some(dir) = tls_dir {
         command.arg(dir);
     }

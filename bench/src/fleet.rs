@@ -16,7 +16,6 @@ use clap::Parser;
 use drover_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
 use drover_tests::{CoordinatorBuilder, CoordinatorProcess, admin_request, use_bin_dir};
 use serde_json::{Value, json};
-use tokio::process::Command;
 
 use crate::{
     enrolled,
@@ -406,8 +405,7 @@ async fn echo_baseline(
     window: Duration,
 ) -> anyhow::Result<(f64, HeartbeatCost)> {
     use tokio::io::AsyncBufReadExt;
-    let mut command = Command::new(std::env::current_exe()?);
-    command.arg("echo-server");
+    let mut command = crate::echo_server()?;
     if let Some(dir) = tls_dir {
         command.arg(dir);
     }

@@ -3,7 +3,6 @@
 #![forbid(unsafe_code)]
 
 mod churn;
-mod echo;
 mod enrolled;
 mod fleet;
 mod idle;
@@ -15,12 +14,26 @@ mod scale;
 mod stats;
 mod storm;
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
+
+/// The simulated fleet's allocator. glibc's spent half of the machine's CPU inside
+/// `_int_malloc` in the six loader processes while 100k TLS sessions reconnected (perf,
+/// BENCHMARKS.md), so the fleet, not the coordinators, set the pace. The coordinators and
+/// the echo baseline (`drover-echo`, its own binary) keep glibc's: what they are compared
+/// on is unchanged.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The echo baseline server (`drover-echo`, beside this binary), ready to take its TLS
+/// directory as an argument; it prints its address on its first line.
+fn echo_server() -> anyhow::Result<tokio::process::Command> {
+    let exe = std::env::current_exe()?;
+    Ok(tokio::process::Command::new(
+        exe.with_file_name("drover-echo"),
+    ))
+}
 
 /// How a scenario's coordinators are spoken to: the default mode, or plaintext
 /// (`--insecure`), which every scenario offers as a labelled comparison.
@@ -68,14 +81,6 @@ async fn wait_until(
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("echo-server") => {
-            // The memory baseline runs the echo server in a process of its own.
-            stats::raise_fd_limit()?;
-            let addr = echo::serve(args.get(2).map(Path::new)).await?;
-            println!("{addr}");
-            std::future::pending::<()>().await;
-            Ok(())
-        }
         Some("storm") => storm::run(storm::StormArgs::parse_from(args.iter().skip(1))).await,
         Some("churn") => churn::run(churn::ChurnArgs::parse_from(args.iter().skip(1))).await,
         Some("loader") => loader::run(loader::LoaderArgs::parse_from(args.iter().skip(1))).await,

@@ -421,8 +421,7 @@ async fn echo_per_stream(
     tls: Option<&LoaderTls>,
 ) -> anyhow::Result<f64> {
     let tls_dir = tls.and_then(|tls| tls.ca_file.parent());
-    let mut command = Command::new(std::env::current_exe()?);
-    command.arg("echo-server");
+    let mut command = crate::echo_server()?;
     if let Some(dir) = tls_dir {
         command.arg(dir);
     }
