@@ -174,7 +174,9 @@ impl Serving {
                 ))),
                 Event::Inbound(Err(status)) => Err(status),
                 Event::Inbound(Ok(None)) => Ok(()),
-                Event::Inbound(Ok(Some(message))) => match self.receive(message).await {
+                // Boxed: handling a message is a 2.2 KB future (the budget wait, the
+                // write), which would otherwise be kept in the stream for the session's life.
+                Event::Inbound(Ok(Some(message))) => match Box::pin(self.receive(message)).await {
                     Ok(()) => {
                         // From when the message is handled: a report may wait for its budget.
                         let deadline = tokio::time::Instant::now() + self.idle_timeout;
