@@ -127,17 +127,22 @@ impl Store {
     }
 
     async fn touch_agents_untimed(&self, agent_ids: &[String], now_ms: i64) -> Result<()> {
+        let sql = match self.backend {
+            super::Backend::Sqlite(_) => {
+                "UPDATE agents SET last_seen_ms = $1 \
+                 WHERE agent_id IN (SELECT value FROM json_each($2))"
+            }
+            super::Backend::Postgres(_) => {
+                "UPDATE agents SET last_seen_ms = $1 \
+                 WHERE agent_id IN (SELECT jsonb_array_elements_text($2::jsonb))"
+            }
+        };
         let _write = self.agent_rows_gate().await;
         for chunk in agent_ids.chunks(TOUCH_CHUNK) {
             let ids = serde_json::to_string(chunk)
                 .map_err(|err| DroverError::Internal(err.to_string()))?;
-            let ids_in = match self.backend {
-                super::Backend::Sqlite(_) => "SELECT value FROM json_each($2)",
-                super::Backend::Postgres(_) => "SELECT jsonb_array_elements_text($2::jsonb)",
-            };
-            let sql = format!("UPDATE agents SET last_seen_ms = $1 WHERE agent_id IN ({ids_in})");
             on_connection!(self, conn => {
-                sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                sqlx::query(sql)
                     .bind(now_ms)
                     .bind(&ids)
                     .execute(conn)
