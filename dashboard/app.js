@@ -437,7 +437,7 @@ async function showAgent(id) {
       el('dl', {}, ...facts.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])),
       el('h4', {}, 'Last decision'),
       el('p', { class: 'why' }, el('strong', {}, why.reason), ` — ${why.reason_explanation}`),
-      el('p', {}, why.text),
+      el('p', { class: 'why-text' }, why.explanation),
       el('h4', {}, 'Update attempts'),
       history.reports.length
         ? el('table', { class: 'compact' }, el('tbody', {}, ...history.reports.map((r) => el('tr', {},
@@ -455,15 +455,19 @@ async function loadEvents() {
   eventsLoaded = true;
   try {
     const events = await api('/api/v1/events?limit=100');
-    for (const e of events.reverse()) addEvent(e, false);
+    for (const e of events) addEvent(e, false);
   } catch (err) { toast(`Events: ${err.message}`); eventsLoaded = false; }
 }
 
+// Newest first, by event id: the history and the live stream overlap and arrive in either order.
 function addEvent(e, live) {
   const feed = $('event-feed');
-  if (feed.querySelector(`[data-event="${Number(e.event_id)}"]`)) return;
-  feed.prepend(el('li', { class: live ? 'new' : '', 'data-event': String(Number(e.event_id)) },
-    el('span', { class: 'muted' }, time(e.at)), el('span', {}, e.kind), el('span', {}, e.text, e.actor ? ` (${e.actor})` : '')));
+  const id = Number(e.event_id);
+  if (feed.querySelector(`[data-event="${id}"]`)) return;
+  const item = el('li', { class: live ? 'new' : '', 'data-event': String(id) },
+    el('span', { class: 'muted' }, time(e.at)), el('span', {}, e.kind), el('span', {}, e.text, e.actor ? ` (${e.actor})` : ''));
+  const older = [...feed.children].find((li) => Number(li.dataset.event) < id);
+  feed.insertBefore(item, older ?? null);
   while (feed.children.length > 500) feed.lastChild.remove();
   window.drover.renders.events += 1;
 }

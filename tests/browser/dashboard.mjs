@@ -183,6 +183,10 @@ try {
     await page.click('#agent-table tbody tr');
     await page.waitForSelector('#agent-detail .why');
     result.agent_detail_why = await page.textContent('#agent-detail .why');
+    // The sentence in plain words that the API sends as `explanation`.
+    result.agent_detail_explanation = (await page.textContent('#agent-detail .why-text')).trim();
+    check(result.agent_detail_explanation.length > 0 && result.agent_detail_explanation !== 'undefined',
+      `the agent panel says why in words: '${result.agent_detail_explanation}'`);
     await shot(page, 'agent-detail');
 
     // Events, live: the pause is in the feed.
@@ -190,6 +194,8 @@ try {
     await page.waitForFunction(() => document.querySelectorAll('#event-feed li').length > 0);
     await shot(page, 'events');
     result.events_shown = await page.$$eval('#event-feed li', (li) => li.length);
+    const order = await page.$$eval('#event-feed li', (li) => li.map((x) => Number(x.dataset.event)));
+    check(order.every((id, i) => i === 0 || order[i - 1] > id), `events newest first: ${order.slice(0, 20)}`);
 
     // A viewer: no action buttons anywhere, and a forged POST is refused.
     const viewerContext = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 850 } });
