@@ -60,6 +60,10 @@ try {
   const signIn = async (p, token) => {
     await p.goto(url);
     await p.waitForSelector('#login-form');
+    // Before signing in only the form shows: no tab to click that would hide it.
+    for (const hidden of ['#nav', '#logout', '#live']) {
+      check(!(await p.isVisible(hidden)), `${hidden} is hidden before signing in`);
+    }
     await p.fill('#token', token);
     await p.click('#login-form button[type=submit]');
     await p.waitForSelector('#nav:not([hidden])');
