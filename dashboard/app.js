@@ -393,7 +393,9 @@ async function loadAgents() {
     if (seq !== state.agents.seq) return; // a newer filter won
     state.agents.total = page.total_matching;
     $('agent-table').tBodies[0].replaceChildren(...page.agents.map((a) => el('tr', {
-      'data-agent': a.agent_id, class: a.agent_id === state.agents.selected ? 'selected' : '', onclick: () => showAgent(a.agent_id),
+      'data-agent': a.agent_id, class: a.agent_id === state.agents.selected ? 'selected' : '', tabindex: '0',
+      onclick: () => showAgent(a.agent_id),
+      onkeydown: (event) => { if (event.key === 'Enter' || event.key === ' ') { event.preventDefault(); showAgent(a.agent_id); } },
     },
     el('td', {}, a.agent_id), el('td', {}, a.hostname), el('td', {}, a.group), el('td', {}, a.channel),
     el('td', {}, a.agent_version || '–'), el('td', {}, a.health), el('td', { title: a.directive?.reason_explanation ?? '' }, a.directive?.reason ?? '–'),
@@ -446,6 +448,8 @@ async function showAgent(id) {
       el('h4', {}, 'Events'),
       el('ol', { class: 'feed' }, ...history.events.map((e) => el('li', {}, el('span', {}, time(e.at)), el('span', {}, e.kind), el('span', {}, e.text)))));
   } catch (err) { box.replaceChildren(el('p', { class: 'error' }, err.message)); }
+  // The panel sits at the top of its column; a row far down the table would open it out of view.
+  box.scrollIntoView({ block: 'nearest' });
 }
 
 // ---- events ----

@@ -184,8 +184,15 @@ try {
     await page.click('[data-view=agents]');
     await page.waitForSelector('#agent-table tbody tr');
     await shot(page, 'agents');
-    await page.click('#agent-table tbody tr');
+    // By keyboard, from the last row (the page scrolled down to it): the panel opens in view.
+    await page.focus('#agent-table tbody tr:last-child');
+    await page.keyboard.press('Enter');
     await page.waitForSelector('#agent-detail .why');
+    const panelTop = await page.$eval('#agent-detail h3', (e) => {
+      const r = e.getBoundingClientRect();
+      return { top: r.top, bottom: r.bottom, viewport: window.innerHeight, rows: document.querySelectorAll('#agent-table tbody tr').length };
+    });
+    check(panelTop.top >= 0 && panelTop.bottom <= panelTop.viewport, `the agent panel opens with its heading in view: ${JSON.stringify(panelTop)}`);
     result.agent_detail_why = await page.textContent('#agent-detail .why');
     // The sentence in plain words that the API sends as `explanation`.
     result.agent_detail_explanation = (await page.textContent('#agent-detail .why-text')).trim();
