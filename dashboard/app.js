@@ -18,7 +18,7 @@ const state = {
   stream: null,
 };
 // Test hooks: the browser test reads these (render counts and the last filter's latency).
-window.drover = { timings: {}, renders: { summary: 0, rollouts: 0, agents: 0, events: 0 } };
+window.drover = { timings: {}, renders: { summary: 0, rollouts: 0, agents: 0, events: 0, past: 0 } };
 
 const $ = (id) => document.getElementById(id);
 
@@ -293,6 +293,8 @@ function groupEta(r, name) {
   return ` · ETA ${starts}${done}`;
 }
 
+// The active rollouts' ids last rendered, to see one end.
+let shownActive = '';
 function renderRollouts(rollouts, fetchEtas = true) {
   state.rollouts = rollouts;
   if (fetchEtas) refreshEtas(rollouts);
@@ -330,14 +332,24 @@ function renderRollouts(rollouts, fetchEtas = true) {
     }));
   }
   window.drover.renders.rollouts += 1;
+  // A rollout that ended moves to "Past rollouts" now, not at the next visit to the tab.
+  const active = rollouts.map((r) => r.rollout_id).sort().join(' ');
+  if (active !== shownActive) {
+    shownActive = active;
+    if (!$('rollouts').hidden) refreshPastRollouts();
+  }
 }
 
+// Rollouts that ended; the active ones have their cards above.
 async function refreshPastRollouts() {
   try {
     const page = await api('/api/v1/history/rollouts?limit=20');
-    $('past-rollouts').tBodies[0].replaceChildren(...page.rollouts.map((r) => el('tr', {},
+    const active = new Set((state.rollouts ?? []).map((r) => r.rollout_id));
+    const past = page.rollouts.filter((r) => !active.has(r.rollout_id));
+    $('past-rollouts').tBodies[0].replaceChildren(...past.map((r) => el('tr', { 'data-rollout': r.rollout_id },
       el('td', {}, r.rollout_id), el('td', {}, r.channel), el('td', {}, `${r.start_version} → ${r.target_version}`),
       el('td', {}, r.status), el('td', {}, time(r.created_at)))));
+    window.drover.renders.past += 1;
   } catch (err) { toast(`Past rollouts: ${err.message}`); }
 }
 

@@ -179,6 +179,11 @@ try {
     check(pauses.some((a) => a.result === 'ok' || a.result === 'changed'), `the pause audited: ${JSON.stringify(pauses)}`);
     check(pauses.some((a) => a.result === 'dry_run'), `the pause's dry run audited: ${JSON.stringify(pauses)}`);
     result.audit = pauses.map((a) => ({ actor: a.actor, role: a.role, result: a.result }));
+    // "Past rollouts" lists rollouts that ended, not the one whose card is above.
+    const activeId = status.body?.[0]?.rollout_id;
+    await page.waitForFunction(() => window.drover.renders.past > 0);
+    const past = await page.$$eval('#past-rollouts tbody tr', (rows) => rows.map((r) => r.dataset.rollout));
+    check(activeId && !past.includes(activeId), `the active rollout ${activeId} is not among past rollouts: ${past}`);
 
     // Agents and one agent's detail.
     await page.click('[data-view=agents]');
