@@ -154,20 +154,32 @@ function onStreamEvent(name, data) {
 }
 
 // ---- overview ----
-const palette = ['#2563eb', '#16a34a', '#d97706', '#dc2626', '#7c3aed', '#0891b2', '#db2777', '#65a30d', '#9ca3af'];
+// Green and red are kept for health, so no version or group is drawn in them.
+const palette = ['#2563eb', '#d97706', '#7c3aed', '#0891b2', '#db2777', '#4f46e5', '#92400e', '#475569'];
+const healthColors = { healthy: '#16a34a', unhealthy: '#dc2626', unknown: '#9ca3af' };
+
+// The same name gets the same colour in every chart and on every redraw (not its position).
+function colorOf(name) {
+  if (healthColors[name]) return healthColors[name];
+  let hash = 0;
+  for (const ch of String(name)) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  return palette[hash % palette.length];
+}
 
 function chart(id, type, labels, data, extra = {}) {
+  const colors = labels.map(colorOf);
   const existing = state.charts[id];
   if (existing) {
     existing.data.labels = labels;
     existing.data.datasets[0].data = data;
+    existing.data.datasets[0].backgroundColor = colors;
     existing.update('none');
     return;
   }
   if (!window.Chart) return;
   state.charts[id] = new Chart($(id), {
     type,
-    data: { labels, datasets: [{ data, backgroundColor: labels.map((_, i) => palette[i % palette.length]) }] },
+    data: { labels, datasets: [{ data, backgroundColor: colors }] },
     options: { animation: false, responsive: true, plugins: { legend: { display: type !== 'bar', position: 'right' } }, ...extra },
   });
 }
@@ -224,9 +236,9 @@ async function refreshTimeline() {
     const timeline = await api(`/api/v1/fleet/versions/timeline?hours=${hours}`);
     const versions = [...new Set(timeline.samples.flatMap((s) => Object.keys(s.versions)))].sort();
     const labels = timeline.samples.map((s) => s.at.slice(5, 16).replace('T', ' '));
-    const datasets = versions.map((v, i) => ({
+    const datasets = versions.map((v) => ({
       label: v, data: timeline.samples.map((s) => s.versions[v] ?? 0),
-      borderColor: palette[i % palette.length], backgroundColor: palette[i % palette.length], pointRadius: 0, fill: false,
+      borderColor: colorOf(v), backgroundColor: colorOf(v), pointRadius: 0, fill: false,
     }));
     state.charts.timeline?.destroy();
     if (window.Chart) {

@@ -146,11 +146,30 @@ try {
     await page.waitForFunction(() => window.Chart && document.querySelectorAll('#by-version tr').length > 0);
     const before = await onTarget();
     await shot(page, 'overview');
+    // Colours mean something: health in green / red / grey, and a version keeps its colour.
+    const colours = () => page.evaluate(() => {
+      const pick = (id) => {
+        const c = window.Chart.getChart(id);
+        return Object.fromEntries(c.data.labels.map((l, i) => [l, c.data.datasets[0].backgroundColor[i]]));
+      };
+      return { health: pick('chart-health'), version: pick('chart-version') };
+    });
+    const coloursBefore = await colours();
+    check(coloursBefore.health.healthy === '#16a34a', `healthy is green: ${JSON.stringify(coloursBefore.health)}`);
+    check(['#dc2626', undefined].includes(coloursBefore.health.unhealthy), `unhealthy is red: ${JSON.stringify(coloursBefore.health)}`);
+    check(Object.values(coloursBefore.version).every((c) => !['#16a34a', '#dc2626'].includes(c)),
+      `no version is drawn in a health colour: ${JSON.stringify(coloursBefore.version)}`);
     const advanced = await call(page, `/api/v1/testing/clock/advance?ms=${4 * 3600 * 1000}`, adminToken, {});
     check(advanced.status === 200, `advance the rollout clock: ${JSON.stringify(advanced)}`);
     await page.waitForFunction((before) => Number(document.querySelector('#by-version tr[data-version="1.1.0"] .count')?.textContent ?? 0) > before,
       before, { timeout: 60_000 });
     const after = await onTarget();
+    const coloursAfter = await colours();
+    for (const [version, colour] of Object.entries(coloursAfter.version)) {
+      check(!(version in coloursBefore.version) || coloursBefore.version[version] === colour,
+        `version ${version} keeps its colour: ${JSON.stringify(coloursBefore.version)} then ${JSON.stringify(coloursAfter.version)}`);
+    }
+    result.colours = coloursAfter;
     check(await page.evaluate(() => window.__sameDocument === true), 'the page was not reloaded');
     result.overview_live = { on_target_before: before, on_target_after: after };
 
