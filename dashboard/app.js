@@ -487,13 +487,37 @@ async function loadEvents() {
   } catch (err) { toast(`Events: ${err.message}`); eventsLoaded = false; }
 }
 
+// What an event is about: its rollout, group and agent (the agent opens its panel).
+function eventSubject(e) {
+  const parts = [];
+  if (e.rollout_id) parts.push(el('span', { class: 'tag' }, `rollout ${e.rollout_id}`));
+  if (e.group) parts.push(el('span', { class: 'tag' }, `group ${e.group}`));
+  if (e.agent_id) {
+    parts.push(el('button', { class: 'link', 'data-agent': e.agent_id, onclick: () => { show('agents'); showAgent(e.agent_id); } },
+      `agent ${e.agent_id}`));
+  }
+  return parts.length ? el('span', { class: 'subject' }, ...parts) : null;
+}
+
+// The feed's filter: words that must all appear in an event's row (kind, text, rollout, group, agent).
+function matchesEventFilter(li) {
+  const words = $('event-filter').value.toLowerCase().split(/\s+/).filter(Boolean);
+  const text = li.textContent.toLowerCase();
+  return words.every((w) => text.includes(w));
+}
+$('event-filter').addEventListener('input', () => {
+  for (const li of $('event-feed').children) li.hidden = !matchesEventFilter(li);
+});
+
 // Newest first, by event id: the history and the live stream overlap and arrive in either order.
 function addEvent(e, live) {
   const feed = $('event-feed');
   const id = Number(e.event_id);
   if (feed.querySelector(`[data-event="${id}"]`)) return;
-  const item = el('li', { class: live ? 'new' : '', 'data-event': String(id) },
-    el('span', { class: 'muted' }, time(e.at)), el('span', {}, e.kind), el('span', {}, e.text, e.actor ? ` (${e.actor})` : ''));
+  const item = el('li', { class: live ? 'new' : '', 'data-event': String(id), 'data-kind': e.kind },
+    el('span', { class: 'muted' }, time(e.at)), el('span', {}, e.kind),
+    el('span', {}, e.text, e.actor ? ` (${e.actor})` : '', eventSubject(e)));
+  item.hidden = !matchesEventFilter(item);
   const older = [...feed.children].find((li) => Number(li.dataset.event) < id);
   feed.insertBefore(item, older ?? null);
   while (feed.children.length > 500) feed.lastChild.remove();

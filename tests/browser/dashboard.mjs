@@ -231,6 +231,17 @@ try {
     result.events_shown = await page.$$eval('#event-feed li', (li) => li.length);
     const order = await page.$$eval('#event-feed li', (li) => li.map((x) => Number(x.dataset.event)));
     check(order.every((id, i) => i === 0 || order[i - 1] > id), `events newest first: ${order.slice(0, 20)}`);
+    // Each event names what it is about, and the feed filters.
+    const subjects = await page.$$eval('#event-feed .subject', (s) => s.map((x) => x.textContent));
+    check(subjects.some((t) => /rollout r-/.test(t)), `events name their rollout: ${subjects.slice(0, 5)}`);
+    const kind = await page.$eval('#event-feed li', (li) => li.dataset.kind);
+    await page.fill('#event-filter', kind);
+    const rows = await page.$$eval('#event-feed li', (li) => li.map((x) => ({ kind: x.dataset.kind, hidden: x.hidden, text: x.textContent.toLowerCase() })));
+    check(rows.filter((r) => !r.hidden).length > 0 && rows.filter((r) => !r.hidden).every((r) => r.text.includes(kind)),
+      `the filter '${kind}' keeps only rows that name it`);
+    check(new Set(rows.map((r) => r.kind)).size === 1 || rows.some((r) => r.hidden), `the filter '${kind}' hides the others`);
+    result.events_filtered = { kind, shown: rows.filter((r) => !r.hidden).length, of: rows.length };
+    await page.fill('#event-filter', '');
 
     // A viewer: no action buttons anywhere, and a forged POST is refused.
     const viewerContext = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 850 } });
