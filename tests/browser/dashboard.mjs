@@ -57,6 +57,25 @@ try {
     return { status: response.status, body: await response.json().catch(() => null) };
   }, { path, token, body });
 
+  // The page-structure rules axe-core reported as critical or serious on every view: each
+  // form control has a name, no header cell is empty, and there is one visible h1.
+  const namedAndTitled = async (p, where) => {
+    const problems = await p.evaluate(() => {
+      const visible = (e) => e.getClientRects().length > 0;
+      const out = [];
+      for (const c of document.querySelectorAll('select, input:not([type=hidden])')) {
+        if (visible(c) && !(c.labels?.length || c.getAttribute('aria-label'))) out.push(`unnamed ${c.tagName.toLowerCase()}#${c.id}`);
+      }
+      for (const th of document.querySelectorAll('th')) {
+        if (visible(th) && !th.textContent.trim() && !th.getAttribute('aria-label')) out.push(`empty th in #${th.closest('table')?.id}`);
+      }
+      const h1s = [...document.querySelectorAll('h1')].filter(visible).length;
+      if (h1s !== 1) out.push(`${h1s} visible h1`);
+      return out;
+    });
+    check(problems.length === 0, `${where}: ${problems.join('; ')}`);
+  };
+
   const signIn = async (p, token) => {
     await p.goto(url);
     await p.waitForSelector('#login-form');
@@ -146,6 +165,7 @@ try {
     await page.waitForFunction(() => window.Chart && document.querySelectorAll('#by-version tr').length > 0);
     const before = await onTarget();
     await shot(page, 'overview');
+    await namedAndTitled(page, 'overview');
     // Colours mean something: health in green / red / grey, and a version keeps its colour.
     const colours = () => page.evaluate(() => {
       const pick = (id) => {
@@ -185,6 +205,7 @@ try {
       && /ETA (starts|no start)/.test(document.querySelector('.group[data-group=prod] .note')?.textContent ?? ''));
     result.eta = await page.textContent('article.rollout[data-channel=edge] [data-eta=rollout]');
     await shot(page, 'rollouts');
+    await namedAndTitled(page, 'rollouts');
     await page.click('article.rollout[data-channel=edge] button[data-action=pause]');
     await page.waitForSelector('#confirm[open]');
     result.pause_preview = await page.textContent('#confirm-summary');
@@ -208,6 +229,7 @@ try {
     await page.click('[data-view=agents]');
     await page.waitForSelector('#agent-table tbody tr');
     await shot(page, 'agents');
+    await namedAndTitled(page, 'agents');
     // By keyboard, from the last row (the page scrolled down to it): the panel opens in view.
     await page.focus('#agent-table tbody tr:last-child');
     await page.keyboard.press('Enter');
@@ -228,6 +250,7 @@ try {
     await page.click('[data-view=events]');
     await page.waitForFunction(() => document.querySelectorAll('#event-feed li').length > 0);
     await shot(page, 'events');
+    await namedAndTitled(page, 'events');
     result.events_shown = await page.$$eval('#event-feed li', (li) => li.length);
     const order = await page.$$eval('#event-feed li', (li) => li.map((x) => Number(x.dataset.event)));
     check(order.every((id, i) => i === 0 || order[i - 1] > id), `events newest first: ${order.slice(0, 20)}`);
