@@ -266,6 +266,32 @@ try {
     result.events_filtered = { kind, shown: rows.filter((r) => !r.hidden).length, of: rows.length };
     await page.fill('#event-filter', '');
 
+    // A phone (390 px): no view is wider than the screen.
+    const phoneContext = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 390, height: 844 } });
+    const phone = await phoneContext.newPage();
+    await signIn(phone, adminToken);
+    result.phone_overflow = {};
+    for (const view of ['overview', 'rollouts', 'agents', 'events']) {
+      await phone.click(`[data-view=${view}]`);
+      await phone.waitForFunction((v) => !document.getElementById(v).hidden, view);
+      if (view === 'agents') await phone.waitForSelector('#agent-table tbody tr');
+      if (view === 'events') await phone.waitForSelector('#event-feed li');
+      if (view === 'rollouts') await phone.waitForSelector('article.rollout');
+      await shot(phone, `phone-${view}`);
+      const width = await phone.evaluate(() => ({
+        page: document.documentElement.scrollWidth, screen: window.innerWidth,
+        // What sticks out, innermost first, to say what to fix.
+        wide: [...document.querySelectorAll('body *')].filter((e) => e.getClientRects().length && e.getBoundingClientRect().right > window.innerWidth + 1
+          && ![...e.children].some((c) => c.getBoundingClientRect().right > window.innerWidth + 1)).slice(0, 5)
+          .map((e) => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}.${e.className}`),
+      }));
+      result.phone_overflow[view] = width.page - width.screen;
+      if (width.page > width.screen) result.phone_overflow[`${view}_wide`] = width.wide;
+    }
+    check(['overview', 'rollouts', 'agents', 'events'].every((view) => result.phone_overflow[view] <= 0),
+      `no view overflows a 390 px screen (extra px per view): ${JSON.stringify(result.phone_overflow)}`);
+    await phoneContext.close();
+
     // A viewer: no action buttons anywhere, and a forged POST is refused.
     const viewerContext = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 850 } });
     const viewer = await viewerContext.newPage();
