@@ -288,6 +288,17 @@ try {
       result.phone_overflow[view] = width.page - width.screen;
       if (width.page > width.screen) result.phone_overflow[`${view}_wide`] = width.wide;
     }
+    // A confirm on the phone: its buttons are on the screen (dry run only; cancelled).
+    await phone.click('[data-view=rollouts]');
+    await phone.click('article.rollout[data-channel=edge] button[data-action=resume]');
+    await phone.waitForSelector('#confirm[open]');
+    await shot(phone, 'phone-confirm');
+    const offScreen = await phone.$$eval('#confirm menu button', (buttons) => buttons.filter((b) => {
+      const r = b.getBoundingClientRect();
+      return r.left < 0 || r.top < 0 || r.right > window.innerWidth || r.bottom > window.innerHeight;
+    }).map((b) => b.textContent));
+    check(offScreen.length === 0, `the confirm's buttons are on a 390 px screen: off screen ${offScreen}`);
+    await phone.click('#confirm menu button[value=cancel]');
     check(['overview', 'rollouts', 'agents', 'events'].every((view) => result.phone_overflow[view] <= 0),
       `no view overflows a 390 px screen (extra px per view): ${JSON.stringify(result.phone_overflow)}`);
     await phoneContext.close();
