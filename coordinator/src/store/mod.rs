@@ -80,26 +80,18 @@ pub struct Store {
 macro_rules! on_connection {
     ($store:expr, $conn:ident => $body:expr) => {
         match &$store.backend {
-            crate::store::Backend::Sqlite(pool) => {
-                #[allow(unused_imports)]
-                use sqlx::Connection as _;
-                let mut held =
-                    crate::store::connection::connection(pool, crate::store::ACQUIRE_TIMEOUT)
-                        .await?;
-                let $conn = &mut *held;
-                $body
-            }
-            crate::store::Backend::Postgres(pool) => {
-                #[allow(unused_imports)]
-                use sqlx::Connection as _;
-                let mut held =
-                    crate::store::connection::connection(pool, crate::store::ACQUIRE_TIMEOUT)
-                        .await?;
-                let $conn = &mut *held;
-                $body
-            }
+            $crate::store::Backend::Sqlite(pool) => $crate::store::on_connection!(@held pool, $conn => $body),
+            $crate::store::Backend::Postgres(pool) => $crate::store::on_connection!(@held pool, $conn => $body),
         }
     };
+    (@held $pool:ident, $conn:ident => $body:expr) => {{
+        #[allow(unused_imports)]
+        use sqlx::Connection as _;
+        let mut held =
+            $crate::store::connection::connection($pool, $crate::store::ACQUIRE_TIMEOUT).await?;
+        let $conn = &mut *held;
+        $body
+    }};
 }
 pub(crate) use on_connection;
 
