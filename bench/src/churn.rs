@@ -340,24 +340,11 @@ async fn echo_per_connection(
     enrolment: Option<SimulatedEnrolment>,
     tls_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<f64> {
-    use anyhow::Context;
-    use tokio::io::AsyncBufReadExt;
-    let mut command = crate::echo_server()?;
-    if let Some(dir) = tls_dir {
-        command.arg(dir);
-    }
-    let mut echo = command
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut lines = tokio::io::BufReader::new(echo.stdout.take().context("echo stdout")?).lines();
-    let addr = lines.next_line().await?.context("the echo's address")?;
-    let pid = echo.id().unwrap_or_default();
+    let echo = crate::start_echo(tls_dir).await?;
+    let pid = echo.pid;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (idle, fds_idle) = (stats::rss_kib(pid)?, stats::open_fds(pid)?);
-    let scheme = if tls_dir.is_some() { "https" } else { "http" };
-    config.coordinator =
-        drover_updater::address::Coordinators::parse(&format!("{scheme}://{addr}"))?;
+    config.coordinator = drover_updater::address::Coordinators::parse(&echo.url)?;
     let n = config.count as u64;
     let shutdown = CancellationToken::new();
     let fleet = tokio::spawn(simulate::run_enrolled(config, enrolment, shutdown.clone()));

@@ -6,12 +6,10 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Stdio,
     sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
-use anyhow::Context;
 use clap::Parser;
 use drover_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
 use drover_tests::{CoordinatorBuilder, CoordinatorProcess, admin_request, use_bin_dir};
@@ -404,25 +402,9 @@ async fn echo_baseline(
     tls: Option<FleetTls>,
     window: Duration,
 ) -> anyhow::Result<(f64, HeartbeatCost)> {
-    use tokio::io::AsyncBufReadExt;
-    let mut command = crate::echo_server()?;
-    if let Some(dir) = tls_dir {
-        command.arg(dir);
-    }
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let stdout = child.stdout.take().context("echo server stdout")?;
-    let mut line = String::new();
-    tokio::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .await?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let url = format!("{scheme}://{}", line.trim());
+    let echo = crate::start_echo(tls_dir).await?;
+    let (pid, url) = (echo.pid, echo.url.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pid = child.id().unwrap_or_default();
     let idle = stats::rss_kib(pid)?;
     let interval = Duration::from_secs(args.heartbeat_secs);
     let shared = load::Shared::with_tls(url, args.sources, interval, args.updaters, tls);
@@ -440,6 +422,6 @@ async fn echo_baseline(
     for updater in fleet {
         updater.abort();
     }
-    child.start_kill()?;
+    drop(echo);
     Ok((loaded.saturating_sub(idle) as f64 / n as f64, cost))
 }

@@ -26,13 +26,40 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The echo baseline server (`drover-echo`, beside this binary), ready to take its TLS
-/// directory as an argument; it prints its address on its first line.
-fn echo_server() -> anyhow::Result<tokio::process::Command> {
+/// The echo baseline server (`drover-echo`, beside this binary) in a process of its own,
+/// ended when this is dropped.
+struct EchoServer {
+    _process: tokio::process::Child,
+    pid: u32,
+    url: String,
+}
+
+/// Starts the echo server, over mutual TLS with the certificate, key and CA in `tls_dir` (a
+/// coordinator's `tls/`) if given, and reads the address it prints first.
+async fn start_echo(tls_dir: Option<&std::path::Path>) -> anyhow::Result<EchoServer> {
+    use anyhow::Context;
+    use tokio::io::AsyncBufReadExt;
     let exe = std::env::current_exe()?;
-    Ok(tokio::process::Command::new(
-        exe.with_file_name("drover-echo"),
-    ))
+    let mut command = tokio::process::Command::new(exe.with_file_name("drover-echo"));
+    if let Some(dir) = tls_dir {
+        command.arg(dir);
+    }
+    let mut process = command
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = process.stdout.take().context("the echo server's stdout")?;
+    let addr = tokio::io::BufReader::new(stdout)
+        .lines()
+        .next_line()
+        .await?
+        .context("the echo server's address")?;
+    let scheme = if tls_dir.is_some() { "https" } else { "http" };
+    Ok(EchoServer {
+        pid: process.id().unwrap_or_default(),
+        url: format!("{scheme}://{}", addr.trim()),
+        _process: process,
+    })
 }
 
 /// How a scenario's coordinators are spoken to: the default mode, or plaintext

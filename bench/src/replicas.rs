@@ -421,21 +421,11 @@ async fn echo_per_stream(
     tls: Option<&LoaderTls>,
 ) -> anyhow::Result<f64> {
     let tls_dir = tls.and_then(|tls| tls.ca_file.parent());
-    let mut command = crate::echo_server()?;
-    if let Some(dir) = tls_dir {
-        command.arg(dir);
-    }
-    let mut echo = command.stdout(Stdio::piped()).kill_on_drop(true).spawn()?;
-    let mut lines = BufReader::new(echo.stdout.take().context("echo stdout")?).lines();
-    let addr = lines
-        .next_line()
-        .await?
-        .context("the echo server's address")?;
-    let pid = echo.id().unwrap_or_default();
+    let echo = crate::start_echo(tls_dir).await?;
+    let pid = echo.pid;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = stats::rss_kib(pid)?;
-    let scheme = if tls_dir.is_some() { "https" } else { "http" };
-    let mut loader = Loader::start(args, &format!("{scheme}://{addr}"), 0, count, tls).await?;
+    let mut loader = Loader::start(args, &echo.url, 0, count, tls).await?;
     wait_until(
         "the echo loader's credentials",
         Duration::from_secs(60),
