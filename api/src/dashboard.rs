@@ -1,4 +1,5 @@
-//! Shapes only the dashboard's routes answer: who the caller is, and the version timeline.
+//! Shapes only the dashboard's routes answer: who the caller is, the codes it shows in
+//! words, and the version timeline.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,17 @@ pub struct WhoAmI {
     pub name: String,
     /// viewer, operator or admin.
     pub role: String,
+}
+
+/// Every code the API sends, with its one-line explanation (the rules crate's own), so the
+/// dashboard says in words what a code means and lists every reason to filter by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Codes {
+    pub reasons: BTreeMap<String, String>,
+    pub conditions: BTreeMap<String, String>,
+    pub group_phases: BTreeMap<String, String>,
+    pub rollout_statuses: BTreeMap<String, String>,
 }
 
 /// Agents by version over time, one sample a minute, oldest first.

@@ -17,6 +17,8 @@ pub struct FleetSummary {
     pub connected_agents: u64,
     /// Agents above the control plane or more than one major below it.
     pub out_of_compliance: u64,
+    /// Agents by condition: failing, reverted, behind_target, stuck (see `AgentCondition`).
+    pub conditions: BTreeMap<String, u64>,
     pub by_version: BTreeMap<String, u64>,
     pub by_group: BTreeMap<String, u64>,
     pub rows: Vec<FleetSummaryRow>,
@@ -49,6 +51,7 @@ impl From<&pb::FleetSummary> for FleetSummary {
             total_agents: s.total_agents,
             connected_agents: s.connected_agents,
             out_of_compliance: s.out_of_compliance,
+            conditions: s.conditions.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             by_version,
             by_group,
             rows: s

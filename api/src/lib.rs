@@ -23,7 +23,7 @@ pub use admins::{AdminCredential, AdminCredentialCreated};
 pub use agents::{Agent, AgentExplanation, AgentPage, Directive, Event, Health, Report};
 pub use agents::{UpdateOutcome, UpdaterState};
 pub use audit::AuditEntry;
-pub use dashboard::{VersionSample, VersionTimeline, WhoAmI};
+pub use dashboard::{Codes, VersionSample, VersionTimeline, WhoAmI};
 pub use enrolment::{AgentIdentity, JoinToken, JoinTokenCreated};
 pub use fleet::{Channel, ControlPlane, FleetSummary, FleetSummaryRow, GroupSchedule, Window};
 pub use history::{AgentHistory, RolloutDetail, RolloutPage, Timeline};

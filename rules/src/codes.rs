@@ -136,6 +136,17 @@ codes! {
 }
 
 codes! {
+    /// What needs an operator's eye in the fleet, inside a rollout or not: each agent is in at
+    /// most one, the first that applies in this order.
+    AgentCondition {
+        Failing => "failing": "its last update to the version it should run failed (or was refused); it keeps what it has",
+        Reverted => "reverted": "its last update to the version it should run failed its health gate and was reverted",
+        BehindTarget => "behind_target": "it is served a version it does not run yet and is connected: it updates in its window or its turn",
+        Stuck => "stuck": "it is served a version it does not run and is not connected, so it cannot update until it comes back",
+    }
+}
+
+codes! {
     /// Where a rollout stands as a whole.
     RolloutStatus {
         Active => "active": "the rollout governs its channel and moves group by group",

@@ -171,6 +171,13 @@ async fn every_route_answers_what_the_openapi_document_says() {
         ("/api/v1/agents", "/api/v1/agents?reason=bogus", 400),
         ("/api/v1/agents", "/api/v1/agents?sort=colour", 400),
         ("/api/v1/whoami", "/api/v1/whoami", 200),
+        ("/api/v1/codes", "/api/v1/codes", 200),
+        (
+            "/api/v1/agents",
+            "/api/v1/agents?condition=behind_target&limit=5",
+            200,
+        ),
+        ("/api/v1/agents", "/api/v1/agents?condition=sad", 400),
         (
             "/api/v1/fleet/versions/timeline",
             "/api/v1/fleet/versions/timeline?hours=1",

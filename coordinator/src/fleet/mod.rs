@@ -14,6 +14,7 @@ mod caller;
 pub mod change_feed;
 mod claims;
 mod clock;
+pub mod conditions;
 mod effects;
 mod enrolment;
 mod history;
@@ -72,6 +73,7 @@ pub use liveness::run_background_tasks;
 pub use queries::{AgentView, Explanation, FleetSummary};
 use registry::{LiveStatus, Session, SessionOutbox, SessionRegistry};
 pub use rollouts::ActiveRollout;
+pub use search::DecidedFilter;
 use view::SettingsView;
 
 #[derive(Debug, Clone)]

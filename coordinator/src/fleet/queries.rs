@@ -32,6 +32,8 @@ pub struct FleetSummary {
     pub connected_agents: u64,
     pub control_plane_version: Option<Version>,
     pub out_of_compliance: u64,
+    /// Agents by condition (`AgentCondition`), every condition named.
+    pub conditions: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -184,6 +186,7 @@ impl Fleet {
             rows,
             connected_agents: self.sessions.len() as u64,
             control_plane_version: cp,
+            conditions: self.condition_counts(),
         })
     }
 

@@ -1,39 +1,50 @@
-//! The dashboard's agent table and version counts. A search without a reason is one store
-//! query per page; a reason is decided in memory (`directive_for` reads no store), so with
-//! one the matching rows are read once and paged here.
+//! The dashboard's agent table and version counts. A search without a reason or condition
+//! is one store query per page; those are decided in memory (`directive_for` reads no
+//! store), so with one the matching rows are read once and paged here.
 
 use std::collections::BTreeMap;
 
-use drover_rules::ReasonCode;
+use drover_rules::{AgentCondition, ReasonCode};
 
 use super::{AgentView, Fleet};
 use crate::{error::Result, store::AgentSearch};
+
+/// What a search keeps that only memory knows: the current decision's reason, and the
+/// agent's condition.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DecidedFilter {
+    pub reason: Option<ReasonCode>,
+    pub condition: Option<AgentCondition>,
+}
 
 /// Agents one reason-filtered search reads at most (a fleet larger than this pages by
 /// other filters first).
 const MAX_SCAN: u32 = 100_000;
 
 impl Fleet {
-    /// One page (`offset`, `limit`) of agents matching `search` and, if given, `reason`;
-    /// with the total matching.
+    /// One page (`offset`, `limit`) of agents matching `search` and `decided`; with the
+    /// total matching.
     pub async fn search_agents(
         &self,
         search: &AgentSearch,
-        reason: Option<ReasonCode>,
+        decided: DecidedFilter,
         offset: u64,
         limit: u32,
     ) -> Result<(Vec<AgentView>, u64)> {
-        let Some(reason) = reason else {
+        if decided.reason.is_none() && decided.condition.is_none() {
             let records = self.store().search_agents(search, offset, limit).await?;
             let views = records.into_iter().map(|r| self.agent_view(r)).collect();
             return Ok((views, self.store().count_search(search).await?));
-        };
+        }
         let records = self.store().search_agents(search, 0, MAX_SCAN).await?;
         let matching: Vec<_> = records
             .into_iter()
             .filter(|r| {
-                let directive = self.directive_for(&r.agent_id, &r.channel, &r.group);
-                directive.reason == reason
+                decided.reason.is_none_or(|reason| {
+                    self.directive_for(&r.agent_id, &r.channel, &r.group).reason == reason
+                }) && decided
+                    .condition
+                    .is_none_or(|condition| self.in_condition(&r.agent_id, condition))
             })
             .collect();
         let total = matching.len() as u64;

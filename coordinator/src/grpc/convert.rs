@@ -337,6 +337,7 @@ pub fn summary_to_proto(summary: FleetSummary) -> pb::FleetSummary {
         total_agents: summary.total_agents,
         connected_agents: summary.connected_agents,
         out_of_compliance: summary.out_of_compliance,
+        conditions: summary.conditions.into_iter().collect(),
         control_plane_version: summary
             .control_plane_version
             .map(|v| v.to_string())

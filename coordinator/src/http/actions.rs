@@ -25,6 +25,7 @@ type Caller = Extension<Arc<Identity>>;
 pub fn router(admin: Arc<AdminApi>) -> Router {
     Router::new()
         .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/codes", get(codes))
         .route("/api/v1/rollouts/pause", post(pause))
         .route("/api/v1/rollouts/resume", post(resume))
         .route("/api/v1/rollouts/rollback", post(rollback))
@@ -105,6 +106,26 @@ pub async fn whoami(Extension(identity): Caller) -> Json<api::WhoAmI> {
     Json(api::WhoAmI {
         name: identity.name.clone(),
         role: identity.role.as_str().to_string(),
+    })
+}
+
+/// Every code with its explanation: reasons, conditions, group phases, rollout statuses.
+#[utoipa::path(get, path = "/api/v1/codes", responses((status = 200, body = api::Codes)))]
+pub async fn codes() -> Json<api::Codes> {
+    use drover_rules::{AgentCondition, GroupPhase, ReasonCode, RolloutStatus};
+    fn words<C: Copy + std::fmt::Display>(
+        all: &[C],
+        explain: fn(C) -> &'static str,
+    ) -> std::collections::BTreeMap<String, String> {
+        all.iter()
+            .map(|&c| (c.to_string(), explain(c).to_string()))
+            .collect()
+    }
+    Json(api::Codes {
+        reasons: words(ReasonCode::ALL, ReasonCode::explain),
+        conditions: words(AgentCondition::ALL, AgentCondition::explain),
+        group_phases: words(GroupPhase::ALL, GroupPhase::explain),
+        rollout_statuses: words(RolloutStatus::ALL, RolloutStatus::explain),
     })
 }
 

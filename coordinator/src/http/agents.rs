@@ -4,7 +4,7 @@
 use axum::{Json, extract::State};
 use drover_api as api;
 use drover_proto::v1 as pb;
-use drover_rules::ReasonCode;
+use drover_rules::{AgentCondition, ReasonCode};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -12,6 +12,7 @@ use super::query::ApiQuery;
 use crate::{
     domain::{AgentFilter, now_ms, validate},
     error::{DroverError, Result},
+    fleet::DecidedFilter,
     grpc::{AdminApi, convert},
     store::{AgentSearch, AgentSort},
 };
@@ -47,6 +48,9 @@ pub struct AgentQuery {
     q: Option<String>,
     /// Only agents whose current decision has this reason code (see `ReasonCode`).
     reason: Option<String>,
+    /// Only agents in this condition: failing, reverted, behind_target or stuck (see
+    /// `AgentCondition`).
+    condition: Option<String>,
     /// Order by agent_id (default), version, last_seen or group.
     sort: Option<String>,
     /// asc (default) or desc.
@@ -82,6 +86,7 @@ pub async fn list_agents(
     let health = health_filter(query.health.as_deref())?;
     let searching = query.q.is_some()
         || query.reason.is_some()
+        || query.condition.is_some()
         || query.sort.is_some()
         || query.order.is_some()
         || query.offset.is_some();
@@ -122,6 +127,14 @@ pub async fn list_agents(
             ))
         })?),
     };
+    let condition = match query.condition.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(AgentCondition::parse(text).ok_or_else(|| {
+            DroverError::invalid(format!(
+                "condition '{text}' is not one of failing, reverted, behind_target, stuck"
+            ))
+        })?),
+    };
     let sort = match query.sort.as_deref() {
         None | Some("") => AgentSort::default(),
         Some(text) => AgentSort::parse(text).ok_or_else(|| {
@@ -157,7 +170,7 @@ pub async fn list_agents(
     };
     let (views, total) = admin
         .fleet()
-        .search_agents(&search, reason, offset, limit)
+        .search_agents(&search, DecidedFilter { reason, condition }, offset, limit)
         .await?;
     let now = now_ms();
     let next = offset + views.len() as u64;

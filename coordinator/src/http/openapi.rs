@@ -33,6 +33,7 @@ use super::{actions, agents, api, stream};
         api::list_events,
         api::list_audit,
         actions::whoami,
+        actions::codes,
         stream::timeline,
         actions::pause,
         actions::resume,

@@ -49,6 +49,19 @@ fn summary_text(s: &pb::FleetSummary) -> Text {
             s.total_agents,
             s.connected_agents,
         ))
+        .line(conditions_line(s))
         .line("")
         .table(table)
+}
+
+/// `failing: 3   reverted: 0   behind_target: 12   stuck: 1`, in the rules' order.
+fn conditions_line(s: &pb::FleetSummary) -> String {
+    drover_rules::AgentCondition::ALL
+        .iter()
+        .map(|c| {
+            let n = s.conditions.get(c.as_str()).copied().unwrap_or(0);
+            format!("{c}: {n}")
+        })
+        .collect::<Vec<_>>()
+        .join("   ")
 }
