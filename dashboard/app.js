@@ -10,6 +10,10 @@ const state = {
   summary: null,
   rollouts: [],
   reasons: {},
+  // Every code with its explanation (GET /api/v1/codes): reasons, conditions, phases, statuses.
+  codes: { reasons: {}, conditions: {}, group_phases: {}, rollout_statuses: {} },
+  // Halted groups' failing agents, by `${rollout}/${group}`, fetched once per halt.
+  causes: {},
   // Each active rollout's ETA (GET /api/v1/rollouts/{id}/eta), refreshed at most every 30 s:
   // the engine run forward costs far more than a live update, so it is not sent per tick.
   etas: {},
@@ -61,7 +65,30 @@ async function api(path, options = {}) {
 }
 
 const isOperator = () => state.role === 'operator' || state.role === 'admin';
-const time = (text) => (text ? text.replace('T', ' ').replace('Z', '') : '–');
+// Every time the API sends is UTC; the page says so where it shows one.
+const time = (text) => (text ? `${text.replace('T', ' ').replace(/(\.\d+)?Z$/, '')} UTC` : '–');
+// A code in words for a label ("group_unstarted" → "group unstarted"); its explanation is the title.
+const words = (code) => String(code).replaceAll('_', ' ');
+const explain = (kind, code) => state.codes[kind]?.[code] ?? '';
+
+// Rebuilding a region drops keyboard focus to the page; this puts it back on the same control.
+function keepingFocus(region, rebuild) {
+  const active = document.activeElement;
+  const key = active && active !== document.body && region.contains(active) ? focusKey(active) : null;
+  rebuild();
+  if (key) region.querySelector(key)?.focus({ preventScroll: true });
+}
+
+// A selector for a control by the data attributes of it and its ancestors.
+function focusKey(node) {
+  const parts = [];
+  for (let n = node; n && n !== document.body; n = n.parentElement) {
+    const attr = ['data-action', 'data-goto', 'data-agent', 'data-condition', 'data-group', 'data-channel', 'data-rollout']
+      .find((a) => n.hasAttribute(a));
+    if (attr) parts.unshift(`[${attr}="${CSS.escape(n.getAttribute(attr))}"]`);
+  }
+  return parts.length ? parts.join(' ') : null;
+}
 
 // ---- sign in ----
 async function signIn(token) {
@@ -75,7 +102,7 @@ async function signIn(token) {
   $('logout').hidden = false;
   $('live').hidden = false;
   $('login').hidden = true;
-  await loadReasons();
+  await loadCodes();
   show(location.hash.slice(1) || 'overview');
   connectStream();
   refreshChannels();
@@ -147,10 +174,14 @@ async function connectStream() {
 
 function onStreamEvent(name, data) {
   const value = JSON.parse(data);
-  if (name === 'summary') renderSummary(value);
-  else if (name === 'rollouts') renderRollouts(value);
+  if (name === 'summary') { renderSummary(value); agentsLive(); }
+  else if (name === 'rollouts') { renderRollouts(value); agentsLive(); }
   else if (name === 'reasons') { state.reasons = value; renderRollouts(state.rollouts); }
-  else if (name === 'event') addEvent(value, true);
+  else if (name === 'event') {
+    addEvent(value, true);
+    // A channel set with droverctl changes no summary until agents move: show it now.
+    if (value.kind === 'admin') refreshChannels();
+  }
 }
 
 // ---- overview ----
@@ -166,7 +197,18 @@ function colorOf(name) {
   return palette[hash % palette.length];
 }
 
+// A chart with nothing to draw says so instead of an empty square.
+function empty(id, isEmpty) {
+  $(id).hidden = isEmpty;
+  const note = document.querySelector(`[data-empty-for="${id}"]`);
+  if (note) note.hidden = !isEmpty;
+}
+
+// Bar charts count agents: the axis says so.
+const agentAxis = { scales: { y: { beginAtZero: true, title: { display: true, text: 'agents' }, ticks: { precision: 0 } } } };
+
 function chart(id, type, labels, data, extra = {}) {
+  empty(id, data.every((n) => !n));
   const colors = labels.map(colorOf);
   const existing = state.charts[id];
   if (existing) {
@@ -180,7 +222,8 @@ function chart(id, type, labels, data, extra = {}) {
   state.charts[id] = new Chart($(id), {
     type,
     data: { labels, datasets: [{ data, backgroundColor: colors }] },
-    options: { animation: false, responsive: true, plugins: { legend: { display: type !== 'bar', position: 'right' } }, ...extra },
+    // On a phone the legend goes below, or it squeezes the chart to a dot.
+    options: { animation: false, responsive: true, plugins: { legend: { display: type !== 'bar', position: window.innerWidth < 640 ? 'bottom' : 'right' } }, ...extra },
   });
 }
 
@@ -198,36 +241,85 @@ function renderSummary(summary) {
   for (const row of summary.rows) health[row.health] = (health[row.health] ?? 0) + row.count;
   chart('chart-health', 'doughnut', Object.keys(health), Object.values(health));
   const groups = Object.keys(summary.by_group);
-  chart('chart-group', 'bar', groups, groups.map((g) => summary.by_group[g]));
+  chart('chart-group', 'bar', groups, groups.map((g) => summary.by_group[g]), agentAxis);
+  renderConditions(summary.conditions ?? {});
   fillSelect($('f-version'), versions, 'any version');
   fillSelect($('f-group'), groups, 'any group');
   window.drover.renders.summary += 1;
   refreshChannels();
 }
 
-function fillSelect(select, values, anyText) {
+// Overview's strip: what needs a look, each a link to the agents in that condition.
+const conditionOrder = ['failing', 'reverted', 'stuck', 'behind_target'];
+const conditionTone = { failing: 'bad', reverted: 'bad', stuck: 'warn', behind_target: 'info' };
+function renderConditions(counts) {
+  const box = $('conditions');
+  keepingFocus(box, () => box.replaceChildren(...conditionOrder.map((c) => {
+    const n = counts[c] ?? 0;
+    return el('button', { class: `card condition ${n ? conditionTone[c] : 'calm'}`, 'data-condition': c,
+      title: `${explain('conditions', c)} (shows them)`, onclick: () => showCondition(c) },
+    el('span', { class: 'label' }, words(c)), el('span', { class: 'value' }, n));
+  })));
+}
+
+function showCondition(condition) {
+  for (const id of ['f-q', 'f-version', 'f-group', 'f-health', 'f-reason']) $(id).value = '';
+  $('f-condition').value = condition;
+  state.agents.offset = 0;
+  show('agents');
+}
+
+// Overview's banner: every active rollout, and why a halted one stopped.
+function renderBanner(rollouts) {
+  const box = $('rollout-banner');
+  keepingFocus(box, () => box.replaceChildren(...rollouts.map((r) => {
+    const status = r.paused ? 'paused' : r.status;
+    const halted = r.groups.filter((g) => g.state === 'halted');
+    const moving = r.groups.find((g) => ['canary', 'active'].includes(g.state));
+    const detail = halted.length
+      ? `halted in ${halted.map((g) => `group ${g.name}: ${g.note || g.state_explanation}`).join('; ')}`
+      : r.paused ? 'paused: nobody moves until it is resumed'
+        : moving ? `group ${moving.name} ${words(moving.state)}: ${moving.on_target} of ${moving.present} on target` : r.status_explanation;
+    return el('div', { class: `banner ${status}`, 'data-channel': r.channel, role: 'status' },
+      el('strong', {}, `Rollout on ${r.channel}: ${r.start_version} → ${r.target_version}`),
+      el('span', { class: `pill status ${status}` }, words(status)),
+      el('span', {}, detail),
+      el('button', { class: 'link', 'data-goto': 'rollouts', onclick: () => show('rollouts') }, 'Open'));
+  })));
+}
+
+function fillSelect(select, values, anyText, label = (v) => v) {
   const current = select.value;
   const have = [...select.options].map((o) => o.value).slice(1).join('\n');
   if (have === values.join('\n')) return;
-  select.replaceChildren(el('option', { value: '' }, anyText), ...values.map((v) => el('option', { value: v }, v)));
+  select.replaceChildren(el('option', { value: '' }, anyText), ...values.map((v) => el('option', { value: v }, label(v))));
   select.value = values.includes(current) ? current : '';
 }
 
+// At most one request at a time; a refresh asked for meanwhile runs once it is done, so a
+// change is never left out.
 let channelsPending = false;
+let channelsAgain = false;
 async function refreshChannels() {
-  if (channelsPending) return;
+  if (channelsPending) { channelsAgain = true; return; }
   channelsPending = true;
+  channelsAgain = false;
   try {
     const channels = await api('/api/v1/channels');
-    chart('chart-channel', 'bar', channels.map((c) => c.name), channels.map((c) => c.agent_count));
-    $('channels').tBodies[0].replaceChildren(...channels.map((c) => el('tr', {},
+    chart('chart-channel', 'bar', channels.map((c) => c.name), channels.map((c) => c.agent_count), agentAxis);
+    const body = $('channels').tBodies[0];
+    keepingFocus(body, () => body.replaceChildren(...channels.map((c) => el('tr', { 'data-channel': c.name },
       el('td', {}, c.name), el('td', {}, c.version || '–'), el('td', {}, c.critical ? 'yes' : 'no'),
       el('td', {}, c.agent_count),
       el('td', {}, isOperator() && !c.follows_control_plane
         ? el('button', { class: 'action', 'data-action': 'set-version', onclick: () => setChannelVersion(c) }, 'Set version…')
-        : ''))));
+        : '')))));
+    window.drover.renders.channels = (window.drover.renders.channels ?? 0) + 1;
   } catch (err) { toast(`Channels: ${err.message}`); }
-  finally { setTimeout(() => { channelsPending = false; }, 1000); }
+  finally {
+    channelsPending = false;
+    if (channelsAgain) refreshChannels();
+  }
 }
 
 async function refreshTimeline() {
@@ -236,6 +328,7 @@ async function refreshTimeline() {
     const timeline = await api(`/api/v1/fleet/versions/timeline?hours=${hours}`);
     const versions = [...new Set(timeline.samples.flatMap((s) => Object.keys(s.versions)))].sort();
     const labels = timeline.samples.map((s) => s.at.slice(5, 16).replace('T', ' '));
+    empty('chart-timeline', timeline.samples.length === 0);
     const datasets = versions.map((v) => ({
       label: v, data: timeline.samples.map((s) => s.versions[v] ?? 0),
       borderColor: colorOf(v), backgroundColor: colorOf(v), pointRadius: 0, fill: false,
@@ -244,7 +337,9 @@ async function refreshTimeline() {
     if (window.Chart) {
       state.charts.timeline = new Chart($('chart-timeline'), {
         type: 'line', data: { labels, datasets },
-        options: { animation: false, responsive: true, scales: { y: { beginAtZero: true } } },
+        options: { animation: false, responsive: true, scales: {
+          x: { title: { display: true, text: 'time (UTC)' } },
+          y: { beginAtZero: true, title: { display: true, text: 'agents' }, ticks: { precision: 0 } } } },
       });
     }
   } catch (err) { toast(`Timeline: ${err.message}`); }
@@ -268,7 +363,8 @@ function progress(group) {
 // Why the group's agents are where they are: each reason code with its count, most first.
 function reasonCounts(counts) {
   const entries = Object.entries(counts ?? {}).sort((a, b) => b[1] - a[1]);
-  return el('div', { class: 'reasons legend' }, entries.map(([reason, n]) => `${reason} ${n}`).join(' · '));
+  return el('div', { class: 'reasons legend' }, ...entries.flatMap(([reason, n], i) => [
+    i ? ' · ' : '', el('span', { title: explain('reasons', reason), 'data-reason': reason }, `${n} ${words(reason)}`)]));
 }
 
 const ETA_EVERY_MS = 30_000;
@@ -291,6 +387,9 @@ function refreshEtas(rollouts) {
 
 // "ETA done 2026-11-27 02:00" for the rollout (its last group's planned end), if known.
 function rolloutEta(r) {
+  // A stopped rollout has no ETA: it waits for an operator, and the card says why.
+  if (r.status === 'halted') return ' · stopped: nothing moves until an operator resumes or rolls back';
+  if (r.paused) return ' · paused: nothing moves until it is resumed';
   const groups = state.etas[r.rollout_id]?.plan?.groups ?? [];
   const last = groups[groups.length - 1];
   if (!last) return '';
@@ -300,9 +399,41 @@ function rolloutEta(r) {
 function groupEta(r, name) {
   const planned = state.etas[r.rollout_id]?.plan?.groups?.find((g) => g.name === name);
   if (!planned) return '';
+  if (r.status === 'halted' || r.paused) return '';
   const starts = planned.starts_at ? `starts ${time(planned.starts_at)}` : 'no start planned';
-  const done = planned.done_at ? `, done ${time(planned.done_at)}` : '';
+  // The plan's done time equals its start when the group is expected to finish in the same
+  // reconcile pass; saying both would read as an error.
+  const done = planned.done_at && planned.done_at !== planned.starts_at ? `, done by ${time(planned.done_at)}` : '';
   return ` · ETA ${starts}${done}`;
+}
+
+// What an unstarted group waits for, said plainly: the group before it, or (once that is
+// done) its wait time or window, whose planned start the ETA gives.
+function unstartedNote(r, index) {
+  const g = r.groups[index];
+  if (g.state !== 'unstarted' || index === 0) return '';
+  const before = r.groups[index - 1];
+  if (before.state !== 'done') return `waits for group ${before.name} to be done (now ${words(before.state)})`;
+  return `group ${before.name} is done; waits for its wait time after it, then its window`;
+}
+
+// Why a halted group stopped: its failing agents and their errors (fetched once per halt).
+function haltCause(r, g) {
+  if (g.state !== 'halted') return null;
+  const key = `${r.rollout_id}/${g.name}`;
+  if (!(key in state.causes)) {
+    state.causes[key] = null;
+    const query = (c) => api(`/api/v1/agents?channel=${encodeURIComponent(r.channel)}&group=${encodeURIComponent(g.name)}&condition=${c}&limit=3`);
+    Promise.all([query('failing'), query('reverted')])
+      .then(([a, b]) => { state.causes[key] = [...a.agents, ...b.agents].slice(0, 3); renderRollouts(state.rollouts, false); })
+      .catch(() => { delete state.causes[key]; });
+  }
+  const agents = state.causes[key];
+  if (!agents?.length) return el('div', { class: 'cause' }, `Halted: ${g.note || g.state_explanation}`);
+  return el('div', { class: 'cause' }, `Halted: ${g.note || g.state_explanation}. Cause: `,
+    ...agents.flatMap((a, i) => [i ? '; ' : '',
+      el('button', { class: 'link', 'data-agent': a.agent_id, onclick: () => { show('agents'); showAgent(a.agent_id); } }, a.agent_id),
+      ` ${a.last_report ? `${a.last_report.from_version || '–'} → ${a.last_report.to_version} ${a.last_report.outcome}` : ''}${a.last_report?.error ? `: ${a.last_report.error}` : ''}`]));
 }
 
 // The active rollouts' ids last rendered, to see one end.
@@ -310,9 +441,22 @@ let shownActive = '';
 function renderRollouts(rollouts, fetchEtas = true) {
   state.rollouts = rollouts;
   if (fetchEtas) refreshEtas(rollouts);
+  renderBanner(rollouts);
   const box = $('active-rollouts');
+  keepingFocus(box, () => renderRolloutCards(box, rollouts));
+  window.drover.renders.rollouts += 1;
+  // A rollout that ended moves to "Past rollouts" now, not at the next visit to the tab.
+  const active = rollouts.map((r) => r.rollout_id).sort().join(' ');
+  if (active !== shownActive) {
+    shownActive = active;
+    refreshChannels();
+    if (!$('rollouts').hidden) refreshPastRollouts();
+  }
+}
+
+function renderRolloutCards(box, rollouts) {
   if (!rollouts.length) {
-    box.replaceChildren(el('p', { class: 'muted' }, 'No active rollouts.'));
+    box.replaceChildren(el('p', { class: 'muted' }, 'No active rollouts. Past ones are listed below.'));
   } else {
     box.replaceChildren(...rollouts.map((r) => {
       const actions = isOperator() ? el('div', { class: 'actions' },
@@ -320,35 +464,30 @@ function renderRollouts(rollouts, fetchEtas = true) {
           ? el('button', { class: 'action', 'data-action': 'resume', onclick: () => act('Resume', 'resume', { channel: r.channel }) }, 'Resume')
           : el('button', { class: 'action', 'data-action': 'pause', onclick: () => act('Pause', 'pause', { channel: r.channel }) }, 'Pause'),
         el('button', { class: 'action danger', 'data-action': 'rollback', onclick: () => act('Roll back every group', 'rollback', { channel: r.channel }) }, 'Roll back')) : null;
+      const status = r.paused ? 'paused' : r.status;
       return el('article', { class: 'rollout', 'data-channel': r.channel, 'data-status': r.status, 'data-paused': String(r.paused) },
         el('div', { class: 'rollout-head' },
           el('h3', {}, `${r.channel}: ${r.start_version} → ${r.target_version}`),
-          el('span', { class: 'pill status' }, r.paused ? 'paused' : r.status),
-          el('span', { class: 'muted', 'data-eta': 'rollout' }, `${r.strategy} · started ${time(r.created_at)} · ${r.rollout_id}${rolloutEta(r)}`),
+          el('span', { class: `pill status ${status}`, title: explain('rollout_statuses', r.status) }, words(status)),
+          el('span', { class: 'muted', 'data-eta': 'rollout' }, `${words(r.strategy)} · started ${time(r.created_at)} · ${r.rollout_id}${rolloutEta(r)}`),
           actions),
         el('p', { class: 'muted' }, r.status_explanation),
-        ...r.groups.map((g) => el('div', { class: 'group', 'data-group': g.name },
+        ...r.groups.map((g, i) => el('div', { class: 'group', 'data-group': g.name },
           el('strong', {}, g.name),
-          el('span', { class: `state ${g.state}`, title: g.state_explanation }, g.state),
+          el('span', { class: `state ${g.state}`, title: g.state_explanation }, words(g.state)),
           el('div', {}, progress(g), reasonCounts(state.reasons[r.channel]?.[g.name])),
           isOperator() ? el('div', { class: 'actions' },
             el('button', { class: 'action', 'data-action': 'start-group', onclick: () => act(`Start group ${g.name}`, 'start-group', { channel: r.channel, group: g.name }) }, 'Start'),
             el('button', { class: 'action', 'data-action': 'mark-done', onclick: () => act(`Mark ${g.name} done`, 'mark-done', { channel: r.channel, group: g.name }) }, 'Mark done'),
             el('button', { class: 'action', 'data-action': 'rollback-group', onclick: () => act(`Roll back ${g.name}`, 'rollback', { channel: r.channel, group: g.name }) }, 'Roll back')) : el('span'),
+          haltCause(r, g),
           el('div', { class: 'note' },
-            g.note || g.state_explanation,
+            g.note || unstartedNote(r, i) || g.state_explanation,
             g.canaries.length ? ` · canaries: ${g.canaries.join(', ')}` : '',
             g.started_at ? ` · started ${time(g.started_at)}` : '',
             g.done_at ? ` · done ${time(g.done_at)}` : '',
             ['done', 'rolledback'].includes(g.state) ? '' : groupEta(r, g.name)))));
     }));
-  }
-  window.drover.renders.rollouts += 1;
-  // A rollout that ended moves to "Past rollouts" now, not at the next visit to the tab.
-  const active = rollouts.map((r) => r.rollout_id).sort().join(' ');
-  if (active !== shownActive) {
-    shownActive = active;
-    if (!$('rollouts').hidden) refreshPastRollouts();
   }
 }
 
@@ -361,6 +500,9 @@ async function refreshPastRollouts() {
     $('past-rollouts').tBodies[0].replaceChildren(...past.map((r) => el('tr', { 'data-rollout': r.rollout_id },
       el('td', {}, r.rollout_id), el('td', {}, r.channel), el('td', {}, `${r.start_version} → ${r.target_version}`),
       el('td', {}, r.status), el('td', {}, time(r.created_at)))));
+    if (!past.length) {
+      $('past-rollouts').tBodies[0].replaceChildren(el('tr', {}, el('td', { colspan: '5', class: 'muted' }, 'No rollout has ended yet.')));
+    }
     window.drover.renders.past += 1;
   } catch (err) { toast(`Past rollouts: ${err.message}`); }
 }
@@ -392,17 +534,24 @@ function setChannelVersion(channel) {
 }
 
 // ---- agents ----
-async function loadReasons() {
-  const reasons = ['channel_target', 'follows_control_plane', 'group_unstarted', 'canary', 'canary_pending', 'canary_waiting',
-    'group_active', 'joined_after_start', 'max_in_flight', 'group_halted', 'update_failed', 'group_done', 'on_target', 'rolledback', 'rollout_paused', 'pinned',
-    'unknown_channel', 'channel_has_no_version', 'constraint_above_control_plane', 'constraint_below_control_plane'];
-  fillSelect($('f-reason'), reasons, 'any reason');
+// The codes in words, and every reason and condition to filter by, from the coordinator.
+async function loadCodes() {
+  try { state.codes = await api('/api/v1/codes'); } catch (err) { toast(`Codes: ${err.message}`); }
+  fillSelect($('f-reason'), Object.keys(state.codes.reasons), 'any reason', words);
+  fillSelect($('f-condition'), conditionOrder, 'any condition', words);
+}
+
+// While the table shows, it follows the fleet: redrawn at most once a second.
+let agentsTimer = null;
+function agentsLive() {
+  if (state.view !== 'agents' || agentsTimer) return;
+  agentsTimer = setTimeout(() => { agentsTimer = null; if (state.view === 'agents') loadAgents(); }, 1000);
 }
 
 function agentQuery() {
   const params = new URLSearchParams({ limit: state.agents.limit, offset: state.agents.offset,
     sort: $('f-sort').value, order: $('f-order').value });
-  for (const [key, id] of [['q', 'f-q'], ['version', 'f-version'], ['group', 'f-group'], ['health', 'f-health'], ['reason', 'f-reason']]) {
+  for (const [key, id] of [['q', 'f-q'], ['version', 'f-version'], ['group', 'f-group'], ['health', 'f-health'], ['reason', 'f-reason'], ['condition', 'f-condition']]) {
     const value = $(id).value.trim();
     if (value) params.set(key, value);
   }
@@ -416,14 +565,15 @@ async function loadAgents() {
     const page = await api(`/api/v1/agents?${agentQuery()}`);
     if (seq !== state.agents.seq) return; // a newer filter won
     state.agents.total = page.total_matching;
-    $('agent-table').tBodies[0].replaceChildren(...page.agents.map((a) => el('tr', {
+    const body = $('agent-table').tBodies[0];
+    keepingFocus(body, () => body.replaceChildren(...page.agents.map((a) => el('tr', {
       'data-agent': a.agent_id, class: a.agent_id === state.agents.selected ? 'selected' : '', tabindex: '0',
       onclick: () => showAgent(a.agent_id),
       onkeydown: (event) => { if (event.key === 'Enter' || event.key === ' ') { event.preventDefault(); showAgent(a.agent_id); } },
     },
     el('td', {}, a.agent_id), el('td', {}, a.hostname), el('td', {}, a.group), el('td', {}, a.channel),
     el('td', {}, a.agent_version || '–'), el('td', {}, a.health), el('td', { title: a.directive?.reason_explanation ?? '' }, a.directive?.reason ?? '–'),
-    el('td', {}, a.connected ? 'connected' : time(a.last_seen)))));
+    el('td', {}, a.connected ? 'connected' : time(a.last_seen))))));
     const first = page.agents.length ? state.agents.offset + 1 : 0;
     $('page-info').textContent = `${first}–${state.agents.offset + page.agents.length} of ${page.total_matching}`;
     $('prev').disabled = state.agents.offset === 0;
@@ -466,7 +616,7 @@ async function showAgent(id) {
       el('p', { class: 'why-text' }, why.explanation),
       el('h4', {}, 'Update attempts'),
       history.reports.length
-        ? el('table', { class: 'compact' }, el('tbody', {}, ...history.reports.map((r) => el('tr', {},
+        ? el('table', { class: 'compact', tabindex: '0' }, el('tbody', {}, ...history.reports.map((r) => el('tr', {},
           el('td', {}, time(r.finished_at || r.started_at)), el('td', {}, `${r.from_version} → ${r.to_version}`), el('td', {}, r.outcome), el('td', {}, r.error)))))
         : el('p', { class: 'muted' }, 'None yet.'),
       el('h4', {}, 'Events'),

@@ -2,7 +2,14 @@
 // browser). Run by tests/tests/dashboard.rs, which starts the coordinator and the fleet.
 //
 //   DROVER_URL=https://127.0.0.1:PORT DROVER_ADMIN_TOKEN=… DROVER_VIEWER_TOKEN=… \
-//   DROVER_SCREENSHOTS=target/screenshots DROVER_MODE=full|filter node dashboard.mjs
+//   DROVER_SCREENSHOTS=target/screenshots DROVER_MODE=full|filter \
+//   DROVER_CTL=…/droverctl DROVER_CTL_ARGS='["--profile", …]' node dashboard.mjs
+//
+// `full` mode drives every view at 1440, 390 and 360 px (no horizontal overflow; axe-core
+// finds no serious or critical violation at 1440 and 390), follows a rollout live, pauses
+// it from the page, and runs droverctl (DROVER_CTL with DROVER_CTL_ARGS first) to set the
+// channel `side` to a release its agents fail: the change shows on Overview within 2 s and
+// the failures stay visible there.
 //
 // `filter` mode checks that every version and reason filter shows exactly the matching
 // agents (DROVER_EXPECT_AGENTS of them in all) and measures each filter's time in the page.
@@ -11,7 +18,12 @@
 //
 // Prints one JSON object on stdout (what it measured and saw); exits non-zero on any failed
 // check, naming it on stderr. HTTPS errors are ignored: the coordinator's CA is its own.
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
+
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 const env = (name, fallback) => {
   const value = process.env[name] ?? fallback;
@@ -29,10 +41,22 @@ const filterBudgetMs = process.env.DROVER_FILTER_BUDGET_MS ? Number(process.env.
 
 const result = { mode, screenshots: [] };
 const check = (ok, what) => { if (!ok) throw new Error(`check failed: ${what}`); };
+const views = ['overview', 'rollouts', 'agents', 'events'];
+
+// droverctl, as an operator runs it; resolves once it has exited (the change is committed).
+const droverctl = (...args) => new Promise((resolve, reject) => {
+  const prefix = JSON.parse(process.env.DROVER_CTL_ARGS ?? '[]');
+  execFile(env('DROVER_CTL'), [...prefix, ...args], (err, stdout, stderr) => (err ? reject(new Error(`droverctl ${args.join(' ')}: ${stderr}`)) : resolve(stdout)));
+});
+
+// Waits for `predicate` in the page, at most `ms`; says what it waited for if it times out.
+const waitFor = async (p, what, predicate, arg, ms = 30_000) => {
+  try { await p.waitForFunction(predicate, arg, { timeout: ms, polling: 50 }); } catch (err) { throw new Error(`${what}: ${err.message}`); }
+};
 
 const browser = await chromium.launch({ executablePath, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
 try {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 850 } });
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1440, height: 900 } });
   const page = await context.newPage();
   page.on('pageerror', (err) => { result.page_errors = [...(result.page_errors ?? []), String(err)]; });
   // The Content-Security-Policy blocks anything inline or foreign: each refusal is an error.
@@ -74,6 +98,44 @@ try {
       return out;
     });
     check(problems.length === 0, `${where}: ${problems.join('; ')}`);
+  };
+
+  // axe-core's serious and critical violations on the page as it is now.
+  const axeClean = async (p, where) => {
+    const violations = await p.evaluate(async (source) => {
+      if (!window.axe) (0, eval)(source);
+      const run = await window.axe.run(document, { resultTypes: ['violations'] });
+      return run.violations.filter((v) => ['serious', 'critical'].includes(v.impact))
+        .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
+    }, axeSource);
+    check(violations.length === 0, `axe-core on ${where}: ${JSON.stringify(violations)}`);
+  };
+
+  // How far the page is wider than the screen, and what sticks out (innermost first).
+  const overflow = (p) => p.evaluate(() => ({
+    extra: document.documentElement.scrollWidth - window.innerWidth,
+    wide: [...document.querySelectorAll('body *')].filter((e) => e.getClientRects().length && e.getBoundingClientRect().right > window.innerWidth + 1
+      && ![...e.children].some((c) => c.getBoundingClientRect().right > window.innerWidth + 1)).slice(0, 5)
+      .map((e) => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}.${e.className}`),
+  }));
+
+  // Every view at this page's width: a screenshot, no horizontal overflow, and (unless
+  // `axe` is false) no serious or critical accessibility violation.
+  const everyView = async (p, label, axe = true) => {
+    const seen = {};
+    for (const view of views) {
+      await p.click(`[data-view=${view}]`);
+      await p.waitForFunction((v) => !document.getElementById(v).hidden, view);
+      if (view === 'agents') await p.waitForSelector('#agent-table tbody tr');
+      if (view === 'events') await p.waitForSelector('#event-feed li');
+      if (view === 'rollouts') await p.waitForSelector('article.rollout');
+      await shot(p, `${label}-${view}`);
+      const o = await overflow(p);
+      seen[view] = o.extra;
+      check(o.extra <= 0, `${label} ${view} is not wider than the screen (${o.extra} px extra; sticking out: ${o.wide})`);
+      if (axe) await axeClean(p, `${label} ${view}`);
+    }
+    return seen;
   };
 
   const signIn = async (p, token) => {
@@ -197,7 +259,8 @@ try {
     await page.click('[data-view=rollouts]');
     await page.waitForSelector('article.rollout[data-channel=edge]');
     // Each group's agents by reason code, live from the stream.
-    await page.waitForFunction(() => /group_unstarted \d+/.test(document.querySelector('.group[data-group=prod] .reasons')?.textContent ?? ''))
+    // Each in words, its code kept in data-reason and explained in its title.
+    await page.waitForFunction(() => /^\d+ group unstarted$/.test(document.querySelector('.group[data-group=prod] .reasons [data-reason=group_unstarted]')?.textContent ?? ''))
       .catch(async (err) => { throw new Error(`${err.message}; reasons shown: ${await page.$$eval('.reasons', (r) => r.map((x) => x.textContent))}`); });
     result.prod_reasons = await page.textContent('.group[data-group=prod] .reasons');
     // The plan's ETA: for the rollout and for the group still to come.
@@ -224,6 +287,56 @@ try {
     await page.waitForFunction(() => window.drover.renders.past > 0);
     const past = await page.$$eval('#past-rollouts tbody tr', (rows) => rows.map((r) => r.dataset.rollout));
     check(activeId && !past.includes(activeId), `the active rollout ${activeId} is not among past rollouts: ${past}`);
+
+    // A live update rebuilds the card; keyboard focus stays on the control it was on.
+    await page.focus('article.rollout[data-channel=edge] button[data-action=rollback]');
+    for (const [verb, paused] of [['resume', 'false'], ['pause', 'true']]) {
+      const before = await page.evaluate(() => window.drover.renders.rollouts);
+      const done = await call(page, `/api/v1/rollouts/${verb}`, adminToken, { channel: 'edge', dry_run: false });
+      check(done.status === 200, `${verb} over HTTP: ${JSON.stringify(done)}`);
+      await waitFor(page, `the card redrawn ${verb}d`, ([b, p]) => window.drover.renders.rollouts > b
+        && document.querySelector(`article.rollout[data-channel=edge][data-paused=${p}]`), [before, paused]);
+      const focused = await page.evaluate(() => {
+        const a = document.activeElement;
+        return `${a?.closest('article')?.dataset.channel}/${a?.dataset.action}`;
+      });
+      check(focused === 'edge/rollback', `focus stays on edge's Roll back through a live redraw (${verb}): on ${focused}`);
+    }
+
+    // Overview names the active rollout, paused.
+    await page.click('[data-view=overview]');
+    await waitFor(page, 'the banner shows edge paused', () => document.querySelector('#rollout-banner .banner.paused[data-channel=edge]'));
+    result.banner = await page.textContent('#rollout-banner');
+
+    // A change made with droverctl shows within 2 s: the side channel's 10 agents are served
+    // a release (1.1.1) they do not run, so they count in the strip at once.
+    const needsLook = () => page.evaluate(() => Object.fromEntries([...document.querySelectorAll('#conditions [data-condition]')]
+      .map((b) => [b.dataset.condition, Number(b.querySelector('.value').textContent)])));
+    const lookBefore = await needsLook();
+    const sum = (c) => Object.values(c).reduce((a, b) => a + b, 0);
+    await droverctl('channels', 'set', 'side', '1.1.1');
+    const changed = Date.now();
+    await waitFor(page, 'the side channel change on Overview within 2 s', (want) => [...document.querySelectorAll('#conditions .value')]
+      .reduce((a, v) => a + Number(v.textContent), 0) >= want, sum(lookBefore) + 10, 2000);
+    result.droverctl_shown_ms = Date.now() - changed;
+    // Every side agent fails its install and reverts: the failures stay on Overview.
+    await waitFor(page, 'the side agents failing on Overview', () => {
+      const n = (c) => Number(document.querySelector(`#conditions [data-condition=${c}] .value`)?.textContent ?? 0);
+      return n('failing') + n('reverted') >= 10;
+    }, undefined, 90_000);
+    result.needs_a_look = await needsLook();
+    await shot(page, 'overview-failing');
+    await axeClean(page, 'overview with failures');
+    // Its card leads to exactly those agents.
+    const worst = result.needs_a_look.reverted >= result.needs_a_look.failing ? 'reverted' : 'failing';
+    await page.click(`#conditions [data-condition=${worst}]`);
+    await waitFor(page, `the agents ${worst}`, (n) => document.getElementById('page-info').textContent.endsWith(`of ${n}`)
+      && [...document.querySelectorAll('#agent-table tbody tr')].every((r) => r.cells[3].textContent === 'side'), result.needs_a_look[worst]);
+    check(await page.inputValue('#f-condition') === worst, `the filter says ${worst}`);
+    // The table follows the fleet without a click: the channel goes back, the failures end.
+    await droverctl('channels', 'set', 'side', '1.0.0');
+    await waitFor(page, 'the filtered table empties live', () => document.getElementById('page-info').textContent.endsWith('of 0'), undefined, 15_000);
+    await page.selectOption('#f-condition', '');
 
     // Agents and one agent's detail.
     await page.click('[data-view=agents]');
@@ -266,28 +379,17 @@ try {
     result.events_filtered = { kind, shown: rows.filter((r) => !r.hidden).length, of: rows.length };
     await page.fill('#event-filter', '');
 
-    // A phone (390 px): no view is wider than the screen.
+    // Every view at 1440 px, then on phones of 390 and 360 px: no overflow, axe clean.
+    result.overflow = { desktop: await everyView(page, 'desktop') };
     const phoneContext = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 390, height: 844 } });
     const phone = await phoneContext.newPage();
     await signIn(phone, adminToken);
-    result.phone_overflow = {};
-    for (const view of ['overview', 'rollouts', 'agents', 'events']) {
-      await phone.click(`[data-view=${view}]`);
-      await phone.waitForFunction((v) => !document.getElementById(v).hidden, view);
-      if (view === 'agents') await phone.waitForSelector('#agent-table tbody tr');
-      if (view === 'events') await phone.waitForSelector('#event-feed li');
-      if (view === 'rollouts') await phone.waitForSelector('article.rollout');
-      await shot(phone, `phone-${view}`);
-      const width = await phone.evaluate(() => ({
-        page: document.documentElement.scrollWidth, screen: window.innerWidth,
-        // What sticks out, innermost first, to say what to fix.
-        wide: [...document.querySelectorAll('body *')].filter((e) => e.getClientRects().length && e.getBoundingClientRect().right > window.innerWidth + 1
-          && ![...e.children].some((c) => c.getBoundingClientRect().right > window.innerWidth + 1)).slice(0, 5)
-          .map((e) => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}.${e.className}`),
-      }));
-      result.phone_overflow[view] = width.page - width.screen;
-      if (width.page > width.screen) result.phone_overflow[`${view}_wide`] = width.wide;
-    }
+    result.overflow.phone = await everyView(phone, 'phone');
+    const small = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 360, height: 740 } });
+    const smallPage = await small.newPage();
+    await signIn(smallPage, adminToken);
+    result.overflow.small_phone = await everyView(smallPage, 'phone-360', false);
+    await small.close();
     // A confirm on the phone: its buttons are on the screen (dry run only; cancelled).
     await phone.click('[data-view=rollouts]');
     await phone.click('article.rollout[data-channel=edge] button[data-action=resume]');
@@ -299,12 +401,10 @@ try {
     }).map((b) => b.textContent));
     check(offScreen.length === 0, `the confirm's buttons are on a 390 px screen: off screen ${offScreen}`);
     await phone.click('#confirm menu button[value=cancel]');
-    check(['overview', 'rollouts', 'agents', 'events'].every((view) => result.phone_overflow[view] <= 0),
-      `no view overflows a 390 px screen (extra px per view): ${JSON.stringify(result.phone_overflow)}`);
     await phoneContext.close();
 
     // A viewer: no action buttons anywhere, and a forged POST is refused.
-    const viewerContext = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 850 } });
+    const viewerContext = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1440, height: 900 } });
     const viewer = await viewerContext.newPage();
     await signIn(viewer, viewerToken);
     await viewer.click('[data-view=rollouts]');

@@ -5,7 +5,7 @@ use std::{path::Path, time::Duration};
 
 use serde_json::Value;
 
-use crate::{CoordinatorProcess, token_for};
+use crate::{CoordinatorProcess, bin, profile_for, token_for};
 
 fn workspace() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,14 +25,27 @@ pub async fn dashboard_script(
     let shots = workspace().join("target/screenshots");
     std::fs::create_dir_all(&shots).expect("target/screenshots");
     let script = workspace().join("tests/browser/dashboard.mjs");
-    assert!(
-        workspace()
-            .join("tests/browser/node_modules/playwright-core")
-            .exists(),
-        "playwright-core is missing: run scripts/setup (npm ci in tests/browser)"
-    );
+    for package in ["playwright-core", "axe-core"] {
+        assert!(
+            workspace()
+                .join("tests/browser/node_modules")
+                .join(package)
+                .exists(),
+            "{package} is missing: run scripts/setup (npm ci in tests/browser)"
+        );
+    }
+    // droverctl as the script runs it: this coordinator, trusted through its profile.
+    let mut ctl_args = vec!["--coordinator".to_string(), c.grpc_url()];
+    if let Some(profile) = profile_for(&c.grpc_url()) {
+        ctl_args.extend(["--profile".into(), profile.display().to_string()]);
+    }
     let output = tokio::process::Command::new("node")
         .arg(&script)
+        .env("DROVER_CTL", bin("droverctl"))
+        .env(
+            "DROVER_CTL_ARGS",
+            serde_json::to_string(&ctl_args).expect("JSON"),
+        )
         .env("DROVER_URL", c.http_url(""))
         // `--insecure` takes no token; any will do.
         .env(

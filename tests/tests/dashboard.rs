@@ -83,7 +83,32 @@ async fn the_dashboard_follows_a_rollout_live_and_pauses_it_by_role() {
     let url = c.grpc_url();
     droverctl_json(&url, &["channels", "set", "edge", "1.0.0"]).await;
     let _fleet = fleet(&c, root.path(), "30", "1.0.0");
-    wait_connected(&url, 30).await;
+    // A channel outside any rollout whose next release (1.1.1) its agents fail to install:
+    // the browser script sets it with droverctl and looks for the failures on Overview.
+    droverctl_json(&url, &["channels", "set", "side", "1.0.0"]).await;
+    let side_dir = root.path().join("side");
+    std::fs::create_dir_all(&side_dir).unwrap();
+    let _side = simulate(
+        &url,
+        &side_dir,
+        &[
+            "--count",
+            "10",
+            "--groups",
+            "dev",
+            "--channel",
+            "side",
+            "--versions",
+            "1.0.0",
+            "--broken-versions",
+            "1.1.1",
+            "--id-prefix",
+            "side",
+            "--recheck-secs",
+            "3600",
+        ],
+    );
+    wait_connected(&url, 40).await;
     let groups = [
         "dev:canaries=1,start=1,window=2",
         "staging:canaries=1,start=5,window=2",
@@ -108,6 +133,16 @@ async fn the_dashboard_follows_a_rollout_live_and_pauses_it_by_role() {
         "{report}"
     );
     assert_eq!(report["viewer_action_buttons"], 0);
+    // The side channel's failed release, set with droverctl, is on Overview in time.
+    assert!(
+        report["droverctl_shown_ms"].as_u64() <= Some(2000),
+        "{report}"
+    );
+    let look = &report["needs_a_look"];
+    assert!(
+        look["failing"].as_u64().unwrap_or(0) + look["reverted"].as_u64().unwrap_or(0) >= 10,
+        "{report}"
+    );
     assert_eq!(report["viewer_forged_post"]["status"], 403);
     // What the page did, seen by droverctl: paused, and in the audit log with its dry run.
     let status = droverctl_json(&url, &["rollout", "status", "--channel", "edge"]).await;
@@ -131,6 +166,10 @@ async fn the_dashboard_follows_a_rollout_live_and_pauses_it_by_role() {
         "agents",
         "agent-detail",
         "events",
+        "overview-failing",
+        "desktop-rollouts",
+        "phone-overview",
+        "phone-360-agents",
     ] {
         let path = workspace().join(format!("target/screenshots/{name}.png"));
         assert!(path.exists(), "{} was saved", path.display());
