@@ -3,7 +3,7 @@
 //! stuck behind it without a session. Decided in memory from the inventory and the current
 //! decisions (no store read): Overview's strip, `fleet summary` and the agent filter.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use drover_rules::AgentCondition;
 
@@ -56,24 +56,45 @@ impl Fleet {
         entry: &InventoryEntry,
     ) -> Option<AgentCondition> {
         let directive = self.directive_for(agent_id, channel, &entry.group);
+        self.condition_under(agent_id, entry, &directive)
+    }
+
+    fn condition_under(
+        &self,
+        agent_id: &str,
+        entry: &InventoryEntry,
+        directive: &Directive,
+    ) -> Option<AgentCondition> {
         let connected = self.sessions.get(agent_id).is_some()
             || self.connected_elsewhere(entry.connected_on.as_deref());
         classify(
             entry.version.as_deref(),
-            &directive,
+            directive,
             entry.last_report.as_ref(),
             connected,
         )
     }
 
-    /// Agents by condition over the whole fleet, every condition named (0 included).
+    /// Agents by condition over the whole fleet, every condition named (0 included). Off a
+    /// rollout, an unpinned agent's directive is its channel's and group's: decided once
+    /// per pair here, not once per agent (this runs every second a dashboard is open).
     pub fn condition_counts(&self) -> BTreeMap<String, u64> {
         let mut counts: BTreeMap<String, u64> = AgentCondition::ALL
             .iter()
             .map(|c| (c.as_str().to_string(), 0))
             .collect();
+        let mut shared: HashMap<(String, String), Directive> = HashMap::new();
+        let pins = self.pins.read().clone();
         for (agent_id, channel, entry) in self.inventory.all() {
-            if let Some(condition) = self.condition_of(&agent_id, &channel, &entry) {
+            let condition = if pins.contains(&agent_id) || self.rollout_for(&channel).is_some() {
+                self.condition_of(&agent_id, &channel, &entry)
+            } else {
+                let directive = shared
+                    .entry((channel.clone(), entry.group.clone()))
+                    .or_insert_with(|| self.directive_for(&agent_id, &channel, &entry.group));
+                self.condition_under(&agent_id, &entry, directive)
+            };
+            if let Some(condition) = condition {
                 *counts.entry(condition.as_str().to_string()).or_default() += 1;
             }
         }
