@@ -482,7 +482,8 @@ function renderRolloutCards(box, rollouts) {
             el('button', { class: 'action', 'data-action': 'rollback-group', onclick: () => act(`Roll back ${g.name}`, 'rollback', { channel: r.channel, group: g.name }) }, 'Roll back')) : el('span'),
           haltCause(r, g),
           el('div', { class: 'note' },
-            g.note || unstartedNote(r, i) || g.state_explanation,
+            // A halted group's note is in its cause line above.
+            g.state === 'halted' ? words(g.state) : g.note || unstartedNote(r, i) || g.state_explanation,
             g.canaries.length ? ` · canaries: ${g.canaries.join(', ')}` : '',
             g.started_at ? ` · started ${time(g.started_at)}` : '',
             g.done_at ? ` · done ${time(g.done_at)}` : '',

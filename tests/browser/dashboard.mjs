@@ -338,6 +338,21 @@ try {
     await waitFor(page, 'the filtered table empties live', () => document.getElementById('page-info').textContent.endsWith('of 0'), undefined, 15_000);
     await page.selectOption('#f-condition', '');
 
+    // A rollout whose canary fails halts; the card and Overview's banner say why, naming
+    // the canary and its error.
+    await droverctl('rollout', 'create', '--channel', 'side', '--from', '1.0.0', '--to', '1.1.1', '--group', 'dev:canaries=1');
+    await page.click('[data-view=rollouts]');
+    await waitFor(page, 'the side rollout halted with its cause', () => {
+      const cause = document.querySelector('article.rollout[data-channel=side][data-status=halted] .group[data-group=dev] .cause');
+      return cause?.querySelector('button[data-agent]') && /1\.1\.1 (failed|reverted)/.test(cause.textContent);
+    }, undefined, 60_000);
+    result.halt_cause = await page.textContent('article.rollout[data-channel=side] .cause');
+    check(/no window|ETA/.test(await page.textContent('article.rollout[data-channel=side] [data-eta=rollout]')) === false,
+      'a halted rollout gives no ETA');
+    await shot(page, 'rollouts-halted');
+    await page.click('[data-view=overview]');
+    await waitFor(page, 'the banner shows side halted', () => /canary side-\d+ failed/.test(document.querySelector('#rollout-banner .banner.halted[data-channel=side]')?.textContent ?? ''));
+
     // Agents and one agent's detail.
     await page.click('[data-view=agents]');
     await page.waitForSelector('#agent-table tbody tr');
