@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use drover_rules::AgentCondition;
 
-use super::{Fleet, inventory::InventoryEntry};
+use super::{Fleet, directive_with, inventory::InventoryEntry};
 use crate::domain::{UpdateOutcome, UpdateReport, directive::Directive};
 
 /// The condition of one agent, from what it runs, what it is served, its last report and
@@ -75,28 +75,53 @@ impl Fleet {
         )
     }
 
-    /// Agents by condition over the whole fleet, every condition named (0 included). Off a
-    /// rollout, an unpinned agent's directive is its channel's and group's: decided once
-    /// per pair here, not once per agent (this runs every second a dashboard is open).
+    /// Agents by condition over the whole fleet, every condition named (0 included). This
+    /// runs every second a dashboard is open, so it copies no agent: what decides
+    /// directives is fetched first, the inventory is read under its lock taking no other,
+    /// an off-rollout directive is decided once per channel and group, and sessions are
+    /// looked up after, only for agents behind their target.
     pub fn condition_counts(&self) -> BTreeMap<String, u64> {
         let mut counts: BTreeMap<String, u64> = AgentCondition::ALL
             .iter()
             .map(|c| (c.as_str().to_string(), 0))
             .collect();
-        let mut shared: HashMap<(String, String), Directive> = HashMap::new();
+        let view = self.view();
+        let rollouts = self.rollouts.read().clone();
         let pins = self.pins.read().clone();
-        for (agent_id, channel, entry) in self.inventory.all() {
-            let condition = if pins.contains(&agent_id) || self.rollout_for(&channel).is_some() {
-                self.condition_of(&agent_id, &channel, &entry)
-            } else {
-                let directive = shared
-                    .entry((channel.clone(), entry.group.clone()))
-                    .or_insert_with(|| self.directive_for(&agent_id, &channel, &entry.group));
-                self.condition_under(&agent_id, &entry, directive)
-            };
-            if let Some(condition) = condition {
-                *counts.entry(condition.as_str().to_string()).or_default() += 1;
+        let mut behind: Vec<(String, Option<String>)> = Vec::new();
+        self.inventory.visit_channels(|channel, agents| {
+            let rollout = rollouts.get(channel).map(AsRef::as_ref);
+            let mut by_group: HashMap<&str, Directive> = HashMap::new();
+            for (agent_id, entry) in agents {
+                let pinned = pins.contains(agent_id);
+                let own;
+                let directive = if pinned || rollout.is_some() {
+                    own = directive_with(&view, rollout, pinned, agent_id, channel, &entry.group);
+                    &own
+                } else {
+                    &*by_group.entry(&entry.group).or_insert_with(|| {
+                        directive_with(&view, None, false, agent_id, channel, &entry.group)
+                    })
+                };
+                let version = entry.version.as_deref();
+                match classify(version, directive, entry.last_report.as_ref(), true) {
+                    Some(AgentCondition::BehindTarget) => {
+                        behind.push((agent_id.clone(), entry.connected_on.clone()));
+                    }
+                    Some(condition) => *counts.entry(condition.to_string()).or_default() += 1,
+                    None => {}
+                }
             }
+        });
+        for (agent_id, connected_on) in behind {
+            let connected = self.sessions.get(&agent_id).is_some()
+                || self.connected_elsewhere(connected_on.as_deref());
+            let condition = if connected {
+                AgentCondition::BehindTarget
+            } else {
+                AgentCondition::Stuck
+            };
+            *counts.entry(condition.to_string()).or_default() += 1;
         }
         counts
     }

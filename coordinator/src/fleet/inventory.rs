@@ -193,6 +193,16 @@ impl Inventory {
             .collect()
     }
 
+    /// Calls `visit` with each channel and its agents under one read lock, copying nothing.
+    /// `visit` must not touch the inventory (it holds the lock) and should take no other
+    /// lock: it runs with every report's inventory update waiting.
+    pub fn visit_channels(&self, mut visit: impl FnMut(&str, &HashMap<String, InventoryEntry>)) {
+        let maps = self.maps.read();
+        for (channel, agents) in &maps.by_channel {
+            visit(channel, agents);
+        }
+    }
+
     /// Agents counted by (version, group, channel, health), under one read lock and without
     /// copying entries: what `/metrics` shows of the fleet at each scrape.
     pub fn tally(&self) -> HashMap<(String, String, String, Health), u64> {

@@ -237,40 +237,9 @@ impl Fleet {
         channel: &str,
         group: &str,
     ) -> Directive {
-        let cp = view.control_plane.as_ref();
-        let critical = view.channels.get(channel).is_some_and(|c| c.critical);
-        // Holding: keep what you have. No version is named, so what this process has not
-        // learnt yet (an install finishing, a report in flight) cannot send anyone back.
-        let hold = |rollout_id: &str, reason: ReasonCode, detail: &str| {
-            directive_from_rollout(rollout_id, None, critical, reason, detail.to_string(), cp)
-        };
-        if self.pins.read().contains(agent_id) {
-            return hold(
-                "",
-                ReasonCode::Pinned,
-                "pinned by an admin: it stays on its version",
-            );
-        }
-        let Some(rollout) = self.rollout_for(channel) else {
-            return view.directive_for(channel, group);
-        };
-        let rollout_id = &rollout.spec.rollout_id;
-        match rollout.decisions.get(agent_id) {
-            Some(d) => directive_from_rollout(
-                rollout_id,
-                d.target.as_ref(),
-                critical || d.urgent,
-                d.reason,
-                d.detail.clone(),
-                cp,
-            ),
-            // New since the engine's last pass: hold until it has looked at this agent.
-            None => hold(
-                rollout_id,
-                ReasonCode::RolloutPending,
-                "the rollout has not considered this agent yet",
-            ),
-        }
+        let pinned = self.pins.read().contains(agent_id);
+        let rollout = self.rollout_for(channel);
+        directive_with(view, rollout.as_deref(), pinned, agent_id, channel, group)
     }
 
     /// Opens a session: the agent record is committed before the updater hears anything back.
@@ -446,5 +415,52 @@ impl Fleet {
         if let Err(err) = self.refresh_and_push().await {
             tracing::warn!(error = %err, "change committed; pushing it waits for the next refresh");
         }
+    }
+}
+
+/// An agent's directive from what decides it, fetched by the caller: the settings, the
+/// channel's active rollout and whether the agent is pinned (so a pass over many agents
+/// fetches them once).
+pub(crate) fn directive_with(
+    view: &SettingsView,
+    rollout: Option<&ActiveRollout>,
+    pinned: bool,
+    agent_id: &str,
+    channel: &str,
+    group: &str,
+) -> Directive {
+    let cp = view.control_plane.as_ref();
+    let critical = view.channels.get(channel).is_some_and(|c| c.critical);
+    // Holding: keep what you have. No version is named, so what this process has not
+    // learnt yet (an install finishing, a report in flight) cannot send anyone back.
+    let hold = |rollout_id: &str, reason: ReasonCode, detail: &str| {
+        directive_from_rollout(rollout_id, None, critical, reason, detail.to_string(), cp)
+    };
+    if pinned {
+        return hold(
+            "",
+            ReasonCode::Pinned,
+            "pinned by an admin: it stays on its version",
+        );
+    }
+    let Some(rollout) = rollout else {
+        return view.directive_for(channel, group);
+    };
+    let rollout_id = &rollout.spec.rollout_id;
+    match rollout.decisions.get(agent_id) {
+        Some(d) => directive_from_rollout(
+            rollout_id,
+            d.target.as_ref(),
+            critical || d.urgent,
+            d.reason,
+            d.detail.clone(),
+            cp,
+        ),
+        // New since the engine's last pass: hold until it has looked at this agent.
+        None => hold(
+            rollout_id,
+            ReasonCode::RolloutPending,
+            "the rollout has not considered this agent yet",
+        ),
     }
 }
