@@ -428,9 +428,8 @@ function haltCause(r, g) {
       .then(([a, b]) => { state.causes[key] = [...a.agents, ...b.agents].slice(0, 3); renderRollouts(state.rollouts, false); })
       .catch(() => { delete state.causes[key]; });
   }
-  const agents = state.causes[key];
-  if (!agents?.length) return el('div', { class: 'cause' }, `Halted: ${g.note || g.state_explanation}`);
-  return el('div', { class: 'cause' }, `Halted: ${g.note || g.state_explanation}. Cause: `,
+  const agents = state.causes[key] ?? [];
+  return el('div', { class: 'cause' }, `Halted: ${g.note || g.state_explanation}`, agents.length ? '. Cause: ' : '',
     ...agents.flatMap((a, i) => [i ? '; ' : '',
       el('button', { class: 'link', 'data-agent': a.agent_id, onclick: () => { show('agents'); showAgent(a.agent_id); } }, a.agent_id),
       ` ${a.last_report ? `${a.last_report.from_version || '–'} → ${a.last_report.to_version} ${a.last_report.outcome}` : ''}${a.last_report?.error ? `: ${a.last_report.error}` : ''}`]));

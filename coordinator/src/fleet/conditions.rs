@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use drover_rules::AgentCondition;
 
-use super::{Fleet, directive_with, inventory::InventoryEntry};
+use super::{Fleet, directive_with};
 use crate::domain::{UpdateOutcome, UpdateReport, directive::Directive};
 
 /// The condition of one agent, from what it runs, what it is served, its last report and
@@ -48,31 +48,24 @@ pub fn classify(
 }
 
 impl Fleet {
-    /// One agent's condition, from memory.
-    pub(super) fn condition_of(
-        &self,
-        agent_id: &str,
-        channel: &str,
-        entry: &InventoryEntry,
-    ) -> Option<AgentCondition> {
-        let directive = self.directive_for(agent_id, channel, &entry.group);
-        self.condition_under(agent_id, entry, &directive)
+    /// Whether the agent has a session here, or on another replica that is alive.
+    fn has_session(&self, agent_id: &str, connected_on: Option<&str>) -> bool {
+        self.sessions.get(agent_id).is_some() || self.connected_elsewhere(connected_on)
     }
 
-    fn condition_under(
+    /// Whether the agent, under its current `directive`, is in `condition` now (an agent
+    /// the inventory does not know is in none).
+    pub(super) fn in_condition(
         &self,
         agent_id: &str,
-        entry: &InventoryEntry,
         directive: &Directive,
-    ) -> Option<AgentCondition> {
-        let connected = self.sessions.get(agent_id).is_some()
-            || self.connected_elsewhere(entry.connected_on.as_deref());
-        classify(
-            entry.version.as_deref(),
-            directive,
-            entry.last_report.as_ref(),
-            connected,
-        )
+        condition: AgentCondition,
+    ) -> bool {
+        self.inventory.get(agent_id).is_some_and(|(_, entry)| {
+            let connected = self.has_session(agent_id, entry.connected_on.as_deref());
+            let version = entry.version.as_deref();
+            classify(version, directive, entry.last_report.as_ref(), connected) == Some(condition)
+        })
     }
 
     /// Agents by condition over the whole fleet, every condition named (0 included). This
@@ -114,9 +107,7 @@ impl Fleet {
             }
         });
         for (agent_id, connected_on) in behind {
-            let connected = self.sessions.get(&agent_id).is_some()
-                || self.connected_elsewhere(connected_on.as_deref());
-            let condition = if connected {
+            let condition = if self.has_session(&agent_id, connected_on.as_deref()) {
                 AgentCondition::BehindTarget
             } else {
                 AgentCondition::Stuck
@@ -124,15 +115,6 @@ impl Fleet {
             *counts.entry(condition.to_string()).or_default() += 1;
         }
         counts
-    }
-
-    /// Whether the agent is in `condition` now (an agent the inventory does not know is in
-    /// none).
-    pub(super) fn in_condition(&self, agent_id: &str, condition: AgentCondition) -> bool {
-        self.inventory
-            .get(agent_id)
-            .and_then(|(channel, entry)| self.condition_of(agent_id, &channel, &entry))
-            == Some(condition)
     }
 }
 

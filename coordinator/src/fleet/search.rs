@@ -40,11 +40,13 @@ impl Fleet {
         let matching: Vec<_> = records
             .into_iter()
             .filter(|r| {
-                decided.reason.is_none_or(|reason| {
-                    self.directive_for(&r.agent_id, &r.channel, &r.group).reason == reason
-                }) && decided
-                    .condition
-                    .is_none_or(|condition| self.in_condition(&r.agent_id, condition))
+                let directive = self.directive_for(&r.agent_id, &r.channel, &r.group);
+                decided
+                    .reason
+                    .is_none_or(|reason| directive.reason == reason)
+                    && decided.condition.is_none_or(|condition| {
+                        self.in_condition(&r.agent_id, &directive, condition)
+                    })
             })
             .collect();
         let total = matching.len() as u64;

@@ -110,7 +110,7 @@ pub async fn list_agents(
     }
     if query.after.is_some() || filter.out_of_compliance {
         return Err(DroverError::invalid(
-            "after and out_of_compliance page by id; use offset with q, reason or sort",
+            "after and out_of_compliance page by id; use offset with q, reason, condition or sort",
         ));
     }
     let text = query.q.unwrap_or_default();
@@ -119,30 +119,17 @@ pub async fn list_agents(
             "q is at most {MAX_SEARCH_LEN} characters; search for part of the id or hostname"
         )));
     }
-    let reason = match query.reason.as_deref() {
-        None | Some("") => None,
-        Some(code) => Some(ReasonCode::parse(code).ok_or_else(|| {
-            DroverError::invalid(format!(
-                "reason '{code}' is not a reason code; `droverctl agents why AGENT` shows them"
-            ))
-        })?),
-    };
-    let condition = match query.condition.as_deref() {
-        None | Some("") => None,
-        Some(text) => Some(AgentCondition::parse(text).ok_or_else(|| {
-            DroverError::invalid(format!(
-                "condition '{text}' is not one of failing, reverted, behind_target, stuck"
-            ))
-        })?),
-    };
-    let sort = match query.sort.as_deref() {
-        None | Some("") => AgentSort::default(),
-        Some(text) => AgentSort::parse(text).ok_or_else(|| {
-            DroverError::invalid(format!(
-                "sort '{text}' is not one of agent_id, version, last_seen, group"
-            ))
-        })?,
-    };
+    let reason = optional(query.reason.as_deref(), ReasonCode::parse, |code| {
+        format!("reason '{code}' is not a reason code; `droverctl agents why AGENT` shows them")
+    })?;
+    let condition = optional(query.condition.as_deref(), AgentCondition::parse, |text| {
+        let known: Vec<_> = AgentCondition::ALL.iter().map(|c| c.as_str()).collect();
+        format!("condition '{text}' is not one of {}", known.join(", "))
+    })?;
+    let sort = optional(query.sort.as_deref(), AgentSort::parse, |text| {
+        format!("sort '{text}' is not one of agent_id, version, last_seen, group")
+    })?
+    .unwrap_or_default();
     let descending = match query.order.as_deref() {
         None | Some("") | Some("asc") => false,
         Some("desc") => true,
@@ -183,6 +170,21 @@ pub async fn list_agents(
         next_after: None,
         next_offset: (next < total).then_some(next),
     }))
+}
+
+/// A query parameter parsed by `parse`; absent or empty is `None`, anything `parse` does
+/// not know is a 400 saying `unknown(text)`.
+fn optional<T>(
+    text: Option<&str>,
+    parse: impl Fn(&str) -> Option<T>,
+    unknown: impl Fn(&str) -> String,
+) -> Result<Option<T>> {
+    match text {
+        None | Some("") => Ok(None),
+        Some(text) => parse(text)
+            .map(Some)
+            .ok_or_else(|| DroverError::invalid(unknown(text))),
+    }
 }
 
 fn domain_filter(filter: pb::AgentFilter, health: pb::AgentHealth) -> Result<AgentFilter> {
