@@ -147,6 +147,29 @@ codes! {
 }
 
 codes! {
+    /// What the health verdict watches on each agent after an install, against the agent's
+    /// own level before it and against the agents of its group not updated yet.
+    HealthSignal {
+        Rss => "rss": "the agent's resident memory, relative to its own level before the install",
+        Cpu => "cpu": "the agent's CPU use, in percent of one core",
+        ProbeLatency => "probe_latency": "how long the agent's health probe takes to answer, in ms",
+        ProbeFailures => "probe_failures": "the share of the agent's health probes that fail",
+        Restarts => "restarts": "how often the agent restarts or crashes, per agent-hour",
+    }
+}
+
+codes! {
+    /// What the health verdict says about a group's updated agents.
+    VerdictOutcome {
+        Pending => "pending": "too few updated agents have been watched long enough to judge yet",
+        Pass => "pass": "no signal shows a regression beyond its tolerance, with enough agents watched",
+        Fail => "fail": "a signal shows a regression beyond its tolerance, beyond doubt at the spec's error rate: the group halts",
+        Inconclusive => "inconclusive": "the bake time is over but too few agents reported a signal to judge it: the rollout pauses",
+        NotJudged => "not_judged": "no agent of the group reports health samples, so only the install gate judges it",
+    }
+}
+
+codes! {
     /// Where a rollout stands as a whole.
     RolloutStatus {
         Active => "active": "the rollout governs its channel and moves group by group",
@@ -255,6 +278,12 @@ mod tests {
         }
         for code in AuditResult::ALL {
             assert_eq!(AuditResult::parse(code.as_str()), Some(*code));
+        }
+        for code in HealthSignal::ALL {
+            assert_eq!(HealthSignal::parse(code.as_str()), Some(*code));
+        }
+        for code in VerdictOutcome::ALL {
+            assert_eq!(VerdictOutcome::parse(code.as_str()), Some(*code));
         }
         for code in EventKind::ALL {
             assert_eq!(EventKind::parse(code.as_str()), Some(*code));

@@ -5,6 +5,7 @@
 mod engine;
 mod plan;
 mod steer;
+pub mod verdict;
 
 use drover_rules::{MaintenanceSchedule, RolloutStatus, Weekdays};
 use semver::Version;
