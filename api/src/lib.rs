@@ -18,6 +18,7 @@ mod enrolment;
 mod fleet;
 mod history;
 mod rollouts;
+mod verdicts;
 
 pub use admins::{AdminCredential, AdminCredentialCreated};
 pub use agents::{Agent, AgentExplanation, AgentPage, Directive, Event, Health, Report};
@@ -28,6 +29,7 @@ pub use enrolment::{AgentIdentity, JoinToken, JoinTokenCreated};
 pub use fleet::{Channel, ControlPlane, FleetSummary, FleetSummaryRow, GroupSchedule, Window};
 pub use history::{AgentHistory, RolloutDetail, RolloutPage, Timeline};
 pub use rollouts::{GroupPlan, Rollout, RolloutGroup, RolloutPlan};
+pub use verdicts::{GroupVerdict, SignalVerdict};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

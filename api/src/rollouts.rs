@@ -57,6 +57,9 @@ pub struct RolloutGroup {
     /// would, for a dry run); 0 on reads.
     #[serde(default)]
     pub agents_affected: u64,
+    /// The health verdict, once the group has been judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<crate::GroupVerdict>,
 }
 
 fn strategy_name(value: i32) -> String {
@@ -108,6 +111,7 @@ impl From<&pb::RolloutGroupStatus> for RolloutGroup {
             started_at: time(g.started_at.as_ref()),
             done_at: time(g.done_at.as_ref()),
             agents_affected: g.agents_affected,
+            verdict: g.verdict.as_ref().map(crate::GroupVerdict::from),
         }
     }
 }

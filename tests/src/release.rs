@@ -90,6 +90,12 @@ impl ReleaseRepo {
 
     /// Builds, hashes and signs a release of the demo agent; `broken` ships a BROKEN marker.
     pub fn publish(&self, version: &str, broken: bool) {
+        self.publish_with(version, broken, None);
+    }
+
+    /// As `publish`; `leak_mib_per_sec` ships a LEAK marker: the agent stays healthy and
+    /// grows its memory by that much every second.
+    pub fn publish_with(&self, version: &str, broken: bool, leak_mib_per_sec: Option<u32>) {
         let stage = self.root.join(".build").join(version);
         std::fs::create_dir_all(stage.join("bin")).unwrap();
         std::fs::copy(
@@ -104,6 +110,9 @@ impl ReleaseRepo {
                 "this release fails its health check\n",
             )
             .unwrap();
+        }
+        if let Some(mib) = leak_mib_per_sec {
+            std::fs::write(stage.join("LEAK"), format!("{mib}\n")).unwrap();
         }
         std::fs::create_dir_all(self.dir(version)).unwrap();
         let artifact = self.artifact(version);
@@ -223,6 +232,11 @@ impl AgentHost {
         } else {
             let _ = std::fs::remove_file(marker);
         }
+    }
+
+    /// Where the restart script writes the agent's PID.
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("agent.pid")
     }
 
     pub fn health_url(&self) -> String {

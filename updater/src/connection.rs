@@ -254,6 +254,7 @@ async fn heartbeat(shared: &Shared, sequence: u64) -> pb::UpdaterMessage {
         decision_reason,
         decision_detail: clean_text(&decision_detail, MAX_REPORT_TEXT).into_owned(),
         want_ack: false,
+        sample: shared.pending_sample.lock().take(),
     }))
 }
 

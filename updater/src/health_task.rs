@@ -13,7 +13,12 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     };
     let mut thresholds = Thresholds::new(config.failure_threshold, config.success_threshold);
     loop {
+        let started = tokio::time::Instant::now();
         let result = config.probe.check(config.timeout).await;
+        shared
+            .probe_tally
+            .lock()
+            .add(result.is_ok(), started.elapsed());
         if let Err(err) = &result {
             tracing::debug!(error = %err, "health probe failed");
         }

@@ -23,6 +23,7 @@ use drover_updater::{
     },
     mirror::DirectiveMirror,
     pin::CaPin,
+    samples::SampleConfig,
     state::read_dir_state,
 };
 use tokio_util::sync::CancellationToken;
@@ -231,6 +232,14 @@ struct RunArgs {
     /// while a new version proves itself; defaults to --health-systemd-unit.
     #[arg(long)]
     agent_unit: Option<String>,
+    /// The agent's pid file (what a restart script writes): its process is sampled for RSS,
+    /// CPU and restarts. With --agent-unit the unit's main PID is used instead.
+    #[arg(long)]
+    agent_pid_file: Option<std::path::PathBuf>,
+    /// How often the agent's health is sampled for the coordinator's verdict (RSS, CPU,
+    /// probes, restarts); 0 turns samples off.
+    #[arg(long, default_value_t = 30)]
+    sample_secs: u64,
     /// Shift the updater's clock (testing only: puts it just before a window).
     #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
     clock_offset_ms: i64,
@@ -303,6 +312,20 @@ fn installer(args: &RunArgs) -> anyhow::Result<Backend> {
             timeout: Duration::from_secs(args.download_timeout_secs.max(1)),
         },
     }))
+}
+
+/// Samples when there is something to sample: a probe, a unit or a pid file.
+fn sample_config(args: &RunArgs, health: Option<&HealthConfig>) -> Option<SampleConfig> {
+    let unit = args
+        .agent_unit
+        .clone()
+        .or_else(|| args.health_systemd_unit.clone());
+    let watched = health.is_some() || unit.is_some() || args.agent_pid_file.is_some();
+    (args.sample_secs > 0 && watched).then(|| SampleConfig {
+        interval: Duration::from_secs(args.sample_secs),
+        pid_file: args.agent_pid_file.clone(),
+        unit,
+    })
 }
 
 fn health_config(args: &RunArgs) -> Option<HealthConfig> {
@@ -441,8 +464,10 @@ async fn run(
         args.agent_id.clone(),
         args.group.clone(),
     )?;
+    let samples = sample_config(&args, health.as_ref());
     let config = UpdaterConfig {
         installer,
+        samples,
         health,
         coordinator_ca: who.ca,
         identity: who.identity,

@@ -65,6 +65,8 @@ pub struct UpdaterConfig {
     pub backoff: backoff::Backoff,
     /// How the agent's health is probed; `None` reports `initial_health` forever.
     pub health: Option<health::HealthConfig>,
+    /// Health samples for the coordinator's verdict; `None`: none are sent.
+    pub samples: Option<crate::samples::SampleConfig>,
     pub initial_health: Health,
     /// How long a new version has to become healthy before it is reverted.
     pub health_grace: Duration,
@@ -86,6 +88,9 @@ pub struct Shared {
     pub recheck_from_coordinator: parking_lot::Mutex<Option<Duration>>,
     /// The coordinator the stream is connected to (welcomed), if any; unary calls go there.
     pub connected: parking_lot::Mutex<Option<address::Target>>,
+    /// Probe results since the last health sample, and the sample the next heartbeat carries.
+    pub probe_tally: parking_lot::Mutex<crate::samples::ProbeTally>,
+    pub pending_sample: parking_lot::Mutex<Option<drover_proto::v1::HealthSample>>,
 }
 
 impl Shared {
@@ -111,6 +116,8 @@ impl Shared {
             wake_connection: Notify::new(),
             recheck_from_coordinator: parking_lot::Mutex::new(None),
             connected: parking_lot::Mutex::new(None),
+            probe_tally: parking_lot::Mutex::default(),
+            pending_sample: parking_lot::Mutex::new(None),
         }
     }
 
@@ -155,6 +162,7 @@ pub(crate) fn test_config(coordinator: &str, broken: &[&str]) -> UpdaterConfig {
         backoff: backoff::Backoff::default(),
         health: None,
         initial_health: Health::Healthy,
+        samples: None,
         health_grace: Duration::from_secs(30),
         clock: Clock::default(),
         directive_mirror: None,

@@ -202,6 +202,7 @@ fn updater_config(
         backoff: Backoff::default(),
         health: None,
         initial_health: health,
+        samples: None,
         health_grace: Duration::from_secs(30),
         clock: Clock::default(),
         directive_mirror: None,

@@ -124,6 +124,7 @@ fn spec(groups: usize) -> RolloutSpec {
         failure_threshold: 1,
         max_in_flight: 0,
         immediate: true,
+        verdict: drover_coordinator::rollout::verdict::VerdictSpec::off(),
     }
 }
 

@@ -17,6 +17,7 @@ mod clock;
 pub mod conditions;
 mod effects;
 mod enrolment;
+mod health_tracks;
 mod history;
 mod inventory;
 mod known_tokens;
@@ -144,6 +145,8 @@ pub struct Fleet {
     pins: RwLock<HashSet<String>>,
     /// The engine's view of every agent, kept current by the calls that write it.
     inventory: Inventory,
+    /// Every agent's health samples, in memory only (`health_tracks.rs`).
+    health_tracks: health_tracks::HealthTracks,
     /// Wakes the reconcile loop early (after a verb, a clock move, a report).
     pub reconcile_now: Notify,
     /// The clock rollouts run on.
@@ -187,6 +190,7 @@ impl Fleet {
             directive_epoch: AtomicU64::new(0),
             pins: RwLock::new(HashSet::new()),
             inventory,
+            health_tracks: health_tracks::HealthTracks::default(),
             reconcile_now: Notify::new(),
             counters: FleetCounters::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),

@@ -232,6 +232,10 @@ impl Fleet {
             }
             (None, true) => {}
         }
+        if let Some(health) = self.health_tracks.get(agent_id).and_then(|t| t.describe()) {
+            text.push(' ');
+            text.push_str(&health);
+        }
         if let Some(report) = &agent.record.last_report {
             text.push_str(&format!(
                 " Last update attempt: {}{}.",

@@ -27,6 +27,7 @@ impl Fleet {
     /// live sessions (no store read; linear in the channel's agents).
     pub(super) fn snapshot(&self, spec: &RolloutSpec, created_ms: i64) -> Vec<AgentSnapshot> {
         let pins = self.pins.read();
+        let target = spec.target_version.to_string();
         self.inventory
             .channel(&spec.channel)
             .into_iter()
@@ -39,14 +40,28 @@ impl Fleet {
                         let live = s.live.lock();
                         (live.health, live.agent_version.clone())
                     }
-                    None => (entry.health, entry.version),
+                    None => (entry.health, entry.version.clone()),
                 };
                 let failed_at_ms = entry
                     .last_report
                     .as_ref()
                     .filter(|r| failed_this_rollout(spec, created_ms, r))
                     .map(|_| entry.report_received_ms);
+                let track = self.health_tracks.get(&agent_id);
+                let on_target = version.as_deref() == Some(target.as_str());
+                // When it reached the target: its install as a sample saw it, or its report.
+                let updated_at_ms = on_target
+                    .then(|| {
+                        track
+                            .as_ref()
+                            .filter(|t| t.installed && t.version == target)
+                            .map(|t| t.mark_ms)
+                            .or_else(|| succeeded_on(&entry, &target))
+                    })
+                    .flatten();
                 AgentSnapshot {
+                    updated_at_ms,
+                    track,
                     pinned: pins.contains(&agent_id),
                     connected,
                     version: version.and_then(|v| Version::parse(&v).ok()),
@@ -260,6 +275,15 @@ impl Fleet {
 
 /// Whether an agent's last report is a failed update to this rollout's target. Reports name
 /// their rollout; an older updater's (no rollout id) counts if it came after the rollout began.
+/// When the agent's report of a successful update to `target` arrived, if that is its last.
+fn succeeded_on(entry: &super::inventory::InventoryEntry, target: &str) -> Option<i64> {
+    entry
+        .last_report
+        .as_ref()
+        .filter(|r| r.outcome == UpdateOutcome::Succeeded && r.to_version == target)
+        .map(|_| entry.report_received_ms)
+}
+
 fn failed_this_rollout(spec: &RolloutSpec, created_ms: i64, report: &UpdateReport) -> bool {
     let ours = if report.rollout_id.is_empty() {
         report.finished_ms >= created_ms

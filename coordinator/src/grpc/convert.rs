@@ -10,6 +10,7 @@ use crate::{
     },
     error::{DroverError, Result},
     fleet::{AgentView, FleetSummary},
+    rollout::verdict::HealthSample,
 };
 
 pub fn timestamp(ms: i64) -> Option<prost_types::Timestamp> {
@@ -153,6 +154,28 @@ pub fn status_from_heartbeat(
         updater_state_from_proto(heartbeat.state),
         version.map(|v| v.to_string()),
     ))
+}
+
+/// A heartbeat's health sample, if it has one that is in bounds. A sample out of bounds (a
+/// day-long span, a petabyte of memory) is dropped, never the heartbeat or the session.
+pub fn sample_from_heartbeat(heartbeat: &pb::Heartbeat) -> Option<HealthSample> {
+    let s = heartbeat.sample.as_ref()?;
+    let in_range = |v: f64, max: f64| v.is_finite() && (0.0..=max).contains(&v);
+    let sane = s.span_ms <= 24 * 3_600_000
+        && s.rss_kib.is_none_or(|k| k <= 1 << 40)
+        && s.cpu_percent.is_none_or(|c| in_range(c, 100_000.0))
+        && s.probe_latency_ms.is_none_or(|l| in_range(l, 3_600_000.0))
+        && s.probes_ok.saturating_add(s.probes_failed) <= 1_000_000
+        && s.restarts <= 100_000;
+    sane.then_some(HealthSample {
+        span_ms: s.span_ms,
+        rss_kib: s.rss_kib,
+        cpu_pct: s.cpu_percent,
+        probe_latency_ms: s.probe_latency_ms,
+        probes_ok: s.probes_ok,
+        probes_failed: s.probes_failed,
+        restarts: s.restarts,
+    })
 }
 
 pub fn report_from_proto(report: pb::UpdateReport) -> Result<UpdateReport> {

@@ -17,6 +17,7 @@ pub mod rollout_convert;
 mod session_stream;
 pub mod timing;
 mod updater_service;
+pub mod verdict_convert;
 
 pub use admin_auth::interceptor as admin_interceptor;
 pub use admin_service::AdminApi;

@@ -74,6 +74,7 @@ pub fn spec_from_proto(request: pb::CreateRolloutRequest) -> Result<RolloutSpec>
         },
         max_in_flight: request.max_in_flight,
         immediate: request.immediate,
+        verdict: super::verdict_convert::spec_from_proto(request.verdict),
     })
 }
 
@@ -104,6 +105,10 @@ pub fn status_to_proto(rollout: &ActiveRollout) -> pb::RolloutStatus {
             started_at: state.started_ms.and_then(timestamp),
             done_at: state.done_ms.and_then(timestamp),
             agents_affected: 0,
+            verdict: state
+                .verdict
+                .as_ref()
+                .map(super::verdict_convert::group_verdict_to_proto),
         })
         .collect();
     pb::RolloutStatus {
@@ -122,6 +127,12 @@ pub fn status_to_proto(rollout: &ActiveRollout) -> pb::RolloutStatus {
             .trace
             .map(|t| t.trace_id.to_string())
             .unwrap_or_default(),
+        verdict: rollout
+            .spec
+            .verdict
+            .enabled
+            .then(|| super::verdict_convert::settings_to_proto(&rollout.spec.verdict))
+            .flatten(),
     }
 }
 

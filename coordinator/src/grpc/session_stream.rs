@@ -383,6 +383,9 @@ async fn beat(
     };
     let detail = clean_text(&heartbeat.decision_detail, MAX_REPORT_TEXT);
     fleet.heartbeat(session, status, (reason, &detail)).await?;
+    if let Some(sample) = convert::sample_from_heartbeat(&heartbeat) {
+        fleet.record_health_sample(&session.agent_id, version.as_deref(), &sample);
+    }
     if heartbeat.want_ack {
         session.ack(Ack::Heartbeat(heartbeat.sequence));
     }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use drover_rules::check_constraints;
+use drover_rules::{VerdictOutcome, check_constraints};
 use semver::Version;
 
 use super::{
@@ -20,6 +20,7 @@ pub struct Reconciled {
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {
     present: u64,
+    /// On the target, not unhealthy, and watched for the verdict's observation time.
     on_target_healthy: u64,
     failed: u64,
 }
@@ -180,14 +181,22 @@ fn on_target(spec: &RolloutSpec, agent: &AgentSnapshot) -> bool {
 
 /// A group's counts over the agents there when it started (all, before it starts); failures
 /// only those reported after the start, when its agents could have been sent the target.
-fn counts(spec: &RolloutSpec, members: &[&AgentSnapshot], started_ms: Option<i64>) -> Counts {
+fn counts(
+    now_ms: i64,
+    spec: &RolloutSpec,
+    members: &[&AgentSnapshot],
+    started_ms: Option<i64>,
+) -> Counts {
     let mut counts = Counts::default();
     for agent in members
         .iter()
         .filter(|a| !a.pinned && there_at_start(a, started_ms))
     {
         counts.present += 1;
-        if on_target(spec, agent) && agent.health != Health::Unhealthy {
+        if on_target(spec, agent)
+            && agent.health != Health::Unhealthy
+            && health_gate::watched_long_enough(now_ms, spec, agent)
+        {
             counts.on_target_healthy += 1;
         }
         if failed_since(agent, started_ms) {
@@ -287,8 +296,19 @@ fn transition(
     events: &mut Vec<RolloutEvent>,
 ) {
     let group_spec = &spec.groups[index];
-    let counts = counts(spec, members, state.groups[index].started_ms);
+    let counts = counts(now_ms, spec, members, state.groups[index].started_ms);
     let startable = startable(now_ms, spec, state, index);
+    let verdict = match state.groups[index].phase {
+        Phase::Canary | Phase::Active => {
+            health_gate::group_verdict(spec, members, state.groups[index].started_ms)
+        }
+        _ => None,
+    };
+    let failed_verdict = verdict
+        .as_ref()
+        .filter(|v| v.outcome == VerdictOutcome::Fail)
+        .map(|v| format!("health verdict failed: {}", v.describe()));
+    let mut pause = None;
     let group = &mut state.groups[index];
     let before = group.phase;
     match group.phase {
@@ -330,6 +350,9 @@ fn transition(
                     "canary {} failed to update to {}",
                     failed.agent_id, spec.target_version
                 );
+            } else if let Some(why) = failed_verdict {
+                group.phase = Phase::Halted;
+                group.note = why;
             } else if canaries
                 .iter()
                 .all(|a| on_target(spec, a) && a.health != Health::Unhealthy)
@@ -345,19 +368,63 @@ fn transition(
                     "{} agent(s) failed to update (threshold {})",
                     counts.failed, spec.failure_threshold
                 );
+            } else if let Some(why) = failed_verdict {
+                group.phase = Phase::Halted;
+                group.note = why;
             } else if counts.on_target_healthy * 100
                 >= u64::from(spec.done_threshold_pct) * counts.present
             {
-                group.phase = Phase::Done;
-                group.done_ms = Some(now_ms);
-                group.note = format!(
-                    "{} of {} on the target and healthy",
-                    counts.on_target_healthy, counts.present
-                );
+                let reached = *group.threshold_ms.get_or_insert(now_ms);
+                let bake_end = health_gate::bake_ends(spec, reached);
+                let outcome = verdict.as_ref().map(|v| v.outcome);
+                if now_ms < bake_end {
+                    if reached == now_ms {
+                        group.note = format!(
+                            "bakes until {} before it is done",
+                            drover_rules::time::rfc3339(bake_end)
+                        );
+                    }
+                } else if outcome == Some(VerdictOutcome::Pending) {
+                    let what = verdict.as_ref().map(|v| v.describe()).unwrap_or_default();
+                    group.note = format!(
+                        "health verdict inconclusive: {what}; the rollout pauses (mark the group \
+                         done to accept it, or roll back)"
+                    );
+                    pause = Some(format!("group {}: {}", group_spec.name, group.note));
+                } else {
+                    group.phase = Phase::Done;
+                    group.done_ms = Some(now_ms);
+                    let judged = verdict
+                        .as_ref()
+                        .map(|v| format!("; health verdict {}: {}", v.outcome, v.describe()))
+                        .unwrap_or_default();
+                    group.note = format!(
+                        "{} of {} on the target and healthy{judged}",
+                        counts.on_target_healthy, counts.present
+                    );
+                }
             }
         }
         _ => {}
     }
+    // The verdict as it stood at a transition, or when its outcome changed: what `rollout
+    // show` and the dashboard explain (not every pass, which would commit every pass).
+    if let Some(verdict) = verdict
+        && (group.phase != before
+            || pause.is_some()
+            || group.verdict.as_ref().map(|v| v.outcome) != Some(verdict.outcome))
+    {
+        group.verdict = Some(verdict);
+    }
+    if let Some(text) = pause {
+        state.paused = true;
+        events.push(RolloutEvent {
+            group: Some(group_spec.name.clone()),
+            text,
+        });
+        return;
+    }
+    let group = &mut state.groups[index];
     if group.phase != before {
         let note = if group.note.is_empty() {
             String::new()
@@ -377,6 +444,7 @@ fn transition(
 }
 
 mod decide;
+mod health_gate;
 use decide::decide;
 
 #[cfg(test)]
@@ -389,3 +457,5 @@ mod property_tests;
 mod tests;
 #[cfg(test)]
 mod trust_tests;
+#[cfg(test)]
+mod verdict_tests;

@@ -67,6 +67,9 @@ pub struct RolloutSpec {
     pub max_in_flight: u32,
     /// Ignore windows: groups start as soon as their turn comes.
     pub immediate: bool,
+    /// The health verdict and bake time. Rollouts stored before verdicts existed have none.
+    #[serde(default = "verdict::VerdictSpec::off")]
+    pub verdict: verdict::VerdictSpec,
 }
 
 impl RolloutSpec {
@@ -104,7 +107,7 @@ impl RolloutSpec {
         if self.start_version == self.target_version {
             return Err("the start and target versions are the same".into());
         }
-        Ok(())
+        self.verdict.validate()
     }
 
     /// The index of the group an agent belongs to (unlisted groups go to the last).
@@ -119,7 +122,7 @@ impl RolloutSpec {
 /// A group's phase: one of the codes defined once in the rules crate.
 pub use drover_rules::GroupPhase as Phase;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupState {
     pub phase: Phase,
     pub started_ms: Option<i64>,
@@ -146,6 +149,12 @@ pub struct GroupState {
     /// cap, and outside the active phase.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub in_flight: Vec<String>,
+    /// When the group first reached its done threshold: its bake time runs from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_ms: Option<i64>,
+    /// The health verdict as it stood at the group's last transition (halt, done, pause).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<verdict::GroupVerdict>,
 }
 
 impl Default for GroupState {
@@ -162,11 +171,13 @@ impl Default for GroupState {
             rollback_urgent: false,
             ignore_window: false,
             in_flight: Vec::new(),
+            threshold_ms: None,
+            verdict: None,
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutState {
     pub paused: bool,
     pub groups: Vec<GroupState>,
@@ -188,7 +199,7 @@ impl RolloutState {
 }
 
 /// What the engine needs to know about one agent of the rollout's channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentSnapshot {
     pub agent_id: String,
     pub group: String,
@@ -204,6 +215,10 @@ pub struct AgentSnapshot {
     /// gates count only the agents that were there when it started: agents enrolled later
     /// (with a leaked join token, say) follow once it is done and cannot complete it.
     pub joined_ms: i64,
+    /// When (our clock) it was seen on its current version, if known: the install.
+    pub updated_at_ms: Option<i64>,
+    /// Its health samples around its install (or its group's start), if it sends any.
+    pub track: Option<verdict::Track>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -160,6 +160,7 @@ mod tests {
             failure_threshold: 1,
             max_in_flight: 0,
             immediate: false,
+            verdict: crate::rollout::verdict::VerdictSpec::off(),
         };
         let fleet: Vec<AgentSnapshot> = ["dev", "dev", "prod", "prod", "prod"]
             .iter()
@@ -173,6 +174,8 @@ mod tests {
                 pinned: false,
                 failed_at_ms: None,
                 joined_ms: 0,
+                updated_at_ms: None,
+                track: None,
             })
             .collect();
         let monday = 1_795_392_000_000;
@@ -269,6 +272,8 @@ mod tests {
                         pinned: kind == 2,
                         failed_at_ms: None,
                         joined_ms: 0,
+                        updated_at_ms: None,
+                        track: None,
                     })
                     .collect();
                 let spec = RolloutSpec {
@@ -286,6 +291,7 @@ mod tests {
                     failure_threshold: 1,
                     max_in_flight: 0,
                     immediate,
+                    verdict: crate::rollout::verdict::VerdictSpec::off(),
                 };
                 // 2026-11-23, a Monday, plus up to two weeks.
                 (spec, fleet, 1_795_392_000_000 + minutes * 60_000)

@@ -26,7 +26,7 @@ pub enum RolloutVerb {
 }
 
 /// A verb applied: the new state, the group it names (or empty) and the event text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Steered {
     pub state: RolloutState,
     pub group: String,

@@ -93,7 +93,7 @@ impl VerdictSpec {
 /// One agent as the verdict sees it.
 pub struct Observed<'a> {
     pub agent_id: &'a str,
-    /// Runs the target, installed after its group started.
+    /// Runs the target.
     pub updated: bool,
     pub track: &'a Track,
 }
@@ -104,9 +104,10 @@ pub struct Observed<'a> {
 pub struct SignalVerdict {
     pub signal: HealthSignal,
     pub outcome: VerdictOutcome,
-    pub effect: f64,
-    pub low: f64,
-    pub high: f64,
+    /// `None` where there is nothing to compare with yet (no bound: unbounded).
+    pub effect: Option<f64>,
+    pub low: Option<f64>,
+    pub high: Option<f64>,
     pub tolerance: f64,
     /// Updated agents counted, and agents not updated counted as the comparison.
     pub updated: u32,
@@ -182,11 +183,11 @@ fn judge_level(
     let mut compared: Vec<f64> = Vec::new();
     let mut reporting = 0;
     for agent in agents {
-        let reports =
-            agent.track.before.level(signal).is_some() || agent.track.since.level(signal).is_some();
-        if agent.updated && agent.track.installed {
+        let reports = agent.track.reports(signal);
+        if agent.updated {
+            // Judged once its track saw the install; until then it only counts as missing.
             reporting += usize::from(reports);
-            if let Some(value) = change(agent) {
+            if let Some(value) = change(agent).filter(|_| agent.track.installed) {
                 updated.push((agent.agent_id, value));
             }
         } else if !agent.updated
@@ -229,17 +230,9 @@ fn judge_level(
     Some(SignalVerdict {
         signal,
         outcome,
-        effect: shown(effect),
-        low: if values.len() >= 2 {
-            shown(effect - half)
-        } else {
-            f64::NEG_INFINITY
-        },
-        high: if values.len() >= 2 {
-            shown(effect + half)
-        } else {
-            f64::INFINITY
-        },
+        effect: finite(shown(effect)).filter(|_| !values.is_empty()),
+        low: finite(shown(effect - half)),
+        high: finite(shown(effect + half)),
         tolerance: shown(tolerance),
         updated: values.len() as u32,
         compared: if compared.len() >= MIN_COMPARED {
@@ -253,6 +246,10 @@ fn judge_level(
             .map(|(id, v)| (id.to_string(), shown(*v)))
             .collect(),
     })
+}
+
+fn finite(value: f64) -> Option<f64> {
+    value.is_finite().then_some(value)
 }
 
 /// The tolerance on the judged scale.
@@ -283,12 +280,17 @@ fn judge_restarts(spec: &VerdictSpec, alpha: f64, agents: &[Observed]) -> Option
     let (mut compared, mut reporting) = (0u32, 0usize);
     for agent in agents {
         let track = agent.track;
+        if agent.updated && !track.installed {
+            // On the target, but no sample since its install yet: missing, not compared.
+            reporting += 1;
+            continue;
+        }
         if track.mark_ms == 0 {
             continue;
         }
         events_c += track.before.restarts;
         hours_c += track.before.exposure_hours;
-        if agent.updated && track.installed {
+        if agent.updated {
             reporting += 1;
             events_u += track.since.restarts;
             hours_u += track.since.exposure_hours;
@@ -323,13 +325,9 @@ fn judge_restarts(spec: &VerdictSpec, alpha: f64, agents: &[Observed]) -> Option
     Some(SignalVerdict {
         signal: HealthSignal::Restarts,
         outcome,
-        effect: (events_u / hours_u) / before_rate,
-        low: low_u / high_c,
-        high: if low_c > 0.0 {
-            high_u / low_c
-        } else {
-            f64::INFINITY
-        },
+        effect: finite((events_u / hours_u) / before_rate),
+        low: finite(low_u / high_c),
+        high: finite(high_u / low_c),
         tolerance,
         updated: updated.len() as u32,
         compared,
@@ -351,37 +349,66 @@ impl SignalVerdict {
             HealthSignal::ProbeLatency => " ms",
             HealthSignal::Restarts => "×",
         };
-        let number = |x: f64| {
-            if !x.is_finite() {
-                "?".to_string()
-            } else if self.signal == HealthSignal::Restarts {
-                format!("{x:.2}")
-            } else {
-                format!("{x:+.1}")
-            }
+        let number = |x: Option<f64>| match x {
+            None => "?".to_string(),
+            Some(x) if self.signal == HealthSignal::Restarts => format!("{x:.2}"),
+            Some(x) => format!("{x:+.1}"),
         };
         let compared = if self.compared > 0 {
             format!(" vs {} not updated", self.compared)
         } else {
             String::new()
         };
+        if self.signal == HealthSignal::Restarts {
+            return self.describe_rate(&number);
+        }
         let worst = if self.worst.is_empty() {
             String::new()
         } else {
             let names: Vec<String> = self
                 .worst
                 .iter()
-                .map(|(id, v)| format!("{id} {}", number(*v)))
+                .map(|(id, v)| format!("{id} {}{unit}", number(Some(*v))))
                 .collect();
             format!("; most: {}", names.join(", "))
         };
         format!(
-            "{} {}{unit} (bounds {} … {}, tolerance {}{unit}) over {} updated agent(s){compared}{worst}",
+            "{} {}{unit} (anytime bounds {} … {}, tolerance {}{unit}) over {} updated agent(s){compared}{worst}",
             self.signal,
             number(self.effect),
             number(self.low),
             number(self.high),
-            number(self.tolerance),
+            number(Some(self.tolerance)),
+            self.updated,
+        )
+    }
+}
+
+impl SignalVerdict {
+    fn describe_rate(&self, number: &dyn Fn(Option<f64>) -> String) -> String {
+        let most = if self.worst.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<String> = self
+                .worst
+                .iter()
+                .map(|(id, restarts)| format!("{id} {restarts:.0}"))
+                .collect();
+            format!("; most: {}", names.join(", "))
+        };
+        let bounds = match (self.low, self.high) {
+            (Some(_), Some(_)) => format!(
+                "anytime bounds {} … {}",
+                number(self.low),
+                number(self.high)
+            ),
+            (Some(_), None) => format!("at least {}", number(self.low)),
+            _ => "no bound yet".to_string(),
+        };
+        format!(
+            "restarts at {}× the rate before ({bounds}, tolerance {}×) over {} updated agent(s){most}",
+            number(self.effect),
+            number(Some(self.tolerance)),
             self.updated,
         )
     }

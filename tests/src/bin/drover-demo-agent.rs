@@ -1,7 +1,8 @@
 //! A tiny agent for tests and demos. It runs from an installed release directory
 //! (`versions/<v>/bin/drover-demo-agent`), takes its version from `../VERSION`, and if a
 //! `../BROKEN` file was shipped in the release it starts but reports itself unhealthy, the
-//! way a bad release would.
+//! way a bad release would. A `../LEAK` file (a number of MiB per second) makes it leak
+//! memory while it stays healthy: the quiet failure only a health verdict catches.
 #![forbid(unsafe_code)]
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -28,6 +29,12 @@ async fn main() {
         .map(|v| v.trim().to_string())
         .unwrap_or_default();
     let broken = dir.join("BROKEN").exists();
+    if let Some(mib_per_sec) = std::fs::read_to_string(dir.join("LEAK"))
+        .ok()
+        .and_then(|t| t.trim().parse::<usize>().ok())
+    {
+        tokio::spawn(leak(mib_per_sec));
+    }
     // The previous instance may still hold the port for a moment after a restart.
     let mut listener = None;
     for _ in 0..50 {
@@ -61,4 +68,18 @@ async fn main() {
             }),
         );
     axum::serve(listener, app).await.expect("serve");
+}
+
+/// Grows the heap by `mib_per_sec` every second, touching every page so it is resident, up
+/// to 256 MiB.
+async fn leak(mib_per_sec: usize) {
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    while kept.len() < 256 {
+        for _ in 0..mib_per_sec {
+            kept.push(vec![1u8; 1 << 20]);
+        }
+        std::hint::black_box(&kept);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    std::future::pending::<()>().await
 }

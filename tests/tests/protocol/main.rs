@@ -186,6 +186,15 @@ async fn welcome_comes_first_and_unchanged_heartbeats_cost_no_write() {
             decision_detail: String::new(),
             want_ack: false,
             progress: None,
+            // Health samples are kept in memory too; one out of bounds (a petabyte of RSS)
+            // is dropped, never the heartbeat or the session.
+            sample: Some(pb::HealthSample {
+                span_ms: 1_000,
+                rss_kib: Some(if sequence % 5 == 0 { u64::MAX } else { 40_000 }),
+                probe_latency_ms: Some(3.0),
+                probes_ok: 5,
+                ..Default::default()
+            }),
         }))
     };
     // The first heartbeat sets the updater state (idle, as stored at hello): no change either.

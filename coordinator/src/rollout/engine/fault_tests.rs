@@ -79,6 +79,7 @@ impl World {
             failure_threshold: 1,
             max_in_flight,
             immediate: true,
+            verdict: crate::rollout::verdict::VerdictSpec::off(),
         };
         let count = rng.random_range(3..20);
         let state = RolloutState::new(&spec);
@@ -120,6 +121,8 @@ impl World {
                 pinned: false,
                 failed_at_ms: None,
                 joined_ms: 0,
+                updated_at_ms: None,
+                track: None,
             })
             .collect()
     }

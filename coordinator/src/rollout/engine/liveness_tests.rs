@@ -27,6 +27,8 @@ fn healthy_fleet(rng: &mut StdRng) -> Vec<AgentSnapshot> {
             pinned: i > 0 && rng.random_bool(0.1),
             failed_at_ms: None,
             joined_ms: 0,
+            updated_at_ms: None,
+            track: None,
         })
         .collect()
 }

@@ -47,6 +47,7 @@ pub(super) fn random_spec(rng: &mut StdRng) -> RolloutSpec {
         failure_threshold: rng.random_range(1..4),
         max_in_flight: rng.random_range(0..4),
         immediate: rng.random_bool(0.3),
+        verdict: crate::rollout::verdict::VerdictSpec::off(),
     }
 }
 
@@ -66,6 +67,8 @@ fn random_sim(rng: &mut StdRng) -> Sim {
             pinned: rng.random_bool(0.1),
             failed_at_ms: None,
             joined_ms: 0,
+            updated_at_ms: None,
+            track: None,
         })
         .collect();
     let failing = fleet

@@ -38,6 +38,7 @@ pub(super) fn spec(groups: Vec<GroupSpec>) -> RolloutSpec {
         failure_threshold: 1,
         max_in_flight: 0,
         immediate: false,
+        verdict: crate::rollout::verdict::VerdictSpec::off(),
     }
 }
 
@@ -51,6 +52,8 @@ pub(super) fn agent(id: &str, group: &str) -> AgentSnapshot {
         pinned: false,
         failed_at_ms: None,
         joined_ms: 0,
+        updated_at_ms: None,
+        track: None,
     }
 }
 

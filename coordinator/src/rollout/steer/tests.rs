@@ -48,6 +48,7 @@ fn random_spec(rng: &mut StdRng) -> RolloutSpec {
         failure_threshold: 1,
         max_in_flight: 0,
         immediate: rng.random_bool(0.2),
+        verdict: crate::rollout::verdict::VerdictSpec::off(),
     }
 }
 
@@ -88,6 +89,8 @@ fn fleet(spec: &RolloutSpec) -> Vec<AgentSnapshot> {
             pinned: false,
             failed_at_ms: None,
             joined_ms: 0,
+            updated_at_ms: None,
+            track: None,
         })
         .collect()
 }

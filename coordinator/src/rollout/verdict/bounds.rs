@@ -75,7 +75,7 @@ pub fn rate_bounds(events: f64, exposure: f64, alpha: f64) -> (f64, f64) {
             return (low, f64::INFINITY);
         }
     }
-    let high = bisect_ln(center, far, |l| rejected(l));
+    let high = bisect_ln(center, far, rejected);
     (low, high)
 }
 

@@ -142,11 +142,11 @@ pub fn run(scenario: &Scenario) -> Outcome {
         })
         .collect();
     let ms = |secs: f64| EPOCH_MS + (secs * 1_000.0) as i64;
-    // Before the group starts: a first sample covering the updater's last hour (restarts
-    // included), then a few minutes of samples.
+    // Before the group starts: a first sample standing for the day the coordinator has
+    // watched the agent (its restarts), then a few minutes of samples.
     for round in 0..BASELINE_SAMPLES {
         let now = -step * f64::from(BASELINE_SAMPLES - round);
-        let span = if round == 0 { 3_600.0 } else { step };
+        let span = if round == 0 { 24.0 * 3_600.0 } else { step };
         for agent in &mut agents {
             let sample = sample(&mut rng, agent, Injection::None, now, span);
             agent.track.record(ms(now), "1.0.0", &sample, None, k);

@@ -73,7 +73,10 @@ fn a_small_clean_group_passes_and_a_leaking_one_fails_naming_rss_and_its_agents(
         .find(|s| s.signal == HealthSignal::Rss)
         .unwrap();
     assert_eq!(rss.outcome, VerdictOutcome::Fail);
-    assert!(rss.low > 10.0 && rss.effect > 100.0, "{rss:?}");
+    assert!(
+        rss.low.unwrap() > 10.0 && rss.effect.unwrap() > 100.0,
+        "{rss:?}"
+    );
     assert_eq!(rss.worst[0].0, "a3", "the biggest grower is named first");
     assert!(
         verdict.describe().starts_with("rss +"),
@@ -122,7 +125,7 @@ fn a_drift_the_agents_not_updated_share_is_not_blamed_on_the_release() {
         .find(|s| s.signal == HealthSignal::ProbeLatency)
         .unwrap();
     assert_eq!(latency.compared, 20);
-    assert!(latency.effect.abs() < 1.0, "{latency:?}");
+    assert!(latency.effect.unwrap().abs() < 1.0, "{latency:?}");
     assert_ne!(verdict.outcome, VerdictOutcome::Fail, "{verdict:?}");
 }
 

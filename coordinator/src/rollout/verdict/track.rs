@@ -73,6 +73,8 @@ pub struct Window {
 /// A baseline keeps about this many samples' weight: older ones fade (halved as it fills),
 /// so "before" means the agent's recent level, not its level of a month ago.
 const BASELINE_WEIGHT: u32 = 120;
+/// A baseline's restart rate keeps about this much exposure (hours), fading past twice it.
+const RATE_HOURS: f64 = 24.0;
 
 impl Window {
     fn add(&mut self, sample: &HealthSample) {
@@ -107,16 +109,18 @@ impl Window {
     }
 
     fn fade(&mut self) {
-        if self.samples < BASELINE_WEIGHT {
-            return;
+        if self.samples >= BASELINE_WEIGHT {
+            for mean in &mut self.levels {
+                mean.n /= 2.0;
+                mean.sum /= 2.0;
+            }
+            self.samples /= 2;
         }
-        for mean in &mut self.levels {
-            mean.n /= 2.0;
-            mean.sum /= 2.0;
+        // Crashes are rare: the rate keeps a day or two of history, not minutes.
+        if self.exposure_hours >= 2.0 * RATE_HOURS {
+            self.restarts /= 2.0;
+            self.exposure_hours /= 2.0;
         }
-        self.restarts /= 2.0;
-        self.exposure_hours /= 2.0;
-        self.samples /= 2;
     }
 
     pub fn level(&self, signal: HealthSignal) -> Option<f64> {
@@ -188,6 +192,68 @@ impl Track {
         self.since = Window::default();
         self.mark_ms = at_ms;
         self.installed = installed;
+    }
+
+    /// Its change since its mark in words, for `agents why`; `None` before any mark.
+    pub fn describe(&self) -> Option<String> {
+        if self.mark_ms == 0 {
+            return (self.current.samples > 0).then(|| {
+                let rss = self
+                    .current
+                    .level(HealthSignal::Rss)
+                    .map(|l| format!(", RSS {:.0} MiB", l.exp() / 1024.0))
+                    .unwrap_or_default();
+                format!(
+                    "Health: {} sample(s) on {} so far{rss}.",
+                    self.current.samples, self.version
+                )
+            });
+        }
+        let mut parts = Vec::new();
+        for signal in LEVEL_SIGNALS {
+            let (Some(before), Some(after)) = (self.before.level(signal), self.after.level(signal))
+            else {
+                continue;
+            };
+            parts.push(match signal {
+                HealthSignal::Rss => format!(
+                    "RSS {:+.1} % ({:.0} → {:.0} MiB)",
+                    ((after - before).exp() - 1.0) * 100.0,
+                    before.exp() / 1024.0,
+                    after.exp() / 1024.0
+                ),
+                HealthSignal::Cpu => format!("CPU {:+.1} points", after - before),
+                HealthSignal::ProbeLatency => format!("probe latency {:+.0} ms", after - before),
+                _ => format!("failed probes {:+.1} points", (after - before) * 100.0),
+            });
+        }
+        if self.since.exposure_hours > 0.0 {
+            parts.push(format!(
+                "{} restart(s) in {:.1} h",
+                self.since.restarts, self.since.exposure_hours
+            ));
+        }
+        let since = if self.installed {
+            format!("its install of {}", self.version)
+        } else {
+            "its group started".to_string()
+        };
+        Some(format!(
+            "Health since {since}, against its level before ({} sample(s) after): {}.",
+            self.after.samples,
+            if parts.is_empty() {
+                "nothing measured".to_string()
+            } else {
+                parts.join(", ")
+            }
+        ))
+    }
+
+    /// Whether the agent sends `signal` at all (before or after any mark).
+    pub fn reports(&self, signal: HealthSignal) -> bool {
+        [&self.before, &self.since, &self.current]
+            .iter()
+            .any(|w| w.level(signal).is_some())
     }
 
     /// Whether it has `after_samples` samples after its mark and any before it.

@@ -229,6 +229,23 @@ pub async fn run(client: &mut Client, command: RolloutCommand) -> Result<Reply, 
     ))
 }
 
+/// A group's health verdict: its outcome, then one line per signal judged.
+fn verdict_lines(text: Text, g: &pb::RolloutGroupStatus) -> Text {
+    let Some(verdict) = &g.verdict else {
+        return text;
+    };
+    let headline = format!("health verdict for {}: {}", g.name, verdict.outcome);
+    let mut text = if verdict.outcome == "fail" {
+        text.line("").alert(headline)
+    } else {
+        text.line("").line(headline)
+    };
+    for signal in &verdict.signals {
+        text = text.line(format!("  {}: {}", signal.outcome, signal.text));
+    }
+    text
+}
+
 /// States shown in red on a terminal: something stopped and wants an admin.
 pub(crate) fn is_alert(state: &str) -> bool {
     matches!(state, "halted" | "rolledback")
@@ -283,7 +300,10 @@ pub(crate) fn status_text_into(text: Text, s: &pb::RolloutStatus) -> Text {
     } else {
         text.line(headline)
     };
-    let text = text.line("").table(table);
+    let mut text = text.line("").table(table);
+    for g in &s.groups {
+        text = verdict_lines(text, g);
+    }
     match &s.plan {
         Some(plan) => text.line("").table(spec::plan_table(plan)),
         None => text,

@@ -47,6 +47,65 @@ pub struct SpecArgs {
     /// Ignore windows: each group starts as soon as its turn comes.
     #[arg(long)]
     immediate: bool,
+    /// After a group reaches its done threshold, watch it this long (e.g. 15m, 2h) before it
+    /// is done: the health verdict may still halt it.
+    #[arg(long, value_name = "DURATION")]
+    bake: Option<String>,
+    /// How long an updated agent must run the target before it counts toward done.
+    #[arg(long, value_name = "DURATION")]
+    observe: Option<String>,
+    /// The health verdict's settings, KEY=VALUE,...: error-rate-ppm (1000), min-agents (10),
+    /// samples (3), rss (% growth tolerated, 10), cpu (points, 20), latency-ms (50),
+    /// probe-failures (points, 5), restart-ratio (2).
+    #[arg(long, value_name = "SETTINGS")]
+    verdict: Option<String>,
+    /// No health verdict: groups are done by the install gate alone.
+    #[arg(long, conflicts_with_all = ["verdict", "bake", "observe"])]
+    no_verdict: bool,
+}
+
+fn seconds(flag: &str, text: &Option<String>) -> Result<u32, String> {
+    let Some(text) = text else {
+        return Ok(0);
+    };
+    let ms =
+        drover_rules::time::parse_duration_ms(text).map_err(|err| format!("--{flag}: {err}"))?;
+    u32::try_from(ms / 1_000).map_err(|_| format!("--{flag} {text} is too long"))
+}
+
+fn verdict_settings(args: &SpecArgs) -> Result<pb::VerdictSettings, String> {
+    let mut settings = pb::VerdictSettings {
+        disabled: args.no_verdict,
+        bake_seconds: seconds("bake", &args.bake)?,
+        observe_seconds: seconds("observe", &args.observe)?,
+        ..Default::default()
+    };
+    let text = args.verdict.as_deref().unwrap_or("");
+    for option in text.split(',').filter(|o| !o.is_empty()) {
+        let (key, value) = option
+            .split_once('=')
+            .ok_or_else(|| format!("'{option}' in --verdict is not KEY=VALUE"))?;
+        let number: u32 = value
+            .parse()
+            .map_err(|_| format!("{key}={value} in --verdict is not a whole number"))?;
+        match key {
+            "error-rate-ppm" => settings.error_rate_ppm = number,
+            "min-agents" => settings.min_agents = number,
+            "samples" => settings.samples_per_agent = number,
+            "rss" => settings.rss_percent = number,
+            "cpu" => settings.cpu_percent = number,
+            "latency-ms" => settings.latency_ms = number,
+            "probe-failures" => settings.probe_failure_percent = number,
+            "restart-ratio" => settings.restart_ratio = number,
+            other => {
+                return Err(format!(
+                    "unknown --verdict setting '{other}'; use error-rate-ppm, min-agents, \
+                     samples, rss, cpu, latency-ms, probe-failures, restart-ratio"
+                ));
+            }
+        }
+    }
+    Ok(settings)
 }
 
 fn parse_group(text: &str) -> Result<pb::RolloutGroupSpec, String> {
@@ -87,7 +146,9 @@ fn parse_group(text: &str) -> Result<pb::RolloutGroupSpec, String> {
 }
 
 pub fn request(args: SpecArgs) -> Result<pb::CreateRolloutRequest, String> {
+    let verdict = Some(verdict_settings(&args)?);
     Ok(pb::CreateRolloutRequest {
+        verdict,
         channel: args.channel,
         start_version: args.from,
         target_version: args.to,

@@ -1,0 +1,220 @@
+//! Health samples for the coordinator's verdict: every `interval`, what the agent's process
+//! looked like (RSS, CPU), how its probes did, and whether it restarted. One sample waits for
+//! the next heartbeat, so the rate is bounded by the interval whatever the heartbeats do.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use drover_proto::v1 as pb;
+use tokio_util::sync::CancellationToken;
+
+use crate::shared::Shared;
+
+#[derive(Debug, Clone)]
+pub struct SampleConfig {
+    pub interval: Duration,
+    /// Where the agent's main PID is written (a restart script's pid file).
+    pub pid_file: Option<PathBuf>,
+    /// The agent's systemd unit: its main PID and restart count.
+    pub unit: Option<String>,
+}
+
+/// The health probes' results since the last sample (the health task adds to it).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProbeTally {
+    pub ok: u32,
+    pub failed: u32,
+    pub latency_sum_ms: f64,
+}
+
+impl ProbeTally {
+    pub fn add(&mut self, ok: bool, latency: Duration) {
+        if ok {
+            self.ok = self.ok.saturating_add(1);
+        } else {
+            self.failed = self.failed.saturating_add(1);
+        }
+        self.latency_sum_ms += latency.as_secs_f64() * 1_000.0;
+    }
+}
+
+/// What identifies the agent's process between samples.
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    pid: u32,
+    unit_restarts: u64,
+    cpu_ticks: u64,
+}
+
+pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let Some(config) = shared.config.samples.clone() else {
+        return;
+    };
+    let mut seen: Option<Seen> = None;
+    let mut last = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(config.interval) => {}
+        }
+        let span = last.elapsed();
+        last = tokio::time::Instant::now();
+        let now = read_process(&config).await;
+        let tally = std::mem::take(&mut *shared.probe_tally.lock());
+        let sample = sample(span, seen, now, tally);
+        if now.is_some() {
+            seen = now;
+        }
+        *shared.pending_sample.lock() = Some(sample);
+    }
+}
+
+fn sample(
+    span: Duration,
+    before: Option<Seen>,
+    now: Option<Seen>,
+    tally: ProbeTally,
+) -> pb::HealthSample {
+    let span_ms = u32::try_from(span.as_millis()).unwrap_or(u32::MAX);
+    let restarts = match (before, now) {
+        (Some(b), Some(n)) => {
+            let by_unit = n.unit_restarts.saturating_sub(b.unit_restarts);
+            let by_pid = u64::from(b.pid != n.pid);
+            u32::try_from(by_unit.max(by_pid)).unwrap_or(u32::MAX)
+        }
+        _ => 0,
+    };
+    let cpu_percent = match (before, now) {
+        (Some(b), Some(n)) if b.pid == n.pid && span_ms > 0 => {
+            let ticks = n.cpu_ticks.saturating_sub(b.cpu_ticks) as f64;
+            Some(ticks / clock_ticks() * 100_000.0 / f64::from(span_ms))
+        }
+        _ => None,
+    };
+    let probes = tally.ok + tally.failed;
+    pb::HealthSample {
+        // Exposure for the restart rate only while the process is watched: a span without
+        // it would claim "no restarts" for time nobody looked.
+        span_ms: if before.is_some() && now.is_some() {
+            span_ms
+        } else {
+            0
+        },
+        rss_kib: now.and_then(|n| rss_kib(n.pid)),
+        cpu_percent,
+        probe_latency_ms: (probes > 0).then(|| tally.latency_sum_ms / f64::from(probes)),
+        probes_ok: tally.ok,
+        probes_failed: tally.failed,
+        restarts,
+    }
+}
+
+fn clock_ticks() -> f64 {
+    // Linux reports CPU time in USER_HZ, 100 on every architecture it runs Drover on.
+    100.0
+}
+
+async fn read_process(config: &SampleConfig) -> Option<Seen> {
+    let (pid, unit_restarts) = if let Some(unit) = &config.unit {
+        let run = crate::unit_watch::read(unit).await.ok()?;
+        (u32::try_from(run.main_pid).ok()?, run.restarts)
+    } else {
+        let text = tokio::fs::read_to_string(config.pid_file.as_ref()?)
+            .await
+            .ok()?;
+        (text.trim().parse().ok()?, 0)
+    };
+    if pid == 0 {
+        return None;
+    }
+    Some(Seen {
+        pid,
+        unit_restarts,
+        cpu_ticks: cpu_ticks(pid).unwrap_or(0),
+    })
+}
+
+/// `VmRSS` of /proc/<pid>/status, KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_rss_kib(&status)
+}
+
+fn parse_rss_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// utime + stime of /proc/<pid>/stat, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_cpu_ticks(&stat)
+}
+
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name may hold spaces and parentheses: count fields after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of the whole line are the 12th and 13th after the name.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_files_parse() {
+        assert_eq!(
+            parse_rss_kib("Name:\tx\nVmRSS:\t  51234 kB\n"),
+            Some(51_234)
+        );
+        assert_eq!(parse_rss_kib("Name:\tx\n"), None);
+        let stat = "812 (my (odd) agent) S 1 812 812 0 -1 4194560 120 0 0 0 250 40 0 0 20 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(290));
+    }
+
+    #[test]
+    fn a_new_pid_is_a_restart_and_cpu_is_per_core_percent() {
+        let before = Seen {
+            pid: 10,
+            unit_restarts: 0,
+            cpu_ticks: 100,
+        };
+        let same = Seen {
+            pid: 10,
+            unit_restarts: 0,
+            cpu_ticks: 150,
+        };
+        let tally = ProbeTally {
+            ok: 3,
+            failed: 1,
+            latency_sum_ms: 80.0,
+        };
+        let s = sample(Duration::from_secs(10), Some(before), Some(same), tally);
+        assert_eq!(s.restarts, 0);
+        assert!((s.cpu_percent.unwrap() - 5.0).abs() < 1e-9, "{s:?}");
+        assert_eq!(s.probe_latency_ms, Some(20.0));
+        let moved = Seen {
+            pid: 11,
+            unit_restarts: 2,
+            cpu_ticks: 5,
+        };
+        let s = sample(
+            Duration::from_secs(10),
+            Some(before),
+            Some(moved),
+            ProbeTally::default(),
+        );
+        assert_eq!(
+            (s.restarts, s.cpu_percent, s.probe_latency_ms),
+            (2, None, None)
+        );
+    }
+}
