@@ -453,6 +453,28 @@ function renderRollouts(rollouts, fetchEtas = true) {
   }
 }
 
+// A group's health verdict: per signal, its change on the updated agents with anytime-valid
+// bounds, the tolerance, how many agents it rests on and who moved most.
+function verdictBlock(g) {
+  const v = g.verdict;
+  if (!v) return null;
+  const unit = (signal) => ({ rss: ' %', probe_failures: ' %', cpu: ' pts', probe_latency: ' ms', restarts: '×' })[signal] ?? '';
+  const num = (x, signal) => (x === null || x === undefined ? '?' : signal === 'restarts' ? x.toFixed(2) : `${x >= 0 ? '+' : ''}${x.toFixed(1)}`);
+  return el('div', { class: `verdict ${v.outcome}`, 'data-verdict': v.outcome },
+    el('span', { class: `pill verdict-outcome ${v.outcome}`, title: v.outcome_explanation }, `health verdict: ${words(v.outcome)}`),
+    el('div', { class: 'table-scroll', tabindex: '0' },
+      el('table', { class: 'verdict-signals', tabindex: '0', 'aria-label': `health verdict of group ${g.name}` },
+        el('thead', {}, el('tr', {}, ...['signal', 'verdict', 'change', 'bounds', 'tolerance', 'agents', 'moved most'].map((h) => el('th', { scope: 'col' }, h)))),
+        el('tbody', {}, ...v.signals.map((s) => el('tr', { 'data-signal': s.signal, 'data-outcome': s.outcome, title: s.text },
+          el('td', { title: explain('health_signals', s.signal) }, words(s.signal)),
+          el('td', { title: explain('verdict_outcomes', s.outcome) }, words(s.outcome)),
+          el('td', {}, `${num(s.effect, s.signal)}${unit(s.signal)}`),
+          el('td', {}, `${num(s.low, s.signal)} … ${num(s.high, s.signal)}`),
+          el('td', {}, `${num(s.tolerance, s.signal)}${unit(s.signal)}`),
+          el('td', {}, s.compared ? `${s.updated} vs ${s.compared}` : String(s.updated)),
+          el('td', {}, s.worst.join(', ') || '–')))))));
+}
+
 function renderRolloutCards(box, rollouts) {
   if (!rollouts.length) {
     box.replaceChildren(el('p', { class: 'muted' }, 'No active rollouts. Past ones are listed below.'));
@@ -480,6 +502,7 @@ function renderRolloutCards(box, rollouts) {
             el('button', { class: 'action', 'data-action': 'mark-done', onclick: () => act(`Mark ${g.name} done`, 'mark-done', { channel: r.channel, group: g.name }) }, 'Mark done'),
             el('button', { class: 'action', 'data-action': 'rollback-group', onclick: () => act(`Roll back ${g.name}`, 'rollback', { channel: r.channel, group: g.name }) }, 'Roll back')) : el('span'),
           haltCause(r, g),
+          verdictBlock(g),
           el('div', { class: 'note' },
             // A halted group's note is in its cause line above.
             g.state === 'halted' ? words(g.state) : g.note || unstartedNote(r, i) || g.state_explanation,

@@ -24,6 +24,8 @@ pub struct Codes {
     pub conditions: BTreeMap<String, String>,
     pub group_phases: BTreeMap<String, String>,
     pub rollout_statuses: BTreeMap<String, String>,
+    pub verdict_outcomes: BTreeMap<String, String>,
+    pub health_signals: BTreeMap<String, String>,
 }
 
 /// Agents by version over time, one sample a minute, oldest first.

@@ -179,6 +179,8 @@ pub async fn run(args: ChurnArgs) -> anyhow::Result<()> {
         ramp_up: Duration::from_secs(args.ramp_secs),
         recheck_interval: None,
         seed: 7,
+        sample_interval: None,
+        leaky_versions: Vec::new(),
     };
     let fleet = tokio::spawn(simulate::run_enrolled(
         config.clone(),

@@ -347,6 +347,12 @@ try {
       return cause?.querySelector('button[data-agent]') && /1\.1\.1 (failed|reverted)/.test(cause.textContent);
     }, undefined, 60_000);
     result.halt_cause = await page.textContent('article.rollout[data-channel=side] .cause');
+    // The edge fleet sends health samples: its done group shows the verdict it passed, signal
+    // by signal, with bounds and the agents it rests on.
+    await waitFor(page, "edge's dev group shows its health verdict", () =>
+      document.querySelectorAll('article.rollout[data-channel=edge] .group[data-group=dev] .verdict[data-verdict=pass] tr[data-signal]').length >= 4);
+    result.verdict_rows = await page.$$eval('article.rollout[data-channel=edge] .group[data-group=dev] .verdict tr[data-signal]',
+      (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
     check(/no window|ETA/.test(await page.textContent('article.rollout[data-channel=side] [data-eta=rollout]')) === false,
       'a halted rollout gives no ETA');
     await shot(page, 'rollouts-halted');

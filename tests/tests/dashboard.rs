@@ -64,6 +64,9 @@ fn fleet(
         "5",
         "--recheck-secs",
         "3600",
+        // Health samples, so the rollout card shows each group's health verdict.
+        "--sample-secs",
+        "1",
     ];
     simulate(&c.grpc_url(), root, &args)
 }
@@ -115,10 +118,25 @@ async fn the_dashboard_follows_a_rollout_live_and_pauses_it_by_role() {
         "prod:canaries=1,start=9,window=2",
     ];
     assert!(create_rollout(&url, "edge", &groups, &[]).await.0);
-    eventually("dev done", WAIT, async || {
-        let s = droverctl_json(&url, &["rollout", "status", "--channel", "edge"]).await;
-        (s["groups"][0]["state"] == "done").then_some(())
-    })
+    let last = std::sync::Mutex::new(Value::Null);
+    drover_tests::eventually_explained(
+        "dev done",
+        WAIT,
+        async || {
+            let s = droverctl_json(&url, &["rollout", "status", "--channel", "edge"]).await;
+            let done = s["groups"][0]["state"] == "done";
+            let canary = s["groups"][0]["canaries"][0]
+                .as_str()
+                .unwrap_or("sim-00000")
+                .to_string();
+            let why = droverctl_json(&url, &["agents", "why", &canary]).await;
+            let mut s = s;
+            s["groups"][0]["why"] = why["explanation"].clone();
+            *last.lock().unwrap() = s;
+            done.then_some(())
+        },
+        || format!("{:#}", last.lock().unwrap()["groups"][0]),
+    )
     .await;
     let viewer = droverctl_json(
         &url,
@@ -144,6 +162,14 @@ async fn the_dashboard_follows_a_rollout_live_and_pauses_it_by_role() {
         "{report}"
     );
     assert_eq!(report["viewer_forged_post"]["status"], 403);
+    // dev's health verdict, shown on its card: RSS judged on its 10 agents, and passed.
+    let rows = report["verdict_rows"].as_array().unwrap();
+    let rss = rows
+        .iter()
+        .find(|r| r[0] == "rss")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(rss[1], "pass", "{report}");
+    assert_eq!(rss[5], "10", "{report}");
     // What the page did, seen by droverctl: paused, and in the audit log with its dry run.
     let status = droverctl_json(&url, &["rollout", "status", "--channel", "edge"]).await;
     assert_eq!(status["paused"], true, "{status}");

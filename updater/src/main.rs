@@ -23,7 +23,7 @@ use drover_updater::{
     },
     mirror::DirectiveMirror,
     pin::CaPin,
-    samples::SampleConfig,
+    samples::{SampleConfig, SampleSource},
     state::read_dir_state,
 };
 use tokio_util::sync::CancellationToken;
@@ -323,8 +323,10 @@ fn sample_config(args: &RunArgs, health: Option<&HealthConfig>) -> Option<Sample
     let watched = health.is_some() || unit.is_some() || args.agent_pid_file.is_some();
     (args.sample_secs > 0 && watched).then(|| SampleConfig {
         interval: Duration::from_secs(args.sample_secs),
-        pid_file: args.agent_pid_file.clone(),
-        unit,
+        source: SampleSource::Process {
+            pid_file: args.agent_pid_file.clone(),
+            unit,
+        },
     })
 }
 

@@ -69,6 +69,13 @@ pub struct SimulateArgs {
     recheck_secs: Option<u64>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Send simulated health samples this often (0: none), for the coordinator's verdict.
+    #[arg(long, default_value_t = 0)]
+    sample_secs: u64,
+    /// Versions on which simulated agents use half as much memory again: a release the
+    /// health verdict should halt.
+    #[arg(long, value_delimiter = ',')]
+    leaky_versions: Vec<String>,
 }
 
 /// Runs the simulated fleet until `shutdown`.
@@ -97,6 +104,8 @@ pub async fn run(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Res
         ramp_up: Duration::from_secs(args.ramp_up_secs),
         recheck_interval: args.recheck_secs.map(Duration::from_secs),
         seed: args.seed,
+        sample_interval: (args.sample_secs > 0).then(|| Duration::from_secs(args.sample_secs)),
+        leaky_versions: args.leaky_versions,
     };
     tracing::info!(count = config.count, "starting a simulated fleet");
     simulate(config, enrolment, shutdown).await;

@@ -12,10 +12,23 @@ use crate::shared::Shared;
 #[derive(Debug, Clone)]
 pub struct SampleConfig {
     pub interval: Duration,
-    /// Where the agent's main PID is written (a restart script's pid file).
-    pub pid_file: Option<PathBuf>,
-    /// The agent's systemd unit: its main PID and restart count.
-    pub unit: Option<String>,
+    pub source: SampleSource,
+}
+
+#[derive(Debug, Clone)]
+pub enum SampleSource {
+    /// The agent's process: through its systemd unit (main PID, restart count), else its
+    /// pid file (a restart script's); neither: probes only.
+    Process {
+        pid_file: Option<PathBuf>,
+        unit: Option<String>,
+    },
+    /// A simulated agent: steady levels with a little noise, its RSS half as high again on
+    /// `leaky_versions` (for demos and tests of the verdict).
+    Simulated {
+        seed: u64,
+        leaky_versions: Vec<String>,
+    },
 }
 
 /// The health probes' results since the last sample (the health task adds to it).
@@ -49,6 +62,15 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     let Some(config) = shared.config.samples.clone() else {
         return;
     };
+    let (pid_file, unit) = match &config.source {
+        SampleSource::Process { pid_file, unit } => (pid_file.clone(), unit.clone()),
+        SampleSource::Simulated {
+            seed,
+            leaky_versions,
+        } => {
+            return simulated(shared, shutdown, config.interval, *seed, leaky_versions).await;
+        }
+    };
     let mut seen: Option<Seen> = None;
     let mut last = tokio::time::Instant::now();
     loop {
@@ -58,7 +80,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         }
         let span = last.elapsed();
         last = tokio::time::Instant::now();
-        let now = read_process(&config).await;
+        let now = read_process(pid_file.as_deref(), unit.as_deref()).await;
         let tally = std::mem::take(&mut *shared.probe_tally.lock());
         let sample = sample(span, seen, now, tally);
         if now.is_some() {
@@ -113,14 +135,12 @@ fn clock_ticks() -> f64 {
     100.0
 }
 
-async fn read_process(config: &SampleConfig) -> Option<Seen> {
-    let (pid, unit_restarts) = if let Some(unit) = &config.unit {
+async fn read_process(pid_file: Option<&std::path::Path>, unit: Option<&str>) -> Option<Seen> {
+    let (pid, unit_restarts) = if let Some(unit) = unit {
         let run = crate::unit_watch::read(unit).await.ok()?;
         (u32::try_from(run.main_pid).ok()?, run.restarts)
     } else {
-        let text = tokio::fs::read_to_string(config.pid_file.as_ref()?)
-            .await
-            .ok()?;
+        let text = tokio::fs::read_to_string(pid_file?).await.ok()?;
         (text.trim().parse().ok()?, 0)
     };
     if pid == 0 {
@@ -131,6 +151,48 @@ async fn read_process(config: &SampleConfig) -> Option<Seen> {
         unit_restarts,
         cpu_ticks: cpu_ticks(pid).unwrap_or(0),
     })
+}
+
+/// A seed per agent id, so a simulated agent keeps its levels across restarts.
+pub fn seed_of(agent_id: &str) -> u64 {
+    agent_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A simulated agent's samples: its own level (from `seed`), 2 % noise, +50 % RSS on a
+/// leaky version.
+async fn simulated(
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    interval: Duration,
+    seed: u64,
+    leaky_versions: &[String],
+) {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    let mut rng = StdRng::seed_from_u64(seed);
+    let rss_kib = rng.random_range(40_000.0..60_000.0);
+    let latency_ms = rng.random_range(3.0..8.0);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let version = shared.state.lock().await.agent_version.clone();
+        let leaking = version.is_some_and(|v| leaky_versions.contains(&v));
+        let factor = if leaking { 1.5 } else { 1.0 };
+        let noise = |rng: &mut StdRng| 1.0 + rng.random_range(-0.02..0.02);
+        let span_ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
+        *shared.pending_sample.lock() = Some(pb::HealthSample {
+            span_ms,
+            rss_kib: Some((rss_kib * factor * noise(&mut rng)) as u64),
+            cpu_percent: Some(2.0 * noise(&mut rng)),
+            probe_latency_ms: Some(latency_ms * noise(&mut rng)),
+            probes_ok: (span_ms / 1_000).max(1),
+            probes_failed: 0,
+            restarts: 0,
+        });
+    }
 }
 
 /// `VmRSS` of /proc/<pid>/status, KiB.

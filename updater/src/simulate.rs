@@ -21,6 +21,7 @@ use crate::{
     identity::ClientIdentity,
     installers::{backend::Backend, simulated::SimulatedInstaller},
     pin::{CaPin, certificate_pem, fetch_pinned_ca},
+    samples::{SampleConfig, SampleSource},
     shared::{Clock, UpdaterConfig},
     state::StateStore,
 };
@@ -45,6 +46,10 @@ pub struct SimulationConfig {
     pub ramp_up: Duration,
     pub recheck_interval: Option<Duration>,
     pub seed: u64,
+    /// Simulated health samples this often; `None`: none.
+    pub sample_interval: Option<Duration>,
+    /// Versions whose simulated agents use half as much memory again (a leak to catch).
+    pub leaky_versions: Vec<String>,
 }
 
 /// How simulated agents enrol with an `https://` coordinator.
@@ -185,6 +190,7 @@ fn updater_config(
     version: String,
     health: Health,
 ) -> UpdaterConfig {
+    let agent_id = agent.agent_id.clone();
     UpdaterConfig {
         coordinator: config.coordinator.clone(),
         coordinator_ca: config.coordinator_ca.clone(),
@@ -202,7 +208,13 @@ fn updater_config(
         backoff: Backoff::default(),
         health: None,
         initial_health: health,
-        samples: None,
+        samples: config.sample_interval.map(|interval| SampleConfig {
+            interval,
+            source: SampleSource::Simulated {
+                seed: crate::samples::seed_of(&agent_id),
+                leaky_versions: config.leaky_versions.clone(),
+            },
+        }),
         health_grace: Duration::from_secs(30),
         clock: Clock::default(),
         directive_mirror: None,

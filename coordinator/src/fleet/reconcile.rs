@@ -134,6 +134,7 @@ impl Fleet {
                 control_plane.as_ref(),
             );
             let mut rollout = with_decisions(&current, &snapshot, out.decisions);
+            rollout.live_verdicts = out.verdicts;
             let status = crate::rollout::status_after(&current.spec, &out.state, &snapshot);
             let mut committed_change = None;
             if out.state != current.state || status != RolloutStatus::Active {
@@ -310,6 +311,7 @@ fn with_decisions(
         counts: group_counts(&current.spec, snapshot),
         decisions,
         trace: current.trace,
+        live_verdicts: Vec::new(),
     };
     count_in_flight(&mut rollout, snapshot);
     rollout

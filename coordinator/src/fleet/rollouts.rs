@@ -34,6 +34,9 @@ pub struct ActiveRollout {
     pub counts: Vec<GroupCounts>,
     /// The rollout's trace (None for rollouts made before tracing existed).
     pub trace: Option<RolloutTrace>,
+    /// Each group's health verdict as of the reconciler's last pass (empty elsewhere: then
+    /// the state's, from the last transition, is shown).
+    pub live_verdicts: Vec<Option<crate::rollout::verdict::GroupVerdict>>,
 }
 
 impl ActiveRollout {
@@ -60,6 +63,7 @@ impl ActiveRollout {
             revision: row.revision,
             decisions: HashMap::new(),
             trace: row.trace_parent.as_deref().and_then(RolloutTrace::parse),
+            live_verdicts: Vec::new(),
         })
     }
 }
@@ -229,6 +233,7 @@ impl Fleet {
                 counts: group_counts(&spec, &snapshot),
                 decisions: out.decisions,
                 trace: None,
+                live_verdicts: Vec::new(),
             };
             return Ok((Arc::new(would), effect));
         }

@@ -92,7 +92,8 @@ pub fn status_to_proto(rollout: &ActiveRollout) -> pb::RolloutStatus {
         .iter()
         .zip(&rollout.state.groups)
         .zip(&rollout.counts)
-        .map(|((spec, state), counts)| pb::RolloutGroupStatus {
+        .enumerate()
+        .map(|(index, ((spec, state), counts))| pb::RolloutGroupStatus {
             name: spec.name.clone(),
             state: state.phase.as_str().to_string(),
             note: state.note.clone(),
@@ -105,9 +106,11 @@ pub fn status_to_proto(rollout: &ActiveRollout) -> pb::RolloutStatus {
             started_at: state.started_ms.and_then(timestamp),
             done_at: state.done_ms.and_then(timestamp),
             agents_affected: 0,
-            verdict: state
-                .verdict
-                .as_ref()
+            verdict: rollout
+                .live_verdicts
+                .get(index)
+                .and_then(Option::as_ref)
+                .or(state.verdict.as_ref())
                 .map(super::verdict_convert::group_verdict_to_proto),
         })
         .collect();

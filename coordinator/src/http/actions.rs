@@ -112,7 +112,9 @@ pub async fn whoami(Extension(identity): Caller) -> Json<api::WhoAmI> {
 /// Every code with its explanation: reasons, conditions, group phases, rollout statuses.
 #[utoipa::path(get, path = "/api/v1/codes", responses((status = 200, body = api::Codes)))]
 pub async fn codes() -> Json<api::Codes> {
-    use drover_rules::{AgentCondition, GroupPhase, ReasonCode, RolloutStatus};
+    use drover_rules::{
+        AgentCondition, GroupPhase, HealthSignal, ReasonCode, RolloutStatus, VerdictOutcome,
+    };
     fn words<C: Copy + std::fmt::Display>(
         all: &[C],
         explain: fn(C) -> &'static str,
@@ -126,6 +128,8 @@ pub async fn codes() -> Json<api::Codes> {
         conditions: words(AgentCondition::ALL, AgentCondition::explain),
         group_phases: words(GroupPhase::ALL, GroupPhase::explain),
         rollout_statuses: words(RolloutStatus::ALL, RolloutStatus::explain),
+        verdict_outcomes: words(VerdictOutcome::ALL, VerdictOutcome::explain),
+        health_signals: words(HealthSignal::ALL, HealthSignal::explain),
     })
 }
 

@@ -7,7 +7,7 @@ use semver::Version;
 
 use super::{
     AgentDecision, AgentSnapshot, GroupState, HOUR_MS, Phase, RolloutEvent, RolloutSpec,
-    RolloutState, Strategy, agent_rank,
+    RolloutState, Strategy, agent_rank, verdict::GroupVerdict,
 };
 use crate::domain::Health;
 
@@ -15,6 +15,9 @@ pub struct Reconciled {
     pub state: RolloutState,
     pub events: Vec<RolloutEvent>,
     pub decisions: HashMap<String, AgentDecision>,
+    /// Each group's health verdict as of this pass (`None` where none was judged): what the
+    /// reconciler shows live; the state keeps the one of the last transition.
+    pub verdicts: Vec<Option<GroupVerdict>>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -49,6 +52,7 @@ pub fn reconcile(
     let members = members_of(spec, fleet);
     let mut next = state.clone();
     let mut events = Vec::new();
+    let mut verdicts = vec![None; spec.groups.len()];
     if !state.paused {
         let refused =
             control_plane.and_then(|cp| check_constraints(&spec.target_version, cp).err());
@@ -59,7 +63,8 @@ pub fn reconcile(
             }
             None => {
                 for (index, group_members) in members.iter().enumerate() {
-                    transition(now_ms, spec, &mut next, index, group_members, &mut events);
+                    verdicts[index] =
+                        transition(now_ms, spec, &mut next, index, group_members, &mut events);
                     assign_slots(now_ms, spec, &mut next, index, group_members);
                 }
             }
@@ -70,6 +75,7 @@ pub fn reconcile(
         state: next,
         events,
         decisions,
+        verdicts,
     }
 }
 
@@ -294,7 +300,7 @@ fn transition(
     index: usize,
     members: &[&AgentSnapshot],
     events: &mut Vec<RolloutEvent>,
-) {
+) -> Option<GroupVerdict> {
     let group_spec = &spec.groups[index];
     let counts = counts(now_ms, spec, members, state.groups[index].started_ms);
     let startable = startable(now_ms, spec, state, index);
@@ -384,6 +390,14 @@ fn transition(
                             drover_rules::time::rfc3339(bake_end)
                         );
                     }
+                } else if outcome == Some(VerdictOutcome::Pending)
+                    && now_ms < bake_end.saturating_add(health_gate::EVIDENCE_GRACE_MS)
+                {
+                    // Agents that just installed have not sent their samples yet: wait for
+                    // them a while rather than call it inconclusive.
+                    if !group.note.starts_with("waits for health samples") {
+                        group.note = "waits for health samples from the updated agents".into();
+                    }
                 } else if outcome == Some(VerdictOutcome::Pending) {
                     let what = verdict.as_ref().map(|v| v.describe()).unwrap_or_default();
                     group.note = format!(
@@ -409,12 +423,12 @@ fn transition(
     }
     // The verdict as it stood at a transition, or when its outcome changed: what `rollout
     // show` and the dashboard explain (not every pass, which would commit every pass).
-    if let Some(verdict) = verdict
+    if let Some(verdict) = &verdict
         && (group.phase != before
             || pause.is_some()
             || group.verdict.as_ref().map(|v| v.outcome) != Some(verdict.outcome))
     {
-        group.verdict = Some(verdict);
+        group.verdict = Some(verdict.clone());
     }
     if let Some(text) = pause {
         state.paused = true;
@@ -422,7 +436,7 @@ fn transition(
             group: Some(group_spec.name.clone()),
             text,
         });
-        return;
+        return verdict;
     }
     let group = &mut state.groups[index];
     if group.phase != before {
@@ -441,6 +455,7 @@ fn transition(
             ),
         });
     }
+    verdict
 }
 
 mod decide;

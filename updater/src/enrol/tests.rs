@@ -390,6 +390,8 @@ fn simulation(started: &Started, ca: Certificate, count: usize) -> SimulationCon
         ramp_up: Duration::ZERO,
         recheck_interval: None,
         seed: 1,
+        sample_interval: None,
+        leaky_versions: Vec::new(),
     }
 }
 

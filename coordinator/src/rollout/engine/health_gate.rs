@@ -4,6 +4,10 @@
 use super::{AgentSnapshot, RolloutSpec, on_target};
 use crate::rollout::verdict::{GroupVerdict, Observed, judge};
 
+/// After its bake, how long a group whose verdict still lacks samples waits for them before
+/// the verdict is inconclusive (and the rollout pauses).
+pub(super) const EVIDENCE_GRACE_MS: i64 = 10 * 60_000;
+
 /// The verdict over the agents of a group that send health samples: updated are those on
 /// the target (judged once their track saw the install); the rest are the comparison.
 pub(super) fn group_verdict(
@@ -15,11 +19,17 @@ pub(super) fn group_verdict(
         return None;
     }
     started_ms?;
+    let target = spec.target_version.to_string();
     let observed: Vec<Observed> = members
         .iter()
         .filter(|a| !a.pinned)
         .filter_map(|a| {
             let track = a.track.as_ref()?;
+            // First sampled on the target already: it has no level before the install, so
+            // it can never be judged; waiting for it would wait forever.
+            if !track.installed && track.version == target {
+                return None;
+            }
             Some(Observed {
                 agent_id: &a.agent_id,
                 updated: on_target(spec, a),

@@ -96,12 +96,19 @@ fn a_clean_release_bakes_then_is_done() {
 }
 
 #[test]
-fn too_little_evidence_when_the_bake_ends_pauses_and_says_what_is_missing() {
+fn too_little_evidence_after_the_bake_and_a_wait_pauses_and_says_what_is_missing() {
     let spec = verdict_spec(0);
     let now = MONDAY + 3 * HOUR;
     // Only 3 of 12 sent samples after their install.
     let fleet = fleet(now - 60_000, |i| (i < 3).then_some(50_000));
     let out = reconcile(now, &spec, &started(&spec, now - 120_000), &fleet, None);
+    assert!(!out.state.paused, "samples may still come");
+    assert!(
+        out.state.groups[0]
+            .note
+            .starts_with("waits for health samples")
+    );
+    let out = reconcile(now + 600_000, &spec, &out.state, &fleet, None);
     assert!(out.state.paused);
     let group = &out.state.groups[0];
     assert_eq!(group.phase, Phase::Active);
