@@ -165,7 +165,7 @@ codes! {
         Pass => "pass": "no signal shows a regression beyond its tolerance, with enough agents watched",
         Fail => "fail": "a signal shows a regression beyond its tolerance, beyond doubt at the spec's error rate: the group halts",
         Inconclusive => "inconclusive": "the bake time is over but too few agents reported a signal to judge it: the rollout pauses",
-        NotJudged => "not_judged": "no agent of the group reports health samples, so only the install gate judges it",
+        NotJudged => "not_judged": "no agent of the group has health samples from before and after its install, so only the install gate judges it",
     }
 }
 

@@ -436,7 +436,9 @@ impl GroupVerdict {
             return missing.join("; ");
         }
         match self.outcome {
-            VerdictOutcome::NotJudged => "no agent reports health samples".into(),
+            VerdictOutcome::NotJudged => {
+                "no agent has health samples from both before and after its install".into()
+            }
             _ => "every signal within its tolerance".into(),
         }
     }
