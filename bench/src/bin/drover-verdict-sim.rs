@@ -4,8 +4,10 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
+use std::time::Instant;
+
 use drover_coordinator::rollout::verdict::{
-    VerdictSpec,
+    HealthSample, Observed, Track, VerdictSpec, judge,
     simulation::{Injection, Scenario, run},
 };
 use drover_rules::{HealthSignal, VerdictOutcome};
@@ -34,6 +36,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    judge_cost(args.agents);
     let base = Scenario {
         agents: args.agents,
         installs_per_sec: args.installs_per_sec,
@@ -120,6 +123,63 @@ fn main() {
         outcomes.len(),
         args.agents,
         halted as f64 / outcomes.len() as f64,
+    );
+}
+
+/// What one verdict costs a reconcile pass at `agents` (half updated, each with 30 samples
+/// before and 10 after), next to copying every track (what the pass's snapshot does anyway).
+fn judge_cost(agents: usize) {
+    let sample = |kib: u64| HealthSample {
+        span_ms: 30_000,
+        rss_kib: Some(kib),
+        cpu_pct: Some(2.0),
+        probe_latency_ms: Some(5.0 + (kib % 7) as f64),
+        probes_ok: 30,
+        ..HealthSample::default()
+    };
+    let tracks: Vec<(String, bool, Track)> = (0..agents)
+        .map(|i| {
+            let mut track = Track::default();
+            let updated = i % 2 == 0;
+            for t in 1..=40_i64 {
+                let version = if updated && t > 30 { "1.1.0" } else { "1.0.0" };
+                let reference = (!updated && t > 30).then_some(1_000_000_000 + 30 * 30_000);
+                let kib = 50_000 + (i as u64 * 37 + t as u64 * 11) % 900;
+                track.record(
+                    1_000_000_000 + t * 30_000,
+                    version,
+                    &sample(kib),
+                    reference,
+                    3,
+                );
+            }
+            (format!("agent-{i:06}"), updated, track)
+        })
+        .collect();
+    let spec = VerdictSpec::default();
+    let rounds = 20;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let observed: Vec<Observed> = tracks
+            .iter()
+            .map(|(id, updated, track)| Observed {
+                agent_id: id,
+                updated: *updated,
+                track,
+            })
+            .collect();
+        std::hint::black_box(judge(&spec, &observed));
+    }
+    let judge_ms = started.elapsed().as_secs_f64() * 1_000.0 / f64::from(rounds);
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let copies: Vec<Track> = tracks.iter().map(|(_, _, t)| t.clone()).collect();
+        std::hint::black_box(copies);
+    }
+    let copy_ms = started.elapsed().as_secs_f64() * 1_000.0 / f64::from(rounds);
+    println!(
+        "{{\"agents\":{agents},\"judge_ms\":{judge_ms:.2},\"copy_tracks_ms\":{copy_ms:.2},\"ratio\":{:.2}}}",
+        judge_ms / copy_ms
     );
 }
 
