@@ -26,7 +26,10 @@ use axum::{
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStatus},
-        core::v1::{ConfigMap, Container, Pod, PodCondition, PodSpec, PodStatus, PodTemplateSpec},
+        core::v1::{
+            ConfigMap, Container, ContainerStatus, Pod, PodCondition, PodSpec, PodStatus,
+            PodTemplateSpec,
+        },
     },
     apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
 };
@@ -41,6 +44,9 @@ struct Cluster {
     /// Each pod with the tick it was made at and the generation it belongs to.
     pods: Vec<(Pod, u32, i64)>,
     bad_images: BTreeSet<String>,
+    /// Images whose containers restart on every tick (Ready between restarts: a release that
+    /// keeps crashing while its pods still count as Ready).
+    crashing_images: BTreeSet<String>,
     patches: Vec<Value>,
     tick: u32,
     /// By (namespace, name).
@@ -96,6 +102,7 @@ impl FakeApiServer {
             deployment,
             pods: Vec::new(),
             bad_images: BTreeSet::new(),
+            crashing_images: BTreeSet::new(),
             patches: Vec::new(),
             tick: 0,
             config_maps: BTreeMap::new(),
@@ -143,6 +150,14 @@ impl FakeApiServer {
     /// Pods running `image` never become Ready.
     pub fn mark_bad(&self, image: &str) {
         self.cluster.lock().bad_images.insert(image.to_string());
+    }
+
+    /// Pods of `image` are Ready but their container restarts ten times every tick.
+    pub fn mark_crashing(&self, image: &str) {
+        self.cluster
+            .lock()
+            .crashing_images
+            .insert(image.to_string());
     }
 
     /// The Deployment as the API would answer it.
@@ -238,9 +253,14 @@ impl Cluster {
         } else {
             let tick = self.tick;
             let bad = self.bad_images.contains(&image);
+            let crashing = self.crashing_images.contains(&image);
             for (pod, born, of) in &mut self.pods {
                 if *of == generation && *born < tick && !bad {
+                    // A crash loop: ten restarts a tick (two a second would take minutes
+                    // to tell from a baseline of a few seconds).
+                    let restarts = restart_count(pod) + if crashing { 10 } else { 0 };
                     pod.status = Some(ready_status(true));
+                    set_restart_count(pod, restarts);
                 }
             }
             let all_new_ready = self
@@ -270,6 +290,24 @@ fn is_ready(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn restart_count(pod: &Pod) -> u32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .map_or(0, |c| u32::try_from(c.restart_count).unwrap_or(0))
+}
+
+fn set_restart_count(pod: &mut Pod, restarts: u32) {
+    let status = pod.status.get_or_insert_with(Default::default);
+    status.container_statuses = Some(vec![ContainerStatus {
+        name: "agent".into(),
+        restart_count: i32::try_from(restarts).unwrap_or(i32::MAX),
+        ready: true,
+        ..Default::default()
+    }]);
 }
 
 fn ready_status(ready: bool) -> PodStatus {

@@ -85,6 +85,7 @@ impl Setup {
         .arg("--health-grace-secs", "4")
         .arg("--health-stable-secs", "1")
         .arg("--recheck-secs", "3600")
+        .arg("--sample-secs", "1")
         .start()
     }
 
@@ -234,6 +235,79 @@ async fn a_target_whose_pods_never_become_ready_is_reverted() {
         (agent["agent_version"] == "1.0.0" && agent["health"] == "healthy").then_some(())
     })
     .await;
+}
+
+/// A release whose pods stay Ready but restart again and again passes the install gate;
+/// the pods' restart counts reach the coordinator in the updater's health samples, and the
+/// verdict halts the rollout naming restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_whose_pods_keep_restarting_is_halted_by_the_verdict() {
+    let s = setup().await;
+    let _updater = s.updater();
+    s.running_first_version().await;
+    let url = s.coordinator.grpc_url();
+    eventually("a baseline of samples on 1.0.0", WAIT, async || {
+        let why = droverctl_json(&url, &["agents", "why", "kube-agent"]).await;
+        let text = why["explanation"].as_str()?.to_string();
+        let end = text.find(" sample(s) on 1.0.0 so far")?;
+        let samples: u32 = text[..end].rsplit(' ').next()?.parse().ok()?;
+        (samples >= 2).then_some(())
+    })
+    .await;
+    let crashing = format!(
+        "{}@{}",
+        s.registry.repository(PATH),
+        s.registry.digest(PATH, "1.3.0").await
+    );
+    s.api.mark_crashing(&crashing);
+    let (ok, out, err) = droverctl(
+        &url,
+        &[
+            "rollout",
+            "create",
+            "--channel",
+            "beta",
+            "--from",
+            "1.0.0",
+            "--to",
+            "1.3.0",
+            "--group",
+            "prod",
+            "--immediate",
+            "--bake",
+            "10m",
+            "--verdict",
+            "min-agents=1",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    let seen = parking_lot::Mutex::new(String::new());
+    let status = drover_tests::eventually_explained(
+        "the verdict halts the group",
+        WAIT,
+        async || {
+            let status = droverctl_json(&url, &["rollout", "status", "--channel", "beta"]).await;
+            let why = droverctl_json(&url, &["agents", "why", "kube-agent"]).await;
+            *seen.lock() = format!("{:#}\n{}", status["groups"][0], why["explanation"]);
+            (status["groups"][0]["state"] == "halted").then_some(status)
+        },
+        || seen.lock().clone(),
+    )
+    .await;
+    let note = status["groups"][0]["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("health verdict failed: restarts at"),
+        "{note}"
+    );
+    let agent = s.report("succeeded", "1.3.0").await;
+    assert_eq!(
+        agent["agent_version"], "1.3.0",
+        "the install gate had passed: {agent}"
+    );
+    let why = droverctl_json(&url, &["agents", "why", "kube-agent"]).await;
+    let text = why["explanation"].as_str().unwrap();
+    assert!(text.contains("Health since its install of 1.3.0"), "{text}");
 }
 
 /// The ConfigMap the updater mirrors its directive to (`--schedule-config-map`'s default).

@@ -321,12 +321,19 @@ fn sample_config(args: &RunArgs, health: Option<&HealthConfig>) -> Option<Sample
         .clone()
         .or_else(|| args.health_systemd_unit.clone());
     let watched = health.is_some() || unit.is_some() || args.agent_pid_file.is_some();
-    (args.sample_secs > 0 && watched).then(|| SampleConfig {
-        interval: Duration::from_secs(args.sample_secs),
-        source: SampleSource::Process {
+    let source = match health.map(|h| &h.probe) {
+        Some(Probe::Workload { api, workload }) => SampleSource::Workload {
+            api: api.clone(),
+            workload: workload.clone(),
+        },
+        _ => SampleSource::Process {
             pid_file: args.agent_pid_file.clone(),
             unit,
         },
+    };
+    (args.sample_secs > 0 && watched).then(|| SampleConfig {
+        interval: Duration::from_secs(args.sample_secs),
+        source,
     })
 }
 

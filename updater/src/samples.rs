@@ -2,7 +2,7 @@
 //! looked like (RSS, CPU), how its probes did, and whether it restarted. One sample waits for
 //! the next heartbeat, so the rate is bounded by the interval whatever the heartbeats do.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
 use drover_proto::v1 as pb;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +22,12 @@ pub enum SampleSource {
     Process {
         pid_file: Option<PathBuf>,
         unit: Option<String>,
+    },
+    /// A Kubernetes workload: its pods' container restarts (no RSS or CPU without the
+    /// metrics API).
+    Workload {
+        api: crate::kube::KubeApi,
+        workload: crate::kube::WorkloadRef,
     },
     /// A simulated agent: steady levels with a little noise, its RSS half as high again on
     /// `leaky_versions` (for demos and tests of the verdict).
@@ -70,6 +76,9 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         } => {
             return simulated(shared, shutdown, config.interval, *seed, leaky_versions).await;
         }
+        SampleSource::Workload { api, workload } => {
+            return pods(shared, shutdown, config.interval, api, workload).await;
+        }
     };
     let mut seen: Option<Seen> = None;
     let mut last = tokio::time::Instant::now();
@@ -86,7 +95,47 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         if now.is_some() {
             seen = now;
         }
-        *shared.pending_sample.lock() = Some(sample);
+        publish(&shared, sample);
+    }
+}
+
+/// Hands a sample to the next heartbeat. One not sent yet (heartbeats slower than samples)
+/// is merged with it, not replaced: restarts and exposure must not be lost, or a rate would
+/// be judged on a fraction of the time.
+fn publish(shared: &Shared, sample: pb::HealthSample) {
+    let mut pending = shared.pending_sample.lock();
+    *pending = Some(match pending.take() {
+        Some(older) => merged(older, sample),
+        None => sample,
+    });
+}
+
+fn merged(older: pb::HealthSample, newer: pb::HealthSample) -> pb::HealthSample {
+    let weighted = |a: Option<f64>, wa: u32, b: Option<f64>, wb: u32| match (a, b) {
+        (Some(a), Some(b)) if wa + wb > 0 => {
+            Some((a * f64::from(wa) + b * f64::from(wb)) / f64::from(wa + wb))
+        }
+        (a, b) => b.or(a),
+    };
+    let probes = |s: &pb::HealthSample| s.probes_ok + s.probes_failed;
+    pb::HealthSample {
+        span_ms: older.span_ms.saturating_add(newer.span_ms),
+        rss_kib: newer.rss_kib.or(older.rss_kib),
+        cpu_percent: weighted(
+            older.cpu_percent,
+            older.span_ms,
+            newer.cpu_percent,
+            newer.span_ms,
+        ),
+        probe_latency_ms: weighted(
+            older.probe_latency_ms,
+            probes(&older),
+            newer.probe_latency_ms,
+            probes(&newer),
+        ),
+        probes_ok: older.probes_ok.saturating_add(newer.probes_ok),
+        probes_failed: older.probes_failed.saturating_add(newer.probes_failed),
+        restarts: older.restarts.saturating_add(newer.restarts),
     }
 }
 
@@ -153,6 +202,60 @@ async fn read_process(pid_file: Option<&std::path::Path>, unit: Option<&str>) ->
     })
 }
 
+/// A workload's samples: its pods' restarts since the last sample (pods that are new since
+/// then start at their count), and the probe's results.
+async fn pods(
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    interval: Duration,
+    api: &crate::kube::KubeApi,
+    workload: &crate::kube::WorkloadRef,
+) {
+    let mut before: Option<BTreeMap<String, u64>> = None;
+    let mut last = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let span = last.elapsed();
+        last = tokio::time::Instant::now();
+        let now = pod_restarts(api, workload).await;
+        if let Err(err) = &now {
+            tracing::debug!(error = %err, "cannot read the workload's pods for a health sample");
+        }
+        let now = now.ok();
+        let tally = std::mem::take(&mut *shared.probe_tally.lock());
+        let mut sample = sample(span, None, None, tally);
+        if let (Some(b), Some(n)) = (&before, &now) {
+            let restarts: u64 = n
+                .iter()
+                .filter_map(|(pod, count)| Some(count.saturating_sub(*b.get(pod)?)))
+                .sum();
+            sample.restarts = u32::try_from(restarts).unwrap_or(u32::MAX);
+            sample.span_ms = u32::try_from(span.as_millis()).unwrap_or(u32::MAX);
+        }
+        if now.is_some() {
+            before = now;
+        }
+        publish(&shared, sample);
+    }
+}
+
+async fn pod_restarts(
+    api: &crate::kube::KubeApi,
+    workload: &crate::kube::WorkloadRef,
+) -> Result<BTreeMap<String, u64>, String> {
+    let current = api.workload(workload).await?;
+    let pods = api
+        .pods(&workload.namespace, &current.label_selector())
+        .await?;
+    Ok(pods
+        .iter()
+        .map(|p| (p.metadata.name.clone(), p.restarts()))
+        .collect())
+}
+
 /// A seed per agent id, so a simulated agent keeps its levels across restarts.
 pub fn seed_of(agent_id: &str) -> u64 {
     agent_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -183,7 +286,7 @@ async fn simulated(
         let factor = if leaking { 1.5 } else { 1.0 };
         let noise = |rng: &mut StdRng| 1.0 + rng.random_range(-0.02..0.02);
         let span_ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
-        *shared.pending_sample.lock() = Some(pb::HealthSample {
+        let sample = pb::HealthSample {
             span_ms,
             rss_kib: Some((rss_kib * factor * noise(&mut rng)) as u64),
             cpu_percent: Some(2.0 * noise(&mut rng)),
@@ -191,7 +294,8 @@ async fn simulated(
             probes_ok: (span_ms / 1_000).max(1),
             probes_failed: 0,
             restarts: 0,
-        });
+        };
+        publish(&shared, sample);
     }
 }
 
@@ -240,6 +344,33 @@ mod tests {
         assert_eq!(parse_rss_kib("Name:\tx\n"), None);
         let stat = "812 (my (odd) agent) S 1 812 812 0 -1 4194560 120 0 0 0 250 40 0 0 20 0";
         assert_eq!(parse_cpu_ticks(stat), Some(290));
+    }
+
+    #[test]
+    fn samples_a_heartbeat_has_not_taken_add_up() {
+        let one = pb::HealthSample {
+            span_ms: 1_000,
+            rss_kib: Some(100),
+            cpu_percent: Some(10.0),
+            probe_latency_ms: Some(10.0),
+            probes_ok: 1,
+            probes_failed: 0,
+            restarts: 2,
+        };
+        let three = pb::HealthSample {
+            span_ms: 3_000,
+            rss_kib: Some(200),
+            cpu_percent: Some(2.0),
+            probe_latency_ms: Some(30.0),
+            probes_ok: 2,
+            probes_failed: 1,
+            restarts: 1,
+        };
+        let m = merged(one, three);
+        assert_eq!((m.span_ms, m.rss_kib, m.restarts), (4_000, Some(200), 3));
+        assert_eq!((m.probes_ok, m.probes_failed), (3, 1));
+        assert_eq!(m.cpu_percent, Some(4.0));
+        assert_eq!(m.probe_latency_ms, Some(25.0));
     }
 
     #[test]

@@ -47,7 +47,12 @@ impl Fleet {
                     .as_ref()
                     .filter(|r| failed_this_rollout(spec, created_ms, r))
                     .map(|_| entry.report_received_ms);
-                let track = self.health_tracks.get(&agent_id);
+                // Copied only for a rollout that judges them.
+                let track = spec
+                    .verdict
+                    .enabled
+                    .then(|| self.health_tracks.get(&agent_id))
+                    .flatten();
                 let on_target = version.as_deref() == Some(target.as_str());
                 // When it reached the target: its install as a sample saw it, or its report.
                 let updated_at_ms = on_target

@@ -51,14 +51,19 @@ pub fn group_verdict_to_proto(verdict: &GroupVerdict) -> pb::GroupVerdict {
     }
 }
 
+/// Three decimals are all anyone reads (and no `10.000000000000009`).
+fn rounded(value: f64) -> f64 {
+    (value * 1_000.0).round() / 1_000.0
+}
+
 fn signal_to_proto(signal: &SignalVerdict) -> pb::SignalVerdict {
     pb::SignalVerdict {
         signal: signal.signal.as_str().to_string(),
         outcome: signal.outcome.as_str().to_string(),
-        effect: signal.effect,
-        low: signal.low,
-        high: signal.high,
-        tolerance: signal.tolerance,
+        effect: signal.effect.map(rounded),
+        low: signal.low.map(rounded),
+        high: signal.high.map(rounded),
+        tolerance: rounded(signal.tolerance),
         updated: signal.updated,
         compared: signal.compared,
         worst: signal

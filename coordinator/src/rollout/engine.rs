@@ -304,7 +304,7 @@ fn transition(
     let group_spec = &spec.groups[index];
     let counts = counts(now_ms, spec, members, state.groups[index].started_ms);
     let startable = startable(now_ms, spec, state, index);
-    let verdict = match state.groups[index].phase {
+    let mut verdict = match state.groups[index].phase {
         Phase::Canary | Phase::Active => {
             health_gate::group_verdict(spec, members, state.groups[index].started_ms)
         }
@@ -405,6 +405,9 @@ fn transition(
                          done to accept it, or roll back)"
                     );
                     pause = Some(format!("group {}: {}", group_spec.name, group.note));
+                    if let Some(v) = &mut verdict {
+                        v.outcome = VerdictOutcome::Inconclusive;
+                    }
                 } else {
                     group.phase = Phase::Done;
                     group.done_ms = Some(now_ms);

@@ -225,7 +225,7 @@ fn judge_level(
     } else {
         VerdictOutcome::Pending
     };
-    updated.sort_by(|a, b| b.1.total_cmp(&a.1));
+    keep_worst(&mut updated);
     let shown = |x: f64| in_unit(signal, x);
     Some(SignalVerdict {
         signal,
@@ -246,6 +246,17 @@ fn judge_level(
             .map(|(id, v)| (id.to_string(), shown(*v)))
             .collect(),
     })
+}
+
+/// The `WORST_SHOWN` largest changes, largest first, in linear time (a pass at 100k agents
+/// must not sort them all).
+fn keep_worst(changes: &mut Vec<(&str, f64)>) {
+    let by_size = |a: &(&str, f64), b: &(&str, f64)| b.1.total_cmp(&a.1);
+    if changes.len() > WORST_SHOWN {
+        changes.select_nth_unstable_by(WORST_SHOWN - 1, by_size);
+        changes.truncate(WORST_SHOWN);
+    }
+    changes.sort_by(by_size);
 }
 
 fn finite(value: f64) -> Option<f64> {
@@ -321,7 +332,7 @@ fn judge_restarts(spec: &VerdictSpec, alpha: f64, agents: &[Observed]) -> Option
     } else {
         VerdictOutcome::Pending
     };
-    updated.sort_by(|a, b| b.1.total_cmp(&a.1));
+    keep_worst(&mut updated);
     Some(SignalVerdict {
         signal: HealthSignal::Restarts,
         outcome,

@@ -16,6 +16,8 @@ pub struct Workload {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Metadata {
     #[serde(default)]
+    pub name: String,
+    #[serde(default)]
     pub generation: i64,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
@@ -85,6 +87,25 @@ pub struct Pod {
 pub struct PodStatus {
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    #[serde(default, rename = "containerStatuses")]
+    pub container_statuses: Vec<ContainerStatus>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ContainerStatus {
+    #[serde(default, rename = "restartCount")]
+    pub restart_count: u64,
+}
+
+impl Pod {
+    /// Restarts of all its containers, as the kubelet counts them.
+    pub fn restarts(&self) -> u64 {
+        self.status
+            .container_statuses
+            .iter()
+            .map(|c| c.restart_count)
+            .sum()
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -110,6 +110,8 @@ fn too_little_evidence_after_the_bake_and_a_wait_pauses_and_says_what_is_missing
     );
     let out = reconcile(now + 600_000, &spec, &out.state, &fleet, None);
     assert!(out.state.paused);
+    let stored = out.state.groups[0].verdict.as_ref().unwrap();
+    assert_eq!(stored.outcome, VerdictOutcome::Inconclusive);
     let group = &out.state.groups[0];
     assert_eq!(group.phase, Phase::Active);
     assert!(
