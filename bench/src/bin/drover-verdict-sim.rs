@@ -109,6 +109,9 @@ fn main() {
             ..base.clone()
         })
         .collect();
+    if scenarios.is_empty() {
+        return;
+    }
     let outcomes = in_parallel(&scenarios, args.threads);
     let halted = outcomes
         .iter()
