@@ -37,7 +37,8 @@ pub mod pin;
 pub mod policy;
 pub mod recheck;
 pub mod renewal;
-pub mod samples;
+pub mod sample;
+mod sample_task;
 pub mod shared;
 pub mod shell;
 pub mod simulate;
@@ -100,7 +101,7 @@ pub async fn run(
             manager::run(shared.clone(), directives_rx, shutdown.clone()).in_current_span(),
         ),
         tokio::spawn(renewal::run(shared.clone(), shutdown.clone()).in_current_span()),
-        tokio::spawn(samples::run(shared.clone(), shutdown.clone()).in_current_span()),
+        tokio::spawn(sample_task::run(shared.clone(), shutdown.clone()).in_current_span()),
     ];
     futures::future::join_all(tasks).await;
     Ok(())

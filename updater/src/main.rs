@@ -23,7 +23,7 @@ use drover_updater::{
     },
     mirror::DirectiveMirror,
     pin::CaPin,
-    samples::{SampleConfig, SampleSource},
+    sample::{SampleConfig, SampleSource},
     state::read_dir_state,
 };
 use tokio_util::sync::CancellationToken;

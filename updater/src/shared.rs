@@ -66,7 +66,7 @@ pub struct UpdaterConfig {
     /// How the agent's health is probed; `None` reports `initial_health` forever.
     pub health: Option<health::HealthConfig>,
     /// Health samples for the coordinator's verdict; `None`: none are sent.
-    pub samples: Option<crate::samples::SampleConfig>,
+    pub samples: Option<crate::sample::SampleConfig>,
     pub initial_health: Health,
     /// How long a new version has to become healthy before it is reverted.
     pub health_grace: Duration,
@@ -89,7 +89,7 @@ pub struct Shared {
     /// The coordinator the stream is connected to (welcomed), if any; unary calls go there.
     pub connected: parking_lot::Mutex<Option<address::Target>>,
     /// Probe results since the last health sample, and the sample the next heartbeat carries.
-    pub probe_tally: parking_lot::Mutex<crate::samples::ProbeTally>,
+    pub probe_tally: parking_lot::Mutex<crate::sample::ProbeTally>,
     pub pending_sample: parking_lot::Mutex<Option<drover_proto::v1::HealthSample>>,
 }
 

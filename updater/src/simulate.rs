@@ -21,7 +21,7 @@ use crate::{
     identity::ClientIdentity,
     installers::{backend::Backend, simulated::SimulatedInstaller},
     pin::{CaPin, certificate_pem, fetch_pinned_ca},
-    samples::{SampleConfig, SampleSource},
+    sample::{SampleConfig, SampleSource},
     shared::{Clock, UpdaterConfig},
     state::StateStore,
 };
@@ -211,7 +211,7 @@ fn updater_config(
         samples: config.sample_interval.map(|interval| SampleConfig {
             interval,
             source: SampleSource::Simulated {
-                seed: crate::samples::seed_of(&agent_id),
+                seed: crate::sample::seed_of(&agent_id),
                 leaky_versions: config.leaky_versions.clone(),
             },
         }),
