@@ -229,6 +229,22 @@ pub async fn run(client: &mut Client, command: RolloutCommand) -> Result<Reply, 
     ))
 }
 
+/// The rollout's verdict settings in one line: what halts a group, and how long it bakes.
+fn verdict_settings_line(v: &pb::VerdictSettings) -> String {
+    format!(
+        "health verdict: bake {}s, observe {}s; halts on RSS +{} %, CPU +{} points, probe \
+         latency +{} ms, failed probes +{} points or restarts {}×, at a false-halt rate of {} ppm",
+        v.bake_seconds,
+        v.observe_seconds,
+        v.rss_percent,
+        v.cpu_percent,
+        v.latency_ms,
+        v.probe_failure_percent,
+        v.restart_ratio,
+        v.error_rate_ppm
+    )
+}
+
 /// A group's health verdict: its outcome, then one line per signal judged.
 fn verdict_lines(text: Text, g: &pb::RolloutGroupStatus) -> Text {
     let Some(verdict) = &g.verdict else {
@@ -299,6 +315,10 @@ pub(crate) fn status_text_into(text: Text, s: &pb::RolloutStatus) -> Text {
         text.alert(headline)
     } else {
         text.line(headline)
+    };
+    let text = match &s.verdict {
+        Some(v) => text.line(verdict_settings_line(v)),
+        None => text,
     };
     let mut text = text.line("").table(table);
     for g in &s.groups {
