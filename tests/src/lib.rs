@@ -101,6 +101,15 @@ pub async fn wait_connected(url: &str, count: u64) {
     .await;
 }
 
+/// How many health samples the coordinator holds of `agent` on `version` before any mark
+/// (what `agents why` says: "N sample(s) on VERSION so far"); `None` when it says nothing.
+pub async fn health_samples_on(url: &str, agent: &str, version: &str) -> Option<u32> {
+    let why = droverctl_json(url, &["agents", "why", agent]).await;
+    let text = why["explanation"].as_str()?;
+    let end = text.find(&format!(" sample(s) on {version} so far"))?;
+    text[..end].rsplit(' ').next()?.parse().ok()
+}
+
 /// `droverctl rollout create` moving `channel` from 1.0.0 to 1.1.0 through `groups` (each a
 /// `--group` spec), plus `extra` flags. Returns (succeeded, stdout, stderr).
 pub async fn create_rollout(

@@ -247,10 +247,7 @@ async fn a_release_whose_pods_keep_restarting_is_halted_by_the_verdict() {
     s.running_first_version().await;
     let url = s.coordinator.grpc_url();
     eventually("a baseline of samples on 1.0.0", WAIT, async || {
-        let why = droverctl_json(&url, &["agents", "why", "kube-agent"]).await;
-        let text = why["explanation"].as_str()?.to_string();
-        let end = text.find(" sample(s) on 1.0.0 so far")?;
-        let samples: u32 = text[..end].rsplit(' ').next()?.parse().ok()?;
+        let samples = drover_tests::health_samples_on(&url, "kube-agent", "1.0.0").await?;
         (samples >= 2).then_some(())
     })
     .await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use drover_tests::{
     AgentHost, CoordinatorBuilder, ReleaseRepo, UpdaterBuilder, UpdaterProcess, droverctl,
-    droverctl_json, eventually_explained,
+    droverctl_json, eventually_explained, health_samples_on,
 };
 
 const AGENTS: usize = 4;
@@ -65,9 +65,8 @@ async fn a_leaking_release_that_passed_its_install_gate_is_halted_by_the_verdict
             &format!("{agent} has a baseline of health samples"),
             WAIT,
             async || {
-                let why = droverctl_json(&url, &["agents", "why", &agent]).await;
-                let text = why["explanation"].as_str().unwrap_or_default().to_string();
-                samples_on(&text, "1.0.0").filter(|n| *n >= 5).map(|_| ())
+                let samples = health_samples_on(&url, &agent, "1.0.0").await?;
+                (samples >= 5).then_some(())
             },
             || updater.log(),
         )
@@ -148,11 +147,4 @@ async fn a_leaking_release_that_passed_its_install_gate_is_halted_by_the_verdict
         text.contains("Health since its install of 1.1.0") && text.contains("RSS +"),
         "{text}"
     );
-}
-
-/// "N sample(s) on VERSION so far" from an `agents why` text.
-fn samples_on(text: &str, version: &str) -> Option<u32> {
-    let marker = format!(" sample(s) on {version} so far");
-    let end = text.find(&marker)?;
-    text[..end].rsplit(' ').next()?.parse().ok()
 }

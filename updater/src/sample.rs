@@ -59,7 +59,8 @@ impl ProbeTally {
 pub struct Seen {
     pub pid: u32,
     pub unit_restarts: u64,
-    pub cpu_ticks: u64,
+    /// `None` when /proc could not be read: no CPU is computed from it.
+    pub cpu_ticks: Option<u64>,
     pub rss_kib: Option<u64>,
 }
 
@@ -109,8 +110,9 @@ pub fn sample(
     };
     let cpu_percent = match (before, now) {
         (Some(b), Some(n)) if b.pid == n.pid && span_ms > 0 => {
-            let ticks = n.cpu_ticks.saturating_sub(b.cpu_ticks) as f64;
-            Some(ticks / clock_ticks() * 100_000.0 / f64::from(span_ms))
+            b.cpu_ticks.zip(n.cpu_ticks).map(|(before, now)| {
+                now.saturating_sub(before) as f64 / clock_ticks() * 100_000.0 / f64::from(span_ms)
+            })
         }
         _ => None,
     };
@@ -211,13 +213,13 @@ mod tests {
         let before = Seen {
             pid: 10,
             unit_restarts: 0,
-            cpu_ticks: 100,
+            cpu_ticks: Some(100),
             rss_kib: None,
         };
         let same = Seen {
             pid: 10,
             unit_restarts: 0,
-            cpu_ticks: 150,
+            cpu_ticks: Some(150),
             rss_kib: None,
         };
         let tally = ProbeTally {
@@ -232,7 +234,7 @@ mod tests {
         let moved = Seen {
             pid: 11,
             unit_restarts: 2,
-            cpu_ticks: 5,
+            cpu_ticks: Some(5),
             rss_kib: None,
         };
         let s = sample(
@@ -245,5 +247,17 @@ mod tests {
             (s.restarts, s.cpu_percent, s.probe_latency_ms),
             (2, None, None)
         );
+        // An unreadable /proc stat gives no CPU, never one computed from zero.
+        let unread = Seen {
+            cpu_ticks: None,
+            ..before
+        };
+        let s = sample(
+            Duration::from_secs(10),
+            Some(unread),
+            Some(same),
+            ProbeTally::default(),
+        );
+        assert_eq!(s.cpu_percent, None);
     }
 }

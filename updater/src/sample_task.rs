@@ -72,7 +72,7 @@ async fn read_process(pid_file: Option<&std::path::Path>, unit: Option<&str>) ->
     Some(Seen {
         pid,
         unit_restarts,
-        cpu_ticks: cpu_ticks(pid).unwrap_or(0),
+        cpu_ticks: cpu_ticks(pid),
         rss_kib: rss_kib(pid),
     })
 }

@@ -33,13 +33,13 @@ impl Fleet {
         let Some(version) = version else {
             return;
         };
-        let Some((channel, entry)) = self.inventory.get(agent_id) else {
+        let Some((channel, group)) = self.inventory.placement(agent_id) else {
             return;
         };
         let rollout = self.rollouts.read().get(&channel).cloned();
         let (reference, samples_per_agent) = rollout
             .map(|rollout| {
-                let index = rollout.spec.group_of(&entry.group);
+                let index = rollout.spec.group_of(&group);
                 let started = rollout.state.groups[index].started_ms;
                 let on_target = rollout.spec.target_version.to_string() == version;
                 let reference = started.filter(|_| !on_target);

@@ -172,6 +172,14 @@ impl Inventory {
             .unwrap_or_default()
     }
 
+    /// One agent's channel and group, without copying its entry (the heartbeat path).
+    pub fn placement(&self, agent_id: &str) -> Option<(String, String)> {
+        let maps = self.maps.read();
+        let channel = maps.channel_of.get(agent_id)?;
+        let group = &maps.by_channel.get(channel)?.get(agent_id)?.group;
+        Some((channel.clone(), group.clone()))
+    }
+
     /// One agent's channel and entry.
     pub fn get(&self, agent_id: &str) -> Option<(String, InventoryEntry)> {
         let maps = self.maps.read();

@@ -134,8 +134,7 @@ pub fn status_to_proto(rollout: &ActiveRollout) -> pb::RolloutStatus {
             .spec
             .verdict
             .enabled
-            .then(|| super::verdict_convert::settings_to_proto(&rollout.spec.verdict))
-            .flatten(),
+            .then(|| super::verdict_convert::settings_to_proto(&rollout.spec.verdict)),
     }
 }
 

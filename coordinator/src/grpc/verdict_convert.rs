@@ -26,9 +26,9 @@ pub fn spec_from_proto(settings: Option<pb::VerdictSettings>) -> VerdictSpec {
     }
 }
 
-pub fn settings_to_proto(spec: &VerdictSpec) -> Option<pb::VerdictSettings> {
+pub fn settings_to_proto(spec: &VerdictSpec) -> pb::VerdictSettings {
     let seconds = |s: u64| u32::try_from(s).unwrap_or(u32::MAX);
-    Some(pb::VerdictSettings {
+    pb::VerdictSettings {
         disabled: !spec.enabled,
         error_rate_ppm: spec.alpha_ppm,
         bake_seconds: seconds(spec.bake_secs),
@@ -40,7 +40,7 @@ pub fn settings_to_proto(spec: &VerdictSpec) -> Option<pb::VerdictSettings> {
         latency_ms: spec.latency_ms,
         probe_failure_percent: spec.probe_failure_pct,
         restart_ratio: spec.restart_ratio,
-    })
+    }
 }
 
 pub fn group_verdict_to_proto(verdict: &GroupVerdict) -> pb::GroupVerdict {

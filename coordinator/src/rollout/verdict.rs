@@ -14,8 +14,9 @@ mod track;
 use drover_rules::{HealthSignal, VerdictOutcome};
 use serde::{Deserialize, Serialize};
 
-pub use bounds::{mean_half_width, rate_bounds};
-pub use track::{HealthSample, LEVEL_SIGNALS, Track, Window};
+use bounds::{mean_half_width, rate_bounds};
+use track::LEVEL_SIGNALS;
+pub use track::{HealthSample, Track};
 
 /// The verdict's part of a rollout spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -42,11 +42,6 @@ impl HealthSample {
             HealthSignal::Restarts => None,
         }
     }
-
-    /// Whether it carries anything the verdict can use.
-    pub fn is_empty(&self) -> bool {
-        LEVEL_SIGNALS.iter().all(|s| self.level(*s).is_none()) && self.span_ms == 0
-    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -103,8 +98,7 @@ impl Window {
                 }
             }
         }
-        self.restarts += f64::from(sample.restarts);
-        self.exposure_hours += f64::from(sample.span_ms) / 3_600_000.0;
+        // Restarts and exposure after a mark are `Track::since`'s.
         self.samples = self.samples.saturating_add(1);
     }
 
