@@ -26,6 +26,7 @@ pub struct Codes {
     pub rollout_statuses: BTreeMap<String, String>,
     pub verdict_outcomes: BTreeMap<String, String>,
     pub health_signals: BTreeMap<String, String>,
+    pub halt_scopes: BTreeMap<String, String>,
 }
 
 /// Agents by version over time, one sample a minute, oldest first.

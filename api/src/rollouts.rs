@@ -32,6 +32,12 @@ pub struct Rollout {
     /// backend; absent for rollouts made before tracing existed and for dry runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// How the rollout stratifies its fleet; absent on answers that do not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strata: Option<crate::StrataSettings>,
+    /// Strata held after a failure confined to them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_strata: Vec<crate::HeldStratum>,
 }
 
 /// One group of a rollout: where it stands, and how many of its agents are where.
@@ -89,6 +95,8 @@ impl From<&pb::RolloutStatus> for Rollout {
             effect: s.effect.as_ref().map(crate::Effect::from),
             plan: s.plan.as_ref().map(RolloutPlan::from),
             trace_id: (!s.trace_id.is_empty()).then(|| s.trace_id.clone()),
+            strata: s.strata.as_ref().map(crate::StrataSettings::from),
+            held_strata: s.held_strata.iter().map(crate::HeldStratum::from).collect(),
         }
     }
 }
@@ -131,6 +139,12 @@ pub struct GroupPlan {
     /// None when the group never gets a window.
     pub starts_at: Option<String>,
     pub done_at: Option<String>,
+    /// The canaries it would start with, picked as the real create picks them.
+    #[serde(default)]
+    pub canaries: Vec<String>,
+    /// Its strata, largest first, with the canary covering each.
+    #[serde(default)]
+    pub strata: Vec<crate::StratumCoverage>,
 }
 
 impl From<&pb::RolloutPlan> for RolloutPlan {
@@ -144,6 +158,8 @@ impl From<&pb::RolloutPlan> for RolloutPlan {
                     agents: g.agents,
                     starts_at: time(g.starts_at.as_ref()),
                     done_at: time(g.done_at.as_ref()),
+                    canaries: g.canaries.clone(),
+                    strata: g.strata.iter().map(crate::StratumCoverage::from).collect(),
                 })
                 .collect(),
         }

@@ -174,6 +174,7 @@ pub async fn run(args: ChurnArgs) -> anyhow::Result<()> {
         versions: vec!["1.0.0".into()],
         unhealthy_fraction: 0.0,
         broken_versions: Vec::new(),
+        broken_on: None,
         install_time: None,
         id_prefix: "churn".into(),
         ramp_up: Duration::from_secs(args.ramp_secs),

@@ -112,6 +112,7 @@ codes! {
         Rolledback => "rolledback": "the group was rolled back to the start version",
         RolloutPaused => "rollout_paused": "the rollout is paused; nobody moves until it resumes",
         Pinned => "pinned": "an admin pinned the agent to its version",
+        StratumHeld => "stratum_held": "the agent's stratum (its kind of host) failed in this rollout and is held; the other strata go on",
         // The updater's own, for what it does.
         InWindow => "in_window": "inside the maintenance window: it installs",
         AgentUnhealthy => "agent_unhealthy": "the agent is unhealthy: it installs at once",
@@ -166,6 +167,14 @@ codes! {
         Fail => "fail": "a signal shows a regression beyond its tolerance, beyond doubt at the spec's error rate: the group halts",
         Inconclusive => "inconclusive": "the bake time is over but too few agents reported a signal to judge it: the rollout pauses",
         NotJudged => "not_judged": "no agent of the group has health samples from before and after its install, so only the install gate judges it",
+    }
+}
+
+codes! {
+    /// What a failure stops when a rollout stratifies its fleet (ARCHITECTURE.md, "Strata").
+    HaltScope {
+        Rollout => "rollout": "a failure halts its group and every other unfinished group: the whole rollout stops",
+        Stratum => "stratum": "a failure confined to one stratum holds only that stratum; the others go on",
     }
 }
 
@@ -284,6 +293,9 @@ mod tests {
         }
         for code in VerdictOutcome::ALL {
             assert_eq!(VerdictOutcome::parse(code.as_str()), Some(*code));
+        }
+        for code in HaltScope::ALL {
+            assert_eq!(HaltScope::parse(code.as_str()), Some(*code));
         }
         for code in EventKind::ALL {
             assert_eq!(EventKind::parse(code.as_str()), Some(*code));

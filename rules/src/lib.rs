@@ -17,8 +17,8 @@ pub mod time;
 pub mod version;
 
 pub use codes::{
-    AdminRole, AgentCondition, AuditResult, AuditRole, EventKind, GroupPhase, HealthSignal,
-    ReasonCode, RolloutStatus, VerdictOutcome,
+    AdminRole, AgentCondition, AuditResult, AuditRole, EventKind, GroupPhase, HaltScope,
+    HealthSignal, ReasonCode, RolloutStatus, VerdictOutcome,
 };
 pub use schedule::{MaintenanceSchedule, Weekdays};
 pub use version::{ConstraintViolation, check_constraints, parse_version};

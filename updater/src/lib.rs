@@ -27,6 +27,7 @@ pub mod convert;
 pub mod enrol;
 pub mod health;
 mod health_task;
+pub mod host_labels;
 pub mod http;
 pub mod identity;
 pub mod installers;

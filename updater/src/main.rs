@@ -243,7 +243,8 @@ struct RunArgs {
     /// Shift the updater's clock (testing only: puts it just before a window).
     #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
     clock_offset_ms: i64,
-    /// KEY=VALUE, repeatable.
+    /// KEY=VALUE, repeatable. Reported with the host's own `os`, `os_version` (from
+    /// os-release) and `arch`, which a label of the same name replaces.
     #[arg(long = "label", value_parser = parse_label)]
     labels: Vec<(String, String)>,
     /// Override the coordinator's re-check interval (seconds).
@@ -484,7 +485,10 @@ async fn run(
         hostname,
         group: who.group,
         channel: args.channel,
-        labels: args.labels,
+        labels: drover_updater::host_labels::merged(
+            drover_updater::host_labels::this_host(),
+            args.labels,
+        ),
         initial_agent_version: args.agent_version,
         recheck_interval: args.recheck_secs.map(Duration::from_secs),
         backoff: Backoff::default(),

@@ -58,6 +58,10 @@ pub struct SimulateArgs {
     unhealthy_fraction: f64,
     #[arg(long, value_delimiter = ',')]
     broken_versions: Vec<String>,
+    /// The broken versions fail only on agents with this label (e.g. os=rocky): a bug
+    /// confined to one kind of host.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_label)]
+    broken_on: Option<(String, String)>,
     /// How long each simulated install takes, in milliseconds (default: a random 50–400).
     #[arg(long, value_name = "MS")]
     install_ms: Option<u64>,
@@ -99,6 +103,7 @@ pub async fn run(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Res
         versions: args.versions,
         unhealthy_fraction: args.unhealthy_fraction,
         broken_versions: args.broken_versions,
+        broken_on: args.broken_on,
         install_time: args.install_ms.map(Duration::from_millis),
         id_prefix: args.id_prefix,
         ramp_up: Duration::from_secs(args.ramp_up_secs),
@@ -110,4 +115,10 @@ pub async fn run(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Res
     tracing::info!(count = config.count, "starting a simulated fleet");
     simulate(config, enrolment, shutdown).await;
     Ok(())
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("'{text}' must look like KEY=VALUE"))
 }

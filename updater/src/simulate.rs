@@ -39,6 +39,8 @@ pub struct SimulationConfig {
     pub versions: Vec<String>,
     pub unhealthy_fraction: f64,
     pub broken_versions: Vec<String>,
+    /// The broken versions break only agents with this label.
+    pub broken_on: Option<(String, String)>,
     /// How long each install takes; `None`: a random 50–400 ms.
     pub install_time: Option<Duration>,
     pub id_prefix: String,
@@ -191,6 +193,7 @@ fn updater_config(
     health: Health,
 ) -> UpdaterConfig {
     let agent_id = agent.agent_id.clone();
+    let labels = simulated_host(&agent_id);
     UpdaterConfig {
         coordinator: config.coordinator.clone(),
         coordinator_ca: config.coordinator_ca.clone(),
@@ -198,9 +201,17 @@ fn updater_config(
         hostname: format!("{}.sim", agent.agent_id),
         group: agent.group,
         channel: config.channel.clone(),
-        labels: vec![("simulated".into(), "true".into())],
+        labels: labels.clone(),
         installer: Backend::Simulated(SimulatedInstaller {
-            broken_versions: config.broken_versions.clone(),
+            broken_versions: if config
+                .broken_on
+                .as_ref()
+                .is_none_or(|label| labels.contains(label))
+            {
+                config.broken_versions.clone()
+            } else {
+                Vec::new()
+            },
             install_time: config.install_time,
         }),
         initial_agent_version: Some(version),
@@ -331,4 +342,29 @@ impl Enroller {
         }
         Ok(None)
     }
+}
+
+/// A simulated host's labels: a fixed mix of kinds of host, each agent always the same
+/// kind, so rollouts over a simulated fleet have strata to cover.
+fn simulated_host(agent_id: &str) -> Vec<(String, String)> {
+    let roll = crate::sample::seed_of(agent_id) % 100;
+    let (os, version) = match roll {
+        0..70 => ("debian", "12"),
+        70..85 => ("ubuntu", "24.04"),
+        _ => ("rocky", "9"),
+    };
+    let arch = if roll.is_multiple_of(7) {
+        "aarch64"
+    } else {
+        "x86_64"
+    };
+    [
+        ("simulated", "true"),
+        ("os", os),
+        ("os_version", version),
+        ("arch", arch),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }

@@ -125,6 +125,8 @@ fn spec(groups: usize) -> RolloutSpec {
         max_in_flight: 0,
         immediate: true,
         verdict: drover_coordinator::rollout::verdict::VerdictSpec::off(),
+        strata: drover_coordinator::rollout::strata::StrataSpec::off(),
+        canary_seed: String::new(),
     }
 }
 

@@ -90,6 +90,18 @@ text_enum!(UpdateOutcome {
     Succeeded => "succeeded", Failed => "failed", Reverted => "reverted", Refused => "refused",
 });
 
+/// An agent's labels with its installer kind added under `installer` (unless a label of
+/// that name was reported): what a rollout's strata are made of.
+pub fn agent_traits(
+    mut labels: BTreeMap<String, String>,
+    installer: &str,
+) -> BTreeMap<String, String> {
+    labels
+        .entry(crate::rollout::strata::INSTALLER_LABEL.to_string())
+        .or_insert_with(|| installer.to_string());
+    labels
+}
+
 /// What an updater says about itself when its session opens.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentIdentity {

@@ -4,12 +4,15 @@
 //! linear in the channel's agents. Loaded once at start-up; with several replicas, what the
 //! others wrote is merged in before each pass (`replicas.rs`).
 
-use std::collections::HashMap;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use parking_lot::RwLock;
 
 use crate::{
-    domain::{AgentRecord, Health, UpdateReport},
+    domain::{AgentIdentity, AgentRecord, Health, UpdateReport, agent_traits},
     store::ChangedAgent,
 };
 
@@ -27,6 +30,9 @@ pub struct InventoryEntry {
     /// The replica holding the agent's session, as another replica wrote it (several
     /// replicas); `None` here for agents whose session this replica holds or none holds.
     pub connected_on: Option<String>,
+    /// Its labels and installer kind (`domain::agent_traits`), shared: they change only
+    /// when a session opens, and every pass reads them for the strata.
+    pub traits: Arc<BTreeMap<String, String>>,
 }
 
 fn finished(report: Option<&UpdateReport>) -> i64 {
@@ -60,6 +66,7 @@ impl Inventory {
                     first_seen_ms: record.first_seen_ms,
                     last_report: record.last_report,
                     connected_on: None,
+                    traits: Arc::new(agent_traits(record.labels, record.installer.as_str())),
                 },
             );
         }
@@ -70,15 +77,9 @@ impl Inventory {
 
     /// An agent said who it is (a new session): its group or channel may have changed.
     /// `now_ms` (the fleet's clock) is its first-seen time if it is new.
-    pub fn identify(
-        &self,
-        agent_id: &str,
-        channel: &str,
-        group: &str,
-        version: Option<String>,
-        health: Health,
-        now_ms: i64,
-    ) {
+    pub fn identify(&self, identity: &AgentIdentity, now_ms: i64) {
+        let agent_id = identity.agent_id.as_str();
+        let traits = agent_traits(identity.labels.clone(), identity.installer.as_str());
         // One write lock: a pass never sees the agent on neither or both channels.
         let mut maps = self.maps.write();
         let (last_report, report_received_ms, first_seen_ms) = maps
@@ -87,15 +88,16 @@ impl Inventory {
             .unwrap_or((None, 0, now_ms));
         maps.put(
             agent_id,
-            channel,
+            &identity.channel,
             InventoryEntry {
-                group: group.to_string(),
-                version,
-                health,
+                group: identity.group.clone(),
+                version: identity.agent_version.as_ref().map(ToString::to_string),
+                health: identity.health,
                 last_report,
                 report_received_ms,
                 first_seen_ms,
                 connected_on: None,
+                traits: Arc::new(traits),
             },
         );
     }
@@ -120,6 +122,7 @@ impl Inventory {
                     first_seen_ms: row.first_seen_ms,
                     last_report: row.last_report,
                     connected_on: row.connected_on,
+                    traits: Arc::new(row.traits),
                 },
             );
         }
@@ -309,10 +312,24 @@ mod tests {
         }
     }
 
+    fn identity(channel: &str, group: &str, health: Health) -> AgentIdentity {
+        AgentIdentity {
+            agent_id: "a".into(),
+            hostname: "a".into(),
+            group: group.into(),
+            channel: channel.into(),
+            installer: crate::domain::InstallerKind::Tarball,
+            agent_version: Some(semver::Version::new(1, 0, 0)),
+            updater_version: "0.1.0".into(),
+            labels: BTreeMap::from([("os".to_string(), "debian".to_string())]),
+            health,
+        }
+    }
+
     #[test]
     fn agents_move_between_channels_and_reports_only_go_forward() {
         let inventory = Inventory::default();
-        inventory.identify("a", "edge", "dev", Some("1.0.0".into()), Health::Healthy, 5);
+        inventory.identify(&identity("edge", "dev", Health::Healthy), 5);
         inventory.record_report("a", &report("1.1.0", 20), false, 30);
         inventory.record_report("a", &report("1.2.0", 10), false, 40);
         let edge = inventory.channel("edge");
@@ -323,17 +340,15 @@ mod tests {
             "an older report must not replace a newer one"
         );
 
-        inventory.identify(
-            "a",
-            "stable",
-            "prod",
-            Some("1.0.0".into()),
-            Health::Unknown,
-            6,
-        );
+        inventory.identify(&identity("stable", "prod", Health::Unknown), 6);
         assert!(inventory.channel("edge").is_empty());
         let stable = inventory.channel("stable");
         assert_eq!(stable[0].1.group, "prod");
+        assert_eq!(
+            stable[0].1.traits.get("installer").map(String::as_str),
+            Some("tarball"),
+            "the installer kind is a trait strata can use"
+        );
         assert!(
             stable[0].1.last_report.is_some(),
             "the last report follows the agent"

@@ -261,14 +261,7 @@ impl Fleet {
             })
             .await?;
         let version = identity.agent_version.as_ref().map(ToString::to_string);
-        self.inventory.identify(
-            &identity.agent_id,
-            &identity.channel,
-            &identity.group,
-            version.clone(),
-            identity.health,
-            self.clock.now_ms(),
-        );
+        self.inventory.identify(&identity, self.clock.now_ms());
         let epoch = self.directive_epoch.load(Ordering::SeqCst);
         let directive = self.directive_for(&identity.agent_id, &identity.channel, &identity.group);
         let live = LiveStatus {

@@ -18,7 +18,7 @@ use crate::{
     domain::{UpdateOutcome, UpdateReport, now_ms},
     error::Result,
     failpoint::crash_point,
-    rollout::{AgentSnapshot, RolloutSpec, reconcile},
+    rollout::{AgentSnapshot, RolloutSpec, reconcile, strata::stratum_key},
     store::{NewEvent, RolloutCommit},
 };
 
@@ -65,6 +65,7 @@ impl Fleet {
                     })
                     .flatten();
                 AgentSnapshot {
+                    stratum: stratum_key(&spec.strata.labels, &entry.traits),
                     updated_at_ms,
                     track,
                     pinned: pins.contains(&agent_id),

@@ -193,6 +193,9 @@ impl Fleet {
     ) -> Result<(Arc<ActiveRollout>, Effect)> {
         let _serialized = self.rollout_lock.lock().await;
         spec.rollout_id = format!("r-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        if spec.canary_seed.is_empty() {
+            spec.canary_seed = spec.default_seed();
+        }
         // Other replicas' agents count too (several replicas): their groups, their effect.
         self.merge_shared_facts().await?;
         self.check_spec(&spec)?;
@@ -271,7 +274,10 @@ impl Fleet {
     }
 
     /// Runs the engine forward over today's inventory; changes nothing.
-    pub async fn plan_rollout(&self, spec: RolloutSpec) -> Result<Vec<GroupPlan>> {
+    pub async fn plan_rollout(&self, mut spec: RolloutSpec) -> Result<Vec<GroupPlan>> {
+        if spec.canary_seed.is_empty() {
+            spec.canary_seed = spec.default_seed();
+        }
         self.merge_shared_facts().await?;
         self.check_spec(&spec)?;
         let state = RolloutState::new(&spec);

@@ -379,6 +379,23 @@ impl AdminService for AdminApi {
         self.steer(caller, verb, r.dry_run).await
     }
 
+    async fn release_stratum(
+        &self,
+        request: Request<pb::ReleaseStratumRequest>,
+    ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                "ReleaseStratum",
+                &request.get_ref().channel,
+            )
+            .await?;
+        let r = request.into_inner();
+        let verb = RolloutVerb::ReleaseStratum { stratum: r.stratum };
+        self.steer(caller, verb, r.dry_run).await
+    }
+
     async fn rollback(
         &self,
         request: Request<pb::RollbackRequest>,

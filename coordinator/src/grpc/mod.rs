@@ -15,6 +15,7 @@ mod inbound_budget;
 pub mod peer;
 pub mod rollout_convert;
 mod session_stream;
+pub mod strata_convert;
 pub mod timing;
 mod updater_service;
 pub mod verdict_convert;

@@ -13,6 +13,7 @@ use crate::{
 };
 
 pub fn spec_from_proto(request: pb::CreateRolloutRequest) -> Result<RolloutSpec> {
+    let strata = super::strata_convert::spec_from_request(&request)?;
     let strategy = match pb::RolloutStrategy::try_from(request.strategy) {
         Ok(pb::RolloutStrategy::TimeBased) => Strategy::TimeBased,
         Ok(pb::RolloutStrategy::HaltOnError) | Ok(pb::RolloutStrategy::Unspecified) => {
@@ -75,6 +76,8 @@ pub fn spec_from_proto(request: pb::CreateRolloutRequest) -> Result<RolloutSpec>
         max_in_flight: request.max_in_flight,
         immediate: request.immediate,
         verdict: super::verdict_convert::spec_from_proto(request.verdict),
+        strata,
+        canary_seed: request.canary_seed,
     })
 }
 
@@ -135,6 +138,16 @@ pub fn status_to_proto(rollout: &ActiveRollout) -> pb::RolloutStatus {
             .verdict
             .enabled
             .then(|| super::verdict_convert::settings_to_proto(&rollout.spec.verdict)),
+        strata: Some(super::strata_convert::settings_to_proto(
+            &rollout.spec.strata,
+            rollout.spec.rank_seed(),
+        )),
+        held_strata: rollout
+            .state
+            .held_strata
+            .iter()
+            .map(super::strata_convert::held_to_proto)
+            .collect(),
     }
 }
 
@@ -143,6 +156,8 @@ pub fn plan_to_proto(plans: Vec<GroupPlan>) -> pb::RolloutPlan {
         groups: plans
             .into_iter()
             .map(|p| pb::RolloutGroupPlan {
+                strata: super::strata_convert::coverage_to_proto(&p),
+                canaries: p.canaries,
                 name: p.group,
                 agents: p.agents,
                 starts_at: p.starts_ms.and_then(timestamp),

@@ -43,6 +43,7 @@ const METHODS: &[&str] = &[
     "StartGroup",
     "MarkGroupDone",
     "Rollback",
+    "ReleaseStratum",
     "PinAgent",
     "UnpinAgent",
     "ExplainAgent",

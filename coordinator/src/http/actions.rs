@@ -113,7 +113,8 @@ pub async fn whoami(Extension(identity): Caller) -> Json<api::WhoAmI> {
 #[utoipa::path(get, path = "/api/v1/codes", responses((status = 200, body = api::Codes)))]
 pub async fn codes() -> Json<api::Codes> {
     use drover_rules::{
-        AgentCondition, GroupPhase, HealthSignal, ReasonCode, RolloutStatus, VerdictOutcome,
+        AgentCondition, GroupPhase, HaltScope, HealthSignal, ReasonCode, RolloutStatus,
+        VerdictOutcome,
     };
     fn words<C: Copy + std::fmt::Display>(
         all: &[C],
@@ -130,6 +131,7 @@ pub async fn codes() -> Json<api::Codes> {
         rollout_statuses: words(RolloutStatus::ALL, RolloutStatus::explain),
         verdict_outcomes: words(VerdictOutcome::ALL, VerdictOutcome::explain),
         health_signals: words(HealthSignal::ALL, HealthSignal::explain),
+        halt_scopes: words(HaltScope::ALL, HaltScope::explain),
     })
 }
 

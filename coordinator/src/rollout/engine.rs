@@ -7,7 +7,9 @@ use semver::Version;
 
 use super::{
     AgentDecision, AgentSnapshot, GroupState, HOUR_MS, Phase, RolloutEvent, RolloutSpec,
-    RolloutState, Strategy, agent_rank, verdict::GroupVerdict,
+    RolloutState, Strategy, agent_rank,
+    strata::{self, is_held},
+    verdict::GroupVerdict,
 };
 use crate::domain::Health;
 
@@ -36,7 +38,7 @@ fn members_of<'a>(spec: &RolloutSpec, fleet: &'a [AgentSnapshot]) -> Vec<Vec<&'a
     }
     for group in &mut members {
         // Cached: the rank hashes two ids, once per agent rather than per comparison.
-        group.sort_by_cached_key(|a| agent_rank(&spec.rollout_id, &a.agent_id));
+        group.sort_by_cached_key(|a| agent_rank(spec.rank_seed(), &a.agent_id));
     }
     members
 }
@@ -67,6 +69,7 @@ pub fn reconcile(
                         transition(now_ms, spec, &mut next, index, group_members, &mut events);
                     assign_slots(now_ms, spec, &mut next, index, group_members);
                 }
+                stratum_gate::stop_the_rest(spec, state, &mut next, &mut events);
             }
         }
     }
@@ -146,7 +149,12 @@ fn assign_slots(
     index: usize,
     members: &[&AgentSnapshot],
 ) {
-    let group = &mut state.groups[index];
+    let RolloutState {
+        groups,
+        held_strata: held,
+        ..
+    } = state;
+    let group = &mut groups[index];
     if spec.max_in_flight == 0 || group.phase == Phase::Rolledback {
         group.in_flight.clear();
         return;
@@ -155,6 +163,7 @@ fn assign_slots(
     let started_ms = group.started_ms;
     let needs_slot = |a: &AgentSnapshot| {
         !a.pinned
+            && !is_held(held, &a.stratum)
             && !on_target(spec, a)
             && a.failed_at_ms.is_none()
             && (group.phase == Phase::Done || there_at_start(a, started_ms))
@@ -190,13 +199,15 @@ fn on_target(spec: &RolloutSpec, agent: &AgentSnapshot) -> bool {
 fn counts(
     now_ms: i64,
     spec: &RolloutSpec,
+    state: &RolloutState,
     members: &[&AgentSnapshot],
     started_ms: Option<i64>,
 ) -> Counts {
     let mut counts = Counts::default();
+    // A held stratum's agents neither complete the group nor halt it again.
     for agent in members
         .iter()
-        .filter(|a| !a.pinned && there_at_start(a, started_ms))
+        .filter(|a| !a.pinned && there_at_start(a, started_ms) && !state.holds(&a.stratum))
     {
         counts.present += 1;
         if on_target(spec, agent)
@@ -247,9 +258,16 @@ pub(super) fn turn_has_come(
             previous.phase == Phase::Done
                 && previous.done_ms.is_some_and(|done| now_ms >= done + wait)
         }
-        Strategy::TimeBased => previous
-            .started_ms
-            .is_some_and(|started| now_ms >= started + wait),
+        // A halt stops the whole rollout (halt scope `rollout`): no group starts after one.
+        Strategy::TimeBased => {
+            previous
+                .started_ms
+                .is_some_and(|started| now_ms >= started + wait)
+                && (spec.strata.halt_scope != drover_rules::HaltScope::Rollout
+                    || !state.groups[..index]
+                        .iter()
+                        .any(|g| g.phase == Phase::Halted))
+        }
     }
 }
 
@@ -266,6 +284,7 @@ fn canary_candidate(spec: &RolloutSpec, agent: &AgentSnapshot) -> bool {
 fn canaries_needed(
     spec: &RolloutSpec,
     group: &GroupState,
+    held: &[strata::HeldStratum],
     index: usize,
     members: &[&AgentSnapshot],
 ) -> usize {
@@ -274,13 +293,9 @@ fn canaries_needed(
     }
     let left = members
         .iter()
-        .filter(|a| !a.pinned && !on_target(spec, a))
+        .filter(|a| !a.pinned && !on_target(spec, a) && !is_held(held, &a.stratum))
         .count();
     left.min(spec.groups[index].canary_count as usize)
-}
-
-fn waiting_note(needed: usize) -> String {
-    format!("waits for {needed} connected healthy agent(s) to use as canaries")
 }
 
 /// A startable group still unstarted after its transition is waiting for canaries.
@@ -302,7 +317,9 @@ fn transition(
     events: &mut Vec<RolloutEvent>,
 ) -> Option<GroupVerdict> {
     let group_spec = &spec.groups[index];
-    let counts = counts(now_ms, spec, members, state.groups[index].started_ms);
+    stratum_gate::hold_failing(now_ms, spec, state, index, members, events);
+    let held = state.held_strata.clone();
+    let counts = counts(now_ms, spec, state, members, state.groups[index].started_ms);
     let startable = startable(now_ms, spec, state, index);
     let mut verdict = match state.groups[index].phase {
         Phase::Canary | Phase::Active => {
@@ -319,18 +336,18 @@ fn transition(
     let before = group.phase;
     match group.phase {
         Phase::Unstarted if startable => {
-            let needed = canaries_needed(spec, group, index, members);
+            let needed = canaries_needed(spec, group, &held, index, members);
             // Only agents that can prove the target right now count; too few means wait,
             // never skip to the whole group (agents may not have reconnected yet).
-            let candidates: Vec<String> = members
-                .iter()
-                .filter(|a| canary_candidate(spec, a))
-                .take(needed)
-                .map(|a| a.agent_id.clone())
-                .collect();
-            if candidates.len() < needed {
-                group.note = waiting_note(needed);
+            let picked = if needed == 0 {
+                Ok(Vec::new())
             } else {
+                stratum_gate::pick(spec, &held, members, needed)
+            };
+            if let Err(waiting) = picked {
+                group.note = waiting;
+            } else {
+                let candidates = picked.unwrap_or_default();
                 group.started_ms = Some(now_ms);
                 group.initial_count = counts.present;
                 group.force_start = false;
@@ -345,16 +362,19 @@ fn transition(
             }
         }
         Phase::Canary => {
+            // A canary of a held stratum proves nothing for the others, and blocks nobody.
             let canaries: Vec<&&AgentSnapshot> = members
                 .iter()
-                .filter(|a| group.canaries.contains(&a.agent_id))
+                .filter(|a| group.canaries.contains(&a.agent_id) && !is_held(&held, &a.stratum))
                 .collect();
             let started_ms = group.started_ms;
             if let Some(failed) = canaries.iter().find(|a| failed_since(a, started_ms)) {
                 group.phase = Phase::Halted;
                 group.note = format!(
-                    "canary {} failed to update to {}",
-                    failed.agent_id, spec.target_version
+                    "canary {}{} failed to update to {}",
+                    failed.agent_id,
+                    strata::named(&failed.stratum),
+                    spec.target_version
                 );
             } else if let Some(why) = failed_verdict {
                 group.phase = Phase::Halted;
@@ -371,8 +391,10 @@ fn transition(
             if counts.failed >= u64::from(spec.failure_threshold) {
                 group.phase = Phase::Halted;
                 group.note = format!(
-                    "{} agent(s) failed to update (threshold {})",
-                    counts.failed, spec.failure_threshold
+                    "{} agent(s) failed to update (threshold {}){}",
+                    counts.failed,
+                    spec.failure_threshold,
+                    stratum_gate::failures_named(spec, &held, members, group.started_ms)
                 );
             } else if let Some(why) = failed_verdict {
                 group.phase = Phase::Halted;
@@ -463,6 +485,7 @@ fn transition(
 
 mod decide;
 mod health_gate;
+mod stratum_gate;
 use decide::decide;
 
 #[cfg(test)]
@@ -471,6 +494,8 @@ mod fault_tests;
 mod liveness_tests;
 #[cfg(test)]
 mod property_tests;
+#[cfg(test)]
+mod strata_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

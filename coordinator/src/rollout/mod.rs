@@ -5,6 +5,7 @@
 mod engine;
 mod plan;
 mod steer;
+pub mod strata;
 pub mod verdict;
 
 use drover_rules::{MaintenanceSchedule, RolloutStatus, Weekdays};
@@ -70,6 +71,15 @@ pub struct RolloutSpec {
     /// The health verdict and bake time. Rollouts stored before verdicts existed have none.
     #[serde(default = "verdict::VerdictSpec::off")]
     pub verdict: verdict::VerdictSpec,
+    /// The kinds of host canaries must cover, and what a failure stops. Rollouts stored
+    /// before strata existed have none.
+    #[serde(default = "strata::StrataSpec::off")]
+    pub strata: strata::StrataSpec,
+    /// Orders agents for canaries and install slots. Made from the spec, not the rollout id,
+    /// so a dry run picks the canaries the real create picks; older rollouts have none and
+    /// use their id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub canary_seed: String,
 }
 
 impl RolloutSpec {
@@ -107,7 +117,27 @@ impl RolloutSpec {
         if self.start_version == self.target_version {
             return Err("the start and target versions are the same".into());
         }
+        self.strata.validate()?;
         self.verdict.validate()
+    }
+
+    /// What agents are ranked by (canaries, install slots): the seed, or the id of a rollout
+    /// stored before seeds existed.
+    pub fn rank_seed(&self) -> &str {
+        if self.canary_seed.is_empty() {
+            &self.rollout_id
+        } else {
+            &self.canary_seed
+        }
+    }
+
+    /// The seed a new rollout gets unless the admin names one: the same spec ranks the same
+    /// agents first, whenever it is planned or created.
+    pub fn default_seed(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.channel, self.start_version, self.target_version
+        )
     }
 
     /// The index of the group an agent belongs to (unlisted groups go to the last).
@@ -181,6 +211,9 @@ impl Default for GroupState {
 pub struct RolloutState {
     pub paused: bool,
     pub groups: Vec<GroupState>,
+    /// Strata held after a failure confined to them (halt scope `stratum`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_strata: Vec<strata::HeldStratum>,
 }
 
 impl RolloutState {
@@ -188,6 +221,7 @@ impl RolloutState {
         Self {
             paused: false,
             groups: vec![GroupState::default(); spec.groups.len()],
+            held_strata: Vec::new(),
         }
     }
 
@@ -219,6 +253,9 @@ pub struct AgentSnapshot {
     pub updated_at_ms: Option<i64>,
     /// Its health samples around its install (or its group's start), if it sends any.
     pub track: Option<verdict::Track>,
+    /// Its stratum key under the rollout's strata labels (`strata::stratum_key`); empty
+    /// without strata.
+    pub stratum: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,7 +294,12 @@ pub fn status_after(
     snapshot: &[AgentSnapshot],
 ) -> RolloutStatus {
     let finished = state.finished();
-    if finished && state.groups.iter().all(|g| g.phase == Phase::Done) {
+    // A held stratum keeps the rollout governing: done, the channel would hand its agents
+    // the target.
+    if finished
+        && state.held_strata.is_empty()
+        && state.groups.iter().all(|g| g.phase == Phase::Done)
+    {
         return RolloutStatus::Done;
     }
     // A rollback ends when nobody it touched still runs the target: until then the rollout

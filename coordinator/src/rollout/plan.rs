@@ -4,7 +4,10 @@
 
 use semver::Version;
 
-use super::{AgentSnapshot, HOUR_MS, Phase, RolloutSpec, RolloutState, reconcile};
+use super::{
+    AgentSnapshot, HOUR_MS, Phase, RolloutSpec, RolloutState, reconcile,
+    strata::{StratumCoverage, coverage},
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GroupPlan {
@@ -13,6 +16,17 @@ pub struct GroupPlan {
     pub phase_now: Phase,
     pub starts_ms: Option<i64>,
     pub done_ms: Option<i64>,
+    /// The canaries it starts with: the group's own if it started, else those the engine
+    /// picks from today's fleet, exactly as the real start would.
+    pub canaries: Vec<String>,
+    /// Its strata today, with the canary that covers each (the coverage matrix).
+    pub strata: Vec<PlannedStratum>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PlannedStratum {
+    pub coverage: StratumCoverage,
+    pub canary: Option<String>,
 }
 
 /// Looks ahead at most this far.
@@ -35,11 +49,33 @@ pub fn plan(
             phase_now: s.phase,
             starts_ms: s.started_ms,
             done_ms: s.done_ms,
+            canaries: s.canaries.clone(),
+            strata: Vec::new(),
         })
         .collect();
+    let mut members: Vec<Vec<&AgentSnapshot>> = vec![Vec::new(); spec.groups.len()];
     for agent in fleet {
-        plans[spec.group_of(&agent.group)].agents += 1;
+        members[spec.group_of(&agent.group)].push(agent);
     }
+    for (plan, members) in plans.iter_mut().zip(&members) {
+        plan.agents = members.len() as u64;
+        let left: Vec<&AgentSnapshot> = members
+            .iter()
+            .copied()
+            .filter(|a| a.version.as_ref() != Some(&spec.target_version))
+            .collect();
+        plan.strata = coverage(&spec.strata, &state.held_strata, &left)
+            .into_iter()
+            .map(|coverage| PlannedStratum {
+                coverage,
+                canary: None,
+            })
+            .collect();
+    }
+    let stratum_of: std::collections::HashMap<&str, &str> = fleet
+        .iter()
+        .map(|a| (a.agent_id.as_str(), a.stratum.as_str()))
+        .collect();
     let mut fleet = fleet.to_vec();
     let mut state = RolloutState {
         paused: false,
@@ -63,6 +99,7 @@ pub fn plan(
             {
                 if before.phase == Phase::Unstarted && after.phase != Phase::Unstarted {
                     plan.starts_ms = Some(now);
+                    plan.canaries = after.canaries.clone();
                 }
                 if before.phase != Phase::Done && after.phase == Phase::Done {
                     plan.done_ms = Some(now);
@@ -92,6 +129,15 @@ pub fn plan(
         } else {
             next_hour
         };
+    }
+    for plan in &mut plans {
+        for row in &mut plan.strata {
+            row.canary = plan
+                .canaries
+                .iter()
+                .find(|c| stratum_of.get(c.as_str()) == Some(&row.coverage.stratum.as_str()))
+                .cloned();
+        }
     }
     plans
 }
@@ -161,6 +207,8 @@ mod tests {
             max_in_flight: 0,
             immediate: false,
             verdict: crate::rollout::verdict::VerdictSpec::off(),
+            strata: crate::rollout::strata::StrataSpec::off(),
+            canary_seed: String::new(),
         };
         let fleet: Vec<AgentSnapshot> = ["dev", "dev", "prod", "prod", "prod"]
             .iter()
@@ -176,6 +224,7 @@ mod tests {
                 joined_ms: 0,
                 updated_at_ms: None,
                 track: None,
+                stratum: String::new(),
             })
             .collect();
         let monday = 1_795_392_000_000;
@@ -274,6 +323,7 @@ mod tests {
                         joined_ms: 0,
                         updated_at_ms: None,
                         track: None,
+                        stratum: String::new(),
                     })
                     .collect();
                 let spec = RolloutSpec {
@@ -292,6 +342,8 @@ mod tests {
                     max_in_flight: 0,
                     immediate,
                     verdict: crate::rollout::verdict::VerdictSpec::off(),
+                    strata: crate::rollout::strata::StrataSpec::off(),
+                    canary_seed: String::new(),
                 };
                 // 2026-11-23, a Monday, plus up to two weeks.
                 (spec, fleet, 1_795_392_000_000 + minutes * 60_000)

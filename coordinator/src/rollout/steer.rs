@@ -18,6 +18,10 @@ pub enum RolloutVerb {
         group: String,
         start_next_now: bool,
     },
+    /// Lets a held stratum's agents update again (its failure was understood and fixed).
+    ReleaseStratum {
+        stratum: String,
+    },
     /// `respect_windows: false` (the default) rolls back at once, like a critical update.
     Rollback {
         group: Option<String>,
@@ -90,6 +94,29 @@ pub fn steer(
             group,
             start_next_now,
         } => mark_done(now_ms, spec, &mut state, group, *start_next_now)?,
+        RolloutVerb::ReleaseStratum { stratum } => {
+            let Some(at) = state.held_strata.iter().position(|h| h.stratum == *stratum) else {
+                let held: Vec<&str> = state
+                    .held_strata
+                    .iter()
+                    .map(|h| h.stratum.as_str())
+                    .collect();
+                return Err(DroverError::FailedPrecondition(format!(
+                    "stratum '{}' is not held; held: {}",
+                    crate::domain::validate::truncate_for_message(stratum),
+                    if held.is_empty() {
+                        "none".to_string()
+                    } else {
+                        held.join("; ")
+                    }
+                )));
+            };
+            state.held_strata.remove(at);
+            (
+                String::new(),
+                format!("stratum {stratum} released: its agents update again"),
+            )
+        }
         RolloutVerb::Rollback {
             group,
             respect_windows,

@@ -4,7 +4,7 @@
 //! disagree still agree on who holds the lease. SQLite serves one replica: it never calls
 //! these (`Store::shared` says which).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use sqlx::{Connection, Postgres, pool::PoolConnection};
 
@@ -44,6 +44,8 @@ pub struct ChangedAgent {
     pub connected_on: Option<String>,
     pub changed_ms: i64,
     pub first_seen_ms: i64,
+    /// Its labels with its installer kind under `installer`: what strata are made of.
+    pub traits: BTreeMap<String, String>,
 }
 
 type ChangedTuple = (
@@ -56,6 +58,8 @@ type ChangedTuple = (
     Option<String>,
     i64,
     i64,
+    String,
+    String,
 );
 
 /// How many changed agents one read returns at most; the rest come on the next read.
@@ -162,7 +166,7 @@ impl Store {
         let mut conn = self.shared_connection().await?;
         let rows: Vec<ChangedTuple> = sqlx::query_as(
             "SELECT agent_id, group_name, channel, agent_version, health, last_report_json, \
-             connected_on, changed_ms, first_seen_ms FROM agents WHERE changed_ms >= $1 \
+             connected_on, changed_ms, first_seen_ms, installer, labels_json FROM agents WHERE changed_ms >= $1 \
              ORDER BY changed_ms, agent_id LIMIT $2",
         )
         .bind(since_ms)
@@ -182,6 +186,8 @@ impl Store {
                     connected_on,
                     changed_ms,
                     first_seen_ms,
+                    installer,
+                    labels_json,
                 )| {
                     ChangedAgent {
                         agent_id,
@@ -193,6 +199,10 @@ impl Store {
                         connected_on,
                         changed_ms,
                         first_seen_ms,
+                        traits: crate::domain::agent_traits(
+                            serde_json::from_str(&labels_json).unwrap_or_default(),
+                            &installer,
+                        ),
                     }
                 },
             )

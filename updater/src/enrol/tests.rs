@@ -385,6 +385,7 @@ fn simulation(started: &Started, ca: Certificate, count: usize) -> SimulationCon
         versions: vec!["1.0.0".into()],
         unhealthy_fraction: 0.0,
         broken_versions: Vec::new(),
+        broken_on: None,
         install_time: None,
         id_prefix: "sim".into(),
         ramp_up: Duration::ZERO,

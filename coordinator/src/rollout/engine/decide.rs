@@ -87,6 +87,19 @@ pub(super) fn decide(
             format!("already runs {target}"),
         );
     }
+    if let Some(held) = state
+        .held_strata
+        .iter()
+        .find(|h| h.stratum == agent.stratum)
+    {
+        return hold(
+            ReasonCode::StratumHeld,
+            format!(
+                "its stratum {} is held ({}); the other strata go on",
+                held.stratum, held.note
+            ),
+        );
+    }
     match group.phase {
         Phase::Unstarted if waiting_for_canaries(now_ms, spec, state, index) => hold(
             ReasonCode::CanaryWaiting,

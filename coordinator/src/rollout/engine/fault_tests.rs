@@ -80,6 +80,8 @@ impl World {
             max_in_flight,
             immediate: true,
             verdict: crate::rollout::verdict::VerdictSpec::off(),
+            strata: crate::rollout::strata::StrataSpec::off(),
+            canary_seed: String::new(),
         };
         let count = rng.random_range(3..20);
         let state = RolloutState::new(&spec);
@@ -123,6 +125,7 @@ impl World {
                 joined_ms: 0,
                 updated_at_ms: None,
                 track: None,
+                stratum: String::new(),
             })
             .collect()
     }

@@ -29,6 +29,7 @@ fn healthy_fleet(rng: &mut StdRng) -> Vec<AgentSnapshot> {
             joined_ms: 0,
             updated_at_ms: None,
             track: None,
+            stratum: String::new(),
         })
         .collect()
 }

@@ -48,6 +48,8 @@ pub(super) fn random_spec(rng: &mut StdRng) -> RolloutSpec {
         max_in_flight: rng.random_range(0..4),
         immediate: rng.random_bool(0.3),
         verdict: crate::rollout::verdict::VerdictSpec::off(),
+        strata: crate::rollout::strata::StrataSpec::off(),
+        canary_seed: String::new(),
     }
 }
 
@@ -69,6 +71,7 @@ fn random_sim(rng: &mut StdRng) -> Sim {
             joined_ms: 0,
             updated_at_ms: None,
             track: None,
+            stratum: String::new(),
         })
         .collect();
     let failing = fleet

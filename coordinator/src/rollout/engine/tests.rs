@@ -39,6 +39,8 @@ pub(super) fn spec(groups: Vec<GroupSpec>) -> RolloutSpec {
         max_in_flight: 0,
         immediate: false,
         verdict: crate::rollout::verdict::VerdictSpec::off(),
+        strata: crate::rollout::strata::StrataSpec::off(),
+        canary_seed: String::new(),
     }
 }
 
@@ -54,6 +56,7 @@ pub(super) fn agent(id: &str, group: &str) -> AgentSnapshot {
         joined_ms: 0,
         updated_at_ms: None,
         track: None,
+        stratum: String::new(),
     }
 }
 

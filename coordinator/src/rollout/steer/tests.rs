@@ -49,6 +49,8 @@ fn random_spec(rng: &mut StdRng) -> RolloutSpec {
         max_in_flight: 0,
         immediate: rng.random_bool(0.2),
         verdict: crate::rollout::verdict::VerdictSpec::off(),
+        strata: crate::rollout::strata::StrataSpec::off(),
+        canary_seed: String::new(),
     }
 }
 
@@ -91,6 +93,7 @@ fn fleet(spec: &RolloutSpec) -> Vec<AgentSnapshot> {
             joined_ms: 0,
             updated_at_ms: None,
             track: None,
+            stratum: String::new(),
         })
         .collect()
 }
@@ -130,7 +133,10 @@ proptest! {
         let opens = (0..8 * 24 * 4)
             .map(|quarter| now + wait + quarter * 15 * 60_000)
             .find(|t| window_open(*t, &spec, next));
-        if let Some(opens) = opens {
+        // ... unless an earlier group halted: a halt stops the whole rollout (halt scope
+        // `rollout`, the default), time-based or not.
+        let halted_before = marked.state.groups[..next].iter().any(|g| g.phase == Phase::Halted);
+        if let Some(opens) = opens.filter(|_| !halted_before) {
             let out = reconcile(opens, &spec, &marked.state, &fleet, Some(&cp));
             prop_assert!(started(out.state.groups[next].phase),
                 "group {next} did not start in its window: {:?}", out.state.groups[next]);

@@ -1,7 +1,8 @@
-//! `droverctl rollout create|plan|status|list|show|watch|pause|resume|start-group|mark-done|rollback`.
+//! `droverctl rollout create|plan|status|list|show|watch|pause|resume|start-group|mark-done|rollback|release-stratum`.
 
 mod history;
 pub mod spec;
+mod strata;
 pub mod watch;
 
 use clap::Subcommand;
@@ -106,6 +107,17 @@ pub enum RolloutCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Let a stratum held after a failure confined to it update again.
+    ReleaseStratum {
+        /// The channel whose rollout holds it.
+        #[arg(long)]
+        channel: String,
+        /// The stratum, as `rollout status` names it (e.g. os=rocky,arch=x86_64).
+        stratum: String,
+        /// Check the request and show what would change (the agents affected per group); change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Send a group (or, without --group, every group) back to the start version.
     Rollback {
         /// The channel whose rollout to roll back.
@@ -205,6 +217,18 @@ pub async fn run(client: &mut Client, command: RolloutCommand) -> Result<Reply, 
                 dry_run,
             };
             client.mark_group_done(request).await
+        }
+        C::ReleaseStratum {
+            channel,
+            stratum,
+            dry_run,
+        } => {
+            let request = pb::ReleaseStratumRequest {
+                channel,
+                stratum,
+                dry_run,
+            };
+            client.release_stratum(request).await
         }
         C::Rollback {
             channel,
@@ -320,12 +344,17 @@ pub(crate) fn status_text_into(text: Text, s: &pb::RolloutStatus) -> Text {
         Some(v) => text.line(verdict_settings_line(v)),
         None => text,
     };
+    let text = match &s.strata {
+        Some(strata) => text.line(strata::settings_line(strata)),
+        None => text,
+    };
+    let text = strata::held_lines(text, s);
     let mut text = text.line("").table(table);
     for g in &s.groups {
         text = verdict_lines(text, g);
     }
     match &s.plan {
-        Some(plan) => text.line("").table(spec::plan_table(plan)),
+        Some(plan) => spec::plan_text(text.line(""), plan),
         None => text,
     }
 }

@@ -62,6 +62,29 @@ pub struct SpecArgs {
     /// No health verdict: groups are done by the install gate alone.
     #[arg(long, conflicts_with_all = ["verdict", "bake", "observe"])]
     no_verdict: bool,
+    /// The labels whose values make strata, comma-separated (`installer`: the installer
+    /// kind); every stratum big enough gets a canary. Default: os,os_version,arch,installer;
+    /// `none`: no strata.
+    #[arg(long, value_name = "LABELS")]
+    strata: Option<String>,
+    /// Agents a stratum needs in a group for a canary of its own (default 20).
+    #[arg(long, value_name = "K")]
+    stratum_min_agents: Option<u32>,
+    /// What a failure stops: the whole rollout (default) or only its stratum.
+    #[arg(long, value_enum, default_value_t = HaltScopeArg::Rollout)]
+    halt_scope: HaltScopeArg,
+    /// Orders agents for canaries (default: made from the channel and the versions, so
+    /// `rollout plan` and `rollout create` pick the same canaries).
+    #[arg(long, value_name = "SEED")]
+    canary_seed: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum HaltScopeArg {
+    /// A failure halts every unfinished group.
+    Rollout,
+    /// A failure confined to one stratum holds that stratum; the others go on.
+    Stratum,
 }
 
 fn seconds(flag: &str, text: &Option<String>) -> Result<u32, String> {
@@ -166,26 +189,51 @@ pub fn request(args: SpecArgs) -> Result<pb::CreateRolloutRequest, String> {
         max_in_flight: args.max_in_flight,
         immediate: args.immediate,
         dry_run: false,
+        strata: args.strata.unwrap_or_default(),
+        stratum_min_agents: args.stratum_min_agents.unwrap_or_default(),
+        halt_scope: match args.halt_scope {
+            HaltScopeArg::Rollout => "rollout",
+            HaltScopeArg::Stratum => "stratum",
+        }
+        .into(),
+        canary_seed: args.canary_seed.unwrap_or_default(),
     })
 }
 
 pub fn plan_reply(plan: &pb::RolloutPlan) -> Reply {
     let text =
-        Text::from(plan_table(plan)).line("(assuming every update succeeds; nothing was changed)");
+        plan_text(Text::new(), plan).line("(assuming every update succeeds; nothing was changed)");
     Reply::new(drover_api::RolloutPlan::from(plan), text)
 }
 
-pub fn plan_table(plan: &pb::RolloutPlan) -> Table {
-    let mut table = Table::new(&["group", "agents", "would start", "would be done"]);
+/// When each group would start and be done, with its canaries; then the strata coverage
+/// matrix, if the fleet has more than one stratum.
+pub fn plan_text(text: Text, plan: &pb::RolloutPlan) -> Text {
+    let mut table = Table::new(&[
+        "group",
+        "agents",
+        "would start",
+        "would be done",
+        "canaries",
+    ]);
     for g in &plan.groups {
         table.row(vec![
             g.name.clone(),
             g.agents.to_string(),
             time_or_dash(g.starts_at.as_ref()),
             time_or_dash(g.done_at.as_ref()),
+            if g.canaries.is_empty() {
+                "-".into()
+            } else {
+                g.canaries.join(", ")
+            },
         ]);
     }
-    table
+    let text = text.table(table);
+    match super::strata::coverage_table(plan) {
+        Some(matrix) => text.line("").line("strata coverage:").table(matrix),
+        None => text,
+    }
 }
 
 #[cfg(test)]
