@@ -73,7 +73,7 @@ enum Command {
     /// digest; health is the workload's rollout and pods' readiness.
     Kube(Box<main_kube::KubeArgs>),
     /// Simulate a fleet of updaters (one real gRPC connection each) for demos and load.
-    Simulate(main_simulate::SimulateArgs),
+    Simulate(Box<main_simulate::SimulateArgs>),
 }
 
 #[derive(Parser, Debug)]
@@ -452,7 +452,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Simulate(args) => main_simulate::run(args, shutdown).await,
+        Command::Simulate(args) => main_simulate::run(*args, shutdown).await,
     }
 }
 
