@@ -27,6 +27,7 @@ pub struct Codes {
     pub verdict_outcomes: BTreeMap<String, String>,
     pub health_signals: BTreeMap<String, String>,
     pub halt_scopes: BTreeMap<String, String>,
+    pub ack_states: BTreeMap<String, String>,
 }
 
 /// Agents by version over time, one sample a minute, oldest first.

@@ -30,7 +30,7 @@ pub use enrolment::{AgentIdentity, JoinToken, JoinTokenCreated};
 pub use fleet::{Channel, ControlPlane, FleetSummary, FleetSummaryRow, GroupSchedule, Window};
 pub use history::{AgentHistory, RolloutDetail, RolloutPage, Timeline};
 pub use rollouts::{GroupPlan, Rollout, RolloutGroup, RolloutPlan};
-pub use strata::{HeldStratum, StrataSettings, StratumCoverage};
+pub use strata::{HeldStratum, StopAcks, Straggler, StrataSettings, StratumCoverage};
 pub use verdicts::{GroupVerdict, SignalVerdict};
 
 use serde::{Deserialize, Serialize};

@@ -38,6 +38,9 @@ pub struct Rollout {
     /// Strata held after a failure confined to them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held_strata: Vec<crate::HeldStratum>,
+    /// Who has heard the latest stop; absent before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_acks: Option<crate::StopAcks>,
 }
 
 /// One group of a rollout: where it stands, and how many of its agents are where.
@@ -97,6 +100,7 @@ impl From<&pb::RolloutStatus> for Rollout {
             trace_id: (!s.trace_id.is_empty()).then(|| s.trace_id.clone()),
             strata: s.strata.as_ref().map(crate::StrataSettings::from),
             held_strata: s.held_strata.iter().map(crate::HeldStratum::from).collect(),
+            stop_acks: s.stop_acks.as_ref().map(crate::StopAcks::from),
         }
     }
 }

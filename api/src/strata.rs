@@ -1,4 +1,5 @@
-//! Strata: how a rollout stratifies its fleet, the strata it holds, a plan's coverage.
+//! Strata and stops: how a rollout stratifies its fleet, the strata it holds, a plan's
+//! coverage, and who has heard the rollout's latest stop.
 
 use drover_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
@@ -76,6 +77,50 @@ impl From<&pb::StratumCoverage> for StratumCoverage {
             needs_canary: c.needs_canary,
             held: c.held,
             canary: (!c.canary.is_empty()).then(|| c.canary.clone()),
+        }
+    }
+}
+
+/// Who has heard a rollout's latest stop (a halt, pause, rollback or held stratum).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopAcks {
+    /// Raised by every stop; updaters start no install under an older one.
+    pub epoch: u64,
+    pub stopped_at: Option<String>,
+    pub acknowledged: u64,
+    /// Connected, not acknowledged yet.
+    pub not_yet: u64,
+    /// Not connected: they hear it when they reconnect.
+    pub unreachable: u64,
+    /// At most 20 agents that have not acknowledged, connected ones first.
+    pub stragglers: Vec<Straggler>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Straggler {
+    pub agent_id: String,
+    #[schema(value_type = drover_rules::AckState)]
+    pub state: String,
+}
+
+impl From<&pb::StopAcks> for StopAcks {
+    fn from(a: &pb::StopAcks) -> Self {
+        Self {
+            epoch: a.epoch,
+            stopped_at: time(a.stopped_at.as_ref()),
+            acknowledged: a.acknowledged,
+            not_yet: a.not_yet,
+            unreachable: a.unreachable,
+            stragglers: a
+                .stragglers
+                .iter()
+                .map(|s| Straggler {
+                    agent_id: s.agent_id.clone(),
+                    state: s.state.clone(),
+                })
+                .collect(),
         }
     }
 }

@@ -179,6 +179,15 @@ codes! {
 }
 
 codes! {
+    /// Whether an agent's updater has heard a rollout's latest stop (its epoch).
+    AckState {
+        Acknowledged => "acknowledged": "the updater acknowledged the stop: it starts no install under an older epoch",
+        NotYet => "not_yet": "connected, but its updater has not acknowledged the stop yet",
+        Unreachable => "unreachable": "not connected: it hears the stop when it reconnects, and starts no install of this rollout before",
+    }
+}
+
+codes! {
     /// Where a rollout stands as a whole.
     RolloutStatus {
         Active => "active": "the rollout governs its channel and moves group by group",
@@ -293,6 +302,9 @@ mod tests {
         }
         for code in VerdictOutcome::ALL {
             assert_eq!(VerdictOutcome::parse(code.as_str()), Some(*code));
+        }
+        for code in AckState::ALL {
+            assert_eq!(AckState::parse(code.as_str()), Some(*code));
         }
         for code in HaltScope::ALL {
             assert_eq!(HaltScope::parse(code.as_str()), Some(*code));

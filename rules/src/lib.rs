@@ -17,7 +17,7 @@ pub mod time;
 pub mod version;
 
 pub use codes::{
-    AdminRole, AgentCondition, AuditResult, AuditRole, EventKind, GroupPhase, HaltScope,
+    AckState, AdminRole, AgentCondition, AuditResult, AuditRole, EventKind, GroupPhase, HaltScope,
     HealthSignal, ReasonCode, RolloutStatus, VerdictOutcome,
 };
 pub use schedule::{MaintenanceSchedule, Weekdays};

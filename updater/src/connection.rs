@@ -299,6 +299,7 @@ async fn session(
 
     let mut sent_reports = HashSet::new();
     send_pending_reports(shared, &outbound, &mut sent_reports).await?;
+    send_acks(shared, &outbound).await?;
     let mut sequence = 0u64;
     // One timer for the session, reset only when a heartbeat goes out: pushes and acks must
     // not postpone it, or frequent admin changes silence the updater until it is dropped.
@@ -325,6 +326,7 @@ async fn session(
                 outbound.send(heartbeat(shared, sequence).await).await?;
                 heartbeat_timer.as_mut().reset(next_heartbeat().into());
             }
+            _ = shared.acks_ready.notified() => send_acks(shared, &outbound).await?,
             _ = shared.wake_connection.notified() => {
                 sequence += 1;
                 outbound.send(heartbeat(shared, sequence).await).await?;
@@ -333,6 +335,19 @@ async fn session(
             }
         }
     }
+}
+
+/// Acknowledges the stops the manager has heard and kept (at most the newest per rollout
+/// matters: older ones are dropped unsent).
+async fn send_acks(
+    shared: &Shared,
+    outbound: &mpsc::Sender<pb::UpdaterMessage>,
+) -> anyhow::Result<()> {
+    let acks = std::mem::take(&mut *shared.pending_acks.lock());
+    if let Some(newest) = acks.into_iter().last() {
+        outbound.send(up(Up::DirectiveAck(newest))).await?;
+    }
+    Ok(())
 }
 
 /// Sends each unacknowledged report once per session.

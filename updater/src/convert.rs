@@ -38,6 +38,7 @@ pub fn directive_record(directive: pb::Directive, source: DirectiveSource) -> Di
         schedule: directive.schedule.and_then(schedule_record),
         attempt_id: directive.attempt_id,
         rollout_id: directive.rollout_id,
+        rollout_epoch: directive.rollout_epoch,
         trace_context: trace_context(directive.trace_context),
     }
 }

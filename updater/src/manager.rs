@@ -61,9 +61,22 @@ async fn accept(shared: &Shared, directive: DirectiveRecord) {
     }
 }
 
-/// The held directive after `directive` arrived, when that changed it.
+/// The held directive after `directive` arrived, when that changed it. A directive older
+/// than a stop already heard (a re-check answered before a halt, arriving after it) is
+/// ignored; a new one is acknowledged once it is held, so the acknowledgement means "no
+/// install starts here under an older epoch".
 async fn keep(shared: &Shared, directive: DirectiveRecord) -> Option<DirectiveRecord> {
     let mut state = shared.state.lock().await;
+    if let Some((rollout, heard)) = &state.stop_epoch
+        && *rollout == directive.rollout_id
+        && directive.rollout_epoch < *heard
+    {
+        tracing::info!(
+            rollout_id = %directive.rollout_id, epoch = directive.rollout_epoch, heard,
+            "ignored a directive older than a stop already heard"
+        );
+        return None;
+    }
     let held = state.directive.as_mut();
     if let Some(held) = held
         && held.directive_id == directive.directive_id
@@ -91,7 +104,22 @@ async fn keep(shared: &Shared, directive: DirectiveRecord) -> Option<DirectiveRe
         source = ?directive.source, "new directive"
     );
     state.directive = Some(directive.clone());
+    if !directive.rollout_id.is_empty() {
+        state.stop_epoch = Some((directive.rollout_id.clone(), directive.rollout_epoch));
+    }
     shared.save_state(&state).await;
+    drop(state);
+    if !directive.rollout_id.is_empty() {
+        shared
+            .pending_acks
+            .lock()
+            .push(drover_proto::v1::DirectiveAck {
+                directive_id: directive.directive_id.clone(),
+                rollout_id: directive.rollout_id.clone(),
+                rollout_epoch: directive.rollout_epoch,
+            });
+        shared.acks_ready.notify_one();
+    }
     Some(directive)
 }
 
@@ -159,3 +187,6 @@ async fn record(shared: &Shared, decision: &Decision) {
     });
     shared.save_state(&state).await;
 }
+
+#[cfg(test)]
+mod tests;

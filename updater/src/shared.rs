@@ -91,6 +91,9 @@ pub struct Shared {
     /// Probe results since the last health sample, and the sample the next heartbeat carries.
     pub probe_tally: parking_lot::Mutex<crate::sample::ProbeTally>,
     pub pending_sample: parking_lot::Mutex<Option<drover_proto::v1::HealthSample>>,
+    /// Stop epochs heard and kept, for the stream to acknowledge (woken by `acks_ready`).
+    pub pending_acks: parking_lot::Mutex<Vec<drover_proto::v1::DirectiveAck>>,
+    pub acks_ready: Notify,
 }
 
 impl Shared {
@@ -118,6 +121,8 @@ impl Shared {
             connected: parking_lot::Mutex::new(None),
             probe_tally: parking_lot::Mutex::default(),
             pending_sample: parking_lot::Mutex::new(None),
+            pending_acks: parking_lot::Mutex::new(Vec::new()),
+            acks_ready: Notify::new(),
         }
     }
 

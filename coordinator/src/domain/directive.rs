@@ -24,6 +24,8 @@ pub struct Directive {
     /// Set while a rollout governs the agent; also the attempt id (a new rollout is an
     /// explicit new attempt, which lets an updater retry a version that failed before).
     pub rollout_id: String,
+    /// The rollout's stop epoch (`RolloutState::stop_epoch`); 0 outside rollouts.
+    pub rollout_epoch: u64,
 }
 
 /// `channel` is `None` when the agent follows a channel the coordinator does not know.
@@ -105,6 +107,7 @@ pub fn directive_for(
         control_plane_version: control_plane.cloned(),
         schedule: schedule.copied(),
         rollout_id: String::new(),
+        rollout_epoch: 0,
     }
 }
 
@@ -113,13 +116,16 @@ pub fn directive_for(
 /// window is sent (one window, not two that might never overlap).
 pub fn directive_from_rollout(
     rollout_id: &str,
+    rollout_epoch: u64,
     target: Option<&Version>,
     critical: bool,
     reason: ReasonCode,
     detail: String,
     control_plane: Option<&Version>,
 ) -> Directive {
-    let id_seed = format!("{rollout_id}|{reason}");
+    // The epoch is in the id: a stop changes every directive of the rollout, so every
+    // updater is sent it and can acknowledge it, whether its own target changed or not.
+    let id_seed = format!("{rollout_id}|{rollout_epoch}|{reason}");
     Directive {
         directive_id: directive_id(target, critical, &id_seed, control_plane, None),
         target_version: target.cloned(),
@@ -129,6 +135,7 @@ pub fn directive_from_rollout(
         control_plane_version: control_plane.cloned(),
         schedule: None,
         rollout_id: rollout_id.to_string(),
+        rollout_epoch,
     }
 }
 

@@ -135,6 +135,7 @@ mod tests {
             control_plane_version: None,
             schedule: None,
             rollout_id: rollout.into(),
+            rollout_epoch: 0,
         }
     }
 

@@ -33,6 +33,8 @@ pub struct InventoryEntry {
     /// Its labels and installer kind (`domain::agent_traits`), shared: they change only
     /// when a session opens, and every pass reads them for the strata.
     pub traits: Arc<BTreeMap<String, String>>,
+    /// The stop epoch its updater acknowledged last: (rollout id, epoch).
+    pub ack: Option<(String, u64)>,
 }
 
 fn finished(report: Option<&UpdateReport>) -> i64 {
@@ -52,9 +54,14 @@ struct Maps {
 }
 
 impl Inventory {
-    pub fn load(records: Vec<AgentRecord>) -> Self {
+    pub fn load(records: Vec<AgentRecord>, acks: Vec<(String, String, i64)>) -> Self {
         let mut maps = Maps::default();
+        let mut acks: HashMap<String, (String, u64)> = acks
+            .into_iter()
+            .map(|(agent, rollout, epoch)| (agent, (rollout, u64::try_from(epoch).unwrap_or(0))))
+            .collect();
         for record in records {
+            let ack = acks.remove(&record.agent_id);
             maps.put(
                 &record.agent_id,
                 &record.channel,
@@ -67,6 +74,7 @@ impl Inventory {
                     last_report: record.last_report,
                     connected_on: None,
                     traits: Arc::new(agent_traits(record.labels, record.installer.as_str())),
+                    ack,
                 },
             );
         }
@@ -82,10 +90,10 @@ impl Inventory {
         let traits = agent_traits(identity.labels.clone(), identity.installer.as_str());
         // One write lock: a pass never sees the agent on neither or both channels.
         let mut maps = self.maps.write();
-        let (last_report, report_received_ms, first_seen_ms) = maps
+        let (last_report, report_received_ms, first_seen_ms, ack) = maps
             .take(agent_id)
-            .map(|e| (e.last_report, e.report_received_ms, e.first_seen_ms))
-            .unwrap_or((None, 0, now_ms));
+            .map(|e| (e.last_report, e.report_received_ms, e.first_seen_ms, e.ack))
+            .unwrap_or((None, 0, now_ms, None));
         maps.put(
             agent_id,
             &identity.channel,
@@ -98,6 +106,7 @@ impl Inventory {
                 first_seen_ms,
                 connected_on: None,
                 traits: Arc::new(traits),
+                ack,
             },
         );
     }
@@ -123,9 +132,23 @@ impl Inventory {
                     last_report: row.last_report,
                     connected_on: row.connected_on,
                     traits: Arc::new(row.traits),
+                    ack: row.ack,
                 },
             );
         }
+    }
+
+    /// The agent's updater acknowledged `epoch` of `rollout_id` (after the store has it).
+    pub fn record_ack(&self, agent_id: &str, rollout_id: &str, epoch: u64) {
+        self.update(agent_id, |entry| {
+            let newer = match &entry.ack {
+                Some((rollout, acked)) => rollout != rollout_id || *acked < epoch,
+                None => true,
+            };
+            if newer {
+                entry.ack = Some((rollout_id.to_string(), epoch));
+            }
+        });
     }
 
     pub fn set_status(&self, agent_id: &str, health: Health, version: Option<&str>) {

@@ -34,6 +34,7 @@ pub mod rollout_trace;
 mod rollouts;
 mod search;
 mod settings;
+pub mod stop_acks;
 mod transitions;
 pub mod view;
 
@@ -118,6 +119,8 @@ pub struct FleetCounters {
     pub heartbeats: AtomicU64,
     pub reports: AtomicU64,
     pub directives_pushed: AtomicU64,
+    /// Stop epochs acknowledged by updaters (stored ones: repeats are not counted).
+    pub stop_acks: AtomicU64,
 }
 
 pub struct Fleet {
@@ -172,7 +175,7 @@ impl Fleet {
     pub async fn new(store: Arc<Store>, config: FleetConfig) -> Result<Arc<Self>> {
         let clock = FleetClock::new(config.manual_clock_start_ms)?;
         let view = SettingsView::load(&store).await?;
-        let inventory = Inventory::load(store.all_agents().await?);
+        let inventory = Inventory::load(store.all_agents().await?, store.stop_acks().await?);
         let metrics = Arc::new(crate::metrics::Metrics::new());
         store.observe(metrics.clone());
         let fleet = Arc::new(Self {
@@ -264,6 +267,17 @@ impl Fleet {
         self.inventory.identify(&identity, self.clock.now_ms());
         let epoch = self.directive_epoch.load(Ordering::SeqCst);
         let directive = self.directive_for(&identity.agent_id, &identity.channel, &identity.group);
+        // Holding the current directive (its id carries the stop epoch) is hearing its stop:
+        // after a reconnect it is not sent again, so this is the acknowledgement.
+        if !directive.rollout_id.is_empty() && last_directive_id == directive.directive_id {
+            self.acknowledge_stop(
+                &identity.agent_id,
+                &identity.channel,
+                &directive.rollout_id,
+                directive.rollout_epoch,
+            )
+            .await?;
+        }
         let live = LiveStatus {
             health: identity.health,
             updater_state: UpdaterState::Idle,
@@ -430,12 +444,21 @@ pub(crate) fn directive_with(
     let critical = view.channels.get(channel).is_some_and(|c| c.critical);
     // Holding: keep what you have. No version is named, so what this process has not
     // learnt yet (an install finishing, a report in flight) cannot send anyone back.
-    let hold = |rollout_id: &str, reason: ReasonCode, detail: &str| {
-        directive_from_rollout(rollout_id, None, critical, reason, detail.to_string(), cp)
+    let hold = |rollout_id: &str, epoch: u64, reason: ReasonCode, detail: &str| {
+        directive_from_rollout(
+            rollout_id,
+            epoch,
+            None,
+            critical,
+            reason,
+            detail.to_string(),
+            cp,
+        )
     };
     if pinned {
         return hold(
             "",
+            0,
             ReasonCode::Pinned,
             "pinned by an admin: it stays on its version",
         );
@@ -444,9 +467,11 @@ pub(crate) fn directive_with(
         return view.directive_for(channel, group);
     };
     let rollout_id = &rollout.spec.rollout_id;
+    let epoch = rollout.state.stop_epoch;
     match rollout.decisions.get(agent_id) {
         Some(d) => directive_from_rollout(
             rollout_id,
+            epoch,
             d.target.as_ref(),
             critical || d.urgent,
             d.reason,
@@ -456,6 +481,7 @@ pub(crate) fn directive_with(
         // New since the engine's last pass: hold until it has looked at this agent.
         None => hold(
             rollout_id,
+            epoch,
             ReasonCode::RolloutPending,
             "the rollout has not considered this agent yet",
         ),

@@ -132,7 +132,21 @@ impl AdminApi {
 
     pub fn rollout_status(&self, channel: &str) -> Result<pb::RolloutStatus> {
         let rollout = self.fleet.rollout_status(channel)?;
-        Ok(rollout_convert::status_to_proto(&rollout))
+        Ok(self.with_stop_acks(rollout_convert::status_to_proto(&rollout), &rollout))
+    }
+
+    /// `status` with who has heard `rollout`'s latest stop (from memory: no store read).
+    pub(super) fn with_stop_acks(
+        &self,
+        mut status: pb::RolloutStatus,
+        rollout: &crate::fleet::ActiveRollout,
+    ) -> pb::RolloutStatus {
+        status.stop_acks = self
+            .fleet
+            .stop_acks(rollout)
+            .as_ref()
+            .map(super::strata_convert::stop_acks_to_proto);
+        status
     }
 
     /// Active rollouts, or with `all` every rollout ever started, a page at a time.
@@ -147,7 +161,15 @@ impl AdminApi {
                 .await?;
             (page.rollouts, page.next_page_token.unwrap_or_default())
         } else {
-            (self.fleet.rollouts(), String::new())
+            let active = self.fleet.rollouts();
+            let rollouts = active
+                .iter()
+                .map(|r| self.with_stop_acks(rollout_convert::status_to_proto(r), r))
+                .collect();
+            return Ok(pb::ListRolloutsResponse {
+                rollouts,
+                next_page_token: String::new(),
+            });
         };
         let rollouts = rollouts
             .iter()
@@ -168,7 +190,12 @@ impl AdminApi {
 
     pub async fn rollout_detail(&self, rollout_id: &str, limit: u32) -> Result<pb::RolloutDetail> {
         let detail = self.fleet.rollout_detail(rollout_id, limit).await?;
-        Ok(rollout_convert::detail_to_proto(detail))
+        let rollout = detail.rollout.clone();
+        let mut proto = rollout_convert::detail_to_proto(detail);
+        if let Some(status) = proto.rollout.take() {
+            proto.rollout = Some(self.with_stop_acks(status, &rollout));
+        }
+        Ok(proto)
     }
 
     pub async fn agent_history(&self, agent_id: &str, limit: u32) -> Result<pb::AgentHistory> {

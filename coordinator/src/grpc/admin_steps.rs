@@ -24,9 +24,8 @@ impl AdminApi {
             .steer_rollout(&caller.target, verb, &caller, dry_run)
             .await;
         let (rollout, effect) = self.audited(&caller, dry_run, outcome).await?;
-        Ok(Response::new(rollout_convert::steered_to_proto(
-            &rollout, &effect,
-        )))
+        let status = rollout_convert::steered_to_proto(&rollout, &effect);
+        Ok(Response::new(self.with_stop_acks(status, &rollout)))
     }
 
     /// Records a request that changed nothing (refused, or a dry run) in the audit log; a

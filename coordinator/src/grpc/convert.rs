@@ -297,6 +297,7 @@ pub fn directive_to_proto(directive: &Directive, valid_until_ms: i64) -> pb::Dir
             .as_ref()
             .map(|s| schedule_to_proto(s, valid_until_ms)),
         rollout_id: directive.rollout_id.clone(),
+        rollout_epoch: directive.rollout_epoch,
         attempt_id: directive.rollout_id.clone(),
         reason: directive.reason.to_string(),
         reason_detail: directive.reason_detail.clone(),

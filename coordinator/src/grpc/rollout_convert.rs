@@ -148,6 +148,8 @@ pub fn status_to_proto(rollout: &ActiveRollout) -> pb::RolloutStatus {
             .iter()
             .map(super::strata_convert::held_to_proto)
             .collect(),
+        // Filled by the caller, which can see the fleet (`AdminApi::with_stop_acks`).
+        stop_acks: None,
     }
 }
 

@@ -239,6 +239,25 @@ impl Serving {
                 let (fleet, session) = (fleet.clone(), session.clone());
                 run(true, async move { record(&fleet, &session, report).await }).await?;
             }
+            Some(Up::DirectiveAck(ack)) => {
+                // Bounded like a heartbeat: one per directive, and directives are few.
+                self.budget.spend_heartbeat(&session.agent_id)?;
+                if !ack.rollout_id.is_empty() {
+                    let (fleet, session) = (fleet.clone(), session.clone());
+                    let work = async move {
+                        fleet
+                            .acknowledge_stop(
+                                &session.agent_id,
+                                &session.channel,
+                                &ack.rollout_id,
+                                ack.rollout_epoch,
+                            )
+                            .await
+                            .map_err(Status::from)
+                    };
+                    run(true, work).await?;
+                }
+            }
             Some(Up::Hello(_)) => {
                 return Err(Status::failed_precondition(
                     "Hello was sent twice; open a new session to change identity",

@@ -1,5 +1,5 @@
-//! Proto ↔ domain for strata: the create request's settings, a rollout's settings and held
-//! strata, and a plan's coverage matrix.
+//! Proto ↔ domain for strata and stops: the create request's settings, a rollout's
+//! settings, held strata and stop acknowledgements, and a plan's coverage matrix.
 
 use drover_proto::v1 as pb;
 use drover_rules::HaltScope;
@@ -8,6 +8,7 @@ use super::convert::timestamp;
 use crate::{
     domain::validate::truncate_for_message,
     error::{DroverError, Result},
+    fleet::stop_acks::StopAcks,
     rollout::{
         GroupPlan,
         strata::{HeldStratum, StrataSpec},
@@ -53,6 +54,24 @@ pub fn held_to_proto(held: &HeldStratum) -> pb::HeldStratum {
         stratum: held.stratum.clone(),
         since: timestamp(held.since_ms),
         note: held.note.clone(),
+    }
+}
+
+pub fn stop_acks_to_proto(acks: &StopAcks) -> pb::StopAcks {
+    pb::StopAcks {
+        epoch: acks.epoch,
+        stopped_at: acks.stop_ms.and_then(timestamp),
+        acknowledged: acks.acknowledged,
+        not_yet: acks.not_yet,
+        unreachable: acks.unreachable,
+        stragglers: acks
+            .stragglers
+            .iter()
+            .map(|(agent_id, state)| pb::Straggler {
+                agent_id: agent_id.clone(),
+                state: state.as_str().into(),
+            })
+            .collect(),
     }
 }
 

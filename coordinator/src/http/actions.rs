@@ -113,7 +113,7 @@ pub async fn whoami(Extension(identity): Caller) -> Json<api::WhoAmI> {
 #[utoipa::path(get, path = "/api/v1/codes", responses((status = 200, body = api::Codes)))]
 pub async fn codes() -> Json<api::Codes> {
     use drover_rules::{
-        AgentCondition, GroupPhase, HaltScope, HealthSignal, ReasonCode, RolloutStatus,
+        AckState, AgentCondition, GroupPhase, HaltScope, HealthSignal, ReasonCode, RolloutStatus,
         VerdictOutcome,
     };
     fn words<C: Copy + std::fmt::Display>(
@@ -132,6 +132,7 @@ pub async fn codes() -> Json<api::Codes> {
         verdict_outcomes: words(VerdictOutcome::ALL, VerdictOutcome::explain),
         health_signals: words(HealthSignal::ALL, HealthSignal::explain),
         halt_scopes: words(HaltScope::ALL, HaltScope::explain),
+        ack_states: words(AckState::ALL, AckState::explain),
     })
 }
 

@@ -13,7 +13,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use drover_rules::{GroupPhase, RolloutStatus};
+use drover_rules::{AckState, GroupPhase, RolloutStatus};
 use prometheus_client::{
     encoding::{EncodeLabelSet, text},
     metrics::{counter::Counter, family::Family, gauge::Gauge},
@@ -47,6 +47,17 @@ struct PhaseLabels {
 struct GroupAgentLabels {
     channel: String,
     group: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StopAckLabels {
+    channel: String,
     state: &'static str,
 }
 
@@ -94,6 +105,7 @@ fn fleet_facts(fleet: &Fleet) -> Registry {
         agents(fleet),
     );
     rollouts(fleet, &mut registry);
+    stop_acks(fleet, &mut registry);
     let counters = &fleet.counters;
     for (name, help, value) in [
         (
@@ -105,6 +117,11 @@ fn fleet_facts(fleet: &Fleet) -> Registry {
             "drover_directives_pushed",
             "Directives pushed to connected updaters",
             counters.directives_pushed.load(Ordering::Relaxed),
+        ),
+        (
+            "drover_stop_acks",
+            "Stop epochs acknowledged by updaters (each agent's first per epoch)",
+            counters.stop_acks.load(Ordering::Relaxed),
         ),
         (
             "drover_store_write_statements",
@@ -224,6 +241,47 @@ fn rollouts(fleet: &Fleet, registry: &mut Registry) {
         "drover_rollout_group_agents",
         "Agents of each active rollout's groups by state: up_to_date (on the target), in_flight (sent it, not there yet), failed, waiting",
         group_agents,
+    );
+}
+
+/// Each active rollout's stop epoch, and its agents by whether they have heard it: series
+/// bounded by the active rollouts (one per channel) and three states.
+fn stop_acks(fleet: &Fleet, registry: &mut Registry) {
+    let (epochs, acks) = (
+        Family::<ChannelLabels, Gauge>::default(),
+        Family::<StopAckLabels, Gauge>::default(),
+    );
+    for rollout in fleet.rollouts() {
+        let Some(tally) = fleet.stop_acks(&rollout) else {
+            continue;
+        };
+        let channel = rollout.spec.channel.clone();
+        epochs
+            .get_or_create(&ChannelLabels {
+                channel: channel.clone(),
+            })
+            .set(i64::try_from(tally.epoch).unwrap_or(i64::MAX));
+        for (state, n) in [
+            (AckState::Acknowledged, tally.acknowledged),
+            (AckState::NotYet, tally.not_yet),
+            (AckState::Unreachable, tally.unreachable),
+        ] {
+            let labels = StopAckLabels {
+                channel: channel.clone(),
+                state: state.as_str(),
+            };
+            acks.get_or_create(&labels).set(n as i64);
+        }
+    }
+    registry.register(
+        "drover_rollout_stop_epoch",
+        "The latest stop epoch (halt, pause, rollback, held stratum) of each active rollout that has stopped",
+        epochs,
+    );
+    registry.register(
+        "drover_rollout_stop_acks",
+        "Agents of each stopped active rollout by whether their updater acknowledged its latest stop: acknowledged, not_yet (connected), unreachable",
+        acks,
     );
 }
 

@@ -214,6 +214,18 @@ pub struct RolloutState {
     /// Strata held after a failure confined to them (halt scope `stratum`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held_strata: Vec<strata::HeldStratum>,
+    /// Raised by every stop (a halt, a pause, a rollback, a held stratum) and carried by
+    /// every directive of the rollout: an updater acknowledges it, and never starts an
+    /// install under an epoch older than one it has seen. 0: nothing stopped yet.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stop_epoch: u64,
+    /// When the last stop was decided (our clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_ms: Option<i64>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 impl RolloutState {
@@ -222,6 +234,32 @@ impl RolloutState {
             paused: false,
             groups: vec![GroupState::default(); spec.groups.len()],
             held_strata: Vec::new(),
+            stop_epoch: 0,
+            stop_ms: None,
+        }
+    }
+
+    /// Whether going from `before` to this state stops an agent that could install: a
+    /// pause, a group halted or rolled back, a stratum held.
+    pub fn stops_since(&self, before: &RolloutState) -> bool {
+        let newly = |phase: Phase| {
+            before
+                .groups
+                .iter()
+                .zip(&self.groups)
+                .any(|(b, a)| b.phase != phase && a.phase == phase)
+        };
+        (self.paused && !before.paused)
+            || newly(Phase::Halted)
+            || newly(Phase::Rolledback)
+            || self.held_strata.len() > before.held_strata.len()
+    }
+
+    /// Raises the stop epoch if this state stops something `before` allowed.
+    pub fn stamp_stop(&mut self, before: &RolloutState, now_ms: i64) {
+        if self.stops_since(before) {
+            self.stop_epoch = before.stop_epoch + 1;
+            self.stop_ms = Some(now_ms);
         }
     }
 

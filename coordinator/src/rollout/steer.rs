@@ -57,6 +57,7 @@ pub fn steer(
     state: &RolloutState,
     verb: &RolloutVerb,
 ) -> Result<Steered, DroverError> {
+    let before = state;
     let mut state = state.clone();
     let (group, text) = match verb {
         RolloutVerb::Pause => {
@@ -146,6 +147,8 @@ pub fn steer(
             )
         }
     };
+    let mut state = state;
+    state.stamp_stop(before, now_ms);
     Ok(Steered { state, group, text })
 }
 

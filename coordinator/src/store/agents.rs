@@ -182,6 +182,20 @@ impl Store {
     }
 
     /// Every agent: read once at start-up into the fleet's in-memory inventory.
+    /// Every agent's acknowledged stop epoch, for the inventory at start-up: (agent id,
+    /// rollout id, epoch).
+    pub async fn stop_acks(&self) -> Result<Vec<(String, String, i64)>> {
+        let rows: Vec<(String, String, i64)> = on_connection!(self, conn => {
+            sqlx::query_as(
+                "SELECT agent_id, ack_rollout_id, ack_epoch FROM agents \
+                 WHERE ack_rollout_id IS NOT NULL",
+            )
+            .fetch_all(conn)
+            .await?
+        });
+        Ok(rows)
+    }
+
     pub async fn all_agents(&self) -> Result<Vec<AgentRecord>> {
         let sql = format!("SELECT {AGENT_COLUMNS} FROM agents");
         let rows: Vec<AgentRow> = on_connection!(self, conn => {

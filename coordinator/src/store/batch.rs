@@ -50,6 +50,12 @@ pub enum AgentWrite {
         received_ms: i64,
         event: NewEvent,
     },
+    /// The updater acknowledged a rollout's stop epoch (only ever forward, per rollout).
+    Ack {
+        agent_id: String,
+        rollout_id: String,
+        epoch: u64,
+    },
 }
 
 impl AgentWrite {
@@ -68,6 +74,7 @@ impl AgentWrite {
             Self::Hello { identity, .. } => &identity.agent_id,
             Self::Status { agent_id, .. }
             | Self::Report { agent_id, .. }
+            | Self::Ack { agent_id, .. }
             | Self::Disconnected { agent_id, .. } => agent_id,
         }
     }
@@ -89,6 +96,13 @@ struct HelloRow<'a> {
     health: &'a str,
     now_ms: i64,
     connected_on: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct AckRow<'a> {
+    agent_id: &'a str,
+    rollout_id: &'a str,
+    epoch: i64,
 }
 
 #[derive(Serialize)]
@@ -194,6 +208,19 @@ mod sql {
         json_extract(value, '$.now_ms') AS now_ms FROM json_each($1)) AS r \
         WHERE agents.agent_id = r.agent_id";
 
+    /// An acknowledgement only moves forward within a rollout.
+    pub const PG_ACKS: &str = "UPDATE agents SET ack_rollout_id = r.rollout_id, ack_epoch = r.epoch \
+        FROM jsonb_to_recordset($1::jsonb) AS r(agent_id text, rollout_id text, epoch bigint) \
+        WHERE agents.agent_id = r.agent_id AND (agents.ack_rollout_id IS DISTINCT FROM \
+        r.rollout_id OR agents.ack_epoch < r.epoch)";
+    pub const SQLITE_ACKS: &str = "UPDATE agents SET ack_rollout_id = r.rollout_id, \
+        ack_epoch = r.epoch \
+        FROM (SELECT json_extract(value, '$.agent_id') AS agent_id, \
+        json_extract(value, '$.rollout_id') AS rollout_id, \
+        json_extract(value, '$.epoch') AS epoch FROM json_each($1)) AS r \
+        WHERE agents.agent_id = r.agent_id AND (agents.ack_rollout_id IS NOT r.rollout_id \
+        OR agents.ack_epoch < r.epoch)";
+
     pub const PG_REPORTS: &str = "INSERT INTO update_reports (agent_id, attempt_id, from_version, \
         to_version, outcome, error, started_ms, finished_ms, directive_id, rollout_id, received_ms) \
         SELECT agent_id, attempt_id, from_version, to_version, outcome, error, started_ms, \
@@ -279,8 +306,18 @@ impl Store {
         let mut statuses = Vec::new();
         let mut reports = Vec::new();
         let mut gone = Vec::new();
+        let mut acks = Vec::new();
         for write in writes {
             match write {
+                AgentWrite::Ack {
+                    agent_id,
+                    rollout_id,
+                    epoch,
+                } => acks.push(AckRow {
+                    agent_id,
+                    rollout_id,
+                    epoch: i64::try_from(*epoch).unwrap_or(i64::MAX),
+                }),
                 AgentWrite::Disconnected { agent_id, replica } => {
                     gone.push(DisconnectRow { agent_id, replica })
                 }
@@ -341,6 +378,7 @@ impl Store {
         let statuses_json = json(&statuses)?;
         let reports_json = json(&reports)?;
         let gone_json = json(&gone)?;
+        let acks_json = json(&acks)?;
         let _write = self.agent_rows_gate().await;
         let (new_agents, moved_agents, statements) = on_connection!(self, conn => {
             let mut tx = conn.begin().await?;
@@ -355,6 +393,13 @@ impl Store {
             if !gone.is_empty() {
                 sqlx::query(pick(sql::PG_DISCONNECT, sql::SQLITE_DISCONNECT))
                     .bind(&gone_json)
+                    .execute(&mut *tx)
+                    .await?;
+                statements += 1;
+            }
+            if !acks.is_empty() {
+                sqlx::query(pick(sql::PG_ACKS, sql::SQLITE_ACKS))
+                    .bind(&acks_json)
                     .execute(&mut *tx)
                     .await?;
                 statements += 1;
@@ -410,6 +455,7 @@ impl Store {
             .map(|write| match write {
                 AgentWrite::Hello { .. }
                 | AgentWrite::Status { .. }
+                | AgentWrite::Ack { .. }
                 | AgentWrite::Disconnected { .. } => None,
                 AgentWrite::Report { agent_id, .. } => Some(ReportRecorded {
                     new: new_agents.contains(agent_id),

@@ -46,6 +46,8 @@ pub struct ChangedAgent {
     pub first_seen_ms: i64,
     /// Its labels with its installer kind under `installer`: what strata are made of.
     pub traits: BTreeMap<String, String>,
+    /// The stop epoch its updater acknowledged last, and of which rollout.
+    pub ack: Option<(String, u64)>,
 }
 
 type ChangedTuple = (
@@ -60,6 +62,8 @@ type ChangedTuple = (
     i64,
     String,
     String,
+    Option<String>,
+    i64,
 );
 
 /// How many changed agents one read returns at most; the rest come on the next read.
@@ -166,7 +170,7 @@ impl Store {
         let mut conn = self.shared_connection().await?;
         let rows: Vec<ChangedTuple> = sqlx::query_as(
             "SELECT agent_id, group_name, channel, agent_version, health, last_report_json, \
-             connected_on, changed_ms, first_seen_ms, installer, labels_json FROM agents WHERE changed_ms >= $1 \
+             connected_on, changed_ms, first_seen_ms, installer, labels_json, ack_rollout_id, ack_epoch FROM agents WHERE changed_ms >= $1 \
              ORDER BY changed_ms, agent_id LIMIT $2",
         )
         .bind(since_ms)
@@ -188,6 +192,8 @@ impl Store {
                     first_seen_ms,
                     installer,
                     labels_json,
+                    ack_rollout_id,
+                    ack_epoch,
                 )| {
                     ChangedAgent {
                         agent_id,
@@ -203,6 +209,7 @@ impl Store {
                             serde_json::from_str(&labels_json).unwrap_or_default(),
                             &installer,
                         ),
+                        ack: ack_rollout_id.map(|id| (id, u64::try_from(ack_epoch).unwrap_or(0))),
                     }
                 },
             )

@@ -22,6 +22,7 @@ fn directive(directive_id: &str, rollout_id: &str, target: &str) -> DirectiveRec
         schedule: None,
         attempt_id: String::new(),
         rollout_id: rollout_id.into(),
+        rollout_epoch: 0,
         trace_context: Default::default(),
     }
 }

@@ -34,6 +34,7 @@ fn state(current: &str, target: &str, cp: &str) -> PersistedState {
             }),
             attempt_id: String::new(),
             rollout_id: String::new(),
+            rollout_epoch: 0,
             trace_context: Default::default(),
         }),
         ..PersistedState::default()

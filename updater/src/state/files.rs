@@ -202,6 +202,7 @@ mod tests {
                 schedule: None,
                 attempt_id: String::new(),
                 rollout_id: "r-1".into(),
+                rollout_epoch: 0,
                 trace_context: BTreeMap::new(),
             }),
             pending_reports: vec![report.clone()],

@@ -41,6 +41,10 @@ pub struct DirectiveRecord {
     /// The rollout that chose this target; empty when none governs the agent.
     #[serde(default)]
     pub rollout_id: String,
+    /// The rollout's stop epoch (raised by every halt, pause, rollback): a directive of the
+    /// same rollout with an older one is stale and ignored.
+    #[serde(default)]
+    pub rollout_epoch: u64,
     /// The coordinator's W3C trace context (`traceparent`, `tracestate`): the parent of
     /// the update attempt this directive causes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -144,6 +148,10 @@ pub struct PersistedState {
     /// Going back from a broken version failed: retried with backoff, not in a loop.
     #[serde(default)]
     pub revert_failure: Option<RevertFailure>,
+    /// The newest stop epoch heard, and of which rollout: kept across restarts, so no
+    /// directive older than a stop this updater acknowledged is ever acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_epoch: Option<(String, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -83,6 +83,7 @@ fn traced_directive(target: &str) -> DirectiveRecord {
         schedule: None,
         attempt_id: String::new(),
         rollout_id: "r-1".into(),
+        rollout_epoch: 0,
         trace_context: BTreeMap::from([(
             "traceparent".to_string(),
             format!("00-{TRACE}-{PARENT}-01"),

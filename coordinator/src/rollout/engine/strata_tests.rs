@@ -326,3 +326,59 @@ proptest! {
         prop_assert!(group.canaries.iter().all(|c| !state.holds(stratum_of(&fleet, c))));
     }
 }
+
+#[test]
+fn every_stop_raises_the_epoch_once_and_nothing_else_does() {
+    let spec = stratified(HaltScope::Stratum, 1);
+    let mut fleet = fleet();
+    let cp = v("1.1.0");
+    let start = RolloutState::new(&spec);
+    let started = reconcile(MONDAY, &spec, &start, &fleet, Some(&cp)).state;
+    assert_eq!(started.stop_epoch, 0, "starting a group stops nobody");
+    // A rocky canary fails: its stratum is held, a stop.
+    let rocky_canary = started.groups[0]
+        .canaries
+        .iter()
+        .find(|c| stratum_of(&fleet, c) == "os=rocky")
+        .unwrap()
+        .clone();
+    fleet
+        .iter_mut()
+        .find(|a| a.agent_id == rocky_canary)
+        .unwrap()
+        .failed_at_ms = Some(MONDAY);
+    let held = reconcile(MONDAY + 1, &spec, &started, &fleet, Some(&cp)).state;
+    assert_eq!((held.stop_epoch, held.stop_ms), (1, Some(MONDAY + 1)));
+    let again = reconcile(MONDAY + 2, &spec, &held, &fleet, Some(&cp)).state;
+    assert_eq!(
+        again.stop_epoch, 1,
+        "a pass that stops nothing new keeps the epoch"
+    );
+    // A pause and a rollback are stops; a resume is not.
+    let paused = crate::rollout::steer(
+        MONDAY + 3,
+        &spec,
+        &again,
+        &crate::rollout::RolloutVerb::Pause,
+    )
+    .unwrap()
+    .state;
+    assert_eq!(paused.stop_epoch, 2);
+    let resumed = crate::rollout::steer(
+        MONDAY + 4,
+        &spec,
+        &paused,
+        &crate::rollout::RolloutVerb::Resume,
+    )
+    .unwrap()
+    .state;
+    assert_eq!(resumed.stop_epoch, 2);
+    let verb = crate::rollout::RolloutVerb::Rollback {
+        group: None,
+        respect_windows: false,
+    };
+    let rolled = crate::rollout::steer(MONDAY + 5, &spec, &resumed, &verb)
+        .unwrap()
+        .state;
+    assert_eq!(rolled.stop_epoch, 3);
+}

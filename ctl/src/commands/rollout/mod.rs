@@ -349,6 +349,7 @@ pub(crate) fn status_text_into(text: Text, s: &pb::RolloutStatus) -> Text {
         None => text,
     };
     let text = strata::held_lines(text, s);
+    let text = strata::stop_lines(text, s);
     let mut text = text.line("").table(table);
     for g in &s.groups {
         text = verdict_lines(text, g);

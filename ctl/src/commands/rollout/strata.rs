@@ -23,6 +23,38 @@ pub fn settings_line(s: &pb::StrataSettings) -> String {
     )
 }
 
+/// Who has heard the latest stop: counts, then the stragglers by name.
+pub fn stop_lines(mut text: Text, status: &pb::RolloutStatus) -> Text {
+    let Some(acks) = &status.stop_acks else {
+        return text;
+    };
+    let at = crate::names::time_or_dash(acks.stopped_at.as_ref());
+    let line = format!(
+        "stop epoch {} ({at}): {} acknowledged, {} not yet, {} unreachable",
+        acks.epoch, acks.acknowledged, acks.not_yet, acks.unreachable
+    );
+    text = if acks.not_yet + acks.unreachable > 0 {
+        text.alert(line)
+    } else {
+        text.line(line)
+    };
+    if !acks.stragglers.is_empty() {
+        let names: Vec<String> = acks
+            .stragglers
+            .iter()
+            .map(|s| format!("{} ({})", s.agent_id, s.state.replace('_', " ")))
+            .collect();
+        let more = (acks.not_yet + acks.unreachable).saturating_sub(names.len() as u64);
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        text = text.line(format!("  stragglers: {}{more}", names.join(", ")));
+    }
+    text
+}
+
 /// The held strata, one alert line each.
 pub fn held_lines(mut text: Text, status: &pb::RolloutStatus) -> Text {
     for held in &status.held_strata {
