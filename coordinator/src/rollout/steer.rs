@@ -147,7 +147,6 @@ pub fn steer(
             )
         }
     };
-    let mut state = state;
     state.stamp_stop(before, now_ms);
     Ok(Steered { state, group, text })
 }
