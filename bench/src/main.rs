@@ -5,6 +5,7 @@
 mod churn;
 mod enrolled;
 mod fleet;
+mod halt;
 mod idle;
 mod load;
 mod loader;
@@ -109,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("storm") => storm::run(storm::StormArgs::parse_from(args.iter().skip(1))).await,
+        Some("halt") => halt::run(halt::HaltArgs::parse_from(args.iter().skip(1))).await,
         Some("churn") => churn::run(churn::ChurnArgs::parse_from(args.iter().skip(1))).await,
         Some("loader") => loader::run(loader::LoaderArgs::parse_from(args.iter().skip(1))).await,
         Some("dashboard") => {
