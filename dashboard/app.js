@@ -475,6 +475,26 @@ function verdictBlock(g) {
           el('td', {}, s.worst.join(', ') || '–')))))));
 }
 
+// Who has heard the rollout's latest stop (halt, pause, rollback, held stratum), and the
+// strata a failure confined to them holds.
+function stopBlock(r) {
+  const a = r.stop_acks;
+  const held = (r.held_strata ?? []).map((h) => el('div', { class: 'cause', 'data-held-stratum': h.stratum },
+    `Stratum ${h.stratum} held: ${h.note} (the other strata go on; \`droverctl rollout release-stratum\` lets it update again)`));
+  if (!a) return held.length ? el('div', { class: 'stop' }, ...held) : null;
+  const late = a.not_yet + a.unreachable;
+  const more = late - a.stragglers.length;
+  return el('div', { class: `stop${late ? ' late' : ''}`, 'data-stop-epoch': String(a.epoch), 'data-acknowledged': String(a.acknowledged), 'data-not-yet': String(a.not_yet), 'data-unreachable': String(a.unreachable) },
+    ...held,
+    el('div', { title: explain('ack_states', 'acknowledged') },
+      `Stop ${a.epoch} (${time(a.stopped_at)}): ${a.acknowledged} acknowledged · ${a.not_yet} not yet · ${a.unreachable} unreachable`),
+    a.stragglers.length ? el('div', { class: 'muted' }, 'Stragglers: ',
+      ...a.stragglers.flatMap((s, i) => [i ? ', ' : '',
+        el('button', { class: 'link', 'data-agent': s.agent_id, title: explain('ack_states', s.state), onclick: () => { show('agents'); showAgent(s.agent_id); } }, s.agent_id),
+        ` (${words(s.state)})`]),
+      more > 0 ? ` and ${more} more` : '') : null);
+}
+
 function renderRolloutCards(box, rollouts) {
   if (!rollouts.length) {
     box.replaceChildren(el('p', { class: 'muted' }, 'No active rollouts. Past ones are listed below.'));
@@ -493,6 +513,7 @@ function renderRolloutCards(box, rollouts) {
           el('span', { class: 'muted', 'data-eta': 'rollout' }, `${words(r.strategy)} · started ${time(r.created_at)} · ${r.rollout_id}${rolloutEta(r)}`),
           actions),
         el('p', { class: 'muted' }, r.status_explanation),
+        stopBlock(r),
         ...r.groups.map((g, i) => el('div', { class: 'group', 'data-group': g.name },
           el('strong', {}, g.name),
           el('span', { class: `state ${g.state}`, title: g.state_explanation }, words(g.state)),

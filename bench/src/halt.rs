@@ -75,19 +75,37 @@ async fn start(args: &HaltArgs, work: &std::path::Path) -> anyhow::Result<Vec<Co
     Ok(replicas)
 }
 
-/// Polls `rollout status` every 50 ms (up to 30 s): when the coordinator counted 99 %,
-/// 99.9 % and all of `n` acknowledged, in ms from `asked`, and its last count.
-async fn acknowledged_over_time(url: &str, n: usize, asked: Instant) -> serde_json::Value {
+/// Polls the rollout's status every 20 ms (up to 30 s): when the coordinator counted 99 %,
+/// 99.9 % and all of `n` acknowledged, in ms from `asked`, its last count, and when it
+/// decided the stop (unix ms, its clock). Asked of the replica at `url` with the admin
+/// credentials of the first (`first`: credentials live in the shared store).
+async fn acknowledged_over_time(
+    url: &str,
+    first: &str,
+    n: usize,
+    asked: Instant,
+) -> serde_json::Value {
     let (mut p99, mut p999, mut all) = (None, None, None);
     let mut last = serde_json::Value::Null;
+    let mut stop_ms = None;
+    let Ok(channel) = drover_tests::grpc_channel(url).await else {
+        return json!({ "error": "cannot reach a live replica" });
+    };
+    let mut admin = AdminServiceClient::new(channel);
     while all.is_none() && asked.elapsed() < Duration::from_secs(30) {
-        let (ok, out, _) =
-            droverctl(url, &["rollout", "status", "--channel", "bench", "-o", "json"]).await;
-        let status: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-        if ok && !status["stop_acks"].is_null() {
-            last = status["stop_acks"].clone();
-            last["stragglers"] = serde_json::Value::Null;
-            let acked = status["stop_acks"]["acknowledged"].as_u64().unwrap_or(0) as usize;
+        let request = pb::RolloutRef {
+            channel: "bench".into(),
+        };
+        let status = admin
+            .get_rollout_status(admin_request(first, request))
+            .await;
+        if let Some(acks) = status.ok().and_then(|s| s.into_inner().stop_acks) {
+            stop_ms = acks
+                .stopped_at
+                .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
+            last = json!({ "acknowledged": acks.acknowledged, "not_yet": acks.not_yet,
+                           "unreachable": acks.unreachable, "epoch": acks.epoch });
+            let acked = acks.acknowledged as usize;
             let now = ms(asked.elapsed());
             if acked * 100 >= n * 99 {
                 p99.get_or_insert(now);
@@ -99,9 +117,9 @@ async fn acknowledged_over_time(url: &str, n: usize, asked: Instant) -> serde_js
                 all = Some(now);
             }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    json!({ "p99_ms": p99, "p999_ms": p999, "all_ms": all, "last": last })
+    json!({ "p99_ms": p99, "p999_ms": p999, "all_ms": all, "last": last, "stop_ms": stop_ms })
 }
 
 /// The replica holding the reconciler's lease: the one whose agents' `connected_on` names
@@ -135,7 +153,11 @@ pub async fn run(args: HaltArgs) -> anyhow::Result<()> {
     println!(
         "drover-loadgen halt: {n} updaters, {} replica(s) on {}, {mode}, fd limit {fd_limit}",
         args.replicas,
-        if args.database == "sqlite" { "SQLite" } else { "PostgreSQL" }
+        if args.database == "sqlite" {
+            "SQLite"
+        } else {
+            "PostgreSQL"
+        }
     );
     let urls: Vec<String> = replicas.iter().map(|r| r.grpc_url()).collect();
     let url = urls[0].clone();
@@ -145,7 +167,10 @@ pub async fn run(args: HaltArgs) -> anyhow::Result<()> {
         Some(ready) => {
             let started = Instant::now();
             let agents = crate::enrolled::enrol_fleet(&url, n).await?;
-            println!("enrolled {n} in {:.1} s (before any clock)", started.elapsed().as_secs_f64());
+            println!(
+                "enrolled {n} in {:.1} s (before any clock)",
+                started.elapsed().as_secs_f64()
+            );
             Some(FleetTls {
                 server_ca_pem: Arc::new(std::fs::read(&ready.ca_file)?),
                 agents: Arc::new(agents),
@@ -175,9 +200,11 @@ pub async fn run(args: HaltArgs) -> anyhow::Result<()> {
     let (ok, _, err) = droverctl(&url, &create).await;
     anyhow::ensure!(ok, "rollout create: {err}");
     let target = n as u64 * args.halt_after_pct / 100;
-    let moving = crate::wait_until("the rollout to move its share", Duration::from_secs(600), || {
-        fleet.installed.load(Ordering::Relaxed) >= target
-    })
+    let moving = crate::wait_until(
+        "the rollout to move its share",
+        Duration::from_secs(600),
+        || fleet.installed.load(Ordering::Relaxed) >= target,
+    )
     .await?;
     println!(
         "{} of {n} updated in {:.1} s; {} installing",
@@ -207,17 +234,21 @@ pub async fn run(args: HaltArgs) -> anyhow::Result<()> {
     if let Some(after) = args.kill_leader_ms {
         tokio::time::sleep(Duration::from_millis(after)).await;
         replicas[leader].kill9().await;
-        println!("SIGKILLed replica {leader} (the lease holder) {after} ms after the pause returned");
+        println!(
+            "SIGKILLed replica {leader} (the lease holder) {after} ms after the pause returned"
+        );
     }
     // The coordinator's own count, from a live replica, polled until all acknowledged.
     let live = (0..replicas.len())
         .find(|r| args.kill_leader_ms.is_none() || *r != leader)
         .unwrap_or(0);
-    let counted = acknowledged_over_time(&urls[live], n, asked).await;
+    let counted = acknowledged_over_time(&urls[live], &url, n, asked).await;
     let heard = |fleet: &Fleet| fleet.heard.iter().filter(|h| h.get().is_some()).count();
-    let _ = crate::wait_until("every updater heard the stop", Duration::from_secs(30), || {
-        heard(&fleet) >= n
-    })
+    let _ = crate::wait_until(
+        "every updater heard the stop",
+        Duration::from_secs(30),
+        || heard(&fleet) >= n,
+    )
     .await;
     let mut latencies: Vec<Duration> = fleet
         .heard
@@ -227,7 +258,10 @@ pub async fn run(args: HaltArgs) -> anyhow::Result<()> {
     let within = |limit: Duration| {
         latencies.iter().filter(|d| **d <= limit).count() as f64 * 100.0 / n as f64
     };
-    let (within_1s, within_3s) = (within(Duration::from_secs(1)), within(Duration::from_secs(3)));
+    let (within_1s, within_3s) = (
+        within(Duration::from_secs(1)),
+        within(Duration::from_secs(3)),
+    );
     let heard_all = latencies.len();
     let p = |latencies: &mut Vec<Duration>, q: f64| ms(stats::percentile(latencies, q));
     let (p50, p99, p999, max) = (
@@ -239,13 +273,26 @@ pub async fn run(args: HaltArgs) -> anyhow::Result<()> {
     let installs = fleet.installs.lock().clone();
     let during_call = installs
         .iter()
-        .filter(|(at, epoch)| *at > asked && *at <= returned && *epoch < 1)
+        .filter(|(at, _, epoch)| *at > asked && *at <= returned && *epoch < 1)
         .count();
     let after_commit = installs
         .iter()
-        .filter(|(at, epoch)| *at > returned && *epoch < 1)
+        .filter(|(at, _, epoch)| *at > returned && *epoch < 1)
         .count();
-    let under_new = installs.iter().filter(|(_, epoch)| *epoch >= 1).count();
+    let under_new = installs.iter().filter(|(_, _, epoch)| *epoch >= 1).count();
+    // Against the moment the coordinator decided the stop (its clock, this machine's), just
+    // before it committed it: installs from directives sent before the commit that began
+    // after it.
+    let stop_ms = counted["stop_ms"].as_i64();
+    let after_decided: Vec<f64> = installs
+        .iter()
+        .filter(|(_, _, epoch)| *epoch < 1)
+        .filter_map(|(_, wall, _)| {
+            let wall_ms = wall.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64;
+            let late = wall_ms - stop_ms?;
+            (late > 0).then_some(late as f64)
+        })
+        .collect();
     println!(
         "stop (pause) call {:.0} ms; heard by {heard_all} of {n}: p50 {p50:.0} ms, p99 {p99:.0} \
          ms, p99.9 {p999:.0} ms, max {max:.0} ms; within 1 s {within_1s:.2} %, within 3 s \
@@ -254,7 +301,10 @@ pub async fn run(args: HaltArgs) -> anyhow::Result<()> {
     );
     println!(
         "installs started under the old epoch during the call: {during_call}, after it \
-         returned: {after_commit}; under the new epoch: {under_new}"
+         returned: {after_commit}; after the stop's decision time (1 ms clock): {} (latest \
+         {:.0} ms after); under the new epoch: {under_new}",
+        after_decided.len(),
+        after_decided.iter().copied().fold(0.0, f64::max)
     );
     let at = |key: &str| {
         counted[key]
@@ -280,6 +330,7 @@ pub async fn run(args: HaltArgs) -> anyhow::Result<()> {
         "within_1s_pct": within_1s, "within_3s_pct": within_3s,
         "installs_during_call": during_call,
         "installs_after_commit": after_commit,
+        "installs_after_stop_decided": after_decided.len(),
         "installs_under_new_epoch": under_new,
         "coordinator_counts": counted,
         "failed_sessions_retried": fleet.failed.load(Ordering::Relaxed),

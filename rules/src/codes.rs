@@ -183,7 +183,7 @@ codes! {
     AckState {
         Acknowledged => "acknowledged": "the updater acknowledged the stop: it starts no install under an older epoch",
         NotYet => "not_yet": "connected, but its updater has not acknowledged the stop yet",
-        Unreachable => "unreachable": "not connected: it hears the stop when it reconnects, and starts no install of this rollout before",
+        Unreachable => "unreachable": "not connected: it hears the stop when it reconnects or re-checks; until then it acts on the directive it holds",
     }
 }
 

@@ -275,6 +275,12 @@ try {
     await shot(page, 'pause-confirm');
     await page.click('#confirm-ok');
     await page.waitForSelector('article.rollout[data-channel=edge][data-paused=true]', { timeout: 30_000 });
+    // The pause is a stop: the card counts, live, who has heard it.
+    await waitFor(page, 'the edge card counts the pause acknowledged by every connected updater', () => {
+      const s = document.querySelector('article.rollout[data-channel=edge] .stop[data-stop-epoch]');
+      return s && Number(s.dataset.acknowledged) > 0 && s.dataset.notYet === '0';
+    });
+    result.stop = await page.$eval('article.rollout[data-channel=edge] .stop', (s) => ({ ...s.dataset, text: s.textContent }));
     const status = await call(page, '/api/v1/rollouts?channel=edge', adminToken);
     check(status.body?.[0]?.paused === true, `paused over HTTP: ${JSON.stringify(status.body)}`);
     const audit = await call(page, '/api/v1/audit?limit=100', adminToken);

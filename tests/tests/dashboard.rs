@@ -168,6 +168,18 @@ async fn the_dashboard_follows_a_rollout_live_and_pauses_it_by_role() {
     // What the page did, seen by droverctl: paused, and in the audit log with its dry run.
     let status = droverctl_json(&url, &["rollout", "status", "--channel", "edge"]).await;
     assert_eq!(status["paused"], true, "{status}");
+    // The pause was a stop; the card counted who heard it, as droverctl does.
+    let stop = &report["stop"];
+    let card = |key: &str| stop[key].as_str().and_then(|v| v.parse::<u64>().ok());
+    assert!(card("stopEpoch") >= Some(1), "{report}");
+    assert!(
+        card("acknowledged") > Some(0) && card("notYet") == Some(0),
+        "{report}"
+    );
+    assert!(
+        stop["text"].as_str().unwrap().contains("acknowledged"),
+        "{report}"
+    );
     let audit = droverctl_json(&url, &["audit", "--limit", "200"]).await;
     let entries = audit.as_array().unwrap();
     let pause = |result: &str| {

@@ -32,8 +32,9 @@ pub struct Fleet {
     pub heard: Vec<OnceLock<Instant>>,
     /// The epoch whose hearing is measured (0: none yet).
     pub measured_epoch: AtomicU64,
-    /// Every install started: when, and under which epoch.
-    pub installs: parking_lot::Mutex<Vec<(Instant, u64)>>,
+    /// Every install started: when (monotonic, and the wall clock the coordinator's stop
+    /// time can be compared with: one machine), and under which epoch.
+    pub installs: parking_lot::Mutex<Vec<(Instant, std::time::SystemTime, u64)>>,
 }
 
 impl Fleet {
@@ -178,7 +179,8 @@ async fn session(
                         }
                         let wants = !d.target_version.is_empty() && d.target_version != held.version;
                         if wants && installing.is_none() {
-                            fleet.installs.lock().push((Instant::now(), d.rollout_epoch));
+                            let now = (Instant::now(), std::time::SystemTime::now());
+                            fleet.installs.lock().push((now.0, now.1, d.rollout_epoch));
                             installing = Some((tokio::time::Instant::now() + fleet.install, d));
                         }
                     }
