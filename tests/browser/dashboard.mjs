@@ -363,7 +363,7 @@ try {
       'a halted rollout gives no ETA');
     await shot(page, 'rollouts-halted');
     await page.click('[data-view=overview]');
-    await waitFor(page, 'the banner shows side halted', () => /canary side-\d+ failed/.test(document.querySelector('#rollout-banner .banner.halted[data-channel=side]')?.textContent ?? ''));
+    await waitFor(page, 'the banner shows side halted', () => /canary side-\d+ (\(stratum [^)]*\) )?failed/.test(document.querySelector('#rollout-banner .banner.halted[data-channel=side]')?.textContent ?? ''));
 
     // Agents and one agent's detail.
     await page.click('[data-view=agents]');
