@@ -90,6 +90,9 @@ text_enum!(UpdateOutcome {
     Succeeded => "succeeded", Failed => "failed", Reverted => "reverted", Refused => "refused",
 });
 
+/// The trait that names an agent's installer kind (reported by its updater's Hello).
+pub const INSTALLER_LABEL: &str = "installer";
+
 /// An agent's labels with its installer kind added under `installer` (unless a label of
 /// that name was reported): what a rollout's strata are made of.
 pub fn agent_traits(
@@ -97,7 +100,7 @@ pub fn agent_traits(
     installer: &str,
 ) -> BTreeMap<String, String> {
     labels
-        .entry(crate::rollout::strata::INSTALLER_LABEL.to_string())
+        .entry(INSTALLER_LABEL.to_string())
         .or_insert_with(|| installer.to_string());
     labels
 }

@@ -11,8 +11,7 @@ pub mod simulation;
 
 use super::{AgentSnapshot, RolloutState};
 
-/// The label that names an agent's installer kind (reported by its updater's Hello).
-pub const INSTALLER_LABEL: &str = "installer";
+pub use crate::domain::INSTALLER_LABEL;
 /// What a stratum key shows for a label the agent does not report.
 pub const MISSING: &str = "-";
 /// The labels new rollouts stratify by unless told otherwise.
