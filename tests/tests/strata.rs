@@ -179,7 +179,7 @@ async fn canaries_cover_every_stratum_and_a_stratum_bug_holds_only_its_stratum()
         .count();
     assert!(others_moved * 10 >= (agents.len() - rocky.len()) * 9);
 
-    // The timeline says it, and the operator can release it (here, a dry run).
+    // The timeline says it, and the operator can release it.
     let detail = droverctl_json(&url, &["rollout", "show", &rollout_id]).await;
     assert!(
         detail
@@ -196,6 +196,19 @@ async fn canaries_cover_every_stratum_and_a_stratum_bug_holds_only_its_stratum()
         "--dry-run",
     ];
     droverctl_json(&url, &release).await;
+    // Released for real, rocky's agents are sent the target again; the release still fails
+    // there, so a new failure holds it again: a second stop.
+    droverctl_json(&url, &release[..5]).await;
+    eventually(
+        "rocky is held again after a new failure",
+        WAIT,
+        async || {
+            let status = droverctl_json(&url, &["rollout", "status", "--channel", "stable"]).await;
+            let held = status["held_strata"][0]["stratum"] == "os=rocky";
+            (held && status["stop_acks"]["epoch"] == 2).then_some(())
+        },
+    )
+    .await;
     let (ok, _, err) = droverctl(
         &url,
         &[

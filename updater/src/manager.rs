@@ -97,6 +97,10 @@ async fn keep(shared: &Shared, directive: DirectiveRecord) -> Option<DirectiveRe
         if fresher || confirmed {
             shared.save_state(&state).await;
         }
+        drop(state);
+        // Sent again (by a replica that caught up, say): acknowledged again, since the
+        // first acknowledgement may have died with the replica it went to.
+        queue_ack(shared, &held);
         return fresher.then_some(held);
     }
     tracing::info!(
@@ -109,18 +113,24 @@ async fn keep(shared: &Shared, directive: DirectiveRecord) -> Option<DirectiveRe
     }
     shared.save_state(&state).await;
     drop(state);
-    if !directive.rollout_id.is_empty() {
-        shared
-            .pending_acks
-            .lock()
-            .push(drover_proto::v1::DirectiveAck {
-                directive_id: directive.directive_id.clone(),
-                rollout_id: directive.rollout_id.clone(),
-                rollout_epoch: directive.rollout_epoch,
-            });
-        shared.acks_ready.notify_one();
-    }
+    queue_ack(shared, &directive);
     Some(directive)
+}
+
+/// Queues the acknowledgement of a held directive of a rollout for the stream to send.
+fn queue_ack(shared: &Shared, directive: &DirectiveRecord) {
+    if directive.rollout_id.is_empty() {
+        return;
+    }
+    shared
+        .pending_acks
+        .lock()
+        .push(drover_proto::v1::DirectiveAck {
+            directive_id: directive.directive_id.clone(),
+            rollout_id: directive.rollout_id.clone(),
+            rollout_epoch: directive.rollout_epoch,
+        });
+    shared.acks_ready.notify_one();
 }
 
 /// Decides and acts once; returns when the decision may next change by the clock alone.

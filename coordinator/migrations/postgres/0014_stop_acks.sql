@@ -3,7 +3,8 @@
 ALTER TABLE agents ADD COLUMN ack_rollout_id TEXT;
 ALTER TABLE agents ADD COLUMN ack_epoch BIGINT NOT NULL DEFAULT 0;
 
--- An acknowledgement is a fact the other replicas read through the change feed.
+-- An acknowledgement is a fact the other replicas read through the change feed; so are an
+-- agent's labels and installer, which rollouts stratify by.
 CREATE OR REPLACE FUNCTION drover_agent_changed() RETURNS trigger AS $$
 BEGIN
     IF TG_OP = 'INSERT'
@@ -15,6 +16,8 @@ BEGIN
         OR NEW.connected_on IS DISTINCT FROM OLD.connected_on
         OR NEW.ack_rollout_id IS DISTINCT FROM OLD.ack_rollout_id
         OR NEW.ack_epoch IS DISTINCT FROM OLD.ack_epoch
+        OR NEW.labels_json IS DISTINCT FROM OLD.labels_json
+        OR NEW.installer IS DISTINCT FROM OLD.installer
     THEN
         NEW.changed_ms := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
     END IF;

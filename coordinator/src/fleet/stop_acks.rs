@@ -24,10 +24,10 @@ pub struct StopAcks {
 }
 
 impl Fleet {
-    /// Records that the agent's updater heard `epoch` of `rollout_id`, if that is the
-    /// agent's rollout and an epoch it was actually sent; anything else (an old or unknown
-    /// rollout, an epoch from the future) is ignored: acknowledgements cannot be forged
-    /// ahead of the stop they claim to have heard.
+    /// Records that the agent's updater heard stop `epoch` of `rollout_id`, if that is the
+    /// agent's rollout and an epoch it was issued; anything else (epoch 0: no stop yet, an
+    /// old or unknown rollout, an epoch from the future) is ignored. The session checks the
+    /// acknowledgement names the directive it holds; an agent can only speak for itself.
     pub async fn acknowledge_stop(
         &self,
         agent_id: &str,
@@ -38,7 +38,7 @@ impl Fleet {
         let Some(rollout) = self.rollout_for(channel) else {
             return Ok(());
         };
-        if rollout.spec.rollout_id != rollout_id || epoch > rollout.state.stop_epoch {
+        if epoch == 0 || rollout.spec.rollout_id != rollout_id || epoch > rollout.state.stop_epoch {
             return Ok(());
         }
         let known = self

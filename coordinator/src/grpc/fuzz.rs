@@ -62,8 +62,8 @@ fn check_message(message: pb::UpdaterMessage) -> Result<(), TestCaseError> {
         Some(Up::Heartbeat(heartbeat)) => {
             refused_as_invalid(convert::status_from_heartbeat(&heartbeat).map(drop))
         }
-        // Only compared with the agent's own rollout and epoch (`acknowledge_stop`); what it
-        // says is never stored as sent.
+        // Decodes or not; what it says counts only if it names the directive the session
+        // holds and an epoch its rollout issued (`acknowledge_stop`).
         Some(Up::DirectiveAck(_)) | None => Ok(()),
     }
 }

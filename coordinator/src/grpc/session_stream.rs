@@ -240,9 +240,12 @@ impl Serving {
                 run(true, async move { record(&fleet, &session, report).await }).await?;
             }
             Some(Up::DirectiveAck(ack)) => {
-                // Bounded like a heartbeat: one per directive, and directives are few.
-                self.budget.spend_heartbeat(&session.agent_id)?;
-                if !ack.rollout_id.is_empty() {
+                // Counted only for the directive this session holds now; over the heartbeat
+                // budget it is dropped, not the session (how many directives an updater is
+                // sent is the coordinator's doing, not its own).
+                let current = self.directives.borrow().directive_id == ack.directive_id;
+                let within = self.budget.spend_heartbeat(&session.agent_id).is_ok();
+                if current && within && !ack.rollout_id.is_empty() {
                     let (fleet, session) = (fleet.clone(), session.clone());
                     let work = async move {
                         fleet

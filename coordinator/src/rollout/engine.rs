@@ -150,6 +150,8 @@ fn assign_slots(
     index: usize,
     members: &[&AgentSnapshot],
 ) {
+    // A halt stops the whole rollout (scope `rollout`): a done group's stragglers wait too.
+    let halted_anywhere = stratum_gate::rollout_halted_by(spec, state).is_some();
     let RolloutState {
         groups,
         held_strata: held,
@@ -174,7 +176,7 @@ fn assign_slots(
         .retain(|id| members.iter().any(|a| a.agent_id == *id && needs_slot(a)));
     let may_grant = match group.phase {
         Phase::Active => group.ignore_window || window_open(now_ms, spec, index),
-        Phase::Done => true,
+        Phase::Done => !halted_anywhere,
         _ => false,
     };
     if !may_grant {
@@ -217,7 +219,8 @@ fn counts(
         {
             counts.on_target_healthy += 1;
         }
-        if failed_since(agent, started_ms) {
+        let from = strata::failures_count_from(&state.released_strata, &agent.stratum, started_ms);
+        if failed_since(agent, from) {
             counts.failed += 1;
         }
     }
@@ -320,6 +323,7 @@ fn transition(
     let group_spec = &spec.groups[index];
     stratum_gate::hold_failing(now_ms, spec, state, index, members, events);
     let held = state.held_strata.clone();
+    let released = state.released_strata.clone();
     let counts = counts(now_ms, spec, state, members, state.groups[index].started_ms);
     let startable = startable(now_ms, spec, state, index);
     let mut verdict = match state.groups[index].phase {
@@ -369,7 +373,13 @@ fn transition(
                 .filter(|a| group.canaries.contains(&a.agent_id) && !is_held(&held, &a.stratum))
                 .collect();
             let started_ms = group.started_ms;
-            if let Some(failed) = canaries.iter().find(|a| failed_since(a, started_ms)) {
+            let failed = canaries.iter().find(|a| {
+                failed_since(
+                    a,
+                    strata::failures_count_from(&released, &a.stratum, started_ms),
+                )
+            });
+            if let Some(failed) = failed {
                 group.phase = Phase::Halted;
                 group.note = format!(
                     "canary {}{} failed to update to {}",
@@ -380,6 +390,28 @@ fn transition(
             } else if let Some(why) = failed_verdict {
                 group.phase = Phase::Halted;
                 group.note = why;
+            } else if canaries.is_empty() && !group.canaries.is_empty() {
+                // Every canary was in a stratum now held: nothing has proven the target for
+                // the others yet, so new canaries are picked outside the held strata.
+                let needed = canaries_needed(spec, group, &held, index, members);
+                let picked = match needed {
+                    0 => Ok(Vec::new()),
+                    _ => stratum_gate::pick(spec, &held, members, needed),
+                };
+                match picked {
+                    Ok(fresh) if !fresh.is_empty() => {
+                        group.note = format!(
+                            "canaries picked again outside the held strata: {}",
+                            fresh.join(", ")
+                        );
+                        group.canaries = fresh;
+                    }
+                    Ok(_) => {
+                        group.phase = Phase::Active;
+                        group.note = "no agent left to update outside the held strata".into();
+                    }
+                    Err(waiting) => group.note = waiting,
+                }
             } else if canaries
                 .iter()
                 .all(|a| on_target(spec, a) && a.health != Health::Unhealthy)
@@ -395,7 +427,7 @@ fn transition(
                     "{} agent(s) failed to update (threshold {}){}",
                     counts.failed,
                     spec.failure_threshold,
-                    stratum_gate::failures_named(spec, &held, members, group.started_ms)
+                    stratum_gate::failures_named(spec, &held, &released, members, group.started_ms)
                 );
             } else if let Some(why) = failed_verdict {
                 group.phase = Phase::Halted;

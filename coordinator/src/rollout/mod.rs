@@ -19,6 +19,7 @@ pub use plan::{GroupPlan, plan};
 pub use steer::{RolloutVerb, Steered, group_index, steer};
 
 pub const HOUR_MS: i64 = 3_600_000;
+const MAX_SEED_LEN: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -117,6 +118,12 @@ impl RolloutSpec {
         if self.start_version == self.target_version {
             return Err("the start and target versions are the same".into());
         }
+        // Hashed once per agent per pass: bounded, and printable in a status.
+        if self.canary_seed.len() > MAX_SEED_LEN || self.canary_seed.chars().any(char::is_control) {
+            return Err(format!(
+                "the canary seed must be at most {MAX_SEED_LEN} bytes of printable text"
+            ));
+        }
         self.strata.validate()?;
         self.verdict.validate()
     }
@@ -214,6 +221,9 @@ pub struct RolloutState {
     /// Strata held after a failure confined to them (halt scope `stratum`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held_strata: Vec<strata::HeldStratum>,
+    /// Strata an admin released, and when: their failures before that no longer count.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released_strata: Vec<strata::HeldStratum>,
     /// Raised by every stop (a halt, a pause, a rollback, a held stratum) and carried by
     /// every directive of the rollout: an updater acknowledges it, and never starts an
     /// install under an epoch older than one it has seen. 0: nothing stopped yet.
@@ -234,6 +244,7 @@ impl RolloutState {
             paused: false,
             groups: vec![GroupState::default(); spec.groups.len()],
             held_strata: Vec::new(),
+            released_strata: Vec::new(),
             stop_epoch: 0,
             stop_ms: None,
         }
@@ -333,9 +344,17 @@ pub fn status_after(
 ) -> RolloutStatus {
     let finished = state.finished();
     // A held stratum keeps the rollout governing: done, the channel would hand its agents
-    // the target.
+    // the target. So does a released one until its agents have installed (or failed, and
+    // held it again): released, they are still watched.
+    let released_catching_up = snapshot.iter().any(|a| {
+        !a.pinned
+            && a.version.as_ref() != Some(&spec.target_version)
+            && a.failed_at_ms.is_none()
+            && state.released_strata.iter().any(|r| r.stratum == a.stratum)
+    });
     if finished
         && state.held_strata.is_empty()
+        && !released_catching_up
         && state.groups.iter().all(|g| g.phase == Phase::Done)
     {
         return RolloutStatus::Done;

@@ -112,7 +112,11 @@ pub fn steer(
                     }
                 )));
             };
-            state.held_strata.remove(at);
+            let mut released = state.held_strata.remove(at);
+            released.since_ms = now_ms;
+            released.note = "released by an admin".into();
+            state.released_strata.retain(|r| r.stratum != *stratum);
+            state.released_strata.push(released);
             (
                 String::new(),
                 format!("stratum {stratum} released: its agents update again"),

@@ -31,7 +31,8 @@ pub struct StrataSpec {
 }
 
 impl StrataSpec {
-    /// Rollouts stored before strata existed: none, so nothing about them changes.
+    /// No strata: canaries in the rollout's order. Rollouts stored before strata existed
+    /// read as this; like every rollout, a halt of theirs now stops the whole rollout.
     pub fn off() -> Self {
         Self {
             labels: Vec::new(),
@@ -76,6 +77,9 @@ impl StrataSpec {
                 return Err(format!("strata label '{label}' is listed twice"));
             }
         }
+        if self.halt_scope == HaltScope::Stratum && !self.enabled() {
+            return Err("halt scope stratum needs strata: name the labels with --strata".into());
+        }
         if self.min_agents == 0 {
             return Err("a stratum's minimum agents for a canary must be at least 1".into());
         }
@@ -89,11 +93,30 @@ pub fn stratum_key(labels: &[String], traits: &BTreeMap<String, String>) -> Stri
     labels
         .iter()
         .map(|label| {
-            let value = traits.get(label).map_or(MISSING, String::as_str);
+            let value = traits
+                .get(label)
+                .map_or(MISSING.to_string(), |v| key_value(v));
             format!("{label}={value}")
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// A label value as a key shows it: letters, digits and `.-_:/`, anything else `_`, at most
+/// 63 characters. Labels may hold `,`, `=` or line breaks, which would make keys collide or
+/// break the notes and events that name a stratum.
+fn key_value(value: &str) -> String {
+    value
+        .chars()
+        .take(MAX_LABEL_LEN)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_:/".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// A stratum an admin or a failure has held: its agents install nothing new.
@@ -112,6 +135,23 @@ impl RolloutState {
 
 pub fn is_held(held: &[HeldStratum], stratum: &str) -> bool {
     !stratum.is_empty() && held.iter().any(|h| h.stratum == stratum)
+}
+
+/// From when an agent of `stratum` has its failures count against its group: the group's
+/// start, or the stratum's release if later (a release forgives what made it held).
+pub fn failures_count_from(
+    released: &[HeldStratum],
+    stratum: &str,
+    started_ms: Option<i64>,
+) -> Option<i64> {
+    let release = released
+        .iter()
+        .find(|r| r.stratum == stratum)
+        .map(|r| r.since_ms);
+    match (started_ms, release) {
+        (Some(start), Some(release)) => Some(start.max(release)),
+        (start, _) => start,
+    }
 }
 
 /// One stratum of a group: how many agents it has, and whether it earns a canary.

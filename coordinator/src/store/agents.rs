@@ -181,7 +181,6 @@ impl Store {
         Ok(row.map(AgentRow::into_record))
     }
 
-    /// Every agent: read once at start-up into the fleet's in-memory inventory.
     /// Every agent's acknowledged stop epoch, for the inventory at start-up: (agent id,
     /// rollout id, epoch).
     pub async fn stop_acks(&self) -> Result<Vec<(String, String, i64)>> {
@@ -196,6 +195,7 @@ impl Store {
         Ok(rows)
     }
 
+    /// Every agent: read once at start-up into the fleet's in-memory inventory.
     pub async fn all_agents(&self) -> Result<Vec<AgentRecord>> {
         let sql = format!("SELECT {AGENT_COLUMNS} FROM agents");
         let rows: Vec<AgentRow> = on_connection!(self, conn => {

@@ -100,6 +100,7 @@ pub(super) fn decide(
             ),
         );
     }
+    let halted_by = super::stratum_gate::rollout_halted_by(spec, state);
     match group.phase {
         Phase::Unstarted if waiting_for_canaries(now_ms, spec, state, index) => hold(
             ReasonCode::CanaryWaiting,
@@ -138,6 +139,15 @@ pub(super) fn decide(
             ReasonCode::JoinedAfterStart,
             format!(
                 "enrolled after group {} started; it updates once the group is done",
+                group_spec.name
+            ),
+        ),
+        Phase::Done if halted_by.is_some() => hold(
+            ReasonCode::GroupHalted,
+            format!(
+                "group {} halted, which stops the whole rollout; group {} is done and its last \
+                 agents wait",
+                halted_by.unwrap_or_default(),
                 group_spec.name
             ),
         ),

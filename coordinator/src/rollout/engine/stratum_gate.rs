@@ -45,15 +45,23 @@ pub(super) fn hold_failing(
         return;
     }
     let group = &state.groups[index];
-    if !matches!(group.phase, Phase::Canary | Phase::Active) {
+    // A done group too: its last agents, a released stratum's among them, still install.
+    if !matches!(group.phase, Phase::Canary | Phase::Active | Phase::Done) {
         return;
     }
     let started_ms = group.started_ms;
+    let released = &state.released_strata;
+    let failed_here = |a: &AgentSnapshot| {
+        failed_since(
+            a,
+            strata::failures_count_from(released, &a.stratum, started_ms),
+        )
+    };
     let mut failing: Vec<(String, String)> = Vec::new();
     if group.phase == Phase::Canary {
         for canary in members
             .iter()
-            .filter(|a| group.canaries.contains(&a.agent_id) && failed_since(a, started_ms))
+            .filter(|a| group.canaries.contains(&a.agent_id) && failed_here(a))
         {
             let note = format!(
                 "canary {} failed to update to {}",
@@ -65,7 +73,7 @@ pub(super) fn hold_failing(
     let mut failed: std::collections::BTreeMap<&str, u64> = Default::default();
     for agent in members
         .iter()
-        .filter(|a| !a.pinned && there_at_start(a, started_ms) && failed_since(a, started_ms))
+        .filter(|a| !a.pinned && there_at_start(a, started_ms) && failed_here(a))
     {
         *failed.entry(agent.stratum.as_str()).or_default() += 1;
     }
@@ -102,6 +110,7 @@ pub(super) fn hold_failing(
 pub(super) fn failures_named(
     spec: &RolloutSpec,
     held: &[HeldStratum],
+    released: &[HeldStratum],
     members: &[&AgentSnapshot],
     started_ms: Option<i64>,
 ) -> String {
@@ -111,10 +120,29 @@ pub(super) fn failures_named(
     let failed = members.iter().copied().filter(|a| {
         !a.pinned
             && there_at_start(a, started_ms)
-            && failed_since(a, started_ms)
+            && failed_since(
+                a,
+                strata::failures_count_from(released, &a.stratum, started_ms),
+            )
             && !is_held(held, &a.stratum)
     });
     format!("; by stratum: {}", strata::failures_by_stratum(failed))
+}
+
+/// Under halt scope `rollout`, the name of a halted group: it stops the whole rollout, so
+/// even a done group's last agents wait.
+pub(super) fn rollout_halted_by<'a>(
+    spec: &'a RolloutSpec,
+    state: &RolloutState,
+) -> Option<&'a str> {
+    if spec.strata.halt_scope != HaltScope::Rollout {
+        return None;
+    }
+    spec.groups
+        .iter()
+        .zip(&state.groups)
+        .find(|(_, g)| g.phase == Phase::Halted)
+        .map(|(s, _)| s.name.as_str())
 }
 
 /// Under halt scope `rollout`, a group that halted in this step halts every other group
