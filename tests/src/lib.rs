@@ -309,8 +309,22 @@ pub fn simulate_fleet(
     groups: &str,
     channel: &str,
 ) -> tokio::process::Child {
+    simulate_fleet_with(coordinator, log_dir, count, groups, channel, "sim", &[])
+}
+
+/// `simulate_fleet` with agents `prefix-00000…` and more flags (`extra`: any but those it
+/// sets itself).
+pub fn simulate_fleet_with(
+    coordinator: &str,
+    log_dir: &std::path::Path,
+    count: u32,
+    groups: &str,
+    channel: &str,
+    prefix: &str,
+    extra: &[&str],
+) -> tokio::process::Child {
     let count = count.to_string();
-    let args = [
+    let mut args = vec![
         "--count",
         &count,
         "--groups",
@@ -320,12 +334,13 @@ pub fn simulate_fleet(
         "--versions",
         "1.0.0",
         "--id-prefix",
-        "sim",
+        prefix,
         "--ramp-up-secs",
         "0",
         "--recheck-secs",
         "3600",
     ];
+    args.extend_from_slice(extra);
     simulate(coordinator, log_dir, &args)
 }
 

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use drover_tests::{
-    CoordinatorBuilder, droverctl, droverctl_json, eventually, http_as, simulate, wait_connected,
+    CoordinatorBuilder, droverctl, droverctl_json, eventually, http_as, simulate_fleet_with,
+    wait_connected,
 };
 use serde_json::Value;
 
@@ -14,31 +15,8 @@ const WAIT: Duration = Duration::from_secs(60);
 
 fn fleet(url: &str, dir: &std::path::Path, prefix: &str, count: u32) -> tokio::process::Child {
     std::fs::create_dir_all(dir).unwrap();
-    let count = count.to_string();
-    simulate(
-        url,
-        dir,
-        &[
-            "--count",
-            &count,
-            "--groups",
-            "prod",
-            "--channel",
-            "stable",
-            "--versions",
-            "1.0.0",
-            "--id-prefix",
-            prefix,
-            "--unhealthy-fraction",
-            "0",
-            "--ramp-up-secs",
-            "0",
-            "--recheck-secs",
-            "3600",
-            "--install-ms",
-            "200",
-        ],
-    )
+    let extra = ["--unhealthy-fraction", "0", "--install-ms", "200"];
+    simulate_fleet_with(url, dir, count, "prod", "stable", prefix, &extra)
 }
 
 async fn status(url: &str) -> Value {

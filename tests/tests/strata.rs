@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use drover_tests::{
-    CoordinatorBuilder, droverctl, droverctl_json, eventually, simulate, wait_connected,
+    CoordinatorBuilder, droverctl, droverctl_json, eventually, simulate_fleet_with, wait_connected,
 };
 use serde_json::Value;
 
@@ -53,32 +53,24 @@ async fn canaries_cover_every_stratum_and_a_stratum_bug_holds_only_its_stratum()
         .await;
     let url = c.grpc_url();
     droverctl_json(&url, &["channels", "set", "stable", "1.0.0"]).await;
-    let count = FLEET.to_string();
-    let _fleet = simulate(
+    let extra = [
+        "--unhealthy-fraction",
+        "0",
+        "--install-ms",
+        "50",
+        "--broken-versions",
+        "1.1.0",
+        "--broken-on",
+        "os=rocky",
+    ];
+    let _fleet = simulate_fleet_with(
         &url,
         root.path(),
-        &[
-            "--count",
-            &count,
-            "--groups",
-            "prod",
-            "--channel",
-            "stable",
-            "--versions",
-            "1.0.0",
-            "--unhealthy-fraction",
-            "0",
-            "--ramp-up-secs",
-            "1",
-            "--recheck-secs",
-            "3600",
-            "--install-ms",
-            "50",
-            "--broken-versions",
-            "1.1.0",
-            "--broken-on",
-            "os=rocky",
-        ],
+        FLEET as u32,
+        "prod",
+        "stable",
+        "sim",
+        &extra,
     );
     wait_connected(&url, FLEET).await;
 

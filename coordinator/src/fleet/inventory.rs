@@ -198,6 +198,31 @@ impl Inventory {
             .unwrap_or_default()
     }
 
+    /// One channel's agents with whether each acknowledged `epoch` of `rollout_id`, and the
+    /// replica another wrote it is connected to: the stop tally's inputs, without copying
+    /// the entries (it runs on every status read and scrape).
+    pub fn stop_acks_in(
+        &self,
+        channel: &str,
+        rollout_id: &str,
+        epoch: u64,
+    ) -> Vec<(String, bool, Option<String>)> {
+        let maps = self.maps.read();
+        let Some(agents) = maps.by_channel.get(channel) else {
+            return Vec::new();
+        };
+        agents
+            .iter()
+            .map(|(id, entry)| {
+                let heard = entry
+                    .ack
+                    .as_ref()
+                    .is_some_and(|(rollout, acked)| rollout == rollout_id && *acked >= epoch);
+                (id.clone(), heard, entry.connected_on.clone())
+            })
+            .collect()
+    }
+
     /// One agent's channel and group, without copying its entry (the heartbeat path).
     pub fn placement(&self, agent_id: &str) -> Option<(String, String)> {
         let maps = self.maps.read();

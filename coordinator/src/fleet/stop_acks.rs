@@ -83,16 +83,15 @@ impl Fleet {
             unreachable: 0,
             stragglers: Vec::new(),
         };
-        for (agent_id, entry) in self.inventory.channel(&rollout.spec.channel) {
+        let agents = self
+            .inventory
+            .stop_acks_in(&rollout.spec.channel, rollout_id, epoch);
+        for (agent_id, heard, connected_on) in agents {
             if pins.contains(&agent_id) {
                 continue;
             }
-            let heard = entry
-                .ack
-                .as_ref()
-                .is_some_and(|(rollout, acked)| rollout == rollout_id && *acked >= epoch);
             let connected = self.sessions.get(&agent_id).is_some()
-                || self.connected_elsewhere(entry.connected_on.as_deref());
+                || self.connected_elsewhere(connected_on.as_deref());
             let state = match (heard, connected) {
                 (true, _) => AckState::Acknowledged,
                 (false, true) => AckState::NotYet,

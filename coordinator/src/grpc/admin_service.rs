@@ -307,55 +307,26 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SteerRolloutRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
-        let caller = self
-            .authorize(
-                &request,
-                AdminRole::Operator,
-                "PauseRollout",
-                &request.get_ref().channel,
-            )
-            .await?;
-        let r = request.into_inner();
-        self.steer(caller, RolloutVerb::Pause, r.dry_run).await
+        self.steer_request(request, "PauseRollout", |_| RolloutVerb::Pause)
+            .await
     }
 
     async fn resume_rollout(
         &self,
         request: Request<pb::SteerRolloutRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
-        let caller = self
-            .authorize(
-                &request,
-                AdminRole::Operator,
-                "ResumeRollout",
-                &request.get_ref().channel,
-            )
-            .await?;
-        let r = request.into_inner();
-        self.steer(caller, RolloutVerb::Resume, r.dry_run).await
+        self.steer_request(request, "ResumeRollout", |_| RolloutVerb::Resume)
+            .await
     }
 
     async fn start_group(
         &self,
         request: Request<pb::StartGroupRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
-        let caller = self
-            .authorize(
-                &request,
-                AdminRole::Operator,
-                "StartGroup",
-                &request.get_ref().channel,
-            )
-            .await?;
-        let r = request.into_inner();
-        self.steer(
-            caller,
-            RolloutVerb::StartGroup {
-                group: r.group,
-                skip_canaries: r.skip_canaries,
-            },
-            r.dry_run,
-        )
+        self.steer_request(request, "StartGroup", |r| RolloutVerb::StartGroup {
+            group: r.group,
+            skip_canaries: r.skip_canaries,
+        })
         .await
     }
 
@@ -363,58 +334,32 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::MarkGroupDoneRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
-        let caller = self
-            .authorize(
-                &request,
-                AdminRole::Operator,
-                "MarkGroupDone",
-                &request.get_ref().channel,
-            )
-            .await?;
-        let r = request.into_inner();
-        let verb = RolloutVerb::MarkDone {
+        self.steer_request(request, "MarkGroupDone", |r| RolloutVerb::MarkDone {
             group: r.group,
             start_next_now: r.now,
-        };
-        self.steer(caller, verb, r.dry_run).await
+        })
+        .await
     }
 
     async fn release_stratum(
         &self,
         request: Request<pb::ReleaseStratumRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
-        let caller = self
-            .authorize(
-                &request,
-                AdminRole::Operator,
-                "ReleaseStratum",
-                &request.get_ref().channel,
-            )
-            .await?;
-        let r = request.into_inner();
-        let verb = RolloutVerb::ReleaseStratum { stratum: r.stratum };
-        self.steer(caller, verb, r.dry_run).await
+        self.steer_request(request, "ReleaseStratum", |r| RolloutVerb::ReleaseStratum {
+            stratum: r.stratum,
+        })
+        .await
     }
 
     async fn rollback(
         &self,
         request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
-        let caller = self
-            .authorize(
-                &request,
-                AdminRole::Operator,
-                "Rollback",
-                &request.get_ref().channel,
-            )
-            .await?;
-        let r = request.into_inner();
-        let group = (!r.group.is_empty()).then_some(r.group);
-        let verb = RolloutVerb::Rollback {
-            group,
+        self.steer_request(request, "Rollback", |r| RolloutVerb::Rollback {
+            group: (!r.group.is_empty()).then_some(r.group),
             respect_windows: r.respect_windows,
-        };
-        self.steer(caller, verb, r.dry_run).await
+        })
+        .await
     }
 
     async fn pin_agent(

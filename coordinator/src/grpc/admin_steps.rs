@@ -2,8 +2,8 @@
 //! nothing (bounded by a rate limit), the agent after a pin, and an effect on the wire.
 
 use drover_proto::v1 as pb;
-use drover_rules::AuditResult;
-use tonic::{Response, Status};
+use drover_rules::{AdminRole, AuditResult};
+use tonic::{Request, Response, Status};
 
 use super::{AdminApi, convert, rollout_convert};
 use crate::{
@@ -12,7 +12,54 @@ use crate::{
     fleet::{Caller, Effect, RolloutVerb},
 };
 
+/// A request that steers a rollout: the channel it names, and whether it is a dry run.
+pub(super) trait Steering {
+    fn channel(&self) -> &str;
+    fn dry_run(&self) -> bool;
+}
+
+macro_rules! steering {
+    ($($request:ty),+) => {$(
+        impl Steering for $request {
+            fn channel(&self) -> &str {
+                &self.channel
+            }
+            fn dry_run(&self) -> bool {
+                self.dry_run
+            }
+        }
+    )+};
+}
+
+steering!(
+    pb::SteerRolloutRequest,
+    pb::StartGroupRequest,
+    pb::MarkGroupDoneRequest,
+    pb::ReleaseStratumRequest,
+    pb::RollbackRequest
+);
+
 impl AdminApi {
+    /// Every steering verb the same way: an operator's, on the channel it names, audited.
+    pub(super) async fn steer_request<T: Steering>(
+        &self,
+        request: Request<T>,
+        action: &'static str,
+        verb: impl FnOnce(T) -> RolloutVerb,
+    ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let caller = self
+            .authorize(
+                &request,
+                AdminRole::Operator,
+                action,
+                request.get_ref().channel(),
+            )
+            .await?;
+        let request = request.into_inner();
+        let dry_run = request.dry_run();
+        self.steer(caller, verb(request), dry_run).await
+    }
+
     pub(super) async fn steer(
         &self,
         caller: Caller,
