@@ -1,6 +1,7 @@
 //! drover-updater: keeps one agent on its target version. See `drover-updater --help`.
 #![forbid(unsafe_code)]
 
+mod main_installer;
 mod main_kube;
 mod main_simulate;
 
@@ -16,16 +17,13 @@ use drover_updater::{
     enrol::{EnrolOptions, EnrolRequest, RunIdentity, enrol_state_dir},
     health::{HealthConfig, Probe},
     identity::identity_dir,
-    installers::{
-        apt::AptInstaller, backend::Backend, command::CommandInstaller, dnf::DnfInstaller,
-        download::DownloadLimits, package::PackageConfig, tarball::TarballInstaller,
-        zypper::ZypperInstaller,
-    },
+    installers::backend::Backend,
     mirror::DirectiveMirror,
     pin::CaPin,
     sample::{SampleConfig, SampleSource},
     state::read_dir_state,
 };
+use main_installer::{PackageManager, installer};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
@@ -112,7 +110,7 @@ struct EnrollArgs {
 }
 
 #[derive(Parser, Debug)]
-struct RunArgs {
+pub(crate) struct RunArgs {
     /// The coordinator's gRPC address: https:// (enrol first with `drover-updater enroll`),
     /// or http:// for a coordinator started with --insecure. Several replicas: comma-
     /// separated (a DNS name counts once per address it resolves to); on a lost session
@@ -250,69 +248,6 @@ struct RunArgs {
     /// Override the coordinator's re-check interval (seconds).
     #[arg(long)]
     recheck_secs: Option<u64>,
-}
-
-/// The package managers `--installer` can drive.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum PackageManager {
-    Apt,
-    Dnf,
-    Zypper,
-}
-
-fn installer(args: &RunArgs) -> anyhow::Result<Backend> {
-    let timeout = Duration::from_secs(args.install_timeout_secs);
-    if let Some(manager) = args.installer {
-        let config = PackageConfig {
-            package: args.package.clone().context("--package is required")?,
-            root: args.package_root.clone(),
-            options: args.package_options.clone(),
-            timeout,
-        };
-        config.validate().map_err(anyhow::Error::msg)?;
-        return Ok(match manager {
-            PackageManager::Apt => Backend::Apt(AptInstaller { config }),
-            PackageManager::Dnf => Backend::Dnf(DnfInstaller { config }),
-            PackageManager::Zypper => Backend::Zypper(ZypperInstaller { config }),
-        });
-    }
-    if let Some(command) = &args.install_command {
-        return Ok(Backend::Command(CommandInstaller {
-            command: command.clone(),
-            timeout,
-        }));
-    }
-    let Some(root) = &args.tarball_root else {
-        anyhow::bail!(
-            "say how to install: --install-command CMD, --tarball-root DIR with --release-url and --release-public-key, or --installer apt|dnf|zypper with --package NAME"
-        );
-    };
-    let key_path = args
-        .release_public_key
-        .as_ref()
-        .context("--release-public-key is required")?;
-    let public_key = std::fs::read_to_string(key_path)
-        .with_context(|| format!("cannot read the release public key {}", key_path.display()))?;
-    minisign_verify::PublicKey::decode(&public_key).map_err(|err| {
-        anyhow::anyhow!(
-            "{} is not a minisign public key ({err})",
-            key_path.display()
-        )
-    })?;
-    Ok(Backend::Tarball(TarballInstaller {
-        root: root.clone(),
-        release_url: args
-            .release_url
-            .clone()
-            .context("--release-url is required")?,
-        public_key,
-        restart_command: args.restart_command.clone(),
-        timeout,
-        download: DownloadLimits {
-            max_bytes: args.max_download_bytes,
-            timeout: Duration::from_secs(args.download_timeout_secs.max(1)),
-        },
-    }))
 }
 
 /// Samples when there is something to sample: a probe, a unit or a pid file.
