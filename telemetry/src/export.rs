@@ -1,6 +1,6 @@
 //! Whether and how spans leave the process, from the standard OTEL_* variables only.
 
-use opentelemetry::{Key, KeyValue};
+use opentelemetry::KeyValue;
 use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 use opentelemetry_sdk::Resource;
 
@@ -82,22 +82,39 @@ pub(crate) fn exporter(
     })
 }
 
-/// OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (read by the SDK's builder), with
-/// `default_service_name` when neither names the service.
-pub(crate) fn resource(default_service_name: &str) -> Resource {
-    let detected = Resource::builder().build();
-    let named = detected
-        .get(&Key::new("service.name"))
-        .is_some_and(|name| !name.as_str().starts_with("unknown_service"));
-    if named {
-        return detected;
+/// What tells this process apart from others in a collector: the service's name, this
+/// binary's version (`service.version`, never the version being deployed), an instance id
+/// (`instance_id`, else a random UUID), the host's name and the process id. The standard
+/// variables win: `OTEL_RESOURCE_ATTRIBUTES` over all of these, `OTEL_SERVICE_NAME` over
+/// the name. Semantic conventions 1.34: `service.*`, `host.name`, `process.pid`.
+pub(crate) fn resource(default_service_name: &str, instance_id: Option<&str>) -> Resource {
+    use opentelemetry_sdk::resource::{EnvResourceDetector, TelemetryResourceDetector};
+    let instance = instance_id
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let mut ours = vec![
+        KeyValue::new("service.name", default_service_name.to_string()),
+        KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+        KeyValue::new("service.instance.id", instance),
+        KeyValue::new("process.pid", i64::from(std::process::id())),
+    ];
+    if let Some(host) = hostname::get().ok().and_then(|h| h.into_string().ok()) {
+        ours.push(KeyValue::new("host.name", host));
     }
-    Resource::builder()
-        .with_attribute(KeyValue::new(
-            "service.name",
-            default_service_name.to_string(),
-        ))
-        .build()
+    let mut builder = Resource::builder_empty()
+        .with_attributes(ours)
+        .with_detectors(&[
+            Box::new(TelemetryResourceDetector),
+            Box::new(EnvResourceDetector::new()),
+        ]);
+    let named = std::env::var("OTEL_SERVICE_NAME")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty());
+    if let Some(name) = named {
+        builder = builder.with_attribute(KeyValue::new("service.name", name));
+    }
+    builder.build()
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod ids;
 pub mod journal;
 pub mod json;
 mod queue;
+pub mod sampling;
 
 use std::{
     collections::HashMap,
@@ -150,13 +151,34 @@ pub fn dropped_spans_total() -> u64 {
         .map_or(0, |dropped| dropped.load(Ordering::Relaxed))
 }
 
+/// Spans whose target is this are context for log lines only, never OpenTelemetry spans:
+/// a simulated updater's span around its whole life, which would end only at shutdown.
+pub const LOG_ONLY: &str = "drover_log_only";
+
+/// Spans dropped since the last call (in this process, whoever called): what an updater
+/// tells its coordinator, so that a process running many agents counts each span once.
+pub fn dropped_spans_to_report() -> u64 {
+    static REPORTED: AtomicU64 = AtomicU64::new(0);
+    let total = dropped_spans_total();
+    total.saturating_sub(REPORTED.fetch_max(total, Ordering::Relaxed))
+}
+
 /// Installs the global subscriber, tracer provider and W3C TraceContext propagator.
-/// Call once, at the start of `main`.
-pub fn init(default_service_name: &str, format: LogFormat) -> Result<Telemetry, Error> {
-    let transport = export::plan(|name| std::env::var(name).ok())?;
+/// Call once, at the start of `main`. `instance_id` names this process among others of
+/// its service (`service.instance.id`; a random UUID when `None`).
+pub fn init(
+    default_service_name: &str,
+    instance_id: Option<&str>,
+    format: LogFormat,
+) -> Result<Telemetry, Error> {
+    let env = |name: &str| std::env::var(name).ok();
+    let transport = export::plan(env)?;
     let dropped = DROPPED.get_or_init(|| Arc::new(AtomicU64::new(0))).clone();
+    let (root_sampler, sampler_warning) = sampling::root_sampler(env);
+    sampling::install(transport.is_some().then(|| root_sampler.clone()));
     let mut builder = SdkTracerProvider::builder()
-        .with_resource(export::resource(default_service_name))
+        .with_resource(export::resource(default_service_name, instance_id))
+        .with_sampler(sampling::provider_sampler(root_sampler))
         // Random ids, except where a caller presets them (`ids::with_span_ids`).
         .with_id_generator(ids::PresetIdGenerator::default());
     if let Some(transport) = transport {
@@ -185,6 +207,9 @@ pub fn init(default_service_name: &str, format: LogFormat) -> Result<Telemetry, 
         .map_err(|err| Error::Subscriber(err.to_string()))?;
     global::set_text_map_propagator(TraceContextPropagator::new());
     global::set_tracer_provider(provider.clone());
+    if let Some(warning) = sampler_warning {
+        tracing::warn!("{warning}");
+    }
     Ok(Telemetry {
         provider,
         dropped,
@@ -232,11 +257,21 @@ where
             (None, Some(json))
         }
     };
+    // Info and above, never the log-only spans.
+    let traced = tracing_subscriber::filter::Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target(LOG_ONLY, LevelFilter::OFF);
     tracing_subscriber::registry()
         .with(tracer.map(|tracer| {
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
-                .with_filter(LevelFilter::INFO)
+                // Only what a trace reader needs: no busy/idle times, thread or source
+                // location attributes on every span.
+                .with_tracked_inactivity(false)
+                .with_threads(false)
+                .with_location(false)
+                .with_target(false)
+                .with_filter(traced)
         }))
         .with(text)
         .with(json)
@@ -257,12 +292,23 @@ pub fn w3c_from_context(cx: &opentelemetry::Context) -> HashMap<String, String> 
     map
 }
 
-/// Marks `span` failed: status ERROR with `message`, and the `otel.status_code` and
-/// `otel.status_message` fields (declare them `Empty` on the span) for the logs.
-pub fn mark_error(span: &tracing::Span, message: &str) {
+/// Marks `span` failed: status ERROR with `message`, an `exception` event of `kind`
+/// (semantic conventions 1.34, `exception.type` and `exception.message`), and the
+/// `otel.status_code` and `otel.status_message` fields (declare them `Empty` on the span)
+/// for the logs.
+pub fn mark_error(span: &tracing::Span, kind: &str, message: &str) {
     span.record("otel.status_code", "ERROR");
     span.record("otel.status_message", message);
+    span.add_event("exception", exception(kind, message));
     span.set_status(Status::error(message.to_string()));
+}
+
+/// The attributes of an `exception` event.
+pub fn exception(kind: &str, message: &str) -> Vec<opentelemetry::KeyValue> {
+    vec![
+        opentelemetry::KeyValue::new("exception.type", kind.to_string()),
+        opentelemetry::KeyValue::new("exception.message", message.to_string()),
+    ]
 }
 
 #[cfg(test)]

@@ -199,6 +199,7 @@ async fn drain<E: SpanExporter>(
     let mut batch = Vec::with_capacity(config.max_batch);
     let mut tick = tokio::time::interval(config.delay);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut drops = DropWarning::default();
     loop {
         tokio::select! {
             // Control first, so the resource is set before the first export.
@@ -225,8 +226,41 @@ async fn drain<E: SpanExporter>(
                     export(&exporter, &mut batch, &config, &dropped).await;
                 }
             }
-            _ = tick.tick() => export(&exporter, &mut batch, &config, &dropped).await,
+            _ = tick.tick() => {
+                export(&exporter, &mut batch, &config, &dropped).await;
+                drops.warn_if_new(dropped.load(Ordering::Relaxed), std::time::Instant::now());
+            }
         }
+    }
+}
+
+/// Lost spans are said in the log, at most once a minute: without it a collector that is
+/// down loses every span silently.
+#[derive(Debug, Default)]
+struct DropWarning {
+    told: u64,
+    at: Option<std::time::Instant>,
+}
+
+impl DropWarning {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    /// Whether it warned (tests).
+    fn warn_if_new(&mut self, total: u64, now: std::time::Instant) -> bool {
+        let due = self
+            .at
+            .is_none_or(|at| now.duration_since(at) >= Self::EVERY);
+        if total <= self.told || !due {
+            return false;
+        }
+        tracing::warn!(
+            dropped_spans = total,
+            new = total - self.told,
+            "spans were dropped: the OTLP collector is unreachable, slow or refusing them; check OTEL_EXPORTER_OTLP_ENDPOINT (updates are not affected)"
+        );
+        self.told = total;
+        self.at = Some(now);
+        true
     }
 }
 

@@ -204,11 +204,25 @@ fn mark_error_sets_the_status_and_the_fields() {
             otel.status_code = tracing::field::Empty,
             otel.status_message = tracing::field::Empty
         );
-        mark_error(&span, "disk full");
+        mark_error(&span, "std::io::Error", "disk full");
     });
     let spans = keep.0.lock();
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].status, Status::error("disk full"));
+    let event = spans[0].events.iter().next().expect("an exception event");
+    assert_eq!(event.name, "exception");
+    let attribute = |key: &str| {
+        event
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    };
+    assert_eq!(
+        attribute("exception.type").as_deref(),
+        Some("std::io::Error")
+    );
+    assert_eq!(attribute("exception.message").as_deref(), Some("disk full"));
 }
 
 #[test]

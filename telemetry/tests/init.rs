@@ -10,7 +10,7 @@ fn init_without_otel_variables_exports_nothing_and_stops_at_once() {
         eprintln!("skipped: OTEL_* variables are set in this environment");
         return;
     }
-    let telemetry = init("drover-test", LogFormat::Json).unwrap();
+    let telemetry = init("drover-test", None, LogFormat::Json).unwrap();
     assert!(!telemetry.exporting());
     tracing::info_span!("work").in_scope(|| tracing::info!("inside"));
     assert_eq!(telemetry.dropped_spans(), 0);
@@ -19,7 +19,7 @@ fn init_without_otel_variables_exports_nothing_and_stops_at_once() {
     drop(telemetry);
     assert!(started.elapsed() < Duration::from_secs(1));
 
-    let again = init("drover-test", LogFormat::Text)
+    let again = init("drover-test", None, LogFormat::Text)
         .unwrap_err()
         .to_string();
     assert!(

@@ -9,9 +9,10 @@ use opentelemetry_proto::tonic::{
         ExportTraceServiceRequest, ExportTraceServiceResponse,
         trace_service_server::{TraceService, TraceServiceServer},
     },
-    common::v1::{AnyValue, any_value::Value},
+    common::v1::{AnyValue, KeyValue, any_value::Value},
 };
 use parking_lot::Mutex;
+use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
 /// One received span, flattened.
@@ -29,15 +30,55 @@ pub struct ReceivedSpan {
     pub status_message: String,
     pub start_unix_nano: u64,
     pub end_unix_nano: u64,
+    /// OTLP's kinds: 1 internal, 2 server, 3 client, 4 producer, 5 consumer.
+    pub kind: i32,
+    /// Each event's name and attributes.
+    pub events: Vec<(String, Vec<(String, String)>)>,
+    pub links: usize,
+    /// The span's W3C flags (bit 0: sampled).
+    pub flags: u32,
+    /// Its process's resource attributes.
+    pub resource: Arc<Vec<(String, String)>>,
+    /// Its size as sent, in bytes (protobuf).
+    pub encoded_len: usize,
+}
+
+fn find<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 impl ReceivedSpan {
     pub fn attribute(&self, key: &str) -> Option<&str> {
-        self.attributes
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        find(&self.attributes, key)
     }
+
+    pub fn resource_attribute(&self, key: &str) -> Option<&str> {
+        find(&self.resource, key)
+    }
+
+    /// The attributes of its events named `name`.
+    pub fn events_named(&self, name: &str) -> Vec<&[(String, String)]> {
+        self.events
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, attributes)| attributes.as_slice())
+            .collect()
+    }
+}
+
+/// `key`'s value among an event's attributes.
+pub fn event_attribute<'a>(attributes: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    find(attributes, key)
+}
+
+fn pairs(attributes: &[KeyValue]) -> Vec<(String, String)> {
+    attributes
+        .iter()
+        .map(|a| (a.key.clone(), text(a.value.as_ref())))
+        .collect()
 }
 
 #[derive(Clone, Default)]
@@ -64,26 +105,37 @@ impl TraceService for Collector {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let mut received = Vec::new();
         for resource_spans in request.into_inner().resource_spans {
-            let service = resource_spans
-                .resource
-                .as_ref()
-                .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
-                .map(|a| text(a.value.as_ref()))
-                .unwrap_or_default();
+            let resource = Arc::new(
+                resource_spans
+                    .resource
+                    .as_ref()
+                    .map(|r| pairs(&r.attributes))
+                    .unwrap_or_default(),
+            );
+            let service = find(&resource, "service.name")
+                .unwrap_or_default()
+                .to_string();
             for scope in resource_spans.scope_spans {
                 for span in scope.spans {
                     let status = span.status.clone().unwrap_or_default();
+                    let encoded_len = span.encoded_len();
                     received.push(ReceivedSpan {
+                        kind: span.kind,
+                        events: span
+                            .events
+                            .iter()
+                            .map(|e| (e.name.clone(), pairs(&e.attributes)))
+                            .collect(),
+                        links: span.links.len(),
+                        flags: span.flags,
+                        resource: resource.clone(),
+                        encoded_len,
                         service: service.clone(),
                         name: span.name,
                         trace_id: hex(&span.trace_id),
                         span_id: hex(&span.span_id),
                         parent_span_id: hex(&span.parent_span_id),
-                        attributes: span
-                            .attributes
-                            .iter()
-                            .map(|a| (a.key.clone(), text(a.value.as_ref())))
-                            .collect(),
+                        attributes: pairs(&span.attributes),
                         status_code: status.code,
                         status_message: status.message,
                         start_unix_nano: span.start_time_unix_nano,

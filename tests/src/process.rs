@@ -486,6 +486,20 @@ impl UpdaterProcess {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
+
+    /// SIGTERM, then waits for a clean exit (its last spans and state written).
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("the updater exits within 15 s of SIGTERM")
+            .expect("reap")
+    }
 }
 
 /// Runs droverctl against `coordinator` (with the admin profile the coordinator wrote, for

@@ -255,6 +255,7 @@ async fn heartbeat(shared: &Shared, sequence: u64) -> pb::UpdaterMessage {
         decision_detail: clean_text(&decision_detail, MAX_REPORT_TEXT).into_owned(),
         want_ack: false,
         sample: shared.pending_sample.lock().take(),
+        spans_dropped: drover_telemetry::dropped_spans_to_report(),
     }))
 }
 

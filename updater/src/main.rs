@@ -317,13 +317,20 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // One crypto provider for every rustls user here (tonic's TLS and the downloads).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let telemetry = match drover_telemetry::init("drover-updater", cli.log_format) {
-        Ok(telemetry) => telemetry,
-        Err(err) => {
-            eprintln!("drover-updater: {err}");
-            return std::process::ExitCode::FAILURE;
-        }
+    // The agent's id names this process in a collector when it is given (an enrolled
+    // updater learns it later: a random instance id then).
+    let instance = match &cli.command {
+        Command::Run(args) => args.agent_id.clone(),
+        _ => None,
     };
+    let telemetry =
+        match drover_telemetry::init("drover-updater", instance.as_deref(), cli.log_format) {
+            Ok(telemetry) => telemetry,
+            Err(err) => {
+                eprintln!("drover-updater: {err}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
     let result = dispatch(cli.command).await;
     // The last spans leave (bounded wait) off the runtime's threads.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;

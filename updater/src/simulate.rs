@@ -139,7 +139,9 @@ pub async fn run_enrolled(
             Health::Healthy
         };
         // Each updater's log lines name it, so a test can follow one agent's directives.
-        let span = tracing::info_span!("sim", agent = %agent_id);
+        // Log context only: as a trace span it would last the whole run and end at shutdown.
+        let span =
+            tracing::info_span!(target: drover_telemetry::LOG_ONLY, "sim", agent = %agent_id);
         let (config, enroller, stop) = (config.clone(), enroller.clone(), shutdown.clone());
         tasks.push(tokio::spawn(
             async move {

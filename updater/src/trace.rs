@@ -5,7 +5,8 @@
 //! Attributes: `drover.agent_id`, `drover.attempt_id`, `drover.from`, `drover.to`,
 //! `drover.reason` (the directive's reason code), `drover.outcome` (the report's outcome),
 //! `drover.resumed`; a failed step or an attempt that did not succeed has status ERROR
-//! with the failure as its message.
+//! with the failure as its message and an `exception` event. Whether any of it is exported
+//! is the coordinator's decision, carried in the `traceparent`'s sampled flag.
 
 use std::{collections::HashMap, fmt::Display, future::Future};
 
@@ -35,7 +36,7 @@ pub(crate) async fn traced<T, E: Display>(
 ) -> Result<T, E> {
     let result = step.instrument(span.clone()).await;
     if let Err(err) = &result {
-        drover_telemetry::mark_error(&span, &err.to_string());
+        drover_telemetry::mark_error(&span, std::any::type_name::<E>(), &err.to_string());
     }
     result
 }
@@ -48,8 +49,11 @@ pub(crate) fn attempt_span(agent_id: &str, attempt: &InFlight, resumed: bool) ->
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    // SERVER: the coordinator's `agent_update` (CLIENT) asked for this work, so a service
+    // graph draws drover-coordinator → drover-updater.
     let span = tracing::info_span!(
         "update_attempt",
+        otel.kind = "server",
         drover.agent_id = %agent_id,
         drover.attempt_id = %attempt.attempt_id,
         drover.from = attempt.from.as_deref().unwrap_or(""),
@@ -80,7 +84,7 @@ pub(crate) fn outcome_str(outcome: Outcome) -> &'static str {
 pub(crate) fn conclude(span: &Span, report: &ReportRecord) {
     span.record("drover.outcome", outcome_str(report.outcome));
     if report.outcome != Outcome::Succeeded {
-        drover_telemetry::mark_error(span, &report.error);
+        drover_telemetry::mark_error(span, outcome_str(report.outcome), &report.error);
     }
 }
 

@@ -79,6 +79,11 @@ struct Args {
     /// Milliseconds between rollout engine passes (it also runs after every admin verb).
     #[arg(long, default_value_t = 2000)]
     reconcile_ms: u64,
+    /// About how many agents of a rollout its trace follows besides the canaries and every
+    /// failure (those always): the rest are sampled to this many, so a large rollout's
+    /// trace stays small (about 5 KB per traced agent). 0: only canaries and failures.
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    trace_agent_budget: u64,
     /// Run rollouts on a manual clock starting here (Unix ms), moved with
     /// POST /api/v1/testing/clock/advance?ms=N. Tests only: refused unless built with the
     /// `testing` feature.
@@ -189,7 +194,7 @@ async fn main() -> std::process::ExitCode {
     } else {
         args.log_format
     };
-    let telemetry = match drover_telemetry::init("drover-coordinator", format) {
+    let telemetry = match drover_telemetry::init("drover-coordinator", None, format) {
         Ok(telemetry) => telemetry,
         Err(err) => {
             eprintln!("drover-coordinator: {err}");
@@ -229,6 +234,7 @@ async fn main() -> std::process::ExitCode {
             lease: LeaseConfig {
                 ttl: Duration::from_secs(args.reconciler_lease_secs),
             },
+            trace_agent_budget: args.trace_agent_budget,
             ..FleetConfig::default()
         },
         ready_file: args.ready_file,

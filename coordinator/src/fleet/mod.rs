@@ -97,6 +97,8 @@ pub struct FleetConfig {
     pub manual_clock_start_ms: Option<i64>,
     /// The reconciler lease, when several replicas share PostgreSQL.
     pub lease: replicas::LeaseConfig,
+    /// About how many agents of a rollout are traced besides its canaries and failures.
+    pub trace_agent_budget: u64,
 }
 
 impl Default for FleetConfig {
@@ -110,6 +112,7 @@ impl Default for FleetConfig {
             reconcile_interval: Duration::from_secs(2),
             manual_clock_start_ms: None,
             lease: replicas::LeaseConfig::default(),
+            trace_agent_budget: 400,
         }
     }
 }
@@ -121,6 +124,8 @@ pub struct FleetCounters {
     pub directives_pushed: AtomicU64,
     /// Stop epochs acknowledged by updaters (stored ones: repeats are not counted).
     pub stop_acks: AtomicU64,
+    /// Trace spans updaters said they dropped (their collector down or slow).
+    pub updater_spans_dropped: AtomicU64,
 }
 
 pub struct Fleet {

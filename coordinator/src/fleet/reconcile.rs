@@ -202,19 +202,28 @@ impl Fleet {
                     crash_point!("rollout.finish.after_commit");
                 }
                 rollout.revision = revision;
-                if let Some(trace) = &current.trace {
-                    let states = (&current.state, &out.state);
-                    let times = (current.created_ms, now_ms());
-                    rollout_trace::record_change(trace, &current.spec, states, status, times);
-                }
+                let texts: Vec<String> = out.events.iter().map(|e| e.text.clone()).collect();
+                let states = (&current.state, &out.state);
+                let span_id = current.trace.and_then(|trace| {
+                    rollout_trace::record_change(
+                        &trace,
+                        &current.spec,
+                        states,
+                        status,
+                        now_ms(),
+                        &texts,
+                    )
+                });
+                // The log lines name the span that carries the change, so a line leads to
+                // its place in the trace and back.
                 let trace_id = current
                     .trace
                     .map(|t| t.trace_id.to_string())
                     .unwrap_or_default();
+                let span_id = span_id.map(|s| s.to_string()).unwrap_or_default();
                 for event in &out.events {
-                    tracing::info!(rollout = %current.spec.rollout_id, %trace_id, "{}", event.text);
+                    tracing::info!(rollout = %current.spec.rollout_id, %trace_id, %span_id, "{}", event.text);
                 }
-                let texts: Vec<&str> = out.events.iter().map(|e| e.text.as_str()).collect();
                 committed_change = Some(texts.join("; "));
             }
             rollout.state = out.state;

@@ -241,6 +241,7 @@ impl Fleet {
             return Ok((Arc::new(would), effect));
         }
         let now = now_ms();
+        let trace = RolloutTrace::generate(effect.agents_affected, self.config.trace_agent_budget);
         let row = RolloutRow {
             rollout_id: spec.rollout_id.clone(),
             channel: spec.channel.clone(),
@@ -251,7 +252,7 @@ impl Fleet {
             created_ms: now,
             updated_ms: now,
             revision: 0,
-            trace_parent: Some(RolloutTrace::generate().to_text()),
+            trace_parent: Some(trace.to_text()),
         };
         let event = NewEvent {
             at_ms: self.clock.now_ms(),
@@ -260,6 +261,7 @@ impl Fleet {
             ..self.admin_event(caller, effect.summary.clone())
         };
         self.store().create_rollout(&row, &[event]).await?;
+        rollout_trace::record_created(&trace, &spec, effect.agents_affected, (now, now_ms()));
         let active = Arc::new(ActiveRollout::from_row(&row)?);
         self.rollouts
             .write()
@@ -420,18 +422,19 @@ impl Fleet {
         };
         crash_point!("steer.after_commit");
         self.announce(super::change_feed::Change::Rollouts).await;
+        let detail = format!("{event_text} (by {})", caller.actor);
         if let Some(trace) = &current.trace {
             let states = (&current.state, &steered.state);
-            let times = (current.created_ms, now_ms());
+            let texts = [detail.clone()];
             rollout_trace::record_change(
                 trace,
                 &current.spec,
                 states,
                 RolloutStatus::Active,
-                times,
+                now_ms(),
+                &texts,
             );
         }
-        let detail = format!("{event_text} (by {})", caller.actor);
         // The committed state's own decisions (no transition: that is the next pass's
         // commit) replace the old ones before anyone can read them, and are pushed before
         // the call returns: after a pause or a rollback nobody is sent the old target.

@@ -23,6 +23,9 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use tonic::{Status, Streaming};
 
 use super::{convert, inbound_budget::AgentBudgets};
+
+/// More dropped spans than one updater could make between two heartbeats: clamped.
+const MAX_SPANS_DROPPED_PER_HEARTBEAT: u64 = 1_000_000;
 use crate::{
     domain::{AgentStatus, Health, UpdaterState, directive::Directive, validate},
     error::DroverError,
@@ -408,6 +411,12 @@ async fn beat(
     if let Some(sample) = convert::sample_from_heartbeat(&heartbeat) {
         fleet.record_health_sample(&session.agent_id, version.as_deref(), &sample);
     }
+    // Bounded: one heartbeat cannot make the counter meaningless.
+    let dropped = heartbeat.spans_dropped.min(MAX_SPANS_DROPPED_PER_HEARTBEAT);
+    fleet
+        .counters
+        .updater_spans_dropped
+        .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
     if heartbeat.want_ack {
         session.ack(Ack::Heartbeat(heartbeat.sequence));
     }

@@ -133,6 +133,11 @@ fn fleet_facts(fleet: &Fleet) -> Registry {
             "Trace spans dropped instead of exported (queue full, or the OTLP collector down or slow)",
             drover_telemetry::dropped_spans_total(),
         ),
+        (
+            "drover_updater_trace_spans_dropped",
+            "Trace spans updaters connected here said they dropped (their OTLP collector down or slow)",
+            counters.updater_spans_dropped.load(Ordering::Relaxed),
+        ),
     ] {
         let counter = Counter::<u64>::default();
         counter.inc_by(value);

@@ -73,7 +73,7 @@ pub fn reconcile(
             }
         }
     }
-    next.stamp_stop(state, now_ms);
+    next.stamp_changes(state, now_ms);
     let decisions = decide_each(now_ms, spec, &next, fleet, control_plane);
     Reconciled {
         state: next,

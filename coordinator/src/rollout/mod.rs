@@ -192,6 +192,9 @@ pub struct GroupState {
     /// The health verdict as it stood at the group's last transition (halt, done, pause).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<verdict::GroupVerdict>,
+    /// When the group entered its phase (our clock); a trace's phase span starts here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_ms: Option<i64>,
 }
 
 impl Default for GroupState {
@@ -210,6 +213,7 @@ impl Default for GroupState {
             in_flight: Vec::new(),
             threshold_ms: None,
             verdict: None,
+            phase_ms: None,
         }
     }
 }
@@ -266,11 +270,17 @@ impl RolloutState {
             || self.held_strata.len() > before.held_strata.len()
     }
 
-    /// Raises the stop epoch if this state stops something `before` allowed.
-    pub fn stamp_stop(&mut self, before: &RolloutState, now_ms: i64) {
+    /// Raises the stop epoch if this state stops something `before` allowed, and notes
+    /// when each group that changed phase entered its new one.
+    pub fn stamp_changes(&mut self, before: &RolloutState, now_ms: i64) {
         if self.stops_since(before) {
             self.stop_epoch = before.stop_epoch + 1;
             self.stop_ms = Some(now_ms);
+        }
+        for (group, old) in self.groups.iter_mut().zip(&before.groups) {
+            if group.phase != old.phase {
+                group.phase_ms = Some(now_ms);
+            }
         }
     }
 

@@ -151,7 +151,7 @@ pub fn steer(
             )
         }
     };
-    state.stamp_stop(before, now_ms);
+    state.stamp_changes(before, now_ms);
     Ok(Steered { state, group, text })
 }
 

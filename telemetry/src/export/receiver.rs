@@ -16,8 +16,9 @@ use tracing_subscriber::EnvFilter;
 use super::*;
 use crate::queue::{QueueConfig, QueueProcessor};
 
-/// Service name, span name, span id, parent span id.
-type Received = (String, String, Vec<u8>, Vec<u8>);
+/// Service name, span name, span id, parent span id, the span's attribute keys and the
+/// resource's.
+type Received = (String, String, Vec<u8>, Vec<u8>, Vec<String>, Vec<String>);
 
 /// Keeps every span it is sent.
 #[derive(Clone, Default)]
@@ -40,12 +41,20 @@ impl TraceService for Receiver {
                 Some(Value::StringValue(name)) => name,
                 _ => String::new(),
             };
+            let resource: Vec<String> = resource_spans
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .map(|a| a.key.clone())
+                .collect();
             for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
                 self.0.lock().push((
                     service.clone(),
                     span.name,
                     span.span_id,
                     span.parent_span_id,
+                    span.attributes.into_iter().map(|a| a.key).collect(),
+                    resource.clone(),
                 ));
             }
         }
@@ -70,7 +79,7 @@ async fn spans_reach_an_otlp_grpc_receiver_with_their_service_and_parents() {
     })
     .unwrap();
     let provider = SdkTracerProvider::builder()
-        .with_resource(resource("drover-test"))
+        .with_resource(resource("drover-test", Some("instance-7")))
         .with_span_processor(processor)
         .build();
     let subscriber = crate::subscriber(
@@ -81,7 +90,10 @@ async fn spans_reach_an_otlp_grpc_receiver_with_their_service_and_parents() {
         std::io::sink,
     );
     tracing::subscriber::with_default(subscriber, || {
-        tracing::info_span!("outer").in_scope(|| drop(tracing::info_span!("inner").entered()));
+        let log_only = tracing::info_span!(target: crate::LOG_ONLY, "log_only");
+        log_only.in_scope(|| {
+            tracing::info_span!("outer").in_scope(|| drop(tracing::info_span!("inner").entered()))
+        });
     });
     let flushed = tokio::task::spawn_blocking(move || {
         provider.force_flush().unwrap();
@@ -95,5 +107,18 @@ async fn spans_reach_an_otlp_grpc_receiver_with_their_service_and_parents() {
     let inner = spans.iter().find(|s| s.1 == "inner").unwrap();
     assert!(spans.iter().all(|s| s.0 == "drover-test"));
     assert_eq!(inner.3, outer.2, "inner is outer's child");
+    assert!(
+        outer.3.is_empty(),
+        "the log-only span is no parent: {outer:?}"
+    );
+    for span in &spans {
+        assert!(
+            span.4.is_empty(),
+            "no busy/idle, thread or code attributes: {span:?}"
+        );
+        for key in ["service.version", "service.instance.id", "host.name"] {
+            assert!(span.5.iter().any(|k| k == key), "{key} in {span:?}");
+        }
+    }
     assert_eq!(dropped.load(std::sync::atomic::Ordering::Relaxed), 0);
 }

@@ -171,3 +171,14 @@ fn the_standard_batch_variables_tune_the_queue() {
     assert_eq!(config.max_batch, 64, "never more than the queue holds");
     assert_eq!(config.export_timeout, QueueConfig::default().export_timeout);
 }
+
+#[test]
+fn lost_spans_are_told_once_a_minute_at_most() {
+    let mut warning = DropWarning::default();
+    let start = std::time::Instant::now();
+    assert!(!warning.warn_if_new(0, start), "nothing lost, nothing said");
+    assert!(warning.warn_if_new(3, start));
+    assert!(!warning.warn_if_new(9, start + Duration::from_secs(10)));
+    assert!(warning.warn_if_new(9, start + Duration::from_secs(61)));
+    assert!(!warning.warn_if_new(9, start + Duration::from_secs(200)));
+}

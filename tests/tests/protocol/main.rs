@@ -186,6 +186,8 @@ async fn welcome_comes_first_and_unchanged_heartbeats_cost_no_write() {
             decision_detail: String::new(),
             want_ack: false,
             progress: None,
+            // Dropped spans are summed, bounded per heartbeat (u64::MAX cannot overflow it).
+            spans_dropped: if sequence % 7 == 0 { u64::MAX } else { 0 },
             // Health samples are kept in memory too; one out of bounds (a petabyte of RSS)
             // is dropped, never the heartbeat or the session.
             sample: Some(pb::HealthSample {
