@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod export;
+mod held;
 pub mod ids;
 pub mod journal;
 pub mod json;

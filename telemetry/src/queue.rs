@@ -77,6 +77,7 @@ pub(crate) struct QueueProcessor {
     spans: mpsc::Sender<SpanData>,
     control: mpsc::UnboundedSender<Control>,
     dropped: Arc<AtomicU64>,
+    held: parking_lot::Mutex<crate::held::Held>,
     worker: parking_lot::Mutex<Option<JoinHandle<()>>>,
     flush_timeout: Duration,
 }
@@ -136,6 +137,7 @@ impl QueueProcessor {
             spans,
             control,
             dropped,
+            held: parking_lot::Mutex::default(),
             worker: parking_lot::Mutex::new(Some(worker)),
             flush_timeout: config.export_timeout + Duration::from_secs(1),
         })
@@ -158,16 +160,27 @@ impl QueueProcessor {
     }
 }
 
+impl QueueProcessor {
+    fn enqueue(&self, span: SpanData) {
+        // Full (a slow collector) or closed (after shutdown): the span is lost, and counted.
+        if self.spans.try_send(span).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 impl SpanProcessor for QueueProcessor {
     fn on_start(&self, _span: &mut Span, _cx: &Context) {}
 
     fn on_end(&self, span: SpanData) {
-        if !span.span_context.is_sampled() {
+        if span.span_context.is_sampled() {
+            self.enqueue(span);
             return;
         }
-        // Full (a slow collector) or closed (after shutdown): the span is lost, and counted.
-        if self.spans.try_send(span).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        // Recorded, not sampled: held until its attempt is known to have failed.
+        let released = self.held.lock().offer(span);
+        for span in released {
+            self.enqueue(span);
         }
     }
 

@@ -5,11 +5,38 @@
 //! them. A span with a parent always follows the parent's sampled flag, whatever the
 //! variable says: an updater set to `always_on` still exports nothing of a rollout its
 //! coordinator did not sample, so no collector receives children of a trace it never gets.
+//!
+//! One exception, for failures: a parent not sampled whose `tracestate` says
+//! `drover=err-SPANID` (see [`keep_on_error`]) has its children recorded but held in the
+//! process (`crate::held`): exported, as sampled, if the span whose parent is SPANID ends
+//! with an error; forgotten otherwise. So a rollout keeps every failed agent's steps while
+//! tracing only a share of the agents that succeed.
 
 use std::sync::OnceLock;
 
-use opentelemetry::trace::{SpanKind, TraceId};
-use opentelemetry_sdk::trace::{Sampler, SamplingDecision, ShouldSample as _};
+use opentelemetry::{
+    Context, KeyValue,
+    trace::{Link, SpanId, SpanKind, TraceContextExt as _, TraceId, TraceState},
+};
+use opentelemetry_sdk::trace::{Sampler, SamplingDecision, SamplingResult, ShouldSample};
+
+/// The `tracestate` key Drover's own entries use.
+pub const TRACESTATE_KEY: &str = "drover";
+const KEEP_ON_ERROR: &str = "err-";
+
+/// The `tracestate` entry asking the receiving process to keep the work under `span`
+/// only if it fails (`drover=err-SPANID`).
+pub fn keep_on_error(span: SpanId) -> String {
+    format!("{TRACESTATE_KEY}={KEEP_ON_ERROR}{span}")
+}
+
+/// The span under which work is kept only if it fails, if `state` asks for that.
+pub(crate) fn kept_on_error_under(state: &TraceState) -> Option<SpanId> {
+    let value = state.get(TRACESTATE_KEY)?.strip_prefix(KEEP_ON_ERROR)?;
+    SpanId::from_hex(value)
+        .ok()
+        .filter(|id| *id != SpanId::INVALID)
+}
 
 /// The root sampler of this process, once [`crate::init`] has run; `None` when spans are
 /// not exported at all.
@@ -47,9 +74,47 @@ pub(crate) fn root_sampler(env: impl Fn(&str) -> Option<String>) -> (Sampler, Op
     }
 }
 
-/// The provider's sampler: a parent's decision, else `root`'s.
-pub(crate) fn provider_sampler(root: Sampler) -> Sampler {
-    Sampler::ParentBased(Box::new(root))
+/// The provider's sampler: a parent's decision (recorded but held when the parent asks to
+/// keep only failures), else `root`'s.
+pub(crate) fn provider_sampler(root: Sampler) -> FollowParent {
+    FollowParent { root }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct FollowParent {
+    root: Sampler,
+}
+
+impl ShouldSample for FollowParent {
+    fn should_sample(
+        &self,
+        parent: Option<&Context>,
+        trace_id: TraceId,
+        name: &str,
+        kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        let Some(parent) = parent.filter(|cx| cx.has_active_span()) else {
+            return self
+                .root
+                .should_sample(parent, trace_id, name, kind, attributes, links);
+        };
+        let span = parent.span();
+        let context = span.span_context();
+        let decision = if context.is_sampled() {
+            SamplingDecision::RecordAndSample
+        } else if kept_on_error_under(context.trace_state()).is_some() {
+            SamplingDecision::RecordOnly
+        } else {
+            SamplingDecision::Drop
+        };
+        SamplingResult {
+            decision,
+            attributes: Vec::new(),
+            trace_state: context.trace_state().clone(),
+        }
+    }
 }
 
 pub(crate) fn install(root: Option<Sampler>) {
@@ -113,19 +178,16 @@ mod tests {
 
     #[test]
     fn a_parent_decision_is_followed_whatever_the_root_sampler() {
-        use opentelemetry::{
-            Context,
-            trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceState},
-        };
+        use opentelemetry::trace::{SpanContext, TraceFlags};
         let sampler = provider_sampler(Sampler::AlwaysOn);
         let trace_id = TraceId::from(5u128);
-        let parent = |flags| {
+        let parent = |flags, state: TraceState| {
             Context::new().with_remote_span_context(SpanContext::new(
                 trace_id,
                 SpanId::from(9u64),
                 flags,
                 true,
-                TraceState::default(),
+                state,
             ))
         };
         let decide_under = |cx: &Context| {
@@ -133,13 +195,22 @@ mod tests {
                 .should_sample(Some(cx), trace_id, "x", &SpanKind::Server, &[], &[])
                 .decision
         };
+        let plain = TraceState::default();
         assert_eq!(
-            decide_under(&parent(TraceFlags::NOT_SAMPLED)),
+            decide_under(&parent(TraceFlags::NOT_SAMPLED, plain.clone())),
             SamplingDecision::Drop
         );
         assert_eq!(
-            decide_under(&parent(TraceFlags::SAMPLED)),
+            decide_under(&parent(TraceFlags::SAMPLED, plain)),
             SamplingDecision::RecordAndSample
+        );
+        let entry = keep_on_error(SpanId::from(9u64));
+        let (key, value) = entry.split_once('=').unwrap();
+        let held = TraceState::from_key_value([(key, value)]).unwrap();
+        assert_eq!(kept_on_error_under(&held), Some(SpanId::from(9u64)));
+        assert_eq!(
+            decide_under(&parent(TraceFlags::NOT_SAMPLED, held)),
+            SamplingDecision::RecordOnly
         );
     }
 }

@@ -363,6 +363,17 @@ pub fn simulate_logging(
     args: &[&str],
     rust_log: &str,
 ) -> tokio::process::Child {
+    simulate_with_env(coordinator, log_dir, args, rust_log, &[])
+}
+
+/// `simulate_logging` with more environment (e.g. OTEL_* variables).
+pub fn simulate_with_env(
+    coordinator: &str,
+    log_dir: &std::path::Path,
+    args: &[&str],
+    rust_log: &str,
+    env: &[(&str, &str)],
+) -> tokio::process::Child {
     let log = std::fs::File::create(log_dir.join("simulate.log")).expect("log file");
     let mut command = tokio::process::Command::new(bin("drover-updater"));
     command
@@ -385,6 +396,7 @@ pub fn simulate_logging(
     }
     command
         .args(args)
+        .envs(env.iter().copied())
         .env("RUST_LOG", rust_log)
         .stdout(log.try_clone().expect("log"))
         .stderr(log)

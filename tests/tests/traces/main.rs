@@ -287,3 +287,58 @@ async fn an_unsampled_rollout_exports_nothing_even_from_updaters_set_to_sample_a
         "an unsampled rollout's spans were exported: {spans:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failure_is_kept_whole_outside_the_traced_share() {
+    let root = tempfile::tempdir().unwrap();
+    let receiver = drover_tests::otlp::OtlpReceiver::start().await;
+    let endpoint = receiver.endpoint();
+    // Nobody in the share and no canaries: only failures are traced.
+    let c = coordinator(
+        root.path(),
+        Some(&endpoint),
+        &["--trace-agent-budget", "0"],
+        &[],
+    )
+    .await;
+    let url = c.grpc_url();
+    let _updaters = updaters(&c, root.path(), Some(&endpoint), Some("1.1.0"), &[]);
+    wait_connected(&url, 4).await;
+    let args = [
+        "--immediate",
+        "--failure-threshold",
+        "100",
+        "--strata",
+        "none",
+    ];
+    let (ok, _, stderr) = drover_tests::create_rollout(&url, "edge", &["dev"], &args).await;
+    assert!(ok, "{stderr}");
+    let trace = rollout_trace_id(&url).await;
+    let spans = eventually(
+        "the four failed attempts arrive, with their steps",
+        WAIT,
+        async || {
+            let spans = in_trace(&receiver, &trace);
+            let failed = |name: &str| {
+                spans
+                    .iter()
+                    .filter(|s| s.name == name && s.status_code == STATUS_ERROR)
+                    .count()
+            };
+            (failed("update_attempt") == 4 && failed("install") == 4).then_some(spans)
+        },
+    )
+    .await;
+    assert_sound(&spans);
+    let rollout = one(&spans, "rollout", "");
+    let group = one(&spans, "rollout.group", &rollout.span_id);
+    let attempts = children(&spans, "agent_update", &group.span_id);
+    assert_eq!(attempts.len(), 4, "{attempts:#?}");
+    for attempt in attempts {
+        assert_eq!(attempt.attribute("drover.canary"), Some("false"));
+        assert_eq!(attempt.status_code, STATUS_ERROR);
+        let updater = one(&spans, "update_attempt", &attempt.span_id);
+        assert_eq!(updater.flags & 1, 1, "sent as sampled: {updater:?}");
+        one(&spans, "install", &updater.span_id);
+    }
+}

@@ -26,7 +26,9 @@
 //! canaries and every failure are always traced; of the rest, a share chosen so that about
 //! `--trace-agent-budget` agents are (by a hash of the agent id, the same on every
 //! replica). The directive's `traceparent` says which: its sampled flag is set only for
-//! those the trace keeps, and updaters follow it.
+//! those the trace keeps from the start, and updaters follow it; the others' directives
+//! carry `tracestate: drover=err-SPANID`, so their updaters hold their spans and send them
+//! only if the attempt fails (`drover_telemetry::sampling`).
 
 mod spans;
 
@@ -131,7 +133,8 @@ impl RolloutTrace {
     }
 
     /// The W3C trace context a directive carries to the agent: its attempt's span, sampled
-    /// only when the trace keeps this agent from the start.
+    /// when the trace keeps this agent from the start; else, in a sampled rollout, with a
+    /// `tracestate` asking the updater to send its steps only if the attempt fails.
     pub fn directive_context(
         &self,
         agent_id: &str,
@@ -139,15 +142,19 @@ impl RolloutTrace {
         canary: bool,
     ) -> HashMap<String, String> {
         let span = self.attempt_span(agent_id, directive_id);
-        let flags = if self.traces_agent(agent_id, canary) {
-            "01"
-        } else {
-            "00"
-        };
-        HashMap::from([(
+        let traced = self.traces_agent(agent_id, canary);
+        let flags = if traced { "01" } else { "00" };
+        let mut context = HashMap::from([(
             "traceparent".to_string(),
             format!("00-{}-{span}-{flags}", self.trace_id),
-        )])
+        )]);
+        if self.sampled && !traced {
+            context.insert(
+                "tracestate".to_string(),
+                drover_telemetry::sampling::keep_on_error(span),
+            );
+        }
+        context
     }
 }
 

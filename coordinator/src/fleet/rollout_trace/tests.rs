@@ -43,21 +43,31 @@ fn the_directive_says_whether_the_agent_is_traced() {
         sampled: true,
         agent_ppm: 0,
     };
-    let canary = &trace.directive_context("web-1", "d-1", true)["traceparent"];
-    assert!(canary.starts_with(&format!("00-{}-", trace.trace_id)));
-    assert!(canary.ends_with(&format!("{}-01", trace.attempt_span("web-1", "d-1"))));
-    let other = &trace.directive_context("web-1", "d-1", false)["traceparent"];
-    assert!(other.ends_with("-00"), "{other}");
+    let span = trace.attempt_span("web-1", "d-1");
+    let canary = trace.directive_context("web-1", "d-1", true);
+    assert_eq!(
+        canary["traceparent"],
+        format!("00-{}-{span}-01", trace.trace_id)
+    );
+    assert!(!canary.contains_key("tracestate"));
+    let other = trace.directive_context("web-1", "d-1", false);
+    assert!(other["traceparent"].ends_with("-00"), "{other:?}");
+    assert_eq!(
+        other["tracestate"],
+        format!("drover=err-{span}"),
+        "kept if it fails"
+    );
     let off = RolloutTrace {
         sampled: false,
         agent_ppm: EVERY_AGENT,
         ..trace
     };
-    let canary = &off.directive_context("web-1", "d-1", true)["traceparent"];
+    let canary = off.directive_context("web-1", "d-1", true);
     assert!(
-        canary.ends_with("-00"),
-        "an unsampled rollout traces nobody: {canary}"
+        canary["traceparent"].ends_with("-00"),
+        "an unsampled rollout traces nobody"
     );
+    assert!(!canary.contains_key("tracestate"), "not even failures");
 }
 
 #[test]
