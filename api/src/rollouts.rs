@@ -32,6 +32,10 @@ pub struct Rollout {
     /// backend; absent for rollouts made before tracing existed and for dry runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// Whether that trace is exported at all (decided when the rollout was created, by the
+    /// coordinator's `OTEL_TRACES_SAMPLER`); absent with `trace_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_sampled: Option<bool>,
     /// How the rollout stratifies its fleet; absent on answers that do not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strata: Option<crate::StrataSettings>,
@@ -98,6 +102,7 @@ impl From<&pb::RolloutStatus> for Rollout {
             effect: s.effect.as_ref().map(crate::Effect::from),
             plan: s.plan.as_ref().map(RolloutPlan::from),
             trace_id: (!s.trace_id.is_empty()).then(|| s.trace_id.clone()),
+            trace_sampled: (!s.trace_id.is_empty()).then_some(s.trace_sampled),
             strata: s.strata.as_ref().map(crate::StrataSettings::from),
             held_strata: s.held_strata.iter().map(crate::HeldStratum::from).collect(),
             stop_acks: s.stop_acks.as_ref().map(crate::StopAcks::from),

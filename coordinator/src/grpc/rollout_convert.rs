@@ -150,6 +150,7 @@ pub fn status_to_proto(rollout: &ActiveRollout) -> pb::RolloutStatus {
             .collect(),
         // Filled by the caller, which can see the fleet (`AdminApi::with_stop_acks`).
         stop_acks: None,
+        trace_sampled: rollout.trace.is_some_and(|t| t.sampled),
     }
 }
 

@@ -108,12 +108,21 @@ pub async fn wait_status(url: &str, status: &str) {
     .await;
 }
 
-pub async fn rollout_trace_id(url: &str) -> String {
+/// The rollout's trace id, as `rollout show` prints it, and whether it is sampled.
+pub async fn rollout_trace(url: &str) -> (String, bool) {
     let status = droverctl_json(url, &["rollout", "status", "--channel", "edge"]).await;
     let id = status["rollout_id"].as_str().unwrap().to_string();
     let shown = droverctl_json(url, &["rollout", "show", &id]).await;
     let trace = shown["rollout"]["trace_id"].as_str().unwrap().to_string();
     assert_eq!(trace.len(), 32, "{shown}");
+    let sampled = shown["rollout"]["trace_sampled"].as_bool();
+    (trace, sampled.expect("trace_sampled beside trace_id"))
+}
+
+/// The id of a sampled rollout's trace.
+pub async fn rollout_trace_id(url: &str) -> String {
+    let (trace, sampled) = rollout_trace(url).await;
+    assert!(sampled, "the rollout's trace {trace} is sampled");
     trace
 }
 

@@ -266,7 +266,8 @@ async fn an_unsampled_rollout_exports_nothing_even_from_updaters_set_to_sample_a
     wait_connected(&url, 4).await;
     create(&url).await;
     wait_status(&url, "done").await;
-    let trace = rollout_trace_id(&url).await;
+    let (trace, sampled) = rollout_trace(&url).await;
+    assert!(!sampled, "rollout show says the trace was not sampled");
     // Each updater ran its attempt and reported it; stopping them sends what they queued.
     eventually("every agent is on 1.1.0", WAIT, async || {
         let agents = droverctl_json(&url, &["agents", "list"]).await;

@@ -58,8 +58,13 @@ pub async fn show(client: &mut Client, rollout_id: String, limit: u32) -> Result
         Some(rollout) => {
             let trace = if rollout.trace_id.is_empty() {
                 "none (made before tracing)".to_string()
-            } else {
+            } else if rollout.trace_sampled {
                 rollout.trace_id.clone()
+            } else {
+                format!(
+                    "{} (not sampled: nothing of it was exported)",
+                    rollout.trace_id
+                )
             };
             status_text_into(Text::new(), rollout)
                 .line(format!(
