@@ -241,7 +241,9 @@ impl Fleet {
             return Ok((Arc::new(would), effect));
         }
         let now = now_ms();
-        let trace = RolloutTrace::generate(effect.agents_affected, self.config.trace_agent_budget);
+        // The share of agents traced is of the whole rollout, not of the first groups.
+        let agents = snapshot.iter().filter(|a| !a.pinned).count() as u64;
+        let trace = RolloutTrace::generate(agents, self.config.trace_agent_budget);
         let row = RolloutRow {
             rollout_id: spec.rollout_id.clone(),
             channel: spec.channel.clone(),
@@ -261,7 +263,7 @@ impl Fleet {
             ..self.admin_event(caller, effect.summary.clone())
         };
         self.store().create_rollout(&row, &[event]).await?;
-        rollout_trace::record_created(&trace, &spec, effect.agents_affected, (now, now_ms()));
+        rollout_trace::record_created(&trace, &spec, agents, (now, now_ms()));
         let active = Arc::new(ActiveRollout::from_row(&row)?);
         self.rollouts
             .write()
