@@ -152,9 +152,10 @@ pub fn dropped_spans_total() -> u64 {
         .map_or(0, |dropped| dropped.load(Ordering::Relaxed))
 }
 
-/// Spans whose target is this are context for log lines only, never OpenTelemetry spans:
-/// a simulated updater's span around its whole life, which would end only at shutdown.
-pub const LOG_ONLY: &str = "drover_log_only";
+/// Spans whose target ends with this are context for log lines only, never OpenTelemetry
+/// spans: a simulated updater's span around its whole life, which would end only at
+/// shutdown. A suffix, so `RUST_LOG` still selects them by their module.
+pub const LOG_ONLY: &str = "::log_only";
 
 /// Spans dropped since the last call (in this process, whoever called): what an updater
 /// tells its coordinator, so that a process running many agents counts each span once.
@@ -258,10 +259,11 @@ where
             (None, Some(json))
         }
     };
-    // Info and above, never the log-only spans.
-    let traced = tracing_subscriber::filter::Targets::new()
-        .with_default(LevelFilter::INFO)
-        .with_target(LOG_ONLY, LevelFilter::OFF);
+    // Info and above, never the log-only spans (decided once per callsite).
+    let traced = tracing_subscriber::filter::filter_fn(|metadata| {
+        *metadata.level() <= tracing::Level::INFO && !metadata.target().ends_with(LOG_ONLY)
+    })
+    .with_max_level_hint(LevelFilter::INFO);
     tracing_subscriber::registry()
         .with(tracer.map(|tracer| {
             tracing_opentelemetry::layer()

@@ -22,6 +22,7 @@ pub mod repos;
 pub mod roots;
 mod tmpfs;
 mod trust;
+mod updater_process;
 
 pub use browser::dashboard_script;
 pub use chaos::ChaosProxy;
@@ -29,8 +30,8 @@ pub use directives::{Fencing, directives_by_agent, fencing};
 pub use postgres::TestPostgres;
 pub use private_postgres::PrivatePostgres;
 pub use process::{
-    CoordinatorBuilder, CoordinatorProcess, ProcessGroup, UpdaterBuilder, UpdaterProcess, bin,
-    droverctl, droverctl_json, testing_bin, use_bin_dir,
+    CoordinatorBuilder, CoordinatorProcess, ProcessGroup, bin, droverctl, droverctl_json,
+    testing_bin, use_bin_dir,
 };
 pub use receiver::{Behaviour, Receiver, https_receiver};
 pub use release::{AgentHost, ReleaseRepo, SigningKey};
@@ -39,6 +40,7 @@ pub use trust::{
     admin_request, ca_file_for, grpc_channel, lookup as trust_for, profile_for, tls_connector,
     token_for,
 };
+pub use updater_process::{UpdaterBuilder, UpdaterProcess};
 
 use std::time::{Duration, Instant};
 

@@ -140,8 +140,8 @@ pub async fn run_enrolled(
         };
         // Each updater's log lines name it, so a test can follow one agent's directives.
         // Log context only: as a trace span it would last the whole run and end at shutdown.
-        let span =
-            tracing::info_span!(target: drover_telemetry::LOG_ONLY, "sim", agent = %agent_id);
+        // (The target ends with `drover_telemetry::LOG_ONLY`.)
+        let span = tracing::info_span!(target: "drover_updater::simulate::log_only", "sim", agent = %agent_id);
         let (config, enroller, stop) = (config.clone(), enroller.clone(), shutdown.clone());
         tasks.push(tokio::spawn(
             async move {

@@ -90,7 +90,7 @@ async fn spans_reach_an_otlp_grpc_receiver_with_their_service_and_parents() {
         std::io::sink,
     );
     tracing::subscriber::with_default(subscriber, || {
-        let log_only = tracing::info_span!(target: crate::LOG_ONLY, "log_only");
+        let log_only = tracing::info_span!(target: "drover::simulate::log_only", "log_only");
         log_only.in_scope(|| {
             tracing::info_span!("outer").in_scope(|| drop(tracing::info_span!("inner").entered()))
         });
