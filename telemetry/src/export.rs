@@ -125,11 +125,7 @@ mod tests {
     use super::*;
 
     fn plan_of(vars: &[(&str, &str)]) -> Result<Option<Transport>, Error> {
-        plan(|name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        })
+        plan(crate::env_of(vars))
     }
 
     #[test]

@@ -314,5 +314,15 @@ pub fn exception(kind: &str, message: &str) -> Vec<opentelemetry::KeyValue> {
     ]
 }
 
+/// An environment of `vars` only, for the functions that read one variable at a time.
+#[cfg(test)]
+pub(crate) fn env_of<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        vars.iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests;

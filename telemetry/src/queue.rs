@@ -143,6 +143,13 @@ impl QueueProcessor {
         })
     }
 
+    fn enqueue(&self, span: SpanData) {
+        // Full (a slow collector) or closed (after shutdown): the span is lost, and counted.
+        if self.spans.try_send(span).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Sends a control message and waits for its answer at most `timeout`.
     fn ask(
         &self,
@@ -157,15 +164,6 @@ impl QueueProcessor {
             std_mpsc::RecvTimeoutError::Timeout => OTelSdkError::Timeout(timeout),
             std_mpsc::RecvTimeoutError::Disconnected => OTelSdkError::AlreadyShutdown,
         })
-    }
-}
-
-impl QueueProcessor {
-    fn enqueue(&self, span: SpanData) {
-        // Full (a slow collector) or closed (after shutdown): the span is lost, and counted.
-        if self.spans.try_send(span).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
     }
 }
 

@@ -142,11 +142,7 @@ mod tests {
     use super::*;
 
     fn sampler_of(vars: &[(&str, &str)]) -> (Sampler, Option<String>) {
-        root_sampler(|name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        })
+        root_sampler(crate::env_of(vars))
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub use postgres::TestPostgres;
 pub use private_postgres::PrivatePostgres;
 pub use process::{
     CoordinatorBuilder, CoordinatorProcess, ProcessGroup, bin, droverctl, droverctl_json,
-    testing_bin, use_bin_dir,
+    terminate, testing_bin, use_bin_dir,
 };
 pub use receiver::{Behaviour, Receiver, https_receiver};
 pub use release::{AgentHost, ReleaseRepo, SigningKey};
@@ -147,6 +147,14 @@ pub fn utc_hour_now() -> u64 {
 }
 
 /// A minimal HTTP/1.1 request on loopback, so the tests need no HTTP client crate: over
+/// The value of the unlabelled sample `name` in a `/metrics` body (0 when absent).
+pub fn metric_value(body: &str, name: &str) -> u64 {
+    body.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// TLS trusting the coordinator's CA when the harness started that coordinator with TLS,
 /// else plaintext; with that coordinator's admin token (`authorization: Bearer`). Returns
 /// (status, body).

@@ -365,17 +365,22 @@ impl CoordinatorProcess {
 
     /// SIGTERM, then waits for a clean exit.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
-        if let Some(pid) = self.child.id() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .expect("coordinator exits within 15 s of SIGTERM")
-            .expect("reap")
+        terminate(&mut self.child, "the coordinator").await
     }
+}
+
+/// SIGTERM to `child`, then waits (15 s at most) for it to exit.
+pub async fn terminate(child: &mut Child, what: &str) -> std::process::ExitStatus {
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("{what} exits within 15 s of SIGTERM"))
+        .expect("reap")
 }
 
 /// Runs droverctl against `coordinator` (with the admin profile the coordinator wrote, for

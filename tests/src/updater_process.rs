@@ -1,9 +1,6 @@
 //! Real `drover-updater` processes, as built by cargo.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::path::{Path, PathBuf};
 
 use tokio::process::{Child, Command};
 
@@ -120,15 +117,6 @@ impl UpdaterProcess {
 
     /// SIGTERM, then waits for a clean exit (its last spans and state written).
     pub async fn terminate(mut self) -> std::process::ExitStatus {
-        if let Some(pid) = self.child.id() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .expect("the updater exits within 15 s of SIGTERM")
-            .expect("reap")
+        crate::process::terminate(&mut self.child, "the updater").await
     }
 }

@@ -17,9 +17,9 @@ use std::{
 use anyhow::{Context, bail};
 use clap::Parser;
 use drover_tests::{
-    CoordinatorBuilder, create_rollout, droverctl_json, http,
+    CoordinatorBuilder, create_rollout, droverctl_json, eventually, http, metric_value,
     otlp::{OtlpReceiver, ReceivedSpan},
-    simulate_with_env, use_bin_dir,
+    simulate_with_env, terminate, use_bin_dir,
 };
 use serde_json::json;
 
@@ -59,26 +59,6 @@ struct Measured {
 }
 
 const WAIT: Duration = Duration::from_secs(900);
-
-async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> anyhow::Result<T> {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return Ok(value);
-        }
-        if started.elapsed() > WAIT {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-fn metric(body: &str, name: &str) -> u64 {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
-}
 
 async fn measure(args: &Args, budget: u64) -> anyhow::Result<Measured> {
     let work = tempfile::tempdir()?;
@@ -129,11 +109,11 @@ async fn measure(args: &Args, budget: u64) -> anyhow::Result<Measured> {
         &args.broken_on,
     ];
     let mut fleet = simulate_with_env(&url, work.path(), &sim_args, "warn", &otel);
-    until("every simulated updater connected", async || {
+    eventually("every simulated updater connected", WAIT, async || {
         let (_, body) = http(c.addresses.http, "GET", "/metrics").await;
-        (metric(&body, "drover_updaters_connected") >= args.agents as u64).then_some(())
+        (metric_value(&body, "drover_updaters_connected") >= args.agents as u64).then_some(())
     })
-    .await?;
+    .await;
     println!("budget {budget}: {} updaters connected", args.agents);
     let started = Instant::now();
     // No canaries: a failed canary halts its group whatever the threshold (the canaries'
@@ -152,7 +132,7 @@ async fn measure(args: &Args, budget: u64) -> anyhow::Result<Measured> {
     if !ok {
         bail!("rollout create failed: {stderr}");
     }
-    let id = until("the rollout is done", async || {
+    let id = eventually("the rollout is done", WAIT, async || {
         let s = droverctl_json(&url, &["rollout", "status", "--channel", "edge"]).await;
         if s["status"] == "halted" {
             return Some(Err(anyhow::anyhow!("the rollout halted: {s}")));
@@ -160,11 +140,11 @@ async fn measure(args: &Args, budget: u64) -> anyhow::Result<Measured> {
         let id = s["rollout_id"].as_str().map(str::to_string);
         (s["status"] == "done").then_some(id.context("a rollout id"))
     })
-    .await??;
+    .await?;
     let rollout_secs = started.elapsed().as_secs_f64();
     // The agents left when the rollout was done update from the channel, outside it: the
     // rollout's failures are the reports that name it.
-    let failed_agents = until("every agent reported", async || {
+    let failed_agents = eventually("every agent reported", WAIT, async || {
         let list = droverctl_json(&url, &["agents", "list", "--all"]).await;
         let agents = list["agents"].as_array()?;
         let reported = agents
@@ -178,26 +158,20 @@ async fn measure(args: &Args, budget: u64) -> anyhow::Result<Measured> {
             .count();
         (reported >= args.agents).then_some(failed as u64)
     })
-    .await?;
+    .await;
     let shown = droverctl_json(&url, &["rollout", "show", &id]).await;
     let trace = shown["rollout"]["trace_id"]
         .as_str()
         .context("a trace id")?
         .to_string();
     // The simulated updaters send what they queued as they stop.
-    if let Some(pid) = fleet.id() {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )?;
-    }
-    tokio::time::timeout(Duration::from_secs(60), fleet.wait()).await??;
+    terminate(&mut fleet, "the simulated fleet").await;
     let (_, body) = http(c.addresses.http, "GET", "/metrics").await;
-    let dropped_coordinator = metric(&body, "drover_trace_spans_dropped_total");
-    let dropped_updaters = metric(&body, "drover_updater_trace_spans_dropped_total");
+    let dropped_coordinator = metric_value(&body, "drover_trace_spans_dropped_total");
+    let dropped_updaters = metric_value(&body, "drover_updater_trace_spans_dropped_total");
     // Settled: the same count twice, a second apart.
     let mut last = usize::MAX;
-    let spans: Vec<ReceivedSpan> = until("the trace settles", async || {
+    let spans: Vec<ReceivedSpan> = eventually("the trace settles", WAIT, async || {
         let spans: Vec<ReceivedSpan> = receiver
             .spans()
             .into_iter()
@@ -208,7 +182,7 @@ async fn measure(args: &Args, budget: u64) -> anyhow::Result<Measured> {
         tokio::time::sleep(Duration::from_millis(500)).await;
         settled.then_some(spans)
     })
-    .await?;
+    .await;
     let mut by_name = BTreeMap::new();
     for span in &spans {
         *by_name.entry(span.name.clone()).or_insert(0) += 1;

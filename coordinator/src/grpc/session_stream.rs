@@ -413,10 +413,12 @@ async fn beat(
     }
     // Bounded: one heartbeat cannot make the counter meaningless.
     let dropped = heartbeat.spans_dropped.min(MAX_SPANS_DROPPED_PER_HEARTBEAT);
-    fleet
-        .counters
-        .updater_spans_dropped
-        .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+    if dropped > 0 {
+        fleet
+            .counters
+            .updater_spans_dropped
+            .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+    }
     if heartbeat.want_ack {
         session.ack(Ack::Heartbeat(heartbeat.sequence));
     }

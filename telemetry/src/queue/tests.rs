@@ -161,11 +161,7 @@ fn the_standard_batch_variables_tune_the_queue() {
         ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1000"),
         ("OTEL_BSP_EXPORT_TIMEOUT", "nonsense"),
     ];
-    let config = QueueConfig::from_env(|name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.to_string())
-    });
+    let config = QueueConfig::from_env(crate::env_of(&vars));
     assert_eq!(config.delay, Duration::from_millis(100));
     assert_eq!(config.max_queue, 64);
     assert_eq!(config.max_batch, 64, "never more than the queue holds");

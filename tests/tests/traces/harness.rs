@@ -6,6 +6,7 @@ use drover_tests::{
     CoordinatorBuilder, CoordinatorProcess, UpdaterBuilder, UpdaterProcess, create_rollout,
     droverctl_json, eventually,
     otlp::{OtlpReceiver, ReceivedSpan, event_attribute},
+    wait_connected,
 };
 
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -87,6 +88,57 @@ pub fn updaters(
         started.push(builder.start());
     }
     started
+}
+
+/// What differs between the trace tests' set-ups.
+#[derive(Default)]
+pub struct Setup<'a> {
+    pub coordinator_args: &'a [&'a str],
+    pub coordinator_env: &'a [(&'a str, &'a str)],
+    /// The version every updater's install fails on.
+    pub broken: Option<&'a str>,
+    pub updater_env: &'a [(&'a str, &'a str)],
+}
+
+/// A coordinator and four updaters exporting to one receiver, all connected.
+/// Bind every field (`c: _c`, not `..`): a field left out is dropped, and its processes
+/// stopped, at once.
+pub struct Traced {
+    pub receiver: OtlpReceiver,
+    pub c: CoordinatorProcess,
+    pub url: String,
+    pub updaters: Vec<UpdaterProcess>,
+    /// Last: the processes stop before their directory goes.
+    pub _root: tempfile::TempDir,
+}
+
+pub async fn traced(setup: Setup<'_>) -> Traced {
+    let root = tempfile::tempdir().unwrap();
+    let receiver = OtlpReceiver::start().await;
+    let endpoint = receiver.endpoint();
+    let c = coordinator(
+        root.path(),
+        Some(&endpoint),
+        setup.coordinator_args,
+        setup.coordinator_env,
+    )
+    .await;
+    let url = c.grpc_url();
+    let updaters = updaters(
+        &c,
+        root.path(),
+        Some(&endpoint),
+        setup.broken,
+        setup.updater_env,
+    );
+    wait_connected(&url, 4).await;
+    Traced {
+        receiver,
+        c,
+        url,
+        updaters,
+        _root: root,
+    }
 }
 
 /// Rolls `edge` from 1.0.0 to 1.1.0 over dev then prod, one canary each, windows ignored.

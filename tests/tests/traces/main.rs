@@ -11,25 +11,23 @@ mod speed;
 
 use std::collections::HashSet;
 
-use drover_tests::{droverctl_json, eventually, otlp::event_attribute, wait_connected};
+use drover_tests::{droverctl_json, eventually, otlp::event_attribute};
 use harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_is_one_live_trace_down_to_each_updaters_steps() {
-    let root = tempfile::tempdir().unwrap();
-    let receiver = drover_tests::otlp::OtlpReceiver::start().await;
-    let endpoint = receiver.endpoint();
     // A budget of 0: only canaries and failures are traced (one canary a group).
-    let c = coordinator(
-        root.path(),
-        Some(&endpoint),
-        &["--trace-agent-budget", "0"],
-        &[],
-    )
+    let Traced {
+        receiver,
+        c,
+        url,
+        updaters,
+        _root,
+    } = traced(Setup {
+        coordinator_args: &["--trace-agent-budget", "0"],
+        ..Setup::default()
+    })
     .await;
-    let url = c.grpc_url();
-    let updaters = updaters(&c, root.path(), Some(&endpoint), None, &[]);
-    wait_connected(&url, 4).await;
     create(&url).await;
     droverctl_json(&url, &["rollout", "pause", "--channel", "edge"]).await;
     let trace = rollout_trace_id(&url).await;
@@ -173,13 +171,17 @@ async fn a_rollout_is_one_live_trace_down_to_each_updaters_steps() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_halt_then_a_rollback_sends_each_span_once_with_errors_and_exceptions() {
-    let root = tempfile::tempdir().unwrap();
-    let receiver = drover_tests::otlp::OtlpReceiver::start().await;
-    let endpoint = receiver.endpoint();
-    let c = coordinator(root.path(), Some(&endpoint), &[], &[]).await;
-    let url = c.grpc_url();
-    let _updaters = updaters(&c, root.path(), Some(&endpoint), Some("1.1.0"), &[]);
-    wait_connected(&url, 4).await;
+    let Traced {
+        receiver,
+        url,
+        _root,
+        c: _c,
+        updaters: _updaters,
+    } = traced(Setup {
+        broken: Some("1.1.0"),
+        ..Setup::default()
+    })
+    .await;
     create(&url).await;
     wait_status(&url, "halted").await;
     droverctl_json(&url, &["rollout", "rollback", "--channel", "edge"]).await;
@@ -255,15 +257,18 @@ async fn a_halt_then_a_rollback_sends_each_span_once_with_errors_and_exceptions(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsampled_rollout_exports_nothing_even_from_updaters_set_to_sample_all() {
-    let root = tempfile::tempdir().unwrap();
-    let receiver = drover_tests::otlp::OtlpReceiver::start().await;
-    let endpoint = receiver.endpoint();
-    let never = [("OTEL_TRACES_SAMPLER", "always_off")];
-    let c = coordinator(root.path(), Some(&endpoint), &[], &never).await;
-    let url = c.grpc_url();
-    let always = [("OTEL_TRACES_SAMPLER", "always_on")];
-    let updaters = updaters(&c, root.path(), Some(&endpoint), None, &always);
-    wait_connected(&url, 4).await;
+    let Traced {
+        receiver,
+        url,
+        updaters,
+        _root,
+        c: _c,
+    } = traced(Setup {
+        coordinator_env: &[("OTEL_TRACES_SAMPLER", "always_off")],
+        updater_env: &[("OTEL_TRACES_SAMPLER", "always_on")],
+        ..Setup::default()
+    })
+    .await;
     create(&url).await;
     wait_status(&url, "done").await;
     let (trace, sampled) = rollout_trace(&url).await;
@@ -291,20 +296,19 @@ async fn an_unsampled_rollout_exports_nothing_even_from_updaters_set_to_sample_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_failure_is_kept_whole_outside_the_traced_share() {
-    let root = tempfile::tempdir().unwrap();
-    let receiver = drover_tests::otlp::OtlpReceiver::start().await;
-    let endpoint = receiver.endpoint();
     // Nobody in the share and no canaries: only failures are traced.
-    let c = coordinator(
-        root.path(),
-        Some(&endpoint),
-        &["--trace-agent-budget", "0"],
-        &[],
-    )
+    let Traced {
+        receiver,
+        url,
+        _root,
+        c: _c,
+        updaters: _updaters,
+    } = traced(Setup {
+        coordinator_args: &["--trace-agent-budget", "0"],
+        broken: Some("1.1.0"),
+        ..Setup::default()
+    })
     .await;
-    let url = c.grpc_url();
-    let _updaters = updaters(&c, root.path(), Some(&endpoint), Some("1.1.0"), &[]);
-    wait_connected(&url, 4).await;
     let args = [
         "--immediate",
         "--failure-threshold",

@@ -3,16 +3,9 @@
 
 use std::time::Instant;
 
-use drover_tests::{eventually, wait_connected};
+use drover_tests::{eventually, metric_value, wait_connected};
 
 use super::harness::*;
-
-fn metric(body: &str, name: &str) -> u64 {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
-}
 
 /// How long a two-group rollout over four real updaters takes, with OTLP pointed at
 /// `endpoint` (None: tracing off); with `drops`, also waits for `/metrics` to count the
@@ -33,8 +26,8 @@ async fn rollout_seconds(endpoint: Option<&str>, drops: bool) -> f64 {
             WAIT,
             async || {
                 let (_, body) = drover_tests::http(c.addresses.http, "GET", "/metrics").await;
-                let coordinator = metric(&body, "drover_trace_spans_dropped_total");
-                let updaters = metric(&body, "drover_updater_trace_spans_dropped_total");
+                let coordinator = metric_value(&body, "drover_trace_spans_dropped_total");
+                let updaters = metric_value(&body, "drover_updater_trace_spans_dropped_total");
                 (coordinator > 0 && updaters > 0).then_some(())
             },
         )

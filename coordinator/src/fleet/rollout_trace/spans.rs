@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 use opentelemetry::{
     Context, KeyValue, global,
     trace::{
-        Link, Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags,
-        TraceState, Tracer,
+        Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceState,
+        Tracer,
     },
 };
 
@@ -41,7 +41,6 @@ struct Emit {
     /// Name, time and attributes of each event.
     events: Vec<(&'static str, i64, Vec<KeyValue>)>,
     error: Option<String>,
-    links: Vec<Link>,
 }
 
 impl Emit {
@@ -61,7 +60,6 @@ impl Emit {
             attributes: Vec::new(),
             events: Vec::new(),
             error: None,
-            links: Vec::new(),
         }
     }
 
@@ -84,8 +82,7 @@ impl Emit {
             .span_builder(self.name)
             .with_kind(self.kind)
             .with_start_time(at(self.start_ms))
-            .with_attributes(self.attributes)
-            .with_links(self.links);
+            .with_attributes(self.attributes);
         let mut span = drover_telemetry::ids::with_span_ids(trace.trace_id, self.id, || {
             tracer.build_with_context(builder, &parent_cx)
         });
@@ -111,8 +108,7 @@ fn rollout_attributes(spec: &RolloutSpec) -> Vec<KeyValue> {
     ]
 }
 
-/// The root, when the rollout is created: it exists before anything hangs under it. It
-/// links to the request that created it (`CreateRollout`'s own trace), if that is traced.
+/// The root, when the rollout is created: it exists before anything hangs under it.
 pub fn record_created(
     trace: &RolloutTrace,
     spec: &RolloutSpec,
@@ -126,10 +122,6 @@ pub fn record_created(
         KeyValue::new("drover.groups", spec.groups.len() as i64),
         KeyValue::new("drover.trace.agent_share_ppm", i64::from(trace.agent_ppm)),
     ]);
-    let request = Context::current().span().span_context().clone();
-    if request.is_valid() {
-        root.links.push(Link::with_context(request));
-    }
     root.send(trace);
 }
 
