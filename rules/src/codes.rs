@@ -133,6 +133,16 @@ codes! {
         NoDirective => "no_directive": "no directive received yet",
         NoTarget => "no_target": "the coordinator serves no target for this agent",
         InvalidTarget => "invalid_target": "the served target breaks the version constraints; it is refused",
+        // The updater's, from the signed release metadata (#28): each one means nothing was installed.
+        ReleaseNotListed => "release_not_listed": "the target is not in the signed release metadata for this installer; it is refused",
+        ReleaseBelowFloor => "release_below_floor": "the target is below the signed version floor and no signed rollback allows it; it is refused",
+        ReleaseArtifactMismatch => "release_artifact_mismatch": "the artifact's digest or size differs from the signed release metadata; it is refused",
+        ReleaseMetadataMissing => "release_metadata_missing": "the coordinator serves no release metadata, so nothing can be installed",
+        ReleaseMetadataUnsigned => "release_metadata_unsigned": "the release metadata lacks a threshold of valid signatures from the pinned keys, or is malformed",
+        ReleaseMetadataInconsistent => "release_metadata_inconsistent": "the release metadata files disagree with each other (mixed versions); it is refused",
+        ReleaseMetadataRollback => "release_metadata_rollback": "the release metadata is older than metadata this updater already trusts (a replay); it is refused",
+        ReleaseMetadataExpired => "release_metadata_expired": "the release metadata has expired: the fleet may be frozen on old versions; the release team must re-sign it",
+        ReleaseMetadataTooLarge => "release_metadata_too_large": "the release metadata is larger than any honest one (endless data); it is refused",
     }
 }
 
