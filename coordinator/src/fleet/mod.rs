@@ -28,6 +28,7 @@ mod push;
 mod queries;
 mod reconcile;
 pub mod registry;
+pub mod releases;
 pub mod replicas;
 mod reports;
 pub mod rollout_trace;
@@ -135,6 +136,8 @@ pub struct Fleet {
     pub sessions: SessionRegistry,
     pub config: FleetConfig,
     view: RwLock<Arc<SettingsView>>,
+    /// The signed release metadata updaters are given (`releases.rs`), loaded with settings.
+    releases: RwLock<Option<Arc<releases::PublishedRelease>>>,
     /// Serializes load-and-swap of the view, so a slow refresh that read before an admin
     /// change can never replace the view that change produced.
     refresh_lock: tokio::sync::Mutex<()>,
@@ -180,6 +183,7 @@ impl Fleet {
     pub async fn new(store: Arc<Store>, config: FleetConfig) -> Result<Arc<Self>> {
         let clock = FleetClock::new(config.manual_clock_start_ms)?;
         let view = SettingsView::load(&store).await?;
+        let published = releases::PublishedRelease::load(&store).await?;
         let inventory = Inventory::load(store.all_agents().await?, store.stop_acks().await?);
         let metrics = Arc::new(crate::metrics::Metrics::new());
         store.observe(metrics.clone());
@@ -190,6 +194,7 @@ impl Fleet {
             clock,
             config,
             view: RwLock::new(Arc::new(view)),
+            releases: RwLock::new(published),
             refresh_lock: tokio::sync::Mutex::new(()),
             rollouts: RwLock::new(HashMap::new()),
             finished_rollouts: RwLock::new(HashMap::new()),
@@ -382,6 +387,7 @@ impl Fleet {
     pub async fn refresh_settings(&self) -> Result<bool> {
         let _serialized = self.refresh_lock.lock().await;
         let fresh = SettingsView::load(&self.store).await?;
+        self.reload_release_metadata().await?;
         let changed = *self.view() != fresh;
         if changed {
             *self.view.write() = Arc::new(fresh);

@@ -495,4 +495,21 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::AgentIdentity>, Status> {
         Ok(Response::new(self.revoke_agent_rpc(request).await?))
     }
+    // Release metadata: bodies in admin_releases.rs.
+    async fn publish_release_metadata(
+        &self,
+        request: Request<pb::ReleaseMetadata>,
+    ) -> Result<Response<pb::ReleaseMetadataStatus>, Status> {
+        Ok(Response::new(
+            self.publish_release_metadata_rpc(request).await?,
+        ))
+    }
+    async fn get_release_metadata_status(
+        &self,
+        request: Request<pb::GetReleaseMetadataStatusRequest>,
+    ) -> Result<Response<pb::ReleaseMetadataStatus>, Status> {
+        Ok(Response::new(
+            self.release_metadata_status_rpc(request).await?,
+        ))
+    }
 }

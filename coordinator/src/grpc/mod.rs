@@ -3,6 +3,7 @@
 mod admin_auth;
 mod admin_enrolment;
 mod admin_reads;
+mod admin_releases;
 mod admin_service;
 mod admin_steps;
 pub mod convert;

@@ -158,6 +158,52 @@ impl UpdaterService for UpdaterApi {
             directive: Some(answer),
         }))
     }
+
+    /// The signed release metadata, as published; empty when the updater already has this
+    /// version. Only an enrolled updater may ask (the bundle is public in substance, but
+    /// an anonymous caller gets nothing from a coordinator).
+    async fn get_release_metadata(
+        &self,
+        request: Request<pb::GetReleaseMetadataRequest>,
+    ) -> Result<Response<pb::ReleaseMetadata>, Status> {
+        let peer = peer_certificate(&request);
+        refuse_expired(peer.as_ref())?;
+        let certified = peer.as_ref().and_then(|p| p.agent_id.clone());
+        let serial = peer.map(|p| p.serial);
+        let agent_id = certified.clone().unwrap_or_default();
+        let checked = self
+            .fleet
+            .check_agent(certified.as_deref(), serial.as_deref(), &agent_id, "")
+            .await;
+        self.refusals
+            .audit(
+                certified.as_deref(),
+                "GetReleaseMetadata",
+                &agent_id,
+                checked,
+            )
+            .await?;
+        let have = request.into_inner().have_version;
+        let answer = match self.fleet.release_metadata() {
+            Some(release) if release.version > have => pb::ReleaseMetadata {
+                version: release.version,
+                files: release
+                    .files
+                    .iter()
+                    .map(|(name, content)| pb::ReleaseFile {
+                        name: name.clone(),
+                        content: content.clone(),
+                    })
+                    .collect(),
+            },
+            Some(release) => pb::ReleaseMetadata {
+                version: release.version,
+                files: Vec::new(),
+            },
+            None => pb::ReleaseMetadata::default(),
+        };
+        Ok(Response::new(answer))
+    }
 }
 
 /// The caller's verified client certificate, if it sent one.

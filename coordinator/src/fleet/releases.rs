@@ -1,0 +1,109 @@
+//! Signed release metadata (#28): the coordinator carries the bundle the release team
+//! signed offline, from `droverctl releases publish` to every updater that asks. It cannot
+//! verify it for updaters (they trust only their pinned root), so it checks only what keeps
+//! honest operators from mistakes: the names and sizes a bundle may have, and that
+//! versions only move forward.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use drover_release::Bundle;
+
+use super::{Caller, Fleet, change_feed::Change, effects::Effect};
+use crate::{
+    domain::now_ms,
+    error::{DroverError, Result},
+    store::{Store, StoredRelease},
+};
+
+/// What the coordinator serves: loaded before it serves anything, reloaded with settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishedRelease {
+    pub version: u64,
+    pub files: BTreeMap<String, Vec<u8>>,
+    pub bytes: u64,
+    pub published_ms: i64,
+}
+
+impl PublishedRelease {
+    pub async fn load(store: &Store) -> Result<Option<Arc<Self>>> {
+        Ok(store.release_metadata().await?.map(|stored| {
+            Arc::new(Self {
+                version: stored.version,
+                files: stored
+                    .files
+                    .into_iter()
+                    .map(|(name, text)| (name, text.into_bytes()))
+                    .collect(),
+                bytes: stored.bytes,
+                published_ms: stored.published_ms,
+            })
+        }))
+    }
+}
+
+impl Fleet {
+    /// The bundle updaters are given; `None` when none was published.
+    pub fn release_metadata(&self) -> Option<Arc<PublishedRelease>> {
+        self.releases.read().clone()
+    }
+
+    pub(super) async fn reload_release_metadata(&self) -> Result<()> {
+        let fresh = PublishedRelease::load(self.store()).await?;
+        *self.releases.write() = fresh;
+        Ok(())
+    }
+
+    /// Stores a newer bundle with its audited event, then serves it.
+    pub async fn publish_release_metadata(
+        &self,
+        files: BTreeMap<String, Vec<u8>>,
+        caller: &Caller,
+        dry_run: bool,
+    ) -> Result<(Arc<PublishedRelease>, Effect)> {
+        let bundle = Bundle::new(files).map_err(|err| DroverError::invalid(err.to_string()))?;
+        let version = bundle.claimed_version().ok_or_else(|| {
+            DroverError::invalid(
+                "the bundle has no readable timestamp.json version; publish the directory \
+                 `droverctl releases sign` wrote",
+            )
+        })?;
+        let mut texts = BTreeMap::new();
+        for (name, content) in &bundle.files {
+            let text = String::from_utf8(content.clone()).map_err(|_| {
+                DroverError::invalid(format!("{name} is not UTF-8 text; TUF metadata is JSON"))
+            })?;
+            texts.insert(name.clone(), text);
+        }
+        let current = self.release_metadata().map_or(0, |r| r.version);
+        if version <= current {
+            return Err(DroverError::Conflict(format!(
+                "release metadata version {version} is not newer than the published {current}; \
+                 nothing was changed (sign again: `droverctl releases sign` raises the version)"
+            )));
+        }
+        let text = format!("release metadata version {version} published");
+        let effect = Effect::new(dry_run, text.clone(), 0);
+        let release = StoredRelease {
+            version,
+            bytes: bundle.total_bytes() as u64,
+            files: texts,
+            published_ms: now_ms(),
+        };
+        let published = Arc::new(PublishedRelease {
+            version,
+            files: bundle.files,
+            bytes: release.bytes,
+            published_ms: release.published_ms,
+        });
+        if dry_run {
+            return Ok((published, effect));
+        }
+        let event = self.admin_event(caller, text);
+        self.store()
+            .publish_release_metadata(&release, &event)
+            .await?;
+        *self.releases.write() = Some(published.clone());
+        self.announce(Change::Settings).await;
+        Ok((published, effect))
+    }
+}
