@@ -63,6 +63,13 @@ impl UpdaterService for Echo {
     ) -> Result<Response<pb::GetTargetResponse>, Status> {
         Ok(Response::new(pb::GetTargetResponse::default()))
     }
+
+    async fn get_release_metadata(
+        &self,
+        _: Request<pb::GetReleaseMetadataRequest>,
+    ) -> Result<Response<pb::ReleaseMetadata>, Status> {
+        Ok(Response::new(pb::ReleaseMetadata::default()))
+    }
 }
 
 /// Serves the echo on an ephemeral loopback port, over mutual TLS with the certificate,

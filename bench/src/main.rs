@@ -107,6 +107,8 @@ async fn wait_until(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // One rustls provider (ring) for the process: the build has two (see use_ring_crypto).
+    drover_updater::connection::use_ring_crypto();
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("storm") => storm::run(storm::StormArgs::parse_from(args.iter().skip(1))).await,

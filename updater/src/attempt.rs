@@ -77,7 +77,17 @@ pub async fn install(shared: &Shared, target: &str) {
 async fn attempt(shared: &Shared, in_flight: InFlight) {
     let target = in_flight.to.as_str();
     shared.set_activity(Activity::Downloading);
-    if let Err(err) = shared.config.installer.prepare(target).await {
+    let prepared = match crate::release::gate(shared, target).await {
+        Ok(signed) => {
+            shared
+                .config
+                .installer
+                .prepare(target, signed.as_ref())
+                .await
+        }
+        Err(refused) => Err(refused),
+    };
+    if let Err(err) = prepared {
         tracing::warn!(version = %target, error = %err.message(), reason = err.reason().as_str(), "install refused or failed before touching the agent");
         // A refusal is final for this directive; anything else is retried later.
         let (kind, outcome) = if err.is_refusal() {

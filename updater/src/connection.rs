@@ -144,6 +144,12 @@ pub async fn connect_updater(config: &UpdaterConfig, target: &Target) -> anyhow:
     connect_target(target, config.coordinator_ca.as_ref(), &config.identity).await
 }
 
+/// Makes ring rustls's process-wide provider, once. tough (signed release metadata) puts
+/// aws-lc-rs in the build too, and with two providers compiled in rustls picks neither.
+pub fn use_ring_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Connects to one address as given (enrolment).
 pub async fn connect(
     coordinator: &str,
@@ -183,6 +189,7 @@ pub async fn connect_target(
             })?);
     }
     if let Some(ca) = ca {
+        use_ring_crypto();
         let mut tls = ClientTlsConfig::new().ca_certificate(ca.clone());
         if let Some(name) = &target.tls_name {
             tls = tls.domain_name(name.clone());

@@ -37,6 +37,7 @@ pub mod mirror;
 pub mod pin;
 pub mod policy;
 pub mod recheck;
+pub mod release;
 pub mod renewal;
 pub mod sample;
 mod sample_task;

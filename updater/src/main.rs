@@ -5,7 +5,7 @@ mod main_installer;
 mod main_kube;
 mod main_simulate;
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -148,6 +148,11 @@ pub(crate) struct RunArgs {
     /// The agent's version on first start (later the state dir knows).
     #[arg(long, env = "DROVER_AGENT_VERSION")]
     agent_version: Option<String>,
+    /// The release team's TUF root.json (`droverctl releases init` writes it): with it, every
+    /// install must be listed in signed, unexpired release metadata, at or above its signed
+    /// floor, whatever the coordinator says. Strongly recommended (README, security).
+    #[arg(long, env = "DROVER_RELEASE_ROOT", value_name = "ROOT_JSON")]
+    release_root: Option<PathBuf>,
     /// Install with a command: `sh -c` runs it with $DROVER_TARGET_VERSION; exit 0 means
     /// installed. (Give this, --tarball-root, or --installer with --package.)
     #[arg(long, env = "DROVER_INSTALL_COMMAND", conflicts_with_all = ["tarball_root", "installer"])]
@@ -417,7 +422,18 @@ async fn run(
         args.group.clone(),
     )?;
     let samples = sample_config(&args, health.as_ref());
+    let release = match &args.release_root {
+        Some(path) => Some(drover_updater::release::ReleaseTrust {
+            pinned_root: Arc::new(
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read the release root {}", path.display()))?,
+            ),
+            datastore: args.state_dir.join("release-metadata"),
+        }),
+        None => None,
+    };
     let config = UpdaterConfig {
+        release,
         installer,
         samples,
         health,

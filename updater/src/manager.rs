@@ -188,7 +188,11 @@ async fn record(shared: &Shared, decision: &Decision) {
     if same {
         return;
     }
-    tracing::info!(action, reason = decision.reason().as_str(), %detail, "decision");
+    if decision.reason() == ReasonCode::ReleaseMetadataExpired {
+        tracing::error!(action, reason = decision.reason().as_str(), %detail, "decision: release metadata expired");
+    } else {
+        tracing::info!(action, reason = decision.reason().as_str(), %detail, "decision");
+    }
     state.last_decision = Some(DecisionRecord {
         action: action.into(),
         reason: decision.reason().as_str().into(),

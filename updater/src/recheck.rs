@@ -24,6 +24,9 @@ pub async fn run(
     directives: mpsc::Sender<DirectiveRecord>,
     shutdown: CancellationToken,
 ) {
+    // Signed release metadata (#28) is held from the start, so its expiry is watched even
+    // on an agent with nothing to install.
+    crate::release::refresh(&shared).await;
     loop {
         let interval = shared
             .config
@@ -34,6 +37,7 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(jittered(interval, 0.2, rand::rng().random())) => {}
         }
+        crate::release::refresh(&shared).await;
         match check(&shared).await {
             Ok(directive) => {
                 if directives.send(directive).await.is_err() {

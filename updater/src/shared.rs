@@ -73,6 +73,9 @@ pub struct UpdaterConfig {
     pub clock: Clock,
     /// Where the held directive is mirrored and restored from (Kubernetes: a ConfigMap).
     pub directive_mirror: Option<mirror::DirectiveMirror>,
+    /// The pinned release root (`--release-root`): every install must be in signed release
+    /// metadata (#28). `None`: only the installers' own signature checks apply.
+    pub release: Option<crate::release::ReleaseTrust>,
 }
 
 /// State shared by the updater's tasks.
@@ -94,6 +97,8 @@ pub struct Shared {
     /// Stop epochs heard and kept, for the stream to acknowledge (woken by `acks_ready`).
     pub pending_acks: parking_lot::Mutex<Vec<drover_proto::v1::DirectiveAck>>,
     pub acks_ready: Notify,
+    /// One release-metadata verification at a time (they share tough's datastore).
+    pub release_lock: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -123,6 +128,7 @@ impl Shared {
             pending_sample: parking_lot::Mutex::new(None),
             pending_acks: parking_lot::Mutex::new(Vec::new()),
             acks_ready: Notify::new(),
+            release_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -171,5 +177,6 @@ pub(crate) fn test_config(coordinator: &str, broken: &[&str]) -> UpdaterConfig {
         health_grace: Duration::from_secs(30),
         clock: Clock::default(),
         directive_mirror: None,
+        release: None,
     }
 }

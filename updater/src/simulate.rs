@@ -231,12 +231,14 @@ fn updater_config(
         health_grace: Duration::from_secs(30),
         clock: Clock::default(),
         directive_mirror: None,
+        release: None,
     }
 }
 
 /// One TLS channel (without a client certificate) shared by every enrolment; it reconnects
 /// by itself.
 fn enrolment_channel(coordinator: &str, ca: &Certificate) -> anyhow::Result<Channel> {
+    crate::connection::use_ring_crypto();
     Ok(Endpoint::from_shared(coordinator.to_string())
         .with_context(|| format!("'{coordinator}' is not a valid coordinator address"))?
         .connect_timeout(Duration::from_secs(5))

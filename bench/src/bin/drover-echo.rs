@@ -16,6 +16,8 @@ use std::path::Path;
 /// directory if one is given, and prints the address.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // One rustls provider (ring) for the process: the build has two (see use_ring_crypto).
+    drover_updater::connection::use_ring_crypto();
     let tls_dir = std::env::args().nth(1);
     stats::raise_fd_limit()?;
     let addr = echo::serve(tls_dir.as_deref().map(Path::new)).await?;

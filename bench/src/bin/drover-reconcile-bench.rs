@@ -36,6 +36,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // One rustls provider (ring) for the process: the build has two (see use_ring_crypto).
+    drover_updater::connection::use_ring_crypto();
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
     let url = args

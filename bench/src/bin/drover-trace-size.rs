@@ -223,6 +223,8 @@ fn print(m: &Measured, agents: usize) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // One rustls provider (ring) for the process: the build has two (see use_ring_crypto).
+    drover_updater::connection::use_ring_crypto();
     let args = Args::parse();
     use_bin_dir(&args.bin_dir);
     let bounded = measure(&args, args.budget).await?;

@@ -83,6 +83,13 @@ impl UpdaterService for PushyCoordinator {
     ) -> Result<Response<pb::GetTargetResponse>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
+
+    async fn get_release_metadata(
+        &self,
+        _: Request<pb::GetReleaseMetadataRequest>,
+    ) -> Result<Response<pb::ReleaseMetadata>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
 }
 
 #[tokio::test]

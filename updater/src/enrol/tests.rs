@@ -192,6 +192,13 @@ impl UpdaterService for Svc {
         self.caller(&request)?;
         Ok(Response::new(pb::GetTargetResponse::default()))
     }
+
+    async fn get_release_metadata(
+        &self,
+        _: Request<pb::GetReleaseMetadataRequest>,
+    ) -> Result<Response<pb::ReleaseMetadata>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
 }
 
 pub(crate) struct Started {
@@ -231,6 +238,7 @@ pub(crate) async fn start(enrol_lifetime: Duration) -> Started {
     }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("https://{}", listener.local_addr().unwrap());
+    crate::connection::use_ring_crypto();
     let router = Server::builder()
         .tls_config(tls)
         .unwrap()

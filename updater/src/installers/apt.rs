@@ -4,6 +4,9 @@
 //! With a root, apt's lists, cache and sources and dpkg's database and files live under it
 //! (`-o Dir=ROOT/`, `dpkg --root`), so an image or a test never touches the host's packages.
 
+use drover_release::{ArtifactTarget, Refusal};
+use drover_rules::ReasonCode;
+
 use super::{
     InstallContext, InstallError, Installer, InstallerKind,
     package::{self, PackageConfig, args, checked_version, expect_version},
@@ -86,6 +89,50 @@ impl AptInstaller {
     }
 }
 
+impl AptInstaller {
+    /// The package apt would fetch must be the one the release metadata signed (#28): apt
+    /// then checks the download against this same SHA256 from its signed index.
+    async fn matches_release(
+        &self,
+        spec: &str,
+        signed: &ArtifactTarget,
+    ) -> Result<(), InstallError> {
+        let output = package::run(
+            "apt-cache",
+            &args(&self.options(), ["show", "--no-all-versions", spec]),
+            NONINTERACTIVE,
+            self.config.timeout,
+        )
+        .await?;
+        let field = |name: &str| {
+            output.text.lines().find_map(|line| {
+                line.strip_prefix(name)
+                    .and_then(|rest| rest.strip_prefix(':'))
+                    .map(|value| value.trim().to_string())
+            })
+        };
+        let (sha256, size) = (field("SHA256"), field("Size"));
+        let same = sha256
+            .as_deref()
+            .is_some_and(|digest| digest.eq_ignore_ascii_case(&signed.sha256))
+            && size.as_deref() == Some(signed.length.to_string().as_str());
+        if output.success && same {
+            return Ok(());
+        }
+        Err(InstallError::release(Refusal::new(
+            ReasonCode::ReleaseArtifactMismatch,
+            format!(
+                "apt's repository offers {spec} with sha256 {} and size {}, but the signed \
+                 release metadata lists {signed} (sha256 {}, {} bytes); nothing was downloaded",
+                sha256.as_deref().unwrap_or("(none)"),
+                size.as_deref().unwrap_or("(none)"),
+                signed.sha256,
+                signed.length
+            ),
+        )))
+    }
+}
+
 impl Installer for AptInstaller {
     fn kind(&self) -> InstallerKind {
         InstallerKind::Apt
@@ -118,7 +165,11 @@ impl Installer for AptInstaller {
 
     /// Refreshes the signed indexes and downloads (and so checks) the package; the agent is
     /// untouched. A held package may be downloaded: nothing is installed.
-    async fn prepare(&self, version: &str) -> Result<(), InstallError> {
+    async fn prepare(
+        &self,
+        version: &str,
+        signed: Option<&ArtifactTarget>,
+    ) -> Result<(), InstallError> {
         let version = checked_version(version)?;
         let spec = format!("{}={version}", self.config.package);
         let step = step_span!("prepare", drover.installer = "apt", drover.version = %version);
@@ -131,6 +182,9 @@ impl Installer for AptInstaller {
                 self.config.timeout,
             )
             .await?;
+            if let Some(signed) = signed {
+                self.matches_release(&spec, signed).await?;
+            }
             self.apt(
                 "apt-get",
                 [

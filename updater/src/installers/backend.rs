@@ -43,8 +43,12 @@ impl Installer for Backend {
         each!(self, b => b.installed_version().await)
     }
 
-    async fn prepare(&self, version: &str) -> Result<(), InstallError> {
-        each!(self, b => b.prepare(version).await)
+    async fn prepare(
+        &self,
+        version: &str,
+        signed: Option<&drover_release::ArtifactTarget>,
+    ) -> Result<(), InstallError> {
+        each!(self, b => b.prepare(version, signed).await)
     }
 
     async fn install(&self, ctx: &InstallContext<'_>, version: &str) -> Result<(), InstallError> {

@@ -25,7 +25,11 @@ impl Installer for CommandInstaller {
         Ok(None)
     }
 
-    async fn prepare(&self, _version: &str) -> Result<(), InstallError> {
+    async fn prepare(
+        &self,
+        _version: &str,
+        _signed: Option<&drover_release::ArtifactTarget>,
+    ) -> Result<(), InstallError> {
         Ok(())
     }
 

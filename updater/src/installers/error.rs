@@ -22,6 +22,9 @@ pub enum InstallError {
     TimedOut(String),
     /// The host's disk (or quota) is full; retried later, when space may have returned.
     DiskFull(String),
+    /// The signed release metadata does not allow it (#28): final for the directive, with the
+    /// precise code (`release_below_floor`, `release_metadata_rollback`, …) first in the text.
+    Release { code: ReasonCode, message: String },
 }
 
 impl InstallError {
@@ -34,13 +37,23 @@ impl InstallError {
             | Self::Conflict(m)
             | Self::Busy(m)
             | Self::TimedOut(m)
-            | Self::DiskFull(m) => m,
+            | Self::DiskFull(m)
+            | Self::Release { message: m, .. } => m,
         }
     }
 
     /// A refusal is final for its directive; everything else may be retried later.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, Self::Refused(_))
+        matches!(self, Self::Refused(_) | Self::Release { .. })
+    }
+
+    /// A refusal by the signed release metadata; the text starts with its code, so the
+    /// report an operator reads names it.
+    pub fn release(refusal: drover_release::Refusal) -> Self {
+        Self::Release {
+            code: refusal.code,
+            message: refusal.to_string(),
+        }
     }
 
     /// The code the policy gives the next decision after this failure.
@@ -54,6 +67,7 @@ impl InstallError {
             Self::Busy(_) => ReasonCode::PackageManagerBusy,
             Self::TimedOut(_) => ReasonCode::InstallTimedOut,
             Self::DiskFull(_) => ReasonCode::DiskFull,
+            Self::Release { code, .. } => *code,
         }
     }
 

@@ -145,7 +145,11 @@ impl Installer for KubeInstaller {
         Ok(image.strip_prefix(&prefix).map(str::to_string))
     }
 
-    async fn prepare(&self, version: &str) -> Result<(), InstallError> {
+    async fn prepare(
+        &self,
+        version: &str,
+        _signed: Option<&drover_release::ArtifactTarget>,
+    ) -> Result<(), InstallError> {
         let step = step_span!("verify", drover.installer = "kubernetes", drover.version = %version);
         traced(step, cosign::verify(&self.registry, &self.key, version))
             .await

@@ -61,8 +61,14 @@ pub trait Installer {
         &self,
     ) -> impl Future<Output = Result<Option<String>, InstallError>> + Send;
 
-    /// Everything that can be fetched and checked before the agent is touched.
-    fn prepare(&self, version: &str) -> impl Future<Output = Result<(), InstallError>> + Send;
+    /// Everything that can be fetched and checked before the agent is touched. `signed`:
+    /// the artifact the signed release metadata lists for `version` (#28); a backend that
+    /// can see its artifact's digest and size refuses one that differs.
+    fn prepare(
+        &self,
+        version: &str,
+        signed: Option<&drover_release::ArtifactTarget>,
+    ) -> impl Future<Output = Result<(), InstallError>> + Send;
 
     /// Makes exactly `version` the running version (switch, restart), in `install` (and
     /// `restart`) spans. Idempotent.

@@ -24,7 +24,11 @@ impl Installer for SimulatedInstaller {
         Ok(None)
     }
 
-    async fn prepare(&self, _version: &str) -> Result<(), InstallError> {
+    async fn prepare(
+        &self,
+        _version: &str,
+        _signed: Option<&drover_release::ArtifactTarget>,
+    ) -> Result<(), InstallError> {
         Ok(())
     }
 

@@ -15,6 +15,8 @@ use std::{
     time::Duration,
 };
 
+use drover_release::{ArtifactTarget, Refusal};
+use drover_rules::ReasonCode;
 use serde::Deserialize;
 
 use super::{
@@ -75,8 +77,12 @@ impl Installer for TarballInstaller {
         })
     }
 
-    async fn prepare(&self, version: &str) -> Result<(), InstallError> {
-        self.fetch_and_unpack(version).await
+    async fn prepare(
+        &self,
+        version: &str,
+        signed: Option<&drover_release::ArtifactTarget>,
+    ) -> Result<(), InstallError> {
+        self.fetch_and_unpack(version, signed).await
     }
 
     async fn install(&self, _ctx: &InstallContext<'_>, version: &str) -> Result<(), InstallError> {
@@ -127,7 +133,11 @@ impl TarballInstaller {
     /// Fetches, verifies and unpacks `version` into `versions/<version>`; touches nothing else.
     /// Each step is a span: `download` (manifest, then artifact), `verify` (signature, then
     /// digest), `install` (extraction).
-    async fn fetch_and_unpack(&self, version: &str) -> Result<(), InstallError> {
+    async fn fetch_and_unpack(
+        &self,
+        version: &str,
+        signed: Option<&ArtifactTarget>,
+    ) -> Result<(), InstallError> {
         tokio::fs::create_dir_all(self.versions())
             .await
             .map_err(|err| {
@@ -156,10 +166,19 @@ impl TarballInstaller {
         let step = step_span!("download", url.full = %manifest_url);
         let (manifest_bytes, signature) = traced(step, documents).await?;
         let step = step_span!("verify", url.full = %manifest_url);
-        let manifest = traced(step, async {
-            self.verify_manifest(&manifest_bytes, &signature, &manifest_url, version)
+        let mut manifest = traced(step, async {
+            let manifest =
+                self.verify_manifest(&manifest_bytes, &signature, &manifest_url, version)?;
+            match signed {
+                Some(signed) => agrees_with_release(manifest, signed),
+                None => Ok(manifest),
+            }
         })
         .await?;
+        if let Some(signed) = signed {
+            // The signed length bounds the download exactly (an endless body is cut there).
+            manifest.size = Some(signed.length);
+        }
         let token = uuid::Uuid::new_v4().simple().to_string();
         let download = self.download_path(version, &token);
         let result = self
@@ -343,6 +362,30 @@ impl TarballInstaller {
             }
         }
     }
+}
+
+/// The minisign manifest must name the artifact the release metadata signed (#28): the
+/// same file, digest and size, or nothing is downloaded.
+fn agrees_with_release(
+    manifest: Manifest,
+    signed: &ArtifactTarget,
+) -> Result<Manifest, InstallError> {
+    let same_digest = manifest.sha256.trim().eq_ignore_ascii_case(&signed.sha256);
+    let same_size = manifest.size.is_none_or(|size| size == signed.length);
+    if manifest.artifact == signed.file && same_digest && same_size {
+        return Ok(manifest);
+    }
+    Err(InstallError::release(Refusal::new(
+        ReasonCode::ReleaseArtifactMismatch,
+        format!(
+            "the release server's manifest names {} (sha256 {}), but the signed release \
+             metadata lists {signed} (sha256 {}, {} bytes); nothing was downloaded",
+            manifest.artifact,
+            manifest.sha256.trim(),
+            signed.sha256,
+            signed.length
+        ),
+    )))
 }
 
 fn unpack(archive: &Path, into: &Path) -> std::io::Result<()> {

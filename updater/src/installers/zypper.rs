@@ -84,7 +84,11 @@ impl Installer for ZypperInstaller {
 
     /// Refreshes the (signed) metadata and downloads the package, checking its signature;
     /// the agent is untouched (a download ignores the lock).
-    async fn prepare(&self, version: &str) -> Result<(), InstallError> {
+    async fn prepare(
+        &self,
+        version: &str,
+        _signed: Option<&drover_release::ArtifactTarget>,
+    ) -> Result<(), InstallError> {
         let version = checked_version(version)?;
         let spec = format!("{}={version}", self.config.package);
         let step = step_span!("prepare", drover.installer = "zypper", drover.version = %version);

@@ -56,6 +56,44 @@ fn wait(reason: ReasonCode, detail: impl Into<String>, recheck_at_ms: Option<i64
 }
 
 pub fn decide(now_ms: i64, state: &PersistedState, health: Health) -> Decision {
+    let decision = decide_install(now_ms, state, health);
+    let Some(held) = &state.release else {
+        return decision;
+    };
+    // A revert never waits for release metadata: it goes back to what ran here.
+    if matches!(decision, Decision::Revert { .. }) {
+        return decision;
+    }
+    if now_ms >= held.expires_ms {
+        // The freeze alarm (#28): whoever serves updates stopped bringing fresh metadata.
+        return wait(
+            ReasonCode::ReleaseMetadataExpired,
+            format!(
+                "the signed release metadata (version {}) expired {} s ago and nothing newer                  verified: updates may be withheld from this agent (a frozen coordinator);                  nothing installs until the release team signs and publishes fresh metadata",
+                held.version,
+                (now_ms - held.expires_ms) / 1000
+            ),
+            None,
+        );
+    }
+    match decision {
+        // Decide again the moment the metadata expires, so the alarm is never late.
+        Decision::Wait {
+            reason,
+            detail,
+            recheck_at_ms,
+        } => Decision::Wait {
+            reason,
+            detail,
+            recheck_at_ms: Some(
+                recheck_at_ms.map_or(held.expires_ms, |at| at.min(held.expires_ms)),
+            ),
+        },
+        other => other,
+    }
+}
+
+fn decide_install(now_ms: i64, state: &PersistedState, health: Health) -> Decision {
     // A revert that failed is tried again once its backoff is over, never in a loop.
     if let Some(failure) = &state.revert_failure
         && let Some(back_to) = &failure.back_to
@@ -177,7 +215,7 @@ pub fn decide(now_ms: i64, state: &PersistedState, health: Health) -> Decision {
         match failure.kind {
             FailureKind::Refused => {
                 return wait(
-                    ReasonCode::InstallRefused,
+                    failure.reason.unwrap_or(ReasonCode::InstallRefused),
                     format!("the install of {target} was refused; waiting for a new directive"),
                     None,
                 );
@@ -257,5 +295,7 @@ fn served_reason(code: &str) -> ReasonCode {
         .unwrap_or(ReasonCode::NoTarget)
 }
 
+#[cfg(test)]
+mod release_tests;
 #[cfg(test)]
 mod tests;

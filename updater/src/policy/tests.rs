@@ -157,9 +157,16 @@ fn failed_installs_wait_for_a_retry_or_a_new_directive() {
         ReasonCode::NoSchedule
     );
     s.install_failure.as_mut().unwrap().kind = FailureKind::Refused;
+    s.install_failure.as_mut().unwrap().reason = None;
     assert_eq!(
         decide(MONDAY + HOUR, &s, Health::Healthy).reason(),
         ReasonCode::InstallRefused
+    );
+    // A refusal by the signed release metadata keeps its own code while it waits.
+    s.install_failure.as_mut().unwrap().reason = Some(ReasonCode::ReleaseBelowFloor);
+    assert_eq!(
+        decide(MONDAY + HOUR, &s, Health::Healthy).reason(),
+        ReasonCode::ReleaseBelowFloor
     );
     directive(&mut s).directive_id = "d-2".into();
     assert_eq!(

@@ -152,6 +152,18 @@ pub struct PersistedState {
     /// directive older than a stop this updater acknowledged is ever acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_epoch: Option<(String, u64)>,
+    /// The newest signed release metadata verified here (#28): its expiry is the freeze alarm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<HeldRelease>,
+}
+
+/// What the updater holds of the release metadata it last verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldRelease {
+    /// The timestamp role's version.
+    pub version: u64,
+    /// The earliest expiry among its roles, ms since the epoch.
+    pub expires_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
