@@ -7,7 +7,8 @@ use crate::{
     commands::{
         admins::AdminsCommand, agents::AgentsCommand, audit::AuditArgs, channels::ChannelsCommand,
         control_plane::ControlPlaneCommand, events::EventsArgs, fleet::FleetCommand,
-        rollout::RolloutCommand, schedule::ScheduleCommand, tokens::TokensCommand,
+        releases::ReleasesCommand, rollout::RolloutCommand, schedule::ScheduleCommand,
+        tokens::TokensCommand,
     },
     render::Format,
 };
@@ -41,6 +42,7 @@ use crate::{
         droverctl agents why web-01\n  \
         droverctl tokens create --group prod --ttl 1h --uses 10\n  \
         droverctl agents revoke web-01\n  \
+        droverctl releases sign --dir release --key alice.pk8 bob.pk8\n  \
         droverctl completion bash > /etc/bash_completion.d/droverctl"
 )]
 pub struct Cli {
@@ -92,6 +94,11 @@ pub enum Command {
     /// Needs the admin role.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Signed release metadata (TUF) that updaters verify before any install: keys,
+    /// artifacts, the version floor, signing and root rotation. The offline verbs work on a
+    /// release directory on this machine and need no coordinator.
+    #[command(subcommand)]
+    Releases(ReleasesCommand),
     /// Print a shell completion script, e.g. `droverctl completion bash > ~/.droverctl.bash`.
     Completion {
         /// The shell to complete for.

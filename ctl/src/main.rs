@@ -44,6 +44,12 @@ async fn main() -> ExitCode {
     };
     let printed = match command {
         Command::Completion { shell } => commands::completion::script(shell),
+        // Offline release verbs: local files only, no profile and no coordinator.
+        Command::Releases(releases) if releases.is_offline() => {
+            commands::releases::run_offline(releases)
+                .await
+                .and_then(|reply| reply.render(format, output::colour(output::Stream::Stdout)))
+        }
         command => async {
             let token = std::env::var("DROVER_TOKEN").ok();
             let target =

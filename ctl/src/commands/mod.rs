@@ -10,6 +10,7 @@ pub mod completion;
 pub mod control_plane;
 pub mod events;
 pub mod fleet;
+pub mod releases;
 pub mod rollout;
 pub mod schedule;
 pub mod tokens;
@@ -59,6 +60,9 @@ pub async fn run(target: &Target, command: Command) -> Result<Reply, String> {
         Command::Audit(args) => audit::run(client, args).await,
         Command::Admins(command) => admins::run(client, command).await,
         Command::Tokens(command) => tokens::run(client, command).await,
+        // main runs the offline verbs without connecting; the online ones (publish, show)
+        // will be matched here.
+        Command::Releases(command) => releases::run_online(client, command).await,
         Command::Completion { shell } => {
             // main prints completions without connecting; this keeps the match exhaustive.
             Ok(Reply::new(
