@@ -156,6 +156,9 @@ pub struct PackageRepos {
     _other: GpgKey,
     /// `{url}/apt` or `{url}/rpm`: the variant chosen with `serve`.
     pub url: String,
+    /// The package files built, one per version, in the order given (what the good
+    /// repository serves, byte for byte).
+    pub packages: Vec<PathBuf>,
 }
 
 impl PackageRepos {
@@ -211,6 +214,7 @@ impl PackageRepos {
             key,
             _other: other,
             url: format!("http://{addr}/{}", format.name()),
+            packages,
         };
         repos.serve(Flaw::None);
         repos
