@@ -212,3 +212,6 @@ impl Transport for BundleTransport {
         Ok(Box::pin(stream::iter([Ok(chunk)])))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -229,6 +229,22 @@ codes! {
     }
 }
 
+impl ReasonCode {
+    /// The signed release metadata's refusals and alarms (#28): each means an attack, a
+    /// freeze or a release-side mistake an operator must look at.
+    pub const RELEASE: [ReasonCode; 9] = [
+        ReasonCode::ReleaseNotListed,
+        ReasonCode::ReleaseBelowFloor,
+        ReasonCode::ReleaseArtifactMismatch,
+        ReasonCode::ReleaseMetadataMissing,
+        ReasonCode::ReleaseMetadataUnsigned,
+        ReasonCode::ReleaseMetadataInconsistent,
+        ReasonCode::ReleaseMetadataRollback,
+        ReasonCode::ReleaseMetadataExpired,
+        ReasonCode::ReleaseMetadataTooLarge,
+    ];
+}
+
 impl AdminRole {
     /// Whether this role may do what `needed` may (viewer < operator < admin).
     pub fn allows(self, needed: AdminRole) -> bool {

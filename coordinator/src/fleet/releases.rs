@@ -7,6 +7,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use drover_release::Bundle;
+use drover_rules::ReasonCode;
 
 use super::{Caller, Fleet, change_feed::Change, effects::Effect};
 use crate::{
@@ -45,6 +46,19 @@ impl Fleet {
     /// The bundle updaters are given; `None` when none was published.
     pub fn release_metadata(&self) -> Option<Arc<PublishedRelease>> {
         self.releases.read().clone()
+    }
+
+    /// Connected agents whose updater's decision is a release refusal or alarm, by code
+    /// (from memory; `/metrics` `drover_release_alarms`).
+    pub fn release_alarms(&self) -> std::collections::HashMap<ReasonCode, u64> {
+        let mut alarms = std::collections::HashMap::new();
+        for session in self.sessions.all() {
+            let reason = ReasonCode::parse(&session.live.lock().decision_reason);
+            if let Some(code) = reason.filter(|code| ReasonCode::RELEASE.contains(code)) {
+                *alarms.entry(code).or_insert(0) += 1;
+            }
+        }
+        alarms
     }
 
     pub(super) async fn reload_release_metadata(&self) -> Result<()> {

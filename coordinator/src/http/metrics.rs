@@ -51,6 +51,11 @@ struct GroupAgentLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ChannelLabels {
     channel: String,
 }
@@ -106,6 +111,20 @@ fn fleet_facts(fleet: &Fleet) -> Registry {
     );
     rollouts(fleet, &mut registry);
     stop_acks(fleet, &mut registry);
+    let alarms = Family::<ReasonLabels, Gauge>::default();
+    for (code, n) in fleet.release_alarms() {
+        let labels = ReasonLabels {
+            reason: code.as_str(),
+        };
+        alarms
+            .get_or_create(&labels)
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    registry.register(
+        "drover_release_alarms",
+        "Connected agents whose updater refused the signed release metadata or an install by it, or holds expired metadata (release_metadata_expired: a freeze), by reason",
+        alarms,
+    );
     let counters = &fleet.counters;
     for (name, help, value) in [
         (

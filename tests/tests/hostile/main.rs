@@ -10,7 +10,7 @@ use std::{cell::Cell, time::Duration};
 
 use drover_tests::{
     AgentHost, CoordinatorBuilder, CoordinatorProcess, ReleaseRepo, UpdaterBuilder, UpdaterProcess,
-    droverctl, droverctl_json, eventually, eventually_explained,
+    droverctl, droverctl_json, eventually, eventually_explained, http, metric_value,
     repos::{Flaw, PackageFormat, PackageRepos},
     roots::{Manager, PackageHost},
 };
@@ -296,6 +296,13 @@ async fn a_hostile_coordinator_installs_nothing_unsigned_old_or_mixed_and_cannot
     }
     let before = s.installed();
     s.both_show("release_metadata_expired", "freeze").await;
+    // One number to alert on across the fleet (if the coordinator is honest about it).
+    let expired = "drover_release_alarms{reason=\"release_metadata_expired\"}";
+    eventually("/metrics counts both frozen agents", WAIT, async || {
+        let (_, body) = http(s.coordinator.addresses.http, "GET", "/metrics").await;
+        (metric_value(&body, expired) == 2).then_some(())
+    })
+    .await;
     for (agent, updater) in s.agents() {
         let state = updater.state();
         let expires_ms = state["release"]["expires_ms"].as_i64().unwrap();
