@@ -423,7 +423,7 @@ async fn run(
     )?;
     let samples = sample_config(&args, health.as_ref());
     let release = match &args.release_root {
-        Some(path) => Some(drover_updater::release::ReleaseTrust {
+        Some(path) => Some(drover_updater::shared::ReleaseTrust {
             pinned_root: Arc::new(
                 std::fs::read(path)
                     .with_context(|| format!("cannot read the release root {}", path.display()))?,

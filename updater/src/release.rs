@@ -4,7 +4,7 @@
 //! artifact it lists, for this installer, not below the signed floor. The periodic
 //! re-check refreshes it, so an expiry (a freeze) raises the alarm in the policy.
 
-use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
+use std::collections::BTreeMap;
 
 use drover_proto::v1::{self as pb, updater_service_client::UpdaterServiceClient};
 use drover_release::{ArtifactTarget, Bundle, BundleError, Refusal, Verified, verify::VerifyError};
@@ -13,21 +13,12 @@ use drover_rules::{ReasonCode, parse_version};
 use crate::{
     connection::connect_any,
     installers::{InstallError, Installer, InstallerKind},
-    shared::Shared,
+    shared::{ReleaseTrust, Shared},
     state::HeldRelease,
 };
 
 /// A bundle is at most 1 MiB of files; a larger answer is refused before it is decoded.
 const MAX_ANSWER_BYTES: usize = drover_release::bundle::MAX_TOTAL_BYTES + (64 << 10);
-
-/// What the updater trusts: set with `--release-root`.
-#[derive(Debug, Clone)]
-pub struct ReleaseTrust {
-    /// The root.json it was installed with.
-    pub pinned_root: Arc<Vec<u8>>,
-    /// Its own copy of the newest trusted metadata (rollback protection across restarts).
-    pub datastore: PathBuf,
-}
 
 /// The kind of target this installer installs, as the release side names it.
 pub fn target_kind(kind: InstallerKind) -> &'static str {

@@ -75,7 +75,16 @@ pub struct UpdaterConfig {
     pub directive_mirror: Option<mirror::DirectiveMirror>,
     /// The pinned release root (`--release-root`): every install must be in signed release
     /// metadata (#28). `None`: only the installers' own signature checks apply.
-    pub release: Option<crate::release::ReleaseTrust>,
+    pub release: Option<ReleaseTrust>,
+}
+
+/// What the updater trusts for signed release metadata (#28): set with `--release-root`.
+#[derive(Debug, Clone)]
+pub struct ReleaseTrust {
+    /// The root.json it was installed with.
+    pub pinned_root: std::sync::Arc<Vec<u8>>,
+    /// Its own copy of the newest trusted metadata (rollback protection across restarts).
+    pub datastore: std::path::PathBuf,
 }
 
 /// State shared by the updater's tasks.

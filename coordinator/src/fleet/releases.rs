@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use drover_release::Bundle;
 use drover_rules::ReasonCode;
 
-use super::{Caller, Fleet, change_feed::Change, effects::Effect};
+use super::{Caller, Fleet, change_feed::Change};
 use crate::{
     domain::now_ms,
     error::{DroverError, Result},
@@ -72,8 +72,7 @@ impl Fleet {
         &self,
         files: BTreeMap<String, Vec<u8>>,
         caller: &Caller,
-        dry_run: bool,
-    ) -> Result<(Arc<PublishedRelease>, Effect)> {
+    ) -> Result<Arc<PublishedRelease>> {
         let bundle = Bundle::new(files).map_err(|err| DroverError::invalid(err.to_string()))?;
         let version = bundle.claimed_version().ok_or_else(|| {
             DroverError::invalid(
@@ -96,7 +95,6 @@ impl Fleet {
             )));
         }
         let text = format!("release metadata version {version} published");
-        let effect = Effect::new(dry_run, text.clone(), 0);
         let release = StoredRelease {
             version,
             bytes: bundle.total_bytes() as u64,
@@ -109,15 +107,12 @@ impl Fleet {
             bytes: release.bytes,
             published_ms: release.published_ms,
         });
-        if dry_run {
-            return Ok((published, effect));
-        }
         let event = self.admin_event(caller, text);
         self.store()
             .publish_release_metadata(&release, &event)
             .await?;
         *self.releases.write() = Some(published.clone());
         self.announce(Change::Settings).await;
-        Ok((published, effect))
+        Ok(published)
     }
 }

@@ -27,11 +27,8 @@ impl AdminApi {
             .into_iter()
             .map(|file| (file.name, file.content))
             .collect();
-        let outcome = self
-            .fleet
-            .publish_release_metadata(files, &caller, false)
-            .await;
-        let (published, _) = self.audited(&caller, false, outcome).await?;
+        let outcome = self.fleet.publish_release_metadata(files, &caller).await;
+        let published = self.audited(&caller, false, outcome).await?;
         tracing::info!(
             version = published.version,
             bytes = published.bytes,

@@ -45,10 +45,7 @@ impl UpdaterService for UpdaterApi {
         &self,
         request: Request<Streaming<pb::UpdaterMessage>>,
     ) -> Result<Response<Outbound>, Status> {
-        let peer = peer_certificate(&request);
-        refuse_expired(peer.as_ref())?;
-        let certified = peer.as_ref().and_then(|p| p.agent_id.clone());
-        let serial = peer.map(|p| p.serial);
+        let (certified, serial) = caller(&request)?;
         let conn = super::peer::conn(&request);
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
@@ -108,10 +105,7 @@ impl UpdaterService for UpdaterApi {
         &self,
         request: Request<pb::GetTargetRequest>,
     ) -> Result<Response<pb::GetTargetResponse>, Status> {
-        let peer = peer_certificate(&request);
-        refuse_expired(peer.as_ref())?;
-        let certified = peer.as_ref().and_then(|p| p.agent_id.clone());
-        let serial = peer.map(|p| p.serial);
+        let (certified, serial) = caller(&request)?;
         let conn = super::peer::conn(&request);
         let request = request.into_inner();
         let checked = self
@@ -166,10 +160,7 @@ impl UpdaterService for UpdaterApi {
         &self,
         request: Request<pb::GetReleaseMetadataRequest>,
     ) -> Result<Response<pb::ReleaseMetadata>, Status> {
-        let peer = peer_certificate(&request);
-        refuse_expired(peer.as_ref())?;
-        let certified = peer.as_ref().and_then(|p| p.agent_id.clone());
-        let serial = peer.map(|p| p.serial);
+        let (certified, serial) = caller(&request)?;
         let agent_id = certified.clone().unwrap_or_default();
         let checked = self
             .fleet
@@ -209,6 +200,15 @@ impl UpdaterService for UpdaterApi {
 /// The caller's verified client certificate, if it sent one.
 pub(super) fn peer_certificate<T>(request: &Request<T>) -> Option<PeerCertificate> {
     PeerCertificate::parse(super::peer::peer_certs(request)?.first()?)
+}
+
+/// The agent id and serial of the caller's current certificate (none under --insecure, or
+/// for a caller without one: `check_agent` decides); an expired one is refused here.
+fn caller<T>(request: &Request<T>) -> Result<(Option<String>, Option<String>), Status> {
+    let peer = peer_certificate(request);
+    refuse_expired(peer.as_ref())?;
+    let certified = peer.as_ref().and_then(|p| p.agent_id.clone());
+    Ok((certified, peer.map(|p| p.serial)))
 }
 
 /// Refuses a certificate the handshake let through only so that it can renew (expired
