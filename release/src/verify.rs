@@ -56,10 +56,17 @@ pub async fn verify(
     tokio::fs::create_dir_all(datastore)
         .await
         .map_err(|err| VerifyError::Local(format!("{}: {err}", datastore.display())))?;
-    // After a rotation the pinned root's keys may be the compromised ones: start from the
-    // newest root already trusted, so a bundle that leaves out the new roots cannot go back.
-    let trusted = tokio::fs::read(datastore.join(TRUSTED_ROOT)).await.ok();
-    let root = trusted.as_deref().unwrap_or(pinned_root);
+    let trusted = match tokio::fs::read(datastore.join(TRUSTED_ROOT)).await {
+        Ok(bytes) => Some(bytes),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => {
+            return Err(VerifyError::Local(format!(
+                "{}: {err}",
+                datastore.display()
+            )));
+        }
+    };
+    let root = newest_root(pinned_root, trusted.as_deref());
     let transport = BundleTransport {
         files: Arc::new(bundle.files.clone()),
     };
@@ -111,6 +118,22 @@ pub async fn verify(
     })
 }
 
+/// After a rotation the older root's keys may be the compromised ones: start from the
+/// newer of the pinned root and the newest one already trusted (tough verifies whichever it
+/// is), so a bundle that leaves the new roots out cannot go back, and an operator who pins
+/// a newer root is followed.
+fn newest_root<'a>(pinned: &'a [u8], trusted: Option<&'a [u8]>) -> &'a [u8] {
+    let version = |bytes: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|root| root["signed"]["version"].as_u64())
+    };
+    match trusted {
+        Some(trusted) if version(trusted) > version(pinned) => trusted,
+        _ => pinned,
+    }
+}
+
 fn base(url: &str) -> Url {
     Url::parse(url).expect("a constant URL")
 }
@@ -140,8 +163,18 @@ async fn read_policy(repo: &tough::Repository) -> Result<Policy, VerifyError> {
 fn classify(error: TufError) -> VerifyError {
     use ReasonCode as C;
     let code = match &error {
-        TufError::ExpiredMetadata { .. } | TufError::SystemTimeSteppedBackward { .. } => {
-            C::ReleaseMetadataExpired
+        TufError::ExpiredMetadata { .. } => C::ReleaseMetadataExpired,
+        TufError::SystemTimeSteppedBackward { .. } => {
+            return VerifyError::Local(format!(
+                "{error}; this host's clock went back: fix it (NTP), or remove the datastore's \
+                 latest_known_time.json if the clock was wrong before"
+            ));
+        }
+        TufError::ParseTrustedMetadata { .. } | TufError::VerifyTrustedMetadata { .. } => {
+            return VerifyError::Local(format!(
+                "{error}; the trusted root is unreadable or not self-signed: check \
+                 --release-root (the release team's metadata/1.root.json)"
+            ));
         }
         TufError::OlderMetadata { .. }
         | TufError::OlderSnapshotInTimestamp { .. }

@@ -16,7 +16,7 @@ use drover_rules::{
 
 use crate::{
     health::Health,
-    installers::{InstallContext, Installer},
+    installers::{InstallContext, InstallError, Installer},
     shared::{Activity, Shared},
     state::{
         BrokenVersion, FailureKind, InFlight, InstallFailure, Outcome, PersistedState, Phase,
@@ -78,22 +78,18 @@ async fn attempt(shared: &Shared, in_flight: InFlight) {
     let target = in_flight.to.as_str();
     shared.set_activity(Activity::Downloading);
     let prepared = match crate::release::gate(shared, target).await {
-        Ok(signed) => {
-            shared
-                .config
-                .installer
-                .prepare(target, signed.as_ref())
-                .await
-        }
+        Ok(signed) => shared.config.installer.prepare(target, &signed).await,
         Err(refused) => Err(refused),
     };
     if let Err(err) = prepared {
         tracing::warn!(version = %target, error = %err.message(), reason = err.reason().as_str(), "install refused or failed before touching the agent");
-        // A refusal is final for this directive; anything else is retried later.
-        let (kind, outcome) = if err.is_refusal() {
-            (FailureKind::Refused, Outcome::Refused)
-        } else {
-            (FailureKind::Transient, Outcome::Failed)
+        // A refusal is final for this directive; anything else is retried later. A release
+        // refusal is reported as one but tried again with backoff: the release team may
+        // publish what was missing, or a lagging replica catch up, with no new directive.
+        let (kind, outcome) = match &err {
+            InstallError::Release { .. } => (FailureKind::Transient, Outcome::Refused),
+            err if err.is_refusal() => (FailureKind::Refused, Outcome::Refused),
+            _ => (FailureKind::Transient, Outcome::Failed),
         };
         // Waiting for a retry says why (a missing version, a busy lock), not just "failed".
         let reason = match err.reason() {

@@ -86,6 +86,13 @@ pub async fn run(
         // An operator who repaired the host restarts the updater: try going back at once.
         failure.retry_at_ms = 0;
     }
+    if config.release.is_some() && state.release.is_none() {
+        // Nothing verified yet: a grace, then `release_metadata_missing` (the policy's).
+        state.release = Some(state::HeldRelease {
+            version: 0,
+            expires_ms: config.clock.now_ms() + release::FIRST_VERIFY_GRACE_MS,
+        });
+    }
     tracing::info!(agent_id = %state.agent_id, version = ?state.agent_version, "updater starting");
     let shared = Arc::new(Shared::new(config, store, state));
     let (directives_tx, directives_rx) = mpsc::channel(16);

@@ -424,10 +424,7 @@ async fn run(
     let samples = sample_config(&args, health.as_ref());
     let release = match &args.release_root {
         Some(path) => Some(drover_updater::shared::ReleaseTrust {
-            pinned_root: Arc::new(
-                std::fs::read(path)
-                    .with_context(|| format!("cannot read the release root {}", path.display()))?,
-            ),
+            pinned_root: Arc::new(read_release_root(path)?),
             datastore: args.state_dir.join("release-metadata"),
         }),
         None => None,
@@ -474,4 +471,21 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = terminate.recv() => {},
     }
     shutdown.cancel();
+}
+
+/// The pinned TUF root, refused at start when it is not one (a wrong path would otherwise
+/// surface only as refused installs).
+fn read_release_root(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read the release root {}", path.display()))?;
+    let kind = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|root| root["signed"]["_type"].as_str().map(str::to_string));
+    anyhow::ensure!(
+        kind.as_deref() == Some("root"),
+        "{} is not a TUF root.json; give --release-root the release team's \
+         metadata/1.root.json (`droverctl releases init` writes it)",
+        path.display()
+    );
+    Ok(bytes)
 }

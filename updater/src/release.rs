@@ -17,6 +17,12 @@ use crate::{
     state::HeldRelease,
 };
 
+/// How long a fresh updater may go without verified metadata before it says so: a few
+/// re-checks (and an install, which verifies too) at the default ten minutes.
+pub const FIRST_VERIFY_GRACE_MS: i64 = 30 * 60 * 1000;
+/// A coordinator that never answers must not hold the gate (and the freeze alarm) forever.
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A bundle is at most 1 MiB of files; a larger answer is refused before it is decoded.
 const MAX_ANSWER_BYTES: usize = drover_release::bundle::MAX_TOTAL_BYTES + (64 << 10);
 
@@ -33,28 +39,26 @@ pub fn target_kind(kind: InstallerKind) -> &'static str {
     }
 }
 
-/// The signed artifact `target` must match, or why it may not be installed; `None` when
-/// the updater was started without `--release-root`.
-pub async fn gate(shared: &Shared, target: &str) -> Result<Option<ArtifactTarget>, InstallError> {
+/// The signed artifacts `target` must be one of (one per architecture, say), or why it may
+/// not be installed; empty when the updater was started without `--release-root`.
+pub async fn gate(shared: &Shared, target: &str) -> Result<Vec<ArtifactTarget>, InstallError> {
     let Some(trust) = &shared.config.release else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
-    let verified = match fetch_and_verify(shared, trust, 0).await? {
-        Some(verified) => verified,
-        None => {
-            return Err(InstallError::release(Refusal::new(
-                ReasonCode::ReleaseMetadataMissing,
-                "the coordinator serves no release metadata; publish it with `droverctl releases publish`",
-            )));
-        }
+    let Some(verified) = fetch_and_verify(shared, trust, 0).await? else {
+        return Err(InstallError::release(Refusal::new(
+            ReasonCode::ReleaseMetadataMissing,
+            "the coordinator serves no release metadata; publish it with `droverctl releases publish`",
+        )));
     };
     let version = parse_version(target).map_err(|err| InstallError::Refused(err.to_string()))?;
     let kind = target_kind(shared.config.installer.kind());
-    let Some(artifact) = verified
+    let listed: Vec<ArtifactTarget> = verified
         .artifacts
-        .iter()
-        .find(|a| a.kind == kind && a.version == version)
-    else {
+        .into_iter()
+        .filter(|a| a.kind == kind && a.version == version)
+        .collect();
+    if listed.is_empty() {
         return Err(InstallError::release(Refusal::new(
             ReasonCode::ReleaseNotListed,
             format!(
@@ -63,7 +67,7 @@ pub async fn gate(shared: &Shared, target: &str) -> Result<Option<ArtifactTarget
                 verified.timestamp_version
             ),
         )));
-    };
+    }
     let current = shared
         .state
         .lock()
@@ -75,7 +79,7 @@ pub async fn gate(shared: &Shared, target: &str) -> Result<Option<ArtifactTarget
         .policy
         .permits(current.as_ref(), &version)
         .map_err(InstallError::release)?;
-    Ok(Some(artifact.clone()))
+    Ok(listed)
 }
 
 /// The re-check's part: fetch what is newer than what is held and verify it. A refusal is
@@ -134,9 +138,15 @@ async fn fetch(shared: &Shared, have: u64) -> Result<Option<Bundle>, InstallErro
         .await
         .map_err(|err| InstallError::Transient(format!("cannot reach a coordinator: {err:#}")))?;
     let mut client = UpdaterServiceClient::new(channel).max_decoding_message_size(MAX_ANSWER_BYTES);
-    let answer = client
-        .get_release_metadata(pb::GetReleaseMetadataRequest { have_version: have })
+    let call = client.get_release_metadata(pb::GetReleaseMetadataRequest { have_version: have });
+    let answer = tokio::time::timeout(FETCH_TIMEOUT, call)
         .await
+        .map_err(|_| {
+            InstallError::Transient(format!(
+                "the coordinator did not answer for the release metadata within {} s",
+                FETCH_TIMEOUT.as_secs()
+            ))
+        })?
         .map_err(|status| match status.code() {
             // tonic's answer to a message over the limit: endless data from the coordinator.
             tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {

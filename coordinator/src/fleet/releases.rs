@@ -87,6 +87,14 @@ impl Fleet {
             })?;
             texts.insert(name.clone(), text);
         }
+        if i64::try_from(version).is_err() {
+            return Err(DroverError::invalid(format!(
+                "release metadata version {version} is out of range; sign with `droverctl releases sign`"
+            )));
+        }
+        // A settings refresh that read the store before this commit must not put the older
+        // bundle back after it: both take the refresh lock.
+        let _serialized = self.refresh_lock.lock().await;
         let current = self.release_metadata().map_or(0, |r| r.version);
         if version <= current {
             return Err(DroverError::Conflict(format!(

@@ -95,7 +95,7 @@ impl AptInstaller {
     async fn matches_release(
         &self,
         spec: &str,
-        signed: &ArtifactTarget,
+        signed: &[ArtifactTarget],
     ) -> Result<(), InstallError> {
         let output = package::run(
             "apt-cache",
@@ -104,6 +104,11 @@ impl AptInstaller {
             self.config.timeout,
         )
         .await?;
+        if !output.success {
+            return Err(InstallError::NotFound(format!(
+                "apt knows no {spec} (apt-cache show failed); it retries later"
+            )));
+        }
         let field = |name: &str| {
             output.text.lines().find_map(|line| {
                 line.strip_prefix(name)
@@ -112,22 +117,27 @@ impl AptInstaller {
             })
         };
         let (sha256, size) = (field("SHA256"), field("Size"));
-        let same = sha256
-            .as_deref()
-            .is_some_and(|digest| digest.eq_ignore_ascii_case(&signed.sha256))
-            && size.as_deref() == Some(signed.length.to_string().as_str());
-        if output.success && same {
+        let listed = signed.iter().any(|target| {
+            sha256
+                .as_deref()
+                .is_some_and(|digest| digest.eq_ignore_ascii_case(&target.sha256))
+                && size.as_deref() == Some(target.length.to_string().as_str())
+        });
+        if listed {
             return Ok(());
         }
+        let names: Vec<String> = signed
+            .iter()
+            .map(|t| format!("{t} (sha256 {}, {} bytes)", t.sha256, t.length))
+            .collect();
         Err(InstallError::release(Refusal::new(
             ReasonCode::ReleaseArtifactMismatch,
             format!(
                 "apt's repository offers {spec} with sha256 {} and size {}, but the signed \
-                 release metadata lists {signed} (sha256 {}, {} bytes); nothing was downloaded",
+                 release metadata lists {}; nothing was downloaded",
                 sha256.as_deref().unwrap_or("(none)"),
                 size.as_deref().unwrap_or("(none)"),
-                signed.sha256,
-                signed.length
+                names.join(", ")
             ),
         )))
     }
@@ -165,11 +175,7 @@ impl Installer for AptInstaller {
 
     /// Refreshes the signed indexes and downloads (and so checks) the package; the agent is
     /// untouched. A held package may be downloaded: nothing is installed.
-    async fn prepare(
-        &self,
-        version: &str,
-        signed: Option<&ArtifactTarget>,
-    ) -> Result<(), InstallError> {
+    async fn prepare(&self, version: &str, signed: &[ArtifactTarget]) -> Result<(), InstallError> {
         let version = checked_version(version)?;
         let spec = format!("{}={version}", self.config.package);
         let step = step_span!("prepare", drover.installer = "apt", drover.version = %version);
@@ -182,7 +188,7 @@ impl Installer for AptInstaller {
                 self.config.timeout,
             )
             .await?;
-            if let Some(signed) = signed {
+            if !signed.is_empty() {
                 self.matches_release(&spec, signed).await?;
             }
             self.apt(

@@ -46,7 +46,7 @@ impl Installer for Backend {
     async fn prepare(
         &self,
         version: &str,
-        signed: Option<&drover_release::ArtifactTarget>,
+        signed: &[drover_release::ArtifactTarget],
     ) -> Result<(), InstallError> {
         each!(self, b => b.prepare(version, signed).await)
     }

@@ -28,7 +28,7 @@ impl Installer for CommandInstaller {
     async fn prepare(
         &self,
         _version: &str,
-        _signed: Option<&drover_release::ArtifactTarget>,
+        _signed: &[drover_release::ArtifactTarget],
     ) -> Result<(), InstallError> {
         Ok(())
     }

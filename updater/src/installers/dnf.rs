@@ -71,7 +71,7 @@ impl Installer for DnfInstaller {
     async fn prepare(
         &self,
         version: &str,
-        _signed: Option<&drover_release::ArtifactTarget>,
+        _signed: &[drover_release::ArtifactTarget],
     ) -> Result<(), InstallError> {
         let version = checked_version(version)?;
         let spec = format!("{}-{version}", self.config.package);

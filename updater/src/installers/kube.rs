@@ -148,7 +148,7 @@ impl Installer for KubeInstaller {
     async fn prepare(
         &self,
         version: &str,
-        _signed: Option<&drover_release::ArtifactTarget>,
+        _signed: &[drover_release::ArtifactTarget],
     ) -> Result<(), InstallError> {
         let step = step_span!("verify", drover.installer = "kubernetes", drover.version = %version);
         traced(step, cosign::verify(&self.registry, &self.key, version))

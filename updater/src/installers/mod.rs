@@ -62,12 +62,13 @@ pub trait Installer {
     ) -> impl Future<Output = Result<Option<String>, InstallError>> + Send;
 
     /// Everything that can be fetched and checked before the agent is touched. `signed`:
-    /// the artifact the signed release metadata lists for `version` (#28); a backend that
-    /// can see its artifact's digest and size refuses one that differs.
+    /// the artifacts the signed release metadata lists for `version` and this installer
+    /// (#28; several for several architectures; empty when no release root is pinned); a
+    /// backend that can see its artifact's digest and size refuses one that is none of them.
     fn prepare(
         &self,
         version: &str,
-        signed: Option<&drover_release::ArtifactTarget>,
+        signed: &[drover_release::ArtifactTarget],
     ) -> impl Future<Output = Result<(), InstallError>> + Send;
 
     /// Makes exactly `version` the running version (switch, restart), in `install` (and

@@ -77,11 +77,7 @@ impl Installer for TarballInstaller {
         })
     }
 
-    async fn prepare(
-        &self,
-        version: &str,
-        signed: Option<&drover_release::ArtifactTarget>,
-    ) -> Result<(), InstallError> {
+    async fn prepare(&self, version: &str, signed: &[ArtifactTarget]) -> Result<(), InstallError> {
         self.fetch_and_unpack(version, signed).await
     }
 
@@ -136,7 +132,7 @@ impl TarballInstaller {
     async fn fetch_and_unpack(
         &self,
         version: &str,
-        signed: Option<&ArtifactTarget>,
+        signed: &[ArtifactTarget],
     ) -> Result<(), InstallError> {
         tokio::fs::create_dir_all(self.versions())
             .await
@@ -166,19 +162,18 @@ impl TarballInstaller {
         let step = step_span!("download", url.full = %manifest_url);
         let (manifest_bytes, signature) = traced(step, documents).await?;
         let step = step_span!("verify", url.full = %manifest_url);
-        let mut manifest = traced(step, async {
-            let manifest =
+        let manifest = traced(step, async {
+            let mut manifest =
                 self.verify_manifest(&manifest_bytes, &signature, &manifest_url, version)?;
-            match signed {
-                Some(signed) => agrees_with_release(manifest, signed),
-                None => Ok(manifest),
+            if signed.is_empty() {
+                return Ok::<_, InstallError>(manifest);
             }
+            let listed = agrees_with_release(&manifest, signed)?;
+            // The signed length bounds the download exactly (an endless body is cut there).
+            manifest.size = Some(listed.length);
+            Ok(manifest)
         })
         .await?;
-        if let Some(signed) = signed {
-            // The signed length bounds the download exactly (an endless body is cut there).
-            manifest.size = Some(signed.length);
-        }
         let token = uuid::Uuid::new_v4().simple().to_string();
         let download = self.download_path(version, &token);
         let result = self
@@ -364,28 +359,33 @@ impl TarballInstaller {
     }
 }
 
-/// The minisign manifest must name the artifact the release metadata signed (#28): the
+/// The minisign manifest must name an artifact the release metadata signed (#28): the
 /// same file, digest and size, or nothing is downloaded.
-fn agrees_with_release(
-    manifest: Manifest,
-    signed: &ArtifactTarget,
-) -> Result<Manifest, InstallError> {
-    let same_digest = manifest.sha256.trim().eq_ignore_ascii_case(&signed.sha256);
-    let same_size = manifest.size.is_none_or(|size| size == signed.length);
-    if manifest.artifact == signed.file && same_digest && same_size {
-        return Ok(manifest);
-    }
-    Err(InstallError::release(Refusal::new(
-        ReasonCode::ReleaseArtifactMismatch,
-        format!(
-            "the release server's manifest names {} (sha256 {}), but the signed release \
-             metadata lists {signed} (sha256 {}, {} bytes); nothing was downloaded",
-            manifest.artifact,
-            manifest.sha256.trim(),
-            signed.sha256,
-            signed.length
-        ),
-    )))
+fn agrees_with_release<'a>(
+    manifest: &Manifest,
+    signed: &'a [ArtifactTarget],
+) -> Result<&'a ArtifactTarget, InstallError> {
+    let digest = manifest.sha256.trim();
+    let listed = signed.iter().find(|target| {
+        target.file == manifest.artifact
+            && digest.eq_ignore_ascii_case(&target.sha256)
+            && manifest.size.is_none_or(|size| size == target.length)
+    });
+    listed.ok_or_else(|| {
+        let names: Vec<String> = signed
+            .iter()
+            .map(|t| format!("{t} (sha256 {}, {} bytes)", t.sha256, t.length))
+            .collect();
+        InstallError::release(Refusal::new(
+            ReasonCode::ReleaseArtifactMismatch,
+            format!(
+                "the release server's manifest names {} (sha256 {digest}), but the signed \
+                 release metadata lists {}; nothing was downloaded",
+                manifest.artifact,
+                names.join(", ")
+            ),
+        ))
+    })
 }
 
 fn unpack(archive: &Path, into: &Path) -> std::io::Result<()> {

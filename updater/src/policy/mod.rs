@@ -66,15 +66,28 @@ pub fn decide(now_ms: i64, state: &PersistedState, health: Health) -> Decision {
     }
     if now_ms >= held.expires_ms {
         // The freeze alarm (#28): whoever serves updates stopped bringing fresh metadata.
-        return wait(
-            ReasonCode::ReleaseMetadataExpired,
-            format!(
-                "the signed release metadata (version {}) expired {} s ago and nothing newer                  verified: updates may be withheld from this agent (a frozen coordinator);                  nothing installs until the release team signs and publishes fresh metadata",
-                held.version,
-                (now_ms - held.expires_ms) / 1000
-            ),
-            None,
-        );
+        let (reason, detail) = if held.version == 0 {
+            (
+                ReasonCode::ReleaseMetadataMissing,
+                "no signed release metadata has verified since this updater started with \
+                 --release-root: the coordinator serves none, or only metadata this updater \
+                 refuses (its log says why); nothing installs until some verifies"
+                    .to_string(),
+            )
+        } else {
+            (
+                ReasonCode::ReleaseMetadataExpired,
+                format!(
+                    "the signed release metadata (version {}) expired {} s ago and nothing \
+                     newer verified: updates may be withheld from this agent (a frozen \
+                     coordinator); nothing installs until the release team signs and \
+                     publishes fresh metadata",
+                    held.version,
+                    (now_ms - held.expires_ms) / 1000
+                ),
+            )
+        };
+        return wait(reason, detail, None);
     }
     match decision {
         // Decide again the moment the metadata expires, so the alarm is never late.

@@ -47,6 +47,12 @@ fn expired_metadata_stops_installs_and_says_why() {
         decide(NOW + 1, &s, Health::Healthy).reason(),
         ReasonCode::ReleaseMetadataExpired
     );
+    // Never verified anything within the grace a fresh updater gets: said as missing.
+    let fresh = waiting_for("1.0.0", false, Some(HeldRelease { version: 0, ..held }));
+    assert_eq!(
+        decide(NOW, &fresh, Health::Healthy).reason(),
+        ReasonCode::ReleaseMetadataMissing
+    );
     let before = decide(NOW - 1, &s, Health::Healthy);
     assert_eq!(before.reason(), ReasonCode::UpToDate);
     assert!(matches!(

@@ -160,7 +160,8 @@ pub struct PersistedState {
 /// What the updater holds of the release metadata it last verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldRelease {
-    /// The timestamp role's version.
+    /// The timestamp role's version; 0 until any verifies (then `expires_ms` is the end of
+    /// the grace a fresh updater gets before it says `release_metadata_missing`).
     pub version: u64,
     /// The earliest expiry among its roles, ms since the epoch.
     pub expires_ms: i64,
