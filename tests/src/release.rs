@@ -9,19 +9,7 @@ use std::{
     process::Command,
 };
 
-use crate::bin;
-
-fn run(command: &mut Command) -> String {
-    let output = command
-        .output()
-        .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+use crate::{bin, repos::run};
 
 /// A minisign key pair made by the `minisign` tool, without a password.
 pub struct SigningKey {

@@ -13,7 +13,8 @@ use std::{
 
 use crate::bin;
 
-pub(crate) fn run(command: &mut Command) -> String {
+/// Runs a command that must succeed; its standard output.
+pub fn run(command: &mut Command) -> String {
     let output = command
         .output()
         .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"));

@@ -16,7 +16,7 @@ use drover_rules::{
 
 use crate::{
     health::Health,
-    installers::{InstallContext, InstallError, Installer},
+    installers::{InstallContext, Installer},
     shared::{Activity, Shared},
     state::{
         BrokenVersion, FailureKind, InFlight, InstallFailure, Outcome, PersistedState, Phase,
@@ -83,13 +83,16 @@ async fn attempt(shared: &Shared, in_flight: InFlight) {
     };
     if let Err(err) = prepared {
         tracing::warn!(version = %target, error = %err.message(), reason = err.reason().as_str(), "install refused or failed before touching the agent");
-        // A refusal is final for this directive; anything else is retried later. A release
-        // refusal is reported as one but tried again with backoff: the release team may
-        // publish what was missing, or a lagging replica catch up, with no new directive.
-        let (kind, outcome) = match &err {
-            InstallError::Release { .. } => (FailureKind::Transient, Outcome::Refused),
-            err if err.is_refusal() => (FailureKind::Refused, Outcome::Refused),
-            _ => (FailureKind::Transient, Outcome::Failed),
+        // A final failure waits for a new directive; anything else is retried later.
+        let kind = if err.is_final() {
+            FailureKind::Refused
+        } else {
+            FailureKind::Transient
+        };
+        let outcome = if err.is_refusal() {
+            Outcome::Refused
+        } else {
+            Outcome::Failed
         };
         // Waiting for a retry says why (a missing version, a busy lock), not just "failed".
         let reason = match err.reason() {

@@ -61,9 +61,16 @@ impl Fleet {
         alarms
     }
 
+    /// Follows the store (another replica's publish, or a change behind the coordinator's
+    /// back), reading the files only when the stored bundle's stamp differs from the served.
     pub(super) async fn reload_release_metadata(&self) -> Result<()> {
-        let fresh = PublishedRelease::load(self.store()).await?;
-        *self.releases.write() = fresh;
+        let stamp = self.store().release_metadata_stamp().await?;
+        let served = self
+            .release_metadata()
+            .map(|r| (r.version, r.bytes, r.published_ms));
+        if stamp != served {
+            *self.releases.write() = PublishedRelease::load(self.store()).await?;
+        }
         Ok(())
     }
 

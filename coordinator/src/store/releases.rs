@@ -38,6 +38,17 @@ impl Store {
         }))
     }
 
+    /// What identifies the stored bundle (version, bytes, when published) without reading
+    /// it: the settings refresh reloads the files only when this changed.
+    pub async fn release_metadata_stamp(&self) -> Result<Option<(u64, u64, i64)>> {
+        let row: Option<(i64, i64, i64)> = on_connection!(self, conn => {
+            sqlx::query_as("SELECT version, bytes, published_ms FROM release_metadata WHERE id = 1")
+                .fetch_optional(conn)
+                .await?
+        });
+        Ok(row.map(|(version, bytes, at)| (version as u64, bytes as u64, at)))
+    }
+
     /// Stores `release` with its event, only if it is newer than the stored one
     /// (compare-and-set on the version): `Conflict` otherwise, and nothing changes.
     pub async fn publish_release_metadata(

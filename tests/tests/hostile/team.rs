@@ -8,7 +8,7 @@ use std::{
     process::Command,
 };
 
-use drover_tests::bin;
+use drover_tests::{bin, repos::run};
 
 pub struct ReleaseTeam {
     pub dir: PathBuf,
@@ -17,16 +17,7 @@ pub struct ReleaseTeam {
 }
 
 fn droverctl(args: &[&str]) -> String {
-    let output = Command::new(bin("droverctl"))
-        .args(args)
-        .output()
-        .expect("run droverctl");
-    assert!(
-        output.status.success(),
-        "droverctl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    run(Command::new(bin("droverctl")).args(args))
 }
 
 fn text(path: &Path) -> &str {

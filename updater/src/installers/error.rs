@@ -47,6 +47,13 @@ impl InstallError {
         matches!(self, Self::Refused(_) | Self::Release { .. })
     }
 
+    /// Whether the failure holds for good for its directive. A release refusal does not:
+    /// the team may publish what was missing, or a lagging replica catch up, with no new
+    /// directive, so it is tried again with backoff (still reported as refused).
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::Refused(_))
+    }
+
     /// A refusal by the signed release metadata; the text starts with its code, so the
     /// report an operator reads names it.
     pub fn release(refusal: drover_release::Refusal) -> Self {
@@ -108,7 +115,14 @@ mod tests {
     fn only_refusals_are_never_retried() {
         let refused = InstallError::Refused("bad signature".into());
         assert_eq!(refused.reason(), ReasonCode::InstallRefused);
-        assert!(refused.is_refusal());
+        assert!(refused.is_refusal() && refused.is_final());
+        let release = InstallError::release(drover_release::Refusal::new(
+            ReasonCode::ReleaseBelowFloor,
+            "1.0.0 is below the floor",
+        ));
+        assert_eq!(release.reason(), ReasonCode::ReleaseBelowFloor);
+        assert!(release.is_refusal() && !release.is_final());
+        assert!(release.message().starts_with("release_below_floor: "));
         for (retried, reason) in [
             (
                 InstallError::Transient("503".into()),
